@@ -1,0 +1,2 @@
+//! keywatch
+pub mod decode;
