@@ -1,2 +1,4 @@
 //! keywatch
+pub mod config;
 pub mod decode;
+pub mod engine;

@@ -1,0 +1,228 @@
+//! `[detectors.*]`: one section per detector. Every detector can be switched
+//! off; every threshold has a default with the reasoning behind it.
+
+use serde::{Deserialize, Serialize};
+
+use super::HumanDuration;
+
+/// All detector sections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorsConfig {
+    /// A settled key used from a network it has not used within `engine.forget_after`.
+    #[serde(default)]
+    pub new_source: NewSourceConfig,
+    /// A settled key used with a user-agent family it has not used before.
+    #[serde(default)]
+    pub new_user_agent: UserAgentConfig,
+    /// A settled key calling an action it has not called before (scope creep).
+    #[serde(default)]
+    pub new_action: ActionConfig,
+    /// Requests in the current bucket far above the key's own peak.
+    #[serde(default)]
+    pub rate_spike: RateSpikeConfig,
+    /// Failed requests in the current bucket far above the key's own norm.
+    #[serde(default)]
+    pub error_spike: ErrorSpikeConfig,
+    /// Distinct source addresses in a window far above the key's norm.
+    #[serde(default)]
+    pub source_fanout: FanoutConfig,
+    /// A key unused for a long time used again.
+    #[serde(default)]
+    pub dormant_revival: DormantConfig,
+}
+
+/// `[detectors.new_source]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewSourceConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// A key that has used this many networks (/24 or /64) within `forget_after`
+    /// roams by design (mobile users, autoscaled fleets); new networks are
+    /// normal for it and do not alert.
+    pub roaming_networks: u16,
+}
+
+/// Eight networks: a service key uses one to three (a few egress NATs,
+/// a VPN, a second region); past eight the key is roaming by design.
+fn default_roaming_networks() -> u16 {
+    8
+}
+
+impl Default for NewSourceConfig {
+    fn default() -> Self {
+        NewSourceConfig {
+            enabled: true,
+            roaming_networks: default_roaming_networks(),
+        }
+    }
+}
+
+/// `[detectors.new_user_agent]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserAgentConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// A key that has used this many user-agent families is shared by design
+    /// and does not alert on one more.
+    pub broad_after: u16,
+}
+
+/// Most automation uses one or two SDK families; a dozen means a shared key.
+impl Default for UserAgentConfig {
+    fn default() -> Self {
+        UserAgentConfig {
+            enabled: true,
+            broad_after: 12,
+        }
+    }
+}
+
+/// `[detectors.new_action]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// A key that has called this many distinct actions is broad by design
+    /// (an admin or CI key) and does not alert on one more.
+    pub broad_after: u16,
+}
+
+/// Service keys call a handful of APIs; 40 distinct actions is an admin key.
+impl Default for ActionConfig {
+    fn default() -> Self {
+        ActionConfig {
+            enabled: true,
+            broad_after: 40,
+        }
+    }
+}
+
+/// `[detectors.rate_spike]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateSpikeConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Counting bucket; the baseline is the key's decayed peak bucket.
+    pub bucket: HumanDuration,
+    /// Never alert below this many requests in one bucket.
+    pub min_count: u32,
+    /// Alert when a bucket exceeds this multiple of the key's peak for that
+    /// hour of day, and the key's peak over all hours.
+    pub ratio: f64,
+}
+
+/// Five minutes: short enough to alert while an attack runs, long enough to
+/// smooth per-second jitter (the design's default). 30 calls in 5 minutes is
+/// what one enumeration script does in seconds; below it a "spike" of a
+/// low-volume key is noise. Three times the key's own peak: organic growth
+/// and busy days stay well inside it, a 10-20x burst does not.
+impl Default for RateSpikeConfig {
+    fn default() -> Self {
+        RateSpikeConfig {
+            enabled: true,
+            bucket: default_bucket(),
+            min_count: 30,
+            ratio: 3.0,
+        }
+    }
+}
+
+/// `[detectors.error_spike]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErrorSpikeConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Counting bucket.
+    pub bucket: HumanDuration,
+    /// Never alert below this many failed requests in one bucket.
+    pub min_count: u32,
+    /// Alert above this multiple of the key's decayed peak failures per bucket.
+    pub ratio: f64,
+}
+
+/// 20 failures in 5 minutes: a failing deploy retries a few times, a
+/// permission probe fails dozens of times.
+impl Default for ErrorSpikeConfig {
+    fn default() -> Self {
+        ErrorSpikeConfig {
+            enabled: true,
+            bucket: default_bucket(),
+            min_count: 20,
+            ratio: 3.0,
+        }
+    }
+}
+
+fn default_bucket() -> HumanDuration {
+    HumanDuration::secs(300)
+}
+
+/// `[detectors.source_fanout]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FanoutConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Window over which distinct sources are counted.
+    pub window: HumanDuration,
+    /// Never alert below this many distinct addresses in one window.
+    pub min_sources: u32,
+    /// Alert above this multiple of the key's usual distinct sources per window.
+    pub ratio: f64,
+}
+
+/// One hour, from the design.
+fn default_fanout_window() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+/// Ten hosts: a service key is used by a few; a leaked key pasted into a
+/// botnet or public CI shows up on dozens within minutes.
+fn default_fanout_min() -> u32 {
+    10
+}
+
+/// Three times the key's peak distinct sources per window.
+fn default_fanout_ratio() -> f64 {
+    3.0
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            enabled: true,
+            window: default_fanout_window(),
+            min_sources: default_fanout_min(),
+            ratio: default_fanout_ratio(),
+        }
+    }
+}
+
+/// `[detectors.dormant_revival]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DormantConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Idle this long, a key is dormant; its next use alerts (design default 30d).
+    pub dormant_after: HumanDuration,
+}
+
+fn default_dormant_after() -> HumanDuration {
+    HumanDuration::days(30)
+}
+
+impl Default for DormantConfig {
+    fn default() -> Self {
+        DormantConfig {
+            enabled: true,
+            dormant_after: default_dormant_after(),
+        }
+    }
+}

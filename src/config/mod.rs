@@ -1,0 +1,338 @@
+//! Configuration: a TOML file layered with `KEYWATCH__SECTION__KEY`
+//! environment variables (the `config` crate), deserialised with unknown keys
+//! refused, then checked across fields before anything starts.
+//!
+//! `config/keywatch.toml` is the documented example with every key.
+
+mod detectors;
+mod duration;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use detectors::*;
+pub use duration::HumanDuration;
+pub use secret::{Secret, SecretError};
+
+use crate::decode::{self, ProfileSpec};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How messages become events.
+    #[serde(default)]
+    pub decode: DecodeConfig,
+    /// Per-key state: what is tracked, learning, bounds, suppression.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Detector switches and thresholds.
+    #[serde(default)]
+    pub detectors: DetectorsConfig,
+}
+
+/// `[decode]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// Mapping profile: `generic`, `cloudtrail`, `vault`, `kubernetes`,
+    /// `github`, or one defined under `[decode.profiles.NAME]`.
+    pub profile: String,
+    /// Largest message accepted, in bytes; larger ones are dead-lettered as `too_large`.
+    pub max_message_bytes: usize,
+    /// Longest key identifier accepted, in bytes.
+    pub max_key_bytes: usize,
+    /// Custom profiles, each optionally `extends` a built-in one.
+    pub profiles: BTreeMap<String, ProfileSpec>,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            profile: "generic".to_owned(),
+            max_message_bytes: decode::DEFAULT_MAX_MESSAGE_BYTES,
+            max_key_bytes: decode::DEFAULT_MAX_KEY_BYTES,
+            profiles: BTreeMap::new(),
+        }
+    }
+}
+
+/// An identity the engine keeps a baseline for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    /// The credential itself (always tracked).
+    KeyId,
+    /// The principal holding it: catches a stolen identity that mints fresh
+    /// temporary keys, each too new to have a baseline of its own.
+    Principal,
+}
+
+impl Entity {
+    /// Name in configuration, findings and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::KeyId => "key_id",
+            Entity::Principal => "principal",
+        }
+    }
+}
+
+/// `[engine]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// What to keep baselines for: `["key_id"]`, or `["key_id", "principal"]`.
+    pub entities: Vec<Entity>,
+    /// Most entities tracked per kind; past it new ones are counted and not tracked.
+    pub max_keys: usize,
+    /// Most source addresses remembered per key (least recently used are forgotten).
+    pub max_sources_per_key: u16,
+    /// Most user-agent families and actions remembered per key.
+    pub max_values_per_key: u16,
+    /// A key alerts on novelty and rates only after being known this long...
+    pub learning_period: HumanDuration,
+    /// ...and after this many events.
+    pub learning_min_events: u64,
+    /// A source, user agent or action unused this long is forgotten (new again).
+    pub forget_after: HumanDuration,
+    /// Peaks learned by the spike detectors halve over this time, so a baseline
+    /// follows a key that has calmed down.
+    pub baseline_half_life: HumanDuration,
+    /// One finding per (key, detector, dimension) per cooldown: one incident, one alert.
+    pub cooldown: HumanDuration,
+    /// Trusted networks (CI, corporate egress): their events update baselines
+    /// but never raise findings of their own.
+    pub allowlist_networks: Vec<Cidr>,
+    /// Named sources (glob, `*` wildcard) that are the provider acting for the
+    /// key, not a place: never new, never counted as fan-out.
+    pub ignore_named_sources: Vec<String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            entities: vec![Entity::KeyId],
+            // One million keys at ~200 B each is ~200 MB: a large fleet on a small pod.
+            max_keys: 1_000_000,
+            // A service key uses 1-3 addresses; 64 keeps a fan-out's worth of evidence.
+            max_sources_per_key: 64,
+            max_values_per_key: 64,
+            // The design's defaults: learning 7d and ≥ 20 events, forget after 30d.
+            learning_period: HumanDuration::days(7),
+            learning_min_events: 20,
+            forget_after: HumanDuration::days(30),
+            // Two weeks: covers a weekly cycle twice, so weekend lows don't erase weekday peaks.
+            baseline_half_life: HumanDuration::days(14),
+            cooldown: HumanDuration::secs(3600),
+            allowlist_networks: Vec::new(),
+            // CloudTrail writes these when AWS services call on the key's behalf.
+            ignore_named_sources: vec!["AWS Internal".to_owned(), "*.amazonaws.com".to_owned()],
+        }
+    }
+}
+
+/// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`); a bare
+/// address means just that host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        s.parse::<IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map(|n| Cidr(n.trunc()))
+            .map_err(|_| format!("invalid network {s:?}: write e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""))
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Configuration that cannot be used. Every variant names the key and value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, or a key/value was refused by type.
+    #[error("{0}")]
+    Load(String),
+    /// A value is out of range or inconsistent with another.
+    #[error("`{key}` = {value}: {reason}")]
+    Invalid {
+        /// Dotted key path.
+        key: String,
+        /// The offending value as written.
+        value: String,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Environment prefix: `KEYWATCH__ENGINE__MAX_KEYS=10` sets `engine.max_keys`.
+pub const ENV_PREFIX: &str = "KEYWATCH";
+
+impl Config {
+    /// Loads `path` (if any) with environment overrides, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!(
+                    "configuration file `{}` does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("engine.entities")
+                .with_list_parse_key("engine.allowlist_networks")
+                .with_list_parse_key("engine.ignore_named_sources")
+                .source(Some(env)),
+        );
+        let where_ = path.map_or_else(|| "environment".to_owned(), |p| p.display().to_string());
+        let cfg: Config = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Load(format!("{where_}: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Cross-field checks; each error names the key and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let e = &self.engine;
+        if !e.entities.contains(&Entity::KeyId) {
+            return Err(invalid(
+                "engine.entities",
+                format!("{:?}", e.entities),
+                "must include \"key_id\"",
+            ));
+        }
+        if e.max_keys == 0 {
+            return Err(invalid("engine.max_keys", 0, "must be at least 1"));
+        }
+        if e.max_sources_per_key == 0 || e.max_values_per_key == 0 {
+            return Err(invalid(
+                "engine.max_sources_per_key / engine.max_values_per_key",
+                format!("{} / {}", e.max_sources_per_key, e.max_values_per_key),
+                "must be at least 1",
+            ));
+        }
+        if e.forget_after < e.learning_period {
+            return Err(invalid(
+                "engine.forget_after",
+                e.forget_after,
+                format!(
+                    "must be at least engine.learning_period ({}), or sources are forgotten before they are learned",
+                    e.learning_period
+                ),
+            ));
+        }
+        if e.baseline_half_life.0.as_secs() < 3600 {
+            return Err(invalid(
+                "engine.baseline_half_life",
+                e.baseline_half_life,
+                "must be at least 1h",
+            ));
+        }
+        let d = &self.detectors;
+        for (key, bucket) in [
+            ("detectors.rate_spike.bucket", d.rate_spike.bucket),
+            ("detectors.error_spike.bucket", d.error_spike.bucket),
+        ] {
+            let s = bucket.0.as_secs();
+            if !(10..=3600).contains(&s) || 3600 % s != 0 {
+                return Err(invalid(
+                    key,
+                    bucket,
+                    "must be between 10s and 1h and divide an hour evenly (e.g. 1m, 5m, 15m)",
+                ));
+            }
+        }
+        for (key, ratio) in [
+            ("detectors.rate_spike.ratio", d.rate_spike.ratio),
+            ("detectors.error_spike.ratio", d.error_spike.ratio),
+            ("detectors.source_fanout.ratio", d.source_fanout.ratio),
+        ] {
+            if !(ratio.is_finite() && ratio > 1.0) {
+                return Err(invalid(key, ratio, "must be a number greater than 1"));
+            }
+        }
+        let w = d.source_fanout.window.0.as_secs();
+        if !(60..=86_400).contains(&w) {
+            return Err(invalid(
+                "detectors.source_fanout.window",
+                d.source_fanout.window,
+                "must be between 1m and 1d",
+            ));
+        }
+        if d.dormant_revival.dormant_after.0.as_secs() < 86_400 {
+            return Err(invalid(
+                "detectors.dormant_revival.dormant_after",
+                d.dormant_revival.dormant_after,
+                "must be at least 1d",
+            ));
+        }
+        decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)
+            .map_err(|err| invalid("decode.profile", &self.decode.profile, err.to_string()))?;
+        for name in self.decode.profiles.keys() {
+            decode::Decoder::for_profile(name, &self.decode.profiles).map_err(|err| {
+                invalid(&format!("decode.profiles.{name}"), name, err.to_string())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+use super::*;
+
+fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keywatch.toml");
+    std::fs::write(&path, toml).unwrap();
+    Config::load_with_env(
+        Some(&path),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let cfg = load("", &[]).unwrap();
+    assert_eq!(cfg, Config::default());
+    assert_eq!(cfg.engine.learning_period, HumanDuration::days(7));
+}
+
+#[test]
+fn file_values_and_env_overrides() {
+    let cfg = load(
+        r#"
+[engine]
+max_keys = 5000
+learning_period = "3d"
+forget_after = "10d"
+allowlist_networks = ["10.0.0.0/8"]
+
+[detectors.rate_spike]
+min_count = 50
+"#,
+        &[
+            ("KEYWATCH__ENGINE__MAX_KEYS", "9000"),
+            ("KEYWATCH__DETECTORS__RATE_SPIKE__RATIO", "4.5"),
+            ("KEYWATCH__DETECTORS__DORMANT_REVIVAL__DORMANT_AFTER", "60d"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.engine.max_keys, 9000, "environment wins over the file");
+    assert_eq!(cfg.engine.learning_period, HumanDuration::days(3));
+    assert_eq!(cfg.detectors.rate_spike.min_count, 50);
+    assert_eq!(cfg.detectors.rate_spike.ratio, 4.5);
+    assert!(cfg.detectors.rate_spike.enabled, "unset keys keep defaults");
+    assert_eq!(
+        cfg.detectors.dormant_revival.dormant_after,
+        HumanDuration::days(60)
+    );
+    assert_eq!(cfg.engine.allowlist_networks.len(), 1);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = load("[engine]\nmax_kyes = 5\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("max_kyes"), "{err}");
+    let err = load("[enigne]\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("enigne"), "{err}");
+    let err = load("[detectors.rate_spike]\nratoi = 2.0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ratoi"), "{err}");
+}
+
+#[test]
+fn bad_values_are_named_with_their_value() {
+    let err = load("[engine]\nlearning_period = \"7x\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("7x") && err.contains("learning_period"), "{err}");
+    let err = load("[engine]\nmax_keys = \"lots\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lots") && err.contains("max_keys"), "{err}");
+    let err = load("[engine]\nallowlist_networks = [\"10.0.0.0/33\"]\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("10.0.0.0/33"), "{err}");
+    let err = load("[detectors.rate_spike]\nratio = 0.5\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("detectors.rate_spike.ratio") && err.contains("0.5"), "{err}");
+    let err = load("[detectors.rate_spike]\nbucket = \"7m\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bucket") && err.contains("7m"), "{err}");
+    let err = load(
+        "[engine]\nlearning_period = \"30d\"\nforget_after = \"7d\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("engine.forget_after") && err.contains("learning_period"), "{err}");
+    let err = load("[decode]\nprofile = \"splunk\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("splunk") && err.contains("decode.profile"), "{err}");
+    let err = load("", &[("KEYWATCH__ENGINE__MAX_KEYS", "-3")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("-3") && err.contains("max_keys"), "{err}");
+}
+
+#[test]
+fn custom_profile_in_config() {
+    let cfg = load(
+        r#"
+[decode]
+profile = "edge"
+
+[decode.profiles.edge]
+extends = "generic"
+key_id = ["/auth/key"]
+"#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(cfg.decode.profile, "edge");
+    let err = load(
+        "[decode.profiles.edge]\nextends = \"generic\"\nkey = [\"/k\"]\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("key"), "{err}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let err = Config::load_with_env(Some(Path::new("/nonexistent/kw.toml")), Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/kw.toml"), "{err}");
+}
+
+#[test]
+fn effective_config_round_trips() {
+    let cfg = Config::default();
+    let text = cfg.to_toml();
+    let back: Config = toml::from_str(&text).unwrap();
+    assert_eq!(back, cfg);
+}
+
+#[test]
+fn documented_example_is_the_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/keywatch.toml");
+    let cfg = Config::load_with_env(Some(&path), Vec::new()).unwrap();
+    assert_eq!(cfg, Config::default(), "config/keywatch.toml documents the defaults");
+}

@@ -1,0 +1,47 @@
+//! `dormant_revival`: a key unused for at least `dormant_after` is used again.
+//!
+//! Keys with a rhythm of long gaps (a monthly job) are not dormant: when the
+//! key has been idle nearly this long before and came back, the gap is its
+//! normal and does not alert.
+
+use serde_json::json;
+
+use super::{human_secs, Ctx, Report, DAY};
+use crate::engine::finding::{Detector, Severity};
+use crate::engine::state::KeyState;
+
+/// Checks the gap since the key's last use; updates the key's longest gap.
+pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
+    let cfg = &ctx.settings.detectors.dormant_revival;
+    let gap = ctx.now.saturating_sub(state.last_seen);
+    let previous_longest = state.longest_gap;
+    state.longest_gap = state.longest_gap.max(gap);
+    let dormant_s = ctx.settings.dormant_s;
+    if !cfg.enabled || gap < dormant_s {
+        return;
+    }
+    // A gap no longer than ~1.25x one the key already came back from is its rhythm.
+    if previous_longest >= dormant_s / 2 && (gap as u64) * 4 <= previous_longest as u64 * 5 {
+        return;
+    }
+    let severity = if gap >= dormant_s.saturating_mul(3) {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
+    let last = crate::decode::time::format_rfc3339(state.last_seen as i64 * 1000);
+    let summary = format!(
+        "{} was used again after {} unused (dormant after {}); its last use was {last}.",
+        ctx.who(),
+        human_secs(gap as u64),
+        human_secs(dormant_s as u64),
+    );
+    let report = Report {
+        severity,
+        summary,
+        observed: json!({ "idle_s": gap, "idle_days": gap / DAY, "last_seen": last }),
+        baseline: json!({ "longest_previous_gap_s": previous_longest }),
+        threshold: json!({ "dormant_after_s": dormant_s }),
+    };
+    ctx.emit(state, Detector::DormantRevival, 0, report);
+}

@@ -1,0 +1,169 @@
+//! The detectors, one per file, and the order they see an event in.
+//!
+//! Each detector reads the key's state as it was *before* the event (is this
+//! source new? how long was the key idle?), may emit a finding, and then the
+//! event is folded into the state. [`observe`] fixes that order.
+
+pub mod dormant_revival;
+pub mod error_spike;
+pub mod new_action;
+pub mod new_source;
+pub mod new_user_agent;
+pub mod rate_spike;
+pub mod source_fanout;
+
+use std::sync::atomic::Ordering;
+
+use serde_json::Value;
+
+use super::finding::{finding_id, Detector, Eligibility, Evidence, Finding, Severity};
+use super::source::SourceId;
+use super::state::{KeyState, Secs};
+use super::{Settings, Stats};
+use crate::config::Entity;
+use crate::decode::{AuditEvent, EventSample, Source};
+
+/// Seconds in a day.
+pub const DAY: u32 = 86_400;
+
+/// Everything a detector needs about the event being observed.
+pub struct Ctx<'a, 'e> {
+    /// Engine settings.
+    pub settings: &'a Settings,
+    /// Engine counters.
+    pub stats: &'a Stats,
+    /// Which identity this state belongs to.
+    pub entity: Entity,
+    /// The identity's value (key id or principal).
+    pub subject: &'a str,
+    /// The event.
+    pub ev: &'a AuditEvent<'e>,
+    /// Event time, seconds.
+    pub now: Secs,
+    /// The key's active-day clock after this event.
+    pub day: u16,
+    /// How much the key had been learned before this event.
+    pub eligibility: Eligibility,
+    /// Past learning: detectors that need a baseline may alert.
+    pub eligible: bool,
+    /// The event came from an allowlisted network: nothing it trips alerts.
+    pub allowlisted: bool,
+    /// Findings raised so far.
+    pub out: &'a mut Vec<Finding>,
+}
+
+/// The numbers a detector reports.
+pub struct Report {
+    /// Severity.
+    pub severity: Severity,
+    /// One sentence.
+    pub summary: String,
+    /// Observed value.
+    pub observed: Value,
+    /// What is normal for the key.
+    pub baseline: Value,
+    /// The line crossed.
+    pub threshold: Value,
+}
+
+impl Ctx<'_, '_> {
+    /// How the key is named in summaries: `key AKIA… (arn:…)`.
+    pub fn who(&self) -> String {
+        match (self.entity, self.ev.principal.as_deref()) {
+            (Entity::Principal, _) => format!("principal {}", self.subject),
+            (Entity::KeyId, Some(p)) => format!("key {} ({p})", self.subject),
+            (Entity::KeyId, None) => format!("key {}", self.subject),
+        }
+    }
+
+    /// Raises a finding unless the source is allowlisted or the
+    /// (detector, dimension) is cooling down; starts the cooldown.
+    pub fn emit(&mut self, state: &mut KeyState, detector: Detector, dim: u64, report: Report) {
+        if self.allowlisted {
+            self.stats.suppressed_allowlist.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let dim32 = (dim ^ (dim >> 32)) as u32;
+        if state.cooling(detector as u8, dim32, self.now) {
+            self.stats.suppressed_cooldown.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        state.cool(detector as u8, dim32, self.now, self.settings.cooldown_s);
+        let ev = self.ev;
+        self.out.push(Finding {
+            id: finding_id(self.entity, self.subject, detector, dim, ev.time_ms),
+            detector,
+            severity: report.severity,
+            entity: self.entity,
+            key_id: ev.key_id.to_string(),
+            principal: ev.principal.as_deref().map(str::to_owned),
+            observed_at: crate::decode::time::format_rfc3339(ev.time_ms),
+            summary: report.summary,
+            evidence: Evidence {
+                observed: report.observed,
+                baseline: report.baseline,
+                threshold: report.threshold,
+                eligibility: self.eligibility.clone(),
+            },
+            sample: EventSample::from(ev),
+        });
+    }
+}
+
+/// Folds one event into `state`, running every enabled detector first.
+pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
+    let s = ctx.settings;
+    let now = ctx.now;
+    let seen_before = state.events > 0;
+    if seen_before && now / DAY != state.last_seen / DAY && now > state.last_seen {
+        state.active_days = state.active_days.saturating_add(1);
+    }
+    ctx.day = state.active_days;
+    ctx.eligibility = Eligibility {
+        learned_for_s: now.saturating_sub(state.first_seen) as u64,
+        events_learned: state.events,
+        active_days: state.active_days as u32 + u32::from(seen_before),
+    };
+    ctx.eligible = seen_before
+        && now.saturating_sub(state.first_seen) >= s.learning_s
+        && state.events >= s.learning_events;
+
+    if seen_before {
+        dormant_revival::check(state, ctx);
+    }
+
+    if let Some(source) = &ctx.ev.source {
+        if !s.ignores(source) {
+            let id = SourceId::of(source);
+            let countable = matches!(source, Source::Ip(_)) && !ctx.allowlisted;
+            let window_start = now - now % s.fanout_window_s;
+            let facts = state
+                .sources
+                .facts(id, now, s.forget_s, window_start);
+            new_source::check(state, ctx, id, &facts);
+            source_fanout::check(state, ctx, countable && facts.first_in_window);
+            if state.sources.record(id, now, s.max_sources) {
+                ctx.stats.sources_evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    new_user_agent::check(state, ctx);
+    new_action::check(state, ctx);
+    rate_spike::check(state, ctx);
+    error_spike::check(state, ctx);
+
+    state.events = state.events.saturating_add(ctx.ev.count as u64);
+    state.last_seen = state.last_seen.max(now);
+    state.first_seen = state.first_seen.min(now);
+}
+
+/// Human duration for summaries: `45d`, `3h`, `12m`.
+pub fn human_secs(s: u64) -> String {
+    if s >= DAY as u64 * 2 {
+        format!("{}d", s / DAY as u64)
+    } else if s >= 7200 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}m", s / 60)
+    }
+}

@@ -1,0 +1,199 @@
+//! Findings: what a detector reports, with the evidence a responder needs to
+//! judge it without opening a dashboard.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::config::Entity;
+use crate::decode::EventSample;
+
+/// The detector that raised a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// A settled key used from a network it has not used recently.
+    NewSource,
+    /// A settled key used with a new user-agent family.
+    NewUserAgent,
+    /// A settled key calling an action it never called (scope creep).
+    NewAction,
+    /// Requests far above the key's own peak.
+    RateSpike,
+    /// Failures far above the key's own norm.
+    ErrorSpike,
+    /// Many distinct sources in a short window.
+    SourceFanout,
+    /// A long-unused key used again.
+    DormantRevival,
+}
+
+impl Detector {
+    /// Every behavioural detector.
+    pub const ALL: [Detector; 7] = [
+        Detector::NewSource,
+        Detector::NewUserAgent,
+        Detector::NewAction,
+        Detector::RateSpike,
+        Detector::ErrorSpike,
+        Detector::SourceFanout,
+        Detector::DormantRevival,
+    ];
+
+    /// Name in configuration, findings and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::NewSource => "new_source",
+            Detector::NewUserAgent => "new_user_agent",
+            Detector::NewAction => "new_action",
+            Detector::RateSpike => "rate_spike",
+            Detector::ErrorSpike => "error_spike",
+            Detector::SourceFanout => "source_fanout",
+            Detector::DormantRevival => "dormant_revival",
+        }
+    }
+}
+
+impl fmt::Display for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How urgently a person should look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing; no action expected.
+    Info,
+    /// Look when convenient.
+    Low,
+    /// Look today.
+    Medium,
+    /// Look now.
+    High,
+    /// Page someone.
+    Critical,
+}
+
+impl Severity {
+    /// Name in findings and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the key was allowed to alert: how long and how much it has been learned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eligibility {
+    /// Seconds between the key's first use and this event.
+    pub learned_for_s: u64,
+    /// Events (weighted) seen before this one.
+    pub events_learned: u64,
+    /// Days on which the key was used.
+    pub active_days: u32,
+}
+
+/// What was observed against what was expected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The value that tripped the detector.
+    pub observed: serde_json::Value,
+    /// What the key's history says is normal.
+    pub baseline: serde_json::Value,
+    /// The line the observation crossed.
+    pub threshold: serde_json::Value,
+    /// Why this key was past learning.
+    pub eligibility: Eligibility,
+}
+
+/// One anomaly on one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable id: the same events replayed give the same id.
+    pub id: String,
+    /// Which detector.
+    pub detector: Detector,
+    /// How urgent.
+    pub severity: Severity,
+    /// Which tracked identity the baseline belongs to (`key_id` or `principal`).
+    pub entity: Entity,
+    /// The credential used.
+    pub key_id: String,
+    /// Who holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Event time of the event that tripped the detector (RFC 3339).
+    pub observed_at: String,
+    /// One sentence for a responder.
+    pub summary: String,
+    /// The numbers behind it.
+    pub evidence: Evidence,
+    /// The event that tripped it, size-capped.
+    pub sample: EventSample,
+}
+
+impl Finding {
+    /// Event time in epoch milliseconds.
+    pub fn observed_at_ms(&self) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(&self.observed_at)
+            .map(|t| t.timestamp_millis())
+            .unwrap_or_default()
+    }
+}
+
+/// A stable finding id from what makes the finding itself: the identity, the
+/// detector, the dimension (network, action, ...) and the tripping event's
+/// time. Replaying the same events finds the same things with the same ids.
+pub fn finding_id(entity: Entity, subject: &str, detector: Detector, dim: u64, at_ms: i64) -> String {
+    let mut buf = Vec::with_capacity(subject.len() + 40);
+    buf.extend_from_slice(entity.as_str().as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(subject.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(detector.as_str().as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(&dim.to_le_bytes());
+    buf.extend_from_slice(&at_ms.to_le_bytes());
+    format!("{:032x}", xxh3_128(&buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let a = finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1000);
+        assert_eq!(a, finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1000));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 8, 1000));
+        assert_ne!(a, finding_id(Entity::Principal, "AKIA1", Detector::NewSource, 7, 1000));
+        assert_ne!(a, finding_id(Entity::KeyId, "AKIA1", Detector::RateSpike, 7, 1000));
+        assert_ne!(a, finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1001));
+        // Pinned: an id must not change between releases, or receivers re-alert.
+        assert_eq!(
+            finding_id(Entity::KeyId, "AKIAEXAMPLE", Detector::RateSpike, 0, 1_700_000_000_000),
+            "96107457b8c0c37217fb9c611b263529"
+        );
+    }
+
+    #[test]
+    fn severities_order_by_urgency() {
+        assert!(Severity::Critical > Severity::High);
+        assert!(Severity::Low > Severity::Info);
+    }
+}

@@ -1,0 +1,261 @@
+//! The engine: one map entry per tracked identity holding every detector's
+//! state, fed one event at a time, in event time.
+//!
+//! [`Engine`] is a cheap-to-clone handle; several threads may feed it
+//! (keys are partitioned, so one key's events arrive on one thread in order).
+//! Memory is bounded: at most `max_keys` identities per kind, at most
+//! `max_sources_per_key` / `max_values_per_key` remembered values each, with
+//! counters when a bound is hit.
+
+pub mod detect;
+pub mod finding;
+pub mod source;
+pub mod state;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use dashmap::DashMap;
+use wildmatch::WildMatch;
+
+pub use finding::{Detector, Eligibility, Evidence, Finding, Severity};
+pub use state::KeyState;
+
+use crate::config::{Config, DetectorsConfig, Entity};
+use crate::decode::{AuditEvent, Source};
+use detect::Ctx;
+
+/// Settings resolved from configuration into the units the hot path uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Identities tracked.
+    pub entities: Vec<Entity>,
+    /// Most identities per kind.
+    pub max_keys: usize,
+    /// Most sources remembered per key.
+    pub max_sources: usize,
+    /// Most user agents / actions remembered per key.
+    pub max_values: usize,
+    /// Learning period, seconds.
+    pub learning_s: u32,
+    /// Learning minimum events.
+    pub learning_events: u64,
+    /// Forget-after, seconds.
+    pub forget_s: u32,
+    /// Peak half-life in active days.
+    pub half_life_days: f32,
+    /// Cooldown, seconds.
+    pub cooldown_s: u32,
+    /// Allowlisted networks.
+    pub allowlist: Vec<ipnet::IpNet>,
+    /// Named sources that are the provider itself.
+    pub ignore_named: Vec<WildMatch>,
+    /// Detector switches and thresholds.
+    pub detectors: DetectorsConfig,
+    /// `rate_spike` bucket, seconds.
+    pub rate_bucket_s: u32,
+    /// `error_spike` bucket, seconds.
+    pub error_bucket_s: u32,
+    /// `source_fanout` window, seconds.
+    pub fanout_window_s: u32,
+    /// `dormant_revival` threshold, seconds.
+    pub dormant_s: u32,
+}
+
+impl Settings {
+    /// Resolves a validated configuration.
+    pub fn from_config(cfg: &Config) -> Settings {
+        let e = &cfg.engine;
+        let d = &cfg.detectors;
+        Settings {
+            entities: e.entities.clone(),
+            max_keys: e.max_keys,
+            max_sources: e.max_sources_per_key as usize,
+            max_values: e.max_values_per_key as usize,
+            learning_s: e.learning_period.as_secs_u32(),
+            learning_events: e.learning_min_events,
+            forget_s: e.forget_after.as_secs_u32(),
+            half_life_days: (e.baseline_half_life.0.as_secs_f32() / 86_400.0).max(1.0 / 24.0),
+            cooldown_s: e.cooldown.as_secs_u32(),
+            allowlist: e.allowlist_networks.iter().map(|c| c.0).collect(),
+            ignore_named: e
+                .ignore_named_sources
+                .iter()
+                .map(|g| WildMatch::new(g))
+                .collect(),
+            detectors: d.clone(),
+            rate_bucket_s: d.rate_spike.bucket.as_secs_u32().max(1),
+            error_bucket_s: d.error_spike.bucket.as_secs_u32().max(1),
+            fanout_window_s: d.source_fanout.window.as_secs_u32().max(1),
+            dormant_s: d.dormant_revival.dormant_after.as_secs_u32(),
+        }
+    }
+
+    /// Whether a named source is the provider acting for the key.
+    pub fn ignores(&self, source: &Source<'_>) -> bool {
+        match source {
+            Source::Named(name) => self.ignore_named.iter().any(|g| g.matches(name)),
+            Source::Ip(_) => false,
+        }
+    }
+
+    fn allowlisted(&self, source: Option<&Source<'_>>) -> bool {
+        match source {
+            Some(Source::Ip(ip)) => self.allowlist.iter().any(|n| n.contains(ip)),
+            _ => false,
+        }
+    }
+}
+
+/// Engine counters, read by metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events applied.
+    pub events: AtomicU64,
+    /// New identities refused because `max_keys` was reached.
+    pub keys_rejected: AtomicU64,
+    /// Sources forgotten to stay within `max_sources_per_key`.
+    pub sources_evicted: AtomicU64,
+    /// User agents / actions forgotten to stay within `max_values_per_key`.
+    pub values_evicted: AtomicU64,
+    /// Findings dropped because the event came from an allowlisted network.
+    pub suppressed_allowlist: AtomicU64,
+    /// Findings dropped by the per-(key, detector, dimension) cooldown.
+    pub suppressed_cooldown: AtomicU64,
+    /// Latest event time applied, epoch ms (the engine's watermark).
+    pub watermark_ms: AtomicI64,
+}
+
+type KeyMap = DashMap<CompactString, KeyState, foldhash::fast::RandomState>;
+
+struct Tracked {
+    entity: Entity,
+    keys: KeyMap,
+    len: AtomicUsize,
+}
+
+struct Inner {
+    settings: Settings,
+    tracked: Vec<Tracked>,
+    stats: Stats,
+}
+
+/// A cheap-to-clone handle to the per-key store and detectors.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An empty engine for a validated configuration.
+    pub fn new(cfg: &Config) -> Engine {
+        let settings = Settings::from_config(cfg);
+        let tracked = settings
+            .entities
+            .iter()
+            .map(|&entity| Tracked {
+                entity,
+                keys: KeyMap::default(),
+                len: AtomicUsize::new(0),
+            })
+            .collect();
+        Engine {
+            inner: Arc::new(Inner {
+                settings,
+                tracked,
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// The resolved settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Applies one event to every tracked identity it names, appending any
+    /// findings to `out`.
+    pub fn process(&self, ev: &AuditEvent<'_>, out: &mut Vec<Finding>) {
+        let inner = &*self.inner;
+        let settings = &inner.settings;
+        let now = (ev.time_ms / 1000).clamp(0, u32::MAX as i64) as u32;
+        let allowlisted = settings.allowlisted(ev.source.as_ref());
+        for tracked in &inner.tracked {
+            let subject = match tracked.entity {
+                Entity::KeyId => &*ev.key_id,
+                Entity::Principal => match ev.principal.as_deref() {
+                    Some(p) => p,
+                    None => continue,
+                },
+            };
+            let mut ctx = Ctx {
+                settings,
+                stats: &inner.stats,
+                entity: tracked.entity,
+                subject,
+                ev,
+                now,
+                day: 0,
+                eligibility: Eligibility {
+                    learned_for_s: 0,
+                    events_learned: 0,
+                    active_days: 0,
+                },
+                eligible: false,
+                allowlisted,
+                out,
+            };
+            if let Some(mut state) = tracked.keys.get_mut(subject) {
+                detect::observe(&mut state, &mut ctx);
+                continue;
+            }
+            if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
+                inner.stats.keys_rejected.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut state = tracked
+                .keys
+                .entry(CompactString::from(subject))
+                .or_insert_with(|| {
+                    tracked.len.fetch_add(1, Ordering::Relaxed);
+                    KeyState::new(now)
+                });
+            detect::observe(&mut state, &mut ctx);
+        }
+        inner.stats.events.fetch_add(1, Ordering::Relaxed);
+        inner.stats.watermark_ms.fetch_max(ev.time_ms, Ordering::Relaxed);
+    }
+
+    /// Identities tracked, per kind.
+    pub fn key_count(&self, entity: Entity) -> usize {
+        self.inner
+            .tracked
+            .iter()
+            .find(|t| t.entity == entity)
+            .map_or(0, |t| t.len.load(Ordering::Relaxed))
+    }
+
+    /// Reads one identity's state.
+    pub fn with_key<R>(&self, entity: Entity, key: &str, f: impl FnOnce(&KeyState) -> R) -> Option<R> {
+        let tracked = self.inner.tracked.iter().find(|t| t.entity == entity)?;
+        tracked.keys.get(key).map(|s| f(&s))
+    }
+
+    /// Visits every tracked key (for reports and summaries; takes shard read locks briefly).
+    pub fn for_each_key(&self, entity: Entity, mut f: impl FnMut(&str, &KeyState)) {
+        if let Some(tracked) = self.inner.tracked.iter().find(|t| t.entity == entity) {
+            for entry in tracked.keys.iter() {
+                f(entry.key(), entry.value());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! Compact identities for sources: an address, its network (/24 for IPv4,
+//! /64 for IPv6) and its wider network (/16, /48), packed into a `u64` so a
+//! key's remembered sources cost 16 bytes each.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::decode::Source;
+
+/// Top byte marking a named source's hash (no IPv6 /64 starts with 0xff:
+/// that is multicast, never a source).
+const NAMED_TAG: u64 = 0xFF00_0000_0000_0000;
+
+/// A source packed into 64 bits.
+///
+/// IPv4 addresses sit in the low 32 bits (high bits zero). IPv6 sources are
+/// identified by their /64 prefix: hosts rotate interface ids (privacy
+/// extensions), so the /64 is the stable "address". Named sources are a hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceId(pub u64);
+
+impl SourceId {
+    /// Packs an event's source.
+    pub fn of(source: &Source<'_>) -> SourceId {
+        match source {
+            Source::Ip(IpAddr::V4(v4)) => SourceId(u32::from(*v4) as u64),
+            Source::Ip(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => SourceId(u32::from(v4) as u64),
+                None => {
+                    let prefix = (u128::from(*v6) >> 64) as u64;
+                    // A prefix with a zero top half or a 0xff top byte would
+                    // collide with the IPv4 or named spaces; neither is routable.
+                    SourceId(if prefix >> 32 == 0 || prefix & NAMED_TAG == NAMED_TAG {
+                        prefix | 0x0100_0000_0000_0000
+                    } else {
+                        prefix
+                    })
+                }
+            },
+            Source::Named(name) => SourceId(NAMED_TAG | (xxh3_64(name.as_bytes()) >> 8)),
+        }
+    }
+
+    /// Whether this is an IPv4 address.
+    pub fn is_v4(self) -> bool {
+        self.0 >> 32 == 0
+    }
+
+    /// Whether this is a named (non-address) source.
+    pub fn is_named(self) -> bool {
+        self.0 & NAMED_TAG == NAMED_TAG
+    }
+
+    /// The source's network: /24 for IPv4, /64 (itself) for IPv6, itself for names.
+    pub fn network(self) -> u64 {
+        if self.is_v4() {
+            self.0 & 0xFFFF_FF00
+        } else {
+            self.0
+        }
+    }
+
+    /// The wider network: /16 for IPv4, /48 for IPv6, itself for names.
+    pub fn wide_network(self) -> u64 {
+        if self.is_v4() {
+            self.0 & 0xFFFF_0000
+        } else if self.is_named() {
+            self.0
+        } else {
+            self.0 & 0xFFFF_FFFF_FFFF_0000
+        }
+    }
+
+    /// The network as text, for evidence (`203.0.113.0/24`, `2001:db8:1:2::/64`).
+    pub fn network_display(self) -> String {
+        if self.is_named() {
+            "named source".to_owned()
+        } else if self.is_v4() {
+            format!("{}/24", Ipv4Addr::from(self.network() as u32))
+        } else {
+            format!("{}/64", Ipv6Addr::from((self.0 as u128) << 64))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn id(s: &'static str) -> SourceId {
+        SourceId::of(&Source::parse(Cow::Borrowed(s)).unwrap())
+    }
+
+    #[test]
+    fn v4_networks() {
+        let a = id("203.0.113.7");
+        assert!(a.is_v4() && !a.is_named());
+        assert_eq!(a.network(), id("203.0.113.200").network());
+        assert_ne!(a.network(), id("203.0.114.7").network());
+        assert_eq!(a.wide_network(), id("203.0.114.7").wide_network());
+        assert_eq!(a.network_display(), "203.0.113.0/24");
+    }
+
+    #[test]
+    fn v6_networks() {
+        let a = id("2001:db8:1:2::10");
+        assert!(!a.is_v4() && !a.is_named());
+        assert_eq!(a, id("2001:db8:1:2:aaaa::1"), "same /64 is the same source");
+        assert_ne!(a.network(), id("2001:db8:1:3::10").network());
+        assert_eq!(a.wide_network(), id("2001:db8:1:3::10").wide_network());
+        assert_eq!(a.network_display(), "2001:db8:1:2::/64");
+        assert_eq!(id("::ffff:203.0.113.7"), id("203.0.113.7"));
+    }
+
+    #[test]
+    fn names_never_collide_with_addresses() {
+        let n = id("AWS Internal");
+        assert!(n.is_named() && !n.is_v4());
+        assert_ne!(n, id("s3.amazonaws.com"));
+        assert_eq!(n.network(), n.0);
+    }
+}

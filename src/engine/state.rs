@@ -1,0 +1,388 @@
+//! Per-key state: one entry per tracked identity, holding every detector's
+//! state. Sized for a million keys: a typical key is ~200 bytes in place and
+//! allocates only when it uses more sources or actions than fit inline, or
+//! has the volume to need a seasonal (hour-of-day) baseline.
+
+use smallvec::SmallVec;
+
+use super::detect::{
+    error_spike::ErrorState, rate_spike::RateState, source_fanout::FanoutState,
+};
+use super::source::SourceId;
+
+/// Seconds since the Unix epoch, event time. `u32` lasts until 2106.
+pub type Secs = u32;
+
+/// A decaying peak: the largest value observed, halving every `half_life`
+/// active days (days on which the key was used). Measuring decay in active
+/// days keeps a dormant or weekend-idle key's baseline intact.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Peak {
+    value: f32,
+    at_day: u16,
+}
+
+impl Peak {
+    /// The peak as seen on active day `day`.
+    pub fn decayed(self, day: u16, half_life_days: f32) -> f32 {
+        let age = day.saturating_sub(self.at_day) as f32;
+        if age == 0.0 {
+            self.value
+        } else {
+            self.value * (0.5f32).powf(age / half_life_days)
+        }
+    }
+
+    /// Takes `x` into the envelope. Exact: the dominating term is kept, and
+    /// all terms decay at the same rate.
+    pub fn observe(&mut self, x: f32, day: u16, half_life_days: f32) {
+        if x >= self.decayed(day, half_life_days) {
+            self.value = x;
+            self.at_day = day;
+        }
+    }
+}
+
+/// When a source was first and last used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourceSeen {
+    /// Packed address.
+    pub id: SourceId,
+    /// First use.
+    pub first_seen: Secs,
+    /// Latest use.
+    pub last_seen: Secs,
+}
+
+/// What the remembered sources say about one event's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceFacts {
+    /// This exact address (or /64) was used within `forget_after`.
+    pub address_known: bool,
+    /// Its /24 (/64) was used within `forget_after`.
+    pub network_known: bool,
+    /// Distinct /24s (/64s) in its /16 (/48) used within `forget_after`.
+    pub wide_siblings: u16,
+    /// First use of this address in the current fan-out window.
+    pub first_in_window: bool,
+}
+
+/// The networks a key has used recently, for `new_source`'s judgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkSummary {
+    /// Distinct networks used within `forget_after`.
+    pub networks: u16,
+    /// When the newest of them was first used.
+    pub newest_first_seen: Secs,
+    /// Networks first used in the last week, not counting the key's first day:
+    /// a key that keeps finding new networks roams.
+    pub recently_new: u16,
+    /// Up to five of them, for evidence.
+    pub sample: Vec<String>,
+}
+
+/// The sources a key has used, least recently used evicted past the cap.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSet {
+    entries: SmallVec<[SourceSeen; 2]>,
+}
+
+impl SourceSet {
+    /// Facts about `id` as of `now`, before it is recorded.
+    pub fn facts(&self, id: SourceId, now: Secs, forget_s: u32, window_start: Secs) -> SourceFacts {
+        let fresh = now.saturating_sub(forget_s);
+        let net = id.network();
+        let wide = id.wide_network();
+        let mut facts = SourceFacts {
+            address_known: false,
+            network_known: false,
+            wide_siblings: 0,
+            first_in_window: true,
+        };
+        let mut sibling_nets: SmallVec<[u64; 4]> = SmallVec::new();
+        for e in &self.entries {
+            if e.id == id {
+                facts.first_in_window = e.last_seen < window_start;
+            }
+            if e.last_seen < fresh {
+                continue;
+            }
+            if e.id == id {
+                facts.address_known = true;
+            }
+            let en = e.id.network();
+            if en == net {
+                facts.network_known = true;
+            } else if e.id.wide_network() == wide && !sibling_nets.contains(&en) {
+                sibling_nets.push(en);
+            }
+        }
+        facts.wide_siblings = sibling_nets.len() as u16;
+        facts
+    }
+
+    /// Summary of the networks used since `now - forget_s`, for a key first
+    /// seen at `key_first_seen`.
+    pub fn summary(&self, now: Secs, forget_s: u32, key_first_seen: Secs) -> NetworkSummary {
+        let fresh = now.saturating_sub(forget_s);
+        let mut nets: SmallVec<[(u64, SourceId, Secs); 8]> = SmallVec::new();
+        for e in self.entries.iter().filter(|e| e.last_seen >= fresh) {
+            let n = e.id.network();
+            match nets.iter_mut().find(|(x, _, _)| *x == n) {
+                Some(slot) => slot.2 = slot.2.min(e.first_seen),
+                None => nets.push((n, e.id, e.first_seen)),
+            }
+        }
+        let week_ago = now.saturating_sub(7 * 86_400);
+        let settled_from = key_first_seen.saturating_add(86_400);
+        NetworkSummary {
+            networks: nets.len() as u16,
+            recently_new: nets
+                .iter()
+                .filter(|n| n.2 >= week_ago && n.2 >= settled_from)
+                .count() as u16,
+            newest_first_seen: nets.iter().map(|n| n.2).max().unwrap_or(0),
+            sample: nets.iter().take(5).map(|n| n.1.network_display()).collect(),
+        }
+    }
+
+    /// Records a use; returns whether an entry was evicted to make room.
+    pub fn record(&mut self, id: SourceId, now: Secs, cap: usize) -> bool {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+            e.last_seen = e.last_seen.max(now);
+            return false;
+        }
+        let mut evicted = false;
+        if self.entries.len() >= cap {
+            if let Some((i, _)) = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.last_seen)
+            {
+                self.entries.swap_remove(i);
+                evicted = true;
+            }
+        }
+        self.entries.push(SourceSeen {
+            id,
+            first_seen: now,
+            last_seen: now,
+        });
+        evicted
+    }
+
+    /// Remembered sources.
+    pub fn entries(&self) -> &[SourceSeen] {
+        &self.entries
+    }
+}
+
+/// A remembered value (user-agent family, action, service) by hash.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seen {
+    /// 32-bit hash of the value.
+    pub hash: u32,
+    /// Latest use.
+    pub last_seen: Secs,
+}
+
+/// A small set of recently used values, least recently used evicted past the cap.
+#[derive(Debug, Clone, Default)]
+pub struct SeenSet<const N: usize> {
+    entries: SmallVec<[Seen; N]>,
+}
+
+impl<const N: usize> SeenSet<N> {
+    /// Whether `hash` was used within `forget_s` of `now`.
+    pub fn knows(&self, hash: u32, now: Secs, forget_s: u32) -> bool {
+        let fresh = now.saturating_sub(forget_s);
+        self.entries
+            .iter()
+            .any(|e| e.hash == hash && e.last_seen >= fresh)
+    }
+
+    /// Values used within `forget_s` of `now`.
+    pub fn fresh_len(&self, now: Secs, forget_s: u32) -> usize {
+        let fresh = now.saturating_sub(forget_s);
+        self.entries.iter().filter(|e| e.last_seen >= fresh).count()
+    }
+
+    /// Records a use; returns whether an entry was evicted to make room.
+    pub fn record(&mut self, hash: u32, now: Secs, cap: usize) -> bool {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.hash == hash) {
+            e.last_seen = e.last_seen.max(now);
+            return false;
+        }
+        let mut evicted = false;
+        if self.entries.len() >= cap {
+            if let Some((i, _)) = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.last_seen)
+            {
+                self.entries.swap_remove(i);
+                evicted = true;
+            }
+        }
+        self.entries.push(Seen {
+            hash,
+            last_seen: now,
+        });
+        evicted
+    }
+
+    /// Number of remembered values.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A cooldown: `detector` on dimension `dim` stays quiet until `until`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cooldown {
+    /// Detector index.
+    pub detector: u8,
+    /// Hash of the dimension (network, action, ...); 0 when the detector has none.
+    pub dim: u32,
+    /// Quiet until this event time.
+    pub until: Secs,
+}
+
+/// Everything keywatch knows about one key (or principal).
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    /// First use seen.
+    pub first_seen: Secs,
+    /// Latest use seen.
+    pub last_seen: Secs,
+    /// Uses seen (weighted by `count`).
+    pub events: u64,
+    /// Days on which the key was used; the clock for baseline decay.
+    pub active_days: u16,
+    /// Longest idle gap seen between two uses, seconds.
+    pub longest_gap: u32,
+    /// Request-rate baseline and current bucket.
+    pub rate: RateState,
+    /// Failure-rate baseline and current bucket.
+    pub errors: ErrorState,
+    /// Distinct-sources baseline and current window.
+    pub fanout: FanoutState,
+    /// Sources used.
+    pub sources: SourceSet,
+    /// User-agent families used.
+    pub user_agents: SeenSet<1>,
+    /// Actions (and their services) used.
+    pub actions: SeenSet<3>,
+    /// Active cooldowns; boxed because most keys never have one.
+    pub cooldowns: Option<Box<Vec<Cooldown>>>,
+}
+
+impl KeyState {
+    /// A key first seen at `now`.
+    pub fn new(now: Secs) -> KeyState {
+        KeyState {
+            first_seen: now,
+            last_seen: now,
+            events: 0,
+            active_days: 0,
+            longest_gap: 0,
+            rate: RateState::default(),
+            errors: ErrorState::default(),
+            fanout: FanoutState::default(),
+            sources: SourceSet::default(),
+            user_agents: SeenSet::default(),
+            actions: SeenSet::default(),
+            cooldowns: None,
+        }
+    }
+
+    /// Whether `detector`/`dim` is cooling down at `now`.
+    pub fn cooling(&self, detector: u8, dim: u32, now: Secs) -> bool {
+        self.cooldowns.as_ref().is_some_and(|c| {
+            c.iter()
+                .any(|c| c.detector == detector && c.dim == dim && c.until > now)
+        })
+    }
+
+    /// Starts a cooldown, dropping expired ones.
+    pub fn cool(&mut self, detector: u8, dim: u32, now: Secs, cooldown_s: u32) {
+        let list = self.cooldowns.get_or_insert_with(Default::default);
+        list.retain(|c| c.until > now && !(c.detector == detector && c.dim == dim));
+        list.push(Cooldown {
+            detector,
+            dim,
+            until: now.saturating_add(cooldown_s),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_decays_by_active_days_and_keeps_the_dominant_term() {
+        let mut p = Peak::default();
+        p.observe(100.0, 0, 14.0);
+        assert_eq!(p.decayed(0, 14.0), 100.0);
+        assert!((p.decayed(14, 14.0) - 50.0).abs() < 0.01);
+        p.observe(40.0, 14, 14.0);
+        assert!((p.decayed(14, 14.0) - 50.0).abs() < 0.01, "smaller value does not replace");
+        p.observe(60.0, 14, 14.0);
+        assert_eq!(p.decayed(14, 14.0), 60.0);
+    }
+
+    #[test]
+    fn source_set_facts() {
+        let mut s = SourceSet::default();
+        let a = SourceId(0xCB00_7107); // 203.0.113.7
+        let b = SourceId(0xCB00_7109); // same /24
+        let c = SourceId(0xCB00_7209); // sibling /24 in the /16
+        s.record(a, 1000, 64);
+        let f = s.facts(b, 2000, 10_000, 1500);
+        assert!(!f.address_known && f.network_known && f.first_in_window);
+        let f = s.facts(c, 2000, 10_000, 1500);
+        assert!(!f.network_known);
+        assert_eq!(f.wide_siblings, 1);
+        let f = s.facts(a, 2000, 10_000, 500);
+        assert!(f.address_known && !f.first_in_window);
+        let f = s.facts(a, 20_000, 10_000, 19_000);
+        assert!(!f.address_known && !f.network_known, "forgotten after forget_after");
+    }
+
+    #[test]
+    fn sets_evict_least_recently_used() {
+        let mut s = SourceSet::default();
+        for i in 0..4u64 {
+            s.record(SourceId(i << 8), 100 + i as u32, 4);
+        }
+        s.record(SourceId(0), 200, 4);
+        assert!(s.record(SourceId(9 << 8), 300, 4));
+        assert_eq!(s.entries().len(), 4);
+        assert!(
+            !s.entries().iter().any(|e| e.id == SourceId(1 << 8)),
+            "oldest last_seen evicted"
+        );
+        let mut v: SeenSet<1> = SeenSet::default();
+        assert!(!v.record(1, 10, 2));
+        assert!(!v.record(2, 11, 2));
+        assert!(v.record(3, 12, 2));
+        assert!(!v.knows(1, 12, 100) && v.knows(3, 12, 100));
+    }
+
+    #[test]
+    fn cooldowns_expire() {
+        let mut k = KeyState::new(0);
+        k.cool(1, 7, 100, 3600);
+        assert!(k.cooling(1, 7, 200));
+        assert!(!k.cooling(1, 8, 200));
+        assert!(!k.cooling(1, 7, 3700));
+    }
+}

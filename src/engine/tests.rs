@@ -1,0 +1,461 @@
+//! Detector behaviour on hand-built traffic with explicit event times: each
+//! detector fires on its attack and stays quiet on normal traffic that looks
+//! alarming to a naive rule.
+
+use std::borrow::Cow;
+
+use super::*;
+use crate::decode::{AuditEvent, Outcome, Source};
+
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+/// 2026-01-05 00:00:00 UTC, a Monday.
+const T0: i64 = 1_767_571_200;
+
+/// A tiny deterministic generator so the traffic is irregular but repeatable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// Poisson-ish count with mean `m`.
+    fn around(&mut self, m: f64) -> u64 {
+        let jitter = (self.below(1000) as f64 / 1000.0 - 0.5) * m.sqrt() * 2.0;
+        (m + jitter).round().max(0.0) as u64
+    }
+}
+
+#[derive(Clone)]
+struct Ev {
+    t: i64,
+    key: String,
+    principal: Option<String>,
+    source: String,
+    ua: &'static str,
+    action: String,
+    fail: Option<&'static str>,
+}
+
+fn ev(t: i64, key: &str, source: impl Into<String>) -> Ev {
+    Ev {
+        t,
+        key: key.to_owned(),
+        principal: None,
+        source: source.into(),
+        ua: "aws-cli/2.15.0 Python/3.11.6",
+        action: "GetObject".to_owned(),
+        fail: None,
+    }
+}
+
+impl Ev {
+    fn audit(&self) -> AuditEvent<'_> {
+        AuditEvent {
+            time_ms: self.t * 1000,
+            key_id: Cow::Borrowed(&self.key),
+            principal: self.principal.as_deref().map(Cow::Borrowed),
+            source: Source::parse(Cow::Borrowed(&self.source)),
+            user_agent: Some(Cow::Borrowed(self.ua)),
+            action: Some(Cow::Borrowed(&self.action)),
+            action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
+            outcome: match self.fail {
+                None => Outcome::Success,
+                Some(code) => Outcome::Failure {
+                    code: Some(Cow::Borrowed(code)),
+                },
+            },
+            region: None,
+            count: 1,
+        }
+    }
+}
+
+fn run_with(cfg: &Config, mut events: Vec<Ev>) -> Vec<Finding> {
+    events.sort_by_key(|e| e.t);
+    let engine = Engine::new(cfg);
+    let mut out = Vec::new();
+    for e in &events {
+        engine.process(&e.audit(), &mut out);
+    }
+    out
+}
+
+fn run(events: Vec<Ev>) -> Vec<Finding> {
+    run_with(&Config::default(), events)
+}
+
+fn of(findings: &[Finding], d: Detector) -> Vec<&Finding> {
+    findings.iter().filter(|f| f.detector == d).collect()
+}
+
+/// Office-hours use: busy 08-18 on weekdays, a trickle at night and on weekends.
+fn office_key(key: &str, days: i64, peak_per_hour: f64, sources: &[&str], rng: &mut Rng) -> Vec<Ev> {
+    let mut out = Vec::new();
+    for d in 0..days {
+        let weekend = (d % 7) >= 5;
+        for h in 0..24 {
+            let busy = (8..18).contains(&h);
+            let mean = match (busy, weekend) {
+                (true, false) => peak_per_hour,
+                (true, true) => peak_per_hour * 0.2,
+                (false, _) => peak_per_hour * 0.02,
+            };
+            for _ in 0..rng.around(mean) {
+                let t = T0 + d * DAY + h * HOUR + rng.below(3600) as i64;
+                let src = sources[rng.below(sources.len() as u64) as usize];
+                let mut e = ev(t, key, src);
+                e.action = ["GetObject", "PutObject", "ListBucket"][rng.below(3) as usize].into();
+                if rng.below(400) == 0 {
+                    e.fail = Some("ThrottlingException");
+                }
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+fn assert_quiet(findings: &[Finding]) {
+    assert!(
+        findings.is_empty(),
+        "expected no findings, got: {:#?}",
+        findings.iter().map(|f| &f.summary).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn daily_rhythm_is_quiet() {
+    let mut rng = Rng(1);
+    assert_quiet(&run(office_key("AKIARHYTHM", 35, 120.0, &["203.0.113.10", "203.0.113.11"], &mut rng)));
+}
+
+#[test]
+fn stolen_key_from_a_new_network_is_found() {
+    let mut rng = Rng(2);
+    let mut events = office_key("AKIASTOLEN", 30, 60.0, &["203.0.113.10"], &mut rng);
+    let attack = T0 + 30 * DAY + 3 * HOUR;
+    for i in 0..20 {
+        let mut e = ev(attack + i * 30, "AKIASTOLEN", "185.220.101.7");
+        e.ua = "python-requests/2.31.0";
+        events.push(e);
+    }
+    let findings = run(events);
+    let new_source = of(&findings, Detector::NewSource);
+    assert_eq!(new_source.len(), 1, "one incident, one finding: {findings:#?}");
+    let f = new_source[0];
+    assert_eq!(f.severity, Severity::High, "a one-network key is settled");
+    assert_eq!(f.observed_at_ms(), attack * 1000);
+    assert!(f.summary.contains("185.220.101.7") && f.summary.contains("203.0.113.0/24"), "{}", f.summary);
+    assert_eq!(f.evidence.baseline["known_networks"], 1);
+    assert!(f.evidence.eligibility.learned_for_s >= 29 * DAY as u64);
+    assert_eq!(of(&findings, Detector::NewUserAgent).len(), 1);
+    assert!(of(&findings, Detector::RateSpike).is_empty());
+}
+
+#[test]
+fn dhcp_churn_inside_one_network_is_quiet() {
+    let mut events = Vec::new();
+    for d in 0..40 {
+        let ip = format!("198.51.100.{}", 10 + (d * 7) % 200);
+        for i in 0..30 {
+            events.push(ev(T0 + d * DAY + 9 * HOUR + i * 600, "AKIADHCP", ip.clone()));
+        }
+    }
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn pool_churn_across_sibling_networks_is_quiet() {
+    // A provider pool: the address moves between /24s of one /16.
+    let mut events = Vec::new();
+    for d in 0..40 {
+        let ip = format!("100.64.{}.{}", d % 9, 10 + d);
+        for i in 0..30 {
+            events.push(ev(T0 + d * DAY + 9 * HOUR + i * 600, "AKIAPOOL", ip.clone()));
+        }
+    }
+    let findings = run(events);
+    assert!(
+        findings.iter().all(|f| f.severity <= Severity::Low),
+        "{findings:#?}"
+    );
+    assert!(of(&findings, Detector::NewSource).len() <= 1);
+}
+
+#[test]
+fn many_regions_by_design_is_quiet() {
+    let mut rng = Rng(3);
+    let regions = ["3.80.1.5", "13.48.2.9", "18.196.3.4", "52.62.4.7", "35.180.5.2"];
+    let mut events = office_key("AKIAREGIONS", 35, 100.0, &regions, &mut rng);
+    // A new address inside one of its regions' networks later on.
+    events.push(ev(T0 + 34 * DAY + 10 * HOUR, "AKIAREGIONS", "13.48.2.200"));
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn roaming_key_does_not_alert_on_yet_another_network() {
+    let mut events = Vec::new();
+    for d in 0..35 {
+        let ip = format!("{}.{}.7.9", 20 + d * 3, d);
+        for i in 0..10 {
+            events.push(ev(T0 + d * DAY + 10 * HOUR + i * 60, "AKIAROAM", ip.clone()));
+        }
+    }
+    assert_quiet(&of(&run(events), Detector::NewSource).into_iter().cloned().collect::<Vec<_>>());
+}
+
+#[test]
+fn learning_keys_do_not_alert() {
+    let mut events = Vec::new();
+    for d in 0..6 {
+        for i in 0..50 {
+            let src = format!("{}.1.2.3", 40 + d);
+            events.push(ev(T0 + d * DAY + i * 60, "AKIANEW", src));
+        }
+    }
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn burst_of_twenty_times_is_found_once() {
+    let mut rng = Rng(4);
+    let mut events = office_key("AKIABURST", 30, 120.0, &["203.0.113.10"], &mut rng);
+    // 20x the usual hourly rate squeezed into 15 minutes of a Tuesday.
+    let start = T0 + 29 * DAY + 11 * HOUR;
+    for i in 0..600 {
+        events.push(ev(start + i * 900 / 600, "AKIABURST", "203.0.113.10"));
+    }
+    let findings = run(events);
+    let spikes = of(&findings, Detector::RateSpike);
+    assert_eq!(spikes.len(), 1, "{findings:#?}");
+    let f = spikes[0];
+    assert!(f.observed_at_ms() < (start + 300) * 1000, "alerts within the first bucket");
+    assert!(f.evidence.observed["requests"].as_u64().unwrap() >= f.evidence.threshold.as_u64().unwrap());
+    assert!(f.summary.contains("requests"));
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+}
+
+#[test]
+fn ci_bursts_at_fixed_times_are_quiet() {
+    let mut rng = Rng(5);
+    let mut events = Vec::new();
+    for d in 0..35 {
+        for hour in [2, 14] {
+            let start = T0 + d * DAY + hour * HOUR + rng.below(240) as i64;
+            let n = 300 + rng.below(300) as i64;
+            let runner = format!("192.0.2.{}", 10 + rng.below(200));
+            for i in 0..n {
+                events.push(ev(start + i * 240 / n, "AKIACI", runner.clone()));
+            }
+        }
+    }
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn slow_organic_growth_is_quiet() {
+    let mut rng = Rng(6);
+    let mut events = Vec::new();
+    for d in 0..40 {
+        let rate = 30.0 * 1.02f64.powi(d as i32);
+        for h in 0..24 {
+            for _ in 0..rng.around(rate) {
+                let t = T0 + d * DAY + h * HOUR + rng.below(3600) as i64;
+                events.push(ev(t, "AKIAGROW", "203.0.113.40"));
+            }
+        }
+    }
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn night_burst_on_a_day_key_is_found() {
+    let mut rng = Rng(7);
+    let mut events = office_key("AKIANIGHT", 30, 200.0, &["203.0.113.10"], &mut rng);
+    let start = T0 + 29 * DAY + 3 * HOUR;
+    for i in 0..400 {
+        events.push(ev(start + i * 300 / 400, "AKIANIGHT", "203.0.113.10"));
+    }
+    assert_eq!(of(&run(events), Detector::RateSpike).len(), 1);
+}
+
+#[test]
+fn access_denied_storm_is_found_and_throttling_noise_is_not() {
+    let mut rng = Rng(8);
+    let mut events = office_key("AKIADENIED", 30, 100.0, &["203.0.113.10"], &mut rng);
+    assert_quiet(&run(events.clone()));
+    let start = T0 + 29 * DAY + 15 * HOUR;
+    for i in 0..300 {
+        let mut e = ev(start + i * 2, "AKIADENIED", "203.0.113.10");
+        e.fail = Some("AccessDenied");
+        e.action = "ListUsers".into();
+        events.push(e);
+    }
+    let findings = run(events);
+    let errors = of(&findings, Detector::ErrorSpike);
+    assert_eq!(errors.len(), 1, "{findings:#?}");
+    assert_eq!(errors[0].evidence.observed["latest_error_code"], "AccessDenied");
+    assert_eq!(errors[0].severity, Severity::High);
+}
+
+#[test]
+fn fanout_to_fifty_hosts_is_found() {
+    let mut rng = Rng(9);
+    let mut events = office_key("AKIAFAN", 30, 60.0, &["203.0.113.10", "203.0.113.12"], &mut rng);
+    let start = T0 + 30 * DAY + 10 * HOUR + 5 * 60;
+    for i in 0..50 {
+        let src = format!("{}.{}.{}.{}", 11 + i * 4, 200 - i, i * 3, 7 + i);
+        events.push(ev(start + i * 12, "AKIAFAN", src));
+    }
+    let findings = run(events);
+    let fan = of(&findings, Detector::SourceFanout);
+    assert_eq!(fan.len(), 1, "{findings:#?}");
+    assert!(fan[0].observed_at_ms() <= (start + 10 * 12) * 1000, "alerts at the tenth host");
+    // The same attack also shows up as a new network; no other detectors pile on.
+    assert!(findings.iter().all(|f| matches!(f.detector, Detector::SourceFanout | Detector::NewSource)));
+}
+
+#[test]
+fn dormant_key_revived_is_found() {
+    let mut events = Vec::new();
+    for d in 0..4 {
+        for i in 0..10 {
+            events.push(ev(T0 + d * DAY + 10 * HOUR + i * 60, "AKIADORMANT", "203.0.113.9"));
+        }
+    }
+    let revival = T0 + 3 * DAY + 45 * DAY + 12 * HOUR;
+    events.push(ev(revival, "AKIADORMANT", "203.0.113.9"));
+    let findings = run(events);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f.detector, Detector::DormantRevival);
+    assert_eq!(f.evidence.observed["idle_days"], 45);
+    assert!(f.summary.contains("45d"), "{}", f.summary);
+}
+
+#[test]
+fn monthly_rhythm_is_dormant_once_then_known() {
+    let mut events = Vec::new();
+    for month in 0..4 {
+        for i in 0..20 {
+            events.push(ev(T0 + month * 31 * DAY + i * 120, "AKIAMONTHLY", "203.0.113.9"));
+        }
+    }
+    let findings = run(events);
+    assert_eq!(
+        of(&findings, Detector::DormantRevival).len(),
+        1,
+        "only the first 31-day gap is news: {findings:#?}"
+    );
+}
+
+#[test]
+fn scope_creep_is_found_with_severity_by_action() {
+    let mut rng = Rng(10);
+    let mut events = office_key("AKIASCOPE", 30, 60.0, &["203.0.113.10"], &mut rng);
+    let t = T0 + 30 * DAY + 10 * HOUR;
+    let mut e = ev(t, "AKIASCOPE", "203.0.113.10");
+    e.action = "CreateUser".into();
+    events.push(e);
+    let findings = run(events);
+    let creep = of(&findings, Detector::NewAction);
+    assert_eq!(creep.len(), 1, "{findings:#?}");
+    assert_eq!(creep[0].severity, Severity::High);
+    assert!(creep[0].summary.contains("s3:CreateUser"), "{}", creep[0].summary);
+}
+
+#[test]
+fn allowlisted_network_updates_state_but_never_alerts() {
+    let mut rng = Rng(11);
+    let mut events = office_key("AKIACORP", 30, 60.0, &["203.0.113.10"], &mut rng);
+    events.push(ev(T0 + 30 * DAY + 10 * HOUR, "AKIACORP", "10.20.30.40"));
+    let mut cfg = Config::default();
+    cfg.engine.allowlist_networks = vec!["10.0.0.0/8".parse().unwrap()];
+    assert_quiet(&run_with(&cfg, events.clone()));
+    assert_eq!(of(&run(events), Detector::NewSource).len(), 1, "without the allowlist it alerts");
+}
+
+#[test]
+fn disabled_detector_stays_silent() {
+    let mut rng = Rng(12);
+    let mut events = office_key("AKIAOFF", 30, 60.0, &["203.0.113.10"], &mut rng);
+    events.push(ev(T0 + 30 * DAY + 10 * HOUR, "AKIAOFF", "185.220.101.7"));
+    let mut cfg = Config::default();
+    cfg.detectors.new_source.enabled = false;
+    assert!(of(&run_with(&cfg, events), Detector::NewSource).is_empty());
+}
+
+#[test]
+fn principal_tracking_sees_fresh_temporary_keys() {
+    // A role's temporary keys rotate hourly; each is too new to learn, the
+    // principal is not.
+    let mut events = Vec::new();
+    for h in 0..(30 * 24) {
+        let key = format!("ASIATEMP{h:06}");
+        for i in 0..3 {
+            let mut e = ev(T0 + h * HOUR + i * 600, &key, "203.0.113.10");
+            e.principal = Some("arn:aws:sts::1:assumed-role/app/i-1".into());
+            events.push(e);
+        }
+    }
+    let mut e = ev(T0 + 30 * DAY + 600, "ASIASTOLEN", "185.220.101.7");
+    e.principal = Some("arn:aws:sts::1:assumed-role/app/i-1".into());
+    events.push(e);
+    assert!(of(&run(events.clone()), Detector::NewSource).is_empty(), "keys alone cannot see it");
+    let mut cfg = Config::default();
+    cfg.engine.entities = vec![Entity::KeyId, Entity::Principal];
+    let findings = run_with(&cfg, events);
+    let by_principal = of(&findings, Detector::NewSource);
+    assert_eq!(by_principal.len(), 1, "{findings:#?}");
+    assert_eq!(by_principal[0].entity, Entity::Principal);
+    assert_eq!(by_principal[0].key_id, "ASIASTOLEN");
+}
+
+#[test]
+fn max_keys_bounds_memory_and_counts_refusals() {
+    let mut cfg = Config::default();
+    cfg.engine.max_keys = 10;
+    let engine = Engine::new(&cfg);
+    let mut out = Vec::new();
+    for i in 0..25 {
+        let e = ev(T0 + i, &format!("AKIA{i}"), "203.0.113.1");
+        engine.process(&e.audit(), &mut out);
+    }
+    assert_eq!(engine.key_count(Entity::KeyId), 10);
+    assert_eq!(engine.stats().keys_rejected.load(Ordering::Relaxed), 15);
+    // Known keys keep being tracked.
+    engine.process(&ev(T0 + 100, "AKIA3", "203.0.113.1").audit(), &mut out);
+    assert_eq!(engine.with_key(Entity::KeyId, "AKIA3", |k| k.events), Some(2));
+}
+
+#[test]
+fn max_sources_bounds_each_key() {
+    let mut cfg = Config::default();
+    cfg.engine.max_sources_per_key = 8;
+    let engine = Engine::new(&cfg);
+    let mut out = Vec::new();
+    for i in 0..100 {
+        let e = ev(T0 + i, "AKIAMANY", format!("198.51.{i}.1"));
+        engine.process(&e.audit(), &mut out);
+    }
+    assert_eq!(engine.with_key(Entity::KeyId, "AKIAMANY", |k| k.sources.entries().len()), Some(8));
+    assert_eq!(engine.stats().sources_evicted.load(Ordering::Relaxed), 92);
+}
+
+#[test]
+fn replaying_the_same_events_gives_the_same_ids() {
+    let mut rng = Rng(13);
+    let mut events = office_key("AKIAREPLAY", 30, 60.0, &["203.0.113.10"], &mut rng);
+    events.push(ev(T0 + 30 * DAY + 10 * HOUR, "AKIAREPLAY", "185.220.101.7"));
+    let a: Vec<String> = run(events.clone()).into_iter().map(|f| f.id).collect();
+    let b: Vec<String> = run(events).into_iter().map(|f| f.id).collect();
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
