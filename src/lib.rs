@@ -1,4 +1,8 @@
 //! keywatch
+pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod replay;
+pub mod telemetry;

@@ -1,1 +1,35 @@
-fn main(){}
+//! The `keywatch` binary: parse the command line, set up logging, run one
+//! command, map its error to an exit code (0 ok, 64 usage/config, 1 runtime).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keywatch::cli::{Cli, Command};
+use keywatch::cmd;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    keywatch::telemetry::init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::CheckConfig(args) => cmd::check_config::run(args),
+        Command::Gen(_args) => todo!(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("keywatch: {failure:#}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

@@ -39,7 +39,9 @@ impl std::str::FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, String> {
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"15m\", \"7d\""))
+            .map_err(|e| {
+                format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"15m\", \"7d\"")
+            })
     }
 }
 
@@ -79,9 +81,18 @@ mod tests {
 
     #[test]
     fn parses_human_forms() {
-        assert_eq!("15m".parse::<HumanDuration>().unwrap(), HumanDuration::secs(900));
-        assert_eq!("7d".parse::<HumanDuration>().unwrap(), HumanDuration::days(7));
-        assert_eq!("1h 30m".parse::<HumanDuration>().unwrap(), HumanDuration::secs(5400));
+        assert_eq!(
+            "15m".parse::<HumanDuration>().unwrap(),
+            HumanDuration::secs(900)
+        );
+        assert_eq!(
+            "7d".parse::<HumanDuration>().unwrap(),
+            HumanDuration::days(7)
+        );
+        assert_eq!(
+            "1h 30m".parse::<HumanDuration>().unwrap(),
+            HumanDuration::secs(5400)
+        );
         let err = "7x".parse::<HumanDuration>().unwrap_err();
         assert!(err.contains("\"7x\""), "{err}");
     }

@@ -149,7 +149,9 @@ impl std::str::FromStr for Cidr {
         s.parse::<IpNet>()
             .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
             .map(|n| Cidr(n.trunc()))
-            .map_err(|_| format!("invalid network {s:?}: write e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""))
+            .map_err(|_| {
+                format!("invalid network {s:?}: write e.g. \"10.0.0.0/8\" or \"2001:db8::/32\"")
+            })
     }
 }
 
@@ -161,7 +163,9 @@ impl Serialize for Cidr {
 
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

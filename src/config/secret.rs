@@ -107,7 +107,11 @@ mod tests {
         std::env::set_var("KEYWATCH_TEST_SECRET_A", "hunter2");
         let s = Secret::resolve("env:KEYWATCH_TEST_SECRET_A").unwrap();
         assert_eq!(s.expose(), "hunter2");
-        for shown in [format!("{s}"), format!("{s:?}"), serde_json::to_string(&s).unwrap()] {
+        for shown in [
+            format!("{s}"),
+            format!("{s:?}"),
+            serde_json::to_string(&s).unwrap(),
+        ] {
             assert!(!shown.contains("hunter2"), "{shown}");
             assert!(shown.contains("KEYWATCH_TEST_SECRET_A"), "{shown}");
         }

@@ -51,7 +51,9 @@ min_count = 50
 
 #[test]
 fn unknown_keys_are_named() {
-    let err = load("[engine]\nmax_kyes = 5\n", &[]).unwrap_err().to_string();
+    let err = load("[engine]\nmax_kyes = 5\n", &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("max_kyes"), "{err}");
     let err = load("[enigne]\n", &[]).unwrap_err().to_string();
     assert!(err.contains("enigne"), "{err}");
@@ -66,7 +68,10 @@ fn bad_values_are_named_with_their_value() {
     let err = load("[engine]\nlearning_period = \"7x\"\n", &[])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("7x") && err.contains("learning_period"), "{err}");
+    assert!(
+        err.contains("7x") && err.contains("learning_period"),
+        "{err}"
+    );
     let err = load("[engine]\nmax_keys = \"lots\"\n", &[])
         .unwrap_err()
         .to_string();
@@ -78,7 +83,10 @@ fn bad_values_are_named_with_their_value() {
     let err = load("[detectors.rate_spike]\nratio = 0.5\n", &[])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("detectors.rate_spike.ratio") && err.contains("0.5"), "{err}");
+    assert!(
+        err.contains("detectors.rate_spike.ratio") && err.contains("0.5"),
+        "{err}"
+    );
     let err = load("[detectors.rate_spike]\nbucket = \"7m\"\n", &[])
         .unwrap_err()
         .to_string();
@@ -89,11 +97,17 @@ fn bad_values_are_named_with_their_value() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("engine.forget_after") && err.contains("learning_period"), "{err}");
+    assert!(
+        err.contains("engine.forget_after") && err.contains("learning_period"),
+        "{err}"
+    );
     let err = load("[decode]\nprofile = \"splunk\"\n", &[])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("splunk") && err.contains("decode.profile"), "{err}");
+    assert!(
+        err.contains("splunk") && err.contains("decode.profile"),
+        "{err}"
+    );
     let err = load("", &[("KEYWATCH__ENGINE__MAX_KEYS", "-3")])
         .unwrap_err()
         .to_string();
@@ -144,5 +158,9 @@ fn effective_config_round_trips() {
 fn documented_example_is_the_default() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/keywatch.toml");
     let cfg = Config::load_with_env(Some(&path), Vec::new()).unwrap();
-    assert_eq!(cfg, Config::default(), "config/keywatch.toml documents the defaults");
+    assert_eq!(
+        cfg,
+        Config::default(),
+        "config/keywatch.toml documents the defaults"
+    );
 }

@@ -120,7 +120,10 @@ fn parse_padded_v4(s: &str) -> Option<std::net::Ipv4Addr> {
         }
         *octet = part.parse().ok()?;
     }
-    parts.next().is_none().then_some(std::net::Ipv4Addr::from(octets))
+    parts
+        .next()
+        .is_none()
+        .then_some(std::net::Ipv4Addr::from(octets))
 }
 
 /// The result of the call.
@@ -210,17 +213,35 @@ mod tests {
     #[test]
     fn sources_parse_addresses_ports_and_names() {
         let ip = |s: &'static str| Source::parse(Cow::Borrowed(s));
-        assert_eq!(ip("203.0.113.9"), Some(Source::Ip("203.0.113.9".parse().unwrap())));
-        assert_eq!(ip("203.0.113.9:443"), Some(Source::Ip("203.0.113.9".parse().unwrap())));
-        assert_eq!(ip("[2001:db8::1]:443"), Some(Source::Ip("2001:db8::1".parse().unwrap())));
-        assert_eq!(ip("035.249.253.07"), Some(Source::Ip("35.249.253.7".parse().unwrap())));
-        assert_eq!(ip("AWS Internal"), Some(Source::Named(Cow::Borrowed("AWS Internal"))));
+        assert_eq!(
+            ip("203.0.113.9"),
+            Some(Source::Ip("203.0.113.9".parse().unwrap()))
+        );
+        assert_eq!(
+            ip("203.0.113.9:443"),
+            Some(Source::Ip("203.0.113.9".parse().unwrap()))
+        );
+        assert_eq!(
+            ip("[2001:db8::1]:443"),
+            Some(Source::Ip("2001:db8::1".parse().unwrap()))
+        );
+        assert_eq!(
+            ip("035.249.253.07"),
+            Some(Source::Ip("35.249.253.7".parse().unwrap()))
+        );
+        assert_eq!(
+            ip("AWS Internal"),
+            Some(Source::Named(Cow::Borrowed("AWS Internal")))
+        );
         assert_eq!(
             ip("s3.amazonaws.com"),
             Some(Source::Named(Cow::Borrowed("s3.amazonaws.com")))
         );
         assert_eq!(ip("   "), None);
-        assert_eq!(ip("256.1.1.1"), Some(Source::Named(Cow::Borrowed("256.1.1.1"))));
+        assert_eq!(
+            ip("256.1.1.1"),
+            Some(Source::Named(Cow::Borrowed("256.1.1.1")))
+        );
     }
 
     #[test]

@@ -219,7 +219,10 @@ pub fn builtin(name: &str) -> Option<ProfileSpec> {
             action_namespace: ptrs(&["/request/operation"]),
             error_code: ptrs(&["/error"]),
             region: ptrs(&["/request/namespace/path"]),
-            only_if: Some(BTreeMap::from([("/type".to_owned(), "response".to_owned())])),
+            only_if: Some(BTreeMap::from([(
+                "/type".to_owned(),
+                "response".to_owned(),
+            )])),
             ..ProfileSpec::default()
         },
         // Kubernetes audit.k8s.io/v1 Event. The credential is the token's

@@ -29,7 +29,10 @@ fn generic_flat_event() {
     )
     .unwrap();
     assert_eq!(e.key_id, "AKIAEXAMPLE1");
-    assert!(matches!(e.key_id, Cow::Borrowed(_)), "no allocation for plain strings");
+    assert!(
+        matches!(e.key_id, Cow::Borrowed(_)),
+        "no allocation for plain strings"
+    );
     assert_eq!(e.time_ms, 1_772_359_200_500);
     assert_eq!(e.principal.as_deref(), Some("svc-billing"));
     assert_eq!(e.source, Some(Source::Ip("198.51.100.7".parse().unwrap())));
@@ -50,7 +53,11 @@ fn generic_epoch_times_and_defaults() {
     assert_eq!(e.time_ms, 1_772_359_200_000);
     assert_eq!(e.count, 1);
     assert_eq!(e.outcome, Outcome::Success);
-    let e = one(&d, r#"{"time":1772359200123,"key_id":"k","outcome":"success"}"#).unwrap();
+    let e = one(
+        &d,
+        r#"{"time":1772359200123,"key_id":"k","outcome":"success"}"#,
+    )
+    .unwrap();
     assert_eq!(e.time_ms, 1_772_359_200_123);
 }
 
@@ -202,7 +209,9 @@ fn configured_profile_extends_a_builtin() {
     .unwrap();
     assert_eq!(e.key_id, "tok-1");
     assert!(e.source.is_some());
-    let err = Decoder::for_profile("nope", &custom).unwrap_err().to_string();
+    let err = Decoder::for_profile("nope", &custom)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nope") && err.contains("cloudtrail"), "{err}");
     let bad = BTreeMap::from([(
         "bad".to_owned(),
@@ -212,7 +221,10 @@ fn configured_profile_extends_a_builtin() {
         },
     )]);
     let err = Decoder::for_profile("bad", &bad).unwrap_err().to_string();
-    assert!(err.contains("credential.id") && err.contains("key_id"), "{err}");
+    assert!(
+        err.contains("credential.id") && err.contains("key_id"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -293,7 +305,10 @@ fn huge_values_are_bounded() {
         r#"{{"time":"2026-01-01T00:00:00Z","key_id":"k","user_agent":"{}"}}"#,
         "x".repeat(10 << 20)
     );
-    assert!(one(&d, &big_string).is_ok(), "a 10 MB field decodes under a raised limit");
+    assert!(
+        one(&d, &big_string).is_ok(),
+        "a 10 MB field decodes under a raised limit"
+    );
     let small = decoder("generic");
     assert_eq!(
         decode_all(&small, big_string.as_bytes()).unwrap_err(),

@@ -365,9 +365,7 @@ impl<'de, F: FnMut(Record<'de>)> Visitor<'de> for MessageSeed<'_, '_, F> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut rec = Record::default();
         let mut envelope = false;
-        while let Some(key) = map.next_key_seed(RootKeySeed {
-            trie: self.trie,
-        })? {
+        while let Some(key) = map.next_key_seed(RootKeySeed { trie: self.trie })? {
             match key {
                 RootKey::Records => {
                     envelope = true;

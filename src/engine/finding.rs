@@ -158,7 +158,13 @@ impl Finding {
 /// A stable finding id from what makes the finding itself: the identity, the
 /// detector, the dimension (network, action, ...) and the tripping event's
 /// time. Replaying the same events finds the same things with the same ids.
-pub fn finding_id(entity: Entity, subject: &str, detector: Detector, dim: u64, at_ms: i64) -> String {
+pub fn finding_id(
+    entity: Entity,
+    subject: &str,
+    detector: Detector,
+    dim: u64,
+    at_ms: i64,
+) -> String {
     let mut buf = Vec::with_capacity(subject.len() + 40);
     buf.extend_from_slice(entity.as_str().as_bytes());
     buf.push(0);
@@ -178,15 +184,36 @@ mod tests {
     #[test]
     fn ids_are_stable_and_distinct() {
         let a = finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1000);
-        assert_eq!(a, finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1000));
+        assert_eq!(
+            a,
+            finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1000)
+        );
         assert_eq!(a.len(), 32);
-        assert_ne!(a, finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 8, 1000));
-        assert_ne!(a, finding_id(Entity::Principal, "AKIA1", Detector::NewSource, 7, 1000));
-        assert_ne!(a, finding_id(Entity::KeyId, "AKIA1", Detector::RateSpike, 7, 1000));
-        assert_ne!(a, finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1001));
+        assert_ne!(
+            a,
+            finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 8, 1000)
+        );
+        assert_ne!(
+            a,
+            finding_id(Entity::Principal, "AKIA1", Detector::NewSource, 7, 1000)
+        );
+        assert_ne!(
+            a,
+            finding_id(Entity::KeyId, "AKIA1", Detector::RateSpike, 7, 1000)
+        );
+        assert_ne!(
+            a,
+            finding_id(Entity::KeyId, "AKIA1", Detector::NewSource, 7, 1001)
+        );
         // Pinned: an id must not change between releases, or receivers re-alert.
         assert_eq!(
-            finding_id(Entity::KeyId, "AKIAEXAMPLE", Detector::RateSpike, 0, 1_700_000_000_000),
+            finding_id(
+                Entity::KeyId,
+                "AKIAEXAMPLE",
+                Detector::RateSpike,
+                0,
+                1_700_000_000_000
+            ),
             "96107457b8c0c37217fb9c611b263529"
         );
     }

@@ -229,7 +229,10 @@ impl Engine {
             detect::observe(&mut state, &mut ctx);
         }
         inner.stats.events.fetch_add(1, Ordering::Relaxed);
-        inner.stats.watermark_ms.fetch_max(ev.time_ms, Ordering::Relaxed);
+        inner
+            .stats
+            .watermark_ms
+            .fetch_max(ev.time_ms, Ordering::Relaxed);
     }
 
     /// Identities tracked, per kind.
@@ -242,7 +245,12 @@ impl Engine {
     }
 
     /// Reads one identity's state.
-    pub fn with_key<R>(&self, entity: Entity, key: &str, f: impl FnOnce(&KeyState) -> R) -> Option<R> {
+    pub fn with_key<R>(
+        &self,
+        entity: Entity,
+        key: &str,
+        f: impl FnOnce(&KeyState) -> R,
+    ) -> Option<R> {
         let tracked = self.inner.tracked.iter().find(|t| t.entity == entity)?;
         tracked.keys.get(key).map(|s| f(&s))
     }

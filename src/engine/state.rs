@@ -5,9 +5,7 @@
 
 use smallvec::SmallVec;
 
-use super::detect::{
-    error_spike::ErrorState, rate_spike::RateState, source_fanout::FanoutState,
-};
+use super::detect::{error_spike::ErrorState, rate_spike::RateState, source_fanout::FanoutState};
 use super::source::SourceId;
 
 /// Seconds since the Unix epoch, event time. `u32` lasts until 2106.
@@ -334,7 +332,10 @@ mod tests {
         assert_eq!(p.decayed(0, 14.0), 100.0);
         assert!((p.decayed(14, 14.0) - 50.0).abs() < 0.01);
         p.observe(40.0, 14, 14.0);
-        assert!((p.decayed(14, 14.0) - 50.0).abs() < 0.01, "smaller value does not replace");
+        assert!(
+            (p.decayed(14, 14.0) - 50.0).abs() < 0.01,
+            "smaller value does not replace"
+        );
         p.observe(60.0, 14, 14.0);
         assert_eq!(p.decayed(14, 14.0), 60.0);
     }
@@ -354,7 +355,10 @@ mod tests {
         let f = s.facts(a, 2000, 10_000, 500);
         assert!(f.address_known && !f.first_in_window);
         let f = s.facts(a, 20_000, 10_000, 19_000);
-        assert!(!f.address_known && !f.network_known, "forgotten after forget_after");
+        assert!(
+            !f.address_known && !f.network_known,
+            "forgotten after forget_after"
+        );
     }
 
     #[test]

@@ -96,7 +96,13 @@ fn of(findings: &[Finding], d: Detector) -> Vec<&Finding> {
 }
 
 /// Office-hours use: busy 08-18 on weekdays, a trickle at night and on weekends.
-fn office_key(key: &str, days: i64, peak_per_hour: f64, sources: &[&str], rng: &mut Rng) -> Vec<Ev> {
+fn office_key(
+    key: &str,
+    days: i64,
+    peak_per_hour: f64,
+    sources: &[&str],
+    rng: &mut Rng,
+) -> Vec<Ev> {
     let mut out = Vec::new();
     for d in 0..days {
         let weekend = (d % 7) >= 5;
@@ -133,7 +139,13 @@ fn assert_quiet(findings: &[Finding]) {
 #[test]
 fn daily_rhythm_is_quiet() {
     let mut rng = Rng(1);
-    assert_quiet(&run(office_key("AKIARHYTHM", 35, 120.0, &["203.0.113.10", "203.0.113.11"], &mut rng)));
+    assert_quiet(&run(office_key(
+        "AKIARHYTHM",
+        35,
+        120.0,
+        &["203.0.113.10", "203.0.113.11"],
+        &mut rng,
+    )));
 }
 
 #[test]
@@ -148,11 +160,19 @@ fn stolen_key_from_a_new_network_is_found() {
     }
     let findings = run(events);
     let new_source = of(&findings, Detector::NewSource);
-    assert_eq!(new_source.len(), 1, "one incident, one finding: {findings:#?}");
+    assert_eq!(
+        new_source.len(),
+        1,
+        "one incident, one finding: {findings:#?}"
+    );
     let f = new_source[0];
     assert_eq!(f.severity, Severity::High, "a one-network key is settled");
     assert_eq!(f.observed_at_ms(), attack * 1000);
-    assert!(f.summary.contains("185.220.101.7") && f.summary.contains("203.0.113.0/24"), "{}", f.summary);
+    assert!(
+        f.summary.contains("185.220.101.7") && f.summary.contains("203.0.113.0/24"),
+        "{}",
+        f.summary
+    );
     assert_eq!(f.evidence.baseline["known_networks"], 1);
     assert!(f.evidence.eligibility.learned_for_s >= 29 * DAY as u64);
     assert_eq!(of(&findings, Detector::NewUserAgent).len(), 1);
@@ -165,7 +185,11 @@ fn dhcp_churn_inside_one_network_is_quiet() {
     for d in 0..40 {
         let ip = format!("198.51.100.{}", 10 + (d * 7) % 200);
         for i in 0..30 {
-            events.push(ev(T0 + d * DAY + 9 * HOUR + i * 600, "AKIADHCP", ip.clone()));
+            events.push(ev(
+                T0 + d * DAY + 9 * HOUR + i * 600,
+                "AKIADHCP",
+                ip.clone(),
+            ));
         }
     }
     assert_quiet(&run(events));
@@ -178,7 +202,11 @@ fn pool_churn_across_sibling_networks_is_quiet() {
     for d in 0..40 {
         let ip = format!("100.64.{}.{}", d % 9, 10 + d);
         for i in 0..30 {
-            events.push(ev(T0 + d * DAY + 9 * HOUR + i * 600, "AKIAPOOL", ip.clone()));
+            events.push(ev(
+                T0 + d * DAY + 9 * HOUR + i * 600,
+                "AKIAPOOL",
+                ip.clone(),
+            ));
         }
     }
     let findings = run(events);
@@ -192,7 +220,13 @@ fn pool_churn_across_sibling_networks_is_quiet() {
 #[test]
 fn many_regions_by_design_is_quiet() {
     let mut rng = Rng(3);
-    let regions = ["3.80.1.5", "13.48.2.9", "18.196.3.4", "52.62.4.7", "35.180.5.2"];
+    let regions = [
+        "3.80.1.5",
+        "13.48.2.9",
+        "18.196.3.4",
+        "52.62.4.7",
+        "35.180.5.2",
+    ];
     let mut events = office_key("AKIAREGIONS", 35, 100.0, &regions, &mut rng);
     // A new address inside one of its regions' networks later on.
     events.push(ev(T0 + 34 * DAY + 10 * HOUR, "AKIAREGIONS", "13.48.2.200"));
@@ -205,10 +239,19 @@ fn roaming_key_does_not_alert_on_yet_another_network() {
     for d in 0..35 {
         let ip = format!("{}.{}.7.9", 20 + d * 3, d);
         for i in 0..10 {
-            events.push(ev(T0 + d * DAY + 10 * HOUR + i * 60, "AKIAROAM", ip.clone()));
+            events.push(ev(
+                T0 + d * DAY + 10 * HOUR + i * 60,
+                "AKIAROAM",
+                ip.clone(),
+            ));
         }
     }
-    assert_quiet(&of(&run(events), Detector::NewSource).into_iter().cloned().collect::<Vec<_>>());
+    assert_quiet(
+        &of(&run(events), Detector::NewSource)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
 }
 
 #[test]
@@ -236,8 +279,13 @@ fn burst_of_twenty_times_is_found_once() {
     let spikes = of(&findings, Detector::RateSpike);
     assert_eq!(spikes.len(), 1, "{findings:#?}");
     let f = spikes[0];
-    assert!(f.observed_at_ms() < (start + 300) * 1000, "alerts within the first bucket");
-    assert!(f.evidence.observed["requests"].as_u64().unwrap() >= f.evidence.threshold.as_u64().unwrap());
+    assert!(
+        f.observed_at_ms() < (start + 300) * 1000,
+        "alerts within the first bucket"
+    );
+    assert!(
+        f.evidence.observed["requests"].as_u64().unwrap() >= f.evidence.threshold.as_u64().unwrap()
+    );
     assert!(f.summary.contains("requests"));
     assert_eq!(findings.len(), 1, "{findings:#?}");
 }
@@ -301,14 +349,23 @@ fn access_denied_storm_is_found_and_throttling_noise_is_not() {
     let findings = run(events);
     let errors = of(&findings, Detector::ErrorSpike);
     assert_eq!(errors.len(), 1, "{findings:#?}");
-    assert_eq!(errors[0].evidence.observed["latest_error_code"], "AccessDenied");
+    assert_eq!(
+        errors[0].evidence.observed["latest_error_code"],
+        "AccessDenied"
+    );
     assert_eq!(errors[0].severity, Severity::High);
 }
 
 #[test]
 fn fanout_to_fifty_hosts_is_found() {
     let mut rng = Rng(9);
-    let mut events = office_key("AKIAFAN", 30, 60.0, &["203.0.113.10", "203.0.113.12"], &mut rng);
+    let mut events = office_key(
+        "AKIAFAN",
+        30,
+        60.0,
+        &["203.0.113.10", "203.0.113.12"],
+        &mut rng,
+    );
     let start = T0 + 30 * DAY + 10 * HOUR + 5 * 60;
     for i in 0..50 {
         let src = format!("{}.{}.{}.{}", 11 + i * 4, 200 - i, i * 3, 7 + i);
@@ -317,9 +374,14 @@ fn fanout_to_fifty_hosts_is_found() {
     let findings = run(events);
     let fan = of(&findings, Detector::SourceFanout);
     assert_eq!(fan.len(), 1, "{findings:#?}");
-    assert!(fan[0].observed_at_ms() <= (start + 10 * 12) * 1000, "alerts at the tenth host");
+    assert!(
+        fan[0].observed_at_ms() <= (start + 10 * 12) * 1000,
+        "alerts at the tenth host"
+    );
     // The same attack also shows up as a new network; no other detectors pile on.
-    assert!(findings.iter().all(|f| matches!(f.detector, Detector::SourceFanout | Detector::NewSource)));
+    assert!(findings
+        .iter()
+        .all(|f| matches!(f.detector, Detector::SourceFanout | Detector::NewSource)));
 }
 
 #[test]
@@ -327,7 +389,11 @@ fn dormant_key_revived_is_found() {
     let mut events = Vec::new();
     for d in 0..4 {
         for i in 0..10 {
-            events.push(ev(T0 + d * DAY + 10 * HOUR + i * 60, "AKIADORMANT", "203.0.113.9"));
+            events.push(ev(
+                T0 + d * DAY + 10 * HOUR + i * 60,
+                "AKIADORMANT",
+                "203.0.113.9",
+            ));
         }
     }
     let revival = T0 + 3 * DAY + 45 * DAY + 12 * HOUR;
@@ -345,7 +411,11 @@ fn monthly_rhythm_is_dormant_once_then_known() {
     let mut events = Vec::new();
     for month in 0..4 {
         for i in 0..20 {
-            events.push(ev(T0 + month * 31 * DAY + i * 120, "AKIAMONTHLY", "203.0.113.9"));
+            events.push(ev(
+                T0 + month * 31 * DAY + i * 120,
+                "AKIAMONTHLY",
+                "203.0.113.9",
+            ));
         }
     }
     let findings = run(events);
@@ -368,7 +438,11 @@ fn scope_creep_is_found_with_severity_by_action() {
     let creep = of(&findings, Detector::NewAction);
     assert_eq!(creep.len(), 1, "{findings:#?}");
     assert_eq!(creep[0].severity, Severity::High);
-    assert!(creep[0].summary.contains("s3:CreateUser"), "{}", creep[0].summary);
+    assert!(
+        creep[0].summary.contains("s3:CreateUser"),
+        "{}",
+        creep[0].summary
+    );
 }
 
 #[test]
@@ -379,7 +453,11 @@ fn allowlisted_network_updates_state_but_never_alerts() {
     let mut cfg = Config::default();
     cfg.engine.allowlist_networks = vec!["10.0.0.0/8".parse().unwrap()];
     assert_quiet(&run_with(&cfg, events.clone()));
-    assert_eq!(of(&run(events), Detector::NewSource).len(), 1, "without the allowlist it alerts");
+    assert_eq!(
+        of(&run(events), Detector::NewSource).len(),
+        1,
+        "without the allowlist it alerts"
+    );
 }
 
 #[test]
@@ -408,7 +486,10 @@ fn principal_tracking_sees_fresh_temporary_keys() {
     let mut e = ev(T0 + 30 * DAY + 600, "ASIASTOLEN", "185.220.101.7");
     e.principal = Some("arn:aws:sts::1:assumed-role/app/i-1".into());
     events.push(e);
-    assert!(of(&run(events.clone()), Detector::NewSource).is_empty(), "keys alone cannot see it");
+    assert!(
+        of(&run(events.clone()), Detector::NewSource).is_empty(),
+        "keys alone cannot see it"
+    );
     let mut cfg = Config::default();
     cfg.engine.entities = vec![Entity::KeyId, Entity::Principal];
     let findings = run_with(&cfg, events);
@@ -432,7 +513,10 @@ fn max_keys_bounds_memory_and_counts_refusals() {
     assert_eq!(engine.stats().keys_rejected.load(Ordering::Relaxed), 15);
     // Known keys keep being tracked.
     engine.process(&ev(T0 + 100, "AKIA3", "203.0.113.1").audit(), &mut out);
-    assert_eq!(engine.with_key(Entity::KeyId, "AKIA3", |k| k.events), Some(2));
+    assert_eq!(
+        engine.with_key(Entity::KeyId, "AKIA3", |k| k.events),
+        Some(2)
+    );
 }
 
 #[test]
@@ -445,7 +529,10 @@ fn max_sources_bounds_each_key() {
         let e = ev(T0 + i, "AKIAMANY", format!("198.51.{i}.1"));
         engine.process(&e.audit(), &mut out);
     }
-    assert_eq!(engine.with_key(Entity::KeyId, "AKIAMANY", |k| k.sources.entries().len()), Some(8));
+    assert_eq!(
+        engine.with_key(Entity::KeyId, "AKIAMANY", |k| k.sources.entries().len()),
+        Some(8)
+    );
     assert_eq!(engine.stats().sources_evicted.load(Ordering::Relaxed), 92);
 }
 

@@ -1,1 +1,7 @@
+//! Integration tests: the `keywatch` binary and library end to end, as a
+//! user would drive them. One test crate, so it links once.
 
+mod cli;
+mod helpers;
+mod replay;
+mod stratus;

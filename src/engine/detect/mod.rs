@@ -80,12 +80,16 @@ impl Ctx<'_, '_> {
     /// (detector, dimension) is cooling down; starts the cooldown.
     pub fn emit(&mut self, state: &mut KeyState, detector: Detector, dim: u64, report: Report) {
         if self.allowlisted {
-            self.stats.suppressed_allowlist.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .suppressed_allowlist
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         let dim32 = (dim ^ (dim >> 32)) as u32;
         if state.cooling(detector as u8, dim32, self.now) {
-            self.stats.suppressed_cooldown.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .suppressed_cooldown
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         state.cool(detector as u8, dim32, self.now, self.settings.cooldown_s);
@@ -137,9 +141,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             let id = SourceId::of(source);
             let countable = matches!(source, Source::Ip(_)) && !ctx.allowlisted;
             let window_start = now - now % s.fanout_window_s;
-            let facts = state
-                .sources
-                .facts(id, now, s.forget_s, window_start);
+            let facts = state.sources.facts(id, now, s.forget_s, window_start);
             new_source::check(state, ctx, id, &facts);
             source_fanout::check(state, ctx, countable && facts.first_in_window);
             if state.sources.record(id, now, s.max_sources) {

@@ -1,0 +1,1 @@
+//! `keywatch gen`: realistic traffic to stdout or a file.

@@ -1,0 +1,37 @@
+//! The commands behind the CLI. Each takes its parsed arguments and returns
+//! a [`Failure`] that knows its exit code.
+
+pub mod check_config;
+pub mod gen;
+pub mod replay;
+
+use crate::config::{Config, ConfigError};
+
+/// Why a command stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad usage or configuration: exit 64.
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    /// Bad arguments: exit 64.
+    #[error("{0}")]
+    Usage(String),
+    /// Anything that went wrong while running: exit 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) | Failure::Usage(_) => 64,
+            Failure::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Loads the configuration for a command that may run without a file.
+pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
+    Ok(Config::load(path)?)
+}

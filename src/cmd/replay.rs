@@ -1,0 +1,35 @@
+//! `keywatch replay`: findings as JSON Lines on stdout, a summary on stderr.
+
+use std::io::{BufWriter, Write};
+
+use anyhow::Context;
+
+use crate::cli::ReplayArgs;
+use crate::replay::{replay, Input};
+
+use super::{load_config, Failure};
+
+/// Runs a replay.
+pub fn run(args: ReplayArgs) -> Result<(), Failure> {
+    let mut cfg = load_config(args.config.as_deref())?;
+    if let Some(profile) = args.profile {
+        cfg.decode.profile = profile;
+        cfg.validate()?;
+    }
+    let inputs = args
+        .files
+        .iter()
+        .map(|p| Input::read(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let summary = replay(&cfg, &inputs, |f| {
+        serde_json::to_writer(&mut out, f)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    })
+    .context("replay failed")?;
+    out.flush().context("writing findings")?;
+    eprint!("{}", summary.render());
+    Ok(())
+}
