@@ -307,6 +307,18 @@ impl Config {
                 return Err(invalid(key, ratio, "must be a number greater than 1"));
             }
         }
+        for (key, min) in [
+            ("detectors.rate_spike.min_count", d.rate_spike.min_count),
+            ("detectors.error_spike.min_count", d.error_spike.min_count),
+            (
+                "detectors.source_fanout.min_sources",
+                d.source_fanout.min_sources,
+            ),
+        ] {
+            if min == 0 {
+                return Err(invalid(key, min, "must be at least 1"));
+            }
+        }
         let w = d.source_fanout.window.0.as_secs();
         if !(60..=86_400).contains(&w) {
             return Err(invalid(

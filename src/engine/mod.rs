@@ -43,8 +43,8 @@ pub struct Settings {
     pub learning_events: u64,
     /// Forget-after, seconds.
     pub forget_s: u32,
-    /// Peak half-life in active days.
-    pub half_life_days: f32,
+    /// Factor applied to learned peaks on each active day (from the half-life).
+    pub daily_decay: f32,
     /// Cooldown, seconds.
     pub cooldown_s: u32,
     /// Allowlisted networks.
@@ -76,7 +76,7 @@ impl Settings {
             learning_s: e.learning_period.as_secs_u32(),
             learning_events: e.learning_min_events,
             forget_s: e.forget_after.as_secs_u32(),
-            half_life_days: (e.baseline_half_life.0.as_secs_f32() / 86_400.0).max(1.0 / 24.0),
+            daily_decay: 0.5f32.powf(86_400.0 / e.baseline_half_life.0.as_secs_f32().max(3600.0)),
             cooldown_s: e.cooldown.as_secs_u32(),
             allowlist: e.allowlist_networks.iter().map(|c| c.0).collect(),
             ignore_named: e
@@ -127,7 +127,9 @@ pub struct Stats {
     pub watermark_ms: AtomicI64,
 }
 
-type KeyMap = DashMap<CompactString, KeyState, foldhash::fast::RandomState>;
+/// Boxed state: the table then holds 32-byte entries, so its spare capacity
+/// (up to half the table after a resize) costs little.
+type KeyMap = DashMap<CompactString, Box<KeyState>, foldhash::fast::RandomState>;
 
 struct Tracked {
     entity: Entity,
@@ -224,7 +226,7 @@ impl Engine {
                 .entry(CompactString::from(subject))
                 .or_insert_with(|| {
                     tracked.len.fetch_add(1, Ordering::Relaxed);
-                    KeyState::new(now)
+                    Box::new(KeyState::new(now))
                 });
             detect::observe(&mut state, &mut ctx);
         }

@@ -11,33 +11,26 @@ use super::source::SourceId;
 /// Seconds since the Unix epoch, event time. `u32` lasts until 2106.
 pub type Secs = u32;
 
-/// A decaying peak: the largest value observed, halving every `half_life`
-/// active days (days on which the key was used). Measuring decay in active
-/// days keeps a dormant or weekend-idle key's baseline intact.
+/// A decaying peak: the largest value observed, shrunk by a constant factor
+/// on every *active* day (a day on which the key was used). Measuring decay in
+/// active days keeps a dormant or weekend-idle key's baseline intact.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Peak {
-    value: f32,
-    at_day: u16,
-}
+pub struct Peak(f32);
 
 impl Peak {
-    /// The peak as seen on active day `day`.
-    pub fn decayed(self, day: u16, half_life_days: f32) -> f32 {
-        let age = day.saturating_sub(self.at_day) as f32;
-        if age == 0.0 {
-            self.value
-        } else {
-            self.value * (0.5f32).powf(age / half_life_days)
-        }
+    /// The current (decayed) peak.
+    pub fn value(self) -> f32 {
+        self.0
     }
 
-    /// Takes `x` into the envelope. Exact: the dominating term is kept, and
-    /// all terms decay at the same rate.
-    pub fn observe(&mut self, x: f32, day: u16, half_life_days: f32) {
-        if x >= self.decayed(day, half_life_days) {
-            self.value = x;
-            self.at_day = day;
-        }
+    /// Takes `x` into the envelope.
+    pub fn observe(&mut self, x: f32) {
+        self.0 = self.0.max(x);
+    }
+
+    /// One active day passes.
+    pub fn decay(&mut self, factor: f32) {
+        self.0 *= factor;
     }
 }
 
@@ -176,22 +169,47 @@ impl SourceSet {
     }
 }
 
-/// A remembered value (user-agent family, action, service) by hash.
+/// A remembered value (user-agent family or action) by tagged hash.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seen {
-    /// 32-bit hash of the value.
+    /// [`ValueKind`] tag in the top two bits, hash below.
     pub hash: u32,
     /// Latest use.
     pub last_seen: Secs,
 }
 
-/// A small set of recently used values, least recently used evicted past the cap.
-#[derive(Debug, Clone, Default)]
-pub struct SeenSet<const N: usize> {
-    entries: SmallVec<[Seen; N]>,
+/// What a remembered value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ValueKind {
+    /// A user-agent family.
+    UserAgent = 1,
+    /// An action: 12 bits of its service's hash, 18 of the action's, so
+    /// "has this key used the service?" needs no entry of its own.
+    Action = 2,
 }
 
-impl<const N: usize> SeenSet<N> {
+const TAG_SHIFT: u32 = 30;
+const SERVICE_MASK: u32 = 0xFFF << 18;
+
+/// A tagged value hash: `UserAgent` uses 30 bits of `hash`; `Action` takes
+/// 12 bits from `service` and 18 from `hash`.
+pub fn value_hash(kind: ValueKind, service: u64, hash: u64) -> u32 {
+    let body = match kind {
+        ValueKind::UserAgent => (hash as u32) & !(3 << TAG_SHIFT),
+        ValueKind::Action => (((service as u32) & 0xFFF) << 18) | ((hash as u32) & 0x3_FFFF),
+    };
+    ((kind as u32) << TAG_SHIFT) | body
+}
+
+/// The user agents and actions a key has used, least recently used evicted
+/// past the cap. Four fit in place: one SDK and three calls is the common key.
+#[derive(Debug, Clone, Default)]
+pub struct ValueSet {
+    entries: SmallVec<[Seen; 4]>,
+}
+
+impl ValueSet {
     /// Whether `hash` was used within `forget_s` of `now`.
     pub fn knows(&self, hash: u32, now: Secs, forget_s: u32) -> bool {
         let fresh = now.saturating_sub(forget_s);
@@ -200,10 +218,22 @@ impl<const N: usize> SeenSet<N> {
             .any(|e| e.hash == hash && e.last_seen >= fresh)
     }
 
-    /// Values used within `forget_s` of `now`.
-    pub fn fresh_len(&self, now: Secs, forget_s: u32) -> usize {
+    /// Whether any action of the service in `action_hash` was used recently.
+    pub fn knows_service(&self, action_hash: u32, now: Secs, forget_s: u32) -> bool {
         let fresh = now.saturating_sub(forget_s);
-        self.entries.iter().filter(|e| e.last_seen >= fresh).count()
+        let want = action_hash & (SERVICE_MASK | (3 << TAG_SHIFT));
+        self.entries
+            .iter()
+            .any(|e| e.hash & (SERVICE_MASK | (3 << TAG_SHIFT)) == want && e.last_seen >= fresh)
+    }
+
+    /// Values of `kind` used within `forget_s` of `now`.
+    pub fn fresh_len(&self, kind: ValueKind, now: Secs, forget_s: u32) -> usize {
+        let fresh = now.saturating_sub(forget_s);
+        self.entries
+            .iter()
+            .filter(|e| e.hash >> TAG_SHIFT == kind as u32 && e.last_seen >= fresh)
+            .count()
     }
 
     /// Records a use; returns whether an entry was evicted to make room.
@@ -274,10 +304,8 @@ pub struct KeyState {
     pub fanout: FanoutState,
     /// Sources used.
     pub sources: SourceSet,
-    /// User-agent families used.
-    pub user_agents: SeenSet<1>,
-    /// Actions (and their services) used.
-    pub actions: SeenSet<3>,
+    /// User-agent families and actions used.
+    pub values: ValueSet,
     /// Active cooldowns; boxed because most keys never have one.
     pub cooldowns: Option<Box<Vec<Cooldown>>>,
 }
@@ -295,10 +323,16 @@ impl KeyState {
             errors: ErrorState::default(),
             fanout: FanoutState::default(),
             sources: SourceSet::default(),
-            user_agents: SeenSet::default(),
-            actions: SeenSet::default(),
+            values: ValueSet::default(),
             cooldowns: None,
         }
+    }
+
+    /// One active day passes: every learned peak decays by `factor`.
+    pub fn decay_peaks(&mut self, factor: f32) {
+        self.rate.decay(factor);
+        self.errors.decay(factor);
+        self.fanout.decay(factor);
     }
 
     /// Whether `detector`/`dim` is cooling down at `now`.
@@ -326,18 +360,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peak_decays_by_active_days_and_keeps_the_dominant_term() {
+    fn peak_keeps_the_maximum_and_decays() {
         let mut p = Peak::default();
-        p.observe(100.0, 0, 14.0);
-        assert_eq!(p.decayed(0, 14.0), 100.0);
-        assert!((p.decayed(14, 14.0) - 50.0).abs() < 0.01);
-        p.observe(40.0, 14, 14.0);
+        p.observe(100.0);
+        p.observe(40.0);
+        assert_eq!(p.value(), 100.0);
+        let daily = 0.5f32.powf(1.0 / 14.0);
+        for _ in 0..14 {
+            p.decay(daily);
+        }
+        assert!((p.value() - 50.0).abs() < 0.01);
+        p.observe(60.0);
+        assert_eq!(p.value(), 60.0);
+    }
+
+    #[test]
+    fn state_stays_small() {
+        // The 256 B/key budget at a million keys: the map holds a pointer,
+        // the boxed state must stay within one 176-byte allocation.
         assert!(
-            (p.decayed(14, 14.0) - 50.0).abs() < 0.01,
-            "smaller value does not replace"
+            std::mem::size_of::<KeyState>() <= 168,
+            "{}",
+            std::mem::size_of::<KeyState>()
         );
-        p.observe(60.0, 14, 14.0);
-        assert_eq!(p.decayed(14, 14.0), 60.0);
+    }
+
+    #[test]
+    fn values_by_kind_and_service() {
+        let mut v = ValueSet::default();
+        let ua = value_hash(ValueKind::UserAgent, 0, 0xdead_beef);
+        let get = value_hash(ValueKind::Action, 0x123, 0x1);
+        let put = value_hash(ValueKind::Action, 0x123, 0x2);
+        let other = value_hash(ValueKind::Action, 0x456, 0x1);
+        v.record(ua, 10, 64);
+        v.record(get, 10, 64);
+        assert_eq!(v.fresh_len(ValueKind::Action, 10, 100), 1);
+        assert_eq!(v.fresh_len(ValueKind::UserAgent, 10, 100), 1);
+        assert!(!v.knows(put, 10, 100) && v.knows_service(put, 10, 100));
+        assert!(!v.knows_service(other, 10, 100));
     }
 
     #[test]
@@ -374,7 +434,7 @@ mod tests {
             !s.entries().iter().any(|e| e.id == SourceId(1 << 8)),
             "oldest last_seen evicted"
         );
-        let mut v: SeenSet<1> = SeenSet::default();
+        let mut v = ValueSet::default();
         assert!(!v.record(1, 10, 2));
         assert!(!v.record(2, 11, 2));
         assert!(v.record(3, 12, 2));

@@ -15,11 +15,15 @@ pub struct ErrorState {
     bucket: u32,
     count: u32,
     threshold: u32,
-    exceeded: bool,
     peak: Peak,
 }
 
 impl ErrorState {
+    /// One active day passes.
+    pub fn decay(&mut self, factor: f32) {
+        self.peak.decay(factor);
+    }
+
     /// Failures in the current bucket and its threshold.
     pub fn current(&self) -> (u32, u32) {
         (self.count, self.threshold)
@@ -36,32 +40,30 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if !cfg.enabled {
         return;
     }
-    let hl = s.half_life_days;
     let bucket = ctx.now / s.error_bucket_s;
     let st = &mut state.errors;
     if bucket > st.bucket {
         if st.count > 0 {
-            let x = if st.exceeded && ctx.eligible {
+            let x = if st.count >= st.threshold && ctx.eligible {
                 st.threshold
             } else {
                 st.count
             };
-            st.peak.observe(x as f32, ctx.day, hl);
+            st.peak.observe(x as f32);
         }
         st.bucket = bucket;
         st.count = 0;
-        st.exceeded = false;
         st.threshold = (cfg.min_count as f32)
-            .max((cfg.ratio as f32 * st.peak.decayed(ctx.day, hl)).ceil())
+            .max((cfg.ratio as f32 * st.peak.value()).ceil())
             .min(u32::MAX as f32) as u32;
     }
+    let before = st.count;
     st.count = st.count.saturating_add(ctx.ev.count);
-    if st.exceeded || st.count < st.threshold || !ctx.eligible {
+    if before >= st.threshold || st.count < st.threshold || !ctx.eligible {
         return;
     }
-    st.exceeded = true;
     let (count, threshold) = (st.count, st.threshold);
-    let peak = st.peak.decayed(ctx.day, hl);
+    let peak = st.peak.value();
     let code = code.as_deref().unwrap_or("unspecified");
     let summary = format!(
         "{} had {count} failed requests in {} (latest error {code}), against a usual peak of {peak:.0} (threshold {threshold}).",

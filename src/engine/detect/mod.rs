@@ -121,6 +121,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let seen_before = state.events > 0;
     if seen_before && now / DAY != state.last_seen / DAY && now > state.last_seen {
         state.active_days = state.active_days.saturating_add(1);
+        state.decay_peaks(s.daily_decay);
     }
     ctx.day = state.active_days;
     ctx.eligibility = Eligibility {

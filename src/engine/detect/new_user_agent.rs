@@ -7,7 +7,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::KeyState;
+use crate::engine::state::{value_hash, KeyState, ValueKind};
 
 /// The product token of a user agent: `Boto3/1.34 md/…` → `Boto3`,
 /// `[aws-cli/2.15.0 …]` → `aws-cli`, `Mozilla/5.0 (…)` → `Mozilla`.
@@ -26,11 +26,13 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if fam.is_empty() || fam == "AWS" {
         return;
     }
-    let hash = xxh3_64(fam.as_bytes()) as u32;
+    let hash = value_hash(ValueKind::UserAgent, 0, xxh3_64(fam.as_bytes()));
     let s = ctx.settings;
     let cfg = &s.detectors.new_user_agent;
-    if cfg.enabled && ctx.eligible && !state.user_agents.knows(hash, ctx.now, s.forget_s) {
-        let known = state.user_agents.fresh_len(ctx.now, s.forget_s);
+    if cfg.enabled && ctx.eligible && !state.values.knows(hash, ctx.now, s.forget_s) {
+        let known = state
+            .values
+            .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s);
         if known > 0 && known < cfg.broad_after as usize {
             let summary = format!(
                 "{} was used with user agent {fam:?}, a client it has not used before ({known} known famil{}).",
@@ -47,7 +49,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
         }
     }
-    if state.user_agents.record(hash, ctx.now, s.max_values) {
+    if state.values.record(hash, ctx.now, s.max_values) {
         ctx.stats
             .values_evicted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

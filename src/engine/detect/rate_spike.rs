@@ -24,18 +24,33 @@ pub struct Seasonal {
     slots: [Peak; 24],
 }
 
+impl Seasonal {
+    fn decay(&mut self, factor: f32) {
+        for s in &mut self.slots {
+            s.decay(factor);
+        }
+    }
+}
+
 /// The current bucket and the key's learned peaks.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RateState {
     bucket: u32,
     count: u32,
     threshold: u32,
-    exceeded: bool,
     peak: Peak,
     seasonal: Option<Box<Seasonal>>,
 }
 
 impl RateState {
+    /// One active day passes.
+    pub fn decay(&mut self, factor: f32) {
+        self.peak.decay(factor);
+        if let Some(s) = &mut self.seasonal {
+            s.decay(factor);
+        }
+    }
+
     /// Requests in the current bucket.
     pub fn current(&self) -> (u32, u32) {
         (self.count, self.threshold)
@@ -47,14 +62,14 @@ fn hour_of(t: Secs) -> usize {
 }
 
 /// The expected peak for a bucket starting at `start`: `(peak for the hour, peak overall)`.
-fn expected(st: &RateState, start: Secs, day: u16, hl: f32, seasonal_after: u32) -> (f32, f32) {
-    let overall = st.peak.decayed(day, hl);
+fn expected(st: &RateState, start: Secs, seasonal_after: u32) -> (f32, f32) {
+    let overall = st.peak.value();
     let hourly = match &st.seasonal {
         Some(s) if start.saturating_sub(s.since) >= seasonal_after => {
             let h = hour_of(start);
             [(h + 23) % 24, h, (h + 1) % 24]
                 .iter()
-                .map(|&i| s.slots[i].decayed(day, hl))
+                .map(|&i| s.slots[i].value())
                 .fold(0.0, f32::max)
         }
         _ => overall,
@@ -71,35 +86,32 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     }
     let bucket_s = s.rate_bucket_s;
     let bucket = ctx.now / bucket_s;
-    let hl = s.half_life_days;
     let st = &mut state.rate;
     if bucket > st.bucket {
         let learn = Learn {
             start: st.bucket * bucket_s,
-            day: ctx.day,
-            half_life_days: hl,
             now: ctx.now,
             seasonal_from: cfg.min_count as f32 / cfg.ratio as f32,
             eligible: ctx.eligible,
         };
         close(st, &learn);
-        let (hourly, overall) = expected(st, bucket * bucket_s, ctx.day, hl, s.learning_s);
+        let (hourly, overall) = expected(st, bucket * bucket_s, s.learning_s);
         st.bucket = bucket;
         st.count = 0;
-        st.exceeded = false;
         st.threshold = (cfg.min_count as f32)
             .max((cfg.ratio as f32 * hourly).ceil())
             .max(overall.ceil())
             .min(u32::MAX as f32) as u32;
     }
+    let before = st.count;
     st.count = st.count.saturating_add(ctx.ev.count);
-    if st.exceeded || st.count < st.threshold || !ctx.eligible {
+    // Fire once, on the event that crosses the line.
+    if before >= st.threshold || st.count < st.threshold || !ctx.eligible {
         return;
     }
-    st.exceeded = true;
     let (count, threshold) = (st.count, st.threshold);
     let start = st.bucket * bucket_s;
-    let (hourly, overall) = expected(st, start, ctx.day, hl, s.learning_s);
+    let (hourly, overall) = expected(st, start, s.learning_s);
     let seasonal = st.seasonal.is_some();
     let times = count as f32 / hourly.max(1.0);
     let summary = format!(
@@ -130,8 +142,6 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
 /// What closing a bucket needs to know.
 struct Learn {
     start: Secs,
-    day: u16,
-    half_life_days: f32,
     now: Secs,
     seasonal_from: f32,
     eligible: bool,
@@ -143,22 +153,21 @@ fn close(st: &mut RateState, l: &Learn) {
     if st.count == 0 {
         return;
     }
-    let x = if st.exceeded && l.eligible {
+    let x = if st.count >= st.threshold && l.eligible {
         st.threshold
     } else {
         st.count
     } as f32;
-    let (day, hl) = (l.day, l.half_life_days);
-    st.peak.observe(x, day, hl);
+    st.peak.observe(x);
     let hour = hour_of(l.start);
     match &mut st.seasonal {
-        Some(s) => s.slots[hour].observe(x, day, hl),
-        None if st.peak.decayed(day, hl) >= l.seasonal_from => {
+        Some(s) => s.slots[hour].observe(x),
+        None if st.peak.value() >= l.seasonal_from => {
             let mut s = Box::new(Seasonal {
                 since: l.now,
                 slots: [Peak::default(); 24],
             });
-            s.slots[hour].observe(x, day, hl);
+            s.slots[hour].observe(x);
             st.seasonal = Some(s);
         }
         None => {}

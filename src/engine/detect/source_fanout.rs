@@ -13,14 +13,18 @@ pub struct FanoutState {
     window: u32,
     distinct: u16,
     threshold: u16,
-    exceeded: bool,
     peak: Peak,
 }
 
 impl FanoutState {
     /// The key's decayed peak of distinct sources per window.
-    pub fn peak(&self, day: u16, half_life_days: f32) -> f32 {
-        self.peak.decayed(day, half_life_days)
+    pub fn peak(&self) -> f32 {
+        self.peak.value()
+    }
+
+    /// One active day passes.
+    pub fn decay(&mut self, factor: f32) {
+        self.peak.decay(factor);
     }
 }
 
@@ -35,13 +39,16 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, first_in_window: bool)
     let f = &mut state.fanout;
     if window != f.window {
         if f.distinct > 0 {
-            let x = if f.exceeded { f.threshold } else { f.distinct };
-            f.peak.observe(x as f32, ctx.day, s.half_life_days);
+            let x = if ctx.eligible {
+                f.distinct.min(f.threshold)
+            } else {
+                f.distinct
+            };
+            f.peak.observe(x as f32);
         }
-        let peak = f.peak.decayed(ctx.day, s.half_life_days);
+        let peak = f.peak.value();
         f.window = window;
         f.distinct = 0;
-        f.exceeded = false;
         f.threshold = (cfg.min_sources as f32)
             .max((cfg.ratio as f32 * peak).ceil())
             .min(u16::MAX as f32) as u16;
@@ -50,12 +57,11 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, first_in_window: bool)
         return;
     }
     f.distinct = f.distinct.saturating_add(1);
-    if f.distinct < f.threshold || f.exceeded || !ctx.eligible {
+    if f.distinct != f.threshold || !ctx.eligible {
         return;
     }
-    f.exceeded = true;
     let (distinct, threshold) = (f.distinct, f.threshold);
-    let peak = f.peak.decayed(ctx.day, s.half_life_days);
+    let peak = f.peak.value();
     let window_s = s.fanout_window_s;
     let summary = format!(
         "{} was used from {distinct} distinct addresses within {}, against a usual peak of {:.0} per window (threshold {threshold}).",
