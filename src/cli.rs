@@ -77,7 +77,8 @@ pub struct GenArgs {
     /// Inject attacks on dedicated keys in the last days.
     #[arg(long)]
     pub attacks: bool,
-    /// Write the injected attacks (ground truth) to this JSON file.
+    /// Write the ground truth to this JSON file: the injected attacks, and
+    /// the archetype of every normal key.
     #[arg(long)]
     pub truth: Option<PathBuf>,
     /// Write events here instead of stdout.

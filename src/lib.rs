@@ -4,5 +4,6 @@ pub mod cmd;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod gen;
 pub mod replay;
 pub mod telemetry;

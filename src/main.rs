@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => cmd::replay::run(args),
         Command::CheckConfig(args) => cmd::check_config::run(args),
-        Command::Gen(_args) => todo!(),
+        Command::Gen(args) => cmd::gen::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

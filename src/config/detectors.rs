@@ -117,7 +117,7 @@ pub struct RateSpikeConfig {
 }
 
 /// Five minutes: short enough to alert while an attack runs, long enough to
-/// smooth per-second jitter (the design's default). 30 calls in 5 minutes is
+/// smooth per-second jitter (the design's default). 20 calls in 5 minutes is
 /// what one enumeration script does in seconds; below it a "spike" of a
 /// low-volume key is noise. Three times the key's own peak: organic growth
 /// and busy days stay well inside it, a 10-20x burst does not.
@@ -126,7 +126,7 @@ impl Default for RateSpikeConfig {
         RateSpikeConfig {
             enabled: true,
             bucket: default_bucket(),
-            min_count: 30,
+            min_count: 20,
             ratio: 3.0,
         }
     }

@@ -7,6 +7,7 @@
 //! `max_sources_per_key` / `max_values_per_key` remembered values each, with
 //! counters when a bound is hit.
 
+pub mod baseline;
 pub mod detect;
 pub mod finding;
 pub mod source;

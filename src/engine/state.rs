@@ -5,34 +5,12 @@
 
 use smallvec::SmallVec;
 
-use super::detect::{error_spike::ErrorState, rate_spike::RateState, source_fanout::FanoutState};
+use super::baseline::{BucketCounter, HourlyPeaks};
+use super::detect::source_fanout::FanoutState;
 use super::source::SourceId;
 
 /// Seconds since the Unix epoch, event time. `u32` lasts until 2106.
 pub type Secs = u32;
-
-/// A decaying peak: the largest value observed, shrunk by a constant factor
-/// on every *active* day (a day on which the key was used). Measuring decay in
-/// active days keeps a dormant or weekend-idle key's baseline intact.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Peak(f32);
-
-impl Peak {
-    /// The current (decayed) peak.
-    pub fn value(self) -> f32 {
-        self.0
-    }
-
-    /// Takes `x` into the envelope.
-    pub fn observe(&mut self, x: f32) {
-        self.0 = self.0.max(x);
-    }
-
-    /// One active day passes.
-    pub fn decay(&mut self, factor: f32) {
-        self.0 *= factor;
-    }
-}
 
 /// When a source was first and last used.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,9 +43,10 @@ pub struct NetworkSummary {
     pub networks: u16,
     /// When the newest of them was first used.
     pub newest_first_seen: Secs,
-    /// Networks first used in the last week, not counting the key's first day:
-    /// a key that keeps finding new networks roams.
-    pub recently_new: u16,
+    /// Networks first used at least a day after the key itself: a key that
+    /// keeps acquiring networks roams (a person's laptop), one that was set
+    /// up with its networks (a service, a multi-region fleet) does not.
+    pub acquired_later: u16,
     /// Up to five of them, for evidence.
     pub sample: Vec<String>,
 }
@@ -124,14 +103,10 @@ impl SourceSet {
                 None => nets.push((n, e.id, e.first_seen)),
             }
         }
-        let week_ago = now.saturating_sub(7 * 86_400);
         let settled_from = key_first_seen.saturating_add(86_400);
         NetworkSummary {
             networks: nets.len() as u16,
-            recently_new: nets
-                .iter()
-                .filter(|n| n.2 >= week_ago && n.2 >= settled_from)
-                .count() as u16,
+            acquired_later: nets.iter().filter(|n| n.2 >= settled_from).count() as u16,
             newest_first_seen: nets.iter().map(|n| n.2).max().unwrap_or(0),
             sample: nets.iter().take(5).map(|n| n.1.network_display()).collect(),
         }
@@ -290,16 +265,18 @@ pub struct KeyState {
     pub first_seen: Secs,
     /// Latest use seen.
     pub last_seen: Secs,
-    /// Uses seen (weighted by `count`).
-    pub events: u64,
+    /// Uses seen (weighted by `count`, saturating).
+    pub events: u32,
     /// Days on which the key was used; the clock for baseline decay.
     pub active_days: u16,
     /// Longest idle gap seen between two uses, seconds.
     pub longest_gap: u32,
-    /// Request-rate baseline and current bucket.
-    pub rate: RateState,
-    /// Failure-rate baseline and current bucket.
-    pub errors: ErrorState,
+    /// Requests per bucket and their learned peak (`rate_spike`).
+    pub rate: BucketCounter,
+    /// Hour-of-day request peaks, once the key has the volume (`rate_spike`).
+    pub rate_hours: Option<Box<HourlyPeaks>>,
+    /// Failures per bucket and their learned peak (`error_spike`).
+    pub errors: BucketCounter,
     /// Distinct-sources baseline and current window.
     pub fanout: FanoutState,
     /// Sources used.
@@ -319,8 +296,9 @@ impl KeyState {
             events: 0,
             active_days: 0,
             longest_gap: 0,
-            rate: RateState::default(),
-            errors: ErrorState::default(),
+            rate: BucketCounter::default(),
+            rate_hours: None,
+            errors: BucketCounter::default(),
             fanout: FanoutState::default(),
             sources: SourceSet::default(),
             values: ValueSet::default(),
@@ -331,6 +309,9 @@ impl KeyState {
     /// One active day passes: every learned peak decays by `factor`.
     pub fn decay_peaks(&mut self, factor: f32) {
         self.rate.decay(factor);
+        if let Some(h) = &mut self.rate_hours {
+            h.decay(factor);
+        }
         self.errors.decay(factor);
         self.fanout.decay(factor);
     }
@@ -358,21 +339,6 @@ impl KeyState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn peak_keeps_the_maximum_and_decays() {
-        let mut p = Peak::default();
-        p.observe(100.0);
-        p.observe(40.0);
-        assert_eq!(p.value(), 100.0);
-        let daily = 0.5f32.powf(1.0 / 14.0);
-        for _ in 0..14 {
-            p.decay(daily);
-        }
-        assert!((p.value() - 50.0).abs() < 0.01);
-        p.observe(60.0);
-        assert_eq!(p.value(), 60.0);
-    }
 
     #[test]
     fn state_stays_small() {

@@ -407,7 +407,7 @@ fn dormant_key_revived_is_found() {
 }
 
 #[test]
-fn monthly_rhythm_is_dormant_once_then_known() {
+fn monthly_job_is_not_dormant() {
     let mut events = Vec::new();
     for month in 0..4 {
         for i in 0..20 {
@@ -418,12 +418,21 @@ fn monthly_rhythm_is_dormant_once_then_known() {
             ));
         }
     }
-    let findings = run(events);
-    assert_eq!(
-        of(&findings, Detector::DormantRevival).len(),
-        1,
-        "only the first 31-day gap is news: {findings:#?}"
-    );
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn a_month_of_silence_after_weeks_of_use_is_dormancy() {
+    let mut events = Vec::new();
+    for d in 0..10 {
+        events.push(ev(T0 + d * DAY + 10 * HOUR, "AKIAMONTHOFF", "203.0.113.9"));
+    }
+    events.push(ev(
+        T0 + 9 * DAY + 31 * DAY + 10 * HOUR,
+        "AKIAMONTHOFF",
+        "203.0.113.9",
+    ));
+    assert_eq!(of(&run(events), Detector::DormantRevival).len(), 1);
 }
 
 #[test]

@@ -1,11 +1,8 @@
-//! The world the generated keys live in: AWS actions, regions, user agents,
-//! names and public networks. Everything here is a fixed table; what a key
-//! takes from it is drawn from that key's own random stream.
-
-use std::net::Ipv4Addr;
+//! What generated keys call and who they are: AWS actions grouped into the
+//! themes of typical workloads, regions, and names. Fixed tables; what a key
+//! takes from them is drawn from that key's own random stream.
 
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
 use rand::Rng;
 
 /// One API call kind, as IAM names it and as CloudTrail logs it.
@@ -150,6 +147,7 @@ pub(crate) static SERVICE_THEMES: [Theme; 5] = [
         &SQS_ATTRIBUTES,
         &KMS_DECRYPT,
         &LOGS_PUT_EVENTS,
+        &LAMBDA_INVOKE,
     ],
     &[
         &DDB_GET_ITEM,
@@ -185,6 +183,7 @@ pub(crate) static CI_THEME: Theme = &[
     &ECR_UPLOAD_PART,
     &ECR_CHECK_LAYER,
     &S3_PUT_OBJECT,
+    &STS_CALLER_IDENTITY,
     &CFN_DESCRIBE_EVENTS,
     &S3_GET_OBJECT,
     &CFN_DESCRIBE_STACKS,
@@ -195,7 +194,6 @@ pub(crate) static CI_THEME: Theme = &[
     &CFN_CREATE_CHANGE_SET,
     &CFN_EXECUTE_CHANGE_SET,
     &LAMBDA_UPDATE_CODE,
-    &STS_CALLER_IDENTITY,
 ];
 
 /// A data pipeline's nightly run.
@@ -276,8 +274,11 @@ pub(crate) static PROBE_THEME: Theme = &[
 ];
 
 /// Persistence: a new user with admin rights and its own key.
-pub(crate) static ESCALATION: [&ActionDef; 3] =
-    [&IAM_CREATE_USER, &IAM_ATTACH_USER_POLICY, &IAM_CREATE_ACCESS_KEY];
+pub(crate) static ESCALATION: [&ActionDef; 3] = [
+    &IAM_CREATE_USER,
+    &IAM_ATTACH_USER_POLICY,
+    &IAM_CREATE_ACCESS_KEY,
+];
 
 /// A region with the UTC offset (minutes) of the people and traffic near it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,14 +291,38 @@ pub(crate) struct RegionDef {
 
 /// The regions keys are homed in; `us-east-1` first, where global services log.
 pub(crate) static REGIONS: [RegionDef; 8] = [
-    RegionDef { name: "us-east-1", utc_offset_min: -300 },
-    RegionDef { name: "us-west-2", utc_offset_min: -480 },
-    RegionDef { name: "eu-west-1", utc_offset_min: 0 },
-    RegionDef { name: "eu-central-1", utc_offset_min: 60 },
-    RegionDef { name: "ap-southeast-1", utc_offset_min: 480 },
-    RegionDef { name: "ap-northeast-1", utc_offset_min: 540 },
-    RegionDef { name: "sa-east-1", utc_offset_min: -180 },
-    RegionDef { name: "ap-south-1", utc_offset_min: 330 },
+    RegionDef {
+        name: "us-east-1",
+        utc_offset_min: -300,
+    },
+    RegionDef {
+        name: "us-west-2",
+        utc_offset_min: -480,
+    },
+    RegionDef {
+        name: "eu-west-1",
+        utc_offset_min: 0,
+    },
+    RegionDef {
+        name: "eu-central-1",
+        utc_offset_min: 60,
+    },
+    RegionDef {
+        name: "ap-southeast-1",
+        utc_offset_min: 480,
+    },
+    RegionDef {
+        name: "ap-northeast-1",
+        utc_offset_min: 540,
+    },
+    RegionDef {
+        name: "sa-east-1",
+        utc_offset_min: -180,
+    },
+    RegionDef {
+        name: "ap-south-1",
+        utc_offset_min: 330,
+    },
 ];
 
 /// Index into [`REGIONS`].
@@ -308,129 +333,6 @@ pub(crate) fn home_region(rng: &mut SmallRng) -> Region {
     const WEIGHTED: [Region; 12] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 4, 5, 7];
     WEIGHTED[rng.gen_range(0..WEIGHTED.len())]
 }
-
-/// How an SDK's version moves when it is upgraded.
-#[derive(Debug, Clone, Copy)]
-enum Bump {
-    Patch,
-    Minor,
-}
-
-/// A user-agent family: a template with `{v}` for the version.
-struct AgentFamily {
-    template: &'static str,
-    version: (u32, u32, u32),
-    bump: Bump,
-}
-
-const fn family(template: &'static str, version: (u32, u32, u32), bump: Bump) -> AgentFamily {
-    AgentFamily {
-        template,
-        version,
-        bump,
-    }
-}
-
-static SERVER_AGENTS: [AgentFamily; 6] = [
-    family(
-        "aws-cli/{v} Python/3.11.6 Linux/5.10.205-195.807.amzn2.x86_64 exe/x86_64.amzn.2 prompt/off command/s3.cp",
-        (2, 15, 0),
-        Bump::Patch,
-    ),
-    family(
-        "Boto3/{v} md/Botocore#{v} ua/2.0 os/linux#5.10.205-195.807.amzn2.x86_64 md/arch#x86_64 lang/python#3.11.6 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/{v}",
-        (1, 34, 11),
-        Bump::Patch,
-    ),
-    family(
-        "aws-sdk-go-v2/{v} os/linux lang/go#1.21.5 md/GOOS#linux md/GOARCH#amd64",
-        (1, 24, 0),
-        Bump::Patch,
-    ),
-    family(
-        "aws-sdk-java/{v} Linux/5.10.205-195.807.amzn2.x86_64 OpenJDK_64-Bit_Server_VM/17.0.9+8-LTS Java/17.0.9 vendor/Amazon.com_Inc. io/sync http/Apache cfg/retry-mode/legacy",
-        (2, 21, 40),
-        Bump::Patch,
-    ),
-    family(
-        "aws-sdk-js/{v} ua/2.0 os/linux#5.10.205-195.807.amzn2.x86_64 lang/js md/nodejs#20.10.0",
-        (3, 485, 0),
-        Bump::Minor,
-    ),
-    family(
-        "aws-sdk-dotnet-coreclr/{v} aws-sdk-dotnet-core/3.7.300.29 .NET_Core/8.0.0 OS/Linux_5.10.205-195.807.amzn2.x86_64",
-        (3, 7, 300),
-        Bump::Patch,
-    ),
-];
-
-static CI_AGENTS: [AgentFamily; 2] = [
-    family(
-        "APN/1.0 HashiCorp/1.0 Terraform/1.6.6 (+https://www.terraform.io) terraform-provider-aws/{v} (+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go/1.49.4 (go1.21.5; linux; amd64)",
-        (5, 31, 0),
-        Bump::Minor,
-    ),
-    family(
-        "aws-cli/{v} Python/3.11.6 Linux/6.2.0-1018-azure exe/x86_64.ubuntu.22 prompt/off command/deploy",
-        (2, 15, 4),
-        Bump::Patch,
-    ),
-];
-
-static LAPTOP_AGENTS: [AgentFamily; 1] = [family(
-    "aws-cli/{v} Python/3.11.6 Darwin/23.2.0 exe/x86_64 prompt/off command/s3.ls",
-    (2, 15, 1),
-    Bump::Patch,
-)];
-
-/// Where a key's client software comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AgentKind {
-    /// SDKs and the CLI on servers.
-    Server,
-    /// Infrastructure tooling in a pipeline.
-    Pipeline,
-    /// The CLI on a laptop.
-    Laptop,
-}
-
-/// The user-agent strings one key sends over the scenario: `bumps + 1`
-/// versions of one family, each a minor upgrade of the one before.
-pub(crate) fn agent_versions(kind: AgentKind, bumps: usize, rng: &mut SmallRng) -> Vec<String> {
-    let families: &[AgentFamily] = match kind {
-        AgentKind::Server => &SERVER_AGENTS,
-        AgentKind::Pipeline => &CI_AGENTS,
-        AgentKind::Laptop => &LAPTOP_AGENTS,
-    };
-    let fam = families
-        .choose(rng)
-        .expect("every agent kind has families");
-    let (major, mut minor, mut patch) = fam.version;
-    match fam.bump {
-        Bump::Patch => patch += rng.gen_range(0..4),
-        Bump::Minor => minor += rng.gen_range(0..4),
-    }
-    let mut out = Vec::with_capacity(bumps + 1);
-    for _ in 0..=bumps {
-        out.push(
-            fam.template
-                .replace("{v}", &format!("{major}.{minor}.{patch}")),
-        );
-        match fam.bump {
-            Bump::Patch => patch += 1,
-            Bump::Minor => minor += 1,
-        }
-    }
-    out
-}
-
-/// What attackers' tooling sends.
-pub(crate) static ATTACKER_AGENTS: [&str; 4] = [
-    "python-requests/2.31.0",
-    "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.5.0-kali3-amd64 md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.34.0",
-    "aws-cli/2.13.25 Python/3.11.5 Linux/6.5.0-kali3-amd64 exe/x86_64.kali.2023 prompt/off command/sts.get-caller-identity",
-    "curl/7.88.1",
-];
 
 /// Service and project words that make up principal names.
 pub(crate) static PROJECTS: [&str; 20] = [
@@ -467,78 +369,3 @@ pub(crate) static PEOPLE: [&str; 8] = [
     "gita.rao",
     "hugo.martin",
 ];
-
-/// First octets of routable, non-reserved space that normal keys live in.
-/// Disjoint from [`FANOUT_OCTETS`] and from every network in
-/// [`ATTACKER_NETWORKS`], so attack traffic never lands in a normal network.
-pub(crate) static PUBLIC_OCTETS: [u8; 40] = [
-    3, 13, 18, 20, 23, 34, 35, 40, 44, 50, 52, 54, 63, 64, 66, 68, 71, 73, 76, 81, 82, 84, 86, 87,
-    88, 92, 94, 95, 98, 99, 104, 107, 108, 109, 130, 146, 151, 162, 199, 212,
-];
-
-/// First octets of the many unrelated networks a leaked key is used from.
-pub(crate) static FANOUT_OCTETS: [u8; 24] = [
-    31, 37, 41, 46, 49, 58, 59, 61, 77, 78, 79, 80, 83, 85, 90, 93, 101, 103, 110, 114, 177, 186,
-    189, 201,
-];
-
-/// /24s known for abuse: Tor exits and bulletproof hosting.
-pub(crate) static ATTACKER_NETWORKS: [[u8; 3]; 5] = [
-    [185, 220, 101],
-    [185, 220, 100],
-    [45, 155, 205],
-    [193, 142, 146],
-    [89, 248, 165],
-];
-
-/// An IPv4 /24, by its first three octets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Net24(pub [u8; 3]);
-
-impl Net24 {
-    /// A random /24 of ordinary public space.
-    pub fn random(rng: &mut SmallRng) -> Net24 {
-        let first = *PUBLIC_OCTETS.choose(rng).expect("non-empty");
-        Net24([first, rng.gen(), rng.gen()])
-    }
-
-    /// A random /24 of public space outside the given /16s.
-    pub fn random_outside(rng: &mut SmallRng, taken: &[[u8; 2]]) -> Net24 {
-        loop {
-            let net = Net24::random(rng);
-            if !taken.contains(&net.slash16()) {
-                return net;
-            }
-        }
-    }
-
-    /// Host `n` (1..=254) of this network.
-    pub fn host(self, n: u8) -> Ipv4Addr {
-        let [a, b, c] = self.0;
-        Ipv4Addr::new(a, b, c, n)
-    }
-
-    /// A random usable host of this network.
-    pub fn random_host(self, rng: &mut SmallRng) -> Ipv4Addr {
-        self.host(rng.gen_range(2..=254))
-    }
-
-    /// The /16 this network belongs to.
-    pub fn slash16(self) -> [u8; 2] {
-        [self.0[0], self.0[1]]
-    }
-}
-
-/// `n` distinct hosts of `net`.
-pub(crate) fn distinct_hosts(net: Net24, n: usize, rng: &mut SmallRng) -> Vec<Ipv4Addr> {
-    let mut last: Vec<u8> = (2..=254).collect();
-    last.shuffle(rng);
-    last.truncate(n);
-    last.into_iter().map(|h| net.host(h)).collect()
-}
-
-/// The /24 an address belongs to.
-pub(crate) fn net24_of(ip: Ipv4Addr) -> Net24 {
-    let [a, b, c, _] = ip.octets();
-    Net24([a, b, c])
-}

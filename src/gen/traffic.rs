@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use super::catalog::{ActionDef, Region, Theme};
 
-/// One millisecond-precision minute.
+/// One minute in milliseconds.
 pub(crate) const MINUTE_MS: i64 = 60_000;
 /// One hour in milliseconds.
 pub(crate) const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -48,6 +48,10 @@ pub(crate) struct Call {
     pub error: Option<ErrorKind>,
 }
 
+/// Share of a key's everyday failures that are throttling; the rest are
+/// access denied (a missing permission on a rarely used path).
+const THROTTLE_SHARE: f64 = 0.4;
+
 /// What a key habitually does: which actions, how often they fail, and which
 /// client version it runs on a given day.
 #[derive(Debug, Clone)]
@@ -55,9 +59,7 @@ pub(crate) struct Habits {
     /// Actions with cumulative weights (Zipf-like: a few dominate).
     actions: Vec<(&'static ActionDef, f64)>,
     /// Probability that a call fails.
-    pub error_rate: f64,
-    /// Share of failures that are throttling (the rest are access denied).
-    pub throttle_share: f64,
+    error_rate: f64,
     /// Days from which the client runs its next version (sorted).
     agent_bumps: Vec<u32>,
     /// Home region.
@@ -87,15 +89,9 @@ impl Habits {
         Habits {
             actions,
             error_rate,
-            throttle_share: 0.4,
             agent_bumps,
             region,
         }
-    }
-
-    /// The actions this key uses.
-    pub fn actions(&self) -> impl Iterator<Item = &'static ActionDef> + '_ {
-        self.actions.iter().map(|(a, _)| *a)
     }
 
     /// Draws one action by weight.
@@ -110,7 +106,7 @@ impl Habits {
     pub fn error(&self, rng: &mut SmallRng) -> Option<ErrorKind> {
         if rng.gen::<f64>() >= self.error_rate {
             None
-        } else if rng.gen::<f64>() < self.throttle_share {
+        } else if rng.gen::<f64>() < THROTTLE_SHARE {
             Some(ErrorKind::Throttled)
         } else {
             Some(ErrorKind::AccessDenied)
@@ -131,10 +127,8 @@ impl Habits {
 
 /// Days (in `1..days`) on which a client is upgraded, sorted; at most `max`.
 pub(crate) fn upgrade_days(rng: &mut SmallRng, days: u32, max: usize) -> Vec<u32> {
-    let n = rng.gen_range(0..=max);
-    let mut out: Vec<u32> = (0..n)
-        .filter_map(|_| (days > 2).then(|| rng.gen_range(1..days)))
-        .collect();
+    let n = if days > 2 { rng.gen_range(0..=max) } else { 0 };
+    let mut out: Vec<u32> = (0..n).map(|_| rng.gen_range(1..days)).collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -185,7 +179,8 @@ impl<'a> Sink<'a> {
     pub fn usual_in(&mut self, rng: &mut SmallRng, time_ms: i64, source: Ipv4Addr, region: Region) {
         let action = self.habits.action(rng);
         let error = self.habits.error(rng);
-        self.push(time_ms, source, action, region, error);
+        let agent = self.habits.agent_on(self.day);
+        self.push(time_ms, source, action, agent, region, error);
     }
 
     /// A call of a given action with the key's current client.
@@ -196,7 +191,8 @@ impl<'a> Sink<'a> {
         action: &'static ActionDef,
         error: Option<ErrorKind>,
     ) {
-        self.push(time_ms, source, action, self.habits.region, error);
+        let agent = self.habits.agent_on(self.day);
+        self.push(time_ms, source, action, agent, self.habits.region, error);
     }
 
     /// A call from another client than the key's own (agent index given).
@@ -208,17 +204,7 @@ impl<'a> Sink<'a> {
         agent: u8,
         error: Option<ErrorKind>,
     ) {
-        self.count += 1;
-        self.out.push(Call {
-            time_ms,
-            nonce: mix(self.nonce_seed, self.count),
-            action,
-            key: self.key,
-            source,
-            agent,
-            region: self.habits.region,
-            error,
-        });
+        self.push(time_ms, source, action, agent, self.habits.region, error);
     }
 
     fn push(
@@ -226,6 +212,7 @@ impl<'a> Sink<'a> {
         time_ms: i64,
         source: Ipv4Addr,
         action: &'static ActionDef,
+        agent: u8,
         region: Region,
         error: Option<ErrorKind>,
     ) {
@@ -236,10 +223,40 @@ impl<'a> Sink<'a> {
             action,
             key: self.key,
             source,
-            agent: self.habits.agent_on(self.day),
+            agent,
             region,
             error,
         });
+    }
+}
+
+/// The scenario's calendar.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    /// Midnight UTC starting day 0, epoch milliseconds.
+    pub start_ms: i64,
+    /// Number of days.
+    pub days: u32,
+}
+
+impl Span {
+    /// Midnight UTC starting day `day`.
+    pub fn day_start(&self, day: u32) -> i64 {
+        self.start_ms + i64::from(day) * DAY_MS
+    }
+
+    /// Day `index` of the scenario at rate multiplier `volume`.
+    pub fn day(&self, index: u32, volume: f64) -> Day {
+        Day {
+            index,
+            start_ms: self.day_start(index),
+            volume,
+        }
+    }
+
+    /// Midnight UTC ending the scenario.
+    pub fn end_ms(&self) -> i64 {
+        self.day_start(self.days)
     }
 }
 
@@ -266,14 +283,6 @@ impl Day {
         self.start_ms + ((minute_of_day - f64::from(utc_offset_min)) * MINUTE_MS as f64) as i64
     }
 
-    /// Whether the local calendar day that starts at `at_local(offset, 0)`
-    /// is a Saturday or Sunday.
-    pub fn local_weekend(&self, utc_offset_min: i32) -> bool {
-        is_weekend(self.start_ms)
-            && (utc_offset_min == 0 || is_weekend(self.at_local(utc_offset_min, 720.0)))
-            || is_weekend(self.at_local(utc_offset_min, 720.0))
-    }
-
     /// Poisson arrivals over the day in 5-minute buckets: `rate_per_hour`
     /// gets each bucket's midpoint and returns the mean calls per hour
     /// there; `emit` gets every arrival time.
@@ -294,6 +303,16 @@ impl Day {
             t0 += BUCKET_MS;
         }
     }
+}
+
+/// One of `items`, the first most likely and each next one less so
+/// (60 %, 24 %, 10 %, …): a main host and its occasional alternates.
+pub(crate) fn pick_front<T: Copy>(rng: &mut SmallRng, items: &[T]) -> T {
+    let mut i = 0;
+    while i + 1 < items.len() && rng.gen::<f64>() < 0.4 {
+        i += 1;
+    }
+    items[i]
 }
 
 /// Local minute of the day (0..1440) at `time_ms` for a UTC offset.

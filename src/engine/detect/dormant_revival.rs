@@ -1,8 +1,11 @@
 //! `dormant_revival`: a key unused for at least `dormant_after` is used again.
 //!
-//! Keys with a rhythm of long gaps (a monthly job) are not dormant: when the
-//! key has been idle nearly this long before and came back, the gap is its
-//! normal and does not alert.
+//! Keys with a rhythm of long gaps are not dormant:
+//! - when the key has been idle nearly this long before and came back, the
+//!   gap is its normal;
+//! - a key whose whole history is one day of use, back one calendar month
+//!   later, is a scheduled monthly job (its first gap is the only one it has
+//!   had, so the first rule cannot know yet).
 
 use serde_json::json;
 
@@ -22,6 +25,10 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     }
     // A gap no longer than ~1.25x one the key already came back from is its rhythm.
     if previous_longest >= dormant_s / 2 && (gap as u64) * 4 <= previous_longest as u64 * 5 {
+        return;
+    }
+    let one_day_history = state.last_seen.saturating_sub(state.first_seen) <= 36 * 3600;
+    if one_day_history && (27 * DAY..=32 * DAY).contains(&gap) {
         return;
     }
     let severity = if gap >= dormant_s.saturating_mul(3) {

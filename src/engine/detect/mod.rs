@@ -126,12 +126,12 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     ctx.day = state.active_days;
     ctx.eligibility = Eligibility {
         learned_for_s: now.saturating_sub(state.first_seen) as u64,
-        events_learned: state.events,
+        events_learned: state.events as u64,
         active_days: state.active_days as u32 + u32::from(seen_before),
     };
     ctx.eligible = seen_before
         && now.saturating_sub(state.first_seen) >= s.learning_s
-        && state.events >= s.learning_events;
+        && state.events as u64 >= s.learning_events;
 
     if seen_before {
         dormant_revival::check(state, ctx);
@@ -155,7 +155,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     rate_spike::check(state, ctx);
     error_spike::check(state, ctx);
 
-    state.events = state.events.saturating_add(ctx.ev.count as u64);
+    state.events = state.events.saturating_add(ctx.ev.count);
     state.last_seen = state.last_seen.max(now);
     state.first_seen = state.first_seen.min(now);
 }

@@ -2,8 +2,10 @@
 //! `forget_after` — scope creep, or a stolen key exploring what it can do.
 //!
 //! A new action of a service the key already uses is low severity (a deploy
-//! added a call); an action of a service the key never touched is medium; a
-//! new privilege-changing or credential-minting call is high.
+//! added a call), and only reported once the key has 50 events per known
+//! action (before that it is still showing its repertoire); an action of a
+//! service the key never touched is medium; a new privilege-changing or
+//! credential-minting call is high.
 
 use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
@@ -12,6 +14,10 @@ use super::{Ctx, Report};
 use crate::decode::event::namespace_short;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, KeyState, ValueKind};
+
+/// Events per known action before a new call on a known service is news:
+/// with fewer, the key has simply not shown its whole repertoire yet.
+const WELL_SAMPLED_PER_ACTION: u64 = 50;
 
 /// Calls that change who can do what, or mint credentials: a key that never
 /// made them and suddenly does is the classic escalation path.
@@ -37,7 +43,14 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let Some(action) = ctx.ev.action.as_deref() else {
         return;
     };
-    let ns = ctx.ev.action_namespace.as_deref().map(namespace_short);
+    // `iam:CreateUser` in a flat action field names its service too.
+    let (ns, action) = match ctx.ev.action_namespace.as_deref() {
+        Some(ns) => (Some(namespace_short(ns)), action),
+        None => match action.split_once(':') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => (Some(ns), name),
+            _ => (None, action),
+        },
+    };
     let service = ns.map_or(0, |n| xxh3_64(n.as_bytes()));
     let action_hash = value_hash(
         ValueKind::Action,
@@ -52,6 +65,13 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         if known > 0 && known < cfg.broad_after as usize {
             let new_service = ns.is_some() && !state.values.knows_service(action_hash, now, forget);
             let sensitive = SENSITIVE.contains(&action);
+            // Another call on a service the key already uses is news only when
+            // the key's calls are well sampled; a low-volume key is still
+            // filling in its long tail.
+            let well_sampled = state.events as u64 >= WELL_SAMPLED_PER_ACTION * known as u64;
+            if !sensitive && !new_service && !well_sampled {
+                return record(state, ctx, action_hash);
+            }
             let severity = match (sensitive, new_service) {
                 (true, _) => Severity::High,
                 (false, true) => Severity::Medium,
@@ -77,7 +97,14 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.emit(state, Detector::NewAction, action_hash as u64, report);
         }
     }
-    if state.values.record(action_hash, now, s.max_values) {
+    record(state, ctx, action_hash);
+}
+
+fn record(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, action_hash: u32) {
+    if state
+        .values
+        .record(action_hash, ctx.now, ctx.settings.max_values)
+    {
         ctx.stats
             .values_evicted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -5,18 +5,22 @@
 //! - a new address inside a known network (DHCP churn) is not new;
 //! - a new /24 next to two or more known /24s of the same /16 is churn in a
 //!   provider's pool, not a new place;
-//! - a key that already uses `roaming_networks` networks, or found three new
-//!   ones in the last week, roams by design.
+//! - a key that already uses `roaming_networks` networks, or that acquired
+//!   two or more networks after its first day (within `forget_after`), roams;
+//! - a key with several networks, used with its usual client, whose set of
+//!   networks changed in the last two weeks, is a person moving about.
 //!
 //! Severity follows how settled the key is: one or two networks and none new
-//! for a week is high; a few networks is medium; otherwise low.
+//! for a week, used with a client the key never used, is high; a few
+//! networks (or the usual client) is medium; otherwise low.
 
 use serde_json::json;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::{human_secs, Ctx, Report, DAY};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
-use crate::engine::state::{KeyState, SourceFacts};
+use crate::engine::state::{value_hash, KeyState, SourceFacts, ValueKind};
 
 /// Checks the event's source against the key's remembered sources.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &SourceFacts) {
@@ -29,13 +33,28 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
     }
     let forget_s = ctx.settings.forget_s;
     let known = state.sources.summary(ctx.now, forget_s, state.first_seen);
-    if known.networks == 0 || known.networks >= cfg.roaming_networks || known.recently_new >= 3 {
+    if known.networks == 0 || known.networks >= cfg.roaming_networks || known.acquired_later >= 2 {
         return;
     }
     let quiet_for = ctx.now.saturating_sub(known.newest_first_seen);
+    // A new place with the key's usual client is the weaker signal (a person
+    // travelling); a new place with a new client is how stolen keys look.
+    let usual_client = ctx.ev.user_agent.as_deref().is_some_and(|ua| {
+        let fam = super::new_user_agent::family(ua);
+        state.values.knows(
+            value_hash(ValueKind::UserAgent, 0, xxh3_64(fam.as_bytes())),
+            ctx.now,
+            forget_s,
+        )
+    });
+    // Several networks, the usual client, and a network set that changed in
+    // the last two weeks: a person moving between places, not a theft.
+    if known.networks >= 2 && usual_client && quiet_for < 14 * DAY {
+        return;
+    }
     let severity = if id.is_named() || facts.wide_siblings == 1 {
         Severity::Low
-    } else if known.networks <= 2 && quiet_for >= 7 * DAY {
+    } else if known.networks <= 2 && quiet_for >= 7 * DAY && !usual_client {
         Severity::High
     } else if known.networks <= 4 {
         Severity::Medium
@@ -60,7 +79,12 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
     let report = Report {
         severity,
         summary,
-        observed: json!({ "source": source, "network": network, "same_wider_network": facts.wide_siblings > 0 }),
+        observed: json!({
+            "source": source,
+            "network": network,
+            "same_wider_network": facts.wide_siblings > 0,
+            "usual_client": usual_client,
+        }),
         baseline: json!({
             "known_networks": known.networks,
             "networks": known.sample,

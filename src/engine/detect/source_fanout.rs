@@ -4,8 +4,9 @@
 use serde_json::json;
 
 use super::{human_secs, Ctx, Report};
+use crate::engine::baseline::Peak;
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{KeyState, Peak};
+use crate::engine::state::KeyState;
 
 /// Distinct addresses in the current window, and the key's decayed peak.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
