@@ -1,1 +1,158 @@
-fn main() {}
+//! Decode + engine throughput against the ceiling: a bare `serde_json` parse
+//! of the same bytes into a struct with the same fields (derive, borrowing).
+//!
+//! `cargo bench --bench engine`. Events come from the traffic generator
+//! (realistic keys, rhythms and attacks), ~100k per format.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use serde::Deserialize;
+
+use keywatch::config::Config;
+use keywatch::decode::Decoder;
+use keywatch::engine::Engine;
+use keywatch::gen::{Format, GenConfig, Scenario};
+
+/// The generic profile's fields, parsed by serde's derive.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct BareGeneric<'a> {
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    key_id: Cow<'a, str>,
+    #[serde(borrow)]
+    principal: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    outcome: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    region: Option<Cow<'a, str>>,
+    count: Option<u32>,
+}
+
+/// The CloudTrail profile's fields, parsed by serde's derive.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BareCloudTrail<'a> {
+    #[serde(borrow)]
+    event_time: Cow<'a, str>,
+    #[serde(borrow)]
+    user_identity: BareIdentity<'a>,
+    #[serde(borrow, rename = "sourceIPAddress")]
+    source_ip_address: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    aws_region: Option<Cow<'a, str>>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BareIdentity<'a> {
+    #[serde(borrow)]
+    access_key_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arn: Option<Cow<'a, str>>,
+}
+
+fn events(format: Format, n: usize) -> Vec<Vec<u8>> {
+    let scenario = Scenario::new(GenConfig {
+        keys: 400,
+        days: 3,
+        attacks: false,
+        format,
+        volume: 1.0,
+        ..GenConfig::default()
+    });
+    scenario
+        .events()
+        .take(n)
+        .map(|e| e.json.into_bytes())
+        .collect()
+}
+
+fn bench_format(c: &mut Criterion, name: &str, format: Format, profile: &str, bare: fn(&[u8]) -> usize) {
+    let events = events(format, 100_000);
+    let bytes: usize = events.iter().map(Vec::len).sum();
+    let decoder = Decoder::for_profile(profile, &BTreeMap::new()).unwrap();
+    let cfg = Config::default();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.sample_size(20);
+    eprintln!("{name}: {} events, {} bytes on average", events.len(), bytes / events.len());
+    group.bench_function("bare_serde_parse", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for e in &events {
+                n += bare(e);
+            }
+            n
+        })
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for e in &events {
+                let _ = decoder.decode(e, |r| n += r.is_ok() as usize);
+            }
+            n
+        })
+    });
+    group.bench_function("decode_and_engine", |b| {
+        b.iter_batched(
+            || Engine::new(&cfg),
+            |engine| {
+                let mut out = Vec::new();
+                for e in &events {
+                    let _ = decoder.decode(e, |r| {
+                        if let Ok(ev) = r {
+                            engine.process(&ev, &mut out);
+                        }
+                    });
+                    out.clear();
+                }
+                engine
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn bare_generic(bytes: &[u8]) -> usize {
+    serde_json::from_slice::<BareGeneric>(bytes).map_or(0, |e| e.key_id.len())
+}
+
+fn bare_cloudtrail(bytes: &[u8]) -> usize {
+    serde_json::from_slice::<BareCloudTrail>(bytes)
+        .map_or(0, |e| e.user_identity.access_key_id.map_or(0, |k| k.len()))
+}
+
+fn generic(c: &mut Criterion) {
+    bench_format(c, "generic", Format::Generic, "generic", bare_generic);
+}
+
+fn cloudtrail(c: &mut Criterion) {
+    bench_format(c, "cloudtrail", Format::CloudTrail, "cloudtrail", bare_cloudtrail);
+}
+
+criterion_group!(benches, generic, cloudtrail);
+criterion_main!(benches);
