@@ -89,7 +89,13 @@ fn events(format: Format, n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn bench_format(c: &mut Criterion, name: &str, format: Format, profile: &str, bare: fn(&[u8]) -> usize) {
+fn bench_format(
+    c: &mut Criterion,
+    name: &str,
+    format: Format,
+    profile: &str,
+    bare: fn(&[u8]) -> usize,
+) {
     let events = events(format, 100_000);
     let bytes: usize = events.iter().map(Vec::len).sum();
     let decoder = Decoder::for_profile(profile, &BTreeMap::new()).unwrap();
@@ -97,7 +103,11 @@ fn bench_format(c: &mut Criterion, name: &str, format: Format, profile: &str, ba
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(events.len() as u64));
     group.sample_size(20);
-    eprintln!("{name}: {} events, {} bytes on average", events.len(), bytes / events.len());
+    eprintln!(
+        "{name}: {} events, {} bytes on average",
+        events.len(),
+        bytes / events.len()
+    );
     group.bench_function("bare_serde_parse", |b| {
         b.iter(|| {
             let mut n = 0usize;
@@ -151,7 +161,13 @@ fn generic(c: &mut Criterion) {
 }
 
 fn cloudtrail(c: &mut Criterion) {
-    bench_format(c, "cloudtrail", Format::CloudTrail, "cloudtrail", bare_cloudtrail);
+    bench_format(
+        c,
+        "cloudtrail",
+        Format::CloudTrail,
+        "cloudtrail",
+        bare_cloudtrail,
+    );
 }
 
 criterion_group!(benches, generic, cloudtrail);

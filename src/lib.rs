@@ -1,9 +1,37 @@
-//! keywatch
+//! keywatch: a streaming monitor of credential use.
+//!
+//! Key-usage audit events (CloudTrail, Vault, Kubernetes, GitHub, any JSON)
+//! are decoded through a mapping profile into [`decode::AuditEvent`]s and
+//! applied, in event time, to one small state per key in the [`engine`],
+//! whose detectors compare each use with the key's own history and raise
+//! [`engine::Finding`]s.
+//!
+//! # Layout
+//!
+//! In the order an event flows:
+//!
+//! - [`decode`]: message bytes → events, through a mapping profile, borrowing
+//!   from the input.
+//! - [`engine`]: per-key state ([`engine::state`]), shared baselines
+//!   ([`engine::baseline`]) and the detectors ([`engine::detect`], one file
+//!   each) → findings.
+//! - [`replay`]: recorded events through the engine in event-time order.
+//!
+//! Beside the flow:
+//!
+//! - [`config`]: configuration file + environment, validated before start.
+//! - [`metrics`]: every exported metric, defined once.
+//! - [`gen`]: realistic traffic with injected attacks and ground truth.
+//! - [`cli`], [`cmd`]: the command line; `main.rs` only parses and maps
+//!   errors to exit codes.
+//! - [`telemetry`]: logging setup.
+
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod gen;
+pub mod metrics;
 pub mod replay;
 pub mod telemetry;

@@ -1,0 +1,342 @@
+//! Every metric keywatch exports, defined once, with help text. Names follow
+//! Prometheus conventions: `keywatch_` prefix, base units, `_total` counters,
+//! and never a per-key label on an unbounded family (the one family that names
+//! keys, `keywatch_anomaly_active`, is capped).
+
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// All of keywatch's metrics and the registry that serves them.
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// Events applied to the engine, by the audit outcome (`success`, `failure`).
+    pub events: IntCounterVec,
+    /// Messages or records that could not become events, by reason
+    /// (`malformed_json`, `truncated`, `no_key`, `bad_time`, ...).
+    pub decode_errors: IntCounterVec,
+    /// Undecodable messages forwarded to the dead-letter topic, by result (`produced`, `failed`).
+    pub dead_letters: IntCounterVec,
+    /// Findings raised, by detector and severity.
+    pub findings: IntCounterVec,
+    /// Identities tracked, by entity (`key_id`, `principal`).
+    pub keys_tracked: IntGaugeVec,
+    /// Keys unused for at least the dormancy threshold.
+    pub keys_dormant: IntGauge,
+    /// Keys by age since first use (`lt_1d`, `1d_7d`, `7d_30d`, `30d_90d`, `ge_90d`).
+    pub keys_by_age: IntGaugeVec,
+    /// Times a memory bound was hit, by bound (`max_keys`, `max_sources_per_key`, `max_values_per_key`).
+    pub bound_hits: IntCounterVec,
+    /// Wall clock minus the newest event time applied, seconds.
+    pub event_time_lag: Gauge,
+    /// Time from a message's arrival to its effect in the state (HDR quantiles).
+    pub processing_latency: HdrSummary,
+    /// Messages behind the partition's high watermark, by topic and partition.
+    pub consumer_lag: IntGaugeVec,
+    /// Source partitions this instance owns.
+    pub partitions_owned: IntGauge,
+    /// Alert deliveries, by sink and result (`sent`, `failed`, `retried`, `dead_lettered`, `filtered`).
+    pub alerts: IntCounterVec,
+    /// Failed delivery attempts, by sink and reason (`timeout`, `connect`, `status_5xx`, `status_4xx`, `rate_limited`, `queue_full`, `expired`).
+    pub alert_failures: IntCounterVec,
+    /// Alerts waiting in each sink's queue.
+    pub sink_queue_depth: IntGaugeVec,
+    /// Seconds from a finding to its successful delivery, by sink.
+    pub alert_delivery_seconds: HistogramVec,
+    /// Findings dropped by a suppression rule, by rule kind.
+    pub suppressed: IntCounterVec,
+    /// Seconds since the last successful checkpoint.
+    pub checkpoint_age: Gauge,
+    /// Seconds the last checkpoint took to write.
+    pub checkpoint_duration: Gauge,
+    /// Bytes of the last checkpoint.
+    pub checkpoint_size: IntGauge,
+    /// Checkpoint writes, by result (`ok`, `failed`).
+    pub checkpoints: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let processing_latency = HdrSummary::new(
+            "keywatch_processing_latency_seconds",
+            "Time from a message's arrival to its effect in the per-key state.",
+        );
+        registry
+            .register(Box::new(processing_latency.clone()))
+            .expect("unique metric");
+        let alert_delivery_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "keywatch_alert_delivery_seconds",
+                "Seconds from a finding to its successful delivery, by sink.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0]),
+            &["sink"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(alert_delivery_seconds.clone()))
+            .expect("unique metric");
+        Metrics {
+            events: counter(
+                "keywatch_events_total",
+                "Events applied to the per-key state, by audit outcome.",
+                &["outcome"],
+            ),
+            decode_errors: counter(
+                "keywatch_decode_errors_total",
+                "Messages or records that could not become events, by reason.",
+                &["reason"],
+            ),
+            dead_letters: counter(
+                "keywatch_dead_letters_total",
+                "Undecodable messages forwarded to the dead-letter topic, by result.",
+                &["result"],
+            ),
+            findings: counter(
+                "keywatch_findings_total",
+                "Findings raised, by detector and severity.",
+                &["detector", "severity"],
+            ),
+            keys_tracked: gauge_vec(
+                "keywatch_keys_tracked",
+                "Identities with a baseline in memory, by entity.",
+                &["entity"],
+            ),
+            keys_dormant: int_gauge(
+                "keywatch_keys_dormant",
+                "Tracked keys unused for at least the dormancy threshold.",
+            ),
+            keys_by_age: gauge_vec(
+                "keywatch_keys_by_age",
+                "Tracked keys by time since first use.",
+                &["age"],
+            ),
+            bound_hits: counter(
+                "keywatch_bound_hits_total",
+                "Times a configured memory bound was hit, by bound.",
+                &["bound"],
+            ),
+            event_time_lag: gauge(
+                "keywatch_event_time_lag_seconds",
+                "Wall clock minus the newest event time applied.",
+            ),
+            processing_latency,
+            consumer_lag: gauge_vec(
+                "keywatch_kafka_consumer_lag",
+                "Messages between the consumer position and the partition's high watermark.",
+                &["topic", "partition"],
+            ),
+            partitions_owned: int_gauge(
+                "keywatch_kafka_partitions_owned",
+                "Source partitions assigned to this instance.",
+            ),
+            alerts: counter(
+                "keywatch_alerts_total",
+                "Alert deliveries, by sink and result.",
+                &["sink", "result"],
+            ),
+            alert_failures: counter(
+                "keywatch_alert_failures_total",
+                "Failed alert delivery attempts, by sink and reason.",
+                &["sink", "reason"],
+            ),
+            sink_queue_depth: gauge_vec(
+                "keywatch_sink_queue_depth",
+                "Alerts waiting in a sink's queue.",
+                &["sink"],
+            ),
+            alert_delivery_seconds,
+            suppressed: counter(
+                "keywatch_findings_suppressed_total",
+                "Findings dropped by suppression, by rule kind.",
+                &["rule"],
+            ),
+            checkpoint_age: gauge(
+                "keywatch_checkpoint_age_seconds",
+                "Seconds since the last successful checkpoint.",
+            ),
+            checkpoint_duration: gauge(
+                "keywatch_checkpoint_duration_seconds",
+                "Seconds the last checkpoint took to write.",
+            ),
+            checkpoint_size: int_gauge(
+                "keywatch_checkpoint_size_bytes",
+                "Size of the last checkpoint written.",
+            ),
+            checkpoints: counter(
+                "keywatch_checkpoints_total",
+                "Checkpoint writes, by result.",
+                &["result"],
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// A counter handle resolved once, for hot paths.
+    pub fn counter(vec: &IntCounterVec, labels: &[&str]) -> IntCounter {
+        vec.with_label_values(labels)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A latency distribution kept in an HDR histogram and exported as a
+/// Prometheus summary (p50, p90, p99, p999, sum, count).
+#[derive(Clone)]
+pub struct HdrSummary {
+    inner: std::sync::Arc<Mutex<Histogram<u64>>>,
+    desc: Desc,
+}
+
+/// Quantiles exported.
+const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+
+impl HdrSummary {
+    /// A histogram of nanoseconds from 1 ns to 1 hour at 3 significant digits.
+    pub fn new(name: &str, help: &str) -> HdrSummary {
+        HdrSummary {
+            inner: std::sync::Arc::new(Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds"),
+            )),
+            desc: Desc::new(
+                name.to_owned(),
+                help.to_owned(),
+                Vec::new(),
+                Default::default(),
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Records one latency.
+    pub fn record(&self, d: std::time::Duration) {
+        let ns = (d.as_nanos() as u64).clamp(1, 3_600_000_000_000);
+        if let Ok(mut h) = self.inner.lock() {
+            let _ = h.record(ns);
+        }
+    }
+
+    /// The latency at quantile `q`, in seconds.
+    pub fn quantile(&self, q: f64) -> f64 {
+        self.inner
+            .lock()
+            .map(|h| h.value_at_quantile(q) as f64 / 1e9)
+            .unwrap_or(0.0)
+    }
+}
+
+impl Collector for HdrSummary {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok(h) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut summary = prometheus::proto::Summary::default();
+        summary.set_sample_count(h.len());
+        summary.set_sample_sum(h.mean() * h.len() as f64 / 1e9);
+        summary.set_quantile(
+            QUANTILES
+                .iter()
+                .map(|&q| {
+                    let mut quantile = prometheus::proto::Quantile::default();
+                    quantile.set_quantile(q);
+                    quantile.set_value(h.value_at_quantile(q) as f64 / 1e9);
+                    quantile
+                })
+                .collect(),
+        );
+        let mut metric = prometheus::proto::Metric::default();
+        metric.set_summary(summary);
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::SUMMARY);
+        family.mut_metric().push(metric);
+        vec![family]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_families_and_hdr_quantiles() {
+        let m = Metrics::new();
+        m.events.with_label_values(&["success"]).inc_by(3);
+        for ms in 1..=100 {
+            m.processing_latency
+                .record(std::time::Duration::from_millis(ms));
+        }
+        let text = m.render();
+        assert!(
+            text.contains("keywatch_events_total{outcome=\"success\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keywatch_processing_latency_seconds{quantile=\"0.99\"} 0.099"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keywatch_processing_latency_seconds_count 100"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("keywatch_"), "{line}");
+        }
+    }
+}
