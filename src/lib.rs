@@ -21,6 +21,7 @@
 //!
 //! - [`config`]: configuration file + environment, validated before start.
 //! - [`metrics`]: every exported metric, defined once.
+//! - [`owner`]: who owns a key, from the inventory to the alerts.
 //! - [`gen`]: realistic traffic with injected attacks and ground truth.
 //! - [`cli`], [`cmd`]: the command line; `main.rs` only parses and maps
 //!   errors to exit codes.
@@ -33,5 +34,6 @@ pub mod decode;
 pub mod engine;
 pub mod gen;
 pub mod metrics;
+pub mod owner;
 pub mod replay;
 pub mod telemetry;
