@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::HumanDuration;
+
 /// keywatch: watches how credentials are used and alerts the moment a key is
 /// used in a way that does not fit its own history.
 #[derive(Debug, Parser)]
@@ -20,14 +22,55 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: consume Kafka, detect, alert.
+    Run(RunArgs),
+    /// The whole pipeline with nothing to install: an embedded Kafka broker,
+    /// weeks of realistic traffic with injected attacks, alerts on stdout.
+    Demo(DemoArgs),
     /// Run the detectors over recorded events (JSON Lines, JSON arrays,
     /// CloudTrail `{"Records":[…]}` files, gzip or plain; `-` is stdin) in
     /// event-time order. Findings go to stdout as JSON Lines, a summary to stderr.
     Replay(ReplayArgs),
     /// Validate a configuration and print the effective result (secrets masked).
     CheckConfig(CheckConfigArgs),
+    /// The key security review: every key by system, privilege and age;
+    /// stale, overdue, expired-but-used and unknown keys; least-privilege
+    /// candidates; ranked by risk. From the inventory and recorded events.
+    Review(ReviewArgs),
     /// Generate realistic key-usage traffic, optionally with injected attacks.
     Gen(GenArgs),
+}
+
+/// `keywatch run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file.
+    #[arg(short, long)]
+    pub config: PathBuf,
+}
+
+/// `keywatch demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// A configuration whose `[engine]`, `[detectors]`, `[alerts]` and
+    /// `[http]` sections the demo uses (its Kafka settings are the demo's own).
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Address of the metrics and API server.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: String,
+    /// Stop after this long (e.g. `2m`); default: run until Ctrl-C.
+    #[arg(long)]
+    pub duration: Option<crate::config::HumanDuration>,
+    /// Events per second once the history is replayed.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub rate: f64,
+    /// Normal keys in the generated fleet.
+    #[arg(long, default_value_t = 40)]
+    pub keys: usize,
+    /// Random seed of the traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// `keywatch replay`.
@@ -43,6 +86,45 @@ pub struct ReplayArgs {
     /// Files to replay; `-` reads standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// `keywatch review`.
+#[derive(Debug, clap::Args)]
+pub struct ReviewArgs {
+    /// Configuration file (the same one `run` uses); defaults apply without it.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Inventory file (.toml, .json, .csv), overriding `inventory.path`.
+    #[arg(short, long)]
+    pub inventory: Option<PathBuf>,
+    /// Mapping profile of the events, overriding `decode.profile`.
+    #[arg(short, long)]
+    pub profile: Option<String>,
+    /// Markdown for people, JSON for machines.
+    #[arg(long, value_enum, default_value_t = ReviewFormat::Markdown)]
+    pub format: ReviewFormat,
+    /// A valid key unused this long is stale (overrides `inventory.stale_after`, default 90d).
+    #[arg(long)]
+    pub stale_after: Option<HumanDuration>,
+    /// A key not rotated within this long is overdue (overrides `inventory.rotation_after`, default 90d).
+    #[arg(long)]
+    pub rotation_after: Option<HumanDuration>,
+    /// Time of the review, RFC 3339. Default: the newest event's time (the
+    /// end of the recording), or the current time without events.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Recorded events, as `replay` reads them; `-` is stdin. None: the
+    /// inventory alone.
+    pub files: Vec<PathBuf>,
+}
+
+/// Formats `review` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReviewFormat {
+    /// A summary, then tables.
+    Markdown,
+    /// The whole review as one JSON document.
+    Json,
 }
 
 /// `keywatch check-config`.
@@ -82,8 +164,17 @@ pub struct GenArgs {
     #[arg(long)]
     pub truth: Option<PathBuf>,
     /// Write events here instead of stdout.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "brokers")]
     pub output: Option<PathBuf>,
+    /// Produce to Kafka at these brokers instead (keyed by key id).
+    #[arg(long, requires = "topic")]
+    pub brokers: Option<String>,
+    /// Topic to produce to.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Events per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 /// Formats `gen` can write.

@@ -14,12 +14,19 @@
 //!   from the input.
 //! - [`engine`]: per-key state ([`engine::state`]), shared baselines
 //!   ([`engine::baseline`]) and the detectors ([`engine::detect`], one file
-//!   each) → findings.
+//!   each; the policy detectors in [`engine::detect::policy`]) → findings.
 //! - [`replay`]: recorded events through the engine in event-time order.
+//! - [`alert`]: findings → suppression, redaction, routing → one bounded
+//!   queue and worker per sink (one file each) → receivers; what cannot be
+//!   delivered goes to a dead-letter file.
 //!
 //! Beside the flow:
 //!
 //! - [`config`]: configuration file + environment, validated before start.
+//! - [`inventory`]: the known keys and what each may do, reloaded on change;
+//!   the policy detectors enforce it.
+//! - [`review`]: the key security review (stale, overdue, expired, unknown,
+//!   least privilege, ranked by risk) from engine state, inventory and findings.
 //! - [`metrics`]: every exported metric, defined once.
 //! - [`owner`]: who owns a key, from the inventory to the alerts.
 //! - [`gen`]: realistic traffic with injected attacks and ground truth.
@@ -27,13 +34,20 @@
 //!   errors to exit codes.
 //! - [`telemetry`]: logging setup.
 
+pub mod alert;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod engine;
 pub mod gen;
+pub mod http;
+pub mod inventory;
 pub mod metrics;
 pub mod owner;
+pub mod pipeline;
 pub mod replay;
+pub mod review;
+pub mod source;
 pub mod telemetry;

@@ -21,8 +21,11 @@ fn main() -> ExitCode {
     };
     keywatch::telemetry::init_logging(&cli.log);
     let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::CheckConfig(args) => cmd::check_config::run(args),
+        Command::Review(args) => cmd::review::run(args),
         Command::Gen(args) => cmd::gen::run(args),
     };
     match result {

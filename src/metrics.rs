@@ -38,6 +38,9 @@ pub struct Metrics {
     pub event_time_lag: Gauge,
     /// Time from a message's arrival to its effect in the state (HDR quantiles).
     pub processing_latency: HdrSummary,
+    /// Time from a message's timestamp (its append to the broker) to its
+    /// effect in the state: end-to-end detection latency (HDR quantiles).
+    pub source_latency: HdrSummary,
     /// Messages behind the partition's high watermark, by topic and partition.
     pub consumer_lag: IntGaugeVec,
     /// Source partitions this instance owns.
@@ -52,6 +55,11 @@ pub struct Metrics {
     pub alert_delivery_seconds: HistogramVec,
     /// Findings dropped by a suppression rule, by rule kind.
     pub suppressed: IntCounterVec,
+    /// 1 while a finding on the key is within its cooldown (capped; the one
+    /// family that names keys, so Prometheus rules can).
+    pub anomaly_active: IntGaugeVec,
+    /// Findings not exported in `keywatch_anomaly_active` because of its cap.
+    pub anomaly_active_dropped: IntCounter,
     /// Seconds since the last successful checkpoint.
     pub checkpoint_age: Gauge,
     /// Seconds the last checkpoint took to write.
@@ -60,6 +68,15 @@ pub struct Metrics {
     pub checkpoint_size: IntGauge,
     /// Checkpoint writes, by result (`ok`, `failed`).
     pub checkpoints: IntCounterVec,
+    /// Inventory reloads, by result (`ok`, `failed`: rejected, previous kept).
+    pub inventory_reloads: IntCounterVec,
+    /// Keys by inventory status: `known` (listed), `unknown` (seen in traffic,
+    /// not listed), and, among the known, `expired`, `stale`, `rotation_overdue`.
+    pub inventory_keys: IntGaugeVec,
+    /// Listed keys by privilege (`read`, `write`, `admin`, `unspecified`).
+    pub inventory_keys_by_privilege: IntGaugeVec,
+    /// Listed keys by time since creation (`lt_30d`, `30d_90d`, `90d_1y`, `ge_1y`, `unknown`).
+    pub inventory_keys_by_age: IntGaugeVec,
 }
 
 impl Metrics {
@@ -100,6 +117,13 @@ impl Metrics {
         );
         registry
             .register(Box::new(processing_latency.clone()))
+            .expect("unique metric");
+        let source_latency = HdrSummary::new(
+            "keywatch_source_latency_seconds",
+            "Time from a message's broker timestamp to its effect in the per-key state.",
+        );
+        registry
+            .register(Box::new(source_latency.clone()))
             .expect("unique metric");
         let alert_delivery_seconds = HistogramVec::new(
             HistogramOpts::new(
@@ -158,6 +182,7 @@ impl Metrics {
                 "Wall clock minus the newest event time applied.",
             ),
             processing_latency,
+            source_latency,
             consumer_lag: gauge_vec(
                 "keywatch_kafka_consumer_lag",
                 "Messages between the consumer position and the partition's high watermark.",
@@ -188,6 +213,20 @@ impl Metrics {
                 "Findings dropped by suppression, by rule kind.",
                 &["rule"],
             ),
+            anomaly_active: gauge_vec(
+                "keywatch_anomaly_active",
+                "1 while a finding on the key is within its cooldown.",
+                &["key_id", "detector", "severity"],
+            ),
+            anomaly_active_dropped: {
+                let c = IntCounter::new(
+                    "keywatch_anomaly_active_dropped_total",
+                    "Findings not exported in keywatch_anomaly_active because of its cap.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             checkpoint_age: gauge(
                 "keywatch_checkpoint_age_seconds",
                 "Seconds since the last successful checkpoint.",
@@ -204,6 +243,26 @@ impl Metrics {
                 "keywatch_checkpoints_total",
                 "Checkpoint writes, by result.",
                 &["result"],
+            ),
+            inventory_reloads: counter(
+                "keywatch_inventory_reloads_total",
+                "Inventory file reloads, by result; a failed one keeps the previous inventory.",
+                &["result"],
+            ),
+            inventory_keys: gauge_vec(
+                "keywatch_inventory_keys",
+                "Keys by inventory status (expired, stale and rotation_overdue are subsets of known).",
+                &["status"],
+            ),
+            inventory_keys_by_privilege: gauge_vec(
+                "keywatch_inventory_keys_by_privilege",
+                "Listed keys by privilege level.",
+                &["privilege"],
+            ),
+            inventory_keys_by_age: gauge_vec(
+                "keywatch_inventory_keys_by_age",
+                "Listed keys by time since creation.",
+                &["age"],
             ),
             registry,
         }

@@ -90,6 +90,8 @@ pub struct Summary {
     pub keys: Vec<(Entity, usize)>,
     /// Findings by detector and severity.
     pub findings: BTreeMap<(Detector, Severity), u64>,
+    /// Event times of the first and last event applied, epoch ms.
+    pub span_ms: Option<(i64, i64)>,
     /// Wall time of decode + sort + detection.
     pub elapsed: Duration,
 }
@@ -97,6 +99,17 @@ pub struct Summary {
 /// Replays `inputs` through a fresh engine; every finding goes to `on_finding`
 /// in the order found.
 pub fn replay(
+    cfg: &Config,
+    inputs: &[Input],
+    on_finding: impl FnMut(&Finding) -> anyhow::Result<()>,
+) -> anyhow::Result<Summary> {
+    replay_into(&Engine::new(cfg), cfg, inputs, on_finding)
+}
+
+/// Replays `inputs` through `engine` (built from `cfg`, perhaps with an
+/// inventory), which keeps the resulting state for the caller to read.
+pub fn replay_into(
+    engine: &Engine,
     cfg: &Config,
     inputs: &[Input],
     mut on_finding: impl FnMut(&Finding) -> anyhow::Result<()>,
@@ -122,7 +135,10 @@ pub fn replay(
         }
     }
     events.sort_by_key(|e| e.time_ms);
-    let engine = Engine::new(cfg);
+    summary.span_ms = events
+        .first()
+        .zip(events.last())
+        .map(|(a, b)| (a.time_ms, b.time_ms));
     let mut found = Vec::new();
     for ev in &events {
         engine.process(ev, &mut found);
@@ -184,12 +200,12 @@ impl Summary {
                 Severity::High,
                 Severity::Critical,
             ];
-            let _ = write!(s, "  {:<16}", "detector");
+            let _ = write!(s, "  {:<18}", "detector");
             for sev in sevs {
                 let _ = write!(s, "{:>9}", sev.as_str());
             }
             let _ = writeln!(s);
-            for d in Detector::ALL {
+            for d in Detector::ALL.into_iter().chain(Detector::POLICY) {
                 let row: Vec<u64> = sevs
                     .iter()
                     .map(|&sev| self.findings.get(&(d, sev)).copied().unwrap_or(0))
@@ -197,7 +213,7 @@ impl Summary {
                 if row.iter().all(|&n| n == 0) {
                     continue;
                 }
-                let _ = write!(s, "  {:<16}", d.as_str());
+                let _ = write!(s, "  {:<18}", d.as_str());
                 for n in row {
                     let _ = write!(s, "{n:>9}");
                 }

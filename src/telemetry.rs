@@ -11,3 +11,47 @@ pub fn init_logging(filter: &str) {
         .with_target(false)
         .try_init();
 }
+
+/// Lets a noisy log through at most once per interval.
+#[derive(Debug)]
+pub struct RateLimited {
+    every: std::time::Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl RateLimited {
+    /// At most once per `every`.
+    pub fn new(every: std::time::Duration) -> RateLimited {
+        RateLimited {
+            every,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether to log now.
+    pub fn allow(&self) -> bool {
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        match *last {
+            Some(t) if now.duration_since(t) < self.every => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limited_lets_one_through_per_interval() {
+        let r = RateLimited::new(std::time::Duration::from_secs(3600));
+        assert!(r.allow());
+        assert!(!r.allow());
+    }
+}

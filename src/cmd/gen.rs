@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 
 use crate::cli::{GenArgs, GenFormat};
 use crate::gen::{Format, GenConfig, Scenario};
+use crate::source::produce::{EventProducer, Pacer};
 
 use super::Failure;
 
@@ -43,9 +44,20 @@ pub fn scenario(args: &GenArgs) -> Result<Scenario, Failure> {
     }))
 }
 
-/// Writes the events, then the truth file.
+/// Writes (or produces) the events, then the truth file.
 pub fn run(args: GenArgs) -> Result<(), Failure> {
     let scenario = scenario(&args)?;
+    if let (Some(brokers), Some(topic)) = (&args.brokers, &args.topic) {
+        let mut producer = EventProducer::new(brokers, topic)?;
+        let mut pacer = Pacer::new(args.rate);
+        for ev in scenario.events() {
+            producer.send(&ev)?;
+            pacer.tick();
+        }
+        producer.flush(std::time::Duration::from_secs(60))?;
+        tracing::info!(events = producer.sent(), topic, "produced");
+        return write_truth(&args, &scenario);
+    }
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -54,13 +66,20 @@ pub fn run(args: GenArgs) -> Result<(), Failure> {
     };
     let mut out = BufWriter::with_capacity(1 << 20, sink);
     let mut n = 0u64;
+    let mut pacer = Pacer::new(args.rate);
     for ev in scenario.events() {
         out.write_all(ev.json.as_bytes())
             .and_then(|()| out.write_all(b"\n"))
             .context("writing events")?;
         n += 1;
+        pacer.tick();
     }
     out.flush().context("writing events")?;
+    tracing::info!(events = n, attacks = scenario.attacks().len(), "generated");
+    write_truth(&args, &scenario)
+}
+
+fn write_truth(args: &GenArgs, scenario: &Scenario) -> Result<(), Failure> {
     if let Some(path) = &args.truth {
         let normal: std::collections::BTreeMap<String, &str> = scenario
             .normal_keys()
@@ -74,6 +93,5 @@ pub fn run(args: GenArgs) -> Result<(), Failure> {
         .context("encoding truth")?;
         std::fs::write(path, truth).with_context(|| format!("writing {}", path.display()))?;
     }
-    tracing::info!(events = n, attacks = scenario.attacks().len(), "generated");
     Ok(())
 }

@@ -2,10 +2,15 @@
 //! a [`Failure`] that knows its exit code.
 
 pub mod check_config;
+pub mod demo;
 pub mod gen;
 pub mod replay;
+pub mod review;
+pub mod run;
 
 use crate::config::{Config, ConfigError};
+use crate::engine::Engine;
+use crate::inventory::{InventoryError, InventoryHandle};
 
 /// Why a command stopped.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +21,9 @@ pub enum Failure {
     /// Bad arguments: exit 64.
     #[error("{0}")]
     Usage(String),
+    /// The configured inventory file cannot be used: exit 64.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
     /// Anything that went wrong while running: exit 1.
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
@@ -25,7 +33,7 @@ impl Failure {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Config(_) | Failure::Usage(_) => 64,
+            Failure::Config(_) | Failure::Usage(_) | Failure::Inventory(_) => 64,
             Failure::Runtime(_) => 1,
         }
     }
@@ -34,4 +42,12 @@ impl Failure {
 /// Loads the configuration for a command that may run without a file.
 pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
     Ok(Config::load(path)?)
+}
+
+/// An engine for `cfg`, enforcing its inventory when one is configured.
+pub fn open_engine(cfg: &Config) -> Result<Engine, Failure> {
+    Ok(match &cfg.inventory.path {
+        Some(path) => Engine::with_inventory(cfg, InventoryHandle::open(path, None)?),
+        None => Engine::new(cfg),
+    })
 }

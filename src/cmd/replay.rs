@@ -5,9 +5,9 @@ use std::io::{BufWriter, Write};
 use anyhow::Context;
 
 use crate::cli::ReplayArgs;
-use crate::replay::{replay, Input};
+use crate::replay::{replay_into, Input};
 
-use super::{load_config, Failure};
+use super::{load_config, open_engine, Failure};
 
 /// Runs a replay.
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
@@ -23,7 +23,8 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let summary = replay(&cfg, &inputs, |f| {
+    let engine = open_engine(&cfg)?;
+    let summary = replay_into(&engine, &cfg, &inputs, |f| {
         serde_json::to_writer(&mut out, f)?;
         out.write_all(b"\n")?;
         Ok(())

@@ -4,8 +4,12 @@
 //!
 //! `config/keywatch.toml` is the documented example with every key.
 
+mod alerts;
 mod detectors;
 mod duration;
+mod http;
+mod inventory;
+mod kafka;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -14,8 +18,16 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{
+    AlertmanagerConfig, AlertsConfig, FileSinkConfig, KafkaSinkConfig, PagerDutyConfig,
+    RedactConfig, SinkConfig, SinkKind, SlackConfig, StdoutSinkConfig, Suppression, Timestamp,
+    WebhookConfig, SAMPLE_FIELDS,
+};
 pub use detectors::*;
 pub use duration::HumanDuration;
+pub use http::HttpConfig;
+pub use inventory::{InventoryConfig, PolicyDetectorsConfig};
+pub use kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use secret::{Secret, SecretError};
 
 use crate::decode::{self, ProfileSpec};
@@ -33,6 +45,18 @@ pub struct Config {
     /// Detector switches and thresholds.
     #[serde(default)]
     pub detectors: DetectorsConfig,
+    /// The key inventory, its policy detectors and the review's thresholds.
+    #[serde(default)]
+    pub inventory: InventoryConfig,
+    /// Where events come from (`keywatch run`).
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// The metrics and API server.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Where alerts go: suppression, redaction, sinks.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
 }
 
 /// `[decode]`.
@@ -187,7 +211,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
         value: value.to_string(),
@@ -236,6 +260,7 @@ impl Config {
                 .with_list_parse_key("engine.entities")
                 .with_list_parse_key("engine.allowlist_networks")
                 .with_list_parse_key("engine.ignore_named_sources")
+                .with_list_parse_key("kafka.topics")
                 .source(Some(env)),
         );
         let where_ = path.map_or_else(|| "environment".to_owned(), |p| p.display().to_string());
@@ -334,6 +359,10 @@ impl Config {
                 "must be at least 1d",
             ));
         }
+        self.kafka.validate()?;
+        self.http.validate()?;
+        self.inventory.validate()?;
+        self.alerts.validate()?;
         decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)
             .map_err(|err| invalid("decode.profile", &self.decode.profile, err.to_string()))?;
         for name in self.decode.profiles.keys() {

@@ -164,3 +164,52 @@ fn documented_example_is_the_default() {
         "config/keywatch.toml documents the defaults"
     );
 }
+
+#[test]
+fn kafka_security_is_checked_and_secrets_masked() {
+    std::env::set_var("KEYWATCH_TEST_KAFKA_PW", "s3cret-pw");
+    let cfg = load(
+        r#"
+[kafka]
+brokers = "b1:9093,b2:9093"
+security_protocol = "sasl_ssl"
+sasl_mechanism = "SCRAM-SHA-512"
+sasl_username = "kw"
+sasl_password = "env:KEYWATCH_TEST_KAFKA_PW"
+[kafka.properties]
+"fetch.wait.max.ms" = "100"
+"#,
+        &[],
+    )
+    .unwrap();
+    let props = cfg.kafka.client_properties();
+    assert!(props.contains(&("sasl.password".into(), "s3cret-pw".into())));
+    assert!(props.contains(&("sasl.mechanism".into(), "SCRAM-SHA-512".into())));
+    let shown = cfg.to_toml();
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(shown.contains("env:KEYWATCH_TEST_KAFKA_PW"), "{shown}");
+
+    let err = load("[kafka]\nsecurity_protocol = \"sasl_ssl\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kafka.sasl_mechanism"), "{err}");
+    let err = load("[kafka]\nsasl_mechanism = \"PLAIN\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kafka.sasl_mechanism") && err.contains("PLAIN"), "{err}");
+    let err = load("[kafka]\nsasl_mechanism = \"GSSAPI\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("GSSAPI"), "{err}");
+    let err = load("[kafka]\ntopics = []\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("kafka.topics"), "{err}");
+    let err = load(
+        "[kafka.properties]\n\"enable.auto.offset.store\" = \"true\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("enable.auto.offset.store"), "{err}");
+    let cfg = load("", &[("KEYWATCH__KAFKA__TOPICS", "a,b")]).unwrap();
+    assert_eq!(cfg.kafka.topics, ["a", "b"]);
+}

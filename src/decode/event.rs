@@ -44,6 +44,19 @@ impl AuditEvent<'_> {
         })
     }
 
+    /// The action's service (short form: `s3`, `iam`) and name. A flat
+    /// action field that names its service (`iam:CreateUser`) is split.
+    pub fn action_parts(&self) -> Option<(Option<&str>, &str)> {
+        let action = self.action.as_deref()?;
+        Some(match self.action_namespace.as_deref() {
+            Some(ns) => (Some(namespace_short(ns)), action),
+            None => match action.split_once(':') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => (Some(ns), name),
+                _ => (None, action),
+            },
+        })
+    }
+
     /// Whether the call failed.
     pub fn is_failure(&self) -> bool {
         matches!(self.outcome, Outcome::Failure { .. })

@@ -27,6 +27,18 @@ pub enum Detector {
     SourceFanout,
     /// A long-unused key used again.
     DormantRevival,
+    /// A key the inventory does not list.
+    UnknownKey,
+    /// A key used after its inventory expiry.
+    ExpiredKey,
+    /// A key used from outside its allowed networks.
+    OutsideAllowlist,
+    /// A key used more than its cap in one window.
+    UsageCap,
+    /// A one-time key used again.
+    OneTimeReuse,
+    /// A key calling an action outside its allowed patterns.
+    ScopeViolation,
 }
 
 impl Detector {
@@ -41,6 +53,17 @@ impl Detector {
         Detector::DormantRevival,
     ];
 
+    /// Every policy detector: they judge a use against the key's inventory
+    /// entry, and run only when an inventory is configured.
+    pub const POLICY: [Detector; 6] = [
+        Detector::UnknownKey,
+        Detector::ExpiredKey,
+        Detector::OutsideAllowlist,
+        Detector::UsageCap,
+        Detector::OneTimeReuse,
+        Detector::ScopeViolation,
+    ];
+
     /// Name in configuration, findings and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +74,12 @@ impl Detector {
             Detector::ErrorSpike => "error_spike",
             Detector::SourceFanout => "source_fanout",
             Detector::DormantRevival => "dormant_revival",
+            Detector::UnknownKey => "unknown_key",
+            Detector::ExpiredKey => "expired_key",
+            Detector::OutsideAllowlist => "outside_allowlist",
+            Detector::UsageCap => "usage_cap",
+            Detector::OneTimeReuse => "one_time_reuse",
+            Detector::ScopeViolation => "scope_violation",
         }
     }
 }

@@ -6,9 +6,13 @@
 //! Memory is bounded: at most `max_keys` identities per kind, at most
 //! `max_sources_per_key` / `max_values_per_key` remembered values each, with
 //! counters when a bound is hit.
+//!
+//! With an inventory ([`Engine::with_inventory`]) the policy detectors
+//! ([`detect::policy`]) also judge each key's use against its entry.
 
 pub mod baseline;
 pub mod detect;
+pub mod explain;
 pub mod finding;
 pub mod source;
 pub mod state;
@@ -25,6 +29,8 @@ pub use state::KeyState;
 
 use crate::config::{Config, DetectorsConfig, Entity};
 use crate::decode::{AuditEvent, Source};
+use crate::inventory::InventoryHandle;
+use detect::policy::{Policy, PolicyView};
 use detect::Ctx;
 
 /// Settings resolved from configuration into the units the hot path uses.
@@ -124,6 +130,9 @@ pub struct Stats {
     pub suppressed_allowlist: AtomicU64,
     /// Findings dropped by the per-(key, detector, dimension) cooldown.
     pub suppressed_cooldown: AtomicU64,
+    /// Events older than their key's latest event (they still count, in the
+    /// key's current bucket).
+    pub out_of_order: AtomicU64,
     /// Latest event time applied, epoch ms (the engine's watermark).
     pub watermark_ms: AtomicI64,
 }
@@ -142,6 +151,7 @@ struct Inner {
     settings: Settings,
     tracked: Vec<Tracked>,
     stats: Stats,
+    policy: Option<Policy>,
 }
 
 /// A cheap-to-clone handle to the per-key store and detectors.
@@ -153,6 +163,18 @@ pub struct Engine {
 impl Engine {
     /// An empty engine for a validated configuration.
     pub fn new(cfg: &Config) -> Engine {
+        Engine::build(cfg, None)
+    }
+
+    /// An empty engine that also enforces `inventory` with the policy
+    /// detectors `inventory.detectors` turns on. The handle's reloads take
+    /// effect on the next event; per-key state is never touched by them.
+    pub fn with_inventory(cfg: &Config, inventory: InventoryHandle) -> Engine {
+        let policy = Policy::new(inventory, cfg.inventory.detectors.clone());
+        Engine::build(cfg, Some(policy))
+    }
+
+    fn build(cfg: &Config, policy: Option<Policy>) -> Engine {
         let settings = Settings::from_config(cfg);
         let tracked = settings
             .entities
@@ -168,6 +190,7 @@ impl Engine {
                 settings,
                 tracked,
                 stats: Stats::default(),
+                policy,
             }),
         }
     }
@@ -182,6 +205,11 @@ impl Engine {
         &self.inner.stats
     }
 
+    /// The inventory policy enforced, if any.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.inner.policy.as_ref()
+    }
+
     /// Applies one event to every tracked identity it names, appending any
     /// findings to `out`.
     pub fn process(&self, ev: &AuditEvent<'_>, out: &mut Vec<Finding>) {
@@ -189,6 +217,7 @@ impl Engine {
         let settings = &inner.settings;
         let now = (ev.time_ms / 1000).clamp(0, u32::MAX as i64) as u32;
         let allowlisted = settings.allowlisted(ev.source.as_ref());
+        let inventory = inner.policy.as_ref().map(|p| (p, p.inventory().snapshot()));
         for tracked in &inner.tracked {
             let subject = match tracked.entity {
                 Entity::KeyId => &*ev.key_id,
@@ -212,6 +241,13 @@ impl Engine {
                 },
                 eligible: false,
                 allowlisted,
+                policy: match (&inventory, tracked.entity) {
+                    (Some((policy, inventory)), Entity::KeyId) => Some(PolicyView {
+                        policy,
+                        entry: inventory.get(subject),
+                    }),
+                    _ => None,
+                },
                 out,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
@@ -256,6 +292,14 @@ impl Engine {
     ) -> Option<R> {
         let tracked = self.inner.tracked.iter().find(|t| t.entity == entity)?;
         tracked.keys.get(key).map(|s| f(&s))
+    }
+
+    /// A key's state and baselines for people, as of the engine's watermark.
+    pub fn explain(&self, entity: Entity, key: &str) -> Option<serde_json::Value> {
+        let now = (self.inner.stats.watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
+        self.with_key(entity, key, |state| {
+            explain::explain(&self.inner.settings, key, state, now)
+        })
     }
 
     /// Visits every tracked key (for reports and summaries; takes shard read locks briefly).

@@ -1,8 +1,12 @@
 //! Integration tests: the `keywatch` binary and library end to end, as a
 //! user would drive them. One test crate, so it links once.
 
+mod alerts;
 mod cli;
 mod helpers;
+mod inventory;
+mod kafka;
 mod replay;
 mod scenario;
 mod stratus;
+mod tansu;

@@ -6,12 +6,16 @@
 //! - a key whose whole history is one day of use, back one calendar month
 //!   later, is a scheduled monthly job (its first gap is the only one it has
 //!   had, so the first rule cannot know yet).
+//!
+//! With an inventory that gives a key's `last_used` (from the provider, e.g.
+//! an IAM credential report), dormancy is known from day one: the first use
+//! keywatch sees of a key whose last use was that long ago alerts too.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{human_secs, Ctx, Report, DAY};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::KeyState;
+use crate::engine::state::{KeyState, Secs};
 
 /// Checks the gap since the key's last use; updates the key's longest gap.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
@@ -31,12 +35,40 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if one_day_history && (27 * DAY..=32 * DAY).contains(&gap) {
         return;
     }
+    let last_seen = state.last_seen;
+    report(
+        state,
+        ctx,
+        gap,
+        last_seen,
+        json!({ "longest_previous_gap_s": previous_longest }),
+    );
+}
+
+/// The first use keywatch sees of a key whose provider-reported last use
+/// (`last_used` in the inventory) is at least `dormant_after` ago.
+pub fn check_first_sight(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, last_used: Secs) {
+    let gap = ctx.now.saturating_sub(last_used);
+    if !ctx.settings.detectors.dormant_revival.enabled || gap < ctx.settings.dormant_s {
+        return;
+    }
+    report(
+        state,
+        ctx,
+        gap,
+        last_used,
+        json!({ "last_use_known_from": "inventory" }),
+    );
+}
+
+fn report(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, gap: u32, last_seen: Secs, baseline: Value) {
+    let dormant_s = ctx.settings.dormant_s;
     let severity = if gap >= dormant_s.saturating_mul(3) {
         Severity::High
     } else {
         Severity::Medium
     };
-    let last = crate::decode::time::format_rfc3339(state.last_seen as i64 * 1000);
+    let last = crate::decode::time::format_rfc3339(last_seen as i64 * 1000);
     let summary = format!(
         "{} was used again after {} unused (dormant after {}); its last use was {last}.",
         ctx.who(),
@@ -47,7 +79,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         severity,
         summary,
         observed: json!({ "idle_s": gap, "idle_days": gap / DAY, "last_seen": last }),
-        baseline: json!({ "longest_previous_gap_s": previous_longest }),
+        baseline,
         threshold: json!({ "dormant_after_s": dormant_s }),
     };
     ctx.emit(state, Detector::DormantRevival, 0, report);

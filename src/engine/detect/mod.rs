@@ -9,6 +9,7 @@ pub mod error_spike;
 pub mod new_action;
 pub mod new_source;
 pub mod new_user_agent;
+pub mod policy;
 pub mod rate_spike;
 pub mod source_fanout;
 
@@ -48,6 +49,9 @@ pub struct Ctx<'a, 'e> {
     pub eligible: bool,
     /// The event came from an allowlisted network: nothing it trips alerts.
     pub allowlisted: bool,
+    /// The inventory's view of the key, when an inventory is enforced and
+    /// the identity is a key id.
+    pub policy: Option<policy::PolicyView<'a>>,
     /// Findings raised so far.
     pub out: &'a mut Vec<Finding>,
 }
@@ -119,6 +123,9 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let s = ctx.settings;
     let now = ctx.now;
     let seen_before = state.events > 0;
+    if seen_before && now < state.last_seen {
+        ctx.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
+    }
     if seen_before && now / DAY != state.last_seen / DAY && now > state.last_seen {
         state.active_days = state.active_days.saturating_add(1);
         state.decay_peaks(s.daily_decay);
@@ -133,8 +140,13 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         && now.saturating_sub(state.first_seen) >= s.learning_s
         && state.events as u64 >= s.learning_events;
 
+    if let Some(view) = ctx.policy {
+        policy::check(state, ctx, view);
+    }
     if seen_before {
         dormant_revival::check(state, ctx);
+    } else if let Some(last_used) = ctx.policy.and_then(|p| p.entry?.last_used) {
+        dormant_revival::check_first_sight(state, ctx, last_used);
     }
 
     if let Some(source) = &ctx.ev.source {

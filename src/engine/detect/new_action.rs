@@ -11,7 +11,6 @@ use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::{Ctx, Report};
-use crate::decode::event::namespace_short;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, KeyState, ValueKind};
 
@@ -40,16 +39,9 @@ const SENSITIVE: [&str; 14] = [
 
 /// Checks the event's action; records it and its service.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
-    let Some(action) = ctx.ev.action.as_deref() else {
-        return;
-    };
     // `iam:CreateUser` in a flat action field names its service too.
-    let (ns, action) = match ctx.ev.action_namespace.as_deref() {
-        Some(ns) => (Some(namespace_short(ns)), action),
-        None => match action.split_once(':') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => (Some(ns), name),
-            _ => (None, action),
-        },
+    let Some((ns, action)) = ctx.ev.action_parts() else {
+        return;
     };
     let service = ns.map_or(0, |n| xxh3_64(n.as_bytes()));
     let action_hash = value_hash(

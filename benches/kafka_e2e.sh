@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# End-to-end throughput from a local tansu broker through decode and engine,
+# against the ceiling measured in the same run: a bare rdkafka consumer of
+# the same topic. Then end-to-end latency (broker timestamp to effect in the
+# state) at half the measured rate. Run by hand; needs tansu and the Python
+# confluent-kafka client (.ci/test installs both).
+#
+#   benches/kafka_e2e.sh [EVENTS] [KEYS]      (defaults: 1000000 100000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${1:-1000000}
+KEYS=${2:-100000}
+PORT=${PORT:-19092}
+BROKER=127.0.0.1:$PORT
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+cargo build --release --quiet
+cargo bench --no-run --quiet --bench kafka_bare 2>/dev/null
+BARE=$(ls -t target/release/deps/kafka_bare-* | grep -v '\.d$' | head -1)
+KW=target/release/keywatch
+
+tansu broker --storage-engine memory://tansu/ --listener-url tcp://$BROKER \
+    --advertised-listener-url tcp://$BROKER >"$WORK/tansu.log" 2>&1 &
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+tansu topic create events --broker tcp://$BROKER --partitions 12 >/dev/null
+
+# CloudTrail-shaped events for about KEYS keys: one day of a large fleet.
+VOLUME=$(python3 -c "print($EVENTS / ($KEYS * 1100.0))")
+$KW gen --format cloudtrail --keys "$KEYS" --days 1 --volume "$VOLUME" --seed 9 -o "$WORK/events.jsonl"
+head -n "$EVENTS" "$WORK/events.jsonl" >"$WORK/n.jsonl"
+N=$(wc -l <"$WORK/n.jsonl")
+DISTINCT=$(python3 -c "import json,sys; print(len({json.loads(l)['userIdentity']['accessKeyId'] for l in open('$WORK/n.jsonl')}))")
+python3 tests/e2e/produce.py --brokers "$BROKER" --topic events --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
+echo "topic holds $N CloudTrail events ($(( $(stat -c %s "$WORK/n.jsonl") / N )) bytes each) of $DISTINCT keys"
+
+echo "-- ceiling: bare consumer"
+"$BARE" "$BROKER" events "$N" --bench
+
+echo "-- keywatch run (decode + engine)"
+cat >"$WORK/kw.toml" <<TOML
+[decode]
+profile = "cloudtrail"
+[kafka]
+brokers = "$BROKER"
+topics = ["events"]
+group_id = "kw-bench"
+commit_interval = "1s"
+TOML
+KEYWATCH_LOG=warn $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
+KWPID=$!
+SECS=$(python3 benches/group_progress.py "$BROKER" kw-bench events "$N")
+kill -TERM $KWPID; wait $KWPID || true
+echo "keywatch: $N events in ${SECS}s including group join = $(python3 -c "print(round($N/$SECS))") events/s"
+
+echo "-- latency at half that rate"
+tansu topic create live --broker tcp://$BROKER --partitions 12 >/dev/null
+HALF=$(python3 -c "print(round($N/$SECS/2))")
+sed -i 's/topics = \["events"\]/topics = ["live"]/; s/kw-bench/kw-live/' "$WORK/kw.toml"
+KEYWATCH_LOG=info $KW run -c "$WORK/kw.toml" 2>"$WORK/live.log" &
+KWPID=$!
+sleep 3
+$KW gen --format cloudtrail --keys "$KEYS" --days 1 --volume "$VOLUME" --seed 10 \
+    --brokers "$BROKER" --topic live --rate "$HALF" 2>/dev/null
+sleep 3
+kill -TERM $KWPID; wait $KWPID || true
+grep -o 'latency_p50_ms=[0-9.]* latency_p99_ms=[0-9.]*' "$WORK/live.log" | sed "s/^/at $HALF events\/s: /"

@@ -1,0 +1,80 @@
+//! Alerts: every finding reaches the people on call once, in a form they
+//! can act on, even when a receiver is slow, down or rate-limiting.
+//!
+//! # Flow
+//!
+//! [`Alerts::submit`] takes a finding from the detection hot path and never
+//! waits:
+//!
+//! 1. suppression rules ([`suppress`]: key glob, principal, detector, source
+//!    network, optional expiry) may mute it;
+//! 2. it becomes an [`Alert`] ([`shape`]): the one JSON shape every sink
+//!    carries, with the key's owner attached and secrets masked ([`redact`]);
+//! 3. each sink's route (minimum severity, detectors, teams) and memory of
+//!    delivered ids decide whether it wants it;
+//! 4. it joins that sink's bounded queue; a full queue sends it to the
+//!    dead-letter file (`dead_letter.rs`) instead.
+//!
+//! A worker per sink (`worker.rs`) delivers with a timeout, retries with
+//! backoff and jitter or as `Retry-After` says (`retry.rs`), and
+//! dead-letters what it gives up on. One sink per file under `sink/`:
+//! webhook, Slack, PagerDuty, Alertmanager, Kafka, file and stdout.
+
+mod dead_letter;
+mod pipeline;
+pub mod redact;
+mod retry;
+pub mod shape;
+mod sink;
+pub mod suppress;
+mod worker;
+
+pub use pipeline::Alerts;
+pub use redact::Redactor;
+pub use shape::Alert;
+pub(crate) use sink::SigningKey;
+pub use suppress::{Origin, SuppressionEntry, SuppressionError};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::config::Entity;
+    use crate::decode::EventSample;
+    use crate::engine::finding::finding_id;
+    use crate::engine::{Detector, Eligibility, Evidence, Finding, Severity};
+
+    /// A high-severity finding on `key_id` from `source`.
+    pub fn finding(key_id: &str, detector: Detector, source: &str) -> Finding {
+        Finding {
+            id: finding_id(Entity::KeyId, key_id, detector, 0, 1_770_606_764_000),
+            detector,
+            severity: Severity::High,
+            entity: Entity::KeyId,
+            key_id: key_id.to_owned(),
+            principal: Some("arn:aws:iam::123456789012:user/ci-deploy".to_owned()),
+            observed_at: "2026-02-09T03:12:44.000Z".to_owned(),
+            summary: format!("key {key_id} was used from {source}"),
+            evidence: Evidence {
+                observed: serde_json::json!({ "source": source }),
+                baseline: serde_json::json!({ "known_networks": 1 }),
+                threshold: serde_json::json!({ "roaming_networks": 8 }),
+                eligibility: Eligibility {
+                    learned_for_s: 2_635_200,
+                    events_learned: 18_233,
+                    active_days: 31,
+                },
+            },
+            sample: EventSample {
+                time: "2026-02-09T03:12:44.000Z".to_owned(),
+                key_id: key_id.to_owned(),
+                principal: None,
+                source: Some(source.to_owned()),
+                user_agent: Some("aws-cli/2.15.0".to_owned()),
+                action: Some("sts:GetCallerIdentity".to_owned()),
+                outcome: "success".to_owned(),
+                error_code: None,
+                region: Some("eu-west-1".to_owned()),
+                count: 1,
+            },
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The alert pipeline's front: a finding is checked against the suppression
+//! rules, made into an [`Alert`], routed to the sinks that want it, checked
+//! against each sink's memory of delivered ids, and queued — without ever
+//! waiting. A full queue sends the alert to the dead-letter file instead.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use prometheus::IntCounter;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::dead_letter::{DeadLetter, DeadLetterRecord};
+use super::redact::Redactor;
+use super::retry::{Backoff, Pacer};
+use super::shape::{Alert, EncodedAlert};
+use super::sink;
+use super::suppress::{SuppressionEntry, SuppressionError, Suppressions};
+use super::worker::{Delivery, Queued, RetryPolicy, SinkMetrics};
+use crate::config::{AlertsConfig, SinkConfig, Suppression};
+use crate::engine::{Detector, Finding, Severity};
+use crate::metrics::Metrics;
+use crate::owner::OwnerLookup;
+
+/// The running alert pipeline. Cheap to clone; every clone feeds the same
+/// sinks.
+#[derive(Clone)]
+pub struct Alerts {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    sinks: Vec<SinkEntry>,
+    suppressions: Suppressions,
+    redactor: Redactor,
+    owners: Option<Arc<dyn OwnerLookup>>,
+    muted: IntCounter,
+}
+
+/// The submitting side of one sink.
+struct SinkEntry {
+    route: Route,
+    queue: mpsc::Sender<Queued>,
+    seen: Option<Arc<Mutex<SeenIds>>>,
+    metrics: Arc<SinkMetrics>,
+    dead_letter: DeadLetter,
+}
+
+/// Which alerts a sink wants.
+struct Route {
+    min_severity: Severity,
+    detectors: Vec<Detector>,
+    teams: Vec<String>,
+}
+
+impl Route {
+    fn new(cfg: &SinkConfig) -> Route {
+        Route {
+            min_severity: cfg.min_severity,
+            detectors: cfg.detectors.clone(),
+            teams: cfg.teams.clone(),
+        }
+    }
+
+    fn wants(&self, alert: &Alert) -> bool {
+        alert.severity >= self.min_severity
+            && (self.detectors.is_empty() || self.detectors.contains(&alert.detector))
+            && (self.teams.is_empty()
+                || alert
+                    .team
+                    .as_ref()
+                    .is_some_and(|t| self.teams.iter().any(|x| x == t)))
+    }
+}
+
+impl Alerts {
+    /// Starts a worker per configured sink and returns the handle findings
+    /// are submitted to, and a task that ends once `shutdown` is cancelled
+    /// and every sink has drained (within `alerts.drain_timeout`) and the
+    /// dead-letter file is written.
+    ///
+    /// Fails when the configuration is invalid, the dead-letter file cannot
+    /// be opened, or a sink cannot be set up (an unwritable file, a bad
+    /// Kafka property). Must be called within a Tokio runtime.
+    pub fn start(
+        cfg: &AlertsConfig,
+        metrics: Arc<Metrics>,
+        owners: Option<Arc<dyn OwnerLookup>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Alerts, JoinHandle<()>)> {
+        cfg.validate()?;
+        let redactor = Redactor::new(&cfg.redact).context("alerts.redact.patterns")?;
+        let links = sink::Links::new(&cfg.public_url).context("alerts.public_url")?;
+        let alerts = |sinks| Alerts {
+            shared: Arc::new(Shared {
+                sinks,
+                suppressions: Suppressions::new(&cfg.suppress),
+                redactor,
+                owners,
+                muted: metrics.suppressed.with_label_values(&["mute"]),
+            }),
+        };
+        if cfg.sinks.is_empty() {
+            let idle = tokio::spawn(async move { shutdown.cancelled().await });
+            return Ok((alerts(Vec::new()), idle));
+        }
+        let dead_letter = DeadLetter::open(&cfg.dead_letter_path).with_context(|| {
+            format!(
+                "opening the dead-letter file `{}` (alerts.dead_letter_path)",
+                cfg.dead_letter_path.display()
+            )
+        })?;
+        let mut sinks = Vec::with_capacity(cfg.sinks.len());
+        let mut workers = Vec::with_capacity(cfg.sinks.len());
+        for (i, sink_cfg) in cfg.sinks.iter().enumerate() {
+            let (entry, worker) =
+                start_sink(cfg, sink_cfg, &metrics, &links, &dead_letter, &shutdown).with_context(
+                    || format!("setting up alerts.sinks[{i}] ({})", sink_cfg.name()),
+                )?;
+            sinks.push(entry);
+            workers.push(worker);
+        }
+        let done = tokio::spawn(async move {
+            for worker in workers {
+                if let Err(e) = worker.await {
+                    tracing::error!(error = %e, "an alert sink worker failed");
+                }
+            }
+            dead_letter.flush().await;
+        });
+        Ok((alerts(sinks), done))
+    }
+
+    /// Hands a finding to the sinks. Never waits: the caller is detection.
+    /// A muted finding is counted and dropped; a finding a sink already
+    /// delivered (same id) is not sent to it again; a full queue sends the
+    /// alert to the dead-letter file.
+    pub fn submit(&self, finding: &Finding) {
+        let shared = &*self.shared;
+        if shared.sinks.is_empty() {
+            return;
+        }
+        if shared.suppressions.mutes(finding) {
+            shared.muted.inc();
+            return;
+        }
+        let owner = shared
+            .owners
+            .as_ref()
+            .and_then(|o| o.owner_of(&finding.key_id));
+        let alert = Alert::from_finding(finding, owner, &shared.redactor);
+        let raised = Instant::now();
+        let id_hash = xxh3_128(alert.id.as_bytes());
+        // Encoded once, for the first sink that wants it, and shared.
+        let mut encoded: Option<Arc<EncodedAlert>> = None;
+        for sink in &shared.sinks {
+            if !sink.route.wants(&alert) {
+                sink.metrics.filtered.inc();
+                continue;
+            }
+            if let Some(seen) = &sink.seen {
+                if !seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remember(id_hash)
+                {
+                    sink.metrics.duplicate.inc();
+                    continue;
+                }
+            }
+            let encoded = encoded.get_or_insert_with(|| Arc::new(EncodedAlert::new(&alert)));
+            sink.metrics.depth.inc();
+            let queued = Queued {
+                alert: encoded.clone(),
+                raised,
+                id_hash,
+            };
+            let (reason, error) = match sink.queue.try_send(queued) {
+                Ok(()) => continue,
+                Err(TrySendError::Full(_)) => ("queue_full", "the sink's queue is full"),
+                Err(TrySendError::Closed(_)) => ("shutdown", "the sink has shut down"),
+            };
+            sink.metrics.depth.dec();
+            sink.metrics.failure(reason);
+            if let Some(seen) = &sink.seen {
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .forget(id_hash);
+            }
+            let record =
+                DeadLetterRecord::new(&sink.metrics.name, reason, error.to_owned(), 0, encoded);
+            sink.dead_letter.try_keep(&record, &sink.metrics);
+        }
+    }
+
+    /// Mutes findings matching `rule` (until its expiry, if any); returns
+    /// the rule's id.
+    pub fn add_suppression(&self, rule: Suppression) -> Result<u64, SuppressionError> {
+        self.shared.suppressions.add(rule)
+    }
+
+    /// Removes a rule added with [`Alerts::add_suppression`].
+    pub fn remove_suppression(&self, id: u64) -> Result<SuppressionEntry, SuppressionError> {
+        self.shared.suppressions.remove(id)
+    }
+
+    /// The rules in force (configured and added), expired ones left out.
+    pub fn suppressions(&self) -> Vec<SuppressionEntry> {
+        self.shared.suppressions.list()
+    }
+}
+
+/// One sink's queue, memory of ids and worker.
+fn start_sink(
+    cfg: &AlertsConfig,
+    sink_cfg: &SinkConfig,
+    metrics: &Metrics,
+    links: &sink::Links,
+    dead_letter: &DeadLetter,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SinkEntry, JoinHandle<()>)> {
+    let sink_metrics = Arc::new(SinkMetrics::new(metrics, sink_cfg.name()));
+    let seen = (cfg.remember_ids > 0).then(|| Arc::new(Mutex::new(SeenIds::new(cfg.remember_ids))));
+    let (tx, rx) = mpsc::channel(sink_cfg.queue_capacity);
+    let setup = sink::SinkSetup {
+        cfg: sink_cfg,
+        links: links.clone(),
+        metrics: sink_metrics.clone(),
+    };
+    let delivery = Delivery {
+        metrics: sink_metrics.clone(),
+        policy: RetryPolicy {
+            timeout: sink_cfg.timeout.0,
+            max_retries: sink_cfg.max_retries,
+            backoff: Backoff {
+                initial: sink_cfg.backoff_initial.0,
+                max: sink_cfg.backoff_max.0,
+            },
+            max_age: sink_cfg.max_delivery_age.0,
+        },
+        pacer: Pacer::default(),
+        dead_letter: dead_letter.clone(),
+        seen: seen.clone(),
+        give_up: CancellationToken::new(),
+    };
+    let worker = sink::spawn(setup, rx, delivery, cfg.drain_timeout.0, shutdown.clone())?;
+    let entry = SinkEntry {
+        route: Route::new(sink_cfg),
+        queue: tx,
+        seen,
+        metrics: sink_metrics,
+        dead_letter: dead_letter.clone(),
+    };
+    Ok((entry, worker))
+}
+
+/// A bounded memory of alert ids (hashed), oldest forgotten first.
+pub struct SeenIds {
+    ids: HashMap<u128, u64, foldhash::fast::RandomState>,
+    order: VecDeque<(u128, u64)>,
+    capacity: usize,
+    generation: u64,
+}
+
+impl SeenIds {
+    /// Remembers at most `capacity` ids.
+    pub fn new(capacity: usize) -> SeenIds {
+        SeenIds {
+            ids: HashMap::default(),
+            order: VecDeque::new(),
+            capacity,
+            generation: 0,
+        }
+    }
+
+    /// Remembers `id`; false if it was already remembered.
+    pub fn remember(&mut self, id: u128) -> bool {
+        if self.ids.contains_key(&id) {
+            return false;
+        }
+        self.generation += 1;
+        self.ids.insert(id, self.generation);
+        self.order.push_back((id, self.generation));
+        while self.order.len() > self.capacity {
+            if let Some((old, generation)) = self.order.pop_front() {
+                // Only if not forgotten and remembered again since.
+                if self.ids.get(&old) == Some(&generation) {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+        true
+    }
+
+    /// Forgets `id` (it was not delivered after all).
+    pub fn forget(&mut self, id: u128) {
+        self.ids.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_ids_are_bounded_and_forgettable() {
+        let mut seen = SeenIds::new(3);
+        assert!(seen.remember(1));
+        assert!(!seen.remember(1));
+        assert!(seen.remember(2));
+        assert!(seen.remember(3));
+        assert!(seen.remember(4), "past capacity the oldest is forgotten");
+        assert!(seen.remember(1));
+        seen.forget(3);
+        assert!(seen.remember(3), "a forgotten id may come again");
+        assert!(seen.ids.len() <= 3 && seen.order.len() <= 3);
+    }
+}

@@ -1,0 +1,112 @@
+//! `file` and `stdout`: one alert per line as JSON Lines, appended to a
+//! file or written to standard output; on stdout `pretty = true` prints a
+//! readable block per alert instead (for `keywatch demo`).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{DeliveryError, Sink};
+use crate::alert::shape::{Alert, EncodedAlert};
+
+/// How an alert is written.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    JsonLines,
+    Pretty,
+}
+
+/// Writes alerts to a file or standard output.
+pub struct FileSink {
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+    format: Format,
+}
+
+impl FileSink {
+    /// Appends JSON Lines to `path` (created with its directory if missing).
+    pub fn file(path: &Path) -> anyhow::Result<FileSink> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("opening `{}`: {e}", path.display()))?;
+        Ok(FileSink {
+            out: Arc::new(Mutex::new(Box::new(file))),
+            format: Format::JsonLines,
+        })
+    }
+
+    /// Writes to standard output, JSON Lines or `pretty` blocks.
+    pub fn stdout(pretty: bool) -> FileSink {
+        FileSink {
+            out: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
+            format: if pretty {
+                Format::Pretty
+            } else {
+                Format::JsonLines
+            },
+        }
+    }
+}
+
+impl Sink for FileSink {
+    async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
+        let text = match self.format {
+            Format::JsonLines => format!("{}\n", alert.json()),
+            Format::Pretty => pretty(&alert.decode()),
+        };
+        let out = self.out.clone();
+        // A blocking write, off the runtime's threads; one writer at a time,
+        // so concurrent deliveries never interleave lines.
+        tokio::task::spawn_blocking(move || {
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            out.write_all(text.as_bytes())?;
+            out.flush()
+        })
+        .await
+        .map_err(|e| DeliveryError::Write(e.to_string()))?
+        .map_err(|e| DeliveryError::Write(e.to_string()))
+    }
+}
+
+/// A block a person reads in a terminal.
+pub fn pretty(alert: &Alert) -> String {
+    let compact = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();
+    let mut rows = vec![("key", alert.key_id.clone())];
+    if let Some(p) = &alert.principal {
+        rows.push(("principal", p.clone()));
+    }
+    match (&alert.owner, &alert.team) {
+        (Some(o), Some(t)) => rows.push(("owner", format!("{o} (team {t})"))),
+        (Some(o), None) => rows.push(("owner", o.clone())),
+        (None, Some(t)) => rows.push(("team", t.clone())),
+        (None, None) => {}
+    }
+    rows.extend([
+        ("time", alert.observed_at.clone()),
+        ("summary", alert.summary.clone()),
+        ("observed", compact(&alert.evidence.observed)),
+        ("baseline", compact(&alert.evidence.baseline)),
+        ("threshold", compact(&alert.evidence.threshold)),
+        (
+            "sample",
+            compact(&serde_json::Value::Object(alert.sample.clone())),
+        ),
+        ("id", alert.id.clone()),
+    ]);
+    let title = format!(
+        "── {} {} ",
+        alert.severity.as_str().to_uppercase(),
+        alert.detector
+    );
+    let rule = "─".repeat(72usize.saturating_sub(title.chars().count()));
+    let mut block = format!("{title}{rule}\n");
+    for (label, value) in rows {
+        block.push_str(&format!("  {label:<10} {value}\n"));
+    }
+    block.push('\n');
+    block
+}

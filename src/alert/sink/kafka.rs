@@ -1,0 +1,84 @@
+//! `kafka`: the alert JSON produced to a topic, keyed by the key id (one
+//! key's alerts stay in order on one partition), with the alert id in a
+//! `keywatch-alert-id` header for consumers that de-duplicate.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+use super::{DeliveryError, Sink, SinkSetup};
+use crate::alert::shape::EncodedAlert;
+use crate::config::KafkaSinkConfig;
+
+/// Produces alerts to one topic.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    timeout: Duration,
+}
+
+impl KafkaSink {
+    /// From `type = "kafka"`: creates the producer (it connects lazily).
+    pub fn new(cfg: &KafkaSinkConfig, setup: &SinkSetup<'_>) -> anyhow::Result<KafkaSink> {
+        let timeout = setup.cfg.timeout.0;
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &cfg.brokers)
+            // librdkafka gives up on a message when the sink's attempt does,
+            // so a retry never races a late first copy.
+            .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
+            .set("client.id", "keywatch-alerts");
+        for (name, value) in &cfg.properties {
+            client.set(name, value);
+        }
+        for (name, value) in &cfg.secret_properties {
+            client.set(name, value.expose());
+        }
+        let producer = client.create().map_err(|e| {
+            // librdkafka's message names the property, never a secret value.
+            anyhow::anyhow!("creating the Kafka producer: {e}")
+        })?;
+        Ok(KafkaSink {
+            producer,
+            topic: cfg.topic.clone(),
+            timeout,
+        })
+    }
+}
+
+/// Errors that repeat however often the message is sent.
+fn permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidMessage
+        )
+    )
+}
+
+impl Sink for KafkaSink {
+    async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
+        let record = FutureRecord::to(&self.topic)
+            .key(alert.key_id())
+            .payload(alert.json())
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "keywatch-alert-id",
+                value: Some(alert.id()),
+            }));
+        self.producer
+            .send(record, self.timeout)
+            .await
+            .map(drop)
+            .map_err(|(e, _)| DeliveryError::Kafka {
+                retryable: !permanent(&e),
+                error: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,173 @@
+//! `pagerduty`: Events API v2. Each alert is a `trigger` whose `dedup_key`
+//! is the alert id (a re-sent alert never opens a second incident); once a
+//! key and detector have been quiet for `resolve_after`, their incidents are
+//! sent a `resolve`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
+use crate::alert::shape::{Alert, EncodedAlert};
+use crate::alert::worker::SinkMetrics;
+use crate::config::{PagerDutyConfig, Secret};
+use crate::engine::{Detector, Severity};
+
+/// Incidents opened for one key and detector.
+struct Open {
+    /// When the last of them was triggered.
+    last: Instant,
+    /// Their dedup keys, not yet resolved.
+    dedup_keys: Vec<String>,
+}
+
+/// Sends alerts to one PagerDuty service.
+pub struct PagerDutySink {
+    client: reqwest::Client,
+    enqueue: reqwest::Url,
+    routing_key: Secret,
+    resolve_after: Duration,
+    give_up_after: Duration,
+    open: Mutex<HashMap<(String, Detector), Open>>,
+    links: Links,
+    metrics: std::sync::Arc<SinkMetrics>,
+}
+
+impl PagerDutySink {
+    /// From `type = "pagerduty"`.
+    pub fn new(cfg: &PagerDutyConfig, setup: &SinkSetup<'_>) -> anyhow::Result<PagerDutySink> {
+        let mut enqueue = reqwest::Url::parse(&cfg.url)?;
+        if let Ok(mut path) = enqueue.path_segments_mut() {
+            path.pop_if_empty().extend(["v2", "enqueue"]);
+        }
+        Ok(PagerDutySink {
+            client: http_client(setup.cfg.timeout.0)?,
+            enqueue,
+            routing_key: cfg.routing_key.clone(),
+            resolve_after: cfg.resolve_after.0,
+            give_up_after: setup.cfg.max_delivery_age.0,
+            open: Mutex::new(HashMap::new()),
+            links: setup.links.clone(),
+            metrics: setup.metrics.clone(),
+        })
+    }
+
+    fn trigger(&self, alert: &Alert) -> Value {
+        let summary: String = alert.summary.chars().take(1024).collect();
+        json!({
+            "routing_key": self.routing_key.expose(),
+            "event_action": "trigger",
+            "dedup_key": alert.id,
+            "payload": {
+                "summary": summary,
+                "source": alert.key_id,
+                "severity": severity(alert.severity),
+                "timestamp": alert.observed_at,
+                "component": alert.principal,
+                "group": alert.team,
+                "class": alert.detector,
+                "custom_details": alert.evidence,
+            },
+            "client": "keywatch",
+            "client_url": self.links.finding(alert),
+            "links": [
+                {"href": self.links.finding(alert), "text": "Finding in keywatch"},
+                {"href": self.links.key(alert), "text": "Key history"},
+            ],
+        })
+    }
+
+    async fn resolve(&self, dedup_key: &str) -> Result<(), DeliveryError> {
+        let event = json!({
+            "routing_key": self.routing_key.expose(),
+            "event_action": "resolve",
+            "dedup_key": dedup_key,
+        });
+        send(self.client.post(self.enqueue.clone()).json(&event))
+            .await
+            .map(drop)
+    }
+}
+
+/// PagerDuty knows critical, error, warning and info.
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "critical",
+        Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "info",
+    }
+}
+
+impl Sink for PagerDutySink {
+    async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
+        let alert = &alert.decode();
+        send(
+            self.client
+                .post(self.enqueue.clone())
+                .json(&self.trigger(alert)),
+        )
+        .await?;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = open
+            .entry((alert.key_id.clone(), alert.detector))
+            .or_insert_with(|| Open {
+                last: Instant::now(),
+                dedup_keys: Vec::new(),
+            });
+        entry.last = Instant::now();
+        if !entry.dedup_keys.contains(&alert.id) {
+            entry.dedup_keys.push(alert.id.clone());
+        }
+        Ok(())
+    }
+
+    fn follow_up_every(&self) -> Option<Duration> {
+        Some((self.resolve_after / 10).clamp(Duration::from_millis(50), Duration::from_secs(30)))
+    }
+
+    /// Resolves the incidents of every key and detector quiet for
+    /// `resolve_after`; a resolve that fails is tried again next round,
+    /// until `max_delivery_age` past due.
+    async fn follow_up(&self) {
+        let now = Instant::now();
+        let due: Vec<((String, Detector), Vec<String>, Instant)> = {
+            let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            open.iter()
+                .filter(|(_, o)| now.duration_since(o.last) >= self.resolve_after)
+                .map(|(k, o)| (k.clone(), o.dedup_keys.clone(), o.last))
+                .collect()
+        };
+        for (group, dedup_keys, last) in due {
+            let mut resolved = Vec::new();
+            for dedup_key in dedup_keys {
+                match self.resolve(&dedup_key).await {
+                    Ok(()) => resolved.push(dedup_key),
+                    Err(e) => {
+                        self.metrics.failure(e.reason());
+                        tracing::warn!(sink = %self.metrics.name, %dedup_key, error = %e, "PagerDuty resolve failed");
+                    }
+                }
+            }
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(entry) = open.get_mut(&group) else {
+                continue;
+            };
+            entry.dedup_keys.retain(|k| !resolved.contains(k));
+            // A trigger since `due` was taken keeps the group open.
+            if entry.last != last {
+                continue;
+            }
+            if entry.dedup_keys.is_empty() {
+                open.remove(&group);
+            } else if now.duration_since(last) >= self.resolve_after + self.give_up_after {
+                self.metrics.failure("resolve_abandoned");
+                tracing::error!(sink = %self.metrics.name, incidents = ?entry.dedup_keys, "giving up resolving PagerDuty incidents; resolve them by hand");
+                open.remove(&group);
+            }
+        }
+    }
+}

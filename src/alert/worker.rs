@@ -1,0 +1,313 @@
+//! One worker per sink: takes alerts off the sink's queue, delivers up to
+//! `concurrency` at a time with timeouts and retries, and dead-letters what
+//! it gives up on. On shutdown it drains its queue until the deadline; what
+//! is left then is dead-lettered too.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::dead_letter::{DeadLetter, DeadLetterRecord};
+use super::pipeline::SeenIds;
+use super::retry::{Backoff, Pacer};
+use super::shape::EncodedAlert;
+use super::sink::{DeliveryError, Sink};
+use crate::metrics::Metrics;
+
+/// An alert waiting in a sink's queue.
+pub struct Queued {
+    /// The alert, shared by every sink it was routed to.
+    pub alert: Arc<EncodedAlert>,
+    /// When it was submitted: its age bounds retries, and delivery latency
+    /// is measured from here.
+    pub raised: Instant,
+    /// Its id's hash in the sink's memory of delivered ids.
+    pub id_hash: u128,
+}
+
+/// One sink's metric handles, resolved once.
+pub struct SinkMetrics {
+    /// The sink's name (the `sink` label).
+    pub name: Arc<str>,
+    /// Delivered.
+    pub sent: IntCounter,
+    /// Attempts repeated after a failure.
+    pub retried: IntCounter,
+    /// Given up after trying (4xx, retries exhausted, too old, shutdown).
+    pub failed: IntCounter,
+    /// Written to the dead-letter file.
+    pub dead_lettered: IntCounter,
+    /// Neither delivered nor kept (the dead-letter file could not take it).
+    pub lost: IntCounter,
+    /// Not routed to this sink (severity, detector, team).
+    pub filtered: IntCounter,
+    /// Already delivered (or on its way) under the same id.
+    pub duplicate: IntCounter,
+    /// Alerts waiting in the queue.
+    pub depth: IntGauge,
+    /// Seconds from submission to delivery.
+    pub delivery_seconds: Histogram,
+    failures: IntCounterVec,
+}
+
+impl SinkMetrics {
+    /// Handles for the sink called `name`.
+    pub fn new(metrics: &Metrics, name: &str) -> SinkMetrics {
+        let result = |r: &str| metrics.alerts.with_label_values(&[name, r]);
+        SinkMetrics {
+            name: Arc::from(name),
+            sent: result("sent"),
+            retried: result("retried"),
+            failed: result("failed"),
+            dead_lettered: result("dead_lettered"),
+            lost: result("lost"),
+            filtered: result("filtered"),
+            duplicate: result("duplicate"),
+            depth: metrics.sink_queue_depth.with_label_values(&[name]),
+            delivery_seconds: metrics.alert_delivery_seconds.with_label_values(&[name]),
+            failures: metrics.alert_failures.clone(),
+        }
+    }
+
+    /// Counts one failed attempt (or refusal) by reason.
+    pub fn failure(&self, reason: &str) {
+        self.failures.with_label_values(&[&self.name, reason]).inc();
+    }
+}
+
+/// How hard a sink tries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// One attempt's limit.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub max_retries: u32,
+    /// Waits between attempts.
+    pub backoff: Backoff,
+    /// Give up on alerts older than this.
+    pub max_age: Duration,
+}
+
+/// What a sink's deliveries share.
+pub struct Delivery {
+    /// Metric handles.
+    pub metrics: Arc<SinkMetrics>,
+    /// Timeouts and retries.
+    pub policy: RetryPolicy,
+    /// Spacing and `Retry-After` pauses.
+    pub pacer: Pacer,
+    /// Where given-up alerts go.
+    pub dead_letter: DeadLetter,
+    /// Ids delivered or on their way; an id is forgotten when dead-lettered,
+    /// so a later re-find may try again.
+    pub seen: Option<Arc<Mutex<SeenIds>>>,
+    /// Cancelled at the drain deadline: deliveries in flight give up.
+    pub give_up: CancellationToken,
+}
+
+impl Delivery {
+    async fn dead_letter(&self, q: &Queued, reason: &str, error: String, attempts: u32) {
+        if let Some(seen) = &self.seen {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(q.id_hash);
+        }
+        let record = DeadLetterRecord::new(&self.metrics.name, reason, error, attempts, &q.alert);
+        self.dead_letter.keep(&record, &self.metrics).await;
+    }
+}
+
+/// Starts the worker for `sink`; it stops (after draining) once `shutdown`
+/// is cancelled or every sender is gone.
+pub fn spawn<S: Sink>(
+    sink: S,
+    rx: mpsc::Receiver<Queued>,
+    mut delivery: Delivery,
+    concurrency: usize,
+    drain: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    delivery.pacer = std::mem::take(&mut delivery.pacer).with_interval(sink.min_interval());
+    let sink = Arc::new(sink);
+    let delivery = Arc::new(delivery);
+    let stop = shutdown.child_token();
+    let follow_ups = sink.follow_up_every().map(|every| {
+        let (sink, stop) = (sink.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = ticks.tick() => sink.follow_up().await,
+                }
+            }
+        })
+    });
+    tokio::spawn(async move {
+        run(sink, rx, delivery, concurrency, drain, &shutdown).await;
+        stop.cancel();
+        if let Some(task) = follow_ups {
+            let _ = task.await;
+        }
+    })
+}
+
+async fn run<S: Sink>(
+    sink: Arc<S>,
+    mut rx: mpsc::Receiver<Queued>,
+    delivery: Arc<Delivery>,
+    concurrency: usize,
+    drain: Duration,
+    shutdown: &CancellationToken,
+) {
+    let mut in_flight = JoinSet::new();
+    let start = |q: Queued, in_flight: &mut JoinSet<()>| {
+        delivery.metrics.depth.dec();
+        let (sink, delivery) = (sink.clone(), delivery.clone());
+        in_flight.spawn(async move { deliver(&*sink, &delivery, q).await });
+    };
+    let mut queue_open = true;
+    while queue_open {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(done) = in_flight.join_next() => report_panic(done, &delivery.metrics.name),
+            q = rx.recv(), if in_flight.len() < concurrency => match q {
+                Some(q) => start(q, &mut in_flight),
+                None => queue_open = false,
+            },
+        }
+    }
+
+    // Draining: nothing new is accepted; what is queued gets until the deadline.
+    rx.close();
+    let deadline = tokio::time::sleep(drain);
+    tokio::pin!(deadline);
+    loop {
+        let giving_up = delivery.give_up.is_cancelled();
+        if (giving_up || !queue_open) && in_flight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut deadline, if !giving_up => delivery.give_up.cancel(),
+            Some(done) = in_flight.join_next() => report_panic(done, &delivery.metrics.name),
+            q = rx.recv(), if queue_open && !giving_up && in_flight.len() < concurrency => match q {
+                Some(q) => start(q, &mut in_flight),
+                None => queue_open = false,
+            },
+            else => break,
+        }
+    }
+    while let Ok(q) = rx.try_recv() {
+        delivery.metrics.depth.dec();
+        delivery
+            .dead_letter(
+                &q,
+                "shutdown",
+                "still queued at the shutdown deadline".to_owned(),
+                0,
+            )
+            .await;
+    }
+}
+
+fn report_panic(done: Result<(), tokio::task::JoinError>, sink: &str) {
+    if let Err(e) = done {
+        tracing::error!(sink, error = %e, "an alert delivery task failed");
+    }
+}
+
+/// Why a delivery ended without success.
+enum GaveUp {
+    Error(DeliveryError),
+    TooOld(Option<DeliveryError>),
+    Shutdown,
+}
+
+/// Delivers one alert: attempts with a timeout, retries with backoff or as
+/// the receiver's `Retry-After` says, and dead-letters it on giving up.
+async fn deliver<S: Sink>(sink: &S, d: &Delivery, q: Queued) {
+    let policy = &d.policy;
+    let mut attempts = 0u32;
+    let mut rng = None;
+    let mut last_error = None;
+    let gave_up = loop {
+        if q.raised.elapsed() >= policy.max_age {
+            break GaveUp::TooOld(last_error);
+        }
+        let attempt = async {
+            d.pacer.wait().await;
+            match tokio::time::timeout(policy.timeout, sink.deliver(&q.alert)).await {
+                Ok(result) => result,
+                Err(_) => Err(DeliveryError::Timeout),
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            _ = d.give_up.cancelled() => break GaveUp::Shutdown,
+            result = attempt => result,
+        };
+        attempts += 1;
+        let error = match result {
+            Ok(()) => {
+                d.metrics.sent.inc();
+                d.metrics
+                    .delivery_seconds
+                    .observe(q.raised.elapsed().as_secs_f64());
+                return;
+            }
+            Err(e) => e,
+        };
+        d.metrics.failure(error.reason());
+        if !error.retryable() || attempts > policy.max_retries {
+            break GaveUp::Error(error);
+        }
+        let told = error.retry_after();
+        let wait = told.unwrap_or_else(|| {
+            let rng = rng.get_or_insert_with(rand::rngs::SmallRng::from_entropy);
+            policy.backoff.delay(attempts - 1, rng)
+        });
+        if q.raised.elapsed().saturating_add(wait) >= policy.max_age {
+            break GaveUp::TooOld(Some(error));
+        }
+        if told.is_some() {
+            // The receiver spoke for the whole sink, not just this alert.
+            d.pacer.pause(wait);
+        }
+        tracing::debug!(sink = %d.metrics.name, alert = q.alert.id(), %error, ?wait, "retrying");
+        last_error = Some(error);
+        d.metrics.retried.inc();
+        tokio::select! {
+            biased;
+            _ = d.give_up.cancelled() => break GaveUp::Shutdown,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    };
+    d.metrics.failed.inc();
+    let (reason, error) = match gave_up {
+        GaveUp::Error(e) => (e.reason(), e.to_string()),
+        GaveUp::TooOld(last) => {
+            d.metrics.failure("expired");
+            let last = last.map_or_else(|| "no attempt".to_owned(), |e| e.to_string());
+            (
+                "expired",
+                format!(
+                    "older than max_delivery_age ({:?}); last error: {last}",
+                    policy.max_age
+                ),
+            )
+        }
+        GaveUp::Shutdown => ("shutdown", "in flight at the shutdown deadline".to_owned()),
+    };
+    tracing::warn!(sink = %d.metrics.name, alert = q.alert.id(), reason, %error, attempts, "alert dead-lettered");
+    d.dead_letter(&q, reason, error, attempts).await;
+}

@@ -1,0 +1,94 @@
+//! `keywatch review`: the key security review, from the inventory and
+//! recorded events replayed through the engine, as Markdown or JSON on stdout.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::cli::{ReviewArgs, ReviewFormat};
+use crate::engine::state::Secs;
+use crate::engine::Engine;
+use crate::inventory::InventoryHandle;
+use crate::replay::{replay_into, Input};
+use crate::review::{review, ReviewInput, Thresholds};
+
+use super::{load_config, Failure};
+
+/// Replays the events with the inventory enforced, then writes the review.
+pub fn run(args: ReviewArgs) -> Result<(), Failure> {
+    let mut cfg = load_config(args.config.as_deref())?;
+    if let Some(path) = args.inventory {
+        cfg.inventory.path = Some(path);
+    }
+    if let Some(profile) = args.profile {
+        cfg.decode.profile = profile;
+    }
+    if let Some(d) = args.stale_after {
+        cfg.inventory.stale_after = d;
+    }
+    if let Some(d) = args.rotation_after {
+        cfg.inventory.rotation_after = d;
+    }
+    cfg.validate()?;
+    let path = cfg.inventory.path.clone().ok_or_else(|| {
+        Failure::Usage(
+            "review needs an inventory: pass --inventory FILE or set inventory.path".to_owned(),
+        )
+    })?;
+    let now = args
+        .now
+        .as_deref()
+        .map(|t| {
+            crate::decode::time::parse_str(t)
+                .map(|ms| (ms / 1000) as Secs)
+                .ok_or_else(|| Failure::Usage(format!("--now {t:?}: not an RFC 3339 time")))
+        })
+        .transpose()?;
+    let inventory = InventoryHandle::open(&path, None)?;
+    let engine = Engine::with_inventory(&cfg, inventory.clone());
+    let inputs = args
+        .files
+        .iter()
+        .map(|p| Input::read(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut findings = Vec::new();
+    let summary = replay_into(&engine, &cfg, &inputs, |f| {
+        findings.push(f.clone());
+        Ok(())
+    })
+    .context("replaying the events")?;
+    let span = summary
+        .span_ms
+        .map(|(first, last)| ((first / 1000) as Secs, (last / 1000) as Secs));
+    let now = now.or(span.map(|s| s.1)).unwrap_or_else(|| {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        wall.as_secs() as Secs
+    });
+    let report = review(&ReviewInput {
+        engine: &engine,
+        inventory: &inventory.current(),
+        findings: &findings,
+        now,
+        observed_since: span.map(|s| s.0),
+        thresholds: Thresholds::from_config(&cfg.inventory),
+    });
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ReviewFormat::Markdown => out.write_all(report.to_markdown().as_bytes()),
+        ReviewFormat::Json => serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n")),
+    }
+    .context("writing the review")?;
+    eprintln!(
+        "reviewed {} keys ({} listed, {} unknown) from {} events; {} findings",
+        report.keys.len(),
+        report.summary.listed,
+        report.summary.unknown,
+        summary.events,
+        findings.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,855 @@
+//! `[alerts]`: how findings become alerts and where they go. Suppression
+//! rules, redaction, and the sinks, each with its own queue, timeout, retry
+//! policy and routing.
+//!
+//! A sink is one `[[alerts.sinks]]` table: `type` picks the kind, the keys
+//! every sink shares (routing, queue, retries) sit beside the kind's own keys.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{invalid, Cidr, ConfigError, HumanDuration, Secret};
+use crate::engine::{Detector, Severity};
+
+/// `[alerts]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// JSON Lines file that keeps every alert a sink could not deliver, with
+    /// the sink, the reason and the attempts made.
+    pub dead_letter_path: PathBuf,
+    /// On shutdown, sinks keep delivering what is queued for this long; what
+    /// is left then goes to the dead-letter file.
+    pub drain_timeout: HumanDuration,
+    /// Alert ids each sink remembers as delivered (or on their way), so a
+    /// finding found again after a replay is not delivered twice. 0 turns
+    /// this off.
+    pub remember_ids: usize,
+    /// Where people reach keywatch's HTTP API; messages link to
+    /// `{public_url}/api/v1/findings/{id}` and `{public_url}/api/v1/keys/{key_id}`.
+    pub public_url: String,
+    /// What is removed from alerts before they leave the process.
+    pub redact: RedactConfig,
+    /// Findings matching one of these rules are not alerted.
+    pub suppress: Vec<Suppression>,
+    /// Where alerts go. None: findings are only counted.
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            // Beside the working directory, like a log; set an absolute path in production.
+            dead_letter_path: PathBuf::from("keywatch-dead-letter.jsonl"),
+            // Well inside Kubernetes' 30s grace period, with room for the
+            // source to commit after the alerts are out.
+            drain_timeout: HumanDuration::secs(10),
+            // 100k ids is a day of a very noisy fleet at ~50 bytes each: 5 MB per sink.
+            remember_ids: 100_000,
+            // The address `keywatch demo` and the default `run` serve the API on.
+            public_url: "http://127.0.0.1:9464".to_owned(),
+            redact: RedactConfig::default(),
+            suppress: Vec::new(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+/// `[alerts.redact]`: what of the sample event leaves the process. Values
+/// that look like secrets (AWS secret keys, bearer tokens, passwords in URLs,
+/// private keys, JWTs, well-known token formats) are always masked, wherever
+/// they appear in an alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Sample fields removed from alerts (`principal`, `source`, `user_agent`,
+    /// `action`, `error_code`, `region`, ...).
+    pub drop: Vec<String>,
+    /// Sample fields kept but replaced by `[redacted]`.
+    pub mask: Vec<String>,
+    /// More patterns (regular expressions) whose matches are masked in every
+    /// string of an alert.
+    pub patterns: Vec<String>,
+}
+
+/// Fields of a sample event that `drop` and `mask` may name.
+pub const SAMPLE_FIELDS: [&str; 10] = [
+    "time",
+    "key_id",
+    "principal",
+    "source",
+    "user_agent",
+    "action",
+    "outcome",
+    "error_code",
+    "region",
+    "count",
+];
+
+/// One suppression rule: a finding matching every condition given is not
+/// alerted. At least one condition is required.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suppression {
+    /// Key ids, as a glob (`*` any run, `?` one character).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Principals, as a glob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// One detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<Detector>,
+    /// Findings whose tripping event came from this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_network: Option<Cidr>,
+    /// The rule stops applying at this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// Why the rule exists, for whoever finds it later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Suppression {
+    /// Checks the rule on its own; `key` is the dotted path for messages.
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.key.is_none()
+            && self.principal.is_none()
+            && self.detector.is_none()
+            && self.source_network.is_none()
+        {
+            return Err(invalid(
+                key,
+                "{}",
+                "needs at least one of key, principal, detector, source_network (an empty rule would mute everything)",
+            ));
+        }
+        for (field, glob) in [("key", &self.key), ("principal", &self.principal)] {
+            if glob.as_deref().is_some_and(|g| g.trim().is_empty()) {
+                return Err(invalid(
+                    &format!("{key}.{field}"),
+                    "\"\"",
+                    "must not be empty; leave it out to match any",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A point in time, written RFC 3339 (`"2026-03-01T00:00:00Z"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp {
+    /// Milliseconds since the Unix epoch.
+    pub epoch_ms: i64,
+}
+
+impl Timestamp {
+    /// Now, by the wall clock.
+    pub fn now() -> Timestamp {
+        Timestamp::from(SystemTime::now())
+    }
+
+    /// `d` after this time.
+    pub fn after(self, d: Duration) -> Timestamp {
+        Timestamp {
+            epoch_ms: self
+                .epoch_ms
+                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
+        }
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        let epoch_ms = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        };
+        Timestamp { epoch_ms }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::decode::time::format_rfc3339(self.epoch_ms))
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        chrono::DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| Timestamp {
+                epoch_ms: t.timestamp_millis(),
+            })
+            .map_err(|e| format!("invalid time {s:?} ({e}); write e.g. \"2026-03-01T00:00:00Z\""))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One `[[alerts.sinks]]`: what every sink has, plus its kind's own keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkConfig {
+    /// The kind of sink (`type`) and its own keys. Unknown keys are refused
+    /// by the kind's table: `deny_unknown_fields` cannot sit beside `flatten`.
+    #[serde(flatten)]
+    pub kind: SinkKind,
+    /// Name in metrics, logs and the dead-letter file; defaults to the type.
+    /// Must be unique.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Only alerts at least this severe.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+    /// Only these detectors; empty: all.
+    #[serde(default)]
+    pub detectors: Vec<Detector>,
+    /// Only alerts whose key's owner is in one of these teams (from the
+    /// inventory); empty: all alerts, owned or not.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// Alerts waiting for this sink; past it new alerts go to the dead-letter file.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Deliveries in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// One delivery attempt may take this long.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Attempts after the first, for failures worth retrying (timeouts,
+    /// connection errors, 5xx, 429).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first retry; doubles each retry, with jitter.
+    #[serde(default = "default_backoff_initial")]
+    pub backoff_initial: HumanDuration,
+    /// Longest wait between retries (a `Retry-After` may ask for longer).
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: HumanDuration,
+    /// An alert not delivered this long after it was raised is given up and
+    /// dead-lettered: a page about last night is noise.
+    #[serde(default = "default_max_delivery_age")]
+    pub max_delivery_age: HumanDuration,
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Info
+}
+
+/// 10k alerts is hours of a noisy fleet's findings, ~25 MB at most
+/// (benches/alerts.rs measures the queued size).
+fn default_queue_capacity() -> usize {
+    10_000
+}
+
+/// A few requests in flight hide a receiver's latency without flooding it.
+fn default_concurrency() -> usize {
+    4
+}
+
+/// Webhook receivers are expected to answer within seconds (Slack: 3s,
+/// Standard Webhooks: 15s); 10s tolerates a slow one.
+fn default_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
+/// With 1s doubling to 60s, eight retries cover about five minutes: a
+/// receiver restart or a short outage.
+fn default_max_retries() -> u32 {
+    8
+}
+
+fn default_backoff_initial() -> HumanDuration {
+    HumanDuration::secs(1)
+}
+
+fn default_backoff_max() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+
+/// One hour: the engine's default cooldown; a newer finding is on its way by then.
+fn default_max_delivery_age() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+impl SinkConfig {
+    /// A sink of this kind with every shared key at its default.
+    pub fn new(kind: SinkKind) -> SinkConfig {
+        SinkConfig {
+            kind,
+            name: None,
+            min_severity: default_min_severity(),
+            detectors: Vec::new(),
+            teams: Vec::new(),
+            queue_capacity: default_queue_capacity(),
+            concurrency: default_concurrency(),
+            timeout: default_timeout(),
+            max_retries: default_max_retries(),
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+            max_delivery_age: default_max_delivery_age(),
+        }
+    }
+
+    /// The name in metrics and logs: `name`, else the type.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.kind.type_name())
+    }
+}
+
+/// The kind of a sink, by its `type` key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkKind {
+    /// A JSON POST of the alert, signed per the Standard Webhooks spec.
+    Webhook(WebhookConfig),
+    /// A Slack incoming webhook: a message a person reads at a glance.
+    Slack(SlackConfig),
+    /// PagerDuty Events API v2: trigger, then resolve after a quiet period.
+    #[serde(rename = "pagerduty")]
+    PagerDuty(PagerDutyConfig),
+    /// Alertmanager's `POST /api/v2/alerts`, re-sent while active.
+    Alertmanager(AlertmanagerConfig),
+    /// A Kafka topic; the message key is the key id.
+    Kafka(KafkaSinkConfig),
+    /// Appended to a JSON Lines file.
+    File(FileSinkConfig),
+    /// Standard output: JSON Lines, or a readable block per alert.
+    Stdout(StdoutSinkConfig),
+}
+
+impl SinkKind {
+    /// The `type` value.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Webhook(_) => "webhook",
+            SinkKind::Slack(_) => "slack",
+            SinkKind::PagerDuty(_) => "pagerduty",
+            SinkKind::Alertmanager(_) => "alertmanager",
+            SinkKind::Kafka(_) => "kafka",
+            SinkKind::File(_) => "file",
+            SinkKind::Stdout(_) => "stdout",
+        }
+    }
+}
+
+/// `type = "webhook"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST (`http://` or `https://`).
+    pub url: String,
+    /// Signing secret: `whsec_<base64>` (the Standard Webhooks form) or any
+    /// string, best given as `env:NAME` or `file:PATH`. None: unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// Extra request headers (`Authorization = "env:HOOK_TOKEN"`); values are
+    /// secrets, never printed.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+/// `type = "slack"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL (it is the credential: give it as `env:` or `file:`).
+    pub url: Secret,
+    /// Least time between two messages.
+    #[serde(default = "default_slack_interval")]
+    pub min_interval: HumanDuration,
+}
+
+/// Slack allows one message per second per incoming webhook.
+fn default_slack_interval() -> HumanDuration {
+    HumanDuration::secs(1)
+}
+
+/// `type = "pagerduty"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// The service's Events API v2 integration key.
+    pub routing_key: Secret,
+    /// Events API base URL; events go to `{url}/v2/enqueue`.
+    #[serde(default = "default_pagerduty_url")]
+    pub url: String,
+    /// An incident is resolved when its key and detector have raised nothing
+    /// for this long.
+    #[serde(default = "default_resolve_after")]
+    pub resolve_after: HumanDuration,
+}
+
+fn default_pagerduty_url() -> String {
+    "https://events.pagerduty.com".to_owned()
+}
+
+/// Two engine cooldowns (1h each by default): a misuse still going on
+/// raises a new finding within one cooldown and keeps the incident open.
+fn default_resolve_after() -> HumanDuration {
+    HumanDuration::secs(7200)
+}
+
+/// `type = "alertmanager"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager's base URL; alerts go to `{url}/api/v2/alerts`.
+    pub url: String,
+    /// Active alerts are re-sent this often, with `endsAt` four intervals
+    /// ahead (as Prometheus does), so Alertmanager keeps them firing.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: HumanDuration,
+    /// An alert stays active this long after its last finding, then is sent
+    /// resolved.
+    #[serde(default = "default_active_for")]
+    pub active_for: HumanDuration,
+}
+
+/// Prometheus' default `--rules.alert.resend-delay`.
+fn default_resend_interval() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+
+/// The engine's default cooldown: the finding is "active" until the engine
+/// would raise it again.
+fn default_active_for() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+/// `type = "kafka"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic alerts are produced to.
+    pub topic: String,
+    /// librdkafka producer properties, passed as is.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are secret (`sasl.password`,
+    /// `ssl.key.password`): `env:`/`file:` allowed, never printed.
+    #[serde(default)]
+    pub secret_properties: BTreeMap<String, Secret>,
+}
+
+/// `type = "file"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// JSON Lines file alerts are appended to.
+    pub path: PathBuf,
+}
+
+/// `type = "stdout"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    /// A readable multi-line block per alert instead of JSON Lines.
+    #[serde(default)]
+    pub pretty: bool,
+}
+
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(invalid(
+            key,
+            format!("{url:?}"),
+            "must be an http:// or https:// URL",
+        )),
+        Err(e) => Err(invalid(key, format!("{url:?}"), format!("not a URL: {e}"))),
+    }
+}
+
+/// Longest duration any alerts key takes: past it a value is surely a typo
+/// (and far-future deadlines would overflow the clock).
+const LONGEST: HumanDuration = HumanDuration::days(30);
+
+fn check_positive(key: &str, d: HumanDuration) -> Result<(), ConfigError> {
+    if d.0.is_zero() || d > LONGEST {
+        return Err(invalid(key, d, "must be more than 0s and at most 30d"));
+    }
+    Ok(())
+}
+
+impl AlertsConfig {
+    /// Cross-field checks; each error names the key and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("alerts.drain_timeout", self.drain_timeout)?;
+        check_url("alerts.public_url", &self.public_url)?;
+        if !self.sinks.is_empty() && self.dead_letter_path.as_os_str().is_empty() {
+            return Err(invalid(
+                "alerts.dead_letter_path",
+                "\"\"",
+                "must name a file when sinks are configured: undeliverable alerts are kept there",
+            ));
+        }
+        for (list, key) in [(&self.redact.drop, "drop"), (&self.redact.mask, "mask")] {
+            for (i, field) in list.iter().enumerate() {
+                if !SAMPLE_FIELDS.contains(&field.as_str()) {
+                    return Err(invalid(
+                        &format!("alerts.redact.{key}[{i}]"),
+                        format!("{field:?}"),
+                        format!("not a sample field; one of {}", SAMPLE_FIELDS.join(", ")),
+                    ));
+                }
+            }
+        }
+        for (i, pattern) in self.redact.patterns.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(invalid(
+                    &format!("alerts.redact.patterns[{i}]"),
+                    format!("{pattern:?}"),
+                    format!("not a regular expression: {e}"),
+                ));
+            }
+        }
+        for (i, rule) in self.suppress.iter().enumerate() {
+            rule.validate(&format!("alerts.suppress[{i}]"))?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let at = format!("alerts.sinks[{i}]");
+            if !names.insert(sink.name()) {
+                return Err(invalid(
+                    &format!("{at}.name"),
+                    format!("{:?}", sink.name()),
+                    "another sink has this name; give each sink of a type a distinct `name`",
+                ));
+            }
+            sink.validate(&at)?;
+        }
+        Ok(())
+    }
+}
+
+impl SinkConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(invalid(&format!("{at}.name"), "\"\"", "must not be empty"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(invalid(
+                &format!("{at}.queue_capacity"),
+                0,
+                "must be at least 1",
+            ));
+        }
+        if !(1..=256).contains(&self.concurrency) {
+            return Err(invalid(
+                &format!("{at}.concurrency"),
+                self.concurrency,
+                "must be between 1 and 256",
+            ));
+        }
+        for (key, d) in [
+            ("timeout", self.timeout),
+            ("backoff_initial", self.backoff_initial),
+            ("backoff_max", self.backoff_max),
+            ("max_delivery_age", self.max_delivery_age),
+        ] {
+            check_positive(&format!("{at}.{key}"), d)?;
+        }
+        if self.backoff_max < self.backoff_initial {
+            return Err(invalid(
+                &format!("{at}.backoff_max"),
+                self.backoff_max,
+                format!(
+                    "must be at least {at}.backoff_initial ({})",
+                    self.backoff_initial
+                ),
+            ));
+        }
+        if self.max_delivery_age < self.timeout {
+            return Err(invalid(
+                &format!("{at}.max_delivery_age"),
+                self.max_delivery_age,
+                format!(
+                    "must be at least {at}.timeout ({}), or no attempt can finish",
+                    self.timeout
+                ),
+            ));
+        }
+        match &self.kind {
+            SinkKind::Webhook(w) => {
+                check_url(&format!("{at}.url"), &w.url)?;
+                if let Some(secret) = &w.secret {
+                    if let Err(e) = crate::alert::SigningKey::parse(secret.expose()) {
+                        return Err(invalid(
+                            &format!("{at}.secret"),
+                            secret,
+                            format!("the part after `whsec_` must be base64 ({e})"),
+                        ));
+                    }
+                }
+                for (name, value) in &w.headers {
+                    let key = format!("{at}.headers.{name}");
+                    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        return Err(invalid(
+                            &key,
+                            format!("{name:?}"),
+                            "not a valid header name",
+                        ));
+                    }
+                    if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+                        return Err(invalid(
+                            &key,
+                            value,
+                            "not a valid header value (control characters or non-ASCII)",
+                        ));
+                    }
+                }
+            }
+            SinkKind::Slack(s) => {
+                if s.min_interval > LONGEST {
+                    return Err(invalid(
+                        &format!("{at}.min_interval"),
+                        s.min_interval,
+                        "must be at most 30d",
+                    ));
+                }
+                // The URL is a secret: name the key, never the value.
+                if let Err(e) = check_url(&format!("{at}.url"), s.url.expose()) {
+                    let reason = match e {
+                        ConfigError::Invalid { reason, .. } => reason,
+                        ConfigError::Load(reason) => reason,
+                    };
+                    return Err(invalid(&format!("{at}.url"), &s.url, reason));
+                }
+            }
+            SinkKind::PagerDuty(p) => {
+                check_url(&format!("{at}.url"), &p.url)?;
+                if p.routing_key.expose().trim().is_empty() {
+                    return Err(invalid(
+                        &format!("{at}.routing_key"),
+                        &p.routing_key,
+                        "must not be empty",
+                    ));
+                }
+                check_positive(&format!("{at}.resolve_after"), p.resolve_after)?;
+            }
+            SinkKind::Alertmanager(a) => {
+                check_url(&format!("{at}.url"), &a.url)?;
+                check_positive(&format!("{at}.resend_interval"), a.resend_interval)?;
+                check_positive(&format!("{at}.active_for"), a.active_for)?;
+                if a.active_for < a.resend_interval {
+                    return Err(invalid(
+                        &format!("{at}.active_for"),
+                        a.active_for,
+                        format!(
+                            "must be at least {at}.resend_interval ({})",
+                            a.resend_interval
+                        ),
+                    ));
+                }
+            }
+            SinkKind::Kafka(k) => {
+                if k.brokers.trim().is_empty() {
+                    return Err(invalid(
+                        &format!("{at}.brokers"),
+                        "\"\"",
+                        "must name at least one broker",
+                    ));
+                }
+                if k.topic.trim().is_empty() {
+                    return Err(invalid(&format!("{at}.topic"), "\"\"", "must name a topic"));
+                }
+            }
+            SinkKind::File(f) => {
+                if f.path.as_os_str().is_empty() {
+                    return Err(invalid(&format!("{at}.path"), "\"\"", "must name a file"));
+                }
+            }
+            SinkKind::Stdout(_) => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<AlertsConfig, String> {
+        let cfg: AlertsConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn sinks_read_flat_with_shared_and_own_keys() {
+        std::env::set_var("KEYWATCH_TEST_HOOK_SECRET", "whsec_c2VjcmV0");
+        let cfg = parse(
+            r#"
+[[sinks]]
+type = "webhook"
+name = "secops"
+url = "https://hooks.example.com/keywatch"
+secret = "env:KEYWATCH_TEST_HOOK_SECRET"
+min_severity = "medium"
+timeout = "3s"
+headers = { Authorization = "Bearer abc" }
+
+[[sinks]]
+type = "stdout"
+pretty = true
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.sinks.len(), 2);
+        let hook = &cfg.sinks[0];
+        assert_eq!(hook.name(), "secops");
+        assert_eq!(hook.min_severity, Severity::Medium);
+        assert_eq!(hook.timeout, HumanDuration::secs(3));
+        assert_eq!(
+            hook.max_retries,
+            default_max_retries(),
+            "shared keys default"
+        );
+        let SinkKind::Webhook(w) = &hook.kind else {
+            panic!("{:?}", hook.kind)
+        };
+        assert_eq!(w.secret.as_ref().unwrap().expose(), "whsec_c2VjcmV0");
+        assert_eq!(cfg.sinks[1].name(), "stdout");
+        assert_eq!(
+            cfg.sinks[1].kind,
+            SinkKind::Stdout(StdoutSinkConfig { pretty: true })
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_a_sink_are_refused() {
+        let err = parse("[[sinks]]\ntype = \"webhook\"\nurl = \"http://h/\"\nurll = \"x\"\n")
+            .unwrap_err();
+        assert!(err.contains("urll"), "{err}");
+        let err = parse("[[sinks]]\ntype = \"smoke_signal\"\n").unwrap_err();
+        assert!(err.contains("smoke_signal"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        let err = parse("[[sinks]]\ntype = \"webhook\"\nurl = \"ftp://h/x\"\n").unwrap_err();
+        assert!(
+            err.contains("alerts.sinks[0].url") && err.contains("ftp://h/x"),
+            "{err}"
+        );
+        let err = parse(
+            "[[sinks]]\ntype = \"file\"\npath = \"a\"\n[[sinks]]\ntype = \"file\"\npath = \"b\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("alerts.sinks[1].name") && err.contains("file"),
+            "{err}"
+        );
+        let err = parse(
+            "[[sinks]]\ntype = \"stdout\"\nbackoff_initial = \"10s\"\nbackoff_max = \"1s\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("alerts.sinks[0].backoff_max") && err.contains("1s"),
+            "{err}"
+        );
+        let err = parse("[redact]\ndrop = [\"password\"]\n").unwrap_err();
+        assert!(
+            err.contains("alerts.redact.drop[0]") && err.contains("password"),
+            "{err}"
+        );
+        let err = parse("[redact]\npatterns = [\"(unclosed\"]\n").unwrap_err();
+        assert!(
+            err.contains("alerts.redact.patterns[0]") && err.contains("(unclosed"),
+            "{err}"
+        );
+        let err = parse("[[suppress]]\nreason = \"all quiet\"\n").unwrap_err();
+        assert!(err.contains("alerts.suppress[0]"), "{err}");
+        let err = parse("[[suppress]]\nkey = \"AKIA*\"\nexpires = \"tomorrow\"\n").unwrap_err();
+        assert!(err.contains("tomorrow"), "{err}");
+    }
+
+    #[test]
+    fn secret_urls_are_named_not_shown() {
+        let err = parse("[[sinks]]\ntype = \"slack\"\nurl = \"not a url T0KEN\"\n").unwrap_err();
+        assert!(err.contains("alerts.sinks[0].url"), "{err}");
+        assert!(!err.contains("T0KEN"), "{err}");
+    }
+
+    #[test]
+    fn sinks_load_through_the_file_and_environment_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keywatch.toml");
+        std::fs::write(
+            &path,
+            r#"
+[alerts]
+dead_letter_path = "/var/lib/keywatch/dead-letter.jsonl"
+
+[[alerts.sinks]]
+type = "pagerduty"
+routing_key = "R0UTINGKEY"
+resolve_after = "90m"
+max_retries = 3
+detectors = ["new_source", "dormant_revival"]
+
+[[alerts.suppress]]
+key = "AKIACI*"
+reason = "CI keys rotate daily"
+"#,
+        )
+        .unwrap();
+        let env = [(
+            "KEYWATCH__ALERTS__DRAIN_TIMEOUT".to_owned(),
+            "3s".to_owned(),
+        )];
+        let cfg = super::super::Config::load_with_env(Some(&path), env).unwrap();
+        let alerts = &cfg.alerts;
+        assert_eq!(alerts.drain_timeout, HumanDuration::secs(3));
+        let sink = &alerts.sinks[0];
+        assert_eq!(sink.max_retries, 3);
+        assert_eq!(
+            sink.detectors,
+            [Detector::NewSource, Detector::DormantRevival]
+        );
+        let SinkKind::PagerDuty(pd) = &sink.kind else {
+            panic!("{:?}", sink.kind)
+        };
+        assert_eq!(pd.resolve_after, HumanDuration::secs(5400));
+        assert_eq!(pd.url, "https://events.pagerduty.com");
+        assert_eq!(alerts.suppress[0].key.as_deref(), Some("AKIACI*"));
+        let shown = cfg.to_toml();
+        assert!(!shown.contains("R0UTINGKEY"), "{shown}");
+        assert!(shown.contains("pagerduty"), "{shown}");
+    }
+
+    #[test]
+    fn suppression_expiry_reads_rfc3339() {
+        let cfg = parse(
+            "[[suppress]]\nkey = \"AKIA*\"\ndetector = \"new_source\"\nsource_network = \"10.0.0.0/8\"\nexpires = \"2026-03-01T00:00:00Z\"\n",
+        )
+        .unwrap();
+        let rule = &cfg.suppress[0];
+        assert_eq!(rule.expires.unwrap().epoch_ms, 1_772_323_200_000);
+        assert_eq!(rule.detector, Some(Detector::NewSource));
+    }
+}

@@ -1,0 +1,101 @@
+//! A key's state and baselines for people (`/api/v1/keys/{key_id}`): what
+//! keywatch has learned, and for each detector whether it would fire now and
+//! why.
+
+use serde_json::{json, Value};
+
+use super::detect::DAY;
+use super::state::{KeyState, Secs, ValueKind};
+use super::Settings;
+use crate::decode::time::format_rfc3339;
+
+fn at(t: Secs) -> String {
+    format_rfc3339(t as i64 * 1000)
+}
+
+/// Explains `state` as of event time `now`.
+pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
+    let learned_for = now.saturating_sub(state.first_seen);
+    let eligible = learned_for >= s.learning_s && state.events as u64 >= s.learning_events;
+    let learning = if eligible {
+        "past learning".to_owned()
+    } else {
+        format!(
+            "learning: {}s of {}s and {} of {} events",
+            learned_for, s.learning_s, state.events, s.learning_events
+        )
+    };
+    let nets = state.sources.summary(now, s.forget_s, state.first_seen);
+    let cfg = &s.detectors;
+    let roaming = nets.networks >= cfg.new_source.roaming_networks || nets.acquired_later >= 2;
+    let new_source = match (cfg.new_source.enabled, eligible, roaming) {
+        (false, _, _) => "disabled".to_owned(),
+        (true, false, _) => learning.clone(),
+        (true, true, true) => format!(
+            "quiet: the key roams ({} networks, {} acquired after its first day)",
+            nets.networks, nets.acquired_later
+        ),
+        (true, true, false) => format!(
+            "armed: a use from a network other than {} would alert",
+            nets.sample.join(", ")
+        ),
+    };
+    let (count, threshold) = state.rate.current();
+    let rate = if !cfg.rate_spike.enabled {
+        "disabled".to_owned()
+    } else if !eligible {
+        learning.clone()
+    } else {
+        format!("armed: {count} requests in the current bucket, alerts at {threshold}")
+    };
+    let (failures, error_threshold) = state.errors.current();
+    let idle = now.saturating_sub(state.last_seen);
+    let dormant = if !cfg.dormant_revival.enabled {
+        "disabled".to_owned()
+    } else if idle >= s.dormant_s {
+        format!("dormant for {}d: the next use alerts", idle / DAY)
+    } else {
+        format!(
+            "active: idle {}d of {}d",
+            idle / DAY,
+            s.dormant_s / DAY
+        )
+    };
+    json!({
+        "key_id": key,
+        "first_seen": at(state.first_seen),
+        "last_seen": at(state.last_seen),
+        "events": state.events,
+        "active_days": state.active_days,
+        "eligible": eligible,
+        "learning": learning,
+        "baseline": {
+            "networks": nets.sample,
+            "network_count": nets.networks,
+            "networks_acquired_later": nets.acquired_later,
+            "sources_remembered": state.sources.entries().len(),
+            "user_agent_families": state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s),
+            "actions": state.values.fresh_len(ValueKind::Action, now, s.forget_s),
+            "peak_requests_per_bucket": state.rate.peak(),
+            "hour_of_day_baseline": state.rate_hours.is_some(),
+            "peak_failures_per_bucket": state.errors.peak(),
+            "peak_distinct_sources_per_window": state.fanout.peak(),
+            "longest_idle_gap_s": state.longest_gap,
+        },
+        "current": {
+            "requests_in_bucket": count,
+            "request_threshold": threshold,
+            "failures_in_bucket": failures,
+            "failure_threshold": error_threshold,
+        },
+        "detectors": {
+            "new_source": new_source,
+            "rate_spike": rate,
+            "error_spike": if eligible { format!("armed: {failures} failures in the current bucket, alerts at {error_threshold}") } else { learning.clone() },
+            "new_user_agent": if eligible { "armed: an unknown client family would alert".to_owned() } else { learning.clone() },
+            "new_action": if eligible { "armed: an action outside the known set would alert".to_owned() } else { learning.clone() },
+            "source_fanout": if eligible { "armed".to_owned() } else { learning },
+            "dormant_revival": dormant,
+        },
+    })
+}

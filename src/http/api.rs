@@ -1,0 +1,216 @@
+//! Handlers. Every error is JSON: `{"error": "..."}` with a fitting status.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::config::{Entity, Suppression};
+use crate::engine::{Detector, Severity};
+
+/// A JSON error response.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> ApiError {
+    ApiError(status, msg.into())
+}
+
+/// Answers 503 when a request takes longer than `timeout`.
+pub async fn with_timeout(req: Request, next: Next, timeout: Duration) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text. Only cheap gauges are refreshed here;
+/// the ones that scan every key are kept current in the background.
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    for entity in [Entity::KeyId, Entity::Principal] {
+        if s.engine.settings().entities.contains(&entity) {
+            s.metrics
+                .keys_tracked
+                .with_label_values(&[entity.as_str()])
+                .set(s.engine.key_count(entity) as i64);
+        }
+    }
+    let stats = s.engine.stats();
+    let watermark = stats.watermark_ms.load(Ordering::Relaxed);
+    if watermark > 0 {
+        let lag = chrono::Utc::now().timestamp_millis() - watermark;
+        s.metrics.event_time_lag.set(lag as f64 / 1000.0);
+    }
+    for (bound, n) in [
+        ("max_keys", stats.keys_rejected.load(Ordering::Relaxed)),
+        ("max_sources_per_key", stats.sources_evicted.load(Ordering::Relaxed)),
+        ("max_values_per_key", stats.values_evicted.load(Ordering::Relaxed)),
+    ] {
+        let c = s.metrics.bound_hits.with_label_values(&[bound]);
+        c.inc_by(n.saturating_sub(c.get()));
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: consuming.
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    if s.status.consuming.load(Ordering::Relaxed) {
+        Json(json!({ "status": "ready", "messages": s.status.messages.load(Ordering::Relaxed) }))
+            .into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "not consuming yet").into_response()
+    }
+}
+
+/// `?entity=principal` selects the principal baseline.
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    entity: Option<Entity>,
+}
+
+/// `GET /api/v1/keys/{key_id}`: the key's baselines and each detector's stance.
+pub async fn key(
+    State(s): State<AppState>,
+    Path(key_id): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let entity = q.entity.unwrap_or(Entity::KeyId);
+    s.engine
+        .explain(entity, &key_id)
+        .map(Json)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no {} {key_id:?} is tracked", entity.as_str())))
+}
+
+/// Filters for `/api/v1/findings`.
+#[derive(Deserialize)]
+pub struct FindingsQuery {
+    since: Option<String>,
+    detector: Option<Detector>,
+    severity: Option<Severity>,
+    key_id: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/findings?since=&detector=&severity=&key_id=&limit=`:
+/// recent findings, oldest first; `severity` is a minimum.
+pub async fn findings(
+    State(s): State<AppState>,
+    Query(q): Query<FindingsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let since = match &q.since {
+        None => i64::MIN,
+        Some(t) => crate::decode::time::parse_str(t).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("since={t:?} is not a time (RFC 3339 or epoch)"),
+            )
+        })?,
+    };
+    let list = s.recent.list(q.limit.unwrap_or(100).min(10_000), |f| {
+        f.observed_at_ms() >= since
+            && q.detector.is_none_or(|d| f.detector == d)
+            && q.severity.is_none_or(|min| f.severity >= min)
+            && q.key_id.as_ref().is_none_or(|k| &f.key_id == k)
+    });
+    let findings: Vec<&crate::engine::Finding> = list.iter().map(|f| &**f).collect();
+    Ok(Json(json!({ "findings": findings })))
+}
+
+/// `GET /api/v1/findings/{id}`.
+pub async fn finding(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let f = s
+        .recent
+        .get(&id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no recent finding {id:?}")))?;
+    Ok(Json(serde_json::to_value(&*f).unwrap_or_default()))
+}
+
+/// `GET /api/v1/suppressions`.
+pub async fn suppressions(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "suppressions": s.alerts.suppressions() }))
+}
+
+fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &s.api_token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "writes are disabled: set http.api_token to allow them",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `POST /api/v1/suppressions` (bearer token): adds a rule; answers its id.
+pub async fn add_suppression(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&s, &headers)?;
+    let rule: Suppression = serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid suppression: {e}")))?;
+    let id = s
+        .alerts
+        .add_suppression(rule)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+/// `DELETE /api/v1/suppressions/{id}` (bearer token).
+pub async fn remove_suppression(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&s, &headers)?;
+    let removed = s.alerts.remove_suppression(id).map_err(|e| {
+        let status = match e {
+            crate::alert::SuppressionError::NotFound(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        error(status, e.to_string())
+    })?;
+    Ok(Json(json!({ "removed": removed })))
+}
+
+/// Anything else.
+pub async fn not_found() -> ApiError {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}

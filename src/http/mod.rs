@@ -1,0 +1,140 @@
+//! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the `/api/v1` JSON
+//! API. It only reads the daemon's state (and edits suppressions); it never
+//! sits in the event path.
+
+mod api;
+pub mod recent;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::{delete, get};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub use recent::RecentFindings;
+
+use crate::alert::Alerts;
+use crate::config::{Entity, HttpConfig, Secret};
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::source::kafka::SourceStatus;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    /// The per-key store.
+    pub engine: Engine,
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
+    /// The source's progress, for readiness.
+    pub status: Arc<SourceStatus>,
+    /// Recent findings.
+    pub recent: Arc<RecentFindings>,
+    /// The alert pipeline, for suppressions.
+    pub alerts: Alerts,
+    /// Token for write requests; `None`: read-only.
+    pub api_token: Option<Secret>,
+    /// Dormancy threshold, seconds (for the dormant-keys gauge).
+    pub dormant_s: u32,
+}
+
+/// The routes, with body limit and request timeout.
+pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
+    let timeout = cfg.request_timeout.0;
+    Router::new()
+        .route("/metrics", get(api::metrics))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/api/v1/keys/{key_id}", get(api::key))
+        .route("/api/v1/findings", get(api::findings))
+        .route("/api/v1/findings/{id}", get(api::finding))
+        .route(
+            "/api/v1/suppressions",
+            get(api::suppressions).post(api::add_suppression),
+        )
+        .route("/api/v1/suppressions/{id}", delete(api::remove_suppression))
+        .fallback(api::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            api::with_timeout(req, next, timeout)
+        }))
+        .with_state(state)
+}
+
+/// Binds `cfg.listen` and serves until `shutdown`; also refreshes the
+/// gauges that need a scan of every key. Returns the bound address.
+pub async fn serve(
+    cfg: &HttpConfig,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding the HTTP server to {} (http.listen)", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let app = router(state.clone(), cfg);
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let interval = cfg.gauges_interval.0;
+    tokio::spawn(async move {
+        loop {
+            refresh_gauges(&state).await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and /api/v1");
+    Ok((addr, server))
+}
+
+/// Age buckets of `keywatch_keys_by_age`, by days since first use.
+const AGE_BUCKETS: [(&str, u32); 5] = [
+    ("lt_1d", 1),
+    ("1d_7d", 7),
+    ("7d_30d", 30),
+    ("30d_90d", 90),
+    ("ge_90d", u32::MAX),
+];
+
+/// Scans every key off the async threads: dormant keys and keys by age.
+async fn refresh_gauges(state: &AppState) {
+    state.recent.expire();
+    let engine = state.engine.clone();
+    let dormant_s = state.dormant_s;
+    let scanned = tokio::task::spawn_blocking(move || {
+        let now = (engine.stats().watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
+        let mut dormant = 0i64;
+        let mut ages = [0i64; AGE_BUCKETS.len()];
+        engine.for_each_key(Entity::KeyId, |_, k| {
+            if now.saturating_sub(k.last_seen) >= dormant_s {
+                dormant += 1;
+            }
+            let days = now.saturating_sub(k.first_seen) / 86_400;
+            let i = AGE_BUCKETS
+                .iter()
+                .position(|&(_, lt)| days < lt)
+                .unwrap_or(AGE_BUCKETS.len() - 1);
+            ages[i] += 1;
+        });
+        (dormant, ages)
+    })
+    .await;
+    if let Ok((dormant, ages)) = scanned {
+        state.metrics.keys_dormant.set(dormant);
+        for ((name, _), n) in AGE_BUCKETS.iter().zip(ages) {
+            state.metrics.keys_by_age.with_label_values(&[name]).set(n);
+        }
+    }
+}

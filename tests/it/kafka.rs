@@ -1,0 +1,361 @@
+//! The Kafka source against librdkafka's mock cluster: a real Kafka protocol
+//! broker in-process, with broker failures and injected request errors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Message};
+use tokio_util::sync::CancellationToken;
+
+use keywatch::config::{Config, Entity, HumanDuration};
+use keywatch::engine::{Engine, Finding};
+use keywatch::metrics::Metrics;
+use keywatch::pipeline::Pipeline;
+use keywatch::source::kafka::{KafkaSource, SourceStatus};
+
+/// One keywatch consumer running on its own thread.
+struct Instance {
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    status: Arc<SourceStatus>,
+    findings: Arc<Mutex<Vec<Finding>>>,
+    stop: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn config(bootstrap: &str, topic: &str, dead_letter: &str) -> Config {
+    let mut cfg = Config::default();
+    cfg.kafka.brokers = bootstrap.to_owned();
+    cfg.kafka.topics = vec![topic.to_owned()];
+    cfg.kafka.group_id = "keywatch-it".to_owned();
+    cfg.kafka.dead_letter_topic = dead_letter.to_owned();
+    cfg.kafka.commit_interval = HumanDuration::secs(1);
+    cfg.kafka.startup_timeout = HumanDuration::secs(10);
+    cfg.kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    cfg.kafka
+        .properties
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    cfg
+}
+
+impl Instance {
+    fn start(cfg: &Config) -> anyhow::Result<Instance> {
+        let engine = Engine::new(cfg);
+        let metrics = Arc::new(Metrics::new());
+        let findings = Arc::new(Mutex::new(Vec::new()));
+        let sink = findings.clone();
+        let pipeline = Pipeline::new(
+            cfg,
+            engine.clone(),
+            metrics.clone(),
+            Arc::new(move |f: &Finding| sink.lock().unwrap().push(f.clone())),
+        )?;
+        let status = Arc::new(SourceStatus::default());
+        let source = KafkaSource::connect(&cfg.kafka, pipeline, metrics.clone(), status.clone())?;
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let thread = std::thread::spawn(move || source.run(&token));
+        Ok(Instance {
+            engine,
+            metrics,
+            status,
+            findings,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn applied(&self) -> u64 {
+        self.status.messages.load(Ordering::Relaxed)
+    }
+
+    fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    fn events_of(&self, key: &str) -> u64 {
+        self.engine
+            .with_key(Entity::KeyId, key, |k| k.events as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+/// Produces `(key, payload)` pairs keyed by key id, as `keywatch gen` does.
+fn produce(bootstrap: &str, topic: &str, messages: &[(String, String)]) {
+    let p = producer(bootstrap);
+    for (key, payload) in messages {
+        loop {
+            match p.send(BaseRecord::to(topic).key(key).payload(payload)) {
+                Ok(()) => break,
+                Err((_, _)) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// `keys` keys, `per_key` events each, one minute apart per key, interleaved.
+fn events(keys: usize, per_key: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..per_key {
+        for k in 0..keys {
+            let key = format!("AKIAIT{k:04}");
+            let t = 1_767_571_200 + (i as i64) * 60 + k as i64;
+            out.push((
+                key.clone(),
+                format!(
+                    r#"{{"time":{t},"key_id":"{key}","source":"203.0.113.{}","action":"s3:GetObject"}}"#,
+                    k % 200
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let c = MockCluster::new(3).unwrap();
+    c.create_topic(topic, partitions, 1).unwrap();
+    c
+}
+
+#[test]
+fn produced_events_give_the_same_findings_as_replay() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenario.jsonl.gz");
+    let input = keywatch::replay::Input::read(&data).unwrap();
+    let cfg = Config::default();
+    let mut replayed = BTreeSet::new();
+    keywatch::replay::replay(&cfg, std::slice::from_ref(&input), |f| {
+        replayed.insert(f.id.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert!(replayed.len() >= 6);
+
+    let c = cluster("audit", 4);
+    let bootstrap = c.bootstrap_servers();
+    let messages: Vec<(String, String)> = String::from_utf8(input.bytes)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["key_id"].as_str().unwrap().to_owned(), l.to_owned())
+        })
+        .collect();
+    let total = messages.len() as u64;
+    let inst = Instance::start(&config(&bootstrap, "audit", "")).unwrap();
+    // The mock broker keeps only ~10k messages per partition: produce in
+    // chunks the consumer keeps up with.
+    for (n, chunk) in messages.chunks(5_000).enumerate() {
+        produce(&bootstrap, "audit", chunk);
+        let sent = ((n + 1) * 5_000).min(messages.len()) as u64;
+        wait_until("the consumer to keep up", Duration::from_secs(60), || {
+            inst.applied() + 2_000 >= sent
+        });
+    }
+    wait_until("all events", Duration::from_secs(60), || inst.applied() >= total);
+    let found: BTreeSet<String> = inst
+        .findings
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|f| f.id.clone())
+        .collect();
+    assert_eq!(found, replayed, "same findings, same ids, as a replay of the same events");
+}
+
+#[test]
+fn restart_resumes_from_committed_offsets_without_loss_or_repeat() {
+    let c = cluster("restart", 3);
+    let bootstrap = c.bootstrap_servers();
+    let msgs = events(20, 150);
+    produce(&bootstrap, "restart", &msgs);
+    let cfg = config(&bootstrap, "restart", "");
+    let mut first = Instance::start(&cfg).unwrap();
+    wait_until("a third of the events", Duration::from_secs(60), || first.applied() >= 1000);
+    first.stop();
+    let second = Instance::start(&cfg).unwrap();
+    wait_until("the rest", Duration::from_secs(60), || {
+        first.applied() + second.applied() >= msgs.len() as u64
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(first.applied() + second.applied(), msgs.len() as u64, "nothing applied twice");
+    for k in 0..20 {
+        let key = format!("AKIAIT{k:04}");
+        assert_eq!(first.events_of(&key) + second.events_of(&key), 150, "{key}");
+    }
+}
+
+#[test]
+fn broker_failures_and_request_errors_do_not_stop_consumption() {
+    let c = cluster("flaky", 3);
+    let bootstrap = c.bootstrap_servers();
+    let msgs = events(10, 300);
+    produce(&bootstrap, "flaky", &msgs[..1500]);
+    let inst = Instance::start(&config(&bootstrap, "flaky", "")).unwrap();
+    wait_until("first events", Duration::from_secs(60), || inst.applied() >= 500);
+    for broker in 1..=3 {
+        c.broker_down(broker).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for broker in 1..=3 {
+        c.broker_up(broker).unwrap();
+    }
+    c.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        ],
+    );
+    produce(&bootstrap, "flaky", &msgs[1500..]);
+    wait_until("every event", Duration::from_secs(90), || inst.applied() >= msgs.len() as u64);
+    for k in 0..10 {
+        assert_eq!(inst.events_of(&format!("AKIAIT{k:04}")), 300);
+    }
+}
+
+#[test]
+fn two_instances_share_partitions_each_event_once_in_order() {
+    let c = cluster("shared", 12);
+    let bootstrap = c.bootstrap_servers();
+    let msgs = events(48, 100);
+    let (early, late) = msgs.split_at(1600);
+    produce(&bootstrap, "shared", early);
+    let cfg = config(&bootstrap, "shared", "");
+    let a = Instance::start(&cfg).unwrap();
+    wait_until("the first third", Duration::from_secs(60), || a.applied() >= 1600);
+    let b = Instance::start(&cfg).unwrap();
+    // The group rebalances: some of a's partitions move to b (a commits
+    // what it applied before letting them go).
+    wait_until("b to own partitions", Duration::from_secs(60), || {
+        b.metrics.partitions_owned.get() > 0
+    });
+    produce(&bootstrap, "shared", late);
+    wait_until("everything", Duration::from_secs(90), || {
+        a.applied() + b.applied() >= msgs.len() as u64
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(b.applied() > 0, "the second member got partitions");
+    assert_eq!(a.applied() + b.applied(), msgs.len() as u64);
+    let mut per_key = BTreeMap::new();
+    for k in 0..48 {
+        let key = format!("AKIAIT{k:04}");
+        per_key.insert(key.clone(), a.events_of(&key) + b.events_of(&key));
+    }
+    assert!(per_key.values().all(|&n| n == 100), "{per_key:?}");
+    for inst in [&a, &b] {
+        assert_eq!(
+            inst.engine.stats().out_of_order.load(Ordering::Relaxed),
+            0,
+            "every key's events applied in order"
+        );
+    }
+}
+
+#[test]
+fn undecodable_messages_land_in_the_dead_letter_topic() {
+    let c = cluster("in", 2);
+    c.create_topic("dlq", 1, 1).unwrap();
+    let bootstrap = c.bootstrap_servers();
+    let good = r#"{"time":1767571200,"key_id":"AKIAGOOD"}"#;
+    let bad_json = "{\"time\": 17675712";
+    let bad_record = r#"[{"time":1767571200,"key_id":"AKIAGOOD"},{"time":"later","key_id":"AKIAX"}]"#;
+    let no_key = r#"{"time":1767571200,"eventName":"ServiceEvent"}"#;
+    let msgs: Vec<(String, String)> = [good, bad_json, bad_record, no_key]
+        .iter()
+        .map(|m| ("k".to_owned(), m.to_string()))
+        .collect();
+    produce(&bootstrap, "in", &msgs);
+    let inst = Instance::start(&config(&bootstrap, "in", "dlq")).unwrap();
+    wait_until("all four", Duration::from_secs(30), || inst.applied() >= 4);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["dlq"]).unwrap();
+    let mut dead = Vec::new();
+    let start = Instant::now();
+    while dead.len() < 2 && start.elapsed() < Duration::from_secs(30) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers: BTreeMap<String, String> = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let payload = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            dead.push((payload, headers));
+        }
+    }
+    assert_eq!(dead.len(), 2, "exactly the two bad messages: {dead:?}");
+    let (payload, headers) = dead.iter().find(|(p, _)| p == bad_json).expect("broken JSON forwarded unchanged");
+    assert_eq!(payload, bad_json);
+    assert_eq!(headers["keywatch-reason"], "truncated");
+    assert_eq!(headers["keywatch-topic"], "in");
+    assert!(headers["keywatch-offset"].parse::<i64>().is_ok());
+    let (_, headers) = dead.iter().find(|(p, _)| p == bad_record).expect("bad record forwarded");
+    assert_eq!(headers["keywatch-reason"], "bad_time");
+    assert_eq!(headers["keywatch-invalid-records"], "1");
+    assert_eq!(inst.events_of("AKIAGOOD"), 2, "good records still applied");
+}
+
+#[test]
+fn startup_fails_fast_naming_the_problem() {
+    let c = cluster("present", 1);
+    let bootstrap = c.bootstrap_servers();
+    let err = Instance::start(&config(&bootstrap, "absent", "")).err().unwrap().to_string();
+    assert!(err.contains("topic `absent` does not exist"), "{err}");
+    let mut cfg = config("127.0.0.1:1", "present", "");
+    cfg.kafka.startup_timeout = HumanDuration::secs(1);
+    let started = Instant::now();
+    let err = Instance::start(&cfg).err().unwrap().to_string();
+    assert!(err.contains("cannot reach Kafka at 127.0.0.1:1"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
