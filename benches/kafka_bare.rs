@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
 use rdkafka::ClientConfig;
 
 fn main() {
@@ -36,7 +37,6 @@ fn main() {
     let mut bytes = 0usize;
     while n < count && start.elapsed() < Duration::from_secs(600) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            use rdkafka::Message;
             first.get_or_insert_with(Instant::now);
             bytes += m.payload_len();
             n += 1;

@@ -4,6 +4,7 @@
 mod alerts;
 mod cli;
 mod helpers;
+mod http;
 mod inventory;
 mod kafka;
 mod replay;

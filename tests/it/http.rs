@@ -1,0 +1,219 @@
+//! The HTTP server on a real loopback socket: metrics, probes, the key and
+//! findings API, and suppressions behind a bearer token.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keywatch::alert::Alerts;
+use keywatch::config::{Config, HttpConfig, Secret};
+use keywatch::decode::{AuditEvent, Outcome, Source};
+use keywatch::engine::Engine;
+use keywatch::http::{self, AppState, RecentFindings};
+use keywatch::metrics::Metrics;
+use keywatch::source::kafka::SourceStatus;
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    base: String,
+    state: AppState,
+    client: reqwest::Client,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+/// A server over an engine that has seen a settled key, then an attack.
+async fn server(max_active: usize) -> Server {
+    let cfg = Config::default();
+    let engine = Engine::new(&cfg);
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+    let (alerts, _) = Alerts::start(&cfg.alerts, metrics.clone(), None, stop.clone()).unwrap();
+    let recent = Arc::new(RecentFindings::new(
+        100,
+        max_active,
+        Duration::from_secs(3600),
+        metrics.clone(),
+    ));
+    let t0 = 1_767_571_200_000i64;
+    let mut found = Vec::new();
+    for i in 0..2000 {
+        engine.process(
+            &event("AKIASETTLED", t0 + i * 900_000, "203.0.113.10"),
+            &mut found,
+        );
+    }
+    for (i, src) in ["185.220.101.7", "45.9.20.1", "91.7.3.3"].iter().enumerate() {
+        let key = format!("AKIAVICTIM{i}");
+        for j in 0..2000 {
+            engine.process(&event(&key, t0 + j * 900_000, "198.51.100.4"), &mut found);
+        }
+        let mut attack = event(&key, t0 + 2001 * 900_000, src);
+        attack.user_agent = Some(Cow::Borrowed("python-requests/2.31.0"));
+        engine.process(&attack, &mut found);
+    }
+    // Per victim: a high new_source and a low new_user_agent.
+    assert_eq!(found.len(), 6, "{found:#?}");
+    for f in &found {
+        recent.record(f);
+    }
+    let state = AppState {
+        engine,
+        metrics,
+        status: Arc::new(SourceStatus::default()),
+        recent,
+        alerts,
+        api_token: Some(Secret::resolve("t0ken").unwrap()),
+        dormant_s: 30 * 86_400,
+    };
+    let http_cfg = HttpConfig {
+        listen: "127.0.0.1:0".into(),
+        max_body_bytes: 1024,
+        ..HttpConfig::default()
+    };
+    let (addr, _) = http::serve(&http_cfg, state.clone(), stop.clone()).await.unwrap();
+    Server {
+        base: format!("http://{addr}"),
+        state,
+        client: reqwest::Client::new(),
+        _stop: stop.drop_guard(),
+    }
+}
+
+fn event<'a>(key: &'a str, ms: i64, src: &'a str) -> AuditEvent<'a> {
+    AuditEvent {
+        time_ms: ms,
+        key_id: Cow::Borrowed(key),
+        principal: None,
+        source: Source::parse(Cow::Borrowed(src)),
+        user_agent: Some(Cow::Borrowed("aws-cli/2.15.0")),
+        action: Some(Cow::Borrowed("s3:GetObject")),
+        action_namespace: None,
+        outcome: Outcome::Success,
+        region: None,
+        count: 1,
+    }
+}
+
+impl Server {
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(path).await;
+        (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_probes() {
+    let s = server(100).await;
+    let (status, text) = s.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("keywatch_keys_tracked{entity=\"key_id\"} 4"), "{text}");
+    assert!(text.contains("keywatch_anomaly_active{detector=\"new_source\",key_id=\"AKIAVICTIM0\",severity=\"high\"} 1"), "{text}");
+    assert!(text.contains("keywatch_processing_latency_seconds{quantile=\"0.99\"}"), "{text}");
+    assert!(text.contains("keywatch_event_time_lag_seconds"), "{text}");
+    let (status, body) = s.json("/healthz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, body) = s.json("/readyz").await;
+    assert_eq!(status, 503, "not ready before consuming: {body}");
+    assert!(body["error"].as_str().unwrap().contains("not consuming"));
+    s.state.status.consuming.store(true, Ordering::Relaxed);
+    assert_eq!(s.get("/readyz").await.0, 200);
+}
+
+#[tokio::test]
+async fn key_api_explains_each_detector() {
+    let s = server(100).await;
+    let (status, key) = s.json("/api/v1/keys/AKIASETTLED").await;
+    assert_eq!(status, 200);
+    assert_eq!(key["eligible"], true);
+    assert_eq!(key["baseline"]["networks"][0], "203.0.113.0/24");
+    assert!(key["detectors"]["new_source"].as_str().unwrap().starts_with("armed"), "{key}");
+    assert!(key["detectors"]["dormant_revival"].as_str().unwrap().starts_with("active"), "{key}");
+    let (status, body) = s.json("/api/v1/keys/AKIANOBODY").await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("AKIANOBODY"));
+    assert_eq!(s.get("/api/v1/nothing").await.0, 404);
+}
+
+#[tokio::test]
+async fn findings_api_filters() {
+    let s = server(100).await;
+    let (_, all) = s.json("/api/v1/findings").await;
+    let all = all["findings"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 6);
+    let (_, one) = s.json("/api/v1/findings?key_id=AKIAVICTIM1").await;
+    assert_eq!(one["findings"].as_array().unwrap().len(), 2);
+    let (_, none) = s.json("/api/v1/findings?detector=rate_spike").await;
+    assert!(none["findings"].as_array().unwrap().is_empty());
+    let (_, high) = s.json("/api/v1/findings?severity=high").await;
+    assert_eq!(high["findings"].as_array().unwrap().len(), 3);
+    let (_, later) = s.json("/api/v1/findings?since=2030-01-01T00:00:00Z").await;
+    assert!(later["findings"].as_array().unwrap().is_empty());
+    let (status, bad) = s.json("/api/v1/findings?since=yesterday").await;
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().contains("yesterday"));
+    let id = all[0]["id"].as_str().unwrap();
+    let (status, f) = s.json(&format!("/api/v1/findings/{id}")).await;
+    assert_eq!((status, f["id"].as_str()), (200, Some(id)));
+}
+
+#[tokio::test]
+async fn suppressions_need_the_token() {
+    let s = server(100).await;
+    let url = format!("{}/api/v1/suppressions", s.base);
+    let rule = serde_json::json!({"key": "AKIAVICTIM*", "detector": "new_source", "reason": "pentest"});
+    let r = s.client.post(&url).json(&rule).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token");
+    let r = s.client.post(&url).bearer_auth("wrong").json(&rule).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "wrong token");
+    let r = s.client.post(&url).bearer_auth("t0ken").json(&rule).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap();
+    let (_, list) = s.json("/api/v1/suppressions").await;
+    assert!(list["suppressions"].as_array().unwrap().iter().any(|r| r["id"] == id && r["reason"] == "pentest"), "{list}");
+    let bad = s.client.post(&url).bearer_auth("t0ken").body("{\"key\": 5}").send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let big = s.client.post(&url).bearer_auth("t0ken").body("x".repeat(4096)).send().await.unwrap();
+    assert_eq!(big.status().as_u16(), 413, "body over http.max_body_bytes");
+    let del = s.client.delete(format!("{url}/{id}")).bearer_auth("t0ken").send().await.unwrap();
+    assert_eq!(del.status().as_u16(), 200);
+    let again = s.client.delete(format!("{url}/{id}")).bearer_auth("t0ken").send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn writes_are_refused_without_a_configured_token() {
+    let mut s = server(100).await;
+    s.state.api_token = None;
+    let cfg = HttpConfig {
+        listen: "127.0.0.1:0".into(),
+        ..HttpConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let (addr, _) = http::serve(&cfg, s.state.clone(), stop.clone()).await.unwrap();
+    let r = s
+        .client
+        .post(format!("http://{addr}/api/v1/suppressions"))
+        .bearer_auth("anything")
+        .json(&serde_json::json!({"key": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().await.unwrap().contains("http.api_token"));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn active_anomaly_series_are_capped() {
+    let s = server(2).await;
+    let (_, text) = s.get("/metrics").await;
+    let series = text.lines().filter(|l| l.starts_with("keywatch_anomaly_active{")).count();
+    assert_eq!(series, 2, "{text}");
+    assert!(text.contains("keywatch_anomaly_active_dropped_total 4"), "{text}");
+}
