@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::Message;
 use rdkafka::ClientConfig;
 
 fn main() {
