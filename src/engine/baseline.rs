@@ -1,12 +1,14 @@
 //! Baselines the spike detectors share: a decaying peak, a bucketed counter
 //! that learns its peak only from finished hours, and hour-of-day peaks.
 
+use serde::{Deserialize, Serialize};
+
 use super::state::Secs;
 
 /// A decaying peak: the largest value observed, shrunk by a constant factor
 /// on every *active* day (a day on which the key was used). Measuring decay in
 /// active days keeps a dormant or weekend-idle key's baseline intact.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Peak(f32);
 
 impl Peak {
@@ -32,7 +34,7 @@ impl Peak {
 /// ramps up over a few buckets must not raise its own threshold on the way.
 /// A bucket that crossed its threshold is learned as the threshold, so an
 /// attack does not teach the baseline to accept the next one.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct BucketCounter {
     bucket: u32,
     count: u32,
@@ -117,7 +119,7 @@ impl BucketCounter {
 }
 
 /// Hour-of-day peaks, allocated only for keys with enough volume to matter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HourlyPeaks {
     /// When the key started having them; used only after a learning period.
     pub since: Secs,

@@ -55,11 +55,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
     } else if idle >= s.dormant_s {
         format!("dormant for {}d: the next use alerts", idle / DAY)
     } else {
-        format!(
-            "active: idle {}d of {}d",
-            idle / DAY,
-            s.dormant_s / DAY
-        )
+        format!("active: idle {}d of {}d", idle / DAY, s.dormant_s / DAY)
     };
     json!({
         "key_id": key,

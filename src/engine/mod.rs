@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use wildmatch::WildMatch;
 
 pub use finding::{Detector, Eligibility, Evidence, Finding, Severity};
-pub use state::KeyState;
+pub use state::{KeyState, Position};
 
 use crate::config::{Config, DetectorsConfig, Entity};
 use crate::decode::{AuditEvent, Source};
@@ -133,6 +133,8 @@ pub struct Stats {
     /// Events older than their key's latest event (they still count, in the
     /// key's current bucket).
     pub out_of_order: AtomicU64,
+    /// Events a key had already applied before a restore, skipped.
+    pub replayed: AtomicU64,
     /// Latest event time applied, epoch ms (the engine's watermark).
     pub watermark_ms: AtomicI64,
 }
@@ -181,7 +183,8 @@ impl Engine {
             .iter()
             .map(|&entity| Tracked {
                 entity,
-                keys: KeyMap::default(),
+                // 256 shards: a snapshot read-locks ~4k keys at a time at a million keys.
+                keys: KeyMap::with_hasher_and_shard_amount(Default::default(), 256),
                 len: AtomicUsize::new(0),
             })
             .collect();
@@ -213,6 +216,14 @@ impl Engine {
     /// Applies one event to every tracked identity it names, appending any
     /// findings to `out`.
     pub fn process(&self, ev: &AuditEvent<'_>, out: &mut Vec<Finding>) {
+        self.process_at(ev, None, out);
+    }
+
+    /// As [`Engine::process`], for an event at a source position. A key
+    /// that already applied this position (or a later one of the same
+    /// partition) skips it: after a restore, the events replayed from the
+    /// checkpoint's offsets reach each key exactly once.
+    pub fn process_at(&self, ev: &AuditEvent<'_>, at: Option<Position>, out: &mut Vec<Finding>) {
         let inner = &*self.inner;
         let settings = &inner.settings;
         let now = (ev.time_ms / 1000).clamp(0, u32::MAX as i64) as u32;
@@ -251,7 +262,14 @@ impl Engine {
                 out,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
+                if let (Some(at), Some(done), Entity::KeyId) = (at, state.applied_at(), tracked.entity) {
+                    if done.origin == at.origin && done.offset >= at.offset {
+                        inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
                 detect::observe(&mut state, &mut ctx);
+                state.applied = at.map_or(state.applied, Position::pack);
                 continue;
             }
             if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
@@ -266,6 +284,7 @@ impl Engine {
                     Box::new(KeyState::new(now))
                 });
             detect::observe(&mut state, &mut ctx);
+            state.applied = at.map_or(state.applied, Position::pack);
         }
         inner.stats.events.fetch_add(1, Ordering::Relaxed);
         inner
@@ -300,6 +319,44 @@ impl Engine {
         self.with_key(entity, key, |state| {
             explain::explain(&self.inner.settings, key, state, now)
         })
+    }
+
+    /// A copy of every key's state, taken shard by shard while events keep
+    /// flowing: each shard is read-locked only while its entries are cloned.
+    /// Keys carry the position of their last event, which makes the copy
+    /// usable as a checkpoint without stopping the world.
+    pub fn snapshot(&self, entity: Entity) -> Vec<(CompactString, KeyState)> {
+        let Some(tracked) = self.inner.tracked.iter().find(|t| t.entity == entity) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(tracked.len.load(Ordering::Relaxed));
+        for entry in tracked.keys.iter() {
+            out.push((entry.key().clone(), (**entry.value()).clone()));
+        }
+        out
+    }
+
+    /// Loads restored state (before events flow). Keys past `max_keys` are
+    /// counted as refused, as new keys would be.
+    pub fn restore(&self, entity: Entity, keys: impl IntoIterator<Item = (CompactString, KeyState)>) {
+        let Some(tracked) = self.inner.tracked.iter().find(|t| t.entity == entity) else {
+            return;
+        };
+        let settings = &self.inner.settings;
+        for (key, state) in keys {
+            if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
+                self.inner.stats.keys_rejected.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let last_ms = state.last_seen as i64 * 1000;
+            if tracked.keys.insert(key, Box::new(state)).is_none() {
+                tracked.len.fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner
+                .stats
+                .watermark_ms
+                .fetch_max(last_ms, Ordering::Relaxed);
+        }
     }
 
     /// Visits every tracked key (for reports and summaries; takes shard read locks briefly).

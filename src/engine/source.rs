@@ -17,7 +17,9 @@ const NAMED_TAG: u64 = 0xFF00_0000_0000_0000;
 /// IPv4 addresses sit in the low 32 bits (high bits zero). IPv6 sources are
 /// identified by their /64 prefix: hosts rotate interface ids (privacy
 /// extensions), so the /64 is the stable "address". Named sources are a hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SourceId(pub u64);
 
 impl SourceId {

@@ -3,6 +3,7 @@
 //! allocates only when it uses more sources or actions than fit inline, or
 //! has the volume to need a seasonal (hour-of-day) baseline.
 
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::baseline::{BucketCounter, HourlyPeaks};
@@ -13,7 +14,7 @@ use super::source::SourceId;
 pub type Secs = u32;
 
 /// When a source was first and last used.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SourceSeen {
     /// Packed address.
     pub id: SourceId,
@@ -52,7 +53,7 @@ pub struct NetworkSummary {
 }
 
 /// The sources a key has used, least recently used evicted past the cap.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceSet {
     entries: SmallVec<[SourceSeen; 2]>,
 }
@@ -145,7 +146,7 @@ impl SourceSet {
 }
 
 /// A remembered value (user-agent family or action) by tagged hash.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Seen {
     /// [`ValueKind`] tag in the top two bits, hash below.
     pub hash: u32,
@@ -179,7 +180,7 @@ pub fn value_hash(kind: ValueKind, service: u64, hash: u64) -> u32 {
 
 /// The user agents and actions a key has used, least recently used evicted
 /// past the cap. Four fit in place: one SDK and three calls is the common key.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValueSet {
     entries: SmallVec<[Seen; 4]>,
 }
@@ -248,7 +249,7 @@ impl ValueSet {
 }
 
 /// A cooldown: `detector` on dimension `dim` stays quiet until `until`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Cooldown {
     /// Detector index.
     pub detector: u8,
@@ -258,8 +259,40 @@ pub struct Cooldown {
     pub until: Secs,
 }
 
+/// A message's place in its source: an origin (a topic-partition, numbered by
+/// the source) and an offset. Keys remember the position of the last event
+/// they applied, so a replay after a restore applies each event to a key
+/// exactly once, even from a checkpoint taken while events flowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Topic-partition number (1-based; 0 is no partition).
+    pub origin: u16,
+    /// Offset in the partition.
+    pub offset: i64,
+}
+
+impl Position {
+    const OFFSET_BITS: u32 = 48;
+
+    /// Packs into 64 bits: origin in the top 16, offset + 1 in the low 48.
+    pub fn pack(self) -> u64 {
+        ((self.origin as u64) << Self::OFFSET_BITS)
+            | ((self.offset.max(-1) + 1) as u64 & ((1 << Self::OFFSET_BITS) - 1))
+    }
+
+    /// Unpacks; `None` for "no position".
+    pub fn unpack(v: u64) -> Option<Position> {
+        let origin = (v >> Self::OFFSET_BITS) as u16;
+        let raw = v & ((1 << Self::OFFSET_BITS) - 1);
+        (origin != 0 && raw != 0).then(|| Position {
+            origin,
+            offset: raw as i64 - 1,
+        })
+    }
+}
+
 /// Everything keywatch knows about one key (or principal).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyState {
     /// First use seen.
     pub first_seen: Secs,
@@ -283,6 +316,8 @@ pub struct KeyState {
     pub sources: SourceSet,
     /// User-agent families and actions used.
     pub values: ValueSet,
+    /// The source position of the latest event applied (see [`Position`]).
+    pub applied: u64,
     /// Active cooldowns; boxed because most keys never have one.
     pub cooldowns: Option<Box<Vec<Cooldown>>>,
 }
@@ -303,7 +338,13 @@ impl KeyState {
             sources: SourceSet::default(),
             values: ValueSet::default(),
             cooldowns: None,
+            applied: 0,
         }
+    }
+
+    /// Where the latest event applied came from, if from a partition.
+    pub fn applied_at(&self) -> Option<Position> {
+        Position::unpack(self.applied)
     }
 
     /// One active day passes: every learned peak decays by `factor`.
@@ -343,9 +384,9 @@ mod tests {
     #[test]
     fn state_stays_small() {
         // The 256 B/key budget at a million keys: the map holds a pointer,
-        // the boxed state must stay within one 176-byte allocation.
+        // the boxed state must stay within one 192-byte allocation.
         assert!(
-            std::mem::size_of::<KeyState>() <= 168,
+            std::mem::size_of::<KeyState>() <= 176,
             "{}",
             std::mem::size_of::<KeyState>()
         );
@@ -405,6 +446,21 @@ mod tests {
         assert!(!v.record(2, 11, 2));
         assert!(v.record(3, 12, 2));
         assert!(!v.knows(1, 12, 100) && v.knows(3, 12, 100));
+    }
+
+    #[test]
+    fn positions_pack() {
+        let p = Position {
+            origin: 7,
+            offset: 123_456_789,
+        };
+        assert_eq!(Position::unpack(p.pack()), Some(p));
+        let first = Position {
+            origin: 1,
+            offset: 0,
+        };
+        assert_eq!(Position::unpack(first.pack()), Some(first));
+        assert_eq!(Position::unpack(0), None);
     }
 
     #[test]

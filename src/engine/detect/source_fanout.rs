@@ -9,7 +9,7 @@ use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::KeyState;
 
 /// Distinct addresses in the current window, and the key's decayed peak.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FanoutState {
     window: u32,
     distinct: u16,

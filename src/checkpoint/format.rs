@@ -1,0 +1,127 @@
+//! The checkpoint file format.
+//!
+//! ```text
+//! magic   8 bytes  "KWCHKPT\0"
+//! version u32 LE   FORMAT_VERSION
+//! length  u64 LE   body length
+//! crc32   u32 LE   CRC-32 (IEEE) of the body
+//! body             postcard encoding of `Checkpoint`
+//! ```
+//!
+//! A reader accepts every version up to its own, and refuses newer ones by
+//! name: a downgrade must not misread a file it does not understand. When
+//! the body changes, bump the version and keep a decoder for the old one.
+
+use std::path::Path;
+
+use super::Checkpoint;
+
+/// Identifies a keywatch checkpoint.
+pub const MAGIC: &[u8; 8] = b"KWCHKPT\0";
+/// The version this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 8 + 4;
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file operation failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// What the system said.
+        error: std::io::Error,
+    },
+    /// Not a checkpoint at all.
+    #[error("not a keywatch checkpoint (bad magic)")]
+    BadMagic,
+    /// Written by a newer keywatch.
+    #[error("checkpoint format version {found} is newer than this keywatch understands (up to {supported}); upgrade keywatch or move the file away")]
+    FutureVersion {
+        /// Version in the file.
+        found: u32,
+        /// Newest this build reads.
+        supported: u32,
+    },
+    /// Shorter than its header says.
+    #[error("checkpoint truncated: {have} of {want} bytes")]
+    Truncated {
+        /// Bytes present.
+        have: usize,
+        /// Bytes the header promises.
+        want: usize,
+    },
+    /// The body does not match its checksum.
+    #[error("checkpoint corrupt: checksum {found:08x}, expected {expected:08x}")]
+    Checksum {
+        /// CRC of the body read.
+        found: u32,
+        /// CRC in the header.
+        expected: u32,
+    },
+    /// The body could not be encoded or decoded.
+    #[error("checkpoint body: {0}")]
+    Body(String),
+}
+
+impl CheckpointError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, error: std::io::Error) -> CheckpointError {
+        CheckpointError::Io {
+            path: path.display().to_string(),
+            error,
+        }
+    }
+}
+
+/// Encodes a checkpoint with its header.
+pub fn encode(cp: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
+    let body = postcard::to_stdvec(cp).map_err(|e| CheckpointError::Body(e.to_string()))?;
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes and verifies a checkpoint.
+pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    if bytes.len() < HEADER {
+        return Err(if bytes.starts_with(&MAGIC[..bytes.len().min(8)]) {
+            CheckpointError::Truncated {
+                have: bytes.len(),
+                want: HEADER,
+            }
+        } else {
+            CheckpointError::BadMagic
+        });
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(CheckpointError::BadMagic);
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    if version > FORMAT_VERSION {
+        return Err(CheckpointError::FutureVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap_or_default()) as usize;
+    let expected = u32::from_le_bytes(bytes[20..24].try_into().unwrap_or_default());
+    let body = &bytes[HEADER..];
+    if body.len() < len {
+        return Err(CheckpointError::Truncated {
+            have: bytes.len(),
+            want: HEADER + len,
+        });
+    }
+    let body = &body[..len];
+    let found = crc32fast::hash(body);
+    if found != expected {
+        return Err(CheckpointError::Checksum { found, expected });
+    }
+    postcard::from_bytes(body).map_err(|e| CheckpointError::Body(e.to_string()))
+}

@@ -1,0 +1,238 @@
+use std::borrow::Cow;
+
+use super::*;
+use crate::config::Config;
+use crate::decode::{AuditEvent, Outcome, Source};
+
+const T0: i64 = 1_767_571_200_000;
+
+struct Ev {
+    key: String,
+    ms: i64,
+    src: String,
+    origin: u16,
+    offset: i64,
+}
+
+fn audit(e: &Ev) -> AuditEvent<'_> {
+    AuditEvent {
+        time_ms: e.ms,
+        key_id: Cow::Borrowed(&e.key),
+        principal: None,
+        source: Source::parse(Cow::Borrowed(&e.src)),
+        user_agent: Some(Cow::Borrowed("aws-cli/2.15.0")),
+        action: Some(Cow::Borrowed("s3:GetObject")),
+        action_namespace: None,
+        outcome: Outcome::Success,
+        region: None,
+        count: 1,
+    }
+}
+
+/// Two partitions, 20 keys, 40 days of events; a new network near the end.
+fn events() -> Vec<Ev> {
+    let mut out = Vec::new();
+    let mut offsets = [0i64; 2];
+    for i in 0..1200i64 {
+        for k in 0..20 {
+            let origin = (k % 2) as u16 + 1;
+            let offset = offsets[origin as usize - 1];
+            offsets[origin as usize - 1] += 1;
+            let src = if i == 1199 && k == 3 {
+                "185.220.101.7".to_owned()
+            } else {
+                format!("203.0.113.{}", k)
+            };
+            out.push(Ev {
+                key: format!("AKIA{k:02}"),
+                ms: T0 + i * 2_880_000 + k,
+                src,
+                origin,
+                offset,
+            });
+        }
+    }
+    out
+}
+
+fn apply(engine: &Engine, evs: &[Ev]) -> usize {
+    let mut found = Vec::new();
+    for e in evs {
+        engine.process_at(
+            &audit(e),
+            Some(Position {
+                origin: e.origin,
+                offset: e.offset,
+            }),
+            &mut found,
+        );
+    }
+    found.len()
+}
+
+fn origins() -> Origins {
+    let o = Origins::default();
+    assert_eq!(o.index("audit", 0), 1);
+    assert_eq!(o.index("audit", 1), 2);
+    o
+}
+
+fn states(engine: &Engine) -> Vec<(CompactString, KeyState)> {
+    let mut s = engine.snapshot(Entity::KeyId);
+    s.sort_by(|a, b| a.0.cmp(&b.0));
+    s
+}
+
+#[test]
+fn a_checkpoint_taken_while_events_flow_restores_exactly_once() {
+    let cfg = Config::default();
+    let evs = events();
+    let straight = Engine::new(&cfg);
+    let findings = apply(&straight, &evs);
+    assert!(findings >= 1, "the new network is found");
+
+    // The live instance: half the events, then the resume offsets are taken,
+    // then more events land (on some keys) before the copy is made.
+    let live = Engine::new(&cfg);
+    let origins = origins();
+    let half = evs.len() / 2;
+    apply(&live, &evs[..half]);
+    let mut resume = HashMap::new();
+    for e in &evs[..half] {
+        resume.insert(e.origin, e.offset + 1);
+    }
+    apply(&live, &evs[half..half + 333]);
+    let cp = Checkpoint::capture(&live, &origins, &resume);
+    let bytes = format::encode(&cp).unwrap();
+
+    // A new process: restore, then replay each partition from its offset.
+    let restored = Engine::new(&cfg);
+    let origins2 = Origins::default();
+    let resume2 = format::decode(&bytes).unwrap().restore(&restored, &origins2);
+    assert_eq!(resume2[&("audit".to_owned(), 0)], resume[&1]);
+    let replay: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| e.offset >= resume[&e.origin])
+        .collect();
+    let mut found = Vec::new();
+    for e in replay {
+        let origin = origins2.index("audit", e.origin as i32 - 1);
+        restored.process_at(
+            &audit(e),
+            Some(Position {
+                origin,
+                offset: e.offset,
+            }),
+            &mut found,
+        );
+    }
+    assert!(
+        restored.stats().replayed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the events applied after the resume offsets were skipped, not applied twice"
+    );
+    let (a, b) = (states(&straight), states(&restored));
+    assert_eq!(a.len(), b.len());
+    for ((ka, sa), (kb, sb)) in a.iter().zip(&b) {
+        assert_eq!(ka, kb);
+        assert_eq!(sa.events, sb.events, "{ka}: every event counted once");
+        assert_eq!(sa.last_seen, sb.last_seen, "{ka}");
+        assert_eq!(sa.sources, sb.sources, "{ka}");
+        assert_eq!(sa.rate, sb.rate, "{ka}");
+    }
+}
+
+#[test]
+fn a_key_dormant_across_a_restore_is_still_revived() {
+    let cfg = Config::default();
+    let engine = Engine::new(&cfg);
+    apply(&engine, &events()[..400]);
+    let cp = Checkpoint::capture(&engine, &Origins::default(), &HashMap::new());
+    let restored = Engine::new(&cfg);
+    format::decode(&format::encode(&cp).unwrap())
+        .unwrap()
+        .restore(&restored, &Origins::default());
+    let late = Ev {
+        key: "AKIA05".into(),
+        ms: T0 + 80 * 86_400_000,
+        src: "203.0.113.5".into(),
+        origin: 2,
+        offset: 10_000,
+    };
+    let mut found = Vec::new();
+    restored.process(&audit(&late), &mut found);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].detector, crate::engine::Detector::DormantRevival);
+}
+
+fn small() -> Checkpoint {
+    let engine = Engine::new(&Config::default());
+    apply(&engine, &events()[..100]);
+    Checkpoint::capture(&engine, &origins(), &HashMap::from([(1, 50), (2, 50)]))
+}
+
+#[test]
+fn corruption_is_detected() {
+    let cp = small();
+    let bytes = format::encode(&cp).unwrap();
+    assert_eq!(format::decode(&bytes).unwrap(), cp, "round trip");
+    let mut flipped = bytes.clone();
+    let i = flipped.len() / 2;
+    flipped[i] ^= 0x40;
+    assert!(matches!(format::decode(&flipped), Err(CheckpointError::Checksum { .. })));
+    assert!(matches!(
+        format::decode(&bytes[..bytes.len() - 7]),
+        Err(CheckpointError::Truncated { .. })
+    ));
+    assert!(matches!(format::decode(&bytes[..10]), Err(CheckpointError::Truncated { .. })));
+    assert!(matches!(format::decode(b"PK\x03\x04 a zip file......."), Err(CheckpointError::BadMagic)));
+    let mut future = bytes.clone();
+    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let err = format::decode(&future).unwrap_err().to_string();
+    assert!(err.contains("version 2") && err.contains("upgrade"), "{err}");
+}
+
+#[test]
+fn the_store_keeps_the_last_n_and_falls_back_past_a_corrupt_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 2).unwrap();
+    let mut cp = small();
+    for t in [1_000, 2_000, 3_000] {
+        cp.written_at_ms = t;
+        store.write(&cp).unwrap();
+    }
+    let files = store.list();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[1].to_string_lossy().ends_with("checkpoint-0000000003000.kwc"));
+    let newest = &files[1];
+    let len = std::fs::metadata(newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let (path, loaded) = store.load_newest().unwrap();
+    assert_eq!(path, files[0]);
+    assert_eq!(loaded.written_at_ms, 2_000);
+    assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+}
+
+/// The v1 file committed in tests/data must stay readable by every later
+/// version of keywatch.
+#[test]
+fn format_version_1_stays_readable() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/checkpoint-v1.kwc");
+    if std::env::var("KEYWATCH_WRITE_GOLDEN").is_ok() {
+        let mut cp = small();
+        cp.written_at_ms = 1_767_571_200_000;
+        std::fs::write(&path, format::encode(&cp).unwrap()).unwrap();
+    }
+    let cp = load(&path).unwrap();
+    assert_eq!(cp.written_at_ms, 1_767_571_200_000);
+    assert_eq!(cp.key_count(), 20);
+    let sections: Vec<_> = cp.sections.iter().map(|s| (s.topic.as_str(), s.partition, s.resume)).collect();
+    assert_eq!(sections, [("audit", 0, Some(50)), ("audit", 1, Some(50))]);
+    let engine = Engine::new(&Config::default());
+    cp.restore(&engine, &Origins::default());
+    assert_eq!(engine.with_key(Entity::KeyId, "AKIA03", |k| k.events), Some(5));
+}
