@@ -94,10 +94,10 @@ impl Checkpoint {
                 resume.insert((section.topic.clone(), section.partition), offset);
             }
             let keys = section.keys.into_iter().map(|(k, mut state)| {
-                state.applied = match (origin, state.applied_at()) {
-                    (Some(origin), Some(p)) => Position { origin, ..p }.pack(),
-                    _ => 0,
-                };
+                match (origin, state.applied_at()) {
+                    (Some(origin), Some(p)) => state.set_applied(Position { origin, ..p }),
+                    _ => state.applied = 0,
+                }
                 (k, state)
             });
             engine.restore(Entity::KeyId, keys);

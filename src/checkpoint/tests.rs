@@ -63,6 +63,7 @@ fn apply(engine: &Engine, evs: &[Ev]) -> usize {
             Some(Position {
                 origin: e.origin,
                 offset: e.offset,
+                record: 0,
             }),
             &mut found,
         );
@@ -122,6 +123,7 @@ fn a_checkpoint_taken_while_events_flow_restores_exactly_once() {
             Some(Position {
                 origin,
                 offset: e.offset,
+                record: 0,
             }),
             &mut found,
         );

@@ -5,6 +5,7 @@
 //! `config/keywatch.toml` is the documented example with every key.
 
 mod alerts;
+mod checkpoint;
 mod detectors;
 mod duration;
 mod http;
@@ -24,6 +25,7 @@ pub use alerts::{
     WebhookConfig, SAMPLE_FIELDS,
 };
 pub use detectors::*;
+pub use checkpoint::CheckpointConfig;
 pub use duration::HumanDuration;
 pub use http::HttpConfig;
 pub use inventory::{InventoryConfig, PolicyDetectorsConfig};
@@ -54,6 +56,9 @@ pub struct Config {
     /// The metrics and API server.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Durable state.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
     /// Where alerts go: suppression, redaction, sinks.
     #[serde(default)]
     pub alerts: AlertsConfig,
@@ -211,7 +216,11 @@ pub enum ConfigError {
     },
 }
 
-pub(crate) fn invalid(key: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(
+    key: &str,
+    value: impl std::fmt::Display,
+    reason: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
         value: value.to_string(),
@@ -361,6 +370,7 @@ impl Config {
         }
         self.kafka.validate()?;
         self.http.validate()?;
+        self.checkpoint.validate()?;
         self.inventory.validate()?;
         self.alerts.validate()?;
         decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)

@@ -263,13 +263,15 @@ impl Engine {
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
                 if let (Some(at), Some(done), Entity::KeyId) = (at, state.applied_at(), tracked.entity) {
-                    if done.origin == at.origin && done.offset >= at.offset {
+                    if at.reached_by(done) {
                         inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                 }
                 detect::observe(&mut state, &mut ctx);
-                state.applied = at.map_or(state.applied, Position::pack);
+                if let Some(at) = at {
+                    state.set_applied(at);
+                }
                 continue;
             }
             if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
@@ -284,7 +286,9 @@ impl Engine {
                     Box::new(KeyState::new(now))
                 });
             detect::observe(&mut state, &mut ctx);
-            state.applied = at.map_or(state.applied, Position::pack);
+            if let Some(at) = at {
+                state.set_applied(at);
+            }
         }
         inner.stats.events.fetch_add(1, Ordering::Relaxed);
         inner

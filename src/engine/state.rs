@@ -269,6 +269,15 @@ pub struct Position {
     pub origin: u16,
     /// Offset in the partition.
     pub offset: i64,
+    /// Index of the record within its message (a message may hold many).
+    pub record: u16,
+}
+
+impl Position {
+    /// Whether `self` comes at or before `other` in the same partition.
+    pub fn reached_by(self, other: Position) -> bool {
+        self.origin == other.origin && (self.offset, self.record) <= (other.offset, other.record)
+    }
 }
 
 impl Position {
@@ -287,6 +296,7 @@ impl Position {
         (origin != 0 && raw != 0).then(|| Position {
             origin,
             offset: raw as i64 - 1,
+            record: 0,
         })
     }
 }
@@ -318,6 +328,8 @@ pub struct KeyState {
     pub values: ValueSet,
     /// The source position of the latest event applied (see [`Position`]).
     pub applied: u64,
+    /// Its record index within its message.
+    pub applied_record: u16,
     /// Active cooldowns; boxed because most keys never have one.
     pub cooldowns: Option<Box<Vec<Cooldown>>>,
 }
@@ -339,12 +351,22 @@ impl KeyState {
             values: ValueSet::default(),
             cooldowns: None,
             applied: 0,
+            applied_record: 0,
         }
     }
 
     /// Where the latest event applied came from, if from a partition.
     pub fn applied_at(&self) -> Option<Position> {
-        Position::unpack(self.applied)
+        Position::unpack(self.applied).map(|p| Position {
+            record: self.applied_record,
+            ..p
+        })
+    }
+
+    /// Records the position of an event just applied.
+    pub fn set_applied(&mut self, at: Position) {
+        self.applied = at.pack();
+        self.applied_record = at.record;
     }
 
     /// One active day passes: every learned peak decays by `factor`.
@@ -453,14 +475,19 @@ mod tests {
         let p = Position {
             origin: 7,
             offset: 123_456_789,
+            record: 0,
         };
         assert_eq!(Position::unpack(p.pack()), Some(p));
         let first = Position {
             origin: 1,
             offset: 0,
+            record: 0,
         };
         assert_eq!(Position::unpack(first.pack()), Some(first));
         assert_eq!(Position::unpack(0), None);
+        let later_record = Position { record: 3, ..first };
+        assert!(first.reached_by(later_record) && !later_record.reached_by(first));
+        assert!(!first.reached_by(Position { origin: 2, ..first }));
     }
 
     #[test]
