@@ -48,7 +48,8 @@ impl Default for AlertsConfig {
             // Well inside Kubernetes' 30s grace period, with room for the
             // source to commit after the alerts are out.
             drain_timeout: HumanDuration::secs(10),
-            // 100k ids is a day of a very noisy fleet at ~50 bytes each: 5 MB per sink.
+            // 100k ids is a day of a very noisy fleet, at ~85 bytes each (benches/alerts.rs):
+            // under 9 MB per sink.
             remember_ids: 100_000,
             // The address `keywatch demo` and the default `run` serve the API on.
             public_url: "http://127.0.0.1:9464".to_owned(),
@@ -257,8 +258,8 @@ fn default_min_severity() -> Severity {
     Severity::Info
 }
 
-/// 10k alerts is hours of a noisy fleet's findings, ~25 MB at most
-/// (benches/alerts.rs measures the queued size).
+/// 10k alerts is hours of a noisy fleet's findings; queued, an alert takes
+/// ~1.3 KB (benches/alerts.rs), so a full queue ~13 MB.
 fn default_queue_capacity() -> usize {
     10_000
 }

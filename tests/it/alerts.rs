@@ -424,6 +424,29 @@ async fn rate_limit_retry_after_is_waited_out() {
 }
 
 #[tokio::test]
+async fn service_unavailable_retry_after_is_honoured() {
+    let receiver = Receiver::start(|n| {
+        if n == 0 {
+            Reply::RetryAfter(503, "1")
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let run = Running::start(vec![sink("hook", webhook(&receiver.url))]);
+    run.alerts.submit(&finding(1));
+
+    let got = receiver.wait_for(2, Duration::from_secs(5)).await;
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried {gap:?} after the 503"
+    );
+    assert_eq!(run.count("hook", "sent"), 1);
+    assert_eq!(run.failures("hook", "status_5xx"), 1);
+}
+
+#[tokio::test]
 async fn client_error_is_not_retried_and_goes_to_the_dead_letter_file() {
     let receiver = Receiver::answering(400).await;
     let run = Running::start(vec![sink("hook", webhook(&receiver.url))]);
@@ -849,7 +872,7 @@ async fn alertmanager_re_sends_active_alerts_until_they_end() {
 async fn kafka_sink_produces_keyed_alerts_to_a_topic() {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Headers;
-    use rdkafka::Message;
+    use rdkafka::{Message, Offset, TopicPartitionList};
 
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
     cluster.create_topic("keywatch-alerts", 2, 1).unwrap();
@@ -871,13 +894,19 @@ async fn kafka_sink_produces_keyed_alerts_to_a_topic() {
     })
     .await;
 
+    // Assigned, not subscribed: no group to join, so the test stays fast.
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
         .set("group.id", "alerts-it")
-        .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
-    consumer.subscribe(&["keywatch-alerts"]).unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..2 {
+        partitions
+            .add_partition_offset("keywatch-alerts", p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&partitions).unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let msg = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
