@@ -8,7 +8,7 @@ use std::time::Instant;
 use prometheus::IntCounter;
 
 use crate::config::Config;
-use crate::decode::{Decoder, SkipReason};
+use crate::decode::{DecodeError, Decoder, SkipReason};
 use crate::engine::{Engine, Finding};
 use crate::metrics::Metrics;
 
@@ -51,6 +51,12 @@ impl Pipeline {
     ) -> anyhow::Result<Pipeline> {
         let decoder = Decoder::for_profile(&cfg.decode.profile, &cfg.decode.profiles)?
             .with_limits(cfg.decode.max_message_bytes, cfg.decode.max_key_bytes);
+        // Every reason is exported at 0 from the start, so dashboards and
+        // alert rules read "no errors" rather than "no data".
+        let whole = DecodeError::ALL.map(DecodeError::as_str);
+        for reason in whole.iter().chain(&SkipReason::ALL.map(SkipReason::as_str)) {
+            metrics.decode_errors.with_label_values(&[reason]);
+        }
         Ok(Pipeline {
             decoder,
             success: metrics.events.with_label_values(&["success"]),
@@ -170,6 +176,10 @@ mod tests {
         assert!(text.contains("keywatch_events_total{outcome=\"success\"} 2"), "{text}");
         assert!(text.contains("keywatch_decode_errors_total{reason=\"no_key\"} 1"), "{text}");
         assert!(text.contains("keywatch_decode_errors_total{reason=\"malformed_json\"} 1"), "{text}");
+        assert!(
+            text.contains("keywatch_decode_errors_total{reason=\"too_deep\"} 0"),
+            "every reason is exported before it happens: {text}"
+        );
         assert_eq!(p.engine().key_count(crate::config::Entity::KeyId), 2);
     }
 }

@@ -41,6 +41,15 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every kind, so metrics can export each reason before it happens.
+    pub const ALL: [DecodeError; 5] = [
+        DecodeError::TooLarge,
+        DecodeError::MalformedJson,
+        DecodeError::Truncated,
+        DecodeError::InvalidUtf8,
+        DecodeError::TooDeep,
+    ];
+
     /// Label value for metrics and dead-letter headers.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,6 +94,17 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every kind, so metrics can export each reason before it happens
+    /// (`WrongType` stands for every field: the label is the same).
+    pub const ALL: [SkipReason; 6] = [
+        SkipReason::NoKey,
+        SkipReason::KeyTooLong,
+        SkipReason::BadTime,
+        SkipReason::WrongType(Field::Time),
+        SkipReason::BadCount,
+        SkipReason::Filtered,
+    ];
+
     /// Label value for metrics.
     pub fn as_str(self) -> &'static str {
         match self {

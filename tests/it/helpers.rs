@@ -57,3 +57,33 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
 }
+
+/// The first of `names` that runs (`NAME --version` succeeds): one external
+/// tool known by several names (Debian calls Alertmanager
+/// `prometheus-alertmanager`). When none runs, the test should return: it
+/// says it is skipped, or fails under `CI=true` (`.ci/test` installs them).
+pub fn external_tool(names: &[&str]) -> Option<String> {
+    let found = names.iter().find(|name| {
+        std::process::Command::new(name)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        let what = names.join(" or ");
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{what} is missing under CI=true (.ci/test installs it)");
+        }
+        eprintln!("skipped: {what} is not installed (.ci/test installs it)");
+    }
+    found.map(|name| (*name).to_owned())
+}
+
+/// A loopback address with a port free right now, for a server the test
+/// starts (`127.0.0.1:PORT`).
+pub fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound address").to_string()
+}

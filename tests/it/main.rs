@@ -7,6 +7,7 @@ mod helpers;
 mod http;
 mod inventory;
 mod kafka;
+mod prometheus;
 mod replay;
 mod scenario;
 mod stratus;
