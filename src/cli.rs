@@ -86,6 +86,11 @@ pub struct ReplayArgs {
     /// Files to replay; `-` reads standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Write the learned state as a checkpoint into this directory, so a new
+    /// deployment of `run` (with `checkpoint.dir` pointing there) starts with
+    /// baselines instead of blind.
+    #[arg(long, value_name = "DIR")]
+    pub write_checkpoint: Option<PathBuf>,
 }
 
 /// `keywatch review`.

@@ -2,20 +2,25 @@
 //! handlers and the Kafka source, runs until the shutdown future resolves,
 //! then stops fetching, commits and exits within the configured deadline.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alerts;
+use crate::checkpoint::{Checkpointer, Origins, Store};
 use crate::config::Config;
 use crate::engine::{Engine, Finding};
 use crate::http::{self, AppState, RecentFindings};
+use crate::inventory::{InventoryError, InventoryHandle};
 use crate::metrics::Metrics;
+use crate::owner::OwnerLookup;
 use crate::pipeline::{FindingHandler, Pipeline};
-use crate::source::kafka::{KafkaSource, SourceStatus};
+use crate::source::kafka::{Durable, KafkaSource, SourceStatus};
 
 /// The parts of a running daemon other components (HTTP, tests) look at.
 #[derive(Clone)]
@@ -26,17 +31,84 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     /// The source's progress.
     pub status: Arc<SourceStatus>,
+    /// The key inventory, when one is configured.
+    pub inventory: Option<InventoryHandle>,
+    /// When the last checkpoint was written (epoch ms; 0: none yet).
+    pub last_checkpoint_ms: Arc<AtomicI64>,
 }
 
 impl Daemon {
-    /// A daemon's shared parts for a validated configuration.
-    pub fn new(cfg: &Config) -> Daemon {
-        Daemon {
-            engine: Engine::new(cfg),
-            metrics: Arc::new(Metrics::new()),
+    /// A daemon's shared parts: the inventory is loaded (a bad one stops
+    /// the start, naming the file, entry and field).
+    pub fn new(cfg: &Config) -> Result<Daemon, InventoryError> {
+        let metrics = Arc::new(Metrics::new());
+        let inventory = match &cfg.inventory.path {
+            Some(path) => Some(InventoryHandle::open(path, Some(&metrics))?),
+            None => None,
+        };
+        let engine = match &inventory {
+            Some(inv) => Engine::with_inventory(cfg, inv.clone()),
+            None => Engine::new(cfg),
+        };
+        Ok(Daemon {
+            engine,
+            metrics,
             status: Arc::new(SourceStatus::default()),
-        }
+            inventory,
+            last_checkpoint_ms: Arc::new(AtomicI64::new(0)),
+        })
     }
+}
+
+/// Restores the newest readable checkpoint into the engine and starts the
+/// checkpoint writer.
+fn durability(cfg: &Config, daemon: &Daemon) -> anyhow::Result<Durable> {
+    let origins = Arc::new(Origins::default());
+    if !cfg.checkpoint.enabled() {
+        tracing::warn!("checkpoints are off (checkpoint.dir is empty): state is lost on restart");
+        return Ok(Durable {
+            origins,
+            ..Durable::default()
+        });
+    }
+    let store = Store::open(&cfg.checkpoint.dir, cfg.checkpoint.keep)
+        .with_context(|| format!("opening checkpoint.dir {}", cfg.checkpoint.dir.display()))?;
+    let mut resume = HashMap::new();
+    let started = Instant::now();
+    if let Some((path, cp)) = store.load_newest() {
+        let keys = cp.key_count();
+        let written = cp.written_at_ms;
+        resume = cp.restore(&daemon.engine, &origins);
+        daemon.last_checkpoint_ms.store(written, Ordering::Relaxed);
+        tracing::info!(
+            path = %path.display(),
+            keys,
+            partitions = resume.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "restored state from checkpoint"
+        );
+    } else {
+        tracing::info!(dir = %cfg.checkpoint.dir.display(), "no checkpoint to restore; starting empty");
+    }
+    let checkpointer = Checkpointer::start(
+        store,
+        daemon.engine.clone(),
+        origins.clone(),
+        daemon.metrics.clone(),
+        cfg.checkpoint.interval.0,
+        daemon.last_checkpoint_ms.clone(),
+    )
+    .context("starting the checkpoint writer")?;
+    let applied = resume
+        .iter()
+        .map(|((topic, partition), &offset)| (origins.index(topic, *partition), offset))
+        .collect();
+    Ok(Durable {
+        origins,
+        resume,
+        applied,
+        checkpointer: Some(checkpointer),
+    })
 }
 
 /// Every finding is logged, kept for the API and handed to the alert pipeline.
@@ -58,14 +130,37 @@ fn finding_handler(alerts: Alerts, recent: Arc<RecentFindings>) -> FindingHandle
 /// Runs the daemon until `shutdown` resolves or the source stops: the
 /// source stops fetching and commits first, then the alert sinks drain and
 /// the HTTP server stops.
-pub async fn run(cfg: Config, daemon: Daemon, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    daemon: Daemon,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let durable = durability(&cfg, &daemon)?;
     let alerts_stop = CancellationToken::new();
+    let owners = daemon
+        .inventory
+        .clone()
+        .map(|i| Arc::new(i) as Arc<dyn OwnerLookup>);
     let (alerts, alerts_done) = Alerts::start(
         &cfg.alerts,
         daemon.metrics.clone(),
-        None,
+        owners,
         alerts_stop.clone(),
     )?;
+    if let Some(inv) = &daemon.inventory {
+        tokio::spawn(
+            inv.clone()
+                .watch(cfg.inventory.check_interval.0, alerts_stop.clone()),
+        );
+        match inv.clone().reload_on_sighup(alerts_stop.clone()) {
+            Ok(reloads) => {
+                tokio::spawn(reloads);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the inventory reloads on change only")
+            }
+        }
+    }
     let recent = Arc::new(RecentFindings::new(
         cfg.http.recent_findings,
         cfg.http.max_active_anomalies,
@@ -81,9 +176,21 @@ pub async fn run(cfg: Config, daemon: Daemon, shutdown: impl Future<Output = ()>
         alerts: alerts.clone(),
         api_token: cfg.http.api_token.clone(),
         dormant_s: cfg.detectors.dormant_revival.dormant_after.as_secs_u32(),
+        inventory: daemon.inventory.clone(),
+        inventory_cfg: cfg.inventory.clone(),
+        checkpoint_max_age: cfg.checkpoint.enabled().then_some(cfg.checkpoint.max_age.0),
+        last_checkpoint_ms: daemon.last_checkpoint_ms.clone(),
+        started: Instant::now(),
     };
     let (_, http_done) = http::serve(&cfg.http, state, http_stop.clone()).await?;
-    let result = run_source(&cfg, &daemon, finding_handler(alerts, recent), shutdown).await;
+    let result = run_source(
+        &cfg,
+        &daemon,
+        durable,
+        finding_handler(alerts, recent),
+        shutdown,
+    )
+    .await;
     alerts_stop.cancel();
     let drain = cfg.alerts.drain_timeout.0 + Duration::from_secs(1);
     if tokio::time::timeout(drain, alerts_done).await.is_err() {
@@ -97,14 +204,20 @@ pub async fn run(cfg: Config, daemon: Daemon, shutdown: impl Future<Output = ()>
 async fn run_source(
     cfg: &Config,
     daemon: &Daemon,
+    durable: Durable,
     on_finding: FindingHandler,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let pipeline = Pipeline::new(cfg, daemon.engine.clone(), daemon.metrics.clone(), on_finding)?;
+    let pipeline = Pipeline::new(
+        cfg,
+        daemon.engine.clone(),
+        daemon.metrics.clone(),
+        on_finding,
+    )?;
     let kafka = cfg.kafka.clone();
     let (metrics, status) = (daemon.metrics.clone(), daemon.status.clone());
     let source = tokio::task::spawn_blocking(move || {
-        KafkaSource::connect(&kafka, pipeline, metrics, status)
+        KafkaSource::connect(&kafka, pipeline, metrics, status, durable)
     })
     .await
     .context("starting the Kafka source")??;

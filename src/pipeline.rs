@@ -9,7 +9,7 @@ use prometheus::IntCounter;
 
 use crate::config::Config;
 use crate::decode::{DecodeError, Decoder, SkipReason};
-use crate::engine::{Engine, Finding};
+use crate::engine::{Engine, Finding, Position};
 use crate::metrics::Metrics;
 
 /// Receives every finding as it is raised (alerts, the API's recent list, tests).
@@ -76,13 +76,32 @@ impl Pipeline {
     /// Applies one message. `arrived` is when it was taken from the source,
     /// for the processing-latency metric.
     pub fn apply(&mut self, payload: &[u8], arrived: Instant) -> Verdict {
+        self.apply_at(payload, arrived, None)
+    }
+
+    /// As [`Pipeline::apply`], for a message at `(origin, offset)` of a
+    /// partition: each event carries its position, so a replay after a
+    /// restore reaches each key once.
+    pub fn apply_at(
+        &mut self,
+        payload: &[u8],
+        arrived: Instant,
+        at: Option<(u16, i64)>,
+    ) -> Verdict {
         let mut invalid = 0u32;
+        let mut record = 0u16;
         let mut first_reason = None;
         let (engine, found, metrics) = (&self.engine, &mut self.found, &self.metrics);
         let (success, failure) = (&self.success, &self.failure);
         let decoded = self.decoder.decode(payload, |r| match r {
             Ok(ev) => {
-                engine.process(&ev, found);
+                let position = at.map(|(origin, offset)| Position {
+                    origin,
+                    offset,
+                    record,
+                });
+                record = record.saturating_add(1);
+                engine.process_at(&ev, position, found);
                 if ev.is_failure() {
                     failure.inc();
                 } else {
@@ -173,9 +192,18 @@ mod tests {
             }
         );
         let text = metrics.render();
-        assert!(text.contains("keywatch_events_total{outcome=\"success\"} 2"), "{text}");
-        assert!(text.contains("keywatch_decode_errors_total{reason=\"no_key\"} 1"), "{text}");
-        assert!(text.contains("keywatch_decode_errors_total{reason=\"malformed_json\"} 1"), "{text}");
+        assert!(
+            text.contains("keywatch_events_total{outcome=\"success\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keywatch_decode_errors_total{reason=\"no_key\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keywatch_decode_errors_total{reason=\"malformed_json\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("keywatch_decode_errors_total{reason=\"too_deep\"} 0"),
             "every reason is exported before it happens: {text}"

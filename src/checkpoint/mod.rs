@@ -13,6 +13,7 @@
 
 pub mod format;
 mod origins;
+mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use format::CheckpointError;
 pub use origins::Origins;
+pub use worker::{Checkpointer, Resume};
 
 use crate::config::Entity;
 use crate::engine::{Engine, KeyState, Position};
@@ -89,7 +91,8 @@ impl Checkpoint {
     pub fn restore(self, engine: &Engine, origins: &Origins) -> HashMap<(String, i32), i64> {
         let mut resume = HashMap::new();
         for section in self.sections {
-            let origin = (!section.topic.is_empty()).then(|| origins.index(&section.topic, section.partition));
+            let origin = (!section.topic.is_empty())
+                .then(|| origins.index(&section.topic, section.partition));
             if let (Some(offset), false) = (section.resume, section.topic.is_empty()) {
                 resume.insert((section.topic.clone(), section.partition), offset);
             }
@@ -153,7 +156,8 @@ impl Store {
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp).map_err(|e| CheckpointError::io(&tmp, e))?;
-            f.write_all(&bytes).map_err(|e| CheckpointError::io(&tmp, e))?;
+            f.write_all(&bytes)
+                .map_err(|e| CheckpointError::io(&tmp, e))?;
             f.sync_all().map_err(|e| CheckpointError::io(&tmp, e))?;
         }
         std::fs::rename(&tmp, &path).map_err(|e| CheckpointError::io(&path, e))?;

@@ -13,14 +13,20 @@ impl Origins {
     /// The number of `topic`/`partition`, assigned on first sight.
     pub fn index(&self, topic: &str, partition: i32) -> u16 {
         if let Ok(known) = self.known.read() {
-            if let Some(i) = known.iter().position(|(t, p)| t == topic && *p == partition) {
+            if let Some(i) = known
+                .iter()
+                .position(|(t, p)| t == topic && *p == partition)
+            {
                 return i as u16 + 1;
             }
         }
         let Ok(mut known) = self.known.write() else {
             return 0;
         };
-        if let Some(i) = known.iter().position(|(t, p)| t == topic && *p == partition) {
+        if let Some(i) = known
+            .iter()
+            .position(|(t, p)| t == topic && *p == partition)
+        {
             return i as u16 + 1;
         }
         if known.len() >= u16::MAX as usize - 1 {

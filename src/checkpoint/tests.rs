@@ -109,7 +109,9 @@ fn a_checkpoint_taken_while_events_flow_restores_exactly_once() {
     // A new process: restore, then replay each partition from its offset.
     let restored = Engine::new(&cfg);
     let origins2 = Origins::default();
-    let resume2 = format::decode(&bytes).unwrap().restore(&restored, &origins2);
+    let resume2 = format::decode(&bytes)
+        .unwrap()
+        .restore(&restored, &origins2);
     assert_eq!(resume2[&("audit".to_owned(), 0)], resume[&1]);
     let replay: Vec<&Ev> = evs
         .iter()
@@ -129,7 +131,11 @@ fn a_checkpoint_taken_while_events_flow_restores_exactly_once() {
         );
     }
     assert!(
-        restored.stats().replayed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        restored
+            .stats()
+            .replayed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
         "the events applied after the resume offsets were skipped, not applied twice"
     );
     let (a, b) = (states(&straight), states(&restored));
@@ -180,17 +186,29 @@ fn corruption_is_detected() {
     let mut flipped = bytes.clone();
     let i = flipped.len() / 2;
     flipped[i] ^= 0x40;
-    assert!(matches!(format::decode(&flipped), Err(CheckpointError::Checksum { .. })));
+    assert!(matches!(
+        format::decode(&flipped),
+        Err(CheckpointError::Checksum { .. })
+    ));
     assert!(matches!(
         format::decode(&bytes[..bytes.len() - 7]),
         Err(CheckpointError::Truncated { .. })
     ));
-    assert!(matches!(format::decode(&bytes[..10]), Err(CheckpointError::Truncated { .. })));
-    assert!(matches!(format::decode(b"PK\x03\x04 a zip file......."), Err(CheckpointError::BadMagic)));
+    assert!(matches!(
+        format::decode(&bytes[..10]),
+        Err(CheckpointError::Truncated { .. })
+    ));
+    assert!(matches!(
+        format::decode(b"PK\x03\x04 a zip file......."),
+        Err(CheckpointError::BadMagic)
+    ));
     let mut future = bytes.clone();
     future[8..12].copy_from_slice(&2u32.to_le_bytes());
     let err = format::decode(&future).unwrap_err().to_string();
-    assert!(err.contains("version 2") && err.contains("upgrade"), "{err}");
+    assert!(
+        err.contains("version 2") && err.contains("upgrade"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -204,7 +222,9 @@ fn the_store_keeps_the_last_n_and_falls_back_past_a_corrupt_one() {
     }
     let files = store.list();
     assert_eq!(files.len(), 2, "{files:?}");
-    assert!(files[1].to_string_lossy().ends_with("checkpoint-0000000003000.kwc"));
+    assert!(files[1]
+        .to_string_lossy()
+        .ends_with("checkpoint-0000000003000.kwc"));
     let newest = &files[1];
     let len = std::fs::metadata(newest).unwrap().len();
     std::fs::OpenOptions::new()
@@ -216,14 +236,19 @@ fn the_store_keeps_the_last_n_and_falls_back_past_a_corrupt_one() {
     let (path, loaded) = store.load_newest().unwrap();
     assert_eq!(path, files[0]);
     assert_eq!(loaded.written_at_ms, 2_000);
-    assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+    assert!(!dir.path().read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
 }
 
 /// The v1 file committed in tests/data must stay readable by every later
 /// version of keywatch.
 #[test]
 fn format_version_1_stays_readable() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/checkpoint-v1.kwc");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/checkpoint-v1.kwc");
     if std::env::var("KEYWATCH_WRITE_GOLDEN").is_ok() {
         let mut cp = small();
         cp.written_at_ms = 1_767_571_200_000;
@@ -232,9 +257,16 @@ fn format_version_1_stays_readable() {
     let cp = load(&path).unwrap();
     assert_eq!(cp.written_at_ms, 1_767_571_200_000);
     assert_eq!(cp.key_count(), 20);
-    let sections: Vec<_> = cp.sections.iter().map(|s| (s.topic.as_str(), s.partition, s.resume)).collect();
+    let sections: Vec<_> = cp
+        .sections
+        .iter()
+        .map(|s| (s.topic.as_str(), s.partition, s.resume))
+        .collect();
     assert_eq!(sections, [("audit", 0, Some(50)), ("audit", 1, Some(50))]);
     let engine = Engine::new(&Config::default());
     cp.restore(&engine, &Origins::default());
-    assert_eq!(engine.with_key(Entity::KeyId, "AKIA03", |k| k.events), Some(5));
+    assert_eq!(
+        engine.with_key(Entity::KeyId, "AKIA03", |k| k.events),
+        Some(5)
+    );
 }

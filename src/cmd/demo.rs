@@ -53,6 +53,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     cfg.kafka.group_id = "keywatch-demo".to_owned();
     cfg.kafka.startup_timeout = HumanDuration::secs(10);
     cfg.alerts.dead_letter_path = workdir.join("dead-letter.jsonl");
+    cfg.checkpoint.dir = workdir.join("checkpoints");
     let mut stdout = SinkConfig::new(SinkKind::Stdout(StdoutSinkConfig { pretty: true }));
     stdout.min_severity = Severity::Medium;
     let mut file = SinkConfig::new(SinkKind::File(FileSinkConfig {
@@ -91,7 +92,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         args.listen,
     );
 
-    let daemon = Daemon::new(&cfg);
+    let daemon = Daemon::new(&cfg)?;
     let status = daemon.status.clone();
     let history_end = scenario.config().start_ms + HISTORY_DAYS as i64 * 86_400_000;
     let rate = args.rate;

@@ -4,6 +4,9 @@ use std::io::{BufWriter, Write};
 
 use anyhow::Context;
 
+use std::collections::HashMap;
+
+use crate::checkpoint::{Checkpoint, Origins, Store};
 use crate::cli::ReplayArgs;
 use crate::replay::{replay_into, Input};
 
@@ -32,5 +35,17 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     .context("replay failed")?;
     out.flush().context("writing findings")?;
     eprint!("{}", summary.render());
+    if let Some(dir) = &args.write_checkpoint {
+        let store = Store::open(dir, cfg.checkpoint.keep).context("--write-checkpoint")?;
+        let cp = Checkpoint::capture(&engine, &Origins::default(), &HashMap::new());
+        let written = store.write(&cp).context("writing the checkpoint")?;
+        eprintln!(
+            "checkpoint of {} keys written to {} ({} bytes); `keywatch run` with checkpoint.dir = {:?} starts from it",
+            cp.key_count(),
+            written.path.display(),
+            written.bytes,
+            dir.display().to_string()
+        );
+    }
     Ok(())
 }

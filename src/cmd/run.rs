@@ -9,7 +9,7 @@ use super::{load_config, Failure};
 pub fn run(args: RunArgs) -> Result<(), Failure> {
     let cfg = load_config(Some(&args.config))?;
     let rt = daemon::runtime()?;
-    let d = Daemon::new(&cfg);
+    let d = Daemon::new(&cfg)?;
     rt.block_on(daemon::run(cfg, d, daemon::signals()))?;
     Ok(())
 }

@@ -46,7 +46,11 @@ impl CheckpointConfig {
     /// Cross-field checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.interval.0.as_secs_f64() < 1.0 {
-            return Err(invalid("checkpoint.interval", self.interval, "must be at least 1s"));
+            return Err(invalid(
+                "checkpoint.interval",
+                self.interval,
+                "must be at least 1s",
+            ));
         }
         if self.keep == 0 {
             return Err(invalid("checkpoint.keep", 0, "must be at least 1"));

@@ -100,7 +100,10 @@ impl SecurityProtocol {
     }
 
     fn sasl(self) -> bool {
-        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 }
 
@@ -134,7 +137,11 @@ impl KafkaConfig {
     pub fn validate(&self) -> Result<(), super::ConfigError> {
         use super::invalid;
         if self.brokers.trim().is_empty() {
-            return Err(invalid("kafka.brokers", "\"\"", "must name at least one broker"));
+            return Err(invalid(
+                "kafka.brokers",
+                "\"\"",
+                "must name at least one broker",
+            ));
         }
         if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
             return Err(invalid(
@@ -210,13 +217,25 @@ impl KafkaConfig {
                 p.push((k.to_owned(), v.to_owned()));
             }
         };
-        opt("sasl.mechanism", self.sasl_mechanism.map(SaslMechanism::as_str));
+        opt(
+            "sasl.mechanism",
+            self.sasl_mechanism.map(SaslMechanism::as_str),
+        );
         opt("sasl.username", self.sasl_username.as_deref());
-        opt("sasl.password", self.sasl_password.as_ref().map(Secret::expose));
+        opt(
+            "sasl.password",
+            self.sasl_password.as_ref().map(Secret::expose),
+        );
         opt("ssl.ca.location", self.ssl_ca_location.as_deref());
-        opt("ssl.certificate.location", self.ssl_certificate_location.as_deref());
+        opt(
+            "ssl.certificate.location",
+            self.ssl_certificate_location.as_deref(),
+        );
         opt("ssl.key.location", self.ssl_key_location.as_deref());
-        opt("ssl.key.password", self.ssl_key_password.as_ref().map(Secret::expose));
+        opt(
+            "ssl.key.password",
+            self.ssl_key_password.as_ref().map(Secret::expose),
+        );
         p
     }
 }

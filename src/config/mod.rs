@@ -24,8 +24,8 @@ pub use alerts::{
     RedactConfig, SinkConfig, SinkKind, SlackConfig, StdoutSinkConfig, Suppression, Timestamp,
     WebhookConfig, SAMPLE_FIELDS,
 };
-pub use detectors::*;
 pub use checkpoint::CheckpointConfig;
+pub use detectors::*;
 pub use duration::HumanDuration;
 pub use http::HttpConfig;
 pub use inventory::{InventoryConfig, PolicyDetectorsConfig};

@@ -196,7 +196,10 @@ sasl_password = "env:KEYWATCH_TEST_KAFKA_PW"
     let err = load("[kafka]\nsasl_mechanism = \"PLAIN\"\n", &[])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("kafka.sasl_mechanism") && err.contains("PLAIN"), "{err}");
+    assert!(
+        err.contains("kafka.sasl_mechanism") && err.contains("PLAIN"),
+        "{err}"
+    );
     let err = load("[kafka]\nsasl_mechanism = \"GSSAPI\"\n", &[])
         .unwrap_err()
         .to_string();

@@ -262,7 +262,9 @@ impl Engine {
                 out,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
-                if let (Some(at), Some(done), Entity::KeyId) = (at, state.applied_at(), tracked.entity) {
+                if let (Some(at), Some(done), Entity::KeyId) =
+                    (at, state.applied_at(), tracked.entity)
+                {
                     if at.reached_by(done) {
                         inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -342,14 +344,21 @@ impl Engine {
 
     /// Loads restored state (before events flow). Keys past `max_keys` are
     /// counted as refused, as new keys would be.
-    pub fn restore(&self, entity: Entity, keys: impl IntoIterator<Item = (CompactString, KeyState)>) {
+    pub fn restore(
+        &self,
+        entity: Entity,
+        keys: impl IntoIterator<Item = (CompactString, KeyState)>,
+    ) {
         let Some(tracked) = self.inner.tracked.iter().find(|t| t.entity == entity) else {
             return;
         };
         let settings = &self.inner.settings;
         for (key, state) in keys {
             if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
-                self.inner.stats.keys_rejected.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .keys_rejected
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             let last_ms = state.last_seen as i64 * 1000;

@@ -47,6 +47,9 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
                 .set(s.engine.key_count(entity) as i64);
         }
     }
+    if s.checkpoint_max_age.is_some() {
+        s.metrics.checkpoint_age.set(checkpoint_age(&s));
+    }
     let stats = s.engine.stats();
     let watermark = stats.watermark_ms.load(Ordering::Relaxed);
     if watermark > 0 {
@@ -55,14 +58,23 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     }
     for (bound, n) in [
         ("max_keys", stats.keys_rejected.load(Ordering::Relaxed)),
-        ("max_sources_per_key", stats.sources_evicted.load(Ordering::Relaxed)),
-        ("max_values_per_key", stats.values_evicted.load(Ordering::Relaxed)),
+        (
+            "max_sources_per_key",
+            stats.sources_evicted.load(Ordering::Relaxed),
+        ),
+        (
+            "max_values_per_key",
+            stats.values_evicted.load(Ordering::Relaxed),
+        ),
     ] {
         let c = s.metrics.bound_hits.with_label_values(&[bound]);
         c.inc_by(n.saturating_sub(c.get()));
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()
@@ -73,14 +85,79 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: consuming.
-pub async fn readyz(State(s): State<AppState>) -> Response {
-    if s.status.consuming.load(Ordering::Relaxed) {
-        Json(json!({ "status": "ready", "messages": s.status.messages.load(Ordering::Relaxed) }))
-            .into_response()
-    } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "not consuming yet").into_response()
+/// Seconds since the last checkpoint, or since start when none was written.
+fn checkpoint_age(s: &AppState) -> f64 {
+    match s.last_checkpoint_ms.load(Ordering::Relaxed) {
+        0 => s.started.elapsed().as_secs_f64(),
+        ms => (chrono::Utc::now().timestamp_millis() - ms).max(0) as f64 / 1000.0,
     }
+}
+
+/// `GET /readyz`: consuming and, with checkpoints on, checkpointing.
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    if !s.status.consuming.load(Ordering::Relaxed) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "not consuming yet").into_response();
+    }
+    if let Some(max_age) = s.checkpoint_max_age {
+        let age = checkpoint_age(&s);
+        if age > max_age.as_secs_f64() {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "last checkpoint {age:.0}s ago, over checkpoint.max_age ({}s)",
+                    max_age.as_secs()
+                ),
+            )
+            .into_response();
+        }
+    }
+    Json(json!({ "status": "ready", "messages": s.status.messages.load(Ordering::Relaxed) }))
+        .into_response()
+}
+
+/// `GET /api/v1/review[?format=markdown]`: the key security review from the
+/// live state and the recent findings.
+pub async fn review(
+    State(s): State<AppState>,
+    Query(q): Query<ReviewQuery>,
+) -> Result<Response, ApiError> {
+    let Some(inv) = &s.inventory else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "no inventory configured (inventory.path): the review needs one",
+        ));
+    };
+    let inventory = inv.current();
+    let findings: Vec<crate::engine::Finding> = s
+        .recent
+        .list(usize::MAX, |_| true)
+        .iter()
+        .map(|f| (**f).clone())
+        .collect();
+    let now = (s.engine.stats().watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
+    let input = crate::review::ReviewInput {
+        engine: &s.engine,
+        inventory: &inventory,
+        findings: &findings,
+        now,
+        observed_since: None,
+        thresholds: crate::review::Thresholds::from_config(&s.inventory_cfg),
+    };
+    let review = crate::review::review(&input);
+    Ok(match q.format.as_deref() {
+        Some("markdown") | Some("md") => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            review.to_markdown(),
+        )
+            .into_response(),
+        _ => Json(serde_json::to_value(&review).unwrap_or_default()).into_response(),
+    })
+}
+
+/// `?format=markdown|json`.
+#[derive(Deserialize)]
+pub struct ReviewQuery {
+    format: Option<String>,
 }
 
 /// `?entity=principal` selects the principal baseline.
@@ -96,10 +173,12 @@ pub async fn key(
     Query(q): Query<KeyQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let entity = q.entity.unwrap_or(Entity::KeyId);
-    s.engine
-        .explain(entity, &key_id)
-        .map(Json)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no {} {key_id:?} is tracked", entity.as_str())))
+    s.engine.explain(entity, &key_id).map(Json).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no {} {key_id:?} is tracked", entity.as_str()),
+        )
+    })
 }
 
 /// Filters for `/api/v1/findings`.
@@ -169,7 +248,10 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
         Ok(())
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
     }
 }
 

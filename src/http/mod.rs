@@ -6,7 +6,7 @@ mod api;
 pub mod recent;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 pub use recent::RecentFindings;
 
 use crate::alert::Alerts;
-use crate::config::{Entity, HttpConfig, Secret};
+use crate::config::{Entity, HttpConfig, InventoryConfig, Secret};
 use crate::engine::Engine;
+use crate::inventory::InventoryHandle;
 use crate::metrics::Metrics;
 use crate::source::kafka::SourceStatus;
 
@@ -39,6 +40,16 @@ pub struct AppState {
     pub api_token: Option<Secret>,
     /// Dormancy threshold, seconds (for the dormant-keys gauge).
     pub dormant_s: u32,
+    /// The key inventory, for `/api/v1/review` and its gauges.
+    pub inventory: Option<InventoryHandle>,
+    /// Review thresholds.
+    pub inventory_cfg: InventoryConfig,
+    /// `/readyz` fails when the last checkpoint is older; `None`: checkpoints off.
+    pub checkpoint_max_age: Option<std::time::Duration>,
+    /// When the last checkpoint was written (epoch ms; 0: none yet).
+    pub last_checkpoint_ms: Arc<AtomicI64>,
+    /// When the daemon started.
+    pub started: std::time::Instant,
 }
 
 /// The routes, with body limit and request timeout.
@@ -51,6 +62,7 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .route("/api/v1/keys/{key_id}", get(api::key))
         .route("/api/v1/findings", get(api::findings))
         .route("/api/v1/findings/{id}", get(api::finding))
+        .route("/api/v1/review", get(api::review))
         .route(
             "/api/v1/suppressions",
             get(api::suppressions).post(api::add_suppression),
@@ -136,5 +148,26 @@ async fn refresh_gauges(state: &AppState) {
         for ((name, _), n) in AGE_BUCKETS.iter().zip(ages) {
             state.metrics.keys_by_age.with_label_values(&[name]).set(n);
         }
+    }
+    if let Some(inv) = &state.inventory {
+        let (engine, inv, cfg, metrics) = (
+            state.engine.clone(),
+            inv.current(),
+            state.inventory_cfg.clone(),
+            state.metrics.clone(),
+        );
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = (engine.stats().watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
+            let input = crate::review::ReviewInput {
+                engine: &engine,
+                inventory: &inv,
+                findings: &[],
+                now,
+                observed_since: None,
+                thresholds: crate::review::Thresholds::from_config(&cfg),
+            };
+            crate::review::status(&input).export(&metrics);
+        })
+        .await;
     }
 }

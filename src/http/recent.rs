@@ -23,7 +23,12 @@ pub struct RecentFindings {
 impl RecentFindings {
     /// Keeps `capacity` findings; exports at most `max_active` series, each
     /// for `cooldown` after its finding.
-    pub fn new(capacity: usize, max_active: usize, cooldown: Duration, metrics: Arc<Metrics>) -> RecentFindings {
+    pub fn new(
+        capacity: usize,
+        max_active: usize,
+        cooldown: Duration,
+        metrics: Arc<Metrics>,
+    ) -> RecentFindings {
         RecentFindings {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity,
@@ -66,10 +71,11 @@ impl RecentFindings {
         active.retain(|(key, detector, severity), until| {
             let keep = *until > now;
             if !keep {
-                let _ = self
-                    .metrics
-                    .anomaly_active
-                    .remove_label_values(&[key.as_str(), detector, severity]);
+                let _ = self.metrics.anomaly_active.remove_label_values(&[
+                    key.as_str(),
+                    detector,
+                    severity,
+                ]);
             }
             keep
         });
@@ -80,13 +86,25 @@ impl RecentFindings {
         let Ok(ring) = self.ring.lock() else {
             return Vec::new();
         };
-        let mut out: Vec<Arc<Finding>> = ring.iter().rev().filter(|f| filter(f)).take(limit).cloned().collect();
+        let mut out: Vec<Arc<Finding>> = ring
+            .iter()
+            .rev()
+            .filter(|f| filter(f))
+            .take(limit)
+            .cloned()
+            .collect();
         out.reverse();
         out
     }
 
     /// One finding by id.
     pub fn get(&self, id: &str) -> Option<Arc<Finding>> {
-        self.ring.lock().ok()?.iter().rev().find(|f| f.id == id).cloned()
+        self.ring
+            .lock()
+            .ok()?
+            .iter()
+            .rev()
+            .find(|f| f.id == id)
+            .cloned()
     }
 }

@@ -29,7 +29,10 @@ impl ProducerContext for Delivery {
                 "failed"
             }
         };
-        self.metrics.dead_letters.with_label_values(&[outcome]).inc();
+        self.metrics
+            .dead_letters
+            .with_label_values(&[outcome])
+            .inc();
     }
 }
 
@@ -81,7 +84,14 @@ impl DeadLetter {
 
     /// Produces `payload` (and its key) unchanged, with the reason and origin
     /// as headers.
-    pub fn send(&self, key: Option<&[u8]>, payload: &[u8], reason: &str, invalid: u32, origin: &Origin<'_>) {
+    pub fn send(
+        &self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reason: &str,
+        invalid: u32,
+        origin: &Origin<'_>,
+    ) {
         let partition = origin.partition.to_string();
         let offset = origin.offset.to_string();
         let invalid = invalid.to_string();
@@ -114,7 +124,10 @@ impl DeadLetter {
         }
         if let Err((e, _)) = self.producer.send(record) {
             tracing::warn!(error = %e, "dead-letter queue full; message counted as failed");
-            self.metrics.dead_letters.with_label_values(&["failed"]).inc();
+            self.metrics
+                .dead_letters
+                .with_label_values(&["failed"])
+                .inc();
         }
     }
 

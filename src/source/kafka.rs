@@ -9,18 +9,23 @@
 //! committed synchronously when partitions are revoked and at shutdown.
 //! librdkafka's bounded fetch queue is the backpressure.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetter, Origin};
+use crate::checkpoint::{Checkpointer, Origins, Resume};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Verdict};
@@ -69,11 +74,43 @@ pub struct SourceStatus {
     pub messages: AtomicU64,
 }
 
-/// librdkafka callbacks: commit on revoke, metrics on assignment and stats.
-/// Nothing here does more than a commit or a gauge update.
+/// librdkafka callbacks: commit on revoke, resume from the checkpoint on
+/// assignment, metrics. Nothing here does more than a commit, a seek or a
+/// gauge update.
 pub struct SourceContext {
     metrics: Arc<Metrics>,
     errors: RateLimited,
+    /// Where the restored checkpoint says to resume, used once per partition.
+    resume: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl SourceContext {
+    /// Points newly assigned partitions at the checkpoint's offsets: the
+    /// checkpoint, not the group's committed offset, is the source of truth
+    /// for a restored state.
+    fn resume_from_checkpoint(&self, tpl: &mut TopicPartitionList) {
+        let Ok(mut resume) = self.resume.lock() else {
+            return;
+        };
+        if resume.is_empty() {
+            return;
+        }
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in assigned {
+            if let Some(offset) = resume.remove(&(topic.clone(), partition)) {
+                if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset))
+                {
+                    tracing::warn!(%topic, partition, error = %e, "cannot resume from the checkpoint");
+                } else {
+                    tracing::info!(%topic, partition, offset, "resuming from the checkpoint");
+                }
+            }
+        }
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -97,8 +134,13 @@ impl ClientContext for SourceContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        if matches!(level, RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error)
-            && self.errors.allow()
+        if matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+        ) && self.errors.allow()
         {
             tracing::warn!(facility = fac, "librdkafka: {log_message}");
         }
@@ -106,6 +148,51 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.resume_from_checkpoint(tpl);
+                let rebalance = Rebalance::Assign(tpl);
+                self.pre_rebalance(consumer, &rebalance);
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    tracing::error!(error = %e, "assigning partitions");
+                }
+                self.post_rebalance(consumer, &rebalance);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let rebalance = Rebalance::Revoke(tpl);
+                self.pre_rebalance(consumer, &rebalance);
+                let revoked = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = revoked {
+                    tracing::error!(error = %e, "revoking partitions");
+                }
+                self.post_rebalance(consumer, &rebalance);
+            }
+            other => {
+                let rebalance = Rebalance::Error(KafkaError::Rebalance(other.into()));
+                self.post_rebalance(consumer, &rebalance);
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             // Everything polled so far is applied and its offset stored:
@@ -120,7 +207,9 @@ impl ConsumerContext for SourceContext {
         self.metrics.partitions_owned.set(owned as i64);
         self.metrics.consumer_lag.reset();
         match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(assigned = tpl.count(), owned, "partitions assigned"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(assigned = tpl.count(), owned, "partitions assigned")
+            }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
@@ -136,10 +225,29 @@ fn commit(consumer: &BaseConsumer<SourceContext>, why: &str) {
     }
 }
 
+/// What makes the source durable: the partition numbering shared with the
+/// checkpoints, where the restored checkpoint says to resume, and the
+/// checkpoint writer.
+#[derive(Default)]
+pub struct Durable {
+    /// Topic-partition numbers (shared with the restored state).
+    pub origins: Arc<Origins>,
+    /// Next offset per partition from the restored checkpoint.
+    pub resume: HashMap<(String, i32), i64>,
+    /// The same offsets by origin number: what the next checkpoint says for
+    /// partitions this run has not read from yet.
+    pub applied: Resume,
+    /// Periodic checkpoints; `None` when they are off.
+    pub checkpointer: Option<Checkpointer>,
+}
+
 /// A subscribed consumer, ready to run.
 pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     metrics: Arc<Metrics>,
+    origins: Arc<Origins>,
+    applied: Resume,
+    checkpointer: Option<Checkpointer>,
     pipeline: Pipeline,
     dead_letter: Option<DeadLetter>,
     status: Arc<SourceStatus>,
@@ -154,21 +262,24 @@ impl KafkaSource {
         pipeline: Pipeline,
         metrics: Arc<Metrics>,
         status: Arc<SourceStatus>,
+        durable: Durable,
     ) -> anyhow::Result<KafkaSource> {
         let consumer: BaseConsumer<SourceContext> = consumer_config(cfg)
             .create_with_context(SourceContext {
                 metrics: metrics.clone(),
                 errors: RateLimited::new(Duration::from_secs(10)),
+                resume: Mutex::new(durable.resume),
             })
             .map_err(StartError::Client)?;
         let timeout = cfg.startup_timeout.0;
-        let metadata = consumer
-            .fetch_metadata(None, timeout)
-            .map_err(|error| StartError::Unreachable {
-                brokers: cfg.brokers.clone(),
-                timeout,
-                error,
-            })?;
+        let metadata =
+            consumer
+                .fetch_metadata(None, timeout)
+                .map_err(|error| StartError::Unreachable {
+                    brokers: cfg.brokers.clone(),
+                    timeout,
+                    error,
+                })?;
         for topic in &cfg.topics {
             let found = metadata
                 .topics()
@@ -194,6 +305,9 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer,
             metrics,
+            origins: durable.origins,
+            applied: durable.applied,
+            checkpointer: durable.checkpointer,
             pipeline,
             dead_letter,
             status,
@@ -207,6 +321,11 @@ impl KafkaSource {
         self.status.consuming.store(true, Ordering::Relaxed);
         let poll_errors = RateLimited::new(Duration::from_secs(10));
         while !shutdown.is_cancelled() {
+            // Checkpoints fall due whether or not messages flow (an idle
+            // instance still proves it is checkpointing).
+            if let Some(c) = &mut self.checkpointer {
+                c.tick(&self.applied);
+            }
             let msg = match self.consumer.poll(Duration::from_millis(100)) {
                 None => continue,
                 Some(Err(e)) => {
@@ -219,7 +338,11 @@ impl KafkaSource {
             };
             let arrived = Instant::now();
             let payload = msg.payload().unwrap_or_default();
-            if let Verdict::DeadLetter { reason, invalid } = self.pipeline.apply(payload, arrived) {
+            let origin = self.origins.index(msg.topic(), msg.partition());
+            let verdict = self
+                .pipeline
+                .apply_at(payload, arrived, Some((origin, msg.offset())));
+            if let Verdict::DeadLetter { reason, invalid } = verdict {
                 if let Some(dl) = &self.dead_letter {
                     let origin = Origin {
                         topic: msg.topic(),
@@ -243,10 +366,14 @@ impl KafkaSource {
                     tracing::warn!(error = %e, "storing offset");
                 }
             }
+            self.applied.insert(origin, msg.offset() + 1);
             self.status.messages.fetch_add(1, Ordering::Relaxed);
         }
         self.status.consuming.store(false, Ordering::Relaxed);
         commit(&self.consumer, "shutdown");
+        if let Some(c) = self.checkpointer.take() {
+            c.finish(&self.applied);
+        }
         self.consumer.unsubscribe();
         if let Some(dl) = &self.dead_letter {
             dl.flush(self.shutdown_timeout / 2);

@@ -108,6 +108,10 @@ mod tests {
             p.tick();
         }
         // 5,120 ticks at 51,200/s take at least ~100 ms.
-        assert!(start.elapsed() >= Duration::from_millis(95), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(95),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

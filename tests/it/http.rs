@@ -43,7 +43,10 @@ async fn server(max_active: usize) -> Server {
             &mut found,
         );
     }
-    for (i, src) in ["185.220.101.7", "45.9.20.1", "91.7.3.3"].iter().enumerate() {
+    for (i, src) in ["185.220.101.7", "45.9.20.1", "91.7.3.3"]
+        .iter()
+        .enumerate()
+    {
         let key = format!("AKIAVICTIM{i}");
         for j in 0..2000 {
             engine.process(&event(&key, t0 + j * 900_000, "198.51.100.4"), &mut found);
@@ -65,13 +68,20 @@ async fn server(max_active: usize) -> Server {
         alerts,
         api_token: Some(Secret::resolve("t0ken").unwrap()),
         dormant_s: 30 * 86_400,
+        inventory: None,
+        inventory_cfg: Default::default(),
+        checkpoint_max_age: Some(Duration::from_secs(300)),
+        last_checkpoint_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        started: std::time::Instant::now(),
     };
     let http_cfg = HttpConfig {
         listen: "127.0.0.1:0".into(),
         max_body_bytes: 1024,
         ..HttpConfig::default()
     };
-    let (addr, _) = http::serve(&http_cfg, state.clone(), stop.clone()).await.unwrap();
+    let (addr, _) = http::serve(&http_cfg, state.clone(), stop.clone())
+        .await
+        .unwrap();
     Server {
         base: format!("http://{addr}"),
         state,
@@ -97,13 +107,21 @@ fn event<'a>(key: &'a str, ms: i64, src: &'a str) -> AuditEvent<'a> {
 
 impl Server {
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
     async fn json(&self, path: &str) -> (u16, serde_json::Value) {
         let (status, body) = self.get(path).await;
-        (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+        )
     }
 }
 
@@ -112,9 +130,15 @@ async fn metrics_and_probes() {
     let s = server(100).await;
     let (status, text) = s.get("/metrics").await;
     assert_eq!(status, 200);
-    assert!(text.contains("keywatch_keys_tracked{entity=\"key_id\"} 4"), "{text}");
+    assert!(
+        text.contains("keywatch_keys_tracked{entity=\"key_id\"} 4"),
+        "{text}"
+    );
     assert!(text.contains("keywatch_anomaly_active{detector=\"new_source\",key_id=\"AKIAVICTIM0\",severity=\"high\"} 1"), "{text}");
-    assert!(text.contains("keywatch_processing_latency_seconds{quantile=\"0.99\"}"), "{text}");
+    assert!(
+        text.contains("keywatch_processing_latency_seconds{quantile=\"0.99\"}"),
+        "{text}"
+    );
     assert!(text.contains("keywatch_event_time_lag_seconds"), "{text}");
     let (status, body) = s.json("/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
@@ -132,8 +156,20 @@ async fn key_api_explains_each_detector() {
     assert_eq!(status, 200);
     assert_eq!(key["eligible"], true);
     assert_eq!(key["baseline"]["networks"][0], "203.0.113.0/24");
-    assert!(key["detectors"]["new_source"].as_str().unwrap().starts_with("armed"), "{key}");
-    assert!(key["detectors"]["dormant_revival"].as_str().unwrap().starts_with("active"), "{key}");
+    assert!(
+        key["detectors"]["new_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("armed"),
+        "{key}"
+    );
+    assert!(
+        key["detectors"]["dormant_revival"]
+            .as_str()
+            .unwrap()
+            .starts_with("active"),
+        "{key}"
+    );
     let (status, body) = s.json("/api/v1/keys/AKIANOBODY").await;
     assert_eq!(status, 404);
     assert!(body["error"].as_str().unwrap().contains("AKIANOBODY"));
@@ -166,23 +202,73 @@ async fn findings_api_filters() {
 async fn suppressions_need_the_token() {
     let s = server(100).await;
     let url = format!("{}/api/v1/suppressions", s.base);
-    let rule = serde_json::json!({"key": "AKIAVICTIM*", "detector": "new_source", "reason": "pentest"});
+    let rule =
+        serde_json::json!({"key": "AKIAVICTIM*", "detector": "new_source", "reason": "pentest"});
     let r = s.client.post(&url).json(&rule).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401, "no token");
-    let r = s.client.post(&url).bearer_auth("wrong").json(&rule).send().await.unwrap();
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("wrong")
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401, "wrong token");
-    let r = s.client.post(&url).bearer_auth("t0ken").json(&rule).send().await.unwrap();
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("t0ken")
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_u64()
+        .unwrap();
     let (_, list) = s.json("/api/v1/suppressions").await;
-    assert!(list["suppressions"].as_array().unwrap().iter().any(|r| r["id"] == id && r["reason"] == "pentest"), "{list}");
-    let bad = s.client.post(&url).bearer_auth("t0ken").body("{\"key\": 5}").send().await.unwrap();
+    assert!(
+        list["suppressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id && r["reason"] == "pentest"),
+        "{list}"
+    );
+    let bad = s
+        .client
+        .post(&url)
+        .bearer_auth("t0ken")
+        .body("{\"key\": 5}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
-    let big = s.client.post(&url).bearer_auth("t0ken").body("x".repeat(4096)).send().await.unwrap();
+    let big = s
+        .client
+        .post(&url)
+        .bearer_auth("t0ken")
+        .body("x".repeat(4096))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(big.status().as_u16(), 413, "body over http.max_body_bytes");
-    let del = s.client.delete(format!("{url}/{id}")).bearer_auth("t0ken").send().await.unwrap();
+    let del = s
+        .client
+        .delete(format!("{url}/{id}"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status().as_u16(), 200);
-    let again = s.client.delete(format!("{url}/{id}")).bearer_auth("t0ken").send().await.unwrap();
+    let again = s
+        .client
+        .delete(format!("{url}/{id}"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status().as_u16(), 404);
 }
 
@@ -195,7 +281,9 @@ async fn writes_are_refused_without_a_configured_token() {
         ..HttpConfig::default()
     };
     let stop = CancellationToken::new();
-    let (addr, _) = http::serve(&cfg, s.state.clone(), stop.clone()).await.unwrap();
+    let (addr, _) = http::serve(&cfg, s.state.clone(), stop.clone())
+        .await
+        .unwrap();
     let r = s
         .client
         .post(format!("http://{addr}/api/v1/suppressions"))
@@ -213,7 +301,13 @@ async fn writes_are_refused_without_a_configured_token() {
 async fn active_anomaly_series_are_capped() {
     let s = server(2).await;
     let (_, text) = s.get("/metrics").await;
-    let series = text.lines().filter(|l| l.starts_with("keywatch_anomaly_active{")).count();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("keywatch_anomaly_active{"))
+        .count();
     assert_eq!(series, 2, "{text}");
-    assert!(text.contains("keywatch_anomaly_active_dropped_total 4"), "{text}");
+    assert!(
+        text.contains("keywatch_anomaly_active_dropped_total 4"),
+        "{text}"
+    );
 }

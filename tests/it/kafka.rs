@@ -19,7 +19,7 @@ use keywatch::config::{Config, Entity, HumanDuration};
 use keywatch::engine::{Engine, Finding};
 use keywatch::metrics::Metrics;
 use keywatch::pipeline::Pipeline;
-use keywatch::source::kafka::{KafkaSource, SourceStatus};
+use keywatch::source::kafka::{Durable, KafkaSource, SourceStatus};
 
 /// One keywatch consumer running on its own thread.
 struct Instance {
@@ -61,7 +61,13 @@ impl Instance {
             Arc::new(move |f: &Finding| sink.lock().unwrap().push(f.clone())),
         )?;
         let status = Arc::new(SourceStatus::default());
-        let source = KafkaSource::connect(&cfg.kafka, pipeline, metrics.clone(), status.clone())?;
+        let source = KafkaSource::connect(
+            &cfg.kafka,
+            pipeline,
+            metrics.clone(),
+            status.clone(),
+            Durable::default(),
+        )?;
         let stop = CancellationToken::new();
         let token = stop.clone();
         let thread = std::thread::spawn(move || source.run(&token));
@@ -156,7 +162,8 @@ fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducer
 
 #[test]
 fn produced_events_give_the_same_findings_as_replay() {
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenario.jsonl.gz");
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenario.jsonl.gz");
     let input = keywatch::replay::Input::read(&data).unwrap();
     let cfg = Config::default();
     let mut replayed = BTreeSet::new();
@@ -188,7 +195,9 @@ fn produced_events_give_the_same_findings_as_replay() {
             inst.applied() + 2_000 >= sent
         });
     }
-    wait_until("all events", Duration::from_secs(60), || inst.applied() >= total);
+    wait_until("all events", Duration::from_secs(60), || {
+        inst.applied() >= total
+    });
     let found: BTreeSet<String> = inst
         .findings
         .lock()
@@ -196,7 +205,10 @@ fn produced_events_give_the_same_findings_as_replay() {
         .iter()
         .map(|f| f.id.clone())
         .collect();
-    assert_eq!(found, replayed, "same findings, same ids, as a replay of the same events");
+    assert_eq!(
+        found, replayed,
+        "same findings, same ids, as a replay of the same events"
+    );
 }
 
 #[test]
@@ -207,14 +219,20 @@ fn restart_resumes_from_committed_offsets_without_loss_or_repeat() {
     produce(&bootstrap, "restart", &msgs);
     let cfg = config(&bootstrap, "restart", "");
     let mut first = Instance::start(&cfg).unwrap();
-    wait_until("a third of the events", Duration::from_secs(60), || first.applied() >= 1000);
+    wait_until("a third of the events", Duration::from_secs(60), || {
+        first.applied() >= 1000
+    });
     first.stop();
     let second = Instance::start(&cfg).unwrap();
     wait_until("the rest", Duration::from_secs(60), || {
         first.applied() + second.applied() >= msgs.len() as u64
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(first.applied() + second.applied(), msgs.len() as u64, "nothing applied twice");
+    assert_eq!(
+        first.applied() + second.applied(),
+        msgs.len() as u64,
+        "nothing applied twice"
+    );
     for k in 0..20 {
         let key = format!("AKIAIT{k:04}");
         assert_eq!(first.events_of(&key) + second.events_of(&key), 150, "{key}");
@@ -228,7 +246,9 @@ fn broker_failures_and_request_errors_do_not_stop_consumption() {
     let msgs = events(10, 300);
     produce(&bootstrap, "flaky", &msgs[..1500]);
     let inst = Instance::start(&config(&bootstrap, "flaky", "")).unwrap();
-    wait_until("first events", Duration::from_secs(60), || inst.applied() >= 500);
+    wait_until("first events", Duration::from_secs(60), || {
+        inst.applied() >= 500
+    });
     for broker in 1..=3 {
         c.broker_down(broker).unwrap();
     }
@@ -245,7 +265,9 @@ fn broker_failures_and_request_errors_do_not_stop_consumption() {
         ],
     );
     produce(&bootstrap, "flaky", &msgs[1500..]);
-    wait_until("every event", Duration::from_secs(90), || inst.applied() >= msgs.len() as u64);
+    wait_until("every event", Duration::from_secs(90), || {
+        inst.applied() >= msgs.len() as u64
+    });
     for k in 0..10 {
         assert_eq!(inst.events_of(&format!("AKIAIT{k:04}")), 300);
     }
@@ -260,7 +282,9 @@ fn two_instances_share_partitions_each_event_once_in_order() {
     produce(&bootstrap, "shared", early);
     let cfg = config(&bootstrap, "shared", "");
     let a = Instance::start(&cfg).unwrap();
-    wait_until("the first third", Duration::from_secs(60), || a.applied() >= 1600);
+    wait_until("the first third", Duration::from_secs(60), || {
+        a.applied() >= 1600
+    });
     let b = Instance::start(&cfg).unwrap();
     // The group rebalances: some of a's partitions move to b (a commits
     // what it applied before letting them go).
@@ -296,7 +320,8 @@ fn undecodable_messages_land_in_the_dead_letter_topic() {
     let bootstrap = c.bootstrap_servers();
     let good = r#"{"time":1767571200,"key_id":"AKIAGOOD"}"#;
     let bad_json = "{\"time\": 17675712";
-    let bad_record = r#"[{"time":1767571200,"key_id":"AKIAGOOD"},{"time":"later","key_id":"AKIAX"}]"#;
+    let bad_record =
+        r#"[{"time":1767571200,"key_id":"AKIAGOOD"},{"time":"later","key_id":"AKIAX"}]"#;
     let no_key = r#"{"time":1767571200,"eventName":"ServiceEvent"}"#;
     let msgs: Vec<(String, String)> = [good, bad_json, bad_record, no_key]
         .iter()
@@ -335,12 +360,18 @@ fn undecodable_messages_land_in_the_dead_letter_topic() {
         }
     }
     assert_eq!(dead.len(), 2, "exactly the two bad messages: {dead:?}");
-    let (payload, headers) = dead.iter().find(|(p, _)| p == bad_json).expect("broken JSON forwarded unchanged");
+    let (payload, headers) = dead
+        .iter()
+        .find(|(p, _)| p == bad_json)
+        .expect("broken JSON forwarded unchanged");
     assert_eq!(payload, bad_json);
     assert_eq!(headers["keywatch-reason"], "truncated");
     assert_eq!(headers["keywatch-topic"], "in");
     assert!(headers["keywatch-offset"].parse::<i64>().is_ok());
-    let (_, headers) = dead.iter().find(|(p, _)| p == bad_record).expect("bad record forwarded");
+    let (_, headers) = dead
+        .iter()
+        .find(|(p, _)| p == bad_record)
+        .expect("bad record forwarded");
     assert_eq!(headers["keywatch-reason"], "bad_time");
     assert_eq!(headers["keywatch-invalid-records"], "1");
     assert_eq!(inst.events_of("AKIAGOOD"), 2, "good records still applied");
@@ -350,7 +381,10 @@ fn undecodable_messages_land_in_the_dead_letter_topic() {
 fn startup_fails_fast_naming_the_problem() {
     let c = cluster("present", 1);
     let bootstrap = c.bootstrap_servers();
-    let err = Instance::start(&config(&bootstrap, "absent", "")).err().unwrap().to_string();
+    let err = Instance::start(&config(&bootstrap, "absent", ""))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("topic `absent` does not exist"), "{err}");
     let mut cfg = config("127.0.0.1:1", "present", "");
     cfg.kafka.startup_timeout = HumanDuration::secs(1);

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod cli;
+mod durability;
 mod helpers;
 mod http;
 mod inventory;

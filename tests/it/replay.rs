@@ -87,3 +87,38 @@ fn stdin_and_cloudtrail_files() {
     assert!(stderr(&o).contains("replayed 1 events"), "{}", stderr(&o));
     assert!(stderr(&o).contains("no_key 1"), "{}", stderr(&o));
 }
+
+/// A warm start: a replay writes its state as a checkpoint; a daemon
+/// restoring it knows the keys' baselines and dormancy from day one.
+#[test]
+fn replay_writes_a_checkpoint_a_daemon_can_start_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenario.jsonl.gz");
+    let o = run(keywatch()
+        .arg("replay")
+        .arg(&data)
+        .arg("--write-checkpoint")
+        .arg(dir.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("checkpoint of 22 keys written"),
+        "{}",
+        stderr(&o)
+    );
+    let store = keywatch::checkpoint::Store::open(dir.path(), 3).unwrap();
+    let (_, cp) = store.load_newest().unwrap();
+    let engine = keywatch::engine::Engine::new(&keywatch::config::Config::default());
+    cp.restore(&engine, &keywatch::checkpoint::Origins::default());
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.with_file_name("truth.json")).unwrap()).unwrap();
+    for key in truth["normal_keys"].as_object().unwrap().keys() {
+        let learned = engine.explain(keywatch::config::Entity::KeyId, key);
+        let learned = learned.unwrap_or_else(|| panic!("{key} restored"));
+        let enough = learned["events"].as_u64().unwrap() >= 20;
+        assert_eq!(
+            learned["eligible"], enough,
+            "{key}: past learning iff 20 events: {learned}"
+        );
+    }
+}

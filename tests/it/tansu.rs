@@ -58,7 +58,10 @@ impl Tansu {
             .expect("tansu starts");
         let start = Instant::now();
         while TcpStream::connect(&addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "tansu did not listen on {addr}");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tansu did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Tansu {
@@ -187,7 +190,10 @@ fn run_consumes_a_real_broker_and_alerts_every_attack() {
         let got = alerts_in(&alerts);
         let missing: Vec<_> = expected
             .iter()
-            .filter(|(k, d)| !got.iter().any(|a| a["key_id"] == **k && a["detector"] == **d))
+            .filter(|(k, d)| {
+                !got.iter()
+                    .any(|a| a["key_id"] == **k && a["detector"] == **d)
+            })
             .collect();
         if missing.is_empty() || start.elapsed() > Duration::from_secs(120) {
             break missing;
@@ -199,7 +205,10 @@ fn run_consumes_a_real_broker_and_alerts_every_attack() {
         .status();
     let out = child.wait_with_output().unwrap();
     let log = stderr(&out);
-    assert!(missing.is_empty(), "attacks not alerted: {missing:?}\n{log}");
+    assert!(
+        missing.is_empty(),
+        "attacks not alerted: {missing:?}\n{log}"
+    );
     assert!(out.status.success(), "graceful exit on SIGTERM: {log}");
     assert!(log.contains("consumer stopped and committed"), "{log}");
     let normal = truth["normal_keys"].as_object().unwrap();

@@ -1,0 +1,132 @@
+//! Writing checkpoints off the event path: the consuming thread hands over
+//! the offsets it has applied; a worker thread copies the engine (shard by
+//! shard, while events keep flowing) and writes the file.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Checkpoint, Origins, Store};
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+
+/// Next offset to read per origin, as the consuming thread knows it.
+pub type Resume = HashMap<u16, i64>;
+
+/// Periodic checkpoints for one consuming thread.
+pub struct Checkpointer {
+    tx: Option<SyncSender<Resume>>,
+    worker: Option<JoinHandle<()>>,
+    writer: Arc<Writer>,
+    interval: Duration,
+    due: Instant,
+}
+
+/// What writes: shared by the worker and the final checkpoint.
+struct Writer {
+    store: Store,
+    engine: Engine,
+    origins: Arc<Origins>,
+    metrics: Arc<Metrics>,
+    last_ok_ms: Arc<AtomicI64>,
+}
+
+impl Writer {
+    fn write(&self, resume: &Resume) {
+        let started = Instant::now();
+        let cp = Checkpoint::capture(&self.engine, &self.origins, resume);
+        let copied = started.elapsed();
+        let keys = cp.key_count();
+        match self.store.write(&cp) {
+            Ok(w) => {
+                self.metrics.checkpoints.with_label_values(&["ok"]).inc();
+                self.metrics
+                    .checkpoint_duration
+                    .set(started.elapsed().as_secs_f64());
+                self.metrics.checkpoint_size.set(w.bytes as i64);
+                self.last_ok_ms.store(cp.written_at_ms, Ordering::Relaxed);
+                tracing::debug!(
+                    path = %w.path.display(),
+                    keys,
+                    bytes = w.bytes,
+                    copy_ms = copied.as_secs_f64() * 1e3,
+                    write_ms = w.duration.as_secs_f64() * 1e3,
+                    "checkpoint written"
+                );
+            }
+            Err(e) => {
+                self.metrics
+                    .checkpoints
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::error!(error = %e, "checkpoint failed; the previous one stays");
+            }
+        }
+    }
+}
+
+impl Checkpointer {
+    /// Starts the worker. `last_ok_ms` is updated after every good write.
+    pub fn start(
+        store: Store,
+        engine: Engine,
+        origins: Arc<Origins>,
+        metrics: Arc<Metrics>,
+        interval: Duration,
+        last_ok_ms: Arc<AtomicI64>,
+    ) -> std::io::Result<Checkpointer> {
+        let writer = Arc::new(Writer {
+            store,
+            engine,
+            origins,
+            metrics,
+            last_ok_ms,
+        });
+        // One request in flight: when the worker is still busy, skip a turn.
+        let (tx, rx) = sync_channel::<Resume>(1);
+        let w = writer.clone();
+        let worker = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                for resume in rx {
+                    w.write(&resume);
+                }
+            })?;
+        Ok(Checkpointer {
+            tx: Some(tx),
+            worker: Some(worker),
+            writer,
+            interval,
+            due: Instant::now() + interval,
+        })
+    }
+
+    /// Called by the consuming thread between messages: hands the current
+    /// offsets to the worker when a checkpoint is due. Never blocks.
+    pub fn tick(&mut self, applied: &Resume) {
+        if Instant::now() < self.due {
+            return;
+        }
+        self.due = Instant::now() + self.interval;
+        if let Some(tx) = &self.tx {
+            match tx.try_send(applied.clone()) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => {
+                    tracing::error!("the checkpoint worker stopped");
+                }
+            }
+        }
+    }
+
+    /// Waits for the worker, then writes a final checkpoint (no events flow now).
+    pub fn finish(mut self, applied: &Resume) {
+        drop(self.tx.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+        self.writer.write(applied);
+    }
+}
