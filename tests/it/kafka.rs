@@ -265,11 +265,19 @@ fn broker_failures_and_request_errors_do_not_stop_consumption() {
         ],
     );
     produce(&bootstrap, "flaky", &msgs[1500..]);
-    wait_until("every event", Duration::from_secs(90), || {
-        inst.applied() >= msgs.len() as u64
+    // With the coordinator down a revoke's commit can fail, so a partition
+    // may be fetched again from an older offset; each key still counts each
+    // of its events once (it remembers the last position it applied).
+    wait_until("every key's events", Duration::from_secs(90), || {
+        (0..10).all(|k| inst.events_of(&format!("AKIAIT{k:04}")) >= 300)
     });
+    std::thread::sleep(Duration::from_millis(500));
     for k in 0..10 {
-        assert_eq!(inst.events_of(&format!("AKIAIT{k:04}")), 300);
+        assert_eq!(
+            inst.events_of(&format!("AKIAIT{k:04}")),
+            300,
+            "exactly once"
+        );
     }
 }
 
