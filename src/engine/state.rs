@@ -115,34 +115,80 @@ impl SourceSet {
 
     /// Records a use; returns whether an entry was evicted to make room.
     pub fn record(&mut self, id: SourceId, now: Secs, cap: usize) -> bool {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
-            e.last_seen = e.last_seen.max(now);
-            return false;
-        }
-        let mut evicted = false;
-        if self.entries.len() >= cap {
-            if let Some((i, _)) = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.last_seen)
-            {
-                self.entries.swap_remove(i);
-                evicted = true;
-            }
-        }
-        self.entries.push(SourceSeen {
-            id,
-            first_seen: now,
-            last_seen: now,
-        });
-        evicted
+        remember(
+            &mut self.entries,
+            cap,
+            now,
+            |e| e.id == id,
+            || SourceSeen {
+                id,
+                first_seen: now,
+                last_seen: now,
+            },
+        )
     }
 
     /// Remembered sources.
     pub fn entries(&self) -> &[SourceSeen] {
         &self.entries
     }
+}
+
+/// Something a key remembers with the time it last used it.
+trait LastSeen {
+    fn last_seen(&self) -> Secs;
+    fn seen_at(&mut self, now: Secs);
+}
+
+impl LastSeen for SourceSeen {
+    fn last_seen(&self) -> Secs {
+        self.last_seen
+    }
+    fn seen_at(&mut self, now: Secs) {
+        self.last_seen = self.last_seen.max(now);
+    }
+}
+
+impl LastSeen for Seen {
+    fn last_seen(&self) -> Secs {
+        self.last_seen
+    }
+    fn seen_at(&mut self, now: Secs) {
+        self.last_seen = self.last_seen.max(now);
+    }
+}
+
+/// Marks the entry `is_it` finds as used at `now`, or adds `new()`, first
+/// evicting the least recently used entry when `cap` is reached. Returns
+/// whether an entry was evicted.
+fn remember<A: smallvec::Array>(
+    entries: &mut SmallVec<A>,
+    cap: usize,
+    now: Secs,
+    is_it: impl Fn(&A::Item) -> bool,
+    new: impl FnOnce() -> A::Item,
+) -> bool
+where
+    A::Item: LastSeen,
+{
+    if let Some(e) = entries.iter_mut().find(|e| is_it(e)) {
+        e.seen_at(now);
+        return false;
+    }
+    let mut evicted = false;
+    if entries.len() >= cap {
+        let oldest = entries
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, e)| e.last_seen())
+            .map(|(i, _)| i);
+        if let Some(i) = oldest {
+            entries.swap_remove(i);
+            evicted = true;
+        }
+    }
+    entries.push(new());
+    evicted
 }
 
 /// A remembered value (user-agent family or action) by tagged hash.
@@ -214,27 +260,16 @@ impl ValueSet {
 
     /// Records a use; returns whether an entry was evicted to make room.
     pub fn record(&mut self, hash: u32, now: Secs, cap: usize) -> bool {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.hash == hash) {
-            e.last_seen = e.last_seen.max(now);
-            return false;
-        }
-        let mut evicted = false;
-        if self.entries.len() >= cap {
-            if let Some((i, _)) = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.last_seen)
-            {
-                self.entries.swap_remove(i);
-                evicted = true;
-            }
-        }
-        self.entries.push(Seen {
-            hash,
-            last_seen: now,
-        });
-        evicted
+        remember(
+            &mut self.entries,
+            cap,
+            now,
+            |e| e.hash == hash,
+            || Seen {
+                hash,
+                last_seen: now,
+            },
+        )
     }
 
     /// Number of remembered values.

@@ -123,6 +123,12 @@ startup_timeout = "20s"
 shutdown_timeout = "20s"
 commit_interval = "1s"
 
+[http]
+listen = "127.0.0.1:0"
+
+[checkpoint]
+dir = "{state}"
+
 [alerts]
 dead_letter_path = "{dl}"
 
@@ -131,6 +137,7 @@ type = "file"
 path = "{alerts}"
 "#,
             dl = dir.join("dead-letter.jsonl").display(),
+            state = dir.join("checkpoints").display(),
             alerts = alerts.display(),
         ),
     )
