@@ -14,6 +14,8 @@ use keywatch::config::Config;
 use keywatch::decode::Decoder;
 use keywatch::engine::Engine;
 use keywatch::gen::{Format, GenConfig, Scenario};
+use keywatch::metrics::Metrics;
+use keywatch::pipeline::Pipeline;
 
 /// The generic profile's fields, parsed by serde's derive.
 #[allow(dead_code)]
@@ -140,6 +142,27 @@ fn bench_format(
                     out.clear();
                 }
                 engine
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The same work through the pipeline the daemon runs: with every metric
+    // (event counters, decode errors, findings, latency histogram) updated.
+    group.bench_function("pipeline_with_metrics", |b| {
+        b.iter_batched(
+            || {
+                let engine = Engine::new(&cfg);
+                let metrics = std::sync::Arc::new(Metrics::new());
+                let mut cfg = cfg.clone();
+                cfg.decode.profile = profile.to_owned();
+                Pipeline::new(&cfg, engine, metrics, std::sync::Arc::new(|_| {})).unwrap()
+            },
+            |mut pipeline| {
+                let now = std::time::Instant::now();
+                for (i, e) in events.iter().enumerate() {
+                    let _ = pipeline.apply_at(e, now, Some((1, i as i64)));
+                }
+                pipeline
             },
             BatchSize::PerIteration,
         )
