@@ -118,6 +118,11 @@ pub struct ReviewArgs {
     /// end of the recording), or the current time without events.
     #[arg(long)]
     pub now: Option<String>,
+    /// Start from the newest checkpoint in this directory (the daemon's
+    /// `checkpoint.dir`): the review then covers everything the daemon has
+    /// learned; FILES, if any, are replayed on top.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
     /// Recorded events, as `replay` reads them; `-` is stdin. None: the
     /// inventory alone.
     pub files: Vec<PathBuf>,

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
+use crate::checkpoint::{Origins, Store};
 use crate::cli::{ReviewArgs, ReviewFormat};
 use crate::engine::state::Secs;
 use crate::engine::Engine;
@@ -46,6 +47,15 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
         .transpose()?;
     let inventory = InventoryHandle::open(&path, None)?;
     let engine = Engine::with_inventory(&cfg, inventory.clone());
+    if let Some(dir) = &args.checkpoint {
+        let store = Store::open(dir, cfg.checkpoint.keep).context("--checkpoint")?;
+        let (path, cp) = store.load_newest().ok_or_else(|| {
+            Failure::Usage(format!("no readable checkpoint in {}", dir.display()))
+        })?;
+        let keys = cp.key_count();
+        cp.restore(&engine, &Origins::default());
+        tracing::info!(path = %path.display(), keys, "reviewing from checkpoint");
+    }
     let inputs = args
         .files
         .iter()
@@ -60,12 +70,19 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
     let span = summary
         .span_ms
         .map(|(first, last)| ((first / 1000) as Secs, (last / 1000) as Secs));
-    let now = now.or(span.map(|s| s.1)).unwrap_or_else(|| {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        wall.as_secs() as Secs
-    });
+    let watermark = engine
+        .stats()
+        .watermark_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let now = now
+        .or(span.map(|s| s.1))
+        .or((watermark > 0).then_some((watermark / 1000) as Secs))
+        .unwrap_or_else(|| {
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            wall.as_secs() as Secs
+        });
     let report = review(&ReviewInput {
         engine: &engine,
         inventory: &inventory.current(),

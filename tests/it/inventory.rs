@@ -406,3 +406,60 @@ fn reload_under_traffic_keeps_state_and_refuses_a_bad_file() {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
 }
+
+/// The daemon's checkpoint is a source for the review: the state learned
+/// from the same events gives the same stale, overdue, expired and unknown
+/// lists as reviewing the events themselves.
+#[test]
+fn review_from_a_checkpoint_matches_review_from_the_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (inventory, events) = scenario(tmp.path());
+    let state = tmp.path().join("state");
+    let cfg = tmp.path().join("kw.toml");
+    std::fs::write(
+        &cfg,
+        format!("[inventory]\npath = \"{}\"\n", inventory.display()),
+    )
+    .unwrap();
+    let o = run(keywatch()
+        .args(["replay", "-c"])
+        .arg(&cfg)
+        .arg("--write-checkpoint")
+        .arg(&state)
+        .arg(&events));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let review = |args: &[&std::ffi::OsStr]| {
+        let o = run(keywatch()
+            .args([
+                "review",
+                "--format",
+                "json",
+                "--now",
+                "2026-03-01T12:01:00Z",
+                "-c",
+            ])
+            .arg(&cfg)
+            .args(args));
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let from_events = review(&[events.as_os_str()]);
+    let from_checkpoint = review(&[std::ffi::OsStr::new("--checkpoint"), state.as_os_str()]);
+    for list in [
+        "stale",
+        "rotation_overdue",
+        "expired_in_use",
+        "unknown",
+        "least_privilege",
+    ] {
+        assert_eq!(
+            json_keys(&from_checkpoint, list),
+            json_keys(&from_events, list),
+            "{list}"
+        );
+    }
+    assert_eq!(
+        json_keys(&from_checkpoint, "expired_in_use"),
+        set(&["AKIAEXPIRED"])
+    );
+}
