@@ -46,6 +46,10 @@ brokers = "$BROKER"
 topics = ["events"]
 group_id = "kw-bench"
 commit_interval = "1s"
+[http]
+listen = "127.0.0.1:0"
+[checkpoint]
+dir = "$WORK/checkpoints"
 TOML
 KEYWATCH_LOG=warn $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
 KWPID=$!
@@ -56,12 +60,13 @@ echo "keywatch: $N events in ${SECS}s including group join = $(python3 -c "print
 echo "-- latency at half that rate"
 tansu topic create live --broker tcp://$BROKER --partitions 12 >/dev/null
 HALF=$(python3 -c "print(round($N/$SECS/2))")
-sed -i 's/topics = \["events"\]/topics = ["live"]/; s/kw-bench/kw-live/' "$WORK/kw.toml"
+sed -i 's/topics = \["events"\]/topics = ["live"]/; s/kw-bench/kw-live/; s/checkpoints"/checkpoints-live"/' "$WORK/kw.toml"
 KEYWATCH_LOG=info $KW run -c "$WORK/kw.toml" 2>"$WORK/live.log" &
 KWPID=$!
 sleep 3
 $KW gen --format cloudtrail --keys "$KEYS" --days 1 --volume "$VOLUME" --seed 10 \
-    --brokers "$BROKER" --topic live --rate "$HALF" 2>/dev/null
+    --brokers "$BROKER" --topic live --rate "$HALF" 2>"$WORK/gen.log" || { cat "$WORK/gen.log"; exit 1; }
 sleep 3
 kill -TERM $KWPID; wait $KWPID || true
-grep -o 'latency_p50_ms=[0-9.]* latency_p99_ms=[0-9.]*' "$WORK/live.log" | sed "s/^/at $HALF events\/s: /"
+grep -o 'latency_p50_ms=[^ ]* latency_p99_ms=[^ ]*' "$WORK/live.log" | sed "s/^/at $HALF events\/s: /" \
+    || { echo "no latency line in keywatch's log:"; tail -5 "$WORK/live.log"; exit 1; }

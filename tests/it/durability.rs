@@ -39,16 +39,41 @@ fn events(keys: usize, per_key: usize) -> Vec<(String, String)> {
     out
 }
 
-fn start(cfg: &Path, log: &Path) -> Child {
-    keywatch()
-        .arg("run")
-        .arg("-c")
-        .arg(cfg)
-        .env("KEYWATCH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+/// A `keywatch run` process, killed if the test fails before stopping it.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn start(cfg: &Path, log: &Path) -> Daemon {
+    Daemon(
+        keywatch()
+            .arg("run")
+            .arg("-c")
+            .arg(cfg)
+            .env("KEYWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
