@@ -99,14 +99,9 @@ fn durability(cfg: &Config, daemon: &Daemon) -> anyhow::Result<Durable> {
         daemon.last_checkpoint_ms.clone(),
     )
     .context("starting the checkpoint writer")?;
-    let applied = resume
-        .iter()
-        .map(|((topic, partition), &offset)| (origins.index(topic, *partition), offset))
-        .collect();
     Ok(Durable {
         origins,
         resume,
-        applied,
         checkpointer: Some(checkpointer),
     })
 }

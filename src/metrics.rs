@@ -277,11 +277,6 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
-
-    /// A counter handle resolved once, for hot paths.
-    pub fn counter(vec: &IntCounterVec, labels: &[&str]) -> IntCounter {
-        vec.with_label_values(labels)
-    }
 }
 
 impl Default for Metrics {

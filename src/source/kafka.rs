@@ -234,9 +234,6 @@ pub struct Durable {
     pub origins: Arc<Origins>,
     /// Next offset per partition from the restored checkpoint.
     pub resume: HashMap<(String, i32), i64>,
-    /// The same offsets by origin number: what the next checkpoint says for
-    /// partitions this run has not read from yet.
-    pub applied: Resume,
     /// Periodic checkpoints; `None` when they are off.
     pub checkpointer: Option<Checkpointer>,
 }
@@ -264,6 +261,13 @@ impl KafkaSource {
         status: Arc<SourceStatus>,
         durable: Durable,
     ) -> anyhow::Result<KafkaSource> {
+        // Until a partition is read again, the next checkpoint says what the
+        // restored one said for it.
+        let applied: Resume = durable
+            .resume
+            .iter()
+            .map(|((topic, partition), &offset)| (durable.origins.index(topic, *partition), offset))
+            .collect();
         let consumer: BaseConsumer<SourceContext> = consumer_config(cfg)
             .create_with_context(SourceContext {
                 metrics: metrics.clone(),
@@ -306,7 +310,7 @@ impl KafkaSource {
             consumer,
             metrics,
             origins: durable.origins,
-            applied: durable.applied,
+            applied,
             checkpointer: durable.checkpointer,
             pipeline,
             dead_letter,
