@@ -62,6 +62,7 @@ fn finding(n: u32) -> Finding {
             count: 1,
         },
         key_id,
+        origin: 0,
     }
 }
 

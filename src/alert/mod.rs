@@ -19,8 +19,15 @@
 //! backoff and jitter or as `Retry-After` says (`retry.rs`), and
 //! dead-letters what it gives up on. One sink per file under `sink/`:
 //! webhook, Slack, PagerDuty, Alertmanager, Kafka, file and stdout.
+//!
+//! What a sink delivers is also recorded per source partition
+//! (`ledger.rs`): [`Alerts::delivered`] lists it for the partition's
+//! snapshot, and the instance that restores the snapshot
+//! [`Alerts::adopt`]s it, so findings re-found while catching up are not
+//! delivered twice.
 
 mod dead_letter;
+mod ledger;
 mod pipeline;
 pub mod redact;
 mod retry;
@@ -75,6 +82,7 @@ pub(crate) mod tests {
                 region: Some("eu-west-1".to_owned()),
                 count: 1,
             },
+            origin: 0,
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::dead_letter::{DeadLetter, DeadLetterRecord};
+use super::ledger::Ledger;
 use super::redact::Redactor;
 use super::retry::{Backoff, Pacer};
 use super::shape::{Alert, EncodedAlert};
@@ -46,6 +47,8 @@ struct SinkEntry {
     route: Route,
     queue: mpsc::Sender<Queued>,
     seen: Option<Arc<Mutex<SeenIds>>>,
+    /// Ids delivered per source partition; present exactly when `seen` is.
+    ledger: Option<Arc<Ledger>>,
     metrics: Arc<SinkMetrics>,
     dead_letter: DeadLetter,
 }
@@ -178,6 +181,7 @@ impl Alerts {
                 alert: encoded.clone(),
                 raised,
                 id_hash,
+                origin: finding.origin,
             };
             let (reason, error) = match sink.queue.try_send(queued) {
                 Ok(()) => continue,
@@ -212,6 +216,58 @@ impl Alerts {
     pub fn suppressions(&self) -> Vec<SuppressionEntry> {
         self.shared.suppressions.list()
     }
+
+    /// Ids delivered for findings from `origin`, per sink name, oldest first.
+    ///
+    /// Ids are the xxh3-128 hashes of the alert ids. Only sinks that
+    /// delivered something for `origin` are listed; a sink keeps at most
+    /// `alerts.remember_ids` per origin, and none when that is 0. Origin 0
+    /// (no partition) is never recorded.
+    pub fn delivered(&self, origin: u16) -> Vec<(String, Vec<u128>)> {
+        self.shared
+            .sinks
+            .iter()
+            .filter_map(|sink| {
+                let ids = sink.ledger.as_ref()?.ids(origin);
+                (!ids.is_empty()).then(|| (sink.metrics.name.to_string(), ids))
+            })
+            .collect()
+    }
+
+    /// Forgets the ledger of `origin` (its partition went to another instance).
+    ///
+    /// The sinks' memory of delivered ids is kept: it is bounded and shared
+    /// by every origin.
+    pub fn forget_origin(&self, origin: u16) {
+        for ledger in self.shared.sinks.iter().filter_map(|s| s.ledger.as_ref()) {
+            ledger.forget(origin);
+        }
+    }
+
+    /// Takes over what a previous owner of partition `origin` delivered: each named
+    /// sink remembers the ids (so a re-found finding is not sent again) and the ledger
+    /// of `origin` holds them (so the next snapshot passes them on). Unknown sink names are ignored.
+    ///
+    /// `delivered` is what [`Alerts::delivered`] returned on the previous
+    /// owner, ids oldest first. Past `alerts.remember_ids` the oldest are
+    /// not kept; with `remember_ids = 0` nothing is.
+    pub fn adopt(&self, origin: u16, delivered: &[(String, Vec<u128>)]) {
+        for (name, ids) in delivered {
+            let Some(sink) = self.shared.sinks.iter().find(|s| *s.metrics.name == **name) else {
+                tracing::debug!(sink = %name, origin, "delivered ids for an unknown sink ignored");
+                continue;
+            };
+            if let Some(seen) = &sink.seen {
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                for &id in ids {
+                    seen.remember(id);
+                }
+            }
+            if let Some(ledger) = &sink.ledger {
+                ledger.adopt(origin, ids);
+            }
+        }
+    }
 }
 
 /// One sink's queue, memory of ids and worker.
@@ -225,6 +281,7 @@ fn start_sink(
 ) -> anyhow::Result<(SinkEntry, JoinHandle<()>)> {
     let sink_metrics = Arc::new(SinkMetrics::new(metrics, sink_cfg.name()));
     let seen = (cfg.remember_ids > 0).then(|| Arc::new(Mutex::new(SeenIds::new(cfg.remember_ids))));
+    let ledger = (cfg.remember_ids > 0).then(|| Arc::new(Ledger::new(cfg.remember_ids)));
     let (tx, rx) = mpsc::channel(sink_cfg.queue_capacity);
     let setup = sink::SinkSetup {
         cfg: sink_cfg,
@@ -245,6 +302,7 @@ fn start_sink(
         pacer: Pacer::default(),
         dead_letter: dead_letter.clone(),
         seen: seen.clone(),
+        ledger: ledger.clone(),
         give_up: CancellationToken::new(),
     };
     let worker = sink::spawn(setup, rx, delivery, cfg.drain_timeout.0, shutdown.clone())?;
@@ -252,6 +310,7 @@ fn start_sink(
         route: Route::new(sink_cfg),
         queue: tx,
         seen,
+        ledger,
         metrics: sink_metrics,
         dead_letter: dead_letter.clone(),
     };
@@ -304,7 +363,156 @@ impl SeenIds {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::alert::tests::finding;
+    use crate::config::{FileSinkConfig, SinkKind};
+
+    /// One file sink named `audit`, delivering one alert at a time (so in
+    /// submission order), into `dir/alerts.jsonl`.
+    fn file_sink(dir: &Path, remember_ids: usize) -> AlertsConfig {
+        let mut sink = SinkConfig::new(SinkKind::File(FileSinkConfig {
+            path: dir.join("alerts.jsonl"),
+        }));
+        sink.name = Some("audit".to_owned());
+        sink.concurrency = 1;
+        AlertsConfig {
+            dead_letter_path: dir.join("dead-letter.jsonl"),
+            remember_ids,
+            sinks: vec![sink],
+            ..AlertsConfig::default()
+        }
+    }
+
+    /// Starts an instance, lets `f` submit to it, and shuts it down once
+    /// every sink has drained; returns it (its ledger outlives the workers)
+    /// and its metrics.
+    async fn run(cfg: &AlertsConfig, f: impl FnOnce(&Alerts)) -> (Alerts, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let (alerts, done) = Alerts::start(cfg, metrics.clone(), None, shutdown.clone()).unwrap();
+        f(&alerts);
+        shutdown.cancel();
+        done.await.unwrap();
+        (alerts, metrics)
+    }
+
+    /// A finding on key `AKIAEXAMPLE{n}` from partition `origin`.
+    fn from(origin: u16, n: u32) -> Finding {
+        let mut f = finding(
+            &format!("AKIAEXAMPLE{n}"),
+            Detector::NewSource,
+            "185.220.101.7",
+        );
+        f.origin = origin;
+        f
+    }
+
+    fn hash(f: &Finding) -> u128 {
+        xxh3_128(f.id.as_bytes())
+    }
+
+    /// The ids of the alerts in the file, in order.
+    fn written(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("alerts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let alert: serde_json::Value = serde_json::from_str(l).unwrap();
+                alert["id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_ledger_travels_with_the_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = file_sink(dir.path(), 100);
+        let (a, b) = (from(3, 1), from(3, 2));
+
+        // The first owner delivers `a` and records it under partition 3 only.
+        let (first, _) = run(&cfg, |alerts| alerts.submit(&a)).await;
+        let handed_over = first.delivered(3);
+        assert_eq!(handed_over, [("audit".to_owned(), vec![hash(&a)])]);
+        assert!(first.delivered(4).is_empty());
+        assert!(first.delivered(0).is_empty());
+        assert_eq!(written(dir.path()), [a.id.as_str()]);
+
+        // The next owner adopts the list, then re-finds `a` and finds `b`.
+        let mut with_unknown = handed_over.clone();
+        with_unknown.push(("gone".to_owned(), vec![hash(&b)]));
+        let (second, metrics) = run(&cfg, |alerts| {
+            alerts.adopt(3, &with_unknown);
+            alerts.submit(&a);
+            alerts.submit(&b);
+        })
+        .await;
+        assert_eq!(
+            written(dir.path()),
+            [a.id.clone(), b.id.clone()],
+            "`a` is delivered once across both owners, `b` is delivered"
+        );
+        assert_eq!(
+            metrics
+                .alerts
+                .with_label_values(&["audit", "duplicate"])
+                .get(),
+            1
+        );
+        assert_eq!(
+            second.delivered(3),
+            [("audit".to_owned(), vec![hash(&a), hash(&b)])],
+            "the adopted ids pass on with the next snapshot; the unknown sink is ignored"
+        );
+
+        second.forget_origin(3);
+        assert!(second.delivered(3).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_ledger_is_bounded_per_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let three: Vec<_> = (0..5).map(|n| from(3, n)).collect();
+        let four: Vec<_> = (10..12).map(|n| from(4, n)).collect();
+        let none = from(0, 20);
+        let (alerts, _) = run(&file_sink(dir.path(), 3), |alerts| {
+            three.iter().chain(&four).for_each(|f| alerts.submit(f));
+            alerts.submit(&none);
+        })
+        .await;
+        assert_eq!(written(dir.path()).len(), 8, "every finding is delivered");
+        assert_eq!(
+            alerts.delivered(3),
+            [("audit".to_owned(), three[2..].iter().map(hash).collect())],
+            "the newest three of partition 3"
+        );
+        assert_eq!(
+            alerts.delivered(4),
+            [("audit".to_owned(), four.iter().map(hash).collect())]
+        );
+        assert!(alerts.delivered(0).is_empty());
+
+        // Adopting more than the bound keeps the newest.
+        alerts.adopt(5, &[("audit".to_owned(), (1..=5).collect())]);
+        assert_eq!(alerts.delivered(5), [("audit".to_owned(), vec![3, 4, 5])]);
+    }
+
+    #[tokio::test]
+    async fn no_ledger_without_memory_or_sinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = from(3, 1);
+        let (forgetful, _) = run(&file_sink(dir.path(), 0), |alerts| alerts.submit(&a)).await;
+        assert_eq!(written(dir.path()), [a.id.as_str()]);
+        assert!(forgetful.delivered(3).is_empty());
+        forgetful.adopt(3, &[("audit".to_owned(), vec![hash(&a)])]);
+        assert!(forgetful.delivered(3).is_empty());
+
+        let (idle, _) = run(&AlertsConfig::default(), |alerts| alerts.submit(&a)).await;
+        idle.adopt(3, &[("audit".to_owned(), vec![hash(&a)])]);
+        assert!(idle.delivered(3).is_empty());
+        idle.forget_origin(3);
+    }
 
     #[test]
     fn seen_ids_are_bounded_and_forgettable() {

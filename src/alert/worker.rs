@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetter, DeadLetterRecord};
+use super::ledger::Ledger;
 use super::pipeline::SeenIds;
 use super::retry::{Backoff, Pacer};
 use super::shape::EncodedAlert;
@@ -29,6 +30,9 @@ pub struct Queued {
     pub raised: Instant,
     /// Its id's hash in the sink's memory of delivered ids.
     pub id_hash: u128,
+    /// The source partition of its finding (process-local number, 0 for
+    /// none): where the sink's ledger records its delivery.
+    pub origin: u16,
 }
 
 /// One sink's metric handles, resolved once.
@@ -107,6 +111,9 @@ pub struct Delivery {
     /// Ids delivered or on their way; an id is forgotten when dead-lettered,
     /// so a later re-find may try again.
     pub seen: Option<Arc<Mutex<SeenIds>>>,
+    /// Ids delivered, per source partition (none when the sink remembers no
+    /// ids).
+    pub ledger: Option<Arc<Ledger>>,
     /// Cancelled at the drain deadline: deliveries in flight give up.
     pub give_up: CancellationToken,
 }
@@ -260,6 +267,9 @@ async fn deliver<S: Sink>(sink: &S, d: &Delivery, q: Queued) {
         let error = match result {
             Ok(()) => {
                 d.metrics.sent.inc();
+                if let Some(ledger) = &d.ledger {
+                    ledger.record(q.origin, q.id_hash);
+                }
                 d.metrics
                     .delivery_seconds
                     .observe(q.raised.elapsed().as_secs_f64());

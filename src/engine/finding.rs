@@ -173,6 +173,10 @@ pub struct Finding {
     pub evidence: Evidence,
     /// The event that tripped it, size-capped.
     pub sample: EventSample,
+    /// The source partition (process-local number, 0 for none) of the event
+    /// that raised it; not part of the alert.
+    #[serde(skip)]
+    pub origin: u16,
 }
 
 impl Finding {

@@ -308,6 +308,7 @@ fn finding(n: u32) -> Finding {
             count: 1,
         },
         key_id,
+        origin: 0,
     }
 }
 

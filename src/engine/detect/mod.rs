@@ -114,6 +114,8 @@ impl Ctx<'_, '_> {
                 eligibility: self.eligibility.clone(),
             },
             sample: EventSample::from(ev),
+            // Set by the pipeline, which knows the event's partition.
+            origin: 0,
         });
     }
 }
