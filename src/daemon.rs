@@ -20,7 +20,7 @@ use crate::inventory::{InventoryError, InventoryHandle};
 use crate::metrics::Metrics;
 use crate::owner::OwnerLookup;
 use crate::pipeline::{FindingHandler, Pipeline};
-use crate::source::kafka::{Durable, KafkaSource, SourceStatus};
+use crate::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
 
 /// The parts of a running daemon other components (HTTP, tests) look at.
 #[derive(Clone)]
@@ -60,49 +60,74 @@ impl Daemon {
     }
 }
 
-/// Restores the newest readable checkpoint into the engine and starts the
-/// checkpoint writer.
-fn durability(cfg: &Config, daemon: &Daemon) -> anyhow::Result<Durable> {
+/// Restores the newest readable checkpoint and starts the checkpoint writer.
+/// Without the changelog the checkpoint is loaded into the engine now; with
+/// it, it is held until its partitions are assigned (another instance may
+/// own them now, with newer state in the changelog).
+fn durability(cfg: &Config, daemon: &Daemon, alerts: &Alerts) -> anyhow::Result<Durable> {
     let origins = Arc::new(Origins::default());
-    if !cfg.checkpoint.enabled() {
-        tracing::warn!("checkpoints are off (checkpoint.dir is empty): state is lost on restart");
-        return Ok(Durable {
-            origins,
-            ..Durable::default()
-        });
-    }
-    let store = Store::open(&cfg.checkpoint.dir, cfg.checkpoint.keep)
-        .with_context(|| format!("opening checkpoint.dir {}", cfg.checkpoint.dir.display()))?;
-    let mut resume = HashMap::new();
-    let started = Instant::now();
-    if let Some((path, cp)) = store.load_newest() {
-        let keys = cp.key_count();
-        let written = cp.written_at_ms;
-        resume = cp.restore(&daemon.engine, &origins);
-        daemon.last_checkpoint_ms.store(written, Ordering::Relaxed);
-        tracing::info!(
-            path = %path.display(),
-            keys,
-            partitions = resume.len(),
-            seconds = started.elapsed().as_secs_f64(),
-            "restored state from checkpoint"
-        );
+    let store = if cfg.checkpoint.enabled() {
+        Some(
+            Store::open(&cfg.checkpoint.dir, cfg.checkpoint.keep).with_context(|| {
+                format!("opening checkpoint.dir {}", cfg.checkpoint.dir.display())
+            })?,
+        )
     } else {
-        tracing::info!(dir = %cfg.checkpoint.dir.display(), "no checkpoint to restore; starting empty");
+        tracing::warn!("checkpoints are off (checkpoint.dir is empty): a restart restores from the changelog only, if it is on");
+        None
+    };
+    let mut resume = HashMap::new();
+    let mut parked = None;
+    if let Some(store) = &store {
+        let started = Instant::now();
+        if let Some((path, cp)) = store.load_newest() {
+            let keys = cp.key_count();
+            daemon
+                .last_checkpoint_ms
+                .store(cp.written_at_ms, Ordering::Relaxed);
+            if cfg.changelog.enabled {
+                tracing::info!(path = %path.display(), keys, "read the local checkpoint; its partitions load as they are assigned");
+                parked = Some(cp);
+            } else {
+                resume = cp.restore(&daemon.engine, &origins);
+                tracing::info!(
+                    path = %path.display(),
+                    keys,
+                    partitions = resume.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "restored state from checkpoint"
+                );
+            }
+        } else {
+            tracing::info!(dir = %cfg.checkpoint.dir.display(), "no checkpoint to restore; starting empty");
+        }
     }
-    let checkpointer = Checkpointer::start(
-        store,
-        daemon.engine.clone(),
-        origins.clone(),
-        daemon.metrics.clone(),
-        cfg.checkpoint.interval.0,
-        daemon.last_checkpoint_ms.clone(),
-    )
-    .context("starting the checkpoint writer")?;
+    let checkpointer = if store.is_some() || cfg.changelog.enabled {
+        Some(
+            Checkpointer::start(
+                store,
+                daemon.engine.clone(),
+                origins.clone(),
+                daemon.metrics.clone(),
+                cfg.checkpoint.interval.0,
+                daemon.last_checkpoint_ms.clone(),
+            )
+            .context("starting the checkpoint writer")?,
+        )
+    } else {
+        None
+    };
+    let changelog = cfg.changelog.enabled.then(|| ChangelogSetup {
+        cfg: cfg.changelog.clone(),
+        engine: daemon.engine.clone(),
+        alerts: Some(alerts.clone()),
+        parked,
+    });
     Ok(Durable {
         origins,
         resume,
-        checkpointer: Some(checkpointer),
+        checkpointer,
+        changelog,
     })
 }
 
@@ -130,7 +155,6 @@ pub async fn run(
     daemon: Daemon,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let durable = durability(&cfg, &daemon)?;
     let alerts_stop = CancellationToken::new();
     let owners = daemon
         .inventory
@@ -142,6 +166,7 @@ pub async fn run(
         owners,
         alerts_stop.clone(),
     )?;
+    let durable = durability(&cfg, &daemon, &alerts)?;
     if let Some(inv) = &daemon.inventory {
         tokio::spawn(
             inv.clone()

@@ -35,6 +35,7 @@
 //! - [`telemetry`]: logging setup.
 
 pub mod alert;
+pub mod changelog;
 pub mod checkpoint;
 pub mod cli;
 pub mod cmd;

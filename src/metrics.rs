@@ -68,6 +68,24 @@ pub struct Metrics {
     pub checkpoint_size: IntGauge,
     /// Checkpoint writes, by result (`ok`, `failed`).
     pub checkpoints: IntCounterVec,
+    /// Partition states taken over on assignment, by where the state came
+    /// from (`changelog`, `checkpoint`, `none`: no state found, start empty).
+    pub state_restores: IntCounterVec,
+    /// Seconds a partition's state took to read and load on assignment.
+    pub state_restore_seconds: prometheus::Histogram,
+    /// Snapshot bytes read back from the changelog.
+    pub state_restore_bytes: IntCounter,
+    /// Partition snapshots written to the changelog, by trigger (`periodic`,
+    /// `revoke`) and result (`ok`, `failed`).
+    pub state_snapshots: IntCounterVec,
+    /// Snapshot bytes written to the changelog.
+    pub state_snapshot_bytes: IntCounter,
+    /// Messages a restored partition still has to replay before it is live,
+    /// by topic and partition (removed once live).
+    pub catchup_lag: IntGaugeVec,
+    /// Events of a key that arrived on another partition than the key's
+    /// previous event (producers must key messages by key id).
+    pub key_partition_moves: IntCounter,
     /// Inventory reloads, by result (`ok`, `failed`: rejected, previous kept).
     pub inventory_reloads: IntCounterVec,
     /// Keys by inventory status: `known` (listed), `unknown` (seen in traffic,
@@ -244,6 +262,60 @@ impl Metrics {
                 "Checkpoint writes, by result.",
                 &["result"],
             ),
+            state_restores: counter(
+                "keywatch_state_restores_total",
+                "Partition states taken over on assignment, by source (changelog, checkpoint, none).",
+                &["from"],
+            ),
+            state_restore_seconds: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "keywatch_state_restore_seconds",
+                        "Seconds to read and load a partition's state on assignment.",
+                    )
+                    .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            state_restore_bytes: {
+                let c = IntCounter::new(
+                    "keywatch_state_restore_bytes_total",
+                    "Snapshot bytes read back from the changelog topic.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            state_snapshots: counter(
+                "keywatch_state_snapshots_total",
+                "Partition snapshots written to the changelog topic, by trigger and result.",
+                &["trigger", "result"],
+            ),
+            state_snapshot_bytes: {
+                let c = IntCounter::new(
+                    "keywatch_state_snapshot_bytes_total",
+                    "Snapshot bytes written to the changelog topic.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            catchup_lag: gauge_vec(
+                "keywatch_state_catchup_lag",
+                "Messages a restored partition still replays before it is live.",
+                &["topic", "partition"],
+            ),
+            key_partition_moves: {
+                let c = IntCounter::new(
+                    "keywatch_key_partition_moves_total",
+                    "Events of a key that arrived on another partition than its previous event.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             inventory_reloads: counter(
                 "keywatch_inventory_reloads_total",
                 "Inventory file reloads, by result; a failed one keeps the previous inventory.",

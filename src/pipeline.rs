@@ -124,7 +124,8 @@ impl Pipeline {
                 }
             }
         });
-        for f in self.found.drain(..) {
+        for mut f in self.found.drain(..) {
+            f.origin = at.map_or(0, |(origin, _)| origin);
             self.metrics
                 .findings
                 .with_label_values(&[f.detector.as_str(), f.severity.as_str()])

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Checkpoint, Origins, Store};
+use crate::changelog::Handoff;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 
@@ -27,7 +28,10 @@ pub struct Checkpointer {
 
 /// What writes: shared by the worker and the final checkpoint.
 struct Writer {
-    store: Store,
+    /// Local checkpoint files; `None` when only the changelog is written.
+    store: Option<Store>,
+    /// The changelog the owned partitions' snapshots also go to.
+    handoff: OnceLock<Arc<Handoff>>,
     engine: Engine,
     origins: Arc<Origins>,
     metrics: Arc<Metrics>,
@@ -40,7 +44,13 @@ impl Writer {
         let cp = Checkpoint::capture(&self.engine, &self.origins, resume);
         let copied = started.elapsed();
         let keys = cp.key_count();
-        match self.store.write(&cp) {
+        if let Some(handoff) = self.handoff.get() {
+            handoff.write_periodic(&cp);
+        }
+        let Some(store) = &self.store else {
+            return;
+        };
+        match store.write(&cp) {
             Ok(w) => {
                 self.metrics.checkpoints.with_label_values(&["ok"]).inc();
                 self.metrics
@@ -71,7 +81,7 @@ impl Writer {
 impl Checkpointer {
     /// Starts the worker. `last_ok_ms` is updated after every good write.
     pub fn start(
-        store: Store,
+        store: Option<Store>,
         engine: Engine,
         origins: Arc<Origins>,
         metrics: Arc<Metrics>,
@@ -80,6 +90,7 @@ impl Checkpointer {
     ) -> std::io::Result<Checkpointer> {
         let writer = Arc::new(Writer {
             store,
+            handoff: OnceLock::new(),
             engine,
             origins,
             metrics,
@@ -102,6 +113,11 @@ impl Checkpointer {
             interval,
             due: Instant::now() + interval,
         })
+    }
+
+    /// Also writes each checkpoint's owned partitions to the changelog.
+    pub fn attach(&self, handoff: Arc<Handoff>) {
+        let _ = self.writer.handoff.set(handoff);
     }
 
     /// Called by the consuming thread between messages: hands the current

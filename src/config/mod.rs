@@ -5,6 +5,7 @@
 //! `config/keywatch.toml` is the documented example with every key.
 
 mod alerts;
+mod changelog;
 mod checkpoint;
 mod detectors;
 mod duration;
@@ -24,6 +25,7 @@ pub use alerts::{
     RedactConfig, SinkConfig, SinkKind, SlackConfig, StdoutSinkConfig, Suppression, Timestamp,
     WebhookConfig, SAMPLE_FIELDS,
 };
+pub use changelog::ChangelogConfig;
 pub use checkpoint::CheckpointConfig;
 pub use detectors::*;
 pub use duration::HumanDuration;
@@ -59,6 +61,9 @@ pub struct Config {
     /// Durable state.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// How a partition's state moves between instances.
+    #[serde(default)]
+    pub changelog: ChangelogConfig,
     /// Where alerts go: suppression, redaction, sinks.
     #[serde(default)]
     pub alerts: AlertsConfig,
@@ -371,6 +376,7 @@ impl Config {
         self.kafka.validate()?;
         self.http.validate()?;
         self.checkpoint.validate()?;
+        self.changelog.validate()?;
         self.inventory.validate()?;
         self.alerts.validate()?;
         decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)

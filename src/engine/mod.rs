@@ -137,6 +137,21 @@ pub struct Stats {
     pub replayed: AtomicU64,
     /// Latest event time applied, epoch ms (the engine's watermark).
     pub watermark_ms: AtomicI64,
+    /// Events of a key that arrived on another partition than the key's
+    /// previous event: the producer does not key messages by key id, and
+    /// the key's state is not where a scaled-out group expects it.
+    pub partition_moves: AtomicU64,
+    /// The latest such key, with the partition it left and the one it came on.
+    pub last_move: std::sync::Mutex<Option<(CompactString, u16, u16)>>,
+}
+
+impl Stats {
+    fn moved(&self, key: &str, from: u16, to: u16) {
+        self.partition_moves.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_move.try_lock() {
+            *last = Some((CompactString::from(key), from, to));
+        }
+    }
 }
 
 /// Boxed state: the table then holds 32-byte entries, so its spare capacity
@@ -269,6 +284,9 @@ impl Engine {
                         inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                    if at.origin != done.origin {
+                        inner.stats.moved(subject, done.origin, at.origin);
+                    }
                 }
                 detect::observe(&mut state, &mut ctx);
                 if let Some(at) = at {
@@ -370,6 +388,27 @@ impl Engine {
                 .watermark_ms
                 .fetch_max(last_ms, Ordering::Relaxed);
         }
+    }
+
+    /// Removes and returns every identity whose latest event came from one
+    /// of `origins` (their partitions went to another instance), per kind.
+    pub fn extract(&self, origins: &[u16]) -> Vec<(Entity, Vec<(CompactString, KeyState)>)> {
+        let mut out = Vec::with_capacity(self.inner.tracked.len());
+        for tracked in &self.inner.tracked {
+            let mut taken = Vec::new();
+            tracked.keys.retain(|key, state| {
+                let owned = state
+                    .applied_at()
+                    .is_some_and(|p| origins.contains(&p.origin));
+                if owned {
+                    taken.push((key.clone(), (**state).clone()));
+                }
+                !owned
+            });
+            tracked.len.fetch_sub(taken.len(), Ordering::Relaxed);
+            out.push((tracked.entity, taken));
+        }
+        out
     }
 
     /// Visits every tracked key (for reports and summaries; takes shard read locks briefly).

@@ -93,10 +93,19 @@ fn checkpoint_age(s: &AppState) -> f64 {
     }
 }
 
-/// `GET /readyz`: consuming and, with checkpoints on, checkpointing.
+/// `GET /readyz`: consuming, no partition still catching up after a
+/// handoff, and, with checkpoints on, checkpointing.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     if !s.status.consuming.load(Ordering::Relaxed) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "not consuming yet").into_response();
+    }
+    let catching_up = s.status.catching_up.load(Ordering::Relaxed);
+    if catching_up > 0 {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{catching_up} partition(s) still replaying from their restored state"),
+        )
+        .into_response();
     }
     if let Some(max_age) = s.checkpoint_max_age {
         let age = checkpoint_age(&s);

@@ -8,9 +8,15 @@
 //! (`enable.auto.offset.store=false`), committed in the background, and
 //! committed synchronously when partitions are revoked and at shutdown.
 //! librdkafka's bounded fetch queue is the backpressure.
+//!
+//! With the changelog on ([`crate::changelog`]), a partition's state moves
+//! with it: on assignment its state is restored and the partition replays
+//! from the offset the state reflects (it is "catching up" until it reaches
+//! the high watermark seen at assignment); on revocation its keys leave the
+//! engine in a final snapshot before the partition is released.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +31,9 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetter, Origin};
-use crate::checkpoint::{Checkpointer, Origins, Resume};
+use crate::changelog::handoff::Owned;
+use crate::changelog::{Changelog, Handoff};
+use crate::checkpoint::{Checkpoint, Checkpointer, Origins, Resume};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Verdict};
@@ -72,6 +80,19 @@ pub struct SourceStatus {
     pub consuming: AtomicBool,
     /// Messages applied since start.
     pub messages: AtomicU64,
+    /// Partitions replaying from a restored state, not yet live.
+    pub catching_up: AtomicUsize,
+}
+
+/// A partition replaying from its restored state.
+struct CatchUp {
+    topic: String,
+    partition: i32,
+    /// Live once the next offset to read reaches this (the high watermark
+    /// at assignment).
+    target: i64,
+    from: i64,
+    started: Instant,
 }
 
 /// librdkafka callbacks: commit on revoke, resume from the checkpoint on
@@ -80,8 +101,16 @@ pub struct SourceStatus {
 pub struct SourceContext {
     metrics: Arc<Metrics>,
     errors: RateLimited,
-    /// Where the restored checkpoint says to resume, used once per partition.
+    /// Where the restored checkpoint says to resume, used once per partition
+    /// (without the changelog).
     resume: Mutex<HashMap<(String, i32), i64>>,
+    /// Moves partition state in and out (with the changelog; set before subscribing).
+    handoff: std::sync::OnceLock<Arc<Handoff>>,
+    origins: Arc<Origins>,
+    /// Next offset per owned partition, as applied.
+    applied: Arc<Mutex<Resume>>,
+    catchup: Mutex<HashMap<u16, CatchUp>>,
+    status: Arc<SourceStatus>,
 }
 
 impl SourceContext {
@@ -111,6 +140,124 @@ impl SourceContext {
             }
         }
     }
+}
+
+impl SourceContext {
+    /// Restores newly assigned partitions from the changelog (or the parked
+    /// local checkpoint) and points them at the offsets their state reflects.
+    fn take_over(&self, tpl: &mut TopicPartitionList) {
+        let Some(handoff) = self.handoff.get() else {
+            return self.resume_from_checkpoint(tpl);
+        };
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        for acquired in handoff.acquire(&parts) {
+            let Some(resume) = acquired.resume else {
+                continue;
+            };
+            let (topic, partition) = (&acquired.topic, acquired.partition);
+            if let Err(e) = tpl.set_partition_offset(topic, partition, Offset::Offset(resume)) {
+                tracing::warn!(%topic, partition, error = %e, "cannot seek to the restored state's offset");
+                continue;
+            }
+            lock(&self.applied).insert(acquired.origin, resume);
+            let target = handoff.high_watermark(topic, partition).unwrap_or(resume);
+            if target > resume {
+                self.metrics
+                    .catchup_lag
+                    .with_label_values(&[topic, &partition.to_string()])
+                    .set(target - resume);
+                lock(&self.catchup).insert(
+                    acquired.origin,
+                    CatchUp {
+                        topic: topic.clone(),
+                        partition,
+                        target,
+                        from: resume,
+                        started: Instant::now(),
+                    },
+                );
+            }
+        }
+        self.status
+            .catching_up
+            .store(lock(&self.catchup).len(), Ordering::Relaxed);
+    }
+
+    /// Hands revoked partitions off: a final snapshot of each, and their
+    /// keys leave the engine. Every fetched message is applied by now.
+    fn hand_off(&self, tpl: &TopicPartitionList) {
+        let Some(handoff) = self.handoff.get() else {
+            return;
+        };
+        let parts: Vec<Owned> = {
+            let mut applied = lock(&self.applied);
+            let mut catchup = lock(&self.catchup);
+            tpl.elements()
+                .iter()
+                .map(|e| {
+                    let origin = self.origins.index(e.topic(), e.partition());
+                    if catchup.remove(&origin).is_some() {
+                        let _ = self
+                            .metrics
+                            .catchup_lag
+                            .remove_label_values(&[e.topic(), &e.partition().to_string()]);
+                    }
+                    Owned {
+                        topic: e.topic().to_owned(),
+                        partition: e.partition(),
+                        origin,
+                        resume: applied.remove(&origin),
+                    }
+                })
+                .collect()
+        };
+        self.status
+            .catching_up
+            .store(lock(&self.catchup).len(), Ordering::Relaxed);
+        handoff.release(&parts);
+    }
+
+    /// Marks a catching-up partition live once it reached its target.
+    fn caught_up(&self, origin: u16, next: i64) {
+        let mut catchup = lock(&self.catchup);
+        let Some(c) = catchup.get(&origin) else {
+            return;
+        };
+        let partition = c.partition.to_string();
+        if next < c.target {
+            self.metrics
+                .catchup_lag
+                .with_label_values(&[&c.topic, &partition])
+                .set(c.target - next);
+            return;
+        }
+        let _ = self
+            .metrics
+            .catchup_lag
+            .remove_label_values(&[&c.topic, &partition]);
+        tracing::info!(
+            topic = %c.topic,
+            partition = c.partition,
+            replayed = next - c.from,
+            seconds = c.started.elapsed().as_secs_f64(),
+            "partition caught up; live"
+        );
+        catchup.remove(&origin);
+        self.status
+            .catching_up
+            .store(catchup.len(), Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ClientContext for SourceContext {
@@ -160,7 +307,7 @@ impl ConsumerContext for SourceContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.resume_from_checkpoint(tpl);
+                self.take_over(tpl);
                 let rebalance = Rebalance::Assign(tpl);
                 self.pre_rebalance(consumer, &rebalance);
                 let assigned = if cooperative {
@@ -196,7 +343,9 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             // Everything polled so far is applied and its offset stored:
-            // commit it before the partitions go to another member.
+            // hand the state off and commit before the partitions go to
+            // another member.
+            self.hand_off(tpl);
             commit(consumer, "revoke");
             tracing::info!(partitions = tpl.count(), "partitions revoked");
         }
@@ -234,8 +383,24 @@ pub struct Durable {
     pub origins: Arc<Origins>,
     /// Next offset per partition from the restored checkpoint.
     pub resume: HashMap<(String, i32), i64>,
-    /// Periodic checkpoints; `None` when they are off.
+    /// Periodic checkpoints (and changelog snapshots); `None` when both are off.
     pub checkpointer: Option<Checkpointer>,
+    /// With the changelog on: the restored local checkpoint, held until its
+    /// partitions are assigned (instead of loaded at start), and what the
+    /// handoff needs.
+    pub changelog: Option<ChangelogSetup>,
+}
+
+/// What the source needs to move partition state through the changelog.
+pub struct ChangelogSetup {
+    /// The changelog settings.
+    pub cfg: crate::config::ChangelogConfig,
+    /// The engine whose keys move.
+    pub engine: crate::engine::Engine,
+    /// The alert pipeline whose delivered ids move with them.
+    pub alerts: Option<crate::alert::Alerts>,
+    /// The local checkpoint restored at start, if any.
+    pub parked: Option<Checkpoint>,
 }
 
 /// A subscribed consumer, ready to run.
@@ -243,7 +408,8 @@ pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     metrics: Arc<Metrics>,
     origins: Arc<Origins>,
-    applied: Resume,
+    applied: Arc<Mutex<Resume>>,
+    handoff: Option<Arc<Handoff>>,
     checkpointer: Option<Checkpointer>,
     pipeline: Pipeline,
     dead_letter: Option<DeadLetter>,
@@ -268,11 +434,17 @@ impl KafkaSource {
             .iter()
             .map(|((topic, partition), &offset)| (durable.origins.index(topic, *partition), offset))
             .collect();
+        let applied = Arc::new(Mutex::new(applied));
         let consumer: BaseConsumer<SourceContext> = consumer_config(cfg)
             .create_with_context(SourceContext {
                 metrics: metrics.clone(),
                 errors: RateLimited::new(Duration::from_secs(10)),
                 resume: Mutex::new(durable.resume),
+                handoff: std::sync::OnceLock::new(),
+                origins: durable.origins.clone(),
+                applied: applied.clone(),
+                catchup: Mutex::new(HashMap::new()),
+                status: status.clone(),
             })
             .map_err(StartError::Client)?;
         let timeout = cfg.startup_timeout.0;
@@ -297,6 +469,33 @@ impl KafkaSource {
                 .into());
             }
         }
+        let mut handoff = None;
+        if let Some(setup) = durable.changelog {
+            let partitions = metadata
+                .topics()
+                .iter()
+                .filter(|t| cfg.topics.iter().any(|x| x == t.name()))
+                .map(|t| t.partitions().len() as i32)
+                .max()
+                .unwrap_or(1);
+            let changelog = Changelog::connect(cfg, &setup.cfg, partitions)?;
+            let h = Arc::new(Handoff::new(
+                changelog,
+                setup.engine,
+                durable.origins.clone(),
+                metrics.clone(),
+                setup.alerts,
+                setup.cfg.handoff_timeout.0,
+            ));
+            if let Some(cp) = setup.parked {
+                h.park(cp);
+            }
+            if let Some(c) = &durable.checkpointer {
+                c.attach(h.clone());
+            }
+            let _ = consumer.context().handoff.set(h.clone());
+            handoff = Some(h);
+        }
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -311,6 +510,7 @@ impl KafkaSource {
             metrics,
             origins: durable.origins,
             applied,
+            handoff,
             checkpointer: durable.checkpointer,
             pipeline,
             dead_letter,
@@ -324,11 +524,20 @@ impl KafkaSource {
     pub fn run(mut self, shutdown: &CancellationToken) {
         self.status.consuming.store(true, Ordering::Relaxed);
         let poll_errors = RateLimited::new(Duration::from_secs(10));
+        let mut moves = Moves::default();
+        let mut housekeeping = Instant::now();
         while !shutdown.is_cancelled() {
             // Checkpoints fall due whether or not messages flow (an idle
             // instance still proves it is checkpointing).
             if let Some(c) = &mut self.checkpointer {
-                c.tick(&self.applied);
+                c.tick(&lock(&self.applied));
+            }
+            if housekeeping.elapsed() >= Duration::from_secs(1) {
+                housekeeping = Instant::now();
+                moves.report(self.pipeline.engine(), &self.metrics, &self.origins);
+                if let Some(h) = &self.handoff {
+                    h.expire_parked();
+                }
             }
             let msg = match self.consumer.poll(Duration::from_millis(100)) {
                 None => continue,
@@ -370,13 +579,36 @@ impl KafkaSource {
                     tracing::warn!(error = %e, "storing offset");
                 }
             }
-            self.applied.insert(origin, msg.offset() + 1);
+            lock(&self.applied).insert(origin, msg.offset() + 1);
+            if self.status.catching_up.load(Ordering::Relaxed) > 0 {
+                self.consumer.context().caught_up(origin, msg.offset() + 1);
+            }
             self.status.messages.fetch_add(1, Ordering::Relaxed);
         }
         self.status.consuming.store(false, Ordering::Relaxed);
         commit(&self.consumer, "shutdown");
+        moves.report(self.pipeline.engine(), &self.metrics, &self.origins);
+        let applied = std::mem::take(&mut *lock(&self.applied));
+        if let Some(h) = &self.handoff {
+            // The final snapshot of every owned partition; the keys stay for
+            // the local checkpoint below, and nothing is left to hand off
+            // when the group revokes the partitions as the consumer closes.
+            let parts: Vec<Owned> = applied
+                .iter()
+                .filter_map(|(&origin, &offset)| {
+                    let (topic, partition) = self.origins.get(origin)?;
+                    Some(Owned {
+                        topic,
+                        partition,
+                        origin,
+                        resume: Some(offset),
+                    })
+                })
+                .collect();
+            h.hand_over_at_shutdown(&parts);
+        }
         if let Some(c) = self.checkpointer.take() {
-            c.finish(&self.applied);
+            c.finish(&applied);
         }
         self.consumer.unsubscribe();
         if let Some(dl) = &self.dead_letter {
@@ -389,6 +621,48 @@ impl KafkaSource {
             latency_p99_ms = latency.quantile(0.99) * 1e3,
             "consumer stopped and committed"
         );
+    }
+}
+
+/// Reports keys whose events arrive on more than one partition.
+#[derive(Default)]
+struct Moves {
+    seen: u64,
+    warned: Option<Instant>,
+}
+
+impl Moves {
+    fn report(&mut self, engine: &crate::engine::Engine, metrics: &Metrics, origins: &Origins) {
+        let stats = engine.stats();
+        let now = stats.partition_moves.load(Ordering::Relaxed);
+        if now == self.seen {
+            return;
+        }
+        metrics.key_partition_moves.inc_by(now - self.seen);
+        let since = now - self.seen;
+        self.seen = now;
+        if self
+            .warned
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.warned = Some(Instant::now());
+        let last = lock(&stats.last_move).clone();
+        if let Some((key, from, to)) = last {
+            let name = |o: u16| {
+                origins
+                    .get(o)
+                    .map_or_else(|| format!("#{o}"), |(t, p)| format!("{t}/{p}"))
+            };
+            tracing::warn!(
+                key_id = %key,
+                from = %name(from),
+                to = %name(to),
+                events = since,
+                "events of one key arrive on more than one partition: key messages by key id, or the key's baseline splits across instances"
+            );
+        }
     }
 }
 

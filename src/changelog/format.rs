@@ -1,0 +1,130 @@
+//! A snapshot chunk on the changelog topic.
+//!
+//! ```text
+//! key     "{topic}/{partition}/{snapshot:016x}/{index}"
+//! value   magic "KWSTATE\0" | version u32 LE | crc32 u32 LE of the rest |
+//!         postcard ChunkHeader | `header.entries` postcard Entry values
+//! ```
+//!
+//! A snapshot is `count` chunks with the same snapshot id; it is usable only
+//! when every chunk is present. Keys carry the snapshot id, so a newer
+//! snapshot never overwrites part of an older one under compaction; the
+//! writer deletes (tombstones) the older snapshot's chunks once the newer
+//! one is complete.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::KeyState;
+
+/// Identifies a keywatch changelog chunk.
+pub const MAGIC: &[u8; 8] = b"KWSTATE\0";
+/// The version this build writes.
+pub const VERSION: u32 = 1;
+const PREFIX: usize = 8 + 4 + 4;
+
+/// What a chunk says about itself and its snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkHeader {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Snapshot id, unique per write.
+    pub snapshot: u64,
+    /// This chunk's place, from 0.
+    pub index: u32,
+    /// Chunks in the snapshot.
+    pub count: u32,
+    /// Next source offset to read after restoring the snapshot.
+    pub resume: i64,
+    /// When the copy began, epoch ms.
+    pub written_at_ms: i64,
+    /// Entries in this chunk.
+    pub entries: u32,
+}
+
+/// One piece of a partition's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Entry {
+    /// A key's state.
+    Key(CompactString, KeyState),
+    /// A principal's state (keyed by principal: see the README on scale-out).
+    Principal(CompactString, KeyState),
+    /// An alert id (hashed) a sink has delivered for the partition's findings.
+    Delivered(CompactString, u128),
+}
+
+/// Serialises like [`Entry`] without copying the state.
+#[derive(Serialize)]
+pub enum EntryRef<'a> {
+    /// As [`Entry::Key`].
+    Key(&'a str, &'a KeyState),
+    /// As [`Entry::Principal`].
+    Principal(&'a str, &'a KeyState),
+    /// As [`Entry::Delivered`].
+    Delivered(&'a str, u128),
+}
+
+/// Why a chunk could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// Not a keywatch chunk.
+    #[error("not a keywatch changelog chunk (bad magic)")]
+    BadMagic,
+    /// Written by a newer keywatch.
+    #[error("changelog chunk version {0} is newer than this keywatch understands ({VERSION})")]
+    FutureVersion(u32),
+    /// The bytes do not match their checksum.
+    #[error("changelog chunk corrupt: checksum mismatch")]
+    Checksum,
+    /// The body could not be decoded.
+    #[error("changelog chunk body: {0}")]
+    Body(#[from] postcard::Error),
+}
+
+/// The message key of a chunk.
+pub fn chunk_key(topic: &str, partition: i32, snapshot: u64, index: u32) -> String {
+    format!("{topic}/{partition}/{snapshot:016x}/{index}")
+}
+
+/// Frames a header and its pre-encoded entries.
+pub fn encode_chunk(header: &ChunkHeader, entries: &[u8]) -> Result<Vec<u8>, postcard::Error> {
+    let mut body = postcard::to_stdvec(header)?;
+    body.extend_from_slice(entries);
+    let mut out = Vec::with_capacity(PREFIX + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Checks a chunk and reads its header; returns the entries' bytes too.
+pub fn decode_header(bytes: &[u8]) -> Result<(ChunkHeader, &[u8]), ChunkError> {
+    if bytes.len() < PREFIX || &bytes[..8] != MAGIC {
+        return Err(ChunkError::BadMagic);
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    if version > VERSION {
+        return Err(ChunkError::FutureVersion(version));
+    }
+    let crc = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
+    let body = &bytes[PREFIX..];
+    if crc32fast::hash(body) != crc {
+        return Err(ChunkError::Checksum);
+    }
+    let (header, rest) = postcard::take_from_bytes::<ChunkHeader>(body)?;
+    Ok((header, rest))
+}
+
+/// Decodes `n` entries.
+pub fn decode_entries(mut bytes: &[u8], n: u32) -> Result<Vec<Entry>, ChunkError> {
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let (entry, rest) = postcard::take_from_bytes::<Entry>(bytes)?;
+        out.push(entry);
+        bytes = rest;
+    }
+    Ok(out)
+}

@@ -1,0 +1,622 @@
+//! The state changelog: how a partition's detector state moves between
+//! instances of one consumer group, through a Kafka topic and nothing else.
+//!
+//! Every instance writes, with each checkpoint, a snapshot of each source
+//! partition it owns to the changelog topic, and a final one when a
+//! partition is revoked. A snapshot is the partition's keys (and the alert
+//! ids already delivered for them), tagged with the source offset it
+//! reflects and cut into chunks under the broker's message size
+//! ([`format`]). The instance assigned the partition next reads the newest
+//! complete snapshot, loads it, seeks the partition to its offset and
+//! replays the rest ("catch-up") before the partition counts as live.
+//! Because each key remembers the position of its last applied event, the
+//! replay reaches each key exactly once, and findings re-found during it
+//! keep their ids ([`handoff`]).
+//!
+//! Changelog partition `p % n` holds the snapshots of source partition `p`
+//! (`n` is the changelog's partition count; it is created with one per
+//! source partition), so a restore reads one small partition.
+
+pub mod format;
+pub mod handoff;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use compact_str::CompactString;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::config::{ChangelogConfig, KafkaConfig};
+use crate::engine::KeyState;
+use format::{ChunkHeader, Entry, EntryRef};
+
+pub use handoff::Handoff;
+
+/// One partition's state as it travels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartitionState {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Next source offset to read after loading this state.
+    pub resume: i64,
+    /// When the copy began, epoch ms.
+    pub written_at_ms: i64,
+    /// Keys whose latest event came from the partition.
+    pub keys: Vec<(CompactString, KeyState)>,
+    /// Principals whose latest event came from the partition.
+    pub principals: Vec<(CompactString, KeyState)>,
+    /// Alert ids (hashed) delivered for the partition's findings, per sink.
+    pub delivered: Vec<(String, Vec<u128>)>,
+}
+
+impl PartitionState {
+    /// Which of two states of one partition is newer: the one reflecting
+    /// more of the partition, then the later copy.
+    fn newer_than(&self, other: &PartitionState) -> bool {
+        (self.resume, self.written_at_ms) > (other.resume, other.written_at_ms)
+    }
+}
+
+/// What a snapshot write produced.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteStats {
+    /// Snapshots fully delivered.
+    pub ok: usize,
+    /// Snapshots with a chunk not delivered.
+    pub failed: usize,
+    /// Bytes delivered.
+    pub bytes: u64,
+}
+
+/// A restored snapshot and its size on the wire.
+#[derive(Debug)]
+pub struct Restored {
+    /// The state.
+    pub state: PartitionState,
+    /// Chunk bytes read for it.
+    pub bytes: u64,
+}
+
+/// Counts failed deliveries for the write in progress.
+#[derive(Default)]
+pub struct WriteContext {
+    failed: AtomicU64,
+}
+
+impl ClientContext for WriteContext {}
+
+impl ProducerContext for WriteContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "a changelog chunk was not delivered");
+        }
+    }
+}
+
+/// The changelog topic's producer and reader.
+pub struct Changelog {
+    cfg: ChangelogConfig,
+    partitions: i32,
+    producer: Mutex<Writer>,
+    reader: Mutex<BaseConsumer>,
+}
+
+/// A snapshot on the topic: its id, chunk count and (resume, written_at) order.
+#[derive(Clone, Copy)]
+struct Written {
+    snapshot: u64,
+    count: u32,
+    order: (i64, i64),
+}
+
+struct Writer {
+    producer: BaseProducer<WriteContext>,
+    /// The newest snapshot written or restored per source partition: its
+    /// id, chunk count and order, so the next one can delete its chunks.
+    last: HashMap<(String, i32), Written>,
+    seq: u64,
+}
+
+/// Runs an rdkafka admin future to completion from any thread (inside a
+/// runtime or not) on a thread of its own.
+fn block_on<F: std::future::Future + Send>(fut: F) -> anyhow::Result<F::Output>
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            Ok(tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime for the Kafka admin client")?
+                .block_on(fut))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the Kafka admin call panicked")))
+    })
+}
+
+impl Changelog {
+    /// Connects, and creates the topic (compacted, `source_partitions`
+    /// partitions) when it is missing. Blocking.
+    pub fn connect(
+        kafka: &KafkaConfig,
+        cfg: &ChangelogConfig,
+        source_partitions: i32,
+    ) -> anyhow::Result<Changelog> {
+        let mut client = ClientConfig::new();
+        for (k, v) in kafka.client_properties() {
+            client.set(k, v);
+        }
+        let timeout = kafka.startup_timeout.0;
+        ensure_topic(&client, kafka, cfg, source_partitions.max(1), timeout)?;
+        let producer: BaseProducer<WriteContext> = client
+            .clone()
+            .set("linger.ms", "5")
+            .set("message.max.bytes", (cfg.chunk_bytes + 65_536).to_string())
+            .set("acks", "all")
+            .create_with_context(WriteContext::default())
+            .context("creating the changelog producer")?;
+        let mut reader = client.clone();
+        for (k, v) in &kafka.properties {
+            // Security and client properties apply to the reader too; the
+            // group's own settings do not.
+            if !k.starts_with("group.") && !k.starts_with("partition.assignment") {
+                reader.set(k, v);
+            }
+        }
+        let reader: BaseConsumer = reader
+            .set("group.id", format!("{}.changelog-reader", kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .context("creating the changelog reader")?;
+        let metadata = reader
+            .fetch_metadata(Some(&cfg.topic), timeout)
+            .with_context(|| format!("reading the metadata of changelog.topic `{}`", cfg.topic))?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == cfg.topic)
+            .map_or(0, |t| t.partitions().len() as i32);
+        if partitions == 0 {
+            anyhow::bail!(
+                "changelog.topic `{}` has no partitions on {}",
+                cfg.topic,
+                kafka.brokers
+            );
+        }
+        Ok(Changelog {
+            cfg: cfg.clone(),
+            partitions,
+            producer: Mutex::new(Writer {
+                producer,
+                last: HashMap::new(),
+                seq: 0,
+            }),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// The changelog partition holding `partition`'s snapshots.
+    fn home(&self, partition: i32) -> i32 {
+        partition.rem_euclid(self.partitions)
+    }
+
+    /// Writes one snapshot per state and waits for every chunk, up to
+    /// `timeout`; then deletes the chunks of the snapshots they replace.
+    pub fn write(&self, states: &[PartitionState], timeout: Duration) -> WriteStats {
+        let mut w = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = WriteStats::default();
+        let deadline = Instant::now() + timeout;
+        w.producer.context().failed.store(0, Ordering::Relaxed);
+        let mut written = Vec::with_capacity(states.len());
+        for state in states {
+            w.seq += 1;
+            let snapshot = ((state.written_at_ms.max(0) as u64) << 20)
+                | ((std::process::id() as u64 & 0xff) << 12)
+                | (w.seq & 0xfff);
+            let chunks = match encode(state, snapshot, self.cfg.chunk_bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(topic = %state.topic, partition = state.partition, error = %e, "encoding a snapshot");
+                    stats.failed += 1;
+                    continue;
+                }
+            };
+            let count = chunks.len() as u32;
+            let mut bytes = 0u64;
+            for (index, chunk) in chunks.iter().enumerate() {
+                let key = format::chunk_key(&state.topic, state.partition, snapshot, index as u32);
+                bytes += chunk.len() as u64;
+                send(
+                    &w.producer,
+                    &self.cfg.topic,
+                    self.home(state.partition),
+                    &key,
+                    Some(chunk),
+                    deadline,
+                );
+            }
+            written.push((state, snapshot, count, bytes));
+        }
+        let flushed = w
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
+        let failed = w.producer.context().failed.load(Ordering::Relaxed);
+        if flushed.is_err() || failed > 0 {
+            tracing::error!(
+                snapshots = written.len(),
+                undelivered_chunks = failed,
+                "changelog write incomplete; the partitions' previous snapshots stay"
+            );
+            stats.failed += written.len();
+            return stats;
+        }
+        let mut stale = Vec::new();
+        for (state, snapshot, count, bytes) in written {
+            stats.ok += 1;
+            stats.bytes += bytes;
+            let order = (state.resume, state.written_at_ms);
+            let tp = (state.topic.clone(), state.partition);
+            match w.last.get(&tp) {
+                Some(newest) if newest.order > order => {
+                    // A newer snapshot of this partition is already out: this
+                    // one is the stale copy; delete it, not the newer one.
+                    stale.push((tp, snapshot, count));
+                }
+                previous => {
+                    if let Some(old) = previous {
+                        stale.push((tp.clone(), old.snapshot, old.count));
+                    }
+                    w.last.insert(
+                        tp,
+                        Written {
+                            snapshot,
+                            count,
+                            order,
+                        },
+                    );
+                }
+            }
+        }
+        for ((topic, partition), snapshot, count) in stale {
+            for index in 0..count {
+                let key = format::chunk_key(&topic, partition, snapshot, index);
+                send(
+                    &w.producer,
+                    &self.cfg.topic,
+                    self.home(partition),
+                    &key,
+                    None,
+                    deadline,
+                );
+            }
+        }
+        // Tombstones are housekeeping: a later flush delivers what this one misses.
+        let _ = w
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
+        stats
+    }
+
+    /// A partition's high watermark, from the reader's connection.
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        match reader.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Ok((_, high)) => Some(high),
+            Err(e) => {
+                tracing::warn!(%topic, partition, error = %e, "cannot read the high watermark; the partition is live at once");
+                None
+            }
+        }
+    }
+
+    /// Remembers a snapshot restored from the changelog, so the next write
+    /// of its partition deletes it.
+    fn adopt(&self, state: &PartitionState, snapshot: u64, count: u32) {
+        let mut w = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        let order = (state.resume, state.written_at_ms);
+        w.last.insert(
+            (state.topic.clone(), state.partition),
+            Written {
+                snapshot,
+                count,
+                order,
+            },
+        );
+    }
+
+    /// Reads the newest complete snapshot of each of `wanted`, within `timeout`.
+    pub fn read(
+        &self,
+        wanted: &[(String, i32)],
+        timeout: Duration,
+    ) -> anyhow::Result<HashMap<(String, i32), Restored>> {
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut homes: Vec<i32> = wanted.iter().map(|(_, p)| self.home(*p)).collect();
+        homes.sort_unstable();
+        homes.dedup();
+        let mut tpl = TopicPartitionList::new();
+        for &p in &homes {
+            tpl.add_partition_offset(&self.cfg.topic, p, Offset::Beginning)
+                .context("assigning the changelog")?;
+        }
+        reader.assign(&tpl).context("assigning the changelog")?;
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<i32> = homes.clone();
+        let mut partial: HashMap<(String, i32, u64), Partial> = HashMap::new();
+        let mut best: HashMap<(String, i32), Partial> = HashMap::new();
+        let result = loop {
+            if pending.is_empty() {
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(anyhow::anyhow!(
+                    "reading changelog.topic `{}` partitions {pending:?} took longer than changelog.handoff_timeout",
+                    self.cfg.topic
+                ));
+            }
+            let msg = match reader.poll(left.min(Duration::from_millis(200))) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    pending.retain(|&x| x != p);
+                    continue;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the changelog");
+                    continue;
+                }
+                Some(Ok(msg)) => msg,
+            };
+            let Some(payload) = msg.payload() else {
+                continue;
+            };
+            let header = match format::decode_header(payload) {
+                Ok((h, _)) => h,
+                Err(e) => {
+                    tracing::warn!(offset = msg.offset(), partition = msg.partition(), error = %e, "skipping a changelog record");
+                    continue;
+                }
+            };
+            let tp = (header.topic.clone(), header.partition);
+            if !wanted.contains(&tp) || header.index >= header.count {
+                continue;
+            }
+            let id = (header.topic.clone(), header.partition, header.snapshot);
+            let slot = partial.entry(id.clone()).or_insert_with(|| Partial {
+                header: header.clone(),
+                chunks: vec![None; header.count as usize],
+                have: 0,
+            });
+            if slot.chunks[header.index as usize].is_none() {
+                slot.chunks[header.index as usize] = Some(payload.to_vec());
+                slot.have += 1;
+            }
+            if slot.have == slot.chunks.len() {
+                let Some(done) = partial.remove(&id) else {
+                    continue;
+                };
+                let newer = best.get(&tp).is_none_or(|b| {
+                    (done.header.resume, done.header.written_at_ms)
+                        > (b.header.resume, b.header.written_at_ms)
+                });
+                if newer {
+                    best.insert(tp, done);
+                }
+            }
+        };
+        let _ = reader.unassign();
+        result?;
+        let mut out = HashMap::new();
+        for (tp, snapshot) in best {
+            let count = snapshot.header.count;
+            let id = snapshot.header.snapshot;
+            match snapshot.decode() {
+                Ok(restored) => {
+                    self.adopt(&restored.state, id, count);
+                    out.insert(tp, restored);
+                }
+                Err(e) => {
+                    tracing::error!(topic = %tp.0, partition = tp.1, error = %e, "a changelog snapshot does not decode; the partition starts without it")
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A snapshot being reassembled.
+struct Partial {
+    header: ChunkHeader,
+    chunks: Vec<Option<Vec<u8>>>,
+    have: usize,
+}
+
+impl Partial {
+    fn decode(self) -> Result<Restored, format::ChunkError> {
+        let h = self.header;
+        let mut state = PartitionState {
+            topic: h.topic,
+            partition: h.partition,
+            resume: h.resume,
+            written_at_ms: h.written_at_ms,
+            ..PartitionState::default()
+        };
+        let mut delivered: HashMap<String, Vec<u128>> = HashMap::new();
+        let mut bytes = 0u64;
+        for chunk in self.chunks.into_iter().flatten() {
+            bytes += chunk.len() as u64;
+            let (header, rest) = format::decode_header(&chunk)?;
+            for entry in format::decode_entries(rest, header.entries)? {
+                match entry {
+                    Entry::Key(k, s) => state.keys.push((k, s)),
+                    Entry::Principal(k, s) => state.principals.push((k, s)),
+                    Entry::Delivered(sink, id) => {
+                        delivered.entry(sink.to_string()).or_default().push(id)
+                    }
+                }
+            }
+        }
+        state.delivered = delivered.into_iter().collect();
+        Ok(Restored { state, bytes })
+    }
+}
+
+/// Cuts a state into framed chunks of at most about `chunk_bytes`.
+fn encode(
+    state: &PartitionState,
+    snapshot: u64,
+    chunk_bytes: usize,
+) -> Result<Vec<Vec<u8>>, postcard::Error> {
+    // Room for the header (topic name included) inside the limit.
+    let limit = chunk_bytes
+        .saturating_sub(1024 + state.topic.len())
+        .max(1024);
+    let mut bodies: Vec<(Vec<u8>, u32)> = Vec::new();
+    let mut body = Vec::new();
+    let mut n = 0u32;
+    let mut push = |entry: EntryRef<'_>| -> Result<(), postcard::Error> {
+        let bytes = postcard::to_stdvec(&entry)?;
+        if n > 0 && body.len() + bytes.len() > limit {
+            bodies.push((std::mem::take(&mut body), n));
+            n = 0;
+        }
+        body.extend_from_slice(&bytes);
+        n += 1;
+        Ok(())
+    };
+    for (k, s) in &state.keys {
+        push(EntryRef::Key(k, s))?;
+    }
+    for (k, s) in &state.principals {
+        push(EntryRef::Principal(k, s))?;
+    }
+    for (sink, ids) in &state.delivered {
+        for &id in ids {
+            push(EntryRef::Delivered(sink, id))?;
+        }
+    }
+    if n > 0 || bodies.is_empty() {
+        bodies.push((body, n));
+    }
+    let count = bodies.len() as u32;
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(index, (entries, n))| {
+            let header = ChunkHeader {
+                topic: state.topic.clone(),
+                partition: state.partition,
+                snapshot,
+                index: index as u32,
+                count,
+                resume: state.resume,
+                written_at_ms: state.written_at_ms,
+                entries: n,
+            };
+            format::encode_chunk(&header, &entries)
+        })
+        .collect()
+}
+
+/// Sends one record, waiting while the local queue is full.
+fn send(
+    producer: &BaseProducer<WriteContext>,
+    topic: &str,
+    partition: i32,
+    key: &str,
+    payload: Option<&Vec<u8>>,
+    deadline: Instant,
+) {
+    loop {
+        let mut record = BaseRecord::to(topic).key(key).partition(partition);
+        if let Some(p) = payload {
+            record = record.payload(p.as_slice());
+        }
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                if Instant::now() < deadline =>
+            {
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => {
+                producer.context().failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, %key, "cannot send a changelog record");
+                return;
+            }
+        }
+    }
+}
+
+/// Creates the changelog topic when it is missing: compacted where the
+/// broker allows it, plain otherwise.
+fn ensure_topic(
+    client: &ClientConfig,
+    kafka: &KafkaConfig,
+    cfg: &ChangelogConfig,
+    partitions: i32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        client.create().context("creating the Kafka admin client")?;
+    let exists = admin
+        .inner()
+        .fetch_metadata(Some(&cfg.topic), timeout)
+        .map(|m| {
+            m.topics()
+                .iter()
+                .any(|t| t.name() == cfg.topic && t.error().is_none() && !t.partitions().is_empty())
+        })
+        .unwrap_or(false);
+    if exists {
+        return Ok(());
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let replication = || TopicReplication::Fixed(cfg.replication_factor);
+    let compacted =
+        NewTopic::new(&cfg.topic, partitions, replication()).set("cleanup.policy", "compact");
+    let plain = NewTopic::new(&cfg.topic, partitions, replication());
+    for (topic, what) in [(compacted, "compacted"), (plain, "without compaction")] {
+        let results = block_on(admin.create_topics([&topic], &opts))?.with_context(|| {
+            format!(
+                "creating changelog.topic `{}` on {}",
+                cfg.topic, kafka.brokers
+            )
+        })?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => {
+                tracing::info!(topic = %cfg.topic, partitions, "created the changelog topic {what}");
+                return Ok(());
+            }
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
+            Some(Err((_, RDKafkaErrorCode::InvalidConfig))) if what == "compacted" => {
+                tracing::warn!(topic = %cfg.topic, "the broker refuses cleanup.policy=compact; the changelog grows until its retention trims it");
+            }
+            Some(Err((_, code))) => anyhow::bail!(
+                "creating changelog.topic `{}` on {}: {code} (create it yourself, compacted, or set changelog.enabled = false)",
+                cfg.topic,
+                kafka.brokers
+            ),
+            None => anyhow::bail!("creating changelog.topic `{}`: no answer", cfg.topic),
+        }
+    }
+    Ok(())
+}
