@@ -2,7 +2,7 @@
 //! broker in-process, with broker failures and injected request errors.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,11 +15,12 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Message};
 use tokio_util::sync::CancellationToken;
 
+use keywatch::checkpoint::{Checkpointer, Origins};
 use keywatch::config::{Config, Entity, HumanDuration};
 use keywatch::engine::{Engine, Finding};
 use keywatch::metrics::Metrics;
 use keywatch::pipeline::Pipeline;
-use keywatch::source::kafka::{Durable, KafkaSource, SourceStatus};
+use keywatch::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
 
 /// One keywatch consumer running on its own thread.
 struct Instance {
@@ -50,6 +51,12 @@ fn config(bootstrap: &str, topic: &str, dead_letter: &str) -> Config {
 
 impl Instance {
     fn start(cfg: &Config) -> anyhow::Result<Instance> {
+        Instance::start_with(cfg, false)
+    }
+
+    /// With `changelog`, partition state moves through the changelog topic
+    /// (snapshots every `checkpoint.interval`, no local checkpoint files).
+    fn start_with(cfg: &Config, changelog: bool) -> anyhow::Result<Instance> {
         let engine = Engine::new(cfg);
         let metrics = Arc::new(Metrics::new());
         let findings = Arc::new(Mutex::new(Vec::new()));
@@ -61,12 +68,36 @@ impl Instance {
             Arc::new(move |f: &Finding| sink.lock().unwrap().push(f.clone())),
         )?;
         let status = Arc::new(SourceStatus::default());
+        let durable = if changelog {
+            let origins = Arc::new(Origins::default());
+            let checkpointer = Checkpointer::start(
+                None,
+                engine.clone(),
+                origins.clone(),
+                metrics.clone(),
+                cfg.checkpoint.interval.0,
+                Arc::new(AtomicI64::new(0)),
+            )?;
+            Durable {
+                origins,
+                checkpointer: Some(checkpointer),
+                changelog: Some(ChangelogSetup {
+                    cfg: cfg.changelog.clone(),
+                    engine: engine.clone(),
+                    alerts: None,
+                    parked: None,
+                }),
+                ..Durable::default()
+            }
+        } else {
+            Durable::default()
+        };
         let source = KafkaSource::connect(
             &cfg.kafka,
             pipeline,
             metrics.clone(),
             status.clone(),
-            Durable::default(),
+            durable,
         )?;
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -319,6 +350,116 @@ fn two_instances_share_partitions_each_event_once_in_order() {
             "every key's events applied in order"
         );
     }
+}
+
+/// Per-key event counts across instances, and the keys held by more than one.
+fn union_counts(instances: &[&Instance], keys: usize) -> (BTreeMap<String, u64>, Vec<String>) {
+    let mut counts = BTreeMap::new();
+    let mut doubled = Vec::new();
+    for k in 0..keys {
+        let key = format!("AKIAIT{k:04}");
+        let held: Vec<u64> = instances
+            .iter()
+            .filter_map(|i| i.engine.with_key(Entity::KeyId, &key, |s| s.events as u64))
+            .collect();
+        if held.len() > 1 {
+            doubled.push(key.clone());
+        }
+        counts.insert(key, held.iter().sum());
+    }
+    (counts, doubled)
+}
+
+#[test]
+fn partition_state_moves_with_the_partition() {
+    let c = cluster("moving", 6);
+    let bootstrap = c.bootstrap_servers();
+    let (keys, per_key) = (24, 60);
+    let msgs = events(keys, per_key);
+    let (first, rest) = msgs.split_at(keys * 20);
+    let (second, third) = rest.split_at(keys * 20);
+    let mut cfg = config(&bootstrap, "moving", "");
+    cfg.checkpoint.interval = HumanDuration::secs(1);
+    produce(&bootstrap, "moving", first);
+    let mut a = Instance::start_with(&cfg, true).unwrap();
+    wait_until("a applies the first third", Duration::from_secs(60), || {
+        a.applied() >= first.len() as u64
+    });
+    // b joins: some partitions move from a to b, with their keys.
+    let b = Instance::start_with(&cfg, true).unwrap();
+    wait_until(
+        "the group to settle on both",
+        Duration::from_secs(60),
+        || {
+            let (pa, pb) = (
+                a.metrics.partitions_owned.get(),
+                b.metrics.partitions_owned.get(),
+            );
+            pa > 0 && pb > 0 && pa + pb == 6
+        },
+    );
+    produce(&bootstrap, "moving", second);
+    wait_until("the second third", Duration::from_secs(60), || {
+        union_counts(&[&a, &b], keys).0.values().all(|&n| n == 40)
+    });
+    let (counts, doubled) = union_counts(&[&a, &b], keys);
+    assert!(
+        doubled.is_empty(),
+        "a key's state lives on one instance: {doubled:?}"
+    );
+    assert!(counts.values().all(|&n| n == 40), "{counts:?}");
+    let moved = b
+        .metrics
+        .state_restores
+        .with_label_values(&["changelog"])
+        .get();
+    assert!(
+        moved > 0,
+        "b restored the partitions it took over from the changelog"
+    );
+    assert!(
+        a.metrics
+            .state_snapshots
+            .with_label_values(&["revoke", "ok"])
+            .get()
+            > 0,
+        "a wrote final snapshots of the partitions it gave up"
+    );
+    assert!(b.engine.key_count(Entity::KeyId) > 0 && a.engine.key_count(Entity::KeyId) < keys);
+
+    // a leaves gracefully: every partition, and every key, ends up on b.
+    a.stop();
+    wait_until("b to own every partition", Duration::from_secs(60), || {
+        b.metrics.partitions_owned.get() == 6 && b.status.catching_up.load(Ordering::Relaxed) == 0
+    });
+    produce(&bootstrap, "moving", third);
+    wait_until("everything on b", Duration::from_secs(60), || {
+        union_counts(&[&b], keys)
+            .0
+            .values()
+            .all(|&n| n == per_key as u64)
+    });
+    assert_eq!(b.engine.key_count(Entity::KeyId), keys);
+    for k in 0..keys {
+        let key = format!("AKIAIT{k:04}");
+        let (last, sources) = b
+            .engine
+            .with_key(Entity::KeyId, &key, |s| {
+                (s.last_seen, s.sources.entries().len())
+            })
+            .unwrap();
+        let expected = 1_767_571_200 + (per_key as u32 - 1) * 60 + k as u32;
+        assert_eq!(
+            (last, sources),
+            (expected, 1),
+            "{key}: last seen and sources survive both moves"
+        );
+    }
+    assert_eq!(
+        b.engine.stats().out_of_order.load(Ordering::Relaxed),
+        0,
+        "no key saw its events twice or out of order"
+    );
 }
 
 #[test]
