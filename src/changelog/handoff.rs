@@ -155,7 +155,8 @@ impl Handoff {
             let logged = from_log.remove(&tp);
             let local = parked.states.remove(&tp);
             let (state, from, bytes) = match (logged, local) {
-                (Some(l), Some(c)) if c.newer_than(&l.state) => (Some(c), "checkpoint", 0),
+                // The local checkpoint unless the changelog reflects more.
+                (Some(l), Some(c)) if !l.state.newer_than(&c) => (Some(c), "checkpoint", 0),
                 (Some(l), _) => (Some(l.state), "changelog", l.bytes),
                 (None, Some(c)) => (Some(c), "checkpoint", 0),
                 (None, None) => (None, "none", 0),
@@ -280,6 +281,9 @@ impl Handoff {
             state.resume = resume;
             state.written_at_ms = written_at_ms;
             out.push(state);
+        }
+        if out.is_empty() {
+            return;
         }
         let stats = self.changelog.write(&out, self.timeout);
         self.count("revoke", stats);
