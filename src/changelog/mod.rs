@@ -111,7 +111,11 @@ pub struct Changelog {
     cfg: ChangelogConfig,
     partitions: i32,
     producer: Mutex<Writer>,
+    /// For watermarks (metadata requests only: nothing is fetched with it).
     reader: Mutex<BaseConsumer>,
+    /// A fresh consumer reads each restore, so nothing fetched for an
+    /// earlier one (messages, end-of-partition events) can leak into it.
+    reader_config: ClientConfig,
 }
 
 /// A snapshot on the topic: its id, chunk count and (resume, written_at) order.
@@ -178,12 +182,14 @@ impl Changelog {
                 reader.set(k, v);
             }
         }
-        let reader: BaseConsumer = reader
+        reader
             .set("group.id", format!("{}.changelog-reader", kafka.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", "10");
+        let reader_config = reader;
+        let reader: BaseConsumer = reader_config
             .create()
             .context("creating the changelog reader")?;
         let metadata = reader
@@ -210,6 +216,7 @@ impl Changelog {
                 seq: 0,
             }),
             reader: Mutex::new(reader),
+            reader_config,
         })
     }
 
@@ -348,7 +355,10 @@ impl Changelog {
         wanted: &[(String, i32)],
         timeout: Duration,
     ) -> anyhow::Result<HashMap<(String, i32), Restored>> {
-        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let reader: BaseConsumer = self
+            .reader_config
+            .create()
+            .context("creating the changelog reader")?;
         let mut homes: Vec<i32> = wanted.iter().map(|(_, p)| self.home(*p)).collect();
         homes.sort_unstable();
         homes.dedup();
@@ -422,7 +432,7 @@ impl Changelog {
                 }
             }
         };
-        let _ = reader.unassign();
+        drop(reader);
         result?;
         let mut out = HashMap::new();
         for (tp, snapshot) in best {

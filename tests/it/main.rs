@@ -10,6 +10,7 @@ mod inventory;
 mod kafka;
 mod prometheus;
 mod replay;
+mod scaleout;
 mod scenario;
 mod stratus;
 mod tansu;
