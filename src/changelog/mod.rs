@@ -630,3 +630,124 @@ fn ensure_topic(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::{Engine, Position};
+
+    /// A state of `n` keys with real detector state, as the engine makes it.
+    fn state(n: usize) -> PartitionState {
+        let cfg = Config::default();
+        let engine = Engine::new(&cfg);
+        let decoder = crate::decode::Decoder::for_profile("generic", &Default::default()).unwrap();
+        let mut out = Vec::new();
+        for k in 0..n {
+            for i in 0..3 {
+                let line = format!(
+                    r#"{{"time":{},"key_id":"AKIA{k:08}","principal":"svc-{k}","source":"10.0.{}.{i}","action":"s3:GetObject"}}"#,
+                    1_767_571_200 + i * 3600,
+                    k % 250
+                );
+                decoder
+                    .decode(line.as_bytes(), |r| {
+                        let at = Position {
+                            origin: 1,
+                            offset: (k * 3) as i64 + i,
+                            record: 0,
+                        };
+                        engine.process_at(&r.unwrap(), Some(at), &mut out)
+                    })
+                    .unwrap();
+            }
+        }
+        let mut keys = engine.snapshot(crate::config::Entity::KeyId);
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        PartitionState {
+            topic: "audit".into(),
+            partition: 7,
+            resume: (n * 3) as i64,
+            written_at_ms: 1_767_600_000_000,
+            principals: keys[..2].to_vec(),
+            keys,
+            delivered: vec![("pager".into(), vec![1, 2, u128::MAX])],
+        }
+    }
+
+    fn reassemble(chunks: &[Vec<u8>]) -> PartitionState {
+        let (first, _) = format::decode_header(&chunks[0]).unwrap();
+        let partial = Partial {
+            chunks: chunks.iter().cloned().map(Some).collect(),
+            have: chunks.len(),
+            header: first,
+        };
+        let mut got = partial.decode().unwrap().state;
+        got.keys.sort_by(|a, b| a.0.cmp(&b.0));
+        got
+    }
+
+    #[test]
+    fn a_snapshot_is_cut_under_the_chunk_size_and_reads_back_whole() {
+        let want = state(3_000);
+        let chunks = encode(&want, 42, 16_384).unwrap();
+        assert!(chunks.len() > 5, "{} chunks", chunks.len());
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(c.len() <= 16_384, "chunk {i} is {} bytes", c.len());
+            let (h, _) = format::decode_header(c).unwrap();
+            assert_eq!(
+                (h.index, h.count, h.snapshot),
+                (i as u32, chunks.len() as u32, 42)
+            );
+            assert_eq!((h.resume, h.partition), (want.resume, 7));
+        }
+        assert_eq!(reassemble(&chunks), want);
+    }
+
+    #[test]
+    fn an_empty_partition_is_one_chunk() {
+        let want = PartitionState {
+            topic: "audit".into(),
+            partition: 0,
+            resume: 12,
+            written_at_ms: 1,
+            ..PartitionState::default()
+        };
+        let chunks = encode(&want, 1, 16_384).unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(reassemble(&chunks), want);
+    }
+
+    #[test]
+    fn damaged_foreign_and_future_chunks_are_refused_by_name() {
+        let chunks = encode(&state(10), 1, 16_384).unwrap();
+        let mut flipped = chunks[0].clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        assert!(matches!(
+            format::decode_header(&flipped),
+            Err(format::ChunkError::Checksum)
+        ));
+        assert!(matches!(
+            format::decode_header(b"{\"not\":\"a chunk\"}"),
+            Err(format::ChunkError::BadMagic)
+        ));
+        let mut future = chunks[0].clone();
+        future[8..12].copy_from_slice(&(format::VERSION + 1).to_le_bytes());
+        let err = format::decode_header(&future).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn the_newer_state_reflects_more_of_the_partition_then_is_the_later_copy() {
+        let at = |resume, written_at_ms| PartitionState {
+            resume,
+            written_at_ms,
+            ..PartitionState::default()
+        };
+        assert!(at(10, 1).newer_than(&at(9, 5)));
+        assert!(at(10, 2).newer_than(&at(10, 1)));
+        assert!(!at(10, 1).newer_than(&at(10, 1)));
+        assert!(!at(9, 9).newer_than(&at(10, 1)));
+    }
+}

@@ -419,7 +419,9 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
         let survivors = by.iter().filter(|n| **n != "c").count();
         assert!(
             by.len() == 1 || (by.len() == 2 && survivors == 1),
-            "alert {id} delivered more than once: by {by:?}"
+            "alert {id} delivered more than once: by {by:?}\n--- b\n{}\n--- d\n{}",
+            b.log(),
+            d.log()
         );
     }
     let normal = truth["normal_keys"].as_object().unwrap();
