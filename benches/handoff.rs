@@ -76,6 +76,12 @@ fn side(cfg: &Config) -> Side {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("KEYWATCH_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with_writer(std::io::stderr)
+        .init();
     let bench = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::args()
         .filter_map(|a| a.parse().ok())

@@ -111,11 +111,8 @@ pub struct Changelog {
     cfg: ChangelogConfig,
     partitions: i32,
     producer: Mutex<Writer>,
-    /// For watermarks (metadata requests only: nothing is fetched with it).
+    /// Reads snapshots back (assigned only while a restore reads).
     reader: Mutex<BaseConsumer>,
-    /// A fresh consumer reads each restore, so nothing fetched for an
-    /// earlier one (messages, end-of-partition events) can leak into it.
-    reader_config: ClientConfig,
 }
 
 /// A snapshot on the topic: its id, chunk count and (resume, written_at) order.
@@ -185,13 +182,12 @@ impl Changelog {
         reader
             .set("group.id", format!("{}.changelog-reader", kafka.group_id))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10");
-        let reader_config = reader;
-        let reader: BaseConsumer = reader_config
-            .create()
-            .context("creating the changelog reader")?;
+            .set("fetch.wait.max.ms", "10")
+            // A snapshot is a few large records: fetch many per round trip.
+            .set("max.partition.fetch.bytes", (32 << 20).to_string())
+            .set("fetch.max.bytes", (64 << 20).to_string());
+        let reader: BaseConsumer = reader.create().context("creating the changelog reader")?;
         let metadata = reader
             .fetch_metadata(Some(&cfg.topic), timeout)
             .with_context(|| format!("reading the metadata of changelog.topic `{}`", cfg.topic))?;
@@ -216,7 +212,6 @@ impl Changelog {
                 seq: 0,
             }),
             reader: Mutex::new(reader),
-            reader_config,
         })
     }
 
@@ -262,9 +257,7 @@ impl Changelog {
             }
             written.push((state, snapshot, count, bytes));
         }
-        let flushed = w
-            .producer
-            .flush(deadline.saturating_duration_since(Instant::now()));
+        let flushed = drain(&w.producer, deadline);
         let failed = w.producer.context().failed.load(Ordering::Relaxed);
         if flushed.is_err() || failed > 0 {
             tracing::error!(
@@ -315,10 +308,8 @@ impl Changelog {
                 );
             }
         }
-        // Tombstones are housekeeping: a later flush delivers what this one misses.
-        let _ = w
-            .producer
-            .flush(deadline.saturating_duration_since(Instant::now()));
+        // Tombstones are housekeeping: a later drain delivers what this one misses.
+        let _ = drain(&w.producer, deadline);
         stats
     }
 
@@ -355,21 +346,32 @@ impl Changelog {
         wanted: &[(String, i32)],
         timeout: Duration,
     ) -> anyhow::Result<HashMap<(String, i32), Restored>> {
-        let reader: BaseConsumer = self
-            .reader_config
-            .create()
-            .context("creating the changelog reader")?;
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         let mut homes: Vec<i32> = wanted.iter().map(|(_, p)| self.home(*p)).collect();
         homes.sort_unstable();
         homes.dedup();
+        // Read each partition up to the high watermark it has now. (Not to
+        // an end-of-partition event: one left over from an earlier restore
+        // would end this one before it read anything.)
+        let mut pending: HashMap<i32, i64> = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for &p in &homes {
-            tpl.add_partition_offset(&self.cfg.topic, p, Offset::Beginning)
-                .context("assigning the changelog")?;
+            let (low, high) = reader
+                .fetch_watermarks(&self.cfg.topic, p, timeout)
+                .with_context(|| {
+                    format!(
+                        "reading the extent of changelog.topic `{}` partition {p}",
+                        self.cfg.topic
+                    )
+                })?;
+            if high > low {
+                pending.insert(p, high);
+                tpl.add_partition_offset(&self.cfg.topic, p, Offset::Beginning)
+                    .context("assigning the changelog")?;
+            }
         }
         reader.assign(&tpl).context("assigning the changelog")?;
         let deadline = Instant::now() + timeout;
-        let mut pending: Vec<i32> = homes.clone();
         let mut partial: HashMap<(String, i32, u64), Partial> = HashMap::new();
         let mut best: HashMap<(String, i32), Partial> = HashMap::new();
         let result = loop {
@@ -378,26 +380,36 @@ impl Changelog {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let mut left: Vec<&i32> = pending.keys().collect();
+                left.sort();
                 break Err(anyhow::anyhow!(
-                    "reading changelog.topic `{}` partitions {pending:?} took longer than changelog.handoff_timeout",
+                    "reading changelog.topic `{}` partitions {left:?} took longer than changelog.handoff_timeout",
                     self.cfg.topic
                 ));
             }
             let msg = match reader.poll(left.min(Duration::from_millis(200))) {
-                None => continue,
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    pending.retain(|&x| x != p);
-                    continue;
-                }
+                None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "reading the changelog");
                     continue;
                 }
                 Some(Ok(msg)) => msg,
             };
+            if pending
+                .get(&msg.partition())
+                .is_some_and(|&high| msg.offset() + 1 >= high)
+            {
+                pending.remove(&msg.partition());
+            }
             let Some(payload) = msg.payload() else {
                 continue;
             };
+            tracing::debug!(
+                partition = msg.partition(),
+                offset = msg.offset(),
+                bytes = payload.len(),
+                "changelog record"
+            );
             let header = match format::decode_header(payload) {
                 Ok((h, _)) => h,
                 Err(e) => {
@@ -432,6 +444,7 @@ impl Changelog {
                 }
             }
         };
+        let _ = reader.unassign();
         drop(reader);
         result?;
         let mut out = HashMap::new();
@@ -544,6 +557,21 @@ fn encode(
             format::encode_chunk(&header, &entries)
         })
         .collect()
+}
+
+/// Waits until every record sent is acknowledged (or failed), up to
+/// `deadline`. (`flush` polls in 100 ms steps: a handoff would wait them out.)
+fn drain(producer: &BaseProducer<WriteContext>, deadline: Instant) -> Result<(), ()> {
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(());
+        }
+        producer.poll(Duration::from_millis(1));
+    }
 }
 
 /// Sends one record, waiting while the local queue is full.
