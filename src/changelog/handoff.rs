@@ -220,6 +220,24 @@ impl Handoff {
         self.final_snapshots(parts, true);
     }
 
+    /// Drops lost partitions (another member took them over after this
+    /// one's session lapsed): their keys leave the engine, nothing is written.
+    pub fn forget(&self, parts: &[Owned]) {
+        let origins: Vec<u16> = parts.iter().map(|p| p.origin).collect();
+        {
+            let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+            for o in &origins {
+                owned.remove(o);
+            }
+        }
+        self.engine.extract(&origins);
+        if let Some(alerts) = &self.alerts {
+            for &o in &origins {
+                alerts.forget_origin(o);
+            }
+        }
+    }
+
     /// As [`Handoff::release`] at shutdown: the keys stay in the engine (for
     /// the final local checkpoint); nothing is owned afterwards.
     pub fn hand_over_at_shutdown(&self, parts: &[Owned]) {

@@ -192,7 +192,7 @@ impl SourceContext {
 
     /// Hands revoked partitions off: a final snapshot of each, and their
     /// keys leave the engine. Every fetched message is applied by now.
-    fn hand_off(&self, tpl: &TopicPartitionList) {
+    fn hand_off(&self, tpl: &TopicPartitionList, lost: bool) {
         let Some(handoff) = self.handoff.get() else {
             return;
         };
@@ -221,7 +221,18 @@ impl SourceContext {
         self.status
             .catching_up
             .store(lock(&self.catchup).len(), Ordering::Relaxed);
-        handoff.release(&parts);
+        if lost {
+            // The session lapsed: another member owns these partitions
+            // already and continues from the changelog. Drop the keys, write
+            // nothing.
+            tracing::warn!(
+                partitions = parts.len(),
+                "partitions lost (the group moved on without this member); their state continues on the new owner"
+            );
+            handoff.forget(&parts);
+        } else {
+            handoff.release(&parts);
+        }
     }
 
     /// Marks a catching-up partition live once it reached its target.
@@ -345,8 +356,11 @@ impl ConsumerContext for SourceContext {
             // Everything polled so far is applied and its offset stored:
             // hand the state off and commit before the partitions go to
             // another member.
-            self.hand_off(tpl);
-            commit(consumer, "revoke");
+            let lost = consumer.assignment_lost();
+            self.hand_off(tpl, lost);
+            if !lost {
+                commit(consumer, "revoke");
+            }
             tracing::info!(partitions = tpl.count(), "partitions revoked");
         }
     }

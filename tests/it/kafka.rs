@@ -463,6 +463,44 @@ fn partition_state_moves_with_the_partition() {
 }
 
 #[test]
+fn a_key_arriving_on_a_second_partition_is_counted() {
+    let c = cluster("unkeyed", 2);
+    let bootstrap = c.bootstrap_servers();
+    let p = producer(&bootstrap);
+    // A producer that does not key by key id: one key's events on both partitions.
+    for (i, partition) in [0, 1, 0, 1].into_iter().enumerate() {
+        let payload = format!(
+            r#"{{"time":{},"key_id":"AKIAROAMING","source":"203.0.113.9"}}"#,
+            1_767_571_200 + i * 60
+        );
+        p.send(
+            BaseRecord::<(), _>::to("unkeyed")
+                .partition(partition)
+                .payload(&payload),
+        )
+        .unwrap();
+    }
+    p.send(
+        BaseRecord::<(), _>::to("unkeyed")
+            .partition(0)
+            .payload(r#"{"time":1767571200,"key_id":"AKIAKEYED"}"#),
+    )
+    .unwrap();
+    p.flush(Duration::from_secs(10)).unwrap();
+    let inst = Instance::start(&config(&bootstrap, "unkeyed", "")).unwrap();
+    wait_until("the moves to be counted", Duration::from_secs(30), || {
+        inst.applied() >= 5 && inst.metrics.key_partition_moves.get() > 0
+    });
+    assert!(
+        inst.metrics
+            .render()
+            .contains("keywatch_key_partition_moves_total"),
+        "exported"
+    );
+    assert_eq!(inst.events_of("AKIAROAMING"), 4, "its events still count");
+}
+
+#[test]
 fn undecodable_messages_land_in_the_dead_letter_topic() {
     let c = cluster("in", 2);
     c.create_topic("dlq", 1, 1).unwrap();
