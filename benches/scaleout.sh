@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Scale-out on one machine: the same topic (1M CloudTrail events, 12
-# partitions, local tansu) consumed by a group of 1, 2 and 3 `keywatch run`
-# instances, each with the changelog on (the default). Reports wall time for
-# the group, and per instance the messages it applied, its rate and its CPU.
-# Every instance shares the same two cores with the broker: read the per-
-# instance rates and CPU, not a speed-up. Run by hand; needs tansu and the
-# Python confluent-kafka client (.ci/test installs both).
+# Scale-out on one machine (local tansu, 12 partitions, 1M CloudTrail events):
+# first one instance's capacity on a backlog, then groups of 1, 2 and 3
+# `keywatch run` instances (changelog on, the default) that settle on an
+# empty topic before the events are produced into it, so each member
+# consumes its share. Reports per instance the messages it applied, its rate
+# and its CPU. Every instance shares the same two cores with the broker and
+# the producer: read per-instance rates and CPU, not a speed-up. Run by hand;
+# needs tansu, curl and the Python confluent-kafka client (.ci/test installs
+# tansu and the client).
 #
 #   benches/scaleout.sh [EVENTS] [KEYS]      (defaults: 1000000 100000)
 set -euo pipefail
@@ -15,7 +17,7 @@ KEYS=${2:-100000}
 PORT=${PORT:-19094}
 BROKER=127.0.0.1:$PORT
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "logs kept in $WORK" || rm -rf "$WORK"' EXIT
 
 cargo build --release --quiet
 KW=target/release/keywatch
@@ -30,14 +32,54 @@ VOLUME=$(python3 -c "print($EVENTS / ($KEYS * 1100.0))")
 $KW gen --format cloudtrail --keys "$KEYS" --days 1 --volume "$VOLUME" --seed 9 -o "$WORK/events.jsonl"
 head -n "$EVENTS" "$WORK/events.jsonl" >"$WORK/n.jsonl"
 N=$(wc -l <"$WORK/n.jsonl")
-python3 tests/e2e/produce.py --brokers "$BROKER" --topic events --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
-echo "topic holds $N CloudTrail events in 12 partitions"
 
 cpu_seconds() { awk -v t="$TICK" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+owned() { # sum of partitions owned by the instances whose logs are given
+    local total=0
+    for log in "$@"; do
+        addr=$(grep -o 'serving /metrics.*addr=[0-9.:]*' "$log" 2>/dev/null | grep -o '[0-9.]*:[0-9]*$' || true)
+        [ -z "$addr" ] && { echo 0; return; }
+        n=$(curl -s "http://$addr/metrics" | awk '/^keywatch_kafka_partitions_owned /{print $2}')
+        [ -z "$n" ] || [ "$n" = 0 ] && { echo 0; return; }
+        total=$((total + n))
+    done
+    echo $total
+}
 
-for INSTANCES in 1 2 3; do
+echo "-- capacity: one instance on a backlog of $N events"
+tansu topic create backlog --broker tcp://$BROKER --partitions 12 >/dev/null
+python3 tests/e2e/produce.py --brokers "$BROKER" --topic backlog --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
+mkdir -p "$WORK/backlog"
+cat >"$WORK/backlog/kw.toml" <<TOML
+[decode]
+profile = "cloudtrail"
+[kafka]
+brokers = "$BROKER"
+topics = ["backlog"]
+group_id = "kw-backlog"
+commit_interval = "1s"
+[http]
+listen = "127.0.0.1:0"
+[checkpoint]
+dir = "$WORK/backlog/checkpoints"
+[changelog]
+topic = "keywatch-state-backlog"
+TOML
+KEYWATCH_LOG=info $KW run -c "$WORK/backlog/kw.toml" 2>"$WORK/backlog/kw.log" &
+PID=$!
+SECS=$(python3 benches/group_progress.py "$BROKER" kw-backlog backlog "$N")
+C=$(cpu_seconds $PID)
+kill -TERM $PID; wait $PID || true
+echo "   $N events in ${SECS}s including group join = $(python3 -c "print(round($N/$SECS))") events/s, CPU ${C}s"
+
+# Then groups of 1, 2 and 3 that have settled on an empty topic before the
+# same events are produced into it, so every member consumes its share.
+for INSTANCES in ${ONLY:-1 2 3}; do
     GROUP=kw-scale-$INSTANCES
+    TOPIC=events-$INSTANCES
+    tansu topic create "$TOPIC" --broker tcp://$BROKER --partitions 12 >/dev/null
     PIDS=()
+    LOGS=()
     for i in $(seq "$INSTANCES"); do
         DIR=$WORK/$GROUP/$i
         mkdir -p "$DIR"
@@ -46,7 +88,7 @@ for INSTANCES in 1 2 3; do
 profile = "cloudtrail"
 [kafka]
 brokers = "$BROKER"
-topics = ["events"]
+topics = ["$TOPIC"]
 group_id = "$GROUP"
 commit_interval = "1s"
 [http]
@@ -58,18 +100,28 @@ topic = "keywatch-state-$GROUP"
 TOML
         KEYWATCH_LOG=info $KW run -c "$DIR/kw.toml" 2>"$DIR/kw.log" &
         PIDS+=($!)
+        LOGS+=("$DIR/kw.log")
     done
-    SECS=$(python3 benches/group_progress.py "$BROKER" "$GROUP" events "$N")
+    for _ in $(seq 300); do [ "$(owned "${LOGS[@]}")" = 12 ] && break; sleep 0.2; done
+    [ "$(owned "${LOGS[@]}")" = 12 ] || { echo "group $GROUP did not settle"; tail -5 "${LOGS[@]}"; exit 1; }
+    CPU0=()
+    for p in "${PIDS[@]}"; do CPU0+=("$(cpu_seconds "$p")"); done
+    python3 benches/group_progress.py "$BROKER" "$GROUP" "$TOPIC" "$N" >"$WORK/$GROUP/secs" &
+    PROGRESS=$!
+    T0=$(date +%s.%N)
+    python3 tests/e2e/produce.py --brokers "$BROKER" --topic "$TOPIC" --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
+    PRODUCED=$(python3 -c "import time; print(round($(date +%s.%N) - $T0, 2))")
+    wait $PROGRESS
+    SECS=$(cat "$WORK/$GROUP/secs")
     CPU=()
     for p in "${PIDS[@]}"; do CPU+=("$(cpu_seconds "$p")"); done
     for p in "${PIDS[@]}"; do kill -TERM "$p"; done
     for p in "${PIDS[@]}"; do wait "$p" || true; done
-    echo "-- $INSTANCES instance(s): $N events in ${SECS}s including group join = $(python3 -c "print(round($N/$SECS))") events/s for the group"
+    echo "-- $INSTANCES instance(s): producing took ${PRODUCED}s; every event applied and committed after ${SECS}s = $(python3 -c "print(round($N/$SECS))") events/s"
     for i in $(seq "$INSTANCES"); do
-        LOG=$WORK/$GROUP/$i/kw.log
+        LOG=${LOGS[$((i - 1))]}
         MSGS=$(grep -o 'consumer stopped and committed messages=[0-9]*' "$LOG" | grep -o '[0-9]*$' || echo 0)
-        MOVES=$(grep -c 'partition state restored' "$LOG" || true)
-        C=${CPU[$((i - 1))]}
-        echo "   instance $i: $MSGS messages, $(python3 -c "print(round($MSGS/$SECS))") events/s, CPU ${C}s = $(python3 -c "print(round(100*$C/$SECS))")% of one core, $MOVES partition restores"
+        C=$(python3 -c "print(round(${CPU[$((i - 1))]} - ${CPU0[$((i - 1))]}, 2))")
+        echo "   instance $i: $MSGS messages = $(python3 -c "print(round($MSGS/$SECS))") events/s, CPU ${C}s = $(python3 -c "print(round(100*$C/$SECS))")% of a core, $(python3 -c "print(round(1e6*$C/max($MSGS,1), 2))") us per event"
     done
 done
