@@ -374,9 +374,29 @@ impl Changelog {
         let deadline = Instant::now() + timeout;
         let mut partial: HashMap<(String, i32, u64), Partial> = HashMap::new();
         let mut best: HashMap<(String, i32), Partial> = HashMap::new();
+        // Where each partition was read to, to check the end once more.
+        let mut reached: HashMap<i32, i64> = pending.clone();
+        let mut rechecks = 0;
         let result = loop {
             if pending.is_empty() {
-                break Ok(());
+                // A snapshot written just before the watermark was read may
+                // end past it: read on while the end moves (a few times).
+                if rechecks < 3 {
+                    rechecks += 1;
+                    for (&p, high) in reached.iter_mut() {
+                        if let Ok((_, now)) =
+                            reader.fetch_watermarks(&self.cfg.topic, p, Duration::from_secs(5))
+                        {
+                            if now > *high {
+                                *high = now;
+                                pending.insert(p, now);
+                            }
+                        }
+                    }
+                }
+                if pending.is_empty() {
+                    break Ok(());
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -447,6 +467,11 @@ impl Changelog {
         let _ = reader.unassign();
         drop(reader);
         result?;
+        for ((topic, partition, _), p) in &partial {
+            if !best.contains_key(&(topic.clone(), *partition)) {
+                tracing::warn!(%topic, partition, chunks = p.have, of = p.chunks.len(), "only an incomplete snapshot of the partition is on the changelog; skipped");
+            }
+        }
         let mut out = HashMap::new();
         for (tp, snapshot) in best {
             let count = snapshot.header.count;
