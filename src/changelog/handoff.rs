@@ -223,6 +223,14 @@ impl Handoff {
         self.final_snapshots(parts, true);
     }
 
+    /// Whether this instance owns the partition numbered `origin`.
+    pub fn owns(&self, origin: u16) -> bool {
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&origin)
+    }
+
     /// Drops lost partitions (another member took them over after this
     /// one's session lapsed): their keys leave the engine, nothing is written.
     pub fn forget(&self, parts: &[Owned]) {

@@ -153,6 +153,14 @@ impl SourceContext {
             .elements()
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
+            .filter(|(topic, partition)| {
+                // Its state is here and live: a restore would set it back.
+                let owned = handoff.owns(self.origins.index(topic, *partition));
+                if owned {
+                    tracing::warn!(%topic, partition, "assigned a partition this instance already owns; its state stays as it is");
+                }
+                !owned
+            })
             .collect();
         if parts.is_empty() {
             return;

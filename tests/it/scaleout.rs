@@ -222,7 +222,15 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
     }
     let tansu = Tansu::start();
     tansu.create_topic("audit", GROUP_PARTITIONS as u32);
-    let root = tempfile::tempdir().unwrap();
+    // KEYWATCH_KEEP_TEST_DIR=1 keeps the members' logs, configs and state.
+    let keep = std::env::var_os("KEYWATCH_KEEP_TEST_DIR").is_some();
+    let root = tempfile::Builder::new()
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap();
+    if keep {
+        eprintln!("keeping {}", root.path().display());
+    }
 
     // The scenario in four parts, in event-time order (the attacks are in
     // the last two), and a clean single pass over all of it.
