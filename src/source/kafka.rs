@@ -110,6 +110,9 @@ pub struct SourceContext {
     /// Next offset per owned partition, as applied.
     applied: Arc<Mutex<Resume>>,
     catchup: Mutex<HashMap<u16, CatchUp>>,
+    /// Restored partitions whose first message is still to come, and the
+    /// offset it must have: the state and the read position must agree.
+    first: Mutex<HashMap<u16, i64>>,
     status: Arc<SourceStatus>,
 }
 
@@ -175,6 +178,7 @@ impl SourceContext {
                 continue;
             }
             lock(&self.applied).insert(acquired.origin, resume);
+            lock(&self.first).insert(acquired.origin, resume);
             let target = handoff.high_watermark(topic, partition).unwrap_or(resume);
             if target > resume {
                 self.metrics
@@ -211,6 +215,7 @@ impl SourceContext {
                 .iter()
                 .map(|e| {
                     let origin = self.origins.index(e.topic(), e.partition());
+                    lock(&self.first).remove(&origin);
                     if catchup.remove(&origin).is_some() {
                         let _ = self
                             .metrics
@@ -466,6 +471,7 @@ impl KafkaSource {
                 origins: durable.origins.clone(),
                 applied: applied.clone(),
                 catchup: Mutex::new(HashMap::new()),
+                first: Mutex::new(HashMap::new()),
                 status: status.clone(),
             })
             .map_err(StartError::Client)?;
@@ -574,6 +580,9 @@ impl KafkaSource {
             let arrived = Instant::now();
             let payload = msg.payload().unwrap_or_default();
             let origin = self.origins.index(msg.topic(), msg.partition());
+            if self.restarted_past_state(&msg, origin) {
+                continue;
+            }
             let verdict = self
                 .pipeline
                 .apply_at(payload, arrived, Some((origin, msg.offset())));
@@ -685,6 +694,47 @@ impl Moves {
                 "events of one key arrive on more than one partition: key messages by key id, or the key's baseline splits across instances"
             );
         }
+    }
+}
+
+impl KafkaSource {
+    /// Whether the first message of a restored partition came from past
+    /// the offset its state reflects (the fetcher did not start where the
+    /// restore pointed it): then the partition is sought back and the
+    /// message is read again in turn, so no event is skipped.
+    fn restarted_past_state(
+        &self,
+        msg: &rdkafka::message::BorrowedMessage<'_>,
+        origin: u16,
+    ) -> bool {
+        let ctx = self.consumer.context();
+        let mut first = lock(&ctx.first);
+        if first.is_empty() {
+            return false;
+        }
+        let Some(expected) = first.remove(&origin) else {
+            return false;
+        };
+        if msg.offset() <= expected {
+            return false;
+        }
+        tracing::warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            expected,
+            "a restored partition started past its state's offset; seeking back"
+        );
+        if let Err(e) = self.consumer.seek(
+            msg.topic(),
+            msg.partition(),
+            Offset::Offset(expected),
+            Duration::from_secs(10),
+        ) {
+            tracing::error!(error = %e, "cannot seek back; the events in between are not applied");
+            return false;
+        }
+        true
     }
 }
 
