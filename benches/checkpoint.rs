@@ -5,7 +5,6 @@
 //! `cargo bench --bench checkpoint [-- KEYS]` (default 1,000,000). Under
 //! `cargo test` it runs 20,000 keys.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,27 +12,11 @@ use std::time::{Duration, Instant};
 
 use keywatch::checkpoint::{Checkpoint, Origins, Store};
 use keywatch::config::{Config, Entity};
-use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::{Engine, Position};
 
-fn event(key: &str, ms: i64, host: u32) -> AuditEvent<'_> {
-    AuditEvent {
-        time_ms: ms,
-        key_id: Cow::Borrowed(key),
-        principal: None,
-        source: Some(Source::Ip(
-            std::net::Ipv4Addr::from(0x0A00_0000 | host).into(),
-        )),
-        user_agent: Some(Cow::Borrowed("aws-cli/2.15.0 Python/3.11.6")),
-        action: Some(Cow::Borrowed(
-            ["GetObject", "PutObject", "ListBucket"][host as usize % 3],
-        )),
-        action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
-        outcome: Outcome::Success,
-        region: None,
-        count: 1,
-    }
-}
+#[path = "support/events.rs"]
+mod events;
+use events::event;
 
 /// Applies events to random keys for `run_for`; returns the longest gap
 /// between two consecutive applications.

@@ -10,7 +10,6 @@
 //! `KEYWATCH_BENCH_BROKERS=127.0.0.1:9092`. Under `cargo test`: 5,000 keys,
 //! one move each way.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,28 +18,12 @@ use keywatch::changelog::handoff::Owned;
 use keywatch::changelog::{Changelog, Handoff};
 use keywatch::checkpoint::{Checkpoint, Origins, Store};
 use keywatch::config::{Config, Entity};
-use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::{Engine, Position};
 use keywatch::metrics::Metrics;
 
-fn event(key: &str, ms: i64, host: u32) -> AuditEvent<'_> {
-    AuditEvent {
-        time_ms: ms,
-        key_id: Cow::Borrowed(key),
-        principal: None,
-        source: Some(Source::Ip(
-            std::net::Ipv4Addr::from(0x0A00_0000 | host).into(),
-        )),
-        user_agent: Some(Cow::Borrowed("aws-cli/2.15.0 Python/3.11.6")),
-        action: Some(Cow::Borrowed(
-            ["GetObject", "PutObject", "ListBucket"][host as usize % 3],
-        )),
-        action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
-        outcome: Outcome::Success,
-        region: None,
-        count: 1,
-    }
-}
+#[path = "support/events.rs"]
+mod events;
+use events::event;
 
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();

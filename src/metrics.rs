@@ -122,6 +122,13 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
+        let plain_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
         let gauge = |name: &str, help: &str| {
             let g = Gauge::new(name, help).expect("valid metric");
             registry
@@ -236,15 +243,10 @@ impl Metrics {
                 "1 while a finding on the key is within its cooldown.",
                 &["key_id", "detector", "severity"],
             ),
-            anomaly_active_dropped: {
-                let c = IntCounter::new(
-                    "keywatch_anomaly_active_dropped_total",
-                    "Findings not exported in keywatch_anomaly_active because of its cap.",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
+            anomaly_active_dropped: plain_counter(
+                "keywatch_anomaly_active_dropped_total",
+                "Findings not exported in keywatch_anomaly_active because of its cap.",
+            ),
             checkpoint_age: gauge(
                 "keywatch_checkpoint_age_seconds",
                 "Seconds since the last successful checkpoint.",
@@ -279,43 +281,28 @@ impl Metrics {
                 registry.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
-            state_restore_bytes: {
-                let c = IntCounter::new(
-                    "keywatch_state_restore_bytes_total",
-                    "Snapshot bytes read back from the changelog topic.",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
+            state_restore_bytes: plain_counter(
+                "keywatch_state_restore_bytes_total",
+                "Snapshot bytes read back from the changelog topic.",
+            ),
             state_snapshots: counter(
                 "keywatch_state_snapshots_total",
                 "Partition snapshots written to the changelog topic, by trigger and result.",
                 &["trigger", "result"],
             ),
-            state_snapshot_bytes: {
-                let c = IntCounter::new(
-                    "keywatch_state_snapshot_bytes_total",
-                    "Snapshot bytes written to the changelog topic.",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
+            state_snapshot_bytes: plain_counter(
+                "keywatch_state_snapshot_bytes_total",
+                "Snapshot bytes written to the changelog topic.",
+            ),
             catchup_lag: gauge_vec(
                 "keywatch_state_catchup_lag",
                 "Messages a restored partition still replays before it is live.",
                 &["topic", "partition"],
             ),
-            key_partition_moves: {
-                let c = IntCounter::new(
-                    "keywatch_key_partition_moves_total",
-                    "Events of a key that arrived on another partition than its previous event.",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
+            key_partition_moves: plain_counter(
+                "keywatch_key_partition_moves_total",
+                "Events of a key that arrived on another partition than its previous event.",
+            ),
             inventory_reloads: counter(
                 "keywatch_inventory_reloads_total",
                 "Inventory file reloads, by result; a failed one keeps the previous inventory.",

@@ -325,6 +325,31 @@ impl Changelog {
         }
     }
 
+    /// Sends tombstones for every chunk of `snapshots` (delivered with the
+    /// next write, or now if the broker is quick).
+    fn delete(&self, snapshots: &[ChunkHeader]) {
+        if snapshots.is_empty() {
+            return;
+        }
+        let w = self.producer.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for h in snapshots {
+            for index in 0..h.count {
+                let key = format::chunk_key(&h.topic, h.partition, h.snapshot, index);
+                send(
+                    &w.producer,
+                    &self.cfg.topic,
+                    self.home(h.partition),
+                    &key,
+                    None,
+                    deadline,
+                );
+            }
+        }
+        w.producer.poll(Duration::ZERO);
+        tracing::debug!(snapshots = snapshots.len(), "deleting superseded snapshots");
+    }
+
     /// Remembers a snapshot restored from the changelog, so the next write
     /// of its partition deletes it.
     fn adopt(&self, state: &PartitionState, snapshot: u64, count: u32) {
@@ -374,6 +399,8 @@ impl Changelog {
         let deadline = Instant::now() + timeout;
         let mut partial: HashMap<(String, i32, u64), Partial> = HashMap::new();
         let mut best: HashMap<(String, i32), Partial> = HashMap::new();
+        // Complete snapshots a newer one replaces: deleted after the read.
+        let mut superseded: Vec<ChunkHeader> = Vec::new();
         // Where each partition was read to, to check the end once more.
         let mut reached: HashMap<i32, i64> = pending.clone();
         let mut rechecks = 0;
@@ -459,14 +486,34 @@ impl Changelog {
                     (done.header.resume, done.header.written_at_ms)
                         > (b.header.resume, b.header.written_at_ms)
                 });
-                if newer {
-                    best.insert(tp, done);
+                let loser = if newer {
+                    best.insert(tp, done)
+                } else {
+                    Some(done)
+                };
+                if let Some(l) = loser {
+                    superseded.push(l.header);
                 }
             }
         };
         let _ = reader.unassign();
         drop(reader);
         result?;
+        // Older snapshots, complete or left half-written by a writer that
+        // died, are deleted: nobody else knows their keys, and compaction
+        // keeps every distinct key.
+        let order = |h: &ChunkHeader| (h.resume, h.written_at_ms);
+        let mut stale: Vec<ChunkHeader> = superseded;
+        for p in partial.values() {
+            let tp = (p.header.topic.clone(), p.header.partition);
+            if best
+                .get(&tp)
+                .is_some_and(|b| order(&p.header) < order(&b.header))
+            {
+                stale.push(p.header.clone());
+            }
+        }
+        self.delete(&stale);
         for ((topic, partition, _), p) in &partial {
             if !best.contains_key(&(topic.clone(), *partition)) {
                 tracing::warn!(%topic, partition, chunks = p.have, of = p.chunks.len(), "only an incomplete snapshot of the partition is on the changelog; skipped");

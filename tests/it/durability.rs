@@ -76,13 +76,6 @@ fn start(cfg: &Path, log: &Path) -> Daemon {
     )
 }
 
-fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    child.wait().unwrap()
-}
-
 /// Events covered by the newest checkpoint written after `since_ms`.
 fn resumed_total(store: &Store, since_ms: i64) -> i64 {
     store

@@ -87,3 +87,11 @@ pub fn free_loopback_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("bound address").to_string()
 }
+
+/// Sends SIGTERM to a child and waits for it to exit.
+pub fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().expect("the child exits")
+}

@@ -15,6 +15,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Message};
 use tokio_util::sync::CancellationToken;
 
+use keywatch::changelog::{Changelog, PartitionState};
 use keywatch::checkpoint::{Checkpointer, Origins};
 use keywatch::config::{Config, Entity, HumanDuration};
 use keywatch::engine::{Engine, Finding};
@@ -460,6 +461,90 @@ fn partition_state_moves_with_the_partition() {
         0,
         "no key saw its events twice or out of order"
     );
+}
+
+#[test]
+fn the_newest_snapshot_is_restored_and_older_ones_are_deleted() {
+    let c = cluster("audit", 4);
+    let bootstrap = c.bootstrap_servers();
+    let mut cfg = config(&bootstrap, "audit", "");
+    cfg.changelog.chunk_bytes = 16_384;
+    // Three writers that do not know each other's snapshots (three instances).
+    let writer = || Changelog::connect(&cfg.kafka, &cfg.changelog, 4).unwrap();
+    let (x, y, z) = (writer(), writer(), writer());
+    let engine = Engine::new(&cfg);
+    let mut out = Vec::new();
+    let decoder = keywatch::decode::Decoder::for_profile("generic", &BTreeMap::new()).unwrap();
+    for k in 0..400 {
+        let line = format!(
+            r#"{{"time":1767571200,"key_id":"AKIASNAP{k:04}","source":"198.51.100.{}"}}"#,
+            k % 200
+        );
+        decoder
+            .decode(line.as_bytes(), |r| engine.process(&r.unwrap(), &mut out))
+            .unwrap();
+    }
+    let state = |resume: i64, written_at_ms: i64| PartitionState {
+        topic: "audit".into(),
+        partition: 2,
+        resume,
+        written_at_ms,
+        keys: engine.snapshot(Entity::KeyId),
+        delivered: vec![("pager".into(), vec![resume as u128])],
+        ..PartitionState::default()
+    };
+    let timeout = Duration::from_secs(10);
+    assert_eq!(x.write(&[state(100, 1)], timeout).ok, 1);
+    assert_eq!(y.write(&[state(300, 3)], timeout).ok, 1);
+    assert_eq!(x.write(&[state(200, 2)], timeout).ok, 1);
+
+    let got = z.read(&[("audit".to_owned(), 2)], timeout).unwrap();
+    let restored = &got[&("audit".to_owned(), 2)].state;
+    assert_eq!(
+        restored.resume, 300,
+        "the snapshot that reflects the most wins"
+    );
+    assert_eq!(restored.keys.len(), 400);
+    assert_eq!(
+        restored.delivered,
+        vec![("pager".to_owned(), vec![300u128])]
+    );
+    assert!(z
+        .read(&[("audit".to_owned(), 1)], timeout)
+        .unwrap()
+        .is_empty());
+
+    // The reader deleted the snapshots it superseded: only 300's chunks
+    // remain without a tombstone after them.
+    std::thread::sleep(Duration::from_millis(500));
+    let raw: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "changelog-probe")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&cfg.changelog.topic, 2, rdkafka::Offset::Beginning)
+        .unwrap();
+    raw.assign(&tpl).unwrap();
+    let mut live: BTreeMap<String, bool> = BTreeMap::new();
+    loop {
+        match raw.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                let key = String::from_utf8_lossy(m.key().unwrap()).into_owned();
+                live.insert(key, m.payload().is_some());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => break,
+            Some(Err(e)) => panic!("{e}"),
+        }
+    }
+    let alive: BTreeSet<u64> = live
+        .iter()
+        .filter(|(_, &v)| v)
+        .map(|(k, _)| u64::from_str_radix(k.split('/').nth(2).unwrap(), 16).unwrap())
+        .collect();
+    assert_eq!(alive.len(), 1, "one snapshot left: {live:?}");
+    assert!(live.len() > 3, "chunked under chunk_bytes: {live:?}");
 }
 
 #[test]

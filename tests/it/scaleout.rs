@@ -151,10 +151,7 @@ path = "{alerts}"
     }
 
     fn sigterm(&mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap()
+        sigterm(&mut self.child)
     }
 }
 
