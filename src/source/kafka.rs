@@ -374,7 +374,11 @@ impl ConsumerContext for SourceContext {
             if !lost {
                 commit(consumer, "revoke");
             }
-            tracing::info!(partitions = tpl.count(), "partitions revoked");
+            tracing::info!(
+                partitions = tpl.count(),
+                list = %partition_list(tpl),
+                "partitions revoked"
+            );
         }
     }
 
@@ -383,13 +387,25 @@ impl ConsumerContext for SourceContext {
         self.metrics.partitions_owned.set(owned as i64);
         self.metrics.consumer_lag.reset();
         match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(assigned = tpl.count(), owned, "partitions assigned")
-            }
+            Rebalance::Assign(tpl) => tracing::info!(
+                assigned = tpl.count(),
+                owned,
+                list = %partition_list(tpl),
+                "partitions assigned"
+            ),
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
     }
+}
+
+/// `topic/partition` of each element, comma-separated, for logs.
+fn partition_list(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn commit(consumer: &BaseConsumer<SourceContext>, why: &str) {

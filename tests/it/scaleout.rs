@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use keywatch::config::{Config, Entity};
 use keywatch::engine::Engine;
 
@@ -230,11 +232,140 @@ fn settled(explained: &serde_json::Value) -> serde_json::Value {
     })
 }
 
+/// The scenario, a clean single pass over it, and its ground truth.
+struct Scenario {
+    lines: Vec<String>,
+    cuts: [usize; 5],
+    clean: Engine,
+    found: Vec<keywatch::engine::Finding>,
+    keys: Vec<String>,
+    truth: serde_json::Value,
+}
+
+impl Scenario {
+    fn load() -> Scenario {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let lines: Vec<String> = {
+            let f = flate2::read::GzDecoder::new(
+                std::fs::File::open(data.join("scenario.jsonl.gz")).unwrap(),
+            );
+            std::io::BufReader::new(f)
+                .lines()
+                .map(Result::unwrap)
+                .filter(|l| !l.trim().is_empty())
+                .collect()
+        };
+        // Four parts in event-time order (the attacks are in the last two).
+        let n = lines.len();
+        let cuts = [0, n * 2 / 5, n * 3 / 5, n * 4 / 5, n];
+        let clean = Engine::new(&Config::default());
+        let decoder = keywatch::decode::Decoder::for_profile("generic", &BTreeMap::new()).unwrap();
+        let mut found = Vec::new();
+        for line in &lines {
+            decoder
+                .decode(line.as_bytes(), |r| clean.process(&r.unwrap(), &mut found))
+                .unwrap();
+        }
+        let mut keys = Vec::new();
+        clean.for_each_key(Entity::KeyId, |k, _| keys.push(k.to_owned()));
+        keys.sort();
+        let truth =
+            serde_json::from_slice(&std::fs::read(data.join("truth.json")).unwrap()).unwrap();
+        Scenario {
+            lines,
+            cuts,
+            clean,
+            found,
+            keys,
+            truth,
+        }
+    }
+}
+
+/// A partition and when a member held it.
+type Holding = (String, DateTime<Utc>, DateTime<Utc>);
+
+/// When each member held each partition, from its own log ("partitions
+/// assigned/revoked ... list=..."), up to `until` (a kill) or now.
+fn holdings(
+    m: &Member,
+    until: Option<DateTime<Utc>>,
+) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+    let end = until.unwrap_or_else(Utc::now);
+    let mut open: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in m.log().lines() {
+        let assigned = line.contains("partitions assigned");
+        if !assigned && !line.contains("partitions revoked") {
+            continue;
+        }
+        let Some(at) = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+        else {
+            continue;
+        };
+        let list = line.split("list=").nth(1).unwrap_or("").trim();
+        for p in list.split(',').filter(|p| !p.is_empty()) {
+            if assigned {
+                open.entry(p.to_owned()).or_insert(at);
+            } else if let Some(from) = open.remove(p) {
+                out.push((p.to_owned(), from, at));
+            }
+        }
+    }
+    out.extend(open.into_iter().map(|(p, from)| (p, from, end)));
+    out
+}
+
+/// A partition two members held at the same time, if any.
+fn overlap(members: &[(&Member, Option<DateTime<Utc>>)]) -> Option<String> {
+    let held: Vec<(&str, Vec<Holding>)> = members
+        .iter()
+        .map(|(m, until)| (m.name, holdings(m, *until)))
+        .collect();
+    for (i, (x, xs)) in held.iter().enumerate() {
+        for (y, ys) in &held[i + 1..] {
+            for (p, a0, a1) in xs {
+                for (q, b0, b1) in ys {
+                    if p == q && a0 < b1 && b0 < a1 {
+                        return Some(format!("{p} held by {x} ({a0}..{a1}) and {y} ({b0}..{b1})"));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 #[test]
 fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
     if !tansu_and_python() {
         return;
     }
+    let scenario = Scenario::load();
+    // tansu 0.6's group coordinator sometimes gives a joining member a
+    // partition its owner has not revoked (seen: two members consuming one
+    // partition for seconds), which no consumer can make exact. Such a run
+    // is recognised from the members' own assignment logs and repeated on
+    // a fresh broker; a run where the group kept to the protocol must be
+    // exact.
+    let mut overlaps = Vec::new();
+    for _ in 0..3 {
+        match attempt(&scenario) {
+            Ok(()) => return,
+            Err(o) => {
+                eprintln!("the broker broke the group protocol ({o}); again on a fresh broker");
+                overlaps.push(o);
+            }
+        }
+    }
+    panic!("tansu assigned a partition to two members at once in every attempt: {overlaps:#?}");
+}
+
+fn attempt(s: &Scenario) -> Result<(), String> {
     let tansu = Tansu::start();
     tansu.create_topic("audit", GROUP_PARTITIONS as u32);
     // KEYWATCH_KEEP_TEST_DIR=1 keeps the members' logs, configs and state.
@@ -247,44 +378,15 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
         eprintln!("keeping {}", root.path().display());
     }
 
-    // The scenario in four parts, in event-time order (the attacks are in
-    // the last two), and a clean single pass over all of it.
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let lines: Vec<String> = {
-        let f = flate2::read::GzDecoder::new(
-            std::fs::File::open(data.join("scenario.jsonl.gz")).unwrap(),
-        );
-        std::io::BufReader::new(f)
-            .lines()
-            .map(Result::unwrap)
-            .filter(|l| !l.trim().is_empty())
-            .collect()
-    };
-    let cuts = [
-        0,
-        lines.len() * 2 / 5,
-        lines.len() * 3 / 5,
-        lines.len() * 4 / 5,
-        lines.len(),
-    ];
+    let cuts = s.cuts;
     let parts: Vec<PathBuf> = (0..4)
         .map(|i| {
             let path = root.path().join(format!("part{i}.jsonl"));
-            std::fs::write(&path, lines[cuts[i]..cuts[i + 1]].join("\n")).unwrap();
+            std::fs::write(&path, s.lines[cuts[i]..cuts[i + 1]].join("\n")).unwrap();
             path
         })
         .collect();
-    let clean = Engine::new(&Config::default());
-    let decoder = keywatch::decode::Decoder::for_profile("generic", &BTreeMap::new()).unwrap();
-    let mut found = Vec::new();
-    for line in &lines {
-        decoder
-            .decode(line.as_bytes(), |r| clean.process(&r.unwrap(), &mut found))
-            .unwrap();
-    }
-    let mut keys = Vec::new();
-    clean.for_each_key(Entity::KeyId, |k, _| keys.push(k.to_owned()));
-    keys.sort();
+    let (clean, found, keys) = (&s.clean, &s.found, &s.keys);
 
     let brokers = tansu.addr.clone();
     let mut a = Member::start("a", root.path(), &brokers);
@@ -302,6 +404,7 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
     );
     std::thread::sleep(Duration::from_millis(1_500));
     c.kill_9();
+    let killed_at = Utc::now();
     assert_eq!(
         tansu.produce("audit", &parts[1]),
         (cuts[2] - cuts[1]) as u64
@@ -327,6 +430,10 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
         assert_eq!(producing.join().unwrap(), (cuts[4] - cuts[3]) as u64);
     });
 
+    if let Some(o) = overlap(&[(&a, None), (&b, None), (&c, Some(killed_at)), (&d, None)]) {
+        return Err(o);
+    }
+
     // The union of b's and d's states equals the clean pass, each key on one.
     let expected: BTreeMap<String, serde_json::Value> = keys
         .iter()
@@ -342,7 +449,7 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
     loop {
         let mut union: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
         for m in [&mut b, &mut d] {
-            for k in &keys {
+            for k in keys {
                 let (status, body) = m.get(&format!("/api/v1/keys/{k}"));
                 if status == 200 {
                     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -395,8 +502,7 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
     // handed off gracefully is never delivered again. (An alert c delivered
     // after its last snapshot may come again from the instance that replays
     // c's partition: that is the kill -9 window, and it keeps its id.)
-    let truth: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("truth.json")).unwrap()).unwrap();
+    let truth = &s.truth;
     let by_member: Vec<(&str, Vec<serde_json::Value>)> = [&a, &b, &c, &d]
         .iter()
         .map(|m| (m.name, m.alerts()))
@@ -452,4 +558,5 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
     for m in [&mut b, &mut d] {
         assert!(m.sigterm().success(), "{}", m.log());
     }
+    Ok(())
 }
