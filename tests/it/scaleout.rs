@@ -474,15 +474,18 @@ fn attempt(s: &Scenario, last: bool) -> Result<(), String> {
             };
             events(&got).is_some_and(|n| Some(n) <= events(&expected))
         };
-        let holds = match &broken {
-            None => got == expected,
-            Some(_) => keys.iter().all(within),
-        };
-        if doubled.is_empty() && holds && ready {
-            if let Some(o) = &broken {
+        let exact = got == expected;
+        // With a broken protocol the run is given the same time to become
+        // exact, and is held to the weaker bound only when it does not.
+        let give_up = broken.is_some() && started.elapsed() > Duration::from_secs(90);
+        if doubled.is_empty() && ready && (exact || (give_up && keys.iter().all(within))) {
+            if let (Some(o), false) = (&broken, exact) {
                 eprintln!(
-                    "tansu gave one partition to two members at once ({o}); exact equality with the clean pass is not expected of such a run. Keys that differ: {:?}",
-                    keys.iter().filter(|k| got.get(*k) != expected.get(*k)).collect::<Vec<_>>()
+                    "tansu gave one partition to two members at once ({o}); the run did not become exact. Keys that differ: {:?}",
+                    keys.iter()
+                        .filter(|k| got.get(*k) != expected.get(*k))
+                        .map(|k| (k, got.get(k), expected.get(k)))
+                        .collect::<Vec<_>>()
                 );
             }
             break;
