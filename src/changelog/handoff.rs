@@ -2,7 +2,7 @@
 //! group assigns or revokes a partition, and what the checkpoint writer adds
 //! to each checkpoint.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,11 @@ pub struct Handoff {
     metrics: Arc<Metrics>,
     alerts: Option<Alerts>,
     timeout: Duration,
-    owned: Mutex<HashSet<u16>>,
+    /// Owned partitions, each with the epoch of its latest acquisition: a
+    /// checkpoint copy is only good for partitions whose epoch did not
+    /// change between the offsets it took and the keys it copied.
+    owned: Mutex<HashMap<u16, u64>>,
+    epoch: std::sync::atomic::AtomicU64,
     parked: Mutex<Parked>,
 }
 
@@ -80,7 +84,8 @@ impl Handoff {
             metrics,
             alerts,
             timeout,
-            owned: Mutex::new(HashSet::new()),
+            owned: Mutex::new(HashMap::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             parked: Mutex::new(Parked::default()),
         }
     }
@@ -178,10 +183,14 @@ impl Handoff {
                 );
                 self.load(origin, state);
             }
+            let epoch = self
+                .epoch
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
             self.owned
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(origin);
+                .insert(origin, epoch);
             out.push(Owned {
                 topic: topic.clone(),
                 partition: *partition,
@@ -228,7 +237,31 @@ impl Handoff {
         self.owned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&origin)
+            .contains_key(&origin)
+    }
+
+    /// The owned partitions and their epochs, as of now (taken with the
+    /// offsets a checkpoint will claim).
+    pub fn epochs(&self) -> HashMap<u16, u64> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Drops from a checkpoint copy the partitions that were acquired or
+    /// released since `at_tick` was taken with its offsets: their keys may
+    /// come from another snapshot than those offsets describe.
+    pub fn keep_consistent(&self, cp: &mut Checkpoint, at_tick: &HashMap<u16, u64>) {
+        let now = self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        cp.sections.retain(|s| {
+            if s.topic.is_empty() {
+                return true;
+            }
+            let origin = self.origins.index(&s.topic, s.partition);
+            let same = at_tick.get(&origin).is_some() && at_tick.get(&origin) == now.get(&origin);
+            if !same {
+                tracing::debug!(topic = %s.topic, partition = s.partition, "left out of this checkpoint: it moved while the copy was taken");
+            }
+            same
+        });
     }
 
     /// Drops lost partitions (another member took them over after this
@@ -334,14 +367,14 @@ impl Handoff {
 
     /// Writes the owned partitions of a checkpoint capture to the changelog.
     pub fn write_periodic(&self, cp: &Checkpoint) {
-        let owned = self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let owned = self.epochs();
         let mut states: HashMap<u16, PartitionState> = HashMap::new();
         for s in &cp.sections {
             let (false, Some(resume)) = (s.topic.is_empty(), s.resume) else {
                 continue;
             };
             let origin = self.origins.index(&s.topic, s.partition);
-            if !owned.contains(&origin) {
+            if !owned.contains_key(&origin) {
                 continue;
             }
             states.insert(

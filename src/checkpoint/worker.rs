@@ -17,9 +17,13 @@ use crate::metrics::Metrics;
 /// Next offset to read per origin, as the consuming thread knows it.
 pub type Resume = HashMap<u16, i64>;
 
+/// A checkpoint request: the offsets, and the handoff's partition epochs
+/// taken with them.
+type Due = (Resume, Option<HashMap<u16, u64>>);
+
 /// Periodic checkpoints for one consuming thread.
 pub struct Checkpointer {
-    tx: Option<SyncSender<Resume>>,
+    tx: Option<SyncSender<Due>>,
     worker: Option<JoinHandle<()>>,
     writer: Arc<Writer>,
     interval: Duration,
@@ -39,9 +43,14 @@ struct Writer {
 }
 
 impl Writer {
-    fn write(&self, resume: &Resume) {
+    /// Copies and writes; `epochs` are the handoff's partition epochs taken
+    /// with `resume` (`None` when nothing can move meanwhile).
+    fn write(&self, resume: &Resume, epochs: Option<&HashMap<u16, u64>>) {
         let started = Instant::now();
-        let cp = Checkpoint::capture(&self.engine, &self.origins, resume);
+        let mut cp = Checkpoint::capture(&self.engine, &self.origins, resume);
+        if let (Some(h), Some(e)) = (self.handoff.get(), epochs) {
+            h.keep_consistent(&mut cp, e);
+        }
         let copied = started.elapsed();
         let keys = cp.key_count();
         if let Some(handoff) = self.handoff.get() {
@@ -97,13 +106,13 @@ impl Checkpointer {
             last_ok_ms,
         });
         // One request in flight: when the worker is still busy, skip a turn.
-        let (tx, rx) = sync_channel::<Resume>(1);
+        let (tx, rx) = sync_channel::<Due>(1);
         let w = writer.clone();
         let worker = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
-                for resume in rx {
-                    w.write(&resume);
+                for (resume, epochs) in rx {
+                    w.write(&resume, epochs.as_ref());
                 }
             })?;
         Ok(Checkpointer {
@@ -128,7 +137,10 @@ impl Checkpointer {
         }
         self.due = Instant::now() + self.interval;
         if let Some(tx) = &self.tx {
-            match tx.try_send(applied.clone()) {
+            // The epochs are taken with the offsets, on this thread, so a
+            // partition that moves before the copy is left out of it.
+            let epochs = self.writer.handoff.get().map(|h| h.epochs());
+            match tx.try_send((applied.clone(), epochs)) {
                 Ok(()) | Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Disconnected(_)) => {
                     tracing::error!("the checkpoint worker stopped");
@@ -143,6 +155,7 @@ impl Checkpointer {
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
-        self.writer.write(applied);
+        // Nothing moves now: every owned partition is in the final copy.
+        self.writer.write(applied, None);
     }
 }
