@@ -264,16 +264,20 @@ impl Handoff {
         });
     }
 
+    /// Marks `parts` as no longer owned; returns their numbers.
+    fn disown(&self, parts: &[Owned]) -> Vec<u16> {
+        let origins: Vec<u16> = parts.iter().map(|p| p.origin).collect();
+        let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        for o in &origins {
+            owned.remove(o);
+        }
+        origins
+    }
+
     /// Drops lost partitions (another member took them over after this
     /// one's session lapsed): their keys leave the engine, nothing is written.
     pub fn forget(&self, parts: &[Owned]) {
-        let origins: Vec<u16> = parts.iter().map(|p| p.origin).collect();
-        {
-            let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-            for o in &origins {
-                owned.remove(o);
-            }
-        }
+        let origins = self.disown(parts);
         self.engine.extract(&origins);
         if let Some(alerts) = &self.alerts {
             for &o in &origins {
@@ -293,13 +297,7 @@ impl Handoff {
             return;
         }
         let started = Instant::now();
-        let origins: Vec<u16> = parts.iter().map(|p| p.origin).collect();
-        {
-            let mut owned = self.owned.lock().unwrap_or_else(|e| e.into_inner());
-            for o in &origins {
-                owned.remove(o);
-            }
-        }
+        let origins = self.disown(parts);
         let written_at_ms = chrono::Utc::now().timestamp_millis();
         let taken = if extract {
             self.engine.extract(&origins)

@@ -113,6 +113,8 @@ pub struct SourceContext {
     /// Restored partitions whose first message is still to come, and the
     /// offset it must have: the state and the read position must agree.
     first: Mutex<HashMap<u16, i64>>,
+    /// Entries in `first`, read on every message without the lock.
+    first_pending: AtomicUsize,
     status: Arc<SourceStatus>,
 }
 
@@ -178,7 +180,10 @@ impl SourceContext {
                 continue;
             }
             lock(&self.applied).insert(acquired.origin, resume);
-            lock(&self.first).insert(acquired.origin, resume);
+            let mut first = lock(&self.first);
+            first.insert(acquired.origin, resume);
+            self.first_pending.store(first.len(), Ordering::Relaxed);
+            drop(first);
             let target = handoff.high_watermark(topic, partition).unwrap_or(resume);
             if target > resume {
                 self.metrics
@@ -215,7 +220,10 @@ impl SourceContext {
                 .iter()
                 .map(|e| {
                     let origin = self.origins.index(e.topic(), e.partition());
-                    lock(&self.first).remove(&origin);
+                    let mut first = lock(&self.first);
+                    first.remove(&origin);
+                    self.first_pending.store(first.len(), Ordering::Relaxed);
+                    drop(first);
                     if catchup.remove(&origin).is_some() {
                         let _ = self
                             .metrics
@@ -452,7 +460,6 @@ pub struct KafkaSource {
     metrics: Arc<Metrics>,
     origins: Arc<Origins>,
     applied: Arc<Mutex<Resume>>,
-    handoff: Option<Arc<Handoff>>,
     checkpointer: Option<Checkpointer>,
     pipeline: Pipeline,
     dead_letter: Option<DeadLetter>,
@@ -488,6 +495,7 @@ impl KafkaSource {
                 applied: applied.clone(),
                 catchup: Mutex::new(HashMap::new()),
                 first: Mutex::new(HashMap::new()),
+                first_pending: AtomicUsize::new(0),
                 status: status.clone(),
             })
             .map_err(StartError::Client)?;
@@ -513,7 +521,6 @@ impl KafkaSource {
                 .into());
             }
         }
-        let mut handoff = None;
         if let Some(setup) = durable.changelog {
             let partitions = metadata
                 .topics()
@@ -537,8 +544,7 @@ impl KafkaSource {
             if let Some(c) = &durable.checkpointer {
                 c.attach(h.clone());
             }
-            let _ = consumer.context().handoff.set(h.clone());
-            handoff = Some(h);
+            let _ = consumer.context().handoff.set(h);
         }
         let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
         consumer
@@ -554,7 +560,6 @@ impl KafkaSource {
             metrics,
             origins: durable.origins,
             applied,
-            handoff,
             checkpointer: durable.checkpointer,
             pipeline,
             dead_letter,
@@ -579,7 +584,7 @@ impl KafkaSource {
             if housekeeping.elapsed() >= Duration::from_secs(1) {
                 housekeeping = Instant::now();
                 moves.report(self.pipeline.engine(), &self.metrics, &self.origins);
-                if let Some(h) = &self.handoff {
+                if let Some(h) = self.consumer.context().handoff.get() {
                     h.expire_parked();
                 }
             }
@@ -636,7 +641,7 @@ impl KafkaSource {
         commit(&self.consumer, "shutdown");
         moves.report(self.pipeline.engine(), &self.metrics, &self.origins);
         let applied = std::mem::take(&mut *lock(&self.applied));
-        if let Some(h) = &self.handoff {
+        if let Some(h) = self.consumer.context().handoff.get() {
             // The final snapshot of every owned partition; the keys stay for
             // the local checkpoint below, and nothing is left to hand off
             // when the group revokes the partitions as the consumer closes.
@@ -724,13 +729,15 @@ impl KafkaSource {
         origin: u16,
     ) -> bool {
         let ctx = self.consumer.context();
-        let mut first = lock(&ctx.first);
-        if first.is_empty() {
+        if ctx.first_pending.load(Ordering::Relaxed) == 0 {
             return false;
         }
+        let mut first = lock(&ctx.first);
         let Some(expected) = first.remove(&origin) else {
             return false;
         };
+        ctx.first_pending.store(first.len(), Ordering::Relaxed);
+        drop(first);
         if msg.offset() <= expected {
             return false;
         }
