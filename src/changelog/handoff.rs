@@ -364,10 +364,10 @@ impl Handoff {
     }
 
     /// Writes the owned partitions of a checkpoint capture to the changelog.
-    pub fn write_periodic(&self, cp: &Checkpoint) {
+    pub fn write_periodic(&self, cp: Checkpoint) {
         let owned = self.epochs();
         let mut states: HashMap<u16, PartitionState> = HashMap::new();
-        for s in &cp.sections {
+        for s in cp.sections {
             let (false, Some(resume)) = (s.topic.is_empty(), s.resume) else {
                 continue;
             };
@@ -378,11 +378,11 @@ impl Handoff {
             states.insert(
                 origin,
                 PartitionState {
-                    topic: s.topic.clone(),
+                    topic: s.topic,
                     partition: s.partition,
                     resume,
                     written_at_ms: cp.written_at_ms,
-                    keys: s.keys.clone(),
+                    keys: s.keys,
                     principals: Vec::new(),
                     delivered: self
                         .alerts
@@ -392,9 +392,9 @@ impl Handoff {
                 },
             );
         }
-        for (k, st) in &cp.principals {
+        for (k, st) in cp.principals {
             if let Some(state) = st.applied_at().and_then(|p| states.get_mut(&p.origin)) {
-                state.principals.push((k.clone(), st.clone()));
+                state.principals.push((k, st));
             }
         }
         let states: Vec<PartitionState> = states.into_values().collect();

@@ -53,13 +53,24 @@ impl Writer {
         }
         let copied = started.elapsed();
         let keys = cp.key_count();
-        if let Some(handoff) = self.handoff.get() {
-            handoff.write_periodic(&cp);
+        if let Some(store) = &self.store {
+            self.store_locally(store, &cp, started, copied, keys);
         }
-        let Some(store) = &self.store else {
-            return;
-        };
-        match store.write(&cp) {
+        // Last, so the changelog takes the copy's keys without copying them again.
+        if let Some(handoff) = self.handoff.get() {
+            handoff.write_periodic(cp);
+        }
+    }
+
+    fn store_locally(
+        &self,
+        store: &Store,
+        cp: &Checkpoint,
+        started: Instant,
+        copied: std::time::Duration,
+        keys: usize,
+    ) {
+        match store.write(cp) {
             Ok(w) => {
                 self.metrics.checkpoints.with_label_values(&["ok"]).inc();
                 self.metrics
