@@ -404,8 +404,12 @@ impl Changelog {
         // Where each partition was read to, to check the end once more.
         let mut reached: HashMap<i32, i64> = pending.clone();
         let mut rechecks = 0;
+        // Read to the end: the records already fetched are taken too (a
+        // broker that reports the end as the last batch's first record,
+        // as tansu 0.6 does, would otherwise hide the rest of that batch).
+        let mut draining = false;
         let result = loop {
-            if pending.is_empty() {
+            if pending.is_empty() && !draining {
                 // A snapshot written just before the watermark was read may
                 // end past it: read on while the end moves (a few times).
                 if rechecks < 3 {
@@ -421,11 +425,12 @@ impl Changelog {
                         }
                     }
                 }
-                if pending.is_empty() {
-                    break Ok(());
-                }
+                draining = pending.is_empty();
             }
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && draining {
+                break Ok(());
+            }
             if left.is_zero() {
                 let mut left: Vec<&i32> = pending.keys().collect();
                 left.sort();
@@ -434,7 +439,13 @@ impl Changelog {
                     self.cfg.topic
                 ));
             }
-            let msg = match reader.poll(left.min(Duration::from_millis(200))) {
+            let wait = if draining {
+                Duration::ZERO
+            } else {
+                left.min(Duration::from_millis(200))
+            };
+            let msg = match reader.poll(wait) {
+                None if draining => break Ok(()),
                 None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "reading the changelog");

@@ -37,6 +37,7 @@ use crate::checkpoint::{Checkpoint, Checkpointer, Origins, Resume};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Verdict};
+use crate::source::start::{StartCheck, Starts};
 use crate::telemetry::RateLimited;
 
 /// Why the source could not start.
@@ -110,11 +111,9 @@ pub struct SourceContext {
     /// Next offset per owned partition, as applied.
     applied: Arc<Mutex<Resume>>,
     catchup: Mutex<HashMap<u16, CatchUp>>,
-    /// Restored partitions whose first message is still to come, and the
-    /// offset it must have: the state and the read position must agree.
-    first: Mutex<HashMap<u16, i64>>,
-    /// Entries in `first`, read on every message without the lock.
-    first_pending: AtomicUsize,
+    /// Partitions read from an offset their state chose: the state and the
+    /// read position must agree.
+    starts: Starts,
     status: Arc<SourceStatus>,
 }
 
@@ -141,6 +140,8 @@ impl SourceContext {
                     tracing::warn!(%topic, partition, error = %e, "cannot resume from the checkpoint");
                 } else {
                     tracing::info!(%topic, partition, offset, "resuming from the checkpoint");
+                    self.starts
+                        .expect(self.origins.index(&topic, partition), offset);
                 }
             }
         }
@@ -180,10 +181,7 @@ impl SourceContext {
                 continue;
             }
             lock(&self.applied).insert(acquired.origin, resume);
-            let mut first = lock(&self.first);
-            first.insert(acquired.origin, resume);
-            self.first_pending.store(first.len(), Ordering::Relaxed);
-            drop(first);
+            self.starts.expect(acquired.origin, resume);
             let target = handoff.high_watermark(topic, partition).unwrap_or(resume);
             if target > resume {
                 self.metrics
@@ -220,10 +218,7 @@ impl SourceContext {
                 .iter()
                 .map(|e| {
                     let origin = self.origins.index(e.topic(), e.partition());
-                    let mut first = lock(&self.first);
-                    first.remove(&origin);
-                    self.first_pending.store(first.len(), Ordering::Relaxed);
-                    drop(first);
+                    self.starts.forget(origin);
                     if catchup.remove(&origin).is_some() {
                         let _ = self
                             .metrics
@@ -253,6 +248,26 @@ impl SourceContext {
             handoff.forget(&parts);
         } else {
             handoff.release(&parts);
+        }
+    }
+
+    /// After a rebalance librdkafka may fetch a partition it kept again from
+    /// the last record the application took: its next record is checked
+    /// like a restored partition's first (see [`crate::source::start`]).
+    /// Partitions just assigned (`new`) start where their own state says.
+    fn recheck_kept(&self, consumer: &BaseConsumer<Self>, new: Option<&TopicPartitionList>) {
+        let Ok(assigned) = consumer.assignment() else {
+            return;
+        };
+        let applied = lock(&self.applied);
+        for e in assigned.elements() {
+            if new.is_some_and(|n| n.find_partition(e.topic(), e.partition()).is_some()) {
+                continue;
+            }
+            let origin = self.origins.index(e.topic(), e.partition());
+            if let Some(&next) = applied.get(&origin) {
+                self.starts.expect_unless_pending(origin, next);
+            }
         }
     }
 
@@ -350,6 +365,7 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = assigned {
                     tracing::error!(error = %e, "assigning partitions");
                 }
+                self.recheck_kept(consumer, Some(tpl));
                 self.post_rebalance(consumer, &rebalance);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -363,6 +379,7 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = revoked {
                     tracing::error!(error = %e, "revoking partitions");
                 }
+                self.recheck_kept(consumer, None);
                 self.post_rebalance(consumer, &rebalance);
             }
             other => {
@@ -494,8 +511,7 @@ impl KafkaSource {
                 origins: durable.origins.clone(),
                 applied: applied.clone(),
                 catchup: Mutex::new(HashMap::new()),
-                first: Mutex::new(HashMap::new()),
-                first_pending: AtomicUsize::new(0),
+                starts: Starts::default(),
                 status: status.clone(),
             })
             .map_err(StartError::Client)?;
@@ -588,6 +604,7 @@ impl KafkaSource {
                     h.expire_parked();
                 }
             }
+            self.probe_quiet_starts();
             let msg = match self.consumer.poll(Duration::from_millis(100)) {
                 None => continue,
                 Some(Err(e)) => {
@@ -601,7 +618,7 @@ impl KafkaSource {
             let arrived = Instant::now();
             let payload = msg.payload().unwrap_or_default();
             let origin = self.origins.index(msg.topic(), msg.partition());
-            if self.restarted_past_state(&msg, origin) {
+            if !self.read_from_state(&msg, origin) {
                 continue;
             }
             let verdict = self
@@ -719,45 +736,73 @@ impl Moves {
 }
 
 impl KafkaSource {
-    /// Whether the first message of a restored partition came from past
-    /// the offset its state reflects (the fetcher did not start where the
-    /// restore pointed it): then the partition is sought back and the
-    /// message is read again in turn, so no event is skipped.
-    fn restarted_past_state(
-        &self,
-        msg: &rdkafka::message::BorrowedMessage<'_>,
-        origin: u16,
-    ) -> bool {
-        let ctx = self.consumer.context();
-        if ctx.first_pending.load(Ordering::Relaxed) == 0 {
-            return false;
+    /// Whether `msg` is to be applied: records of a restored partition
+    /// before the offset its state reflects are not, and a partition whose
+    /// first record came from past that offset is read again from before it
+    /// (see [`crate::source::start`]).
+    fn read_from_state(&self, msg: &rdkafka::message::BorrowedMessage<'_>, origin: u16) -> bool {
+        let (check, recovered) = self
+            .consumer
+            .context()
+            .starts
+            .check_recovered(origin, msg.offset());
+        if let Some(r) = recovered {
+            tracing::info!(
+                topic = msg.topic(),
+                partition = msg.partition(),
+                from = r.from,
+                records = r.records,
+                "the broker had skipped part of a record batch (answered a fetch inside a batch with the next one); the records were read again"
+            );
         }
-        let mut first = lock(&ctx.first);
-        let Some(expected) = first.remove(&origin) else {
-            return false;
+        let StartCheck::SeekBack {
+            to,
+            expected,
+            first,
+        } = check
+        else {
+            return check == StartCheck::Apply;
         };
-        ctx.first_pending.store(first.len(), Ordering::Relaxed);
-        drop(first);
-        if msg.offset() <= expected {
-            return false;
-        }
-        tracing::warn!(
+        tracing::debug!(
             topic = msg.topic(),
             partition = msg.partition(),
             offset = msg.offset(),
             expected,
-            "a restored partition started past its state's offset; seeking back"
+            from = to,
+            first,
+            "a partition was served from past its state's offset; reading it again from earlier, skipping what the state holds"
         );
         if let Err(e) = self.consumer.seek(
             msg.topic(),
             msg.partition(),
-            Offset::Offset(expected),
+            Offset::Offset(to),
             Duration::from_secs(10),
         ) {
-            tracing::error!(error = %e, "cannot seek back; the events in between are not applied");
-            return false;
+            tracing::error!(topic = msg.topic(), partition = msg.partition(), error = %e, "cannot seek back; the events between the state's offset and this one are not applied");
+            self.consumer.context().starts.forget(origin);
+            return true;
         }
-        true
+        false
+    }
+
+    /// Seeks back restored partitions that showed no record at or before
+    /// their state's offset for a while (a broker that answers a fetch
+    /// inside the last record batch with nothing).
+    fn probe_quiet_starts(&self) {
+        for back in self.consumer.context().starts.quiet() {
+            let Some((topic, partition)) = self.origins.get(back.origin) else {
+                continue;
+            };
+            tracing::debug!(%topic, partition, from = back.to, expected = back.expected, "no record yet from a restored partition; reading from further back");
+            if let Err(e) = self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(back.to),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(%topic, partition, error = %e, "cannot seek a restored partition back");
+            }
+        }
     }
 }
 
