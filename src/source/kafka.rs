@@ -114,6 +114,9 @@ pub struct SourceContext {
     /// Partitions read from an offset their state chose: the state and the
     /// read position must agree.
     starts: Starts,
+    /// The consumer is leaving the group: partitions assigned now are
+    /// not read, so their state is not restored.
+    closing: AtomicBool,
     status: Arc<SourceStatus>,
 }
 
@@ -155,6 +158,9 @@ impl SourceContext {
         let Some(handoff) = self.handoff.get() else {
             return self.resume_from_checkpoint(tpl);
         };
+        if self.closing.load(Ordering::Relaxed) {
+            return;
+        }
         let parts: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -512,6 +518,7 @@ impl KafkaSource {
                 applied: applied.clone(),
                 catchup: Mutex::new(HashMap::new()),
                 starts: Starts::default(),
+                closing: AtomicBool::new(false),
                 status: status.clone(),
             })
             .map_err(StartError::Client)?;
@@ -655,6 +662,10 @@ impl KafkaSource {
             self.status.messages.fetch_add(1, Ordering::Relaxed);
         }
         self.status.consuming.store(false, Ordering::Relaxed);
+        self.consumer
+            .context()
+            .closing
+            .store(true, Ordering::Relaxed);
         commit(&self.consumer, "shutdown");
         moves.report(self.pipeline.engine(), &self.metrics, &self.origins);
         let applied = std::mem::take(&mut *lock(&self.applied));
