@@ -173,6 +173,12 @@ impl Starts {
         };
         if offset < p.expected {
             p.reached = true;
+            if offset + 1 == p.expected && p.past.is_none() {
+                // The record just before: whatever comes next is applied
+                // (an idle partition stops being checked here).
+                pending.remove(&origin);
+                self.count.store(pending.len(), Ordering::Relaxed);
+            }
             return (StartCheck::Skip, None);
         }
         if offset > p.expected && !p.reached && !p.exhausted() {
@@ -377,6 +383,11 @@ mod tests {
         assert!(
             starts.quiet_at(t0 + QUIET * 10).is_empty(),
             "reached: no more seeks"
+        );
+        assert_eq!(
+            starts.count.load(Ordering::Relaxed),
+            0,
+            "the record before the offset came: checked, no lock per record from here"
         );
         assert_eq!(starts.check(1, 1_000), StartCheck::Apply);
         assert_eq!(starts.check(1, 1_001), StartCheck::Apply);
