@@ -1,7 +1,7 @@
 //! A snapshot chunk on the changelog topic.
 //!
 //! ```text
-//! key     "{topic}/{partition}/{snapshot:016x}/{index}"
+//! key     "{group}/{topic}/{partition}/{snapshot:016x}/{index}"
 //! value   magic "KWSTATE\0" | version u32 LE | crc32 u32 LE of the rest |
 //!         postcard ChunkHeader | `header.entries` postcard Entry values
 //! ```
@@ -11,6 +11,11 @@
 //! snapshot never overwrites part of an older one under compaction; the
 //! writer deletes (tombstones) the older snapshot's chunks once the newer
 //! one is complete.
+//!
+//! A chunk names the consumer group that wrote it: groups sharing a
+//! changelog topic (two deployments with their own settings, a staging
+//! copy) never restore each other's state. Version 1 chunks had no group
+//! (and keys without one); they are still read, by any group.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -20,7 +25,7 @@ use crate::engine::KeyState;
 /// Identifies a keywatch changelog chunk.
 pub const MAGIC: &[u8; 8] = b"KWSTATE\0";
 /// The version this build writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const PREFIX: usize = 8 + 4 + 4;
 
 /// What a chunk says about itself and its snapshot.
@@ -42,6 +47,21 @@ pub struct ChunkHeader {
     pub written_at_ms: i64,
     /// Entries in this chunk.
     pub entries: u32,
+    /// The consumer group that wrote it (empty: a version 1 chunk).
+    pub group: String,
+}
+
+/// A version 1 header: no group.
+#[derive(Deserialize)]
+struct ChunkHeaderV1 {
+    topic: String,
+    partition: i32,
+    snapshot: u64,
+    index: u32,
+    count: u32,
+    resume: i64,
+    written_at_ms: i64,
+    entries: u32,
 }
 
 /// One piece of a partition's state.
@@ -83,9 +103,13 @@ pub enum ChunkError {
     Body(#[from] postcard::Error),
 }
 
-/// The message key of a chunk.
-pub fn chunk_key(topic: &str, partition: i32, snapshot: u64, index: u32) -> String {
-    format!("{topic}/{partition}/{snapshot:016x}/{index}")
+/// The message key of a chunk (a version 1 chunk's when `group` is empty).
+pub fn chunk_key(group: &str, topic: &str, partition: i32, snapshot: u64, index: u32) -> String {
+    if group.is_empty() {
+        format!("{topic}/{partition}/{snapshot:016x}/{index}")
+    } else {
+        format!("{group}/{topic}/{partition}/{snapshot:016x}/{index}")
+    }
 }
 
 /// Frames a header and its pre-encoded entries.
@@ -113,6 +137,21 @@ pub fn decode_header(bytes: &[u8]) -> Result<(ChunkHeader, &[u8]), ChunkError> {
     let body = &bytes[PREFIX..];
     if crc32fast::hash(body) != crc {
         return Err(ChunkError::Checksum);
+    }
+    if version == 1 {
+        let (h, rest) = postcard::take_from_bytes::<ChunkHeaderV1>(body)?;
+        let header = ChunkHeader {
+            topic: h.topic,
+            partition: h.partition,
+            snapshot: h.snapshot,
+            index: h.index,
+            count: h.count,
+            resume: h.resume,
+            written_at_ms: h.written_at_ms,
+            entries: h.entries,
+            group: String::new(),
+        };
+        return Ok((header, rest));
     }
     let (header, rest) = postcard::take_from_bytes::<ChunkHeader>(body)?;
     Ok((header, rest))

@@ -109,6 +109,8 @@ impl ProducerContext for WriteContext {
 /// The changelog topic's producer and reader.
 pub struct Changelog {
     cfg: ChangelogConfig,
+    /// The consumer group whose snapshots these are (`kafka.group_id`).
+    group: String,
     partitions: i32,
     producer: Mutex<Writer>,
     /// Reads snapshots back (assigned only while a restore reads).
@@ -205,6 +207,7 @@ impl Changelog {
         }
         Ok(Changelog {
             cfg: cfg.clone(),
+            group: kafka.group_id.clone(),
             partitions,
             producer: Mutex::new(Writer {
                 producer,
@@ -233,7 +236,7 @@ impl Changelog {
             let snapshot = ((state.written_at_ms.max(0) as u64) << 20)
                 | ((std::process::id() as u64 & 0xff) << 12)
                 | (w.seq & 0xfff);
-            let chunks = match encode(state, snapshot, self.cfg.chunk_bytes) {
+            let chunks = match encode(state, &self.group, snapshot, self.cfg.chunk_bytes) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(topic = %state.topic, partition = state.partition, error = %e, "encoding a snapshot");
@@ -244,7 +247,13 @@ impl Changelog {
             let count = chunks.len() as u32;
             let mut bytes = 0u64;
             for (index, chunk) in chunks.iter().enumerate() {
-                let key = format::chunk_key(&state.topic, state.partition, snapshot, index as u32);
+                let key = format::chunk_key(
+                    &self.group,
+                    &state.topic,
+                    state.partition,
+                    snapshot,
+                    index as u32,
+                );
                 bytes += chunk.len() as u64;
                 send(
                     &w.producer,
@@ -297,7 +306,7 @@ impl Changelog {
         }
         for ((topic, partition), snapshot, count) in stale {
             for index in 0..count {
-                let key = format::chunk_key(&topic, partition, snapshot, index);
+                let key = format::chunk_key(&self.group, &topic, partition, snapshot, index);
                 send(
                     &w.producer,
                     &self.cfg.topic,
@@ -335,7 +344,7 @@ impl Changelog {
         let deadline = Instant::now() + Duration::from_secs(1);
         for h in snapshots {
             for index in 0..h.count {
-                let key = format::chunk_key(&h.topic, h.partition, h.snapshot, index);
+                let key = format::chunk_key(&h.group, &h.topic, h.partition, h.snapshot, index);
                 send(
                     &w.producer,
                     &self.cfg.topic,
@@ -476,7 +485,8 @@ impl Changelog {
                 }
             };
             let tp = (header.topic.clone(), header.partition);
-            if !wanted.contains(&tp) || header.index >= header.count {
+            let ours = header.group == self.group || header.group.is_empty();
+            if !ours || !wanted.contains(&tp) || header.index >= header.count {
                 continue;
             }
             let id = (header.topic.clone(), header.partition, header.snapshot);
@@ -588,12 +598,13 @@ impl Partial {
 /// Cuts a state into framed chunks of at most about `chunk_bytes`.
 fn encode(
     state: &PartitionState,
+    group: &str,
     snapshot: u64,
     chunk_bytes: usize,
 ) -> Result<Vec<Vec<u8>>, postcard::Error> {
     // Room for the header (topic name included) inside the limit.
     let limit = chunk_bytes
-        .saturating_sub(1024 + state.topic.len())
+        .saturating_sub(1024 + state.topic.len() + group.len())
         .max(1024);
     let mut bodies: Vec<(Vec<u8>, u32)> = Vec::new();
     let mut body = Vec::new();
@@ -636,6 +647,7 @@ fn encode(
                 resume: state.resume,
                 written_at_ms: state.written_at_ms,
                 entries: n,
+                group: group.to_owned(),
             };
             format::encode_chunk(&header, &entries)
         })
@@ -801,7 +813,7 @@ mod tests {
     #[test]
     fn a_snapshot_is_cut_under_the_chunk_size_and_reads_back_whole() {
         let want = state(3_000);
-        let chunks = encode(&want, 42, 16_384).unwrap();
+        let chunks = encode(&want, "g", 42, 16_384).unwrap();
         assert!(chunks.len() > 5, "{} chunks", chunks.len());
         for (i, c) in chunks.iter().enumerate() {
             assert!(c.len() <= 16_384, "chunk {i} is {} bytes", c.len());
@@ -824,14 +836,14 @@ mod tests {
             written_at_ms: 1,
             ..PartitionState::default()
         };
-        let chunks = encode(&want, 1, 16_384).unwrap();
+        let chunks = encode(&want, "g", 1, 16_384).unwrap();
         assert_eq!(chunks.len(), 1);
         assert_eq!(reassemble(&chunks), want);
     }
 
     #[test]
     fn damaged_foreign_and_future_chunks_are_refused_by_name() {
-        let chunks = encode(&state(10), 1, 16_384).unwrap();
+        let chunks = encode(&state(10), "g", 1, 16_384).unwrap();
         let mut flipped = chunks[0].clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0x40;
@@ -847,6 +859,49 @@ mod tests {
         future[8..12].copy_from_slice(&(format::VERSION + 1).to_le_bytes());
         let err = format::decode_header(&future).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_chunk_still_reads_and_belongs_to_no_group() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            topic: &'a str,
+            partition: i32,
+            snapshot: u64,
+            index: u32,
+            count: u32,
+            resume: i64,
+            written_at_ms: i64,
+            entries: u32,
+        }
+        let mut body = postcard::to_stdvec(&V1 {
+            topic: "audit",
+            partition: 3,
+            snapshot: 7,
+            index: 0,
+            count: 1,
+            resume: 99,
+            written_at_ms: 5,
+            entries: 1,
+        })
+        .unwrap();
+        body.extend(postcard::to_stdvec(&format::EntryRef::Delivered("pager", 42)).unwrap());
+        let mut chunk = format::MAGIC.to_vec();
+        chunk.extend(1u32.to_le_bytes());
+        chunk.extend(crc32fast::hash(&body).to_le_bytes());
+        chunk.extend(&body);
+        let (h, rest) = format::decode_header(&chunk).unwrap();
+        assert_eq!((h.topic.as_str(), h.partition, h.resume), ("audit", 3, 99));
+        assert_eq!(h.group, "", "no group: read by any");
+        assert_eq!(
+            format::chunk_key(&h.group, &h.topic, h.partition, h.snapshot, 0),
+            "audit/3/0000000000000007/0",
+            "tombstoned under its version 1 key"
+        );
+        assert_eq!(
+            format::decode_entries(rest, 1).unwrap(),
+            vec![format::Entry::Delivered("pager".into(), 42)]
+        );
     }
 
     #[test]

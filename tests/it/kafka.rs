@@ -497,12 +497,17 @@ fn the_newest_snapshot_is_restored_and_older_ones_are_deleted() {
     assert_eq!(x.write(&[state(100, 1)], timeout).ok, 1);
     assert_eq!(y.write(&[state(300, 3)], timeout).ok, 1);
     assert_eq!(x.write(&[state(200, 2)], timeout).ok, 1);
+    // Another deployment (its own group) shares the changelog topic.
+    let mut theirs = cfg.kafka.clone();
+    theirs.group_id = "another-deployment".into();
+    let stranger = Changelog::connect(&theirs, &cfg.changelog, 4).unwrap();
+    assert_eq!(stranger.write(&[state(900, 9)], timeout).ok, 1);
 
     let got = z.read(&[("audit".to_owned(), 2)], timeout).unwrap();
     let restored = &got[&("audit".to_owned(), 2)].state;
     assert_eq!(
         restored.resume, 300,
-        "the snapshot that reflects the most wins"
+        "the snapshot of this group that reflects the most wins; another group's is not restored"
     );
     assert_eq!(restored.keys.len(), 400);
     assert_eq!(
@@ -538,12 +543,22 @@ fn the_newest_snapshot_is_restored_and_older_ones_are_deleted() {
             Some(Err(e)) => panic!("{e}"),
         }
     }
-    let alive: BTreeSet<u64> = live
-        .iter()
-        .filter(|(_, &v)| v)
-        .map(|(k, _)| u64::from_str_radix(k.split('/').nth(2).unwrap(), 16).unwrap())
-        .collect();
-    assert_eq!(alive.len(), 1, "one snapshot left: {live:?}");
+    let alive = |group: &str| -> BTreeSet<u64> {
+        live.iter()
+            .filter(|(k, &v)| v && k.starts_with(&format!("{group}/")))
+            .map(|(k, _)| u64::from_str_radix(k.rsplit('/').nth(1).unwrap(), 16).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        alive(&cfg.kafka.group_id).len(),
+        1,
+        "one snapshot of this group left: {live:?}"
+    );
+    assert_eq!(
+        alive("another-deployment").len(),
+        1,
+        "another group's snapshot is left alone: {live:?}"
+    );
     assert!(live.len() > 3, "chunked under chunk_bytes: {live:?}");
 }
 
