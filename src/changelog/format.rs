@@ -51,17 +51,17 @@ pub struct ChunkHeader {
     pub group: String,
 }
 
-/// A version 1 header: no group.
-#[derive(Deserialize)]
-struct ChunkHeaderV1 {
-    topic: String,
-    partition: i32,
-    snapshot: u64,
-    index: u32,
-    count: u32,
-    resume: i64,
-    written_at_ms: i64,
-    entries: u32,
+/// A version 1 header: no group. (Serialize: the tests write one.)
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ChunkHeaderV1 {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) snapshot: u64,
+    pub(crate) index: u32,
+    pub(crate) count: u32,
+    pub(crate) resume: i64,
+    pub(crate) written_at_ms: i64,
+    pub(crate) entries: u32,
 }
 
 /// One piece of a partition's state.

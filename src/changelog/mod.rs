@@ -863,19 +863,8 @@ mod tests {
 
     #[test]
     fn a_version_1_chunk_still_reads_and_belongs_to_no_group() {
-        #[derive(serde::Serialize)]
-        struct V1<'a> {
-            topic: &'a str,
-            partition: i32,
-            snapshot: u64,
-            index: u32,
-            count: u32,
-            resume: i64,
-            written_at_ms: i64,
-            entries: u32,
-        }
-        let mut body = postcard::to_stdvec(&V1 {
-            topic: "audit",
+        let mut body = postcard::to_stdvec(&format::ChunkHeaderV1 {
+            topic: "audit".into(),
             partition: 3,
             snapshot: 7,
             index: 0,
