@@ -14,6 +14,12 @@
 //! from the offset the state reflects (it is "catching up" until it reaches
 //! the high watermark seen at assignment); on revocation its keys leave the
 //! engine in a final snapshot before the partition is released.
+//!
+//! Whenever the read position is set from a state (a restore, a local
+//! checkpoint) or may have been reset (after a rebalance, for the partitions
+//! kept), the next records are checked to really start there
+//! ([`crate::source::start`]): a broker that skips inside record batches
+//! cannot drop events unseen.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
