@@ -7,6 +7,7 @@
 #   benches/handoff.sh [KEYS]      (default 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/support/tansu.sh
 KEYS=${1:-100000}; shift || true
 PORT=${PORT:-19093}
 BROKER=127.0.0.1:$PORT
@@ -15,7 +16,5 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo bench --no-run --quiet --bench handoff 2>/dev/null
 BENCH=$(ls -t target/release/deps/handoff-* | grep -v '\.d$' | head -1)
-tansu broker --storage-engine memory://tansu/ --listener-url tcp://$BROKER \
-    --advertised-listener-url tcp://$BROKER >"$WORK/tansu.log" 2>&1 &
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+start_tansu "$PORT" "$WORK/tansu.log"
 KEYWATCH_BENCH_BROKERS=$BROKER "$BENCH" --bench "$KEYS" "$@"

@@ -8,6 +8,7 @@
 #   benches/kafka_e2e.sh [EVENTS] [KEYS]      (defaults: 1000000 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/support/tansu.sh
 EVENTS=${1:-1000000}
 KEYS=${2:-100000}
 PORT=${PORT:-19092}
@@ -20,15 +21,11 @@ cargo bench --no-run --quiet --bench kafka_bare 2>/dev/null
 BARE=$(ls -t target/release/deps/kafka_bare-* | grep -v '\.d$' | head -1)
 KW=target/release/keywatch
 
-tansu broker --storage-engine memory://tansu/ --listener-url tcp://$BROKER \
-    --advertised-listener-url tcp://$BROKER >"$WORK/tansu.log" 2>&1 &
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+start_tansu "$PORT" "$WORK/tansu.log"
 tansu topic create events --broker tcp://$BROKER --partitions 12 >/dev/null
 
 # CloudTrail-shaped events for about KEYS keys: one day of a large fleet.
-VOLUME=$(python3 -c "print($EVENTS / ($KEYS * 1100.0))")
-$KW gen --format cloudtrail --keys "$KEYS" --days 1 --volume "$VOLUME" --seed 9 -o "$WORK/events.jsonl"
-head -n "$EVENTS" "$WORK/events.jsonl" >"$WORK/n.jsonl"
+cloudtrail_events "$KW" "$EVENTS" "$KEYS" "$WORK/n.jsonl"
 N=$(wc -l <"$WORK/n.jsonl")
 DISTINCT=$(python3 -c "import json,sys; print(len({json.loads(l)['userIdentity']['accessKeyId'] for l in open('$WORK/n.jsonl')}))")
 python3 tests/e2e/produce.py --brokers "$BROKER" --topic events --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
@@ -38,19 +35,7 @@ echo "-- ceiling: bare consumer"
 "$BARE" "$BROKER" events "$N" --bench
 
 echo "-- keywatch run (decode + engine)"
-cat >"$WORK/kw.toml" <<TOML
-[decode]
-profile = "cloudtrail"
-[kafka]
-brokers = "$BROKER"
-topics = ["events"]
-group_id = "kw-bench"
-commit_interval = "1s"
-[http]
-listen = "127.0.0.1:0"
-[checkpoint]
-dir = "$WORK/checkpoints"
-TOML
+kw_config "$WORK/kw.toml" "$BROKER" events kw-bench "$WORK/checkpoints"
 KEYWATCH_LOG=warn $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
 KWPID=$!
 SECS=$(python3 benches/group_progress.py "$BROKER" kw-bench events "$N")
@@ -60,10 +45,11 @@ echo "keywatch: $N events in ${SECS}s including group join = $(python3 -c "print
 echo "-- latency at half that rate"
 tansu topic create live --broker tcp://$BROKER --partitions 12 >/dev/null
 HALF=$(python3 -c "print(round($N/$SECS/2))")
-sed -i 's/topics = \["events"\]/topics = ["live"]/; s/kw-bench/kw-live/; s/checkpoints"/checkpoints-live"/' "$WORK/kw.toml"
+kw_config "$WORK/kw.toml" "$BROKER" live kw-live "$WORK/checkpoints-live"
 KEYWATCH_LOG=info $KW run -c "$WORK/kw.toml" 2>"$WORK/live.log" &
 KWPID=$!
 sleep 3
+VOLUME=$(python3 -c "print($EVENTS / ($KEYS * 1100.0))")
 $KW gen --format cloudtrail --keys "$KEYS" --days 1 --volume "$VOLUME" --seed 10 \
     --brokers "$BROKER" --topic live --rate "$HALF" 2>"$WORK/gen.log" || { cat "$WORK/gen.log"; exit 1; }
 sleep 3

@@ -12,6 +12,7 @@
 #   benches/scaleout.sh [EVENTS] [KEYS]      (defaults: 1000000 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/support/tansu.sh
 EVENTS=${1:-1000000}
 KEYS=${2:-100000}
 PORT=${PORT:-19094}
@@ -23,14 +24,10 @@ cargo build --release --quiet
 KW=target/release/keywatch
 TICK=$(getconf CLK_TCK)
 
-tansu broker --storage-engine memory://tansu/ --listener-url tcp://$BROKER \
-    --advertised-listener-url tcp://$BROKER >"$WORK/tansu.log" 2>&1 &
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+start_tansu "$PORT" "$WORK/tansu.log"
 tansu topic create events --broker tcp://$BROKER --partitions 12 >/dev/null
 
-VOLUME=$(python3 -c "print($EVENTS / ($KEYS * 1100.0))")
-$KW gen --format cloudtrail --keys "$KEYS" --days 1 --volume "$VOLUME" --seed 9 -o "$WORK/events.jsonl"
-head -n "$EVENTS" "$WORK/events.jsonl" >"$WORK/n.jsonl"
+cloudtrail_events "$KW" "$EVENTS" "$KEYS" "$WORK/n.jsonl"
 N=$(wc -l <"$WORK/n.jsonl")
 
 cpu_seconds() { awk -v t="$TICK" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
@@ -50,21 +47,7 @@ echo "-- capacity: one instance on a backlog of $N events"
 tansu topic create backlog --broker tcp://$BROKER --partitions 12 >/dev/null
 python3 tests/e2e/produce.py --brokers "$BROKER" --topic backlog --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
 mkdir -p "$WORK/backlog"
-cat >"$WORK/backlog/kw.toml" <<TOML
-[decode]
-profile = "cloudtrail"
-[kafka]
-brokers = "$BROKER"
-topics = ["backlog"]
-group_id = "kw-backlog"
-commit_interval = "1s"
-[http]
-listen = "127.0.0.1:0"
-[checkpoint]
-dir = "$WORK/backlog/checkpoints"
-[changelog]
-topic = "keywatch-state-backlog"
-TOML
+kw_config "$WORK/backlog/kw.toml" "$BROKER" backlog kw-backlog "$WORK/backlog/checkpoints" keywatch-state-backlog
 KEYWATCH_LOG=info $KW run -c "$WORK/backlog/kw.toml" 2>"$WORK/backlog/kw.log" &
 PID=$!
 SECS=$(python3 benches/group_progress.py "$BROKER" kw-backlog backlog "$N")
@@ -83,21 +66,7 @@ for INSTANCES in ${ONLY:-1 2 3}; do
     for i in $(seq "$INSTANCES"); do
         DIR=$WORK/$GROUP/$i
         mkdir -p "$DIR"
-        cat >"$DIR/kw.toml" <<TOML
-[decode]
-profile = "cloudtrail"
-[kafka]
-brokers = "$BROKER"
-topics = ["$TOPIC"]
-group_id = "$GROUP"
-commit_interval = "1s"
-[http]
-listen = "127.0.0.1:0"
-[checkpoint]
-dir = "$DIR/checkpoints"
-[changelog]
-topic = "keywatch-state-$GROUP"
-TOML
+        kw_config "$DIR/kw.toml" "$BROKER" "$TOPIC" "$GROUP" "$DIR/checkpoints" "keywatch-state-$GROUP"
         KEYWATCH_LOG=info $KW run -c "$DIR/kw.toml" 2>"$DIR/kw.log" &
         PIDS+=($!)
         LOGS+=("$DIR/kw.log")
