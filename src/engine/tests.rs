@@ -726,3 +726,49 @@ fn a_zero_count_record_is_no_use() {
     assert_eq!(engine.stats().events.load(Ordering::Relaxed), 1);
     assert!(out.is_empty());
 }
+
+/// A key used every day for a month, then silent for 20 days: short of
+/// `dormant_after`, far out of its own rhythm. A week off (a holiday) and a
+/// weekend are not.
+#[test]
+fn a_daily_key_gone_quiet_is_out_of_its_rhythm() {
+    let daily = |key: &str, days: i64| -> Vec<Ev> {
+        (0..days)
+            .flat_map(|d| (0..6).map(move |i| T0 + d * DAY + 9 * HOUR + i * 1200))
+            .map(|t| ev(t, key, "203.0.113.10"))
+            .collect()
+    };
+    let mut events = daily("AKIADAILY", 30);
+    events.push(ev(T0 + 50 * DAY + 10 * HOUR, "AKIADAILY", "203.0.113.10"));
+    let mut week_off = daily("AKIAHOLIDAY", 30);
+    week_off.push(ev(T0 + 36 * DAY + 10 * HOUR, "AKIAHOLIDAY", "203.0.113.10"));
+    events.extend(week_off);
+    let findings = run(events);
+    let found = of(&findings, Detector::DormantRevival);
+    assert_eq!(found.len(), 1, "{findings:#?}");
+    let f = found[0];
+    assert_eq!(f.key_id, "AKIADAILY");
+    assert_eq!(f.severity, Severity::Low);
+    assert_eq!(f.evidence.observed["rule"], "rhythm");
+    assert_eq!(f.evidence.threshold["dormant_after_s"], 30 * DAY);
+    assert!(f.evidence.threshold["rhythm_s"].as_u64().unwrap() <= 8 * DAY as u64);
+    assert!(f.summary.contains("longest gap"), "{}", f.summary);
+}
+
+/// Office hours with weekends off, then a fortnight's holiday: the rhythm
+/// is six times the longest gap (a weekend), the holiday is inside it.
+#[test]
+fn an_office_key_back_from_a_holiday_fortnight_is_not_dormant() {
+    let mut rng = Rng(8);
+    let mut events = office_key("AKIAOFFICE", 40, 0.0, &["203.0.113.10"], &mut rng);
+    // Weekdays only, a few calls each; weekends silent.
+    for d in 0..40 {
+        if d % 7 < 5 {
+            events.push(ev(T0 + d * DAY + 10 * HOUR, "AKIAOFFICE", "203.0.113.10"));
+        }
+    }
+    // Two weeks off after a Friday (day 39 is a Friday): back on day 53.
+    events.push(ev(T0 + 53 * DAY + 10 * HOUR, "AKIAOFFICE", "203.0.113.10"));
+    let findings = run(events);
+    assert!(of(&findings, Detector::DormantRevival).is_empty(), "{findings:#?}");
+}
