@@ -356,11 +356,15 @@ impl Engine {
                     // own baseline speaks first, the principal's only adds
                     // what the key did not see.
                     let before = out.len();
-                    let (key_found, principal_found) = out[event_start..].split_at_mut(key_end - event_start);
+                    let (key_found, principal_found) =
+                        out[event_start..].split_at_mut(key_end - event_start);
                     let key_found: &[Finding] = key_found;
                     let mut keep = 0;
                     for i in 0..principal_found.len() {
-                        if !key_found.iter().any(|k| k.detector == principal_found[i].detector) {
+                        if !key_found
+                            .iter()
+                            .any(|k| k.detector == principal_found[i].detector)
+                        {
                             principal_found.swap(keep, i);
                             keep += 1;
                         }
@@ -395,9 +399,9 @@ impl Engine {
             .iter()
             .find(|t| t.entity == Entity::Principal)
             .and_then(|t| {
-                t.keys.get(p).map(|s| {
-                    s.first_seen < new_after || !s.still_learning(s.last_seen, settings)
-                })
+                t.keys
+                    .get(p)
+                    .map(|s| s.first_seen < new_after || !s.still_learning(s.last_seen, settings))
             })
             .unwrap_or(false)
     }

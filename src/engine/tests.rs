@@ -652,16 +652,32 @@ fn a_new_identity_minting_credentials_alerts_from_its_first_event() {
     let t = T0 + 19 * DAY + 3 * HOUR;
     let p = "arn:aws:iam::1:user/backdoor";
     events.push(iam(t, "AKIANEWUSER", p, "185.220.101.7", "CreateAccessKey"));
-    events.push(iam(t + 5, "AKIANEWUSER", p, "185.220.101.7", "AttachUserPolicy"));
+    events.push(iam(
+        t + 5,
+        "AKIANEWUSER",
+        p,
+        "185.220.101.7",
+        "AttachUserPolicy",
+    ));
     let p2 = "arn:aws:iam::1:user/newhire";
-    events.push(iam(t + 60, "AKIANEWHIRE", p2, "198.51.100.20", "CreateAccessKey"));
+    events.push(iam(
+        t + 60,
+        "AKIANEWHIRE",
+        p2,
+        "198.51.100.20",
+        "CreateAccessKey",
+    ));
     let findings = run(events);
     let found = of(&findings, Detector::NewIdentitySensitiveAction);
     assert_eq!(found.len(), 2, "{findings:#?}");
     let backdoor = found.iter().find(|f| f.key_id == "AKIANEWUSER").unwrap();
     assert_eq!(backdoor.severity, Severity::High);
     assert_eq!(backdoor.observed_at_ms(), t * 1000, "the very first event");
-    assert_eq!(backdoor.entity, Entity::KeyId, "one finding, not key + principal");
+    assert_eq!(
+        backdoor.entity,
+        Entity::KeyId,
+        "one finding, not key + principal"
+    );
     assert_eq!(
         backdoor.evidence.observed["network_seen_in_organisation"],
         false
@@ -676,7 +692,13 @@ fn a_new_identity_minting_credentials_alerts_from_its_first_event() {
 fn identities_seen_in_keywatchs_first_week_are_not_new() {
     let mut events = org_background(20);
     let p = "arn:aws:iam::1:user/admin";
-    events.push(iam(T0 + 2 * DAY, "AKIAADMIN", p, "185.220.101.7", "CreateAccessKey"));
+    events.push(iam(
+        T0 + 2 * DAY,
+        "AKIAADMIN",
+        p,
+        "185.220.101.7",
+        "CreateAccessKey",
+    ));
     assert!(of(&run(events), Detector::NewIdentitySensitiveAction).is_empty());
 }
 
@@ -692,7 +714,13 @@ fn a_new_key_of_a_known_principal_is_judged_by_the_principal() {
     }
     let t = T0 + 30 * DAY + 9 * HOUR;
     events.push(iam(t, "AKIAOPSNEW", p, "185.220.101.7", "CreateAccessKey"));
-    events.push(iam(t + 9, "AKIAOPSNEW", p, "185.220.101.7", "AttachUserPolicy"));
+    events.push(iam(
+        t + 9,
+        "AKIAOPSNEW",
+        p,
+        "185.220.101.7",
+        "AttachUserPolicy",
+    ));
     let findings = run(events);
     let by = |d| {
         of(&findings, d)
@@ -770,5 +798,8 @@ fn an_office_key_back_from_a_holiday_fortnight_is_not_dormant() {
     // Two weeks off after a Friday (day 39 is a Friday): back on day 53.
     events.push(ev(T0 + 53 * DAY + 10 * HOUR, "AKIAOFFICE", "203.0.113.10"));
     let findings = run(events);
-    assert!(of(&findings, Detector::DormantRevival).is_empty(), "{findings:#?}");
+    assert!(
+        of(&findings, Detector::DormantRevival).is_empty(),
+        "{findings:#?}"
+    );
 }

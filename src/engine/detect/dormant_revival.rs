@@ -47,8 +47,8 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     // Days of use before this event's (the clock already moved to it).
     let active_days = state.active_days;
     let span_days = state.last_seen.saturating_sub(state.first_seen) / DAY + 1;
-    let has_rhythm = active_days >= RHYTHM_MIN_ACTIVE_DAYS
-        && u32::from(active_days) * 2 >= span_days;
+    let has_rhythm =
+        active_days >= RHYTHM_MIN_ACTIVE_DAYS && u32::from(active_days) * 2 >= span_days;
     let rhythm_s = RHYTHM_FLOOR_S.max(previous_longest.saturating_mul(RHYTHM_FACTOR));
     let out_of_rhythm = has_rhythm && gap >= rhythm_s;
     if gap < dormant_s && !out_of_rhythm {
