@@ -15,17 +15,20 @@
 //! A chunk names the consumer group that wrote it: groups sharing a
 //! changelog topic (two deployments with their own settings, a staging
 //! copy) never restore each other's state. Version 1 chunks had no group
-//! (and keys without one); they are still read, by any group.
+//! (and keys without one); they are still read, by any group. Versions 1
+//! and 2 hold the per-key state of checkpoint format 1
+//! ([`crate::engine::legacy`]); version 3 today's.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::legacy::KeyStateV1;
 use crate::engine::KeyState;
 
 /// Identifies a keywatch changelog chunk.
 pub const MAGIC: &[u8; 8] = b"KWSTATE\0";
 /// The version this build writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const PREFIX: usize = 8 + 4 + 4;
 
 /// What a chunk says about itself and its snapshot.
@@ -73,6 +76,24 @@ pub enum Entry {
     Principal(CompactString, KeyState),
     /// An alert id (hashed) a sink has delivered for the partition's findings.
     Delivered(CompactString, u128),
+}
+
+/// An [`Entry`] of chunk versions 1 and 2.
+#[derive(Deserialize)]
+enum EntryV1 {
+    Key(CompactString, KeyStateV1),
+    Principal(CompactString, KeyStateV1),
+    Delivered(CompactString, u128),
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        match e {
+            EntryV1::Key(k, s) => Entry::Key(k, s.into()),
+            EntryV1::Principal(k, s) => Entry::Principal(k, s.into()),
+            EntryV1::Delivered(sink, id) => Entry::Delivered(sink, id),
+        }
+    }
 }
 
 /// Serialises like [`Entry`] without copying the state.
@@ -157,13 +178,29 @@ pub fn decode_header(bytes: &[u8]) -> Result<(ChunkHeader, &[u8]), ChunkError> {
     Ok((header, rest))
 }
 
-/// Decodes `n` entries.
-pub fn decode_entries(mut bytes: &[u8], n: u32) -> Result<Vec<Entry>, ChunkError> {
-    let mut out = Vec::with_capacity(n as usize);
+/// The version a chunk was written in (0 when it is too short to say).
+pub fn version_of(chunk: &[u8]) -> u32 {
+    chunk
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// Decodes `n` entries of a chunk of `version`.
+pub fn decode_entries(mut bytes: &[u8], n: u32, version: u32) -> Result<Vec<Entry>, ChunkError> {
+    // A count from the header is not trusted for the allocation.
+    let mut out = Vec::with_capacity((n as usize).min(bytes.len()));
     for _ in 0..n {
-        let (entry, rest) = postcard::take_from_bytes::<Entry>(bytes)?;
+        let entry = if version <= 2 {
+            let (entry, rest) = postcard::take_from_bytes::<EntryV1>(bytes)?;
+            bytes = rest;
+            entry.into()
+        } else {
+            let (entry, rest) = postcard::take_from_bytes::<Entry>(bytes)?;
+            bytes = rest;
+            entry
+        };
         out.push(entry);
-        bytes = rest;
     }
     Ok(out)
 }

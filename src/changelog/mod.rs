@@ -580,7 +580,8 @@ impl Partial {
         for chunk in self.chunks.into_iter().flatten() {
             bytes += chunk.len() as u64;
             let (header, rest) = format::decode_header(&chunk)?;
-            for entry in format::decode_entries(rest, header.entries)? {
+            let version = format::version_of(&chunk);
+            for entry in format::decode_entries(rest, header.entries, version)? {
                 match entry {
                     Entry::Key(k, s) => state.keys.push((k, s)),
                     Entry::Principal(k, s) => state.principals.push((k, s)),
@@ -888,7 +889,7 @@ mod tests {
             "tombstoned under its version 1 key"
         );
         assert_eq!(
-            format::decode_entries(rest, 1).unwrap(),
+            format::decode_entries(rest, 1, 1).unwrap(),
             vec![format::Entry::Delivered("pager".into(), 42)]
         );
     }

@@ -11,15 +11,63 @@
 //! A reader accepts every version up to its own, and refuses newer ones by
 //! name: a downgrade must not misread a file it does not understand. When
 //! the body changes, bump the version and keep a decoder for the old one.
+//!
+//! Version 1: the per-key state of the first wave ([`crate::engine::legacy`]),
+//! read and converted. Version 2: today's.
 
 use std::path::Path;
 
-use super::Checkpoint;
+use compact_str::CompactString;
+use serde::Deserialize;
+
+use super::{Checkpoint, Section};
+use crate::engine::legacy::KeyStateV1;
+
+/// A version 1 body.
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    written_at_ms: i64,
+    sections: Vec<SectionV1>,
+    principals: Vec<(CompactString, KeyStateV1)>,
+}
+
+#[derive(Deserialize)]
+struct SectionV1 {
+    topic: String,
+    partition: i32,
+    resume: Option<i64>,
+    keys: Vec<(CompactString, KeyStateV1)>,
+}
+
+fn upgrade(
+    keys: Vec<(CompactString, KeyStateV1)>,
+) -> Vec<(CompactString, crate::engine::KeyState)> {
+    keys.into_iter().map(|(k, s)| (k, s.into())).collect()
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    fn from(v1: CheckpointV1) -> Checkpoint {
+        Checkpoint {
+            written_at_ms: v1.written_at_ms,
+            sections: v1
+                .sections
+                .into_iter()
+                .map(|s| Section {
+                    topic: s.topic,
+                    partition: s.partition,
+                    resume: s.resume,
+                    keys: upgrade(s.keys),
+                })
+                .collect(),
+            principals: upgrade(v1.principals),
+        }
+    }
+}
 
 /// Identifies a keywatch checkpoint.
 pub const MAGIC: &[u8; 8] = b"KWCHKPT\0";
 /// The version this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 /// Why a checkpoint could not be written or read.
@@ -122,6 +170,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let found = crc32fast::hash(body);
     if found != expected {
         return Err(CheckpointError::Checksum { found, expected });
+    }
+    if version == 1 {
+        return postcard::from_bytes::<CheckpointV1>(body)
+            .map(Checkpoint::from)
+            .map_err(|e| CheckpointError::Body(format!("version 1: {e}")));
     }
     postcard::from_bytes(body).map_err(|e| CheckpointError::Body(e.to_string()))
 }

@@ -14,6 +14,7 @@ pub mod baseline;
 pub mod detect;
 pub mod explain;
 pub mod finding;
+pub mod legacy;
 pub mod org;
 pub mod source;
 pub mod state;

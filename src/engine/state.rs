@@ -128,6 +128,15 @@ impl SourceSet {
         )
     }
 
+    /// Puts back a remembered source (restoring older state).
+    pub fn restore(&mut self, id: SourceId, first_seen: Secs, last_seen: Secs) {
+        self.entries.push(SourceSeen {
+            id,
+            first_seen,
+            last_seen,
+        });
+    }
+
     /// Remembered sources.
     pub fn entries(&self) -> &[SourceSeen] {
         &self.entries
@@ -419,6 +428,12 @@ impl KeyState {
         }
         self.errors.decay(factor);
         self.fanout.decay(factor);
+    }
+
+    /// Puts back a remembered user agent or action from older state: a
+    /// value hash tagged with its [`ValueKind`] in the top two bits.
+    pub fn restore_value(&mut self, tagged: u32, last_seen: Secs) {
+        self.values.record(tagged, last_seen, usize::MAX);
     }
 
     /// Whether `detector`/`dim` is cooling down at `now`.
