@@ -56,9 +56,22 @@ fn main() -> anyhow::Result<()> {
     println!("{}", report.markdown());
     if verbose {
         for fleet in &report.fleets {
-            for (kind, found) in &fleet.attacks {
-                if !found {
-                    println!("seed {}: missed {}", fleet.seed, kind.name());
+            for (attack, on_key) in &fleet.missed {
+                println!(
+                    "seed {}: missed {} on {} ({}..{}, deadline {:?}): {}",
+                    fleet.seed,
+                    attack.kind.name(),
+                    attack.key_id,
+                    attack.start_ms,
+                    attack.end_ms,
+                    attack.deadline_ms,
+                    attack.description
+                );
+                for f in on_key {
+                    println!(
+                        "    found {} {} at {}: {}",
+                        f.detector, f.severity, f.at_ms, f.summary
+                    );
                 }
             }
             for f in &fleet.false_positives {

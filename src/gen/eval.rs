@@ -80,6 +80,8 @@ pub struct FleetResult {
     pub attacks: Vec<(AttackKind, bool)>,
     /// Findings that match no attack.
     pub false_positives: Vec<Seen>,
+    /// For each attack not found in time: what was found on its key(s).
+    pub missed: Vec<(Attack, Vec<Seen>)>,
 }
 
 fn matches_attack(f: &Seen, a: &Attack) -> bool {
@@ -156,7 +158,20 @@ pub fn run_fleet(cfg: &Config, shape: &FleetShape, seed: u64) -> anyhow::Result<
         },
     )?;
     let attacks = scenario.attacks();
+    let missed = attacks
+        .iter()
+        .filter(|a| !seen.iter().any(|f| found_in_time(f, a)))
+        .map(|a| {
+            let on_key = seen
+                .iter()
+                .filter(|f| matches_attack(f, a))
+                .cloned()
+                .collect();
+            (a.clone(), on_key)
+        })
+        .collect();
     Ok(FleetResult {
+        missed,
         seed,
         events: summary.events,
         attacks: attacks

@@ -70,6 +70,15 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         let c = s.metrics.bound_hits.with_label_values(&[bound]);
         c.inc_by(n.saturating_sub(c.get()));
     }
+    // The engine's own quiet rules, beside the alert pipeline's mutes.
+    for (rule, n) in [
+        ("allowlist", &stats.suppressed_allowlist),
+        ("cooldown", &stats.suppressed_cooldown),
+        ("duplicate", &stats.suppressed_duplicate),
+    ] {
+        let c = s.metrics.suppressed.with_label_values(&[rule]);
+        c.inc_by(n.load(Ordering::Relaxed).saturating_sub(c.get()));
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -4,6 +4,7 @@
 mod alerts;
 mod cli;
 mod durability;
+mod eval;
 mod helpers;
 mod http;
 mod inventory;
