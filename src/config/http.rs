@@ -49,6 +49,10 @@ impl Default for HttpConfig {
     }
 }
 
+/// Shortest write token accepted: 16 characters is ~95 bits of a random
+/// alphanumeric token, far past guessing over HTTP.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 impl HttpConfig {
     /// Checks the listen address and limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -61,6 +65,20 @@ impl HttpConfig {
         }
         if self.recent_findings == 0 {
             return Err(invalid("http.recent_findings", 0, "must be at least 1"));
+        }
+        if let Some(token) = &self.api_token {
+            // An empty token (an unset variable, an empty file) would let a
+            // missing Authorization header through: refuse it by name.
+            if token.expose().trim().len() < MIN_TOKEN_CHARS {
+                return Err(invalid(
+                    "http.api_token",
+                    token,
+                    format!(
+                        "resolves to {} characters; a write token needs at least {MIN_TOKEN_CHARS} (or remove the key: the API is then read-only)",
+                        token.expose().trim().len()
+                    ),
+                ));
+            }
         }
         let t = self.request_timeout.0.as_secs_f64();
         if !(0.1..=300.0).contains(&t) {

@@ -216,3 +216,32 @@ sasl_password = "env:KEYWATCH_TEST_KAFKA_PW"
     let cfg = load("", &[("KEYWATCH__KAFKA__TOPICS", "a,b")]).unwrap();
     assert_eq!(cfg.kafka.topics, ["a", "b"]);
 }
+
+/// A token that resolves empty (an unset-but-declared variable, an empty
+/// file) would let requests without `Authorization` write: refused by name.
+#[test]
+fn an_empty_or_short_api_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("token");
+    std::fs::write(&empty, "\n").unwrap();
+    let err = load(
+        &format!("[http]\napi_token = \"file:{}\"\n", empty.display()),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("http.api_token") && err.contains("0 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("\n\n"), "{err}");
+    let err = load("[http]\napi_token = \"short\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 16"), "{err}");
+    assert!(
+        !err.contains("short"),
+        "the token itself is never printed: {err}"
+    );
+    assert!(load("[http]\napi_token = \"a-token-long-enough\"\n", &[]).is_ok());
+}

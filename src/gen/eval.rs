@@ -41,12 +41,13 @@ pub struct FleetShape {
 }
 
 impl Default for FleetShape {
-    /// 40 normal keys over 45 days at a fifth of the archetypes' rates: every
-    /// archetype four times, weeks of learning before the attacks.
+    /// 40 normal keys over 50 days (long enough for every family) at a fifth
+    /// of the archetypes' rates: every archetype four times, five weeks of
+    /// learning before the attacks.
     fn default() -> Self {
         FleetShape {
             keys: 40,
-            days: 45,
+            days: 50,
             volume: 0.2,
         }
     }

@@ -252,7 +252,12 @@ pub async fn suppressions(State(s): State<AppState>) -> Json<serde_json::Value> 
 }
 
 fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &s.api_token else {
+    // An empty token never authorises (configuration refuses one too).
+    let Some(token) = s
+        .api_token
+        .as_ref()
+        .filter(|t| !t.expose().trim().is_empty())
+    else {
         return Err(error(
             StatusCode::FORBIDDEN,
             "writes are disabled: set http.api_token to allow them",
@@ -263,7 +268,7 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+    if !given.is_empty() && constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
         Ok(())
     } else {
         Err(error(

@@ -66,7 +66,7 @@ async fn server(max_active: usize) -> Server {
         status: Arc::new(SourceStatus::default()),
         recent,
         alerts,
-        api_token: Some(Secret::resolve("t0ken").unwrap()),
+        api_token: Some(Secret::resolve("t0ken-of-sixteen+").unwrap()),
         dormant_s: 30 * 86_400,
         inventory: None,
         inventory_cfg: Default::default(),
@@ -218,7 +218,7 @@ async fn suppressions_need_the_token() {
     let r = s
         .client
         .post(&url)
-        .bearer_auth("t0ken")
+        .bearer_auth("t0ken-of-sixteen+")
         .json(&rule)
         .send()
         .await
@@ -239,7 +239,7 @@ async fn suppressions_need_the_token() {
     let bad = s
         .client
         .post(&url)
-        .bearer_auth("t0ken")
+        .bearer_auth("t0ken-of-sixteen+")
         .body("{\"key\": 5}")
         .send()
         .await
@@ -248,7 +248,7 @@ async fn suppressions_need_the_token() {
     let big = s
         .client
         .post(&url)
-        .bearer_auth("t0ken")
+        .bearer_auth("t0ken-of-sixteen+")
         .body("x".repeat(4096))
         .send()
         .await
@@ -257,7 +257,7 @@ async fn suppressions_need_the_token() {
     let del = s
         .client
         .delete(format!("{url}/{id}"))
-        .bearer_auth("t0ken")
+        .bearer_auth("t0ken-of-sixteen+")
         .send()
         .await
         .unwrap();
@@ -265,7 +265,7 @@ async fn suppressions_need_the_token() {
     let again = s
         .client
         .delete(format!("{url}/{id}"))
-        .bearer_auth("t0ken")
+        .bearer_auth("t0ken-of-sixteen+")
         .send()
         .await
         .unwrap();
