@@ -140,10 +140,37 @@ impl Store {
     /// A store in `dir` (created if missing) keeping `keep` files.
     pub fn open(dir: &Path, keep: usize) -> Result<Store, CheckpointError> {
         std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
-        Ok(Store {
+        let store = Store {
             dir: dir.to_owned(),
             keep: keep.max(1),
-        })
+        };
+        store.remove_leftovers();
+        Ok(store)
+    }
+
+    /// Removes half-written files of writes that died (a kill during a
+    /// write, a full disk): each can be as large as a whole checkpoint.
+    fn remove_leftovers(&self) {
+        let leftovers = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!(".{PREFIX}")) && n.ends_with(".tmp"))
+            });
+        for tmp in leftovers {
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {
+                    tracing::info!(path = %tmp.display(), "removed a half-written checkpoint")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %tmp.display(), error = %e, "removing a half-written checkpoint")
+                }
+            }
+        }
     }
 
     /// Writes `cp` atomically and prunes old files.
@@ -153,12 +180,16 @@ impl Store {
         let name = format!("{PREFIX}{:013}{SUFFIX}", cp.written_at_ms.max(0));
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        {
+        let written = (|| {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| CheckpointError::io(&tmp, e))?;
-            f.write_all(&bytes)
-                .map_err(|e| CheckpointError::io(&tmp, e))?;
-            f.sync_all().map_err(|e| CheckpointError::io(&tmp, e))?;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            // A full disk must not also keep the half-written copy.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(CheckpointError::io(&tmp, e));
         }
         std::fs::rename(&tmp, &path).map_err(|e| CheckpointError::io(&path, e))?;
         std::fs::File::open(&self.dir)

@@ -273,3 +273,20 @@ fn format_version_1_stays_readable() {
         "its sources carry over"
     );
 }
+
+/// A kill during a write leaves a `.tmp` the size of a checkpoint: the next
+/// start removes it, and never touches finished checkpoints.
+#[test]
+fn half_written_files_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 3).unwrap();
+    let done = store.write(&small()).unwrap().path;
+    let leftover = dir.path().join(".checkpoint-0000000000001.kwc.tmp");
+    std::fs::write(&leftover, vec![0u8; 4096]).unwrap();
+    let unrelated = dir.path().join("notes.tmp");
+    std::fs::write(&unrelated, b"mine").unwrap();
+    let store = Store::open(dir.path(), 3).unwrap();
+    assert!(!leftover.exists(), "the half-written checkpoint is gone");
+    assert!(unrelated.exists(), "other files are left alone");
+    assert_eq!(store.list(), vec![done]);
+}
