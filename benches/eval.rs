@@ -76,8 +76,13 @@ fn main() -> anyhow::Result<()> {
             }
             for f in &fleet.false_positives {
                 println!(
-                    "seed {}: false positive {} {} on {}: {}",
-                    fleet.seed, f.detector, f.severity, f.key, f.summary
+                    "seed {}: false positive {} {} on {} at {}: {}",
+                    fleet.seed,
+                    f.detector,
+                    f.severity,
+                    f.key,
+                    chrono::DateTime::from_timestamp_millis(f.at_ms).unwrap_or_default(),
+                    f.summary
                 );
             }
         }
