@@ -428,4 +428,6 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod net_tests;
+#[cfg(test)]
 mod tests;

@@ -59,6 +59,15 @@ pub fn family(ua: &str) -> &str {
 /// `name` without trailing id segments (after `_ - . # + :`).
 fn strip_ids(name: &str) -> &str {
     let mut t = name;
+    // A UUID's groups may be letters only (`ffda`): take it whole first.
+    if let Some(head) = t
+        .len()
+        .checked_sub(36)
+        .filter(|&i| is_uuid(&t.as_bytes()[i..]))
+    {
+        t = &t[..head];
+        t = t.strip_suffix(['_', '-', '.', '#', '+', ':']).unwrap_or(t);
+    }
     while let Some(i) = t.rfind(['_', '-', '.', '#', '+', ':']) {
         let seg = &t[i + 1..];
         if !(seg.is_empty() || is_id(seg)) {
@@ -72,6 +81,15 @@ fn strip_ids(name: &str) -> &str {
     } else {
         t
     }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// A segment that changes from run to run or release to release: numbers,
@@ -148,6 +166,11 @@ mod tests {
         let b = "stratus-red-team_9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d";
         assert_eq!(family(a), "stratus-red-team");
         assert_eq!(family(a), family(b));
+        // Groups of hex letters only are still part of the UUID.
+        assert_eq!(
+            family("stratus-red-team_7bd90d81-ffda-4abc-9def-0123456789ab"),
+            "stratus-red-team"
+        );
         assert_eq!(
             family("aws-sdk-go/1.44.0 (go1.20; linux; amd64) exec-env/AWS_ECS_EC2"),
             "aws-sdk-go"
