@@ -140,7 +140,16 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "new_source": new_source,
             "rate_spike": rate,
             "error_spike": if eligible { format!("armed: {failures} failures in the current bucket, alerts at {error_threshold}") } else { learning.clone() },
-            "new_user_agent": if eligible { "armed: an unknown client family would alert".to_owned() } else { learning.clone() },
+            "new_user_agent": if !cfg.new_user_agent.enabled { "disabled".to_owned() } else if !eligible { learning.clone() } else {
+                let families = state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s);
+                if families >= cfg.new_user_agent.broad_after as usize {
+                    format!("quiet (broad): {families} client families known, at or above broad_after {}", cfg.new_user_agent.broad_after)
+                } else if families == 0 {
+                    "quiet: no client family known yet; the first one is learned".to_owned()
+                } else {
+                    format!("armed: {families} client famil{} known; another would alert", if families == 1 { "y" } else { "ies" })
+                }
+            },
             "new_action": if eligible { "armed: an action outside the known set would alert".to_owned() } else { learning.clone() },
             "source_fanout": if !cfg.source_fanout.enabled { "disabled".to_owned() } else if eligible {
                 format!("armed: {new_nets} new networks in the current window, high at {new_t}; {inside} addresses inside the key's networks, low at {inside_t}")

@@ -493,3 +493,82 @@ fn a_new_client_family_is_still_found() {
     assert_eq!(ua.len(), 1, "one tool, one family: {findings:#?}");
     assert_eq!(ua[0].evidence.observed["family"], "stratus-red-team");
 }
+
+/// Findings of the three detectors on generated fleets, per archetype, and
+/// the attacks' recall: `cargo test --lib engine::net_tests::generated --
+/// --ignored --nocapture` (slow in debug; seeds 101.. are not the ones the
+/// generator's own tests look at).
+#[test]
+#[ignore]
+fn generated_fleets_per_archetype() {
+    use std::collections::BTreeMap;
+
+    use crate::decode::Decoder;
+    use crate::gen::{Format, GenConfig, Scenario};
+
+    let decoder = Decoder::for_profile("cloudtrail", &BTreeMap::new()).unwrap();
+    let seeds: u64 = std::env::var("KW_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let mut normal: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut worst: BTreeMap<String, usize> = BTreeMap::new();
+    let mut recall: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for seed in 101..101 + seeds {
+        let scenario = Scenario::new(GenConfig {
+            seed,
+            keys: 81,
+            days: 45,
+            format: Format::CloudTrail,
+            volume: std::env::var("KW_VOLUME")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0.5),
+            ..GenConfig::default()
+        });
+        let engine = Engine::new(&Config::default());
+        let mut out = Vec::new();
+        for e in scenario.events() {
+            let _ = decoder.decode(e.json.as_bytes(), |r| {
+                if let Ok(ev) = r {
+                    engine.process(&ev, &mut out);
+                }
+            });
+        }
+        let mut per_fleet: BTreeMap<String, usize> = BTreeMap::new();
+        for f in out.iter().filter(|f| f.entity == Entity::KeyId) {
+            let d = format!("{:?}", f.detector);
+            let Some(arch) = scenario.archetype(&f.key_id) else {
+                continue;
+            };
+            let arch = format!("{arch:?}");
+            *normal
+                .entry((d.clone(), format!("{arch}/{:?}", f.severity)))
+                .or_default() += 1;
+            *per_fleet.entry(d).or_default() += 1;
+        }
+        for (d, n) in per_fleet {
+            let w = worst.entry(d).or_default();
+            *w = (*w).max(n);
+        }
+        for a in scenario.attacks() {
+            let hit = out.iter().any(|f| {
+                f.key_id == a.key_id
+                    && f.detector.as_str() == a.detector
+                    && f.observed_at_ms() >= a.start_ms
+                    && f.observed_at_ms() <= a.end_ms
+            });
+            let r = recall
+                .entry(format!("{:?}/{}", a.kind, a.detector))
+                .or_default();
+            r.0 += usize::from(hit);
+            r.1 += 1;
+        }
+    }
+    println!("false positives on normal keys ({seeds} fleets of 81 keys, 45 days):");
+    for ((d, arch), n) in &normal {
+        println!("  {d:>14} {arch:<28} {n}");
+    }
+    println!("worst fleet per detector: {worst:?}");
+    println!("recall: {recall:?}");
+}
