@@ -536,7 +536,11 @@ fn generated_fleets_per_archetype() {
             });
         }
         let mut per_fleet: BTreeMap<String, usize> = BTreeMap::new();
-        for f in out.iter().filter(|f| f.entity == Entity::KeyId) {
+        let normal_keys = scenario.normal_keys();
+        for f in out
+            .iter()
+            .filter(|f| f.entity == Entity::KeyId && normal_keys.contains(&f.key_id))
+        {
             let d = format!("{:?}", f.detector);
             let Some(arch) = scenario.archetype(&f.key_id) else {
                 continue;
@@ -555,8 +559,9 @@ fn generated_fleets_per_archetype() {
             let hit = out.iter().any(|f| {
                 f.key_id == a.key_id
                     && f.detector.as_str() == a.detector
-                    && f.observed_at_ms() >= a.start_ms
-                    && f.observed_at_ms() <= a.end_ms
+                    // CloudTrail times are whole seconds.
+                    && f.observed_at_ms() >= a.start_ms - 1000
+                    && f.observed_at_ms() <= a.end_ms + 1000
             });
             let r = recall
                 .entry(format!("{:?}/{}", a.kind, a.detector))
