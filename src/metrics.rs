@@ -32,7 +32,8 @@ pub struct Metrics {
     pub keys_dormant: IntGauge,
     /// Keys by age since first use (`lt_1d`, `1d_7d`, `7d_30d`, `30d_90d`, `ge_90d`).
     pub keys_by_age: IntGaugeVec,
-    /// Times a memory bound was hit, by bound (`max_keys`, `max_sources_per_key`, `max_values_per_key`).
+    /// Times a memory bound was hit, by bound (`max_keys`, `max_sources_per_key`,
+    /// `max_values_per_key` (actions), `max_user_agents_per_key`).
     pub bound_hits: IntCounterVec,
     /// Wall clock minus the newest event time applied, seconds.
     pub event_time_lag: Gauge,

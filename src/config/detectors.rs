@@ -24,7 +24,7 @@ pub struct DetectorsConfig {
     /// Failed requests in the current bucket far above the key's own norm.
     #[serde(default)]
     pub error_spike: ErrorSpikeConfig,
-    /// Distinct source addresses in a window far above the key's norm.
+    /// Networks new to the key (or addresses inside its own) in a window far above its norm.
     #[serde(default)]
     pub source_fanout: FanoutConfig,
     /// A key unused for a long time used again.
@@ -55,23 +55,35 @@ impl Default for SwitchConfig {
 pub struct NewSourceConfig {
     /// Switch the detector on or off.
     pub enabled: bool,
-    /// A key that has used this many networks (/24 or /64) within `forget_after`
-    /// roams by design (mobile users, autoscaled fleets); new networks are
-    /// normal for it and do not alert.
-    pub roaming_networks: u16,
+    /// A key that acquired new networks (/24, /64) on this many distinct days
+    /// (after its first day, within `forget_after`; a day that brought four or
+    /// more counts as one burst, not as roaming) roams: new networks are
+    /// normal for it and do not alert...
+    pub roaming_days: u16,
+    /// ...until it has found no new network for this long. The same span
+    /// scopes pool churn: a new /24 beside the key's /24s of one /16 is churn
+    /// only if the key itself acquired one of them this recently.
+    pub roaming_expiry: HumanDuration,
 }
 
-/// Eight networks: a service key uses one to three (a few egress NATs,
-/// a VPN, a second region); past eight the key is roaming by design.
-fn default_roaming_networks() -> u16 {
-    8
+/// Two days: a person with a laptop meets a new network every week or so; a
+/// service key keeps the networks it was set up with.
+fn default_roaming_days() -> u16 {
+    2
+}
+
+/// Two weeks: longer than the gap between a travelling person's trips, far
+/// shorter than "for good".
+fn default_roaming_expiry() -> HumanDuration {
+    HumanDuration::days(14)
 }
 
 impl Default for NewSourceConfig {
     fn default() -> Self {
         NewSourceConfig {
             enabled: true,
-            roaming_networks: default_roaming_networks(),
+            roaming_days: default_roaming_days(),
+            roaming_expiry: default_roaming_expiry(),
         }
     }
 }
@@ -188,10 +200,15 @@ pub struct FanoutConfig {
     pub enabled: bool,
     /// Window over which distinct sources are counted.
     pub window: HumanDuration,
-    /// Never alert below this many distinct addresses in one window.
+    /// Never alert (high) below this many networks in one window that the
+    /// key had not established (used for a day) before.
     pub min_sources: u32,
-    /// Alert above this multiple of the key's usual distinct sources per window.
+    /// Alert above this multiple of the key's usual count per window.
     pub ratio: f64,
+    /// Addresses inside the key's own established networks (CI runners,
+    /// fleet hosts) alert only above this many in one window (and `ratio`
+    /// times their peak), and only as low.
+    pub known_network_min_sources: u32,
 }
 
 /// One hour, from the design.
@@ -199,15 +216,21 @@ fn default_fanout_window() -> HumanDuration {
     HumanDuration::secs(3600)
 }
 
-/// Ten hosts: a service key is used by a few; a leaked key pasted into a
-/// botnet or public CI shows up on dozens within minutes.
+/// Ten networks: a service key is used from a few; a leaked key pasted into a
+/// botnet or public CI shows up in dozens within minutes.
 fn default_fanout_min() -> u32 {
     10
 }
 
-/// Three times the key's peak distinct sources per window.
+/// Three times the key's peak per window.
 fn default_fanout_ratio() -> f64 {
     3.0
+}
+
+/// Fifty addresses inside the key's own networks: a CI pool of a few dozen
+/// runners stays below it even before the key has shown its largest run.
+fn default_known_network_min() -> u32 {
+    50
 }
 
 impl Default for FanoutConfig {
@@ -217,6 +240,7 @@ impl Default for FanoutConfig {
             window: default_fanout_window(),
             min_sources: default_fanout_min(),
             ratio: default_fanout_ratio(),
+            known_network_min_sources: default_known_network_min(),
         }
     }
 }

@@ -126,8 +126,11 @@ pub struct EngineConfig {
     pub max_keys: usize,
     /// Most source addresses remembered per key (least recently used are forgotten).
     pub max_sources_per_key: u16,
-    /// Most user-agent families and actions remembered per key.
+    /// Most actions remembered per key.
     pub max_values_per_key: u16,
+    /// Most user-agent families remembered per key (a table of their own:
+    /// a key with many actions never evicts its clients).
+    pub max_user_agents_per_key: u16,
     /// A key alerts on novelty and rates only after being known this long...
     pub learning_period: HumanDuration,
     /// ...and after this many events.
@@ -159,6 +162,8 @@ impl Default for EngineConfig {
             // A service key uses 1-3 addresses; 64 keeps a fan-out's worth of evidence.
             max_sources_per_key: 64,
             max_values_per_key: 64,
+            // Above new_user_agent.broad_after (12), so a shared key's count reaches it.
+            max_user_agents_per_key: 16,
             // The design's defaults: learning 7d and ≥ 20 events, forget after 30d.
             learning_period: HumanDuration::days(7),
             learning_min_events: 20,
@@ -302,10 +307,14 @@ impl Config {
         if e.max_keys == 0 {
             return Err(invalid("engine.max_keys", 0, "must be at least 1"));
         }
-        if e.max_sources_per_key == 0 || e.max_values_per_key == 0 {
+        if e.max_sources_per_key == 0 || e.max_values_per_key == 0 || e.max_user_agents_per_key == 0
+        {
             return Err(invalid(
-                "engine.max_sources_per_key / engine.max_values_per_key",
-                format!("{} / {}", e.max_sources_per_key, e.max_values_per_key),
+                "engine.max_sources_per_key / engine.max_values_per_key / engine.max_user_agents_per_key",
+                format!(
+                    "{} / {} / {}",
+                    e.max_sources_per_key, e.max_values_per_key, e.max_user_agents_per_key
+                ),
                 "must be at least 1",
             ));
         }
@@ -355,6 +364,14 @@ impl Config {
             (
                 "detectors.source_fanout.min_sources",
                 d.source_fanout.min_sources,
+            ),
+            (
+                "detectors.source_fanout.known_network_min_sources",
+                d.source_fanout.known_network_min_sources,
+            ),
+            (
+                "detectors.new_source.roaming_days",
+                u32::from(d.new_source.roaming_days),
             ),
         ] {
             if min == 0 {

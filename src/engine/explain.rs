@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::detect::DAY;
+use super::detect::{new_source, source_fanout, DAY};
+use super::source::SourceId;
 use super::state::{KeyState, Secs, ValueKind};
 use super::Settings;
 use crate::decode::time::format_rfc3339;
@@ -27,19 +28,65 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
     };
     let nets = state.sources.summary(now, s.forget_s, state.first_seen);
     let cfg = &s.detectors;
-    let roaming = nets.networks >= cfg.new_source.roaming_networks || nets.acquired_later >= 2;
-    let new_source = match (cfg.new_source.enabled, eligible, roaming) {
+    let expiry = cfg.new_source.roaming_expiry.as_secs_u32();
+    // Wider networks where a new /24 would be pool churn (low) right now.
+    let mut churning: Vec<(u64, String)> = Vec::new();
+    for e in state.sources.entries() {
+        if e.last_seen < now.saturating_sub(s.forget_s) || e.id.is_named() {
+            continue;
+        }
+        // Any network of the wider one other than those the key holds.
+        let probe = SourceId(e.id.wide_network() | 0xFFFF);
+        let c = state
+            .sources
+            .wide_churn(probe, now, s.forget_s, state.first_seen);
+        if c.siblings >= 2
+            && c.last_acquired > 0
+            && now.saturating_sub(c.last_acquired) < expiry
+            && !churning.iter().any(|(w, _)| *w == e.id.wide_network())
+        {
+            churning.push((
+                e.id.wide_network(),
+                format!(
+                    "{} until {}",
+                    e.id.wide_display(),
+                    at(c.last_acquired.saturating_add(expiry))
+                ),
+            ));
+        }
+    }
+    let pool_churn: Vec<String> = churning.into_iter().map(|(_, s)| s).collect();
+    let new_source = match (
+        cfg.new_source.enabled,
+        eligible,
+        new_source::roaming(&nets, &cfg.new_source, now),
+    ) {
         (false, _, _) => "disabled".to_owned(),
         (true, false, _) => learning.clone(),
-        (true, true, true) => format!(
-            "quiet: the key roams ({} networks, {} acquired after its first day)",
-            nets.networks, nets.acquired_later
+        (true, true, Some(new_source::Roaming::Roaming { until })) => format!(
+            "quiet (roaming): new networks on {} days, the latest {}d ago; expires {} unless the key finds another network",
+            nets.roam_days,
+            now.saturating_sub(nets.last_roam) / DAY,
+            at(until)
         ),
-        (true, true, false) => format!(
-            "armed: a use from a network other than {} would alert",
-            nets.sample.join(", ")
+        (true, true, Some(new_source::Roaming::PoolDraws { until })) => format!(
+            "quiet (pool_draws): bursts of new networks on {} days, the latest {}d ago; expires {} unless another burst",
+            nets.burst_days,
+            now.saturating_sub(nets.last_burst) / DAY,
+            at(until)
+        ),
+        (true, true, None) => format!(
+            "armed: a use from a network other than {} would alert{}",
+            nets.sample.join(", "),
+            if pool_churn.is_empty() {
+                String::new()
+            } else {
+                format!(" (low, pool_churn, inside {})", pool_churn.join(", "))
+            }
         ),
     };
+    let (new_nets, inside) = state.fanout.current();
+    let (new_t, inside_t) = source_fanout::thresholds(&state.fanout, s);
     let (count, threshold) = state.rate.current();
     let rate = if !cfg.rate_spike.enabled {
         "disabled".to_owned()
@@ -69,13 +116,18 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "networks": nets.sample,
             "network_count": nets.networks,
             "networks_acquired_later": nets.acquired_later,
+            "networks_acquired_in_bursts": nets.burst_networks,
+            "network_roaming_days": nets.roam_days,
+            "network_burst_days": nets.burst_days,
+            "pool_churn": pool_churn,
             "sources_remembered": state.sources.entries().len(),
             "user_agent_families": state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s),
             "actions": state.values.fresh_len(ValueKind::Action, now, s.forget_s),
             "peak_requests_per_bucket": state.rate.peak(),
             "hour_of_day_baseline": state.rate_hours.is_some(),
             "peak_failures_per_bucket": state.errors.peak(),
-            "peak_distinct_sources_per_window": state.fanout.peak(),
+            "peak_new_networks_per_window": state.fanout.peak(),
+            "peak_addresses_inside_networks_per_window": state.fanout.inside_peak(),
             "longest_idle_gap_s": state.longest_gap,
         },
         "current": {
@@ -88,9 +140,20 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "new_source": new_source,
             "rate_spike": rate,
             "error_spike": if eligible { format!("armed: {failures} failures in the current bucket, alerts at {error_threshold}") } else { learning.clone() },
-            "new_user_agent": if eligible { "armed: an unknown client family would alert".to_owned() } else { learning.clone() },
+            "new_user_agent": if !cfg.new_user_agent.enabled { "disabled".to_owned() } else if !eligible { learning.clone() } else {
+                let families = state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s);
+                if families >= cfg.new_user_agent.broad_after as usize {
+                    format!("quiet (broad): {families} client families known, at or above broad_after {}", cfg.new_user_agent.broad_after)
+                } else if families == 0 {
+                    "quiet: no client family known yet; the first one is learned".to_owned()
+                } else {
+                    format!("armed: {families} client famil{} known; another would alert", if families == 1 { "y" } else { "ies" })
+                }
+            },
             "new_action": if eligible { "armed: an action outside the known set would alert".to_owned() } else { learning.clone() },
-            "source_fanout": if eligible { "armed".to_owned() } else { learning },
+            "source_fanout": if !cfg.source_fanout.enabled { "disabled".to_owned() } else if eligible {
+                format!("armed: {new_nets} new networks in the current window, high at {new_t}; {inside} addresses inside the key's networks, low at {inside_t}")
+            } else { learning },
             "dormant_revival": dormant,
         },
     })

@@ -4,7 +4,8 @@
 //! [`Engine`] is a cheap-to-clone handle; several threads may feed it
 //! (keys are partitioned, so one key's events arrive on one thread in order).
 //! Memory is bounded: at most `max_keys` identities per kind, at most
-//! `max_sources_per_key` / `max_values_per_key` remembered values each, with
+//! `max_sources_per_key` / `max_values_per_key` / `max_user_agents_per_key`
+//! remembered values each, with
 //! counters when a bound is hit.
 //!
 //! With an inventory ([`Engine::with_inventory`]) the policy detectors
@@ -45,8 +46,10 @@ pub struct Settings {
     pub max_keys: usize,
     /// Most sources remembered per key.
     pub max_sources: usize,
-    /// Most user agents / actions remembered per key.
+    /// Most actions remembered per key.
     pub max_values: usize,
+    /// Most user-agent families remembered per key.
+    pub max_user_agents: usize,
     /// Learning period, seconds.
     pub learning_s: u32,
     /// Learning minimum events.
@@ -83,6 +86,7 @@ impl Settings {
             max_keys: e.max_keys,
             max_sources: e.max_sources_per_key as usize,
             max_values: e.max_values_per_key as usize,
+            max_user_agents: e.max_user_agents_per_key as usize,
             learning_s: e.learning_period.as_secs_u32(),
             learning_events: e.learning_min_events,
             forget_s: e.forget_after.as_secs_u32(),
@@ -127,8 +131,10 @@ pub struct Stats {
     pub keys_rejected: AtomicU64,
     /// Sources forgotten to stay within `max_sources_per_key`.
     pub sources_evicted: AtomicU64,
-    /// User agents / actions forgotten to stay within `max_values_per_key`.
-    pub values_evicted: AtomicU64,
+    /// Actions forgotten to stay within `max_values_per_key`.
+    pub actions_evicted: AtomicU64,
+    /// User-agent families forgotten to stay within `max_user_agents_per_key`.
+    pub user_agents_evicted: AtomicU64,
     /// Findings dropped because the event came from an allowlisted network.
     pub suppressed_allowlist: AtomicU64,
     /// Findings dropped by the per-(key, detector, dimension) cooldown.
@@ -536,5 +542,7 @@ pub fn principal_identity(principal: &str) -> &str {
     }
 }
 
+#[cfg(test)]
+mod net_tests;
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,19 @@ impl SourceId {
     }
 }
 
+impl SourceId {
+    /// The wider network as text (`203.0.0.0/16`, `2001:db8:1::/48`).
+    pub fn wide_display(self) -> String {
+        if self.is_named() {
+            "named source".to_owned()
+        } else if self.is_v4() {
+            format!("{}/16", Ipv4Addr::from(self.wide_network() as u32))
+        } else {
+            format!("{}/48", Ipv6Addr::from((self.wide_network() as u128) << 64))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

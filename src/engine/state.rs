@@ -35,21 +35,62 @@ pub struct SourceFacts {
     pub wide_siblings: u16,
     /// First use of this address in the current fan-out window.
     pub first_in_window: bool,
+    /// Its network was used earlier in the current fan-out window.
+    pub network_in_window: bool,
+    /// When its network was first used (earliest remembered address of it,
+    /// within `forget_after`); meaningful only when `network_known`.
+    pub network_first_seen: Secs,
 }
 
+/// A day on which a key acquired at least this many networks was a burst
+/// (one fan-out, one pool draw), not a key moving about: its networks count
+/// as one burst day, never as roaming days.
+pub const BURST_NETWORKS: u16 = 4;
+
 /// The networks a key has used recently, for `new_source`'s judgement.
+///
+/// "Acquired" means first used at least a day after the key itself: a key
+/// that keeps acquiring networks roams (a person's laptop), one that was set
+/// up with its networks (a service, a multi-region fleet) does not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkSummary {
     /// Distinct networks used within `forget_after`.
     pub networks: u16,
-    /// When the newest of them was first used.
+    /// Of them, networks acquired on burst days (see [`BURST_NETWORKS`]).
+    pub burst_networks: u16,
+    /// When the newest network not acquired in a burst was first used (the
+    /// key's first use when it acquired none).
     pub newest_first_seen: Secs,
-    /// Networks first used at least a day after the key itself: a key that
-    /// keeps acquiring networks roams (a person's laptop), one that was set
-    /// up with its networks (a service, a multi-region fleet) does not.
+    /// Networks acquired after the key's first day, bursts included.
     pub acquired_later: u16,
-    /// Up to five of them, for evidence.
+    /// Distinct days (UTC) on which the key acquired 1 to
+    /// `BURST_NETWORKS - 1` networks.
+    pub roam_days: u16,
+    /// When the newest network acquired on such a day was first used.
+    pub last_roam: Secs,
+    /// Distinct days on which the key acquired `BURST_NETWORKS` or more.
+    pub burst_days: u16,
+    /// When the newest burst network was first used.
+    pub last_burst: Secs,
+    /// Up to five of them, for evidence (burst networks last).
     pub sample: Vec<String>,
+}
+
+impl NetworkSummary {
+    /// Networks the key holds apart from bursts: what its severity is judged on.
+    pub fn settled_networks(&self) -> u16 {
+        self.networks - self.burst_networks
+    }
+}
+
+/// How a key has moved between networks of one wider network (/16, /48).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WideChurn {
+    /// Distinct networks of the wider network used within `forget_after`.
+    pub siblings: u16,
+    /// When the newest of them acquired after the key's first day was first
+    /// used (0: none was).
+    pub last_acquired: Secs,
 }
 
 /// The sources a key has used, least recently used evicted past the cap.
@@ -69,6 +110,8 @@ impl SourceSet {
             network_known: false,
             wide_siblings: 0,
             first_in_window: true,
+            network_in_window: false,
+            network_first_seen: Secs::MAX,
         };
         let mut sibling_nets: SmallVec<[u64; 4]> = SmallVec::new();
         for e in &self.entries {
@@ -84,6 +127,8 @@ impl SourceSet {
             let en = e.id.network();
             if en == net {
                 facts.network_known = true;
+                facts.network_in_window |= e.last_seen >= window_start;
+                facts.network_first_seen = facts.network_first_seen.min(e.first_seen);
             } else if e.id.wide_network() == wide && !sibling_nets.contains(&en) {
                 sibling_nets.push(en);
             }
@@ -95,6 +140,58 @@ impl SourceSet {
     /// Summary of the networks used since `now - forget_s`, for a key first
     /// seen at `key_first_seen`.
     pub fn summary(&self, now: Secs, forget_s: u32, key_first_seen: Secs) -> NetworkSummary {
+        let nets = self.networks(now, forget_s);
+        let settled_from = key_first_seen.saturating_add(86_400);
+        // Networks acquired per day, to tell bursts from moves.
+        let mut days: SmallVec<[(Secs, u16); 8]> = SmallVec::new();
+        for n in nets.iter().filter(|n| n.2 >= settled_from) {
+            let day = n.2 / 86_400;
+            match days.iter_mut().find(|d| d.0 == day) {
+                Some(d) => d.1 += 1,
+                None => days.push((day, 1)),
+            }
+        }
+        let burst = |first: Secs| {
+            first >= settled_from
+                && days
+                    .iter()
+                    .any(|d| d.0 == first / 86_400 && d.1 >= BURST_NETWORKS)
+        };
+        let mut out = NetworkSummary {
+            networks: nets.len() as u16,
+            burst_networks: 0,
+            newest_first_seen: key_first_seen,
+            acquired_later: nets.iter().filter(|n| n.2 >= settled_from).count() as u16,
+            roam_days: days.iter().filter(|d| d.1 < BURST_NETWORKS).count() as u16,
+            last_roam: 0,
+            burst_days: days.iter().filter(|d| d.1 >= BURST_NETWORKS).count() as u16,
+            last_burst: 0,
+            sample: Vec::new(),
+        };
+        for n in &nets {
+            if burst(n.2) {
+                out.burst_networks += 1;
+                out.last_burst = out.last_burst.max(n.2);
+            } else {
+                out.newest_first_seen = out.newest_first_seen.max(n.2);
+                if n.2 >= settled_from {
+                    out.last_roam = out.last_roam.max(n.2);
+                }
+            }
+        }
+        let settled = nets.iter().filter(|n| !burst(n.2));
+        let bursts = nets.iter().filter(|n| burst(n.2));
+        out.sample = settled
+            .chain(bursts)
+            .take(5)
+            .map(|n| n.1.network_display())
+            .collect();
+        out
+    }
+
+    /// Distinct networks used since `now - forget_s`: (network, an address
+    /// of it, its first use).
+    fn networks(&self, now: Secs, forget_s: u32) -> SmallVec<[(u64, SourceId, Secs); 8]> {
         let fresh = now.saturating_sub(forget_s);
         let mut nets: SmallVec<[(u64, SourceId, Secs); 8]> = SmallVec::new();
         for e in self.entries.iter().filter(|e| e.last_seen >= fresh) {
@@ -104,13 +201,31 @@ impl SourceSet {
                 None => nets.push((n, e.id, e.first_seen)),
             }
         }
+        nets
+    }
+
+    /// How the key has used the wider network of `id` (other than `id`'s own
+    /// network) since `now - forget_s`.
+    pub fn wide_churn(
+        &self,
+        id: SourceId,
+        now: Secs,
+        forget_s: u32,
+        key_first_seen: Secs,
+    ) -> WideChurn {
+        let (net, wide) = (id.network(), id.wide_network());
         let settled_from = key_first_seen.saturating_add(86_400);
-        NetworkSummary {
-            networks: nets.len() as u16,
-            acquired_later: nets.iter().filter(|n| n.2 >= settled_from).count() as u16,
-            newest_first_seen: nets.iter().map(|n| n.2).max().unwrap_or(0),
-            sample: nets.iter().take(5).map(|n| n.1.network_display()).collect(),
+        let mut out = WideChurn::default();
+        for n in self.networks(now, forget_s) {
+            if n.0 == net || n.1.wide_network() != wide || n.1.is_named() {
+                continue;
+            }
+            out.siblings += 1;
+            if n.2 >= settled_from {
+                out.last_acquired = out.last_acquired.max(n.2);
+            }
         }
+        out
     }
 
     /// Records a use; returns whether an entry was evicted to make room.
@@ -150,15 +265,6 @@ trait LastSeen {
 }
 
 impl LastSeen for SourceSeen {
-    fn last_seen(&self) -> Secs {
-        self.last_seen
-    }
-    fn seen_at(&mut self, now: Secs) {
-        self.last_seen = self.last_seen.max(now);
-    }
-}
-
-impl LastSeen for Seen {
     fn last_seen(&self) -> Secs {
         self.last_seen
     }
@@ -233,8 +339,10 @@ pub fn value_hash(kind: ValueKind, service: u64, hash: u64) -> u32 {
     ((kind as u32) << TAG_SHIFT) | body
 }
 
-/// The user agents and actions a key has used, least recently used evicted
-/// past the cap. Four fit in place: one SDK and three calls is the common key.
+/// The user agents and actions a key has used: two tables in one inline
+/// buffer, each bounded by its own cap (least recently used of the same kind
+/// evicted), so a key with hundreds of actions never evicts its clients.
+/// Four fit in place: one SDK and three calls is the common key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValueSet {
     entries: SmallVec<[Seen; 4]>,
@@ -267,18 +375,36 @@ impl ValueSet {
             .count()
     }
 
-    /// Records a use; returns whether an entry was evicted to make room.
+    /// Records a use; `cap` bounds the values of the hash's own kind.
+    /// Returns whether a value of that kind was evicted to make room.
     pub fn record(&mut self, hash: u32, now: Secs, cap: usize) -> bool {
-        remember(
-            &mut self.entries,
-            cap,
-            now,
-            |e| e.hash == hash,
-            || Seen {
-                hash,
-                last_seen: now,
-            },
-        )
+        let kind = hash >> TAG_SHIFT;
+        let mut same_kind = 0;
+        let mut oldest: Option<(usize, Secs)> = None;
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            if e.hash == hash {
+                e.last_seen = e.last_seen.max(now);
+                return false;
+            }
+            if e.hash >> TAG_SHIFT == kind {
+                same_kind += 1;
+                if oldest.is_none_or(|(_, t)| e.last_seen < t) {
+                    oldest = Some((i, e.last_seen));
+                }
+            }
+        }
+        let mut evicted = false;
+        if same_kind >= cap {
+            if let Some((i, _)) = oldest {
+                self.entries.swap_remove(i);
+                evicted = true;
+            }
+        }
+        self.entries.push(Seen {
+            hash,
+            last_seen: now,
+        });
+        evicted
     }
 
     /// Number of remembered values.
@@ -368,7 +494,7 @@ pub struct KeyState {
     pub fanout: FanoutState,
     /// Sources used.
     pub sources: SourceSet,
-    /// User-agent families and actions used.
+    /// User-agent families and actions used (separately bounded).
     pub values: ValueSet,
     /// The source position of the latest event applied (see [`Position`]).
     pub applied: u64,

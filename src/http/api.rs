@@ -64,7 +64,11 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         ),
         (
             "max_values_per_key",
-            stats.values_evicted.load(Ordering::Relaxed),
+            stats.actions_evicted.load(Ordering::Relaxed),
+        ),
+        (
+            "max_user_agents_per_key",
+            stats.user_agents_evicted.load(Ordering::Relaxed),
         ),
     ] {
         let c = s.metrics.bound_hits.with_label_values(&[bound]);

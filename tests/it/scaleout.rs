@@ -229,7 +229,7 @@ fn settled(explained: &serde_json::Value) -> serde_json::Value {
         "sources_remembered": b["sources_remembered"],
         "peak_requests_per_bucket": f(&b["peak_requests_per_bucket"]),
         "peak_failures_per_bucket": f(&b["peak_failures_per_bucket"]),
-        "peak_distinct_sources_per_window": f(&b["peak_distinct_sources_per_window"]),
+        "peak_new_networks_per_window": f(&b["peak_new_networks_per_window"]),
         "longest_idle_gap_s": b["longest_idle_gap_s"],
         "hour_of_day_baseline": b["hour_of_day_baseline"],
     })

@@ -177,7 +177,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             let window_start = now - now % s.fanout_window_s;
             let facts = state.sources.facts(id, now, s.forget_s, window_start);
             new_source::check(state, ctx, id, &facts);
-            source_fanout::check(state, ctx, countable && facts.first_in_window);
+            source_fanout::check(state, ctx, countable, &facts);
             if state.sources.record(id, now, s.max_sources) {
                 ctx.stats.sources_evicted.fetch_add(1, Ordering::Relaxed);
             }

@@ -98,7 +98,7 @@ fn record(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, action_hash: u32) {
         .record(action_hash, ctx.now, ctx.settings.max_values)
     {
         ctx.stats
-            .values_evicted
+            .actions_evicted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -1,26 +1,77 @@
 //! `new_source`: a settled key used from a network (/24, or /64 for IPv6) it
 //! has not used within `forget_after`.
 //!
-//! What keeps this quiet on real traffic:
-//! - a new address inside a known network (DHCP churn) is not new;
-//! - a new /24 next to two or more known /24s of the same /16 is churn in a
-//!   provider's pool, not a new place;
-//! - a key that already uses `roaming_networks` networks, or that acquired
-//!   two or more networks after its first day (within `forget_after`), roams;
-//! - a key with several networks, used with its usual client, whose set of
-//!   networks changed in the last two weeks, is a person moving about.
+//! Every rule that keeps a new network quiet or lowers its severity closes by
+//! itself, is scoped to what the key itself did recently, and is named in the
+//! finding's `observed.rules` (or, when it silences, in the key's explain
+//! view):
 //!
-//! Severity follows how settled the key is: one or two networks and none new
-//! for a week, used with a client the key never used, is high; a few
-//! networks (or the usual client) is medium; otherwise low.
+//! - **roaming** (silent): the key acquired new networks on `roaming_days`
+//!   distinct days after its first day, the newest less than
+//!   `roaming_expiry` ago. A day that brought [`BURST_NETWORKS`] or more
+//!   networks (one fan-out) is a burst, not a move: it never counts as a
+//!   roaming day, so an attacker cannot switch the detector off by using a
+//!   few dozen addresses first.
+//! - **pool_draws** (silent): bursts on [`POOL_DRAW_DAYS`] distinct days, the
+//!   newest less than `roaming_expiry` ago (a key drawing from a provider's
+//!   pool on every run; each of those bursts was a `source_fanout` finding
+//!   unless the key learned them).
+//! - **pool_churn** (low): the new /24 is in a /16 (/48 in a /48) where the key
+//!   holds two or more /24s and itself acquired one of them after its first
+//!   day, less than `roaming_expiry` ago.
+//! - **same_wider_network** (at most medium): a /16 neighbour of a known /24
+//!   without such churn.
+//! - **named_source** (low): a named source, not an address.
+//!
+//! Severity otherwise follows how settled the key is, counting its networks
+//! apart from bursts: two or fewer and none new for a week is high, up to
+//! four (or a network change within the week, `recent_network_change`) is
+//! medium, more is low. The client does not matter: thieves use the SDKs
+//! everybody uses. One finding per key per cooldown: a fan-out's dozens of
+//! networks are one incident.
 
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{human_secs, Ctx, Report, DAY};
+use crate::config::NewSourceConfig;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
-use crate::engine::state::{value_hash, KeyState, SourceFacts, ValueKind};
+use crate::engine::state::{
+    value_hash, KeyState, NetworkSummary, Secs, SourceFacts, ValueKind, BURST_NETWORKS,
+};
+
+/// Burst days (recent) after which a key draws from a pool by design.
+pub const POOL_DRAW_DAYS: u16 = 3;
+
+/// Why new networks are normal for a key right now, if they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roaming {
+    /// New networks on several days, recently.
+    Roaming {
+        /// When the rule expires unless the key acquires another network.
+        until: Secs,
+    },
+    /// Bursts of new networks on several days, recently.
+    PoolDraws {
+        /// When the rule expires unless the key has another burst.
+        until: Secs,
+    },
+}
+
+/// Whether `known` makes the key roam at `now`.
+pub fn roaming(known: &NetworkSummary, cfg: &NewSourceConfig, now: Secs) -> Option<Roaming> {
+    let expiry = cfg.roaming_expiry.as_secs_u32();
+    let roam_until = known.last_roam.saturating_add(expiry);
+    let burst_until = known.last_burst.saturating_add(expiry);
+    if known.roam_days >= cfg.roaming_days && now < roam_until {
+        Some(Roaming::Roaming { until: roam_until })
+    } else if known.burst_days >= POOL_DRAW_DAYS && now < burst_until {
+        Some(Roaming::PoolDraws { until: burst_until })
+    } else {
+        None
+    }
+}
 
 /// Checks the event's source against the key's remembered sources.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &SourceFacts) {
@@ -28,39 +79,54 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
     if !cfg.enabled || !ctx.eligible || facts.network_known {
         return;
     }
-    if facts.wide_siblings >= 2 {
-        return;
-    }
     let forget_s = ctx.settings.forget_s;
-    let known = state.sources.summary(ctx.now, forget_s, state.first_seen);
-    if known.networks == 0 || known.networks >= cfg.roaming_networks || known.acquired_later >= 2 {
+    let now = ctx.now;
+    let known = state.sources.summary(now, forget_s, state.first_seen);
+    if known.networks == 0 || roaming(&known, cfg, now).is_some() {
         return;
     }
-    let quiet_for = ctx.now.saturating_sub(known.newest_first_seen);
-    // A new place with the key's usual client is the weaker signal (a person
-    // travelling); a new place with a new client is how stolen keys look.
-    let usual_client = ctx.ev.user_agent.as_deref().is_some_and(|ua| {
-        let fam = super::new_user_agent::family(ua);
-        state.values.knows(
-            value_hash(ValueKind::UserAgent, 0, xxh3_64(fam.as_bytes())),
-            ctx.now,
-            forget_s,
-        )
-    });
-    // Several networks, the usual client, and a network set that changed in
-    // the last two weeks: a person moving between places, not a theft.
-    if known.networks >= 2 && usual_client && quiet_for < 14 * DAY {
-        return;
-    }
-    let severity = if id.is_named() || facts.wide_siblings == 1 {
-        Severity::Low
-    } else if known.networks <= 2 && quiet_for >= 7 * DAY && !usual_client {
+    let expiry = cfg.roaming_expiry.as_secs_u32();
+    let churn = state
+        .sources
+        .wide_churn(id, now, forget_s, state.first_seen);
+    let pool_churn = churn.siblings >= 2
+        && churn.last_acquired > 0
+        && now.saturating_sub(churn.last_acquired) < expiry;
+    let settled = known.settled_networks();
+    let quiet_for = now.saturating_sub(known.newest_first_seen);
+    let mut rules: Vec<&'static str> = Vec::new();
+    let mut severity = if settled <= 2 && quiet_for >= 7 * DAY {
         Severity::High
-    } else if known.networks <= 4 {
+    } else if settled <= 4 {
         Severity::Medium
     } else {
         Severity::Low
     };
+    if quiet_for < 7 * DAY {
+        rules.push("recent_network_change");
+    }
+    if known.burst_networks > 0 {
+        rules.push("burst_networks_not_counted");
+    }
+    if id.is_named() {
+        rules.push("named_source");
+        severity = Severity::Low;
+    } else if pool_churn {
+        rules.push("pool_churn");
+        severity = Severity::Low;
+    } else if churn.siblings > 0 {
+        rules.push("same_wider_network");
+        severity = severity.min(Severity::Medium);
+    }
+    // Evidence only: the client never lowers the severity.
+    let usual_client = ctx.ev.user_agent.as_deref().is_some_and(|ua| {
+        let fam = super::new_user_agent::family(ua);
+        state.values.knows(
+            value_hash(ValueKind::UserAgent, 0, xxh3_64(fam.as_bytes())),
+            now,
+            forget_s,
+        )
+    });
     let source = ctx
         .ev
         .source
@@ -82,15 +148,25 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
         observed: json!({
             "source": source,
             "network": network,
-            "same_wider_network": facts.wide_siblings > 0,
+            "same_wider_network": churn.siblings > 0,
             "usual_client": usual_client,
+            "rules": rules,
         }),
         baseline: json!({
             "known_networks": known.networks,
+            "settled_networks": settled,
             "networks": known.sample,
             "no_new_network_for_s": quiet_for,
+            "roaming_days": known.roam_days,
+            "burst_days": known.burst_days,
+            "same_wider_networks": churn.siblings,
         }),
-        threshold: json!({ "forget_after_s": forget_s, "roaming_networks": cfg.roaming_networks }),
+        threshold: json!({
+            "forget_after_s": forget_s,
+            "roaming_days": cfg.roaming_days,
+            "roaming_expiry_s": expiry,
+            "burst_networks": BURST_NETWORKS,
+        }),
     };
-    ctx.emit(state, Detector::NewSource, id.network(), report);
+    ctx.emit(state, Detector::NewSource, 0, report);
 }

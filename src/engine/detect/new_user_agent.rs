@@ -1,6 +1,8 @@
 //! `new_user_agent`: a settled key used with a user-agent family it has not
 //! used within `forget_after`. Families, not full strings: `aws-cli/2.15.0`
-//! and `aws-cli/2.15.1` are the same tool, `python-requests/2.31` is not.
+//! and `aws-cli/2.15.1` are the same tool, `python-requests/2.31` is not;
+//! `stratus-red-team_<uuid>` is one tool whatever its run id. Families live in
+//! their own table (`max_user_agents_per_key`), apart from actions.
 
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
@@ -9,12 +11,99 @@ use super::{Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, KeyState, ValueKind};
 
-/// The product token of a user agent: `Boto3/1.34 md/…` → `Boto3`,
-/// `[aws-cli/2.15.0 …]` → `aws-cli`, `Mozilla/5.0 (…)` → `Mozilla`.
+/// Leading tokens that name no client: SDK metadata and vendor prefixes
+/// (`APN/1.0 HashiCorp/1.0 Terraform/1.6.6` is Terraform).
+const NOT_A_CLIENT: [&str; 8] = [
+    "APN",
+    "HashiCorp",
+    "exec-env",
+    "md",
+    "ua",
+    "os",
+    "lang",
+    "cfg",
+];
+
+/// The client family of a user agent: its first product token that names a
+/// client, without version and without trailing ids (UUIDs, hex and numeric
+/// ids, `v2`, `build`): `Boto3/1.34 md/…` → `Boto3`, `[aws-cli/2.15.0 …]` →
+/// `aws-cli`, `stratus-red-team_<uuid>` → `stratus-red-team`,
+/// `HashiCorp/1.0 Terraform/1.6.6` → `Terraform`. Borrowed from `ua`: no
+/// allocation on the per-event path.
 pub fn family(ua: &str) -> &str {
-    let ua = ua.trim_start_matches(['[', ' ', '"']);
-    let end = ua.find(['/', ' ', '(', ';', ']']).unwrap_or(ua.len());
-    &ua[..end]
+    let mut rest = ua;
+    let mut fallback = None;
+    loop {
+        rest = rest.trim_start_matches(['[', ' ', '"', ',']);
+        if let Some(comment) = rest.strip_prefix('(') {
+            // A comment between products: `(go1.20; linux; amd64)`.
+            rest = comment.find(')').map_or("", |i| &comment[i + 1..]);
+            continue;
+        }
+        let end = rest.find(['/', ' ', '(', ';', ']']).unwrap_or(rest.len());
+        let product = strip_ids(&rest[..end]);
+        if product.is_empty() || !NOT_A_CLIENT.iter().any(|g| g.eq_ignore_ascii_case(product)) {
+            return if product.is_empty() {
+                fallback.unwrap_or(product)
+            } else {
+                product
+            };
+        }
+        fallback.get_or_insert(product);
+        // Skip the rest of the token (its version) and go on.
+        rest = &rest[end..];
+        rest = rest.find([' ', '(']).map_or("", |i| &rest[i..]);
+    }
+}
+
+/// `name` without trailing id segments (after `_ - . # + :`).
+fn strip_ids(name: &str) -> &str {
+    let mut t = name;
+    // A UUID's groups may be letters only (`ffda`): take it whole first.
+    if let Some(head) = t
+        .len()
+        .checked_sub(36)
+        .filter(|&i| is_uuid(&t.as_bytes()[i..]))
+    {
+        t = &t[..head];
+        t = t.strip_suffix(['_', '-', '.', '#', '+', ':']).unwrap_or(t);
+    }
+    while let Some(i) = t.rfind(['_', '-', '.', '#', '+', ':']) {
+        let seg = &t[i + 1..];
+        if !(seg.is_empty() || is_id(seg)) {
+            break;
+        }
+        t = &t[..i];
+    }
+    if t.is_empty() || is_id(t) && t.len() != name.len() {
+        // Nothing but ids: keep what was given rather than nothing.
+        name
+    } else {
+        t
+    }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// A segment that changes from run to run or release to release: numbers,
+/// `v2`, `build`, hex of 8 or more digits, or of 4 or more with a decimal.
+fn is_id(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    let digits = b.iter().all(u8::is_ascii_digit);
+    let version = b.len() > 1 && (b[0] | 0x20) == b'v' && b[1..].iter().all(u8::is_ascii_digit);
+    let hex = b.iter().all(u8::is_ascii_hexdigit);
+    let has_digit = b.iter().any(u8::is_ascii_digit);
+    digits
+        || version
+        || seg.eq_ignore_ascii_case("build")
+        || (hex && (b.len() >= 8 || (b.len() >= 4 && has_digit)))
 }
 
 /// Checks the event's user-agent family; records it.
@@ -49,9 +138,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
         }
     }
-    if state.values.record(hash, ctx.now, s.max_values) {
+    if state.values.record(hash, ctx.now, s.max_user_agents) {
         ctx.stats
-            .values_evicted
+            .user_agents_evicted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -69,5 +158,68 @@ mod tests {
         assert_eq!(family("console.amazonaws.com"), "console.amazonaws.com");
         assert_eq!(family("python-requests/2.31.0"), "python-requests");
         assert_eq!(family("Terraform (+https://www.terraform.io)"), "Terraform");
+    }
+
+    #[test]
+    fn run_ids_do_not_make_new_families() {
+        let a = "stratus-red-team_3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+        let b = "stratus-red-team_9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d";
+        assert_eq!(family(a), "stratus-red-team");
+        assert_eq!(family(a), family(b));
+        // Groups of hex letters only are still part of the UUID.
+        assert_eq!(
+            family("stratus-red-team_7bd90d81-ffda-4abc-9def-0123456789ab"),
+            "stratus-red-team"
+        );
+        assert_eq!(
+            family("aws-sdk-go/1.44.0 (go1.20; linux; amd64) exec-env/AWS_ECS_EC2"),
+            "aws-sdk-go"
+        );
+        assert_eq!(
+            family("exec-env/AWS_Lambda_python3.12 Boto3/1.34.0 md/Botocore#1.34.0"),
+            "Boto3"
+        );
+        assert_eq!(
+            family("exec-env/4f3c9a1b"),
+            "exec-env",
+            "nothing else to go by"
+        );
+        assert_eq!(family("Boto3/1.34.0 md/Botocore#1.34.0"), "Boto3");
+        assert_eq!(family("Boto3/1.35.2 md/Botocore#1.35.2"), "Boto3");
+    }
+
+    #[test]
+    fn hex_and_numeric_ids_are_stripped() {
+        assert_eq!(family("deploy-bot-7f3a9c21/1.0"), "deploy-bot");
+        assert_eq!(family("deploy-bot-0a1b2c3d4e5f/1.0"), "deploy-bot");
+        assert_eq!(family("ci-runner_20240117.3/2"), "ci-runner");
+        assert_eq!(family("mytool-v2 (linux)"), "mytool");
+        assert_eq!(family("packer-build-1234/1.9"), "packer");
+        // Words made of hex letters, and short tokens, are names.
+        assert_eq!(family("aws-ec2/1"), "aws-ec2");
+        assert_eq!(family("cafe-face/1.0"), "cafe-face");
+        assert_eq!(family("s3-sync/1.0"), "s3-sync");
+    }
+
+    #[test]
+    fn terraform_is_one_family() {
+        assert_eq!(
+            family("terraform-provider-aws/5.31.0 (+https://registry.terraform.io)"),
+            "terraform-provider-aws"
+        );
+        assert_eq!(family("HashiCorp/1.0 Terraform/1.6.6"), "Terraform");
+        assert_eq!(
+            family("APN/1.0 HashiCorp/1.0 Terraform/1.6.6 (+https://www.terraform.io) terraform-provider-aws/5.31.0"),
+            "Terraform"
+        );
+        assert_eq!(family("Terraform (+https://www.terraform.io)"), "Terraform");
+    }
+
+    #[test]
+    fn empty_and_odd_input() {
+        assert_eq!(family(""), "");
+        assert_eq!(family("   "), "");
+        assert_eq!(family("(comment only)"), "");
+        assert_eq!(family("12345"), "12345");
     }
 }
