@@ -59,7 +59,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
     let new_source = match (
         cfg.new_source.enabled,
         eligible,
-        new_source::roaming(&nets, &cfg.new_source, now),
+        new_source::roaming(&nets, &cfg.new_source, now, state.first_seen),
     ) {
         (false, _, _) => "disabled".to_owned(),
         (true, false, _) => learning.clone(),
@@ -73,6 +73,11 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "quiet (pool_draws): bursts of new networks on {} days, the latest {}d ago; expires {} unless another burst",
             nets.burst_days,
             now.saturating_sub(nets.last_burst) / DAY,
+            at(until)
+        ),
+        (true, true, Some(new_source::Roaming::Forming { until })) => format!(
+            "quiet (forming): {} networks in the key's first three weeks; armed from {}",
+            nets.settled_networks(),
             at(until)
         ),
         (true, true, None) => format!(

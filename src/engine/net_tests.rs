@@ -577,3 +577,32 @@ fn generated_fleets_per_archetype() {
     println!("worst fleet per detector: {worst:?}");
     println!("recall: {recall:?}");
 }
+
+/// A key with home and office networks meets a third in its second week:
+/// it is still showing its repertoire (`forming`). Three weeks on, the same
+/// kind of use alerts: the rule closes by itself.
+#[test]
+fn a_young_multi_homed_key_is_forming_for_three_weeks() {
+    let mut rng = Rng(88);
+    let mut events = steady(
+        "AKIAYOUNG",
+        0,
+        40,
+        &["203.0.113.9", "198.51.100.9"],
+        &mut rng,
+    );
+    events.push(ev(T0 + 10 * DAY + 15 * HOUR, "AKIAYOUNG", "100.20.1.9"));
+    events.push(ev(T0 + 30 * DAY + 15 * HOUR, "AKIAYOUNG", "77.88.55.60"));
+    let (engine, findings) = engine_run(events);
+    let ns = of(&findings, Detector::NewSource);
+    assert_eq!(ns.len(), 1, "{findings:#?}");
+    assert!(ns[0].summary.contains("77.88.55.60"), "{}", ns[0].summary);
+    let at = (T0 + 12 * DAY) as u32;
+    let young = engine
+        .with_key(Entity::KeyId, "AKIAYOUNG", |s| {
+            explain::explain(engine.settings(), "AKIAYOUNG", s, at)
+        })
+        .unwrap();
+    let says = young["detectors"]["new_source"].as_str().unwrap();
+    assert!(says.starts_with("quiet (forming)"), "{says}");
+}

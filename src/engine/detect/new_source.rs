@@ -16,6 +16,10 @@
 //!   newest less than `roaming_expiry` ago (a key drawing from a provider's
 //!   pool on every run; each of those bursts was a `source_fanout` finding
 //!   unless the key learned them).
+//! - **forming** (silent): a key with two or more networks (bursts apart)
+//!   in its first three weeks ([`FORMING_S`]) is still showing where it is
+//!   used (home, office, a café); single-network keys are judged from the
+//!   end of learning.
 //! - **pool_churn** (low): the new /24 is in a /16 (/48 in a /48) where the key
 //!   holds two or more /24s and itself acquired one of them after its first
 //!   day, less than `roaming_expiry` ago.
@@ -44,6 +48,11 @@ use crate::engine::state::{
 /// Burst days (recent) after which a key draws from a pool by design.
 pub const POOL_DRAW_DAYS: u16 = 3;
 
+/// A key with two or more networks is still showing its repertoire for this
+/// long after its first use: a person's laptop meets home, office and a café
+/// in its first weeks, and only then shows whether it roams.
+pub const FORMING_S: Secs = 21 * DAY;
+
 /// Why new networks are normal for a key right now, if they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Roaming {
@@ -57,10 +66,20 @@ pub enum Roaming {
         /// When the rule expires unless the key has another burst.
         until: Secs,
     },
+    /// A young key with several networks, still showing its repertoire.
+    Forming {
+        /// When the key is three weeks old.
+        until: Secs,
+    },
 }
 
-/// Whether `known` makes the key roam at `now`.
-pub fn roaming(known: &NetworkSummary, cfg: &NewSourceConfig, now: Secs) -> Option<Roaming> {
+/// Whether `known` makes a key first seen at `first_seen` roam at `now`.
+pub fn roaming(
+    known: &NetworkSummary,
+    cfg: &NewSourceConfig,
+    now: Secs,
+    first_seen: Secs,
+) -> Option<Roaming> {
     let expiry = cfg.roaming_expiry.as_secs_u32();
     let roam_until = known.last_roam.saturating_add(expiry);
     let burst_until = known.last_burst.saturating_add(expiry);
@@ -68,6 +87,10 @@ pub fn roaming(known: &NetworkSummary, cfg: &NewSourceConfig, now: Secs) -> Opti
         Some(Roaming::Roaming { until: roam_until })
     } else if known.burst_days >= POOL_DRAW_DAYS && now < burst_until {
         Some(Roaming::PoolDraws { until: burst_until })
+    } else if known.settled_networks() >= 2 && now < first_seen.saturating_add(FORMING_S) {
+        Some(Roaming::Forming {
+            until: first_seen.saturating_add(FORMING_S),
+        })
     } else {
         None
     }
@@ -82,7 +105,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
     let forget_s = ctx.settings.forget_s;
     let now = ctx.now;
     let known = state.sources.summary(now, forget_s, state.first_seen);
-    if known.networks == 0 || roaming(&known, cfg, now).is_some() {
+    if known.networks == 0 || roaming(&known, cfg, now, state.first_seen).is_some() {
         return;
     }
     let expiry = cfg.roaming_expiry.as_secs_u32();
