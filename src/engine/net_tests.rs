@@ -593,14 +593,23 @@ fn a_young_multi_homed_key_is_forming_for_three_weeks() {
     );
     events.push(ev(T0 + 10 * DAY + 15 * HOUR, "AKIAYOUNG", "100.20.1.9"));
     events.push(ev(T0 + 30 * DAY + 15 * HOUR, "AKIAYOUNG", "77.88.55.60"));
+    // The same start, seen on day 12.
+    events.extend(steady(
+        "AKIATEEN",
+        0,
+        12,
+        &["203.0.113.9", "198.51.100.9"],
+        &mut rng,
+    ));
+    events.push(ev(T0 + 10 * DAY + 15 * HOUR, "AKIATEEN", "100.20.1.9"));
     let (engine, findings) = engine_run(events);
     let ns = of(&findings, Detector::NewSource);
     assert_eq!(ns.len(), 1, "{findings:#?}");
     assert!(ns[0].summary.contains("77.88.55.60"), "{}", ns[0].summary);
     let at = (T0 + 12 * DAY) as u32;
     let young = engine
-        .with_key(Entity::KeyId, "AKIAYOUNG", |s| {
-            explain::explain(engine.settings(), "AKIAYOUNG", s, at)
+        .with_key(Entity::KeyId, "AKIATEEN", |s| {
+            explain::explain(engine.settings(), "AKIATEEN", s, at)
         })
         .unwrap();
     let says = young["detectors"]["new_source"].as_str().unwrap();
