@@ -84,6 +84,7 @@ pub struct KeyStateV1 {
     values: SmallVec<[SeenV1; 4]>,
     applied: u64,
     applied_record: u16,
+    #[allow(clippy::box_collection)] // the layout of version 1, as written
     cooldowns: Option<Box<Vec<Cooldown>>>,
 }
 
