@@ -63,7 +63,7 @@ pub(crate) mod tests {
             evidence: Evidence {
                 observed: serde_json::json!({ "source": source }),
                 baseline: serde_json::json!({ "known_networks": 1 }),
-                threshold: serde_json::json!({ "roaming_networks": 8 }),
+                threshold: serde_json::json!({ "roaming_days": 2 }),
                 eligibility: Eligibility {
                     learned_for_s: 2_635_200,
                     events_learned: 18_233,

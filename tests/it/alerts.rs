@@ -288,7 +288,7 @@ fn finding(n: u32) -> Finding {
         evidence: Evidence {
             observed: json!({"source": "185.220.101.7", "network": "185.220.101.0/24"}),
             baseline: json!({"known_networks": 1, "networks": ["203.0.113.0/24"]}),
-            threshold: json!({"forget_after_s": 2_592_000, "roaming_networks": 8}),
+            threshold: json!({"forget_after_s": 2_592_000, "roaming_days": 2, "roaming_expiry_s": 1209600}),
             eligibility: Eligibility {
                 learned_for_s: 2_635_200,
                 events_learned: 18_233,
