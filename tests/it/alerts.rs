@@ -418,9 +418,10 @@ async fn rate_limit_retry_after_is_waited_out() {
         gap >= Duration::from_millis(1950) && gap < Duration::from_millis(4000),
         "second attempt {gap:?} after the 429 (backoff alone would be ≤100ms)"
     );
+    // The worker counts the delivery once the answer is read: give it time.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(run.count("hook", "sent"), 1);
     assert_eq!(run.failures("hook", "rate_limited"), 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(receiver.received().len(), 2);
 }
 
