@@ -29,8 +29,10 @@
 //!   binomial with mean `lambda` and dispersion `phi` (Poisson when `phi` is
 //!   0) is below `p = 1 - min_score`;
 //! - **sustained**: Page's one-sided CUSUM over finished buckets of the
-//!   standardised log ratio `ln((x+1)/(lambda+1)) / sigma` with slack
-//!   [`CUSUM_K`], `sigma^2 = 1/(lambda+1) + phi`, crossing its decision
+//!   log ratio `ln((x+1)/(lambda+1))`, less an allowance of 3 day-level
+//!   standard deviations (`3 sqrt(phi)`: a whole day running high moves all
+//!   its buckets together), standardised by its Poisson noise
+//!   `sigma = 1/sqrt(lambda+1)`, with slack [`CUSUM_K`], crossing its decision
 //!   interval `h`, which is derived from the same `p` (Siegmund's
 //!   approximation of the in-control run length, `ARL ~ 1/p` buckets). A
 //!   ramp crosses it long before any single bucket is extreme.
@@ -79,9 +81,21 @@ pub const WARMUP_RATIO: f32 = 10.0;
 /// Weight of each new day in a slot's mean and dispersion (half-life ~3
 /// days: growth of a few % a day is followed with a lag of ~10 %).
 const ALPHA: f32 = 0.2;
-/// Dispersion bounds and the prior of a new slot.
-const PHI_MIN: f32 = 0.01;
-const PHI_MAX: f32 = 1.0;
+/// Weight of each new day in a slot's dispersion (slower than the mean:
+/// a steadier estimate of how much whole days vary).
+const ALPHA_PHI: f32 = 0.1;
+/// Day-level standard deviations (of `sqrt(phi)`) the CUSUM allows: whole
+/// days that run high move every bucket of the day together, which an
+/// independent-bucket test would add up. It allows one always, and up to
+/// three when the last hours ran that high (a busy day, not a spike).
+const DAY_ALLOWANCE: f32 = 3.0;
+/// Weight of the latest closed hour in the recent level (~3 hours).
+const RECENT: f32 = 0.3;
+/// Dispersion bounds and the prior of a new slot (a floor of 14 % day to day).
+const PHI_MIN: f32 = 0.02;
+const PHI_MAX: f32 = 4.0;
+/// Dispersion warm-up scores are computed with (geometric: wide).
+const WARMUP_PHI: f32 = 1.0;
 const PHI_PRIOR: f32 = 0.25;
 /// Tail probability of the band learning is winsorised at (largest bucket).
 const P_LEARN: f64 = 1e-3;
@@ -235,11 +249,11 @@ pub struct Seasonal {
     /// The hour (since the epoch) the cached values below are for.
     hour: u32,
     lambda: f32,
+    /// Poisson noise of one bucket's log ratio, and the day-level allowance.
     sigma: f32,
+    allowance: f32,
     /// Bucket test's threshold for `hour` (floored at `min_count`).
     band: u32,
-    /// Learning cap for one bucket in `hour`.
-    cap: u32,
     /// CUSUM, standard deviations, and the span it covers.
     cusum: f32,
     span_from: u32,
@@ -249,6 +263,9 @@ pub struct Seasonal {
     alerted: u32,
     /// Counts of the finished buckets of the current hour.
     hour_sum: u32,
+    /// Recent closed hours' counts, and what their slots expected (EWMA).
+    recent_observed: f32,
+    recent_expected: f32,
 }
 
 impl Seasonal {
@@ -259,14 +276,16 @@ impl Seasonal {
             hour: u32::MAX,
             lambda: LAMBDA_MIN,
             sigma: 1.0,
+            allowance: 0.0,
             band: u32::MAX,
-            cap: u32::MAX,
             cusum: 0.0,
             span_from: 0,
             span_observed: 0.0,
             span_expected: 0.0,
             alerted: u32::MAX,
             hour_sum: 0,
+            recent_observed: 0.0,
+            recent_expected: 0.0,
         }
     }
 
@@ -294,21 +313,24 @@ impl Seasonal {
         let (lambda, phi) = (slot.lambda(), slot.phi());
         self.hour = hour;
         self.lambda = lambda;
-        self.sigma = (1.0 / (lambda + 1.0) + phi).sqrt();
+        self.sigma = (1.0 / (lambda + 1.0)).sqrt();
+        let day_sd = phi.sqrt();
+        let recent = ((self.recent_observed + 1.0) / (self.recent_expected + 1.0)).ln();
+        self.allowance = recent.clamp(day_sd, DAY_ALLOWANCE * day_sd);
         self.band = threshold_for(lambda as f64, phi as f64, p.p).max(p.min_count);
-        self.cap = threshold_for(lambda as f64, phi as f64, P_LEARN);
     }
 
     /// The count at which the running CUSUM would cross `h` in this bucket.
     fn sustained_line(&self, p: &RateParams) -> u32 {
         let need = p.h - self.cusum as f64 + CUSUM_K;
-        let c = (self.lambda as f64 + 1.0) * (self.sigma as f64 * need).exp() - 1.0;
+        let log_ratio = self.allowance as f64 + self.sigma as f64 * need;
+        let c = (self.lambda as f64 + 1.0) * log_ratio.exp() - 1.0;
         (c.ceil().max(0.0).min(u32::MAX as f64) as u32).max(p.min_count)
     }
 
     /// CUSUM value if the current bucket ended at `count`.
     fn running(&self, count: u32) -> f64 {
-        let y = ((count as f64 + 1.0) / (self.lambda as f64 + 1.0)).ln();
+        let y = ((count as f64 + 1.0) / (self.lambda as f64 + 1.0)).ln() - self.allowance as f64;
         (self.cusum as f64 + y / self.sigma as f64 - CUSUM_K).max(0.0)
     }
 
@@ -335,7 +357,8 @@ impl Seasonal {
         if n == 0 || self.cusum == 0.0 {
             return;
         }
-        let step = (1.0 / (self.lambda as f64 + 1.0)).ln() / self.sigma as f64 - CUSUM_K;
+        let y = (1.0 / (self.lambda as f64 + 1.0)).ln() - self.allowance as f64;
+        let step = y / self.sigma as f64 - CUSUM_K;
         self.cusum = (self.cusum as f64 + n as f64 * step).max(0.0) as f32;
     }
 
@@ -347,10 +370,21 @@ impl Seasonal {
         // A slot never learned has no dispersion yet (learning sets one).
         let first = slot.disp == 0.0;
         let (m0, phi) = (slot.mean, slot.phi());
+        if !first {
+            self.recent_observed += RECENT * (mean * bph - self.recent_observed);
+            self.recent_expected += RECENT * (m0 * bph - self.recent_expected);
+        }
         let (mut m, mut b) = (mean, top);
         if clamp && !first {
+            // The hour is above its band when a bucket was (a burst beyond
+            // the slot's envelope) or its mean was.
+            let cap = if b > slot.lambda() {
+                threshold_for(slot.lambda() as f64, phi as f64, P_LEARN) as f32
+            } else {
+                f32::MAX
+            };
             let band = m0 + Z_LEARN * ((m0 + 1.0) / bph + phi * m0 * m0).sqrt();
-            if m > band {
+            if b > cap || m > band {
                 slot.streak = slot.streak.saturating_add(1);
                 if u16::from(slot.streak) >= p.accept_days {
                     // Above the band day after day: a new level, taken as it is.
@@ -359,13 +393,18 @@ impl Seasonal {
                     slot.top = slot.top.max(b);
                     return;
                 }
-                m = band;
             } else {
                 slot.streak = 0;
             }
-            if b > slot.lambda() {
-                b = b.min(threshold_for(slot.lambda() as f64, phi as f64, P_LEARN) as f32);
+            if b > cap {
+                // A burst beyond the envelope is learned as the band: the
+                // mean and the envelope move a step, the dispersion not.
+                slot.mean += alpha * (m.min(band) - m0);
+                slot.top = slot.top.max(cap);
+                return;
             }
+            m = m.min(band);
+            b = b.min(cap);
         }
         if first {
             slot.mean = m;
@@ -374,7 +413,7 @@ impl Seasonal {
             let dev = m - m0;
             let scale = m0.max(1.0 / bph);
             let obs = ((dev * dev - m0 / bph) / (scale * scale)).clamp(0.0, PHI_MAX);
-            slot.disp += alpha * (obs - slot.disp);
+            slot.disp += ALPHA_PHI.max(alpha) * (obs - slot.disp);
             slot.mean += alpha * (m - m0);
         }
         slot.top = slot.top.max(b);
@@ -457,7 +496,7 @@ impl RateModel {
             score: 0.0,
             expected: level,
             upper_band: self.threshold,
-            dispersion: PHI_MAX,
+            dispersion: WARMUP_PHI,
             days: 0,
             hour: hour_of(bucket_start) as u8,
             level,
@@ -499,7 +538,7 @@ impl RateModel {
                 if level > 0.0 {
                     c.test = Test::WarmUp;
                 }
-                c.score = 1.0 - upper_tail(count as f64, level.max(1.0) as f64, PHI_MAX as f64);
+                c.score = 1.0 - upper_tail(count as f64, level.max(1.0) as f64, WARMUP_PHI as f64);
             }
         }
         c.score = c.score.clamp(0.0, 1.0);
@@ -518,13 +557,8 @@ impl RateModel {
         }
         let old = self.bucket;
         let x = self.count;
-        let cap = match self.seasonal.as_deref() {
-            Some(s) if clamp && s.hour == old / bph => s.cap.max(p.min_count),
-            _ if clamp => self.threshold,
-            _ => u32::MAX,
-        };
-        if x.min(cap) as f32 > self.hour_max.get() {
-            self.hour_max = Half::new(x.min(cap) as f32);
+        if x as f32 > self.hour_max.get() {
+            self.hour_max = Half::new(x as f32);
         }
         if let Some(s) = self.seasonal.as_deref_mut() {
             s.hour_sum = s.hour_sum.saturating_add(x);
@@ -562,8 +596,15 @@ impl RateModel {
     }
 
     fn close_hour(&mut self, hour: u32, mean: f32, top: f32, clamp: bool, p: &RateParams) {
-        if top > self.level.get() {
-            self.level = Half::new(top);
+        // Once past learning, the key's level at most triples an hour: a
+        // burst does not buy the next one a tenfold warm-up line.
+        let top_in = if clamp {
+            top.min((3.0 * self.level.get()).max(1.0))
+        } else {
+            top
+        };
+        if top_in > self.level.get() {
+            self.level = Half::new(top_in);
         }
         match self.seasonal.as_deref_mut() {
             Some(s) => {
@@ -573,28 +614,34 @@ impl RateModel {
                 }
             }
             // The model pays off once a bucket reaches a quarter of the
-            // floor; below that the floor decides anyway. It learns from
-            // the next hour on (this one's sum was not kept).
+            // floor; below that the floor decides anyway. This hour's sum
+            // was not kept: its mean is at least its largest bucket's share.
             None if self.level.get() * 4.0 >= p.min_count as f32 => {
-                self.seasonal = Some(Box::new(Seasonal::new()));
+                let mut s = Box::new(Seasonal::new());
+                let bph = p.buckets_per_hour() as f32;
+                s.learn(hour, top / bph, top, clamp, p);
+                self.seasonal = Some(s);
             }
             None => {}
         }
     }
 
+    /// Warm-up line: `WARMUP_RATIO` x the key's level, at least `min_count`.
+    fn warmup_line(&self, p: &RateParams) -> u32 {
+        (p.min_count as f32)
+            .max((WARMUP_RATIO * self.level.get()).ceil())
+            .min(u32::MAX as f32) as u32
+    }
+
     fn set_threshold(&mut self, p: &RateParams) {
         let bph = p.buckets_per_hour();
-        let warmup = || {
-            (p.min_count as f32)
-                .max((WARMUP_RATIO * self.level.get()).ceil())
-                .min(u32::MAX as f32) as u32
-        };
+        let warmup = self.warmup_line(p);
         self.threshold = match self.seasonal.as_deref_mut() {
             Some(s) if s.warm() => {
                 s.prepare(self.bucket / bph, p);
                 s.band.min(s.sustained_line(p))
             }
-            _ => warmup(),
+            _ => warmup,
         };
     }
 
