@@ -29,10 +29,11 @@
 //!   binomial with mean `lambda` and dispersion `phi` (Poisson when `phi` is
 //!   0) is below `p = 1 - min_score`;
 //! - **sustained**: Page's one-sided CUSUM over finished buckets of the
-//!   log ratio `ln((x+1)/(lambda+1))`, less an allowance of 3 day-level
-//!   standard deviations (`3 sqrt(phi)`: a whole day running high moves all
-//!   its buckets together), standardised by its Poisson noise
-//!   `sigma = 1/sqrt(lambda+1)`, with slack [`CUSUM_K`], crossing its decision
+//!   log ratio `ln((x+1)/(lambda+1))`, less an allowance for a busy day (how
+//!   far the last few closed hours ran above their slots, at most 3
+//!   day-level standard deviations `3 sqrt(phi)`: a whole day running high
+//!   moves all its buckets together), standardised by
+//!   `sigma = sqrt(1/(lambda+1) + phi)`, with slack [`CUSUM_K`], crossing its decision
 //!   interval `h`, which is derived from the same `p` (Siegmund's
 //!   approximation of the in-control run length, `ARL ~ 1/p` buckets). A
 //!   ramp crosses it long before any single bucket is extreme.
@@ -84,10 +85,9 @@ const ALPHA: f32 = 0.2;
 /// Weight of each new day in a slot's dispersion (slower than the mean:
 /// a steadier estimate of how much whole days vary).
 const ALPHA_PHI: f32 = 0.1;
-/// Day-level standard deviations (of `sqrt(phi)`) the CUSUM allows: whole
-/// days that run high move every bucket of the day together, which an
-/// independent-bucket test would add up. It allows one always, and up to
-/// three when the last hours ran that high (a busy day, not a spike).
+/// Day-level standard deviations (of `sqrt(phi)`) the CUSUM allows when the
+/// last hours ran that high: whole days that run high move every bucket of
+/// the day together, which a test of independent buckets would add up.
 const DAY_ALLOWANCE: f32 = 3.0;
 /// Weight of the latest closed hour in the recent level (~3 hours).
 const RECENT: f32 = 0.3;
@@ -249,7 +249,8 @@ pub struct Seasonal {
     /// The hour (since the epoch) the cached values below are for.
     hour: u32,
     lambda: f32,
-    /// Poisson noise of one bucket's log ratio, and the day-level allowance.
+    /// Noise of one bucket's log ratio (Poisson and day to day), and the
+    /// allowance for a busy day.
     sigma: f32,
     allowance: f32,
     /// Bucket test's threshold for `hour` (floored at `min_count`).
@@ -313,10 +314,9 @@ impl Seasonal {
         let (lambda, phi) = (slot.lambda(), slot.phi());
         self.hour = hour;
         self.lambda = lambda;
-        self.sigma = (1.0 / (lambda + 1.0)).sqrt();
-        let day_sd = phi.sqrt();
+        self.sigma = (1.0 / (lambda + 1.0) + phi).sqrt();
         let recent = ((self.recent_observed + 1.0) / (self.recent_expected + 1.0)).ln();
-        self.allowance = recent.clamp(day_sd, DAY_ALLOWANCE * day_sd);
+        self.allowance = recent.clamp(0.0, DAY_ALLOWANCE * phi.sqrt());
         self.band = threshold_for(lambda as f64, phi as f64, p.p).max(p.min_count);
     }
 
