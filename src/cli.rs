@@ -169,6 +169,9 @@ pub struct GenArgs {
     /// Inject attacks on dedicated keys in the last days.
     #[arg(long)]
     pub attacks: bool,
+    /// Which attacks `--attacks` injects.
+    #[arg(long, value_enum, default_value_t = GenAttackSet::Full)]
+    pub attack_set: GenAttackSet,
     /// Write the ground truth to this JSON file: the injected attacks, and
     /// the archetype of every normal key.
     #[arg(long)]
@@ -185,6 +188,18 @@ pub struct GenArgs {
     /// Events per second (0 = as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+}
+
+/// Attack sets `gen --attacks` can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenAttackSet {
+    /// The six classic kinds: stolen key, burst, dormant revival, error
+    /// storm, fan-out, scope creep.
+    Classic,
+    /// Every kind: also ramps, steps, a 3x evening rise, a settled roamer
+    /// stolen with its own client, a role's stolen sessions, a daily key gone
+    /// quiet and a brand-new identity minting credentials.
+    Full,
 }
 
 /// Formats `gen` can write.

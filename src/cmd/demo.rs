@@ -76,6 +76,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
             .timestamp_millis(),
         days: DAYS,
         attacks: true,
+        attack_set: crate::gen::AttackSet::Classic,
         format: Format::Generic,
         volume: 0.5,
     });

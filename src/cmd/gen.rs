@@ -7,8 +7,8 @@ use std::io::{BufWriter, Write};
 use anyhow::Context;
 use chrono::NaiveDate;
 
-use crate::cli::{GenArgs, GenFormat};
-use crate::gen::{Format, GenConfig, Scenario};
+use crate::cli::{GenArgs, GenAttackSet, GenFormat};
+use crate::gen::{AttackSet, Format, GenConfig, Scenario};
 use crate::source::produce::{EventProducer, Pacer};
 
 use super::Failure;
@@ -41,6 +41,10 @@ pub fn scenario(args: &GenArgs) -> Result<Scenario, Failure> {
             GenFormat::Cloudtrail => Format::CloudTrail,
         },
         volume: args.volume,
+        attack_set: match args.attack_set {
+            GenAttackSet::Classic => AttackSet::Classic,
+            GenAttackSet::Full => AttackSet::Full,
+        },
     }))
 }
 

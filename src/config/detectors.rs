@@ -30,6 +30,23 @@ pub struct DetectorsConfig {
     /// A key unused for a long time used again.
     #[serde(default)]
     pub dormant_revival: DormantConfig,
+    /// An identity with no history calling a sensitive action.
+    #[serde(default)]
+    pub new_identity_sensitive_action: SwitchConfig,
+}
+
+/// A detector with no settings but its switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwitchConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig { enabled: true }
+    }
 }
 
 /// `[detectors.new_source]`.

@@ -150,7 +150,10 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            entities: vec![Entity::KeyId],
+            // The principal beside the key: a new credential (an STS session,
+            // a fresh token, a rotated key) is judged through its principal
+            // from its first event.
+            entities: vec![Entity::KeyId, Entity::Principal],
             // One million keys at ~200 B each is ~200 MB: a large fleet on a small pod.
             max_keys: 1_000_000,
             // A service key uses 1-3 addresses; 64 keeps a fan-out's worth of evidence.

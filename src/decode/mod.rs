@@ -87,7 +87,7 @@ pub enum SkipReason {
     BadTime,
     /// A mapped field held the wrong JSON type.
     WrongType(Field),
-    /// `count` not a positive integer.
+    /// `count` not an integer in 0..=4294967295.
     BadCount,
     /// Excluded by the profile's `only_if` (not an error: e.g. Vault request entries).
     Filtered,
@@ -264,11 +264,11 @@ impl Decoder {
         .ok_or(SkipReason::BadTime)?;
         let count = match rec.take(Field::Count) {
             None => 1,
-            Some(Scalar::U64(n)) if n > 0 => n.min(u32::MAX as u64) as u32,
-            Some(Scalar::Str(s)) => match s.trim().parse::<u32>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(SkipReason::BadCount),
-            },
+            // Zero is a valid count (a usage record of an idle period); a
+            // count past u32 is refused, never clamped: one such record must
+            // not become the largest thing a key ever did.
+            Some(Scalar::U64(n)) => u32::try_from(n).map_err(|_| SkipReason::BadCount)?,
+            Some(Scalar::Str(s)) => s.trim().parse::<u32>().map_err(|_| SkipReason::BadCount)?,
             Some(_) => return Err(SkipReason::BadCount),
         };
         let mut string = |field: Field| -> Result<Option<Cow<'de, str>>, SkipReason> {

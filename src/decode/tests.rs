@@ -253,6 +253,35 @@ fn records_skip_individually() {
     );
 }
 
+/// Zero is a count (an idle period's usage record); 2^32 and more is refused
+/// rather than clamped, so one record cannot become a key's biggest bucket.
+#[test]
+fn counts_from_zero_to_u32_max() {
+    let d = decoder("generic");
+    let msg = br#"[{"time":"2026-01-01T00:00:00Z","key_id":"k","count":0},
+                   {"time":"2026-01-01T00:00:00Z","key_id":"k","count":"0"},
+                   {"time":"2026-01-01T00:00:00Z","key_id":"k","count":4294967295},
+                   {"time":"2026-01-01T00:00:00Z","key_id":"k","count":4294967296},
+                   {"time":"2026-01-01T00:00:00Z","key_id":"k","count":"99999999999"},
+                   {"time":"2026-01-01T00:00:00Z","key_id":"k","count":1.5}]"#;
+    let out = decode_all(&d, msg).unwrap();
+    let counts: Vec<_> = out
+        .iter()
+        .map(|r| r.as_ref().map(|e| e.count).map_err(|e| *e))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            Ok(0),
+            Ok(0),
+            Ok(u32::MAX),
+            Err(SkipReason::BadCount),
+            Err(SkipReason::BadCount),
+            Err(SkipReason::BadCount),
+        ]
+    );
+}
+
 #[test]
 fn hostile_messages_fail_cleanly() {
     let d = decoder("generic");

@@ -39,11 +39,14 @@ pub enum Detector {
     OneTimeReuse,
     /// A key calling an action outside its allowed patterns.
     ScopeViolation,
+    /// An identity with no history (a new key of a new principal) minting
+    /// credentials, changing permissions or reading secrets.
+    NewIdentitySensitiveAction,
 }
 
 impl Detector {
     /// Every behavioural detector.
-    pub const ALL: [Detector; 7] = [
+    pub const ALL: [Detector; 8] = [
         Detector::NewSource,
         Detector::NewUserAgent,
         Detector::NewAction,
@@ -51,6 +54,7 @@ impl Detector {
         Detector::ErrorSpike,
         Detector::SourceFanout,
         Detector::DormantRevival,
+        Detector::NewIdentitySensitiveAction,
     ];
 
     /// Every policy detector: they judge a use against the key's inventory
@@ -80,6 +84,7 @@ impl Detector {
             Detector::UsageCap => "usage_cap",
             Detector::OneTimeReuse => "one_time_reuse",
             Detector::ScopeViolation => "scope_violation",
+            Detector::NewIdentitySensitiveAction => "new_identity_sensitive_action",
         }
     }
 }

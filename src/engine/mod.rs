@@ -14,10 +14,11 @@ pub mod baseline;
 pub mod detect;
 pub mod explain;
 pub mod finding;
+pub mod org;
 pub mod source;
 pub mod state;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -31,7 +32,8 @@ use crate::config::{Config, DetectorsConfig, Entity};
 use crate::decode::{AuditEvent, Source};
 use crate::inventory::InventoryHandle;
 use detect::policy::{Policy, PolicyView};
-use detect::Ctx;
+use detect::{Ctx, History};
+use org::OrgNetworks;
 
 /// Settings resolved from configuration into the units the hot path uses.
 #[derive(Debug, Clone)]
@@ -140,6 +142,9 @@ pub struct Stats {
     pub suppressed_allowlist: AtomicU64,
     /// Findings dropped by the per-(key, detector, dimension) cooldown.
     pub suppressed_cooldown: AtomicU64,
+    /// Principal findings dropped because the key's own baseline raised the
+    /// same detector on the same event (one event, one finding per detector).
+    pub suppressed_duplicate: AtomicU64,
     /// Events older than their key's latest event (they still count, in the
     /// key's current bucket).
     pub out_of_order: AtomicU64,
@@ -179,6 +184,12 @@ struct Inner {
     tracked: Vec<Tracked>,
     stats: Stats,
     policy: Option<Policy>,
+    /// Earliest event time applied (or restored): keywatch's own start in
+    /// event time. An identity first seen within a learning period of it is
+    /// not "new", only new to keywatch.
+    epoch: AtomicU32,
+    /// Networks any identity has used.
+    networks: OrgNetworks,
 }
 
 /// A cheap-to-clone handle to the per-key store and detectors.
@@ -219,6 +230,8 @@ impl Engine {
                 tracked,
                 stats: Stats::default(),
                 policy,
+                epoch: AtomicU32::new(u32::MAX),
+                networks: OrgNetworks::new(org::MAX_NETWORKS),
             }),
         }
     }
@@ -252,12 +265,29 @@ impl Engine {
         let inner = &*self.inner;
         let settings = &inner.settings;
         let now = (ev.time_ms / 1000).clamp(0, u32::MAX as i64) as u32;
+        if ev.count == 0 {
+            // A usage record of no use: valid, counted, and nothing to learn.
+            inner.stats.events.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if now < inner.epoch.load(Ordering::Relaxed) {
+            inner.epoch.fetch_min(now, Ordering::Relaxed);
+        }
+        // Identities first seen this long after keywatch's own first event
+        // are new to the organisation, not only to keywatch.
+        let new_after = inner
+            .epoch
+            .load(Ordering::Relaxed)
+            .saturating_add(settings.learning_s);
         let allowlisted = settings.allowlisted(ev.source.as_ref());
         let inventory = inner.policy.as_ref().map(|p| (p, p.inventory().snapshot()));
+        let principal = ev.principal.as_deref().map(principal_identity);
+        let event_start = out.len();
+        let mut key_end = out.len();
         for tracked in &inner.tracked {
             let subject = match tracked.entity {
                 Entity::KeyId => &*ev.key_id,
-                Entity::Principal => match ev.principal.as_deref() {
+                Entity::Principal => match principal {
                     Some(p) => p,
                     None => continue,
                 },
@@ -277,6 +307,11 @@ impl Engine {
                 },
                 eligible: false,
                 allowlisted,
+                history: History {
+                    new_after,
+                    holder_has_history: false,
+                    org: &inner.networks,
+                },
                 policy: match (&inventory, tracked.entity) {
                     (Some((policy, inventory)), Entity::KeyId) => Some(PolicyView {
                         policy,
@@ -298,33 +333,87 @@ impl Engine {
                         inner.stats.moved(subject, done.origin, at.origin);
                     }
                 }
+                if tracked.entity == Entity::KeyId && state.still_learning(now, settings) {
+                    ctx.history.holder_has_history = self.has_history(principal, new_after);
+                }
                 detect::observe(&mut state, &mut ctx);
                 if let Some(at) = at {
                     state.set_applied(at);
                 }
-                continue;
-            }
-            if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
+            } else if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
                 inner.stats.keys_rejected.fetch_add(1, Ordering::Relaxed);
                 continue;
+            } else {
+                if tracked.entity == Entity::KeyId {
+                    ctx.history.holder_has_history = self.has_history(principal, new_after);
+                }
+                let mut state = tracked
+                    .keys
+                    .entry(CompactString::from(subject))
+                    .or_insert_with(|| {
+                        tracked.len.fetch_add(1, Ordering::Relaxed);
+                        Box::new(KeyState::new(now))
+                    });
+                detect::observe(&mut state, &mut ctx);
+                if let Some(at) = at {
+                    state.set_applied(at);
+                }
             }
-            let mut state = tracked
-                .keys
-                .entry(CompactString::from(subject))
-                .or_insert_with(|| {
-                    tracked.len.fetch_add(1, Ordering::Relaxed);
-                    Box::new(KeyState::new(now))
-                });
-            detect::observe(&mut state, &mut ctx);
-            if let Some(at) = at {
-                state.set_applied(at);
+            match tracked.entity {
+                Entity::KeyId => key_end = out.len(),
+                Entity::Principal => {
+                    // One event, at most one finding per detector: the key's
+                    // own baseline speaks first, the principal's only adds
+                    // what the key did not see.
+                    let before = out.len();
+                    let (key_found, principal_found) =
+                        out[event_start..].split_at_mut(key_end - event_start);
+                    let key_found: &[Finding] = key_found;
+                    let mut keep = 0;
+                    for i in 0..principal_found.len() {
+                        if !key_found
+                            .iter()
+                            .any(|k| k.detector == principal_found[i].detector)
+                        {
+                            principal_found.swap(keep, i);
+                            keep += 1;
+                        }
+                    }
+                    out.truncate(key_end + keep);
+                    inner
+                        .stats
+                        .suppressed_duplicate
+                        .fetch_add((before - out.len()) as u64, Ordering::Relaxed);
+                }
             }
+        }
+        if let Some(src @ Source::Ip(_)) = &ev.source {
+            inner.networks.record(source::SourceId::of(src).network());
         }
         inner.stats.events.fetch_add(1, Ordering::Relaxed);
         inner
             .stats
             .watermark_ms
             .fetch_max(ev.time_ms, Ordering::Relaxed);
+    }
+
+    /// Whether the principal holding a key has a history of its own to judge
+    /// the key by: it is tracked and is not itself new and still learning.
+    fn has_history(&self, principal: Option<&str>, new_after: u32) -> bool {
+        let Some(p) = principal else {
+            return false;
+        };
+        let settings = &self.inner.settings;
+        self.inner
+            .tracked
+            .iter()
+            .find(|t| t.entity == Entity::Principal)
+            .and_then(|t| {
+                t.keys
+                    .get(p)
+                    .map(|s| s.first_seen < new_after || !s.still_learning(s.last_seen, settings))
+            })
+            .unwrap_or(false)
     }
 
     /// Identities tracked, per kind.
@@ -390,6 +479,14 @@ impl Engine {
                 continue;
             }
             let last_ms = state.last_seen as i64 * 1000;
+            self.inner
+                .epoch
+                .fetch_min(state.first_seen, Ordering::Relaxed);
+            for s in state.sources.entries() {
+                if !s.id.is_named() {
+                    self.inner.networks.record(s.id.network());
+                }
+            }
             if tracked.keys.insert(key, Box::new(state)).is_none() {
                 tracked.len.fetch_add(1, Ordering::Relaxed);
             }
@@ -428,6 +525,23 @@ impl Engine {
                 f(entry.key(), entry.value());
             }
         }
+    }
+}
+
+/// The identity a principal stands for. An AWS role session
+/// (`arn:aws:sts::123:assumed-role/ROLE/SESSION`) is its role: every session
+/// of the role shares one history, whatever its session name (an instance id,
+/// a pod, a random string an attacker picks).
+pub fn principal_identity(principal: &str) -> &str {
+    match principal.find(":assumed-role/") {
+        Some(at) => {
+            let role_start = at + ":assumed-role/".len();
+            match principal[role_start..].find('/') {
+                Some(slash) => &principal[..role_start + slash],
+                None => principal,
+            }
+        }
+        None => principal,
     }
 }
 

@@ -64,7 +64,9 @@ impl Ev {
             source: Source::parse(Cow::Borrowed(&self.source)),
             user_agent: Some(Cow::Borrowed(self.ua)),
             action: Some(Cow::Borrowed(&self.action)),
-            action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
+            // `iam:CreateUser` names its own service.
+            action_namespace: (!self.action.contains(':'))
+                .then_some(Cow::Borrowed("s3.amazonaws.com")),
             outcome: match self.fail {
                 None => Outcome::Success,
                 Some(code) => Outcome::Failure {
@@ -495,13 +497,14 @@ fn principal_tracking_sees_fresh_temporary_keys() {
     let mut e = ev(T0 + 30 * DAY + 600, "ASIASTOLEN", "185.220.101.7");
     e.principal = Some("arn:aws:sts::1:assumed-role/app/i-1".into());
     events.push(e);
+    let mut keys_only = Config::default();
+    keys_only.engine.entities = vec![Entity::KeyId];
     assert!(
-        of(&run(events.clone()), Detector::NewSource).is_empty(),
+        of(&run_with(&keys_only, events.clone()), Detector::NewSource).is_empty(),
         "keys alone cannot see it"
     );
-    let mut cfg = Config::default();
-    cfg.engine.entities = vec![Entity::KeyId, Entity::Principal];
-    let findings = run_with(&cfg, events);
+    // The default tracks the principal.
+    let findings = run(events);
     let by_principal = of(&findings, Detector::NewSource);
     assert_eq!(by_principal.len(), 1, "{findings:#?}");
     assert_eq!(by_principal[0].entity, Entity::Principal);
@@ -554,4 +557,249 @@ fn replaying_the_same_events_gives_the_same_ids() {
     let b: Vec<String> = run(events).into_iter().map(|f| f.id).collect();
     assert!(!a.is_empty());
     assert_eq!(a, b);
+}
+
+/// A role whose sessions are named after whatever assumed it: every session
+/// is one role's history, and the stolen session is judged from its first
+/// event, naming both the key and the principal.
+#[test]
+fn a_new_session_is_judged_through_its_role_from_its_first_event() {
+    let role = "arn:aws:sts::111122223333:assumed-role/deploy";
+    let mut events = Vec::new();
+    for h in 0..(30 * 24) {
+        let key = format!("ASIADEPLOY{h:06}");
+        for i in 0..3 {
+            let mut e = ev(T0 + h * HOUR + i * 600, &key, "203.0.113.10");
+            e.principal = Some(format!("{role}/i-{:04x}", h % 97));
+            events.push(e);
+        }
+    }
+    let mut e = ev(T0 + 30 * DAY + 600, "ASIATHIEF", "185.220.101.7");
+    e.principal = Some(format!("{role}/attacker-picked-name"));
+    events.push(e);
+    let findings = run(events);
+    let found = of(&findings, Detector::NewSource);
+    assert_eq!(found.len(), 1, "{findings:#?}");
+    let f = found[0];
+    assert_eq!(f.entity, Entity::Principal);
+    assert_eq!(f.key_id, "ASIATHIEF");
+    assert!(
+        f.summary.contains("ASIATHIEF") && f.summary.contains("assumed-role/deploy"),
+        "{}",
+        f.summary
+    );
+    assert_eq!(
+        principal_identity("arn:aws:sts::1:assumed-role/deploy/i-0abc"),
+        "arn:aws:sts::1:assumed-role/deploy"
+    );
+    assert_eq!(
+        principal_identity("arn:aws:iam::1:user/alice"),
+        "arn:aws:iam::1:user/alice"
+    );
+}
+
+/// A key with a principal of its own: both baselines see the new network,
+/// the user gets one finding (the key's).
+#[test]
+fn one_event_raises_one_finding_per_detector() {
+    let mut rng = Rng(31);
+    let mut events = office_key("AKIAPAIR", 30, 40.0, &["203.0.113.10"], &mut rng);
+    for e in &mut events {
+        e.principal = Some("arn:aws:iam::1:user/pair".into());
+    }
+    let mut e = ev(T0 + 30 * DAY + 10 * HOUR, "AKIAPAIR", "185.220.101.7");
+    e.principal = Some("arn:aws:iam::1:user/pair".into());
+    e.ua = "python-requests/2.31.0";
+    events.push(e);
+    let engine = Engine::new(&Config::default());
+    let mut out = Vec::new();
+    events.sort_by_key(|e| e.t);
+    for e in &events {
+        engine.process(&e.audit(), &mut out);
+    }
+    let found = of(&out, Detector::NewSource);
+    assert_eq!(found.len(), 1, "{out:#?}");
+    assert_eq!(found[0].entity, Entity::KeyId);
+    let agents = of(&out, Detector::NewUserAgent);
+    assert_eq!(agents.len(), 1, "{out:#?}");
+    assert!(engine.stats().suppressed_duplicate.load(Ordering::Relaxed) >= 2);
+}
+
+/// Background traffic so keywatch has watched for longer than a learning
+/// period: other identities on the office network.
+fn org_background(days: i64) -> Vec<Ev> {
+    let mut rng = Rng(77);
+    let mut events = office_key("AKIAOTHER", days, 10.0, &["198.51.100.20"], &mut rng);
+    for e in &mut events {
+        e.principal = Some("arn:aws:iam::1:user/other".into());
+    }
+    events
+}
+
+fn iam(t: i64, key: &str, principal: &str, source: &str, action: &str) -> Ev {
+    let mut e = ev(t, key, source);
+    e.principal = Some(principal.into());
+    e.action = format!("iam:{action}");
+    e
+}
+
+/// A user created by an attacker and used at once: no history, so no
+/// learning to wait for. High from a network nobody in the organisation
+/// uses, medium from a known one; one finding per identity per cooldown.
+#[test]
+fn a_new_identity_minting_credentials_alerts_from_its_first_event() {
+    let mut events = org_background(20);
+    let t = T0 + 19 * DAY + 3 * HOUR;
+    let p = "arn:aws:iam::1:user/backdoor";
+    events.push(iam(t, "AKIANEWUSER", p, "185.220.101.7", "CreateAccessKey"));
+    events.push(iam(
+        t + 5,
+        "AKIANEWUSER",
+        p,
+        "185.220.101.7",
+        "AttachUserPolicy",
+    ));
+    let p2 = "arn:aws:iam::1:user/newhire";
+    events.push(iam(
+        t + 60,
+        "AKIANEWHIRE",
+        p2,
+        "198.51.100.20",
+        "CreateAccessKey",
+    ));
+    let findings = run(events);
+    let found = of(&findings, Detector::NewIdentitySensitiveAction);
+    assert_eq!(found.len(), 2, "{findings:#?}");
+    let backdoor = found.iter().find(|f| f.key_id == "AKIANEWUSER").unwrap();
+    assert_eq!(backdoor.severity, Severity::High);
+    assert_eq!(backdoor.observed_at_ms(), t * 1000, "the very first event");
+    assert_eq!(
+        backdoor.entity,
+        Entity::KeyId,
+        "one finding, not key + principal"
+    );
+    assert_eq!(
+        backdoor.evidence.observed["network_seen_in_organisation"],
+        false
+    );
+    let newhire = found.iter().find(|f| f.key_id == "AKIANEWHIRE").unwrap();
+    assert_eq!(newhire.severity, Severity::Medium);
+}
+
+/// In keywatch's own first learning period every identity is new to it;
+/// none of them is new to the organisation.
+#[test]
+fn identities_seen_in_keywatchs_first_week_are_not_new() {
+    let mut events = org_background(20);
+    let p = "arn:aws:iam::1:user/admin";
+    events.push(iam(
+        T0 + 2 * DAY,
+        "AKIAADMIN",
+        p,
+        "185.220.101.7",
+        "CreateAccessKey",
+    ));
+    assert!(of(&run(events), Detector::NewIdentitySensitiveAction).is_empty());
+}
+
+/// A new key of a principal with a month of history, minting credentials
+/// from a Tor exit: the principal's baseline judges it at once.
+#[test]
+fn a_new_key_of_a_known_principal_is_judged_by_the_principal() {
+    let mut rng = Rng(5);
+    let p = "arn:aws:iam::1:user/ops";
+    let mut events = office_key("AKIAOPSOLD", 30, 20.0, &["203.0.113.10"], &mut rng);
+    for e in &mut events {
+        e.principal = Some(p.into());
+    }
+    let t = T0 + 30 * DAY + 9 * HOUR;
+    events.push(iam(t, "AKIAOPSNEW", p, "185.220.101.7", "CreateAccessKey"));
+    events.push(iam(
+        t + 9,
+        "AKIAOPSNEW",
+        p,
+        "185.220.101.7",
+        "AttachUserPolicy",
+    ));
+    let findings = run(events);
+    let by = |d| {
+        of(&findings, d)
+            .into_iter()
+            .filter(|f| f.key_id == "AKIAOPSNEW")
+            .collect::<Vec<_>>()
+    };
+    let source = by(Detector::NewSource);
+    assert_eq!(source.len(), 1, "{findings:#?}");
+    assert_eq!(source[0].entity, Entity::Principal);
+    assert_eq!(source[0].observed_at_ms(), t * 1000);
+    let action = by(Detector::NewAction);
+    assert!(!action.is_empty(), "{findings:#?}");
+    assert_eq!(action[0].severity, Severity::High);
+    assert!(
+        by(Detector::NewIdentitySensitiveAction).is_empty(),
+        "the principal has a history: it is judged by it"
+    );
+}
+
+/// A usage record of zero uses is valid and teaches nothing.
+#[test]
+fn a_zero_count_record_is_no_use() {
+    let engine = Engine::new(&Config::default());
+    let mut out = Vec::new();
+    let zero = ev(T0, "AKIAZERO", "203.0.113.1");
+    let mut e = zero.audit();
+    e.count = 0;
+    engine.process(&e, &mut out);
+    assert_eq!(engine.key_count(Entity::KeyId), 0);
+    assert_eq!(engine.stats().events.load(Ordering::Relaxed), 1);
+    assert!(out.is_empty());
+}
+
+/// A key used every day for a month, then silent for 20 days: short of
+/// `dormant_after`, far out of its own rhythm. A week off (a holiday) and a
+/// weekend are not.
+#[test]
+fn a_daily_key_gone_quiet_is_out_of_its_rhythm() {
+    let daily = |key: &str, days: i64| -> Vec<Ev> {
+        (0..days)
+            .flat_map(|d| (0..6).map(move |i| T0 + d * DAY + 9 * HOUR + i * 1200))
+            .map(|t| ev(t, key, "203.0.113.10"))
+            .collect()
+    };
+    let mut events = daily("AKIADAILY", 30);
+    events.push(ev(T0 + 50 * DAY + 10 * HOUR, "AKIADAILY", "203.0.113.10"));
+    let mut week_off = daily("AKIAHOLIDAY", 30);
+    week_off.push(ev(T0 + 36 * DAY + 10 * HOUR, "AKIAHOLIDAY", "203.0.113.10"));
+    events.extend(week_off);
+    let findings = run(events);
+    let found = of(&findings, Detector::DormantRevival);
+    assert_eq!(found.len(), 1, "{findings:#?}");
+    let f = found[0];
+    assert_eq!(f.key_id, "AKIADAILY");
+    assert_eq!(f.severity, Severity::Low);
+    assert_eq!(f.evidence.observed["rule"], "rhythm");
+    assert_eq!(f.evidence.threshold["dormant_after_s"], 30 * DAY);
+    assert!(f.evidence.threshold["rhythm_s"].as_u64().unwrap() <= 8 * DAY as u64);
+    assert!(f.summary.contains("longest gap"), "{}", f.summary);
+}
+
+/// Office hours with weekends off, then a fortnight's holiday: the rhythm
+/// is six times the longest gap (a weekend), the holiday is inside it.
+#[test]
+fn an_office_key_back_from_a_holiday_fortnight_is_not_dormant() {
+    let mut rng = Rng(8);
+    let mut events = office_key("AKIAOFFICE", 40, 0.0, &["203.0.113.10"], &mut rng);
+    // Weekdays only, a few calls each; weekends silent.
+    for d in 0..40 {
+        if d % 7 < 5 {
+            events.push(ev(T0 + d * DAY + 10 * HOUR, "AKIAOFFICE", "203.0.113.10"));
+        }
+    }
+    // Two weeks off after a Friday (day 39 is a Friday): back on day 53.
+    events.push(ev(T0 + 53 * DAY + 10 * HOUR, "AKIAOFFICE", "203.0.113.10"));
+    let findings = run(events);
+    assert!(
+        of(&findings, Detector::DormantRevival).is_empty(),
+        "{findings:#?}"
+    );
 }

@@ -91,7 +91,9 @@ struct UserIdentity<'a> {
     arn: &'a str,
     account_id: &'a str,
     access_key_id: &'a str,
-    user_name: &'a str,
+    /// Absent for a role's session, as in CloudTrail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_name: Option<&'a str>,
 }
 
 fn cloudtrail<'a>(
@@ -104,12 +106,17 @@ fn cloudtrail<'a>(
     Record {
         event_version: "1.09",
         user_identity: UserIdentity {
-            kind: "IAMUser",
+            kind: if identity.key_id.starts_with("ASIA") {
+                "AssumedRole"
+            } else {
+                "IAMUser"
+            },
             principal_id: &identity.principal_id,
             arn: &identity.arn,
             account_id: &identity.account_id,
             access_key_id: &identity.key_id,
-            user_name: &identity.user_name,
+            user_name: (!identity.key_id.starts_with("ASIA"))
+                .then_some(identity.user_name.as_str()),
         },
         event_time: timestamp(call.time_ms, SecondsFormat::Secs),
         event_source: action.event_source,

@@ -30,6 +30,7 @@ mod agent;
 mod archetype;
 mod attack;
 mod catalog;
+pub mod eval;
 mod format;
 mod key;
 mod net;
@@ -74,6 +75,30 @@ pub struct GenConfig {
     /// Multiplier on per-key event rates (1.0 = the archetypes' own rates).
     /// Negative or non-finite values count as 0.
     pub volume: f64,
+    /// Which attacks [`GenConfig::attacks`] injects.
+    pub attack_set: AttackSet,
+}
+
+/// A set of attack kinds to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttackSet {
+    /// The six kinds of [`AttackKind::CLASSIC`].
+    Classic,
+    /// Every kind ([`AttackKind::ALL`]): also ramps, steps, a settled roamer
+    /// stolen with its own client, a role's stolen sessions, a daily key
+    /// gone quiet and a brand-new identity minting credentials.
+    #[default]
+    Full,
+}
+
+impl AttackSet {
+    /// The kinds, in injection order.
+    pub fn kinds(self) -> &'static [AttackKind] {
+        match self {
+            AttackSet::Classic => &AttackKind::CLASSIC,
+            AttackSet::Full => &AttackKind::ALL,
+        }
+    }
 }
 
 impl Default for GenConfig {
@@ -87,6 +112,7 @@ impl Default for GenConfig {
             attacks: true,
             format: Format::Generic,
             volume: 1.0,
+            attack_set: AttackSet::Full,
         }
     }
 }
@@ -165,7 +191,10 @@ impl Scenario {
         let mut attacks = Vec::new();
         let mut attack_calls = Vec::new();
         if cfg.attacks {
-            for (i, kind) in AttackKind::ALL.into_iter().enumerate() {
+            for (i, &kind) in AttackKind::ALL.iter().enumerate() {
+                if !cfg.attack_set.kinds().contains(&kind) {
+                    continue;
+                }
                 if !attack::fits(kind, cfg.days) {
                     continue;
                 }
@@ -205,6 +234,15 @@ impl Scenario {
         &self.attacks
     }
 
+    /// The index of the key an attack was planted on (for a role's stolen
+    /// sessions, the role's).
+    pub fn attack_key(&self, attack: &Attack) -> Option<usize> {
+        self.keys.iter().position(|k| {
+            k.identity.key_id == attack.key_id
+                || (attack.principal.is_some() && k.identity.role_arn() == attack.principal)
+        })
+    }
+
     /// Keys that carry no attack at all.
     pub fn normal_keys(&self) -> Vec<String> {
         self.keys[..self.normal]
@@ -227,13 +265,14 @@ impl Scenario {
     pub fn events(&self) -> impl Iterator<Item = GenEvent> + '_ {
         self.calls().map(move |call| {
             let key = &self.keys[call.key as usize];
+            let identity = key.identity.for_call(&call);
             GenEvent {
                 time_ms: call.time_ms,
-                key_id: key.identity.key_id.clone(),
+                key_id: identity.key_id.clone(),
                 json: format::render(
                     self.cfg.format,
                     &call,
-                    &key.identity,
+                    &identity,
                     &key.agents[usize::from(call.agent)],
                 ),
             }

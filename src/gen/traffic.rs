@@ -46,6 +46,9 @@ pub(crate) struct Call {
     pub region: Region,
     /// Set when the call failed.
     pub error: Option<ErrorKind>,
+    /// For a role's key: 0 is the role's own hourly session, `n > 0` the
+    /// `n`th session an attacker minted (see `Identity::for_call`).
+    pub session: u8,
 }
 
 /// Share of a key's everyday failures that are throttling; the rest are
@@ -226,6 +229,7 @@ impl<'a> Sink<'a> {
             agent,
             region,
             error,
+            session: 0,
         });
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use keywatch::config::Config;
-use keywatch::gen::{Archetype, Format, GenConfig, Scenario};
+use keywatch::gen::{Archetype, AttackSet, Format, GenConfig, Scenario};
 use keywatch::replay::{replay, Input};
 
 use crate::helpers::*;
@@ -93,6 +93,7 @@ fn generated_fleet_every_attack_found_only_roaming_keys_may_alert() {
             attacks: true,
             format,
             volume: 0.15,
+            attack_set: AttackSet::Classic,
             ..GenConfig::default()
         });
         let mut bytes = Vec::new();

@@ -7,6 +7,7 @@
 pub mod dormant_revival;
 pub mod error_spike;
 pub mod new_action;
+pub mod new_identity;
 pub mod new_source;
 pub mod new_user_agent;
 pub mod policy;
@@ -25,6 +26,7 @@ use super::state::{KeyState, Secs};
 use super::{Settings, Stats};
 use crate::config::Entity;
 use crate::decode::{AuditEvent, EventSample, Source};
+use crate::engine::org::OrgNetworks;
 
 /// Seconds in a day.
 pub const DAY: u32 = 86_400;
@@ -51,11 +53,26 @@ pub struct Ctx<'a, 'e> {
     pub eligible: bool,
     /// The event came from an allowlisted network: nothing it trips alerts.
     pub allowlisted: bool,
+    /// What the organisation knows beyond this identity.
+    pub history: History<'a>,
     /// The inventory's view of the key, when an inventory is enforced and
     /// the identity is a key id.
     pub policy: Option<policy::PolicyView<'a>>,
     /// Findings raised so far.
     pub out: &'a mut Vec<Finding>,
+}
+
+/// What is known beyond the identity's own state: whether it is new to the
+/// organisation, whether its holder has a history, which networks anyone uses.
+pub struct History<'a> {
+    /// Identities first seen at or after this time are new to the
+    /// organisation (keywatch had been watching for a learning period).
+    pub new_after: Secs,
+    /// For a key: its principal is tracked and has a history of its own, so
+    /// a new key is judged through the principal.
+    pub holder_has_history: bool,
+    /// Networks any identity has used (before this event).
+    pub org: &'a OrgNetworks,
 }
 
 /// The numbers a detector reports.
@@ -76,7 +93,9 @@ impl Ctx<'_, '_> {
     /// How the key is named in summaries: `key AKIA… (arn:…)`.
     pub fn who(&self) -> String {
         match (self.entity, self.ev.principal.as_deref()) {
-            (Entity::Principal, _) => format!("principal {}", self.subject),
+            (Entity::Principal, _) => {
+                format!("key {} of principal {}", self.ev.key_id, self.subject)
+            }
             (Entity::KeyId, Some(p)) => format!("key {} ({p})", self.subject),
             (Entity::KeyId, None) => format!("key {}", self.subject),
         }
@@ -167,6 +186,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         }
     }
     new_user_agent::check(state, ctx);
+    new_identity::check(state, ctx);
     new_action::check(state, ctx);
     rate_spike::check(state, ctx);
     error_spike::check(state, ctx);

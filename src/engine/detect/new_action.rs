@@ -20,7 +20,7 @@ const WELL_SAMPLED_PER_ACTION: u64 = 50;
 
 /// Calls that change who can do what, or mint credentials: a key that never
 /// made them and suddenly does is the classic escalation path.
-const SENSITIVE: [&str; 14] = [
+pub const SENSITIVE: [&str; 14] = [
     "CreateUser",
     "CreateAccessKey",
     "CreateLoginProfile",

@@ -70,7 +70,14 @@ impl Office {
         self.utc_offset_min
     }
 
-    fn rate(&self, t: i64) -> f64 {
+    /// A busier copy: `peak_per_hour` at the busiest weekday hours.
+    pub fn with_peak(mut self, peak_per_hour: f64) -> Office {
+        self.peak_per_hour = peak_per_hour;
+        self
+    }
+
+    /// Mean calls per hour at `t` (before `volume` and the day's wobble).
+    pub fn rate(&self, t: i64) -> f64 {
         let hour = (local_minute(t, self.utc_offset_min) / 60.0) as usize;
         let weekend = if is_local_weekend(t, self.utc_offset_min) {
             WEEKEND

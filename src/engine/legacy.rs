@@ -1,0 +1,109 @@
+//! Per-key state as older keywatch versions wrote it: checkpoint format 1
+//! and changelog chunks of versions 1 and 2. Frozen copies of the types of
+//! that time, read only, and the conversion to today's [`KeyState`].
+//!
+//! What carries over: when the key was first and last used, its event count,
+//! active days and longest gap, the sources, user agents and actions it used,
+//! its cooldowns and its applied position (exactly-once replay). What does
+//! not: the old peak-envelope rate, error and fan-out baselines, which the
+//! current models do not read; those re-learn, each with its own warm-up, so
+//! an upgrade never turns an old peak into a wrong expectation.
+
+use serde::Deserialize;
+use smallvec::SmallVec;
+
+use super::source::SourceId;
+use super::state::{Cooldown, KeyState, Secs};
+
+/// `Peak` of version 1.
+#[derive(Deserialize)]
+struct PeakV1(#[allow(dead_code)] f32);
+
+/// `BucketCounter` of version 1.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BucketCounterV1 {
+    bucket: u32,
+    count: u32,
+    threshold: u32,
+    pending: PeakV1,
+    peak: PeakV1,
+}
+
+/// `HourlyPeaks` of version 1.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct HourlyPeaksV1 {
+    since: Secs,
+    slots: [PeakV1; 24],
+}
+
+/// `FanoutState` of version 1.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct FanoutStateV1 {
+    window: u32,
+    distinct: u16,
+    threshold: u16,
+    peak: PeakV1,
+}
+
+/// `SourceSeen` of version 1.
+#[derive(Deserialize)]
+struct SourceSeenV1 {
+    id: SourceId,
+    first_seen: Secs,
+    last_seen: Secs,
+}
+
+/// `Seen` of version 1: a user agent or action, tagged in the top two bits
+/// (1 user agent, 2 action).
+#[derive(Deserialize)]
+struct SeenV1 {
+    hash: u32,
+    last_seen: Secs,
+}
+
+/// `KeyState` of checkpoint format 1 and changelog versions 1–2.
+#[derive(Deserialize)]
+pub struct KeyStateV1 {
+    first_seen: Secs,
+    last_seen: Secs,
+    events: u32,
+    active_days: u16,
+    longest_gap: u32,
+    #[allow(dead_code)]
+    rate: BucketCounterV1,
+    #[allow(dead_code)]
+    rate_hours: Option<Box<HourlyPeaksV1>>,
+    #[allow(dead_code)]
+    errors: BucketCounterV1,
+    #[allow(dead_code)]
+    fanout: FanoutStateV1,
+    sources: SmallVec<[SourceSeenV1; 2]>,
+    values: SmallVec<[SeenV1; 4]>,
+    applied: u64,
+    applied_record: u16,
+    cooldowns: Option<Box<Vec<Cooldown>>>,
+}
+
+impl From<KeyStateV1> for KeyState {
+    fn from(old: KeyStateV1) -> KeyState {
+        let mut k = KeyState::new(old.first_seen);
+        k.first_seen = old.first_seen;
+        k.last_seen = old.last_seen;
+        k.events = old.events;
+        k.active_days = old.active_days;
+        k.longest_gap = old.longest_gap;
+        k.applied = old.applied;
+        k.applied_record = old.applied_record;
+        k.cooldowns = old.cooldowns;
+        for s in old.sources {
+            k.sources.restore(s.id, s.first_seen, s.last_seen);
+        }
+        for v in old.values {
+            k.restore_value(v.hash, v.last_seen);
+        }
+        k
+    }
+}
