@@ -361,7 +361,10 @@ impl Config {
             }
         }
         for (key, after) in [
-            ("detectors.rate_spike.accept_after", d.rate_spike.accept_after),
+            (
+                "detectors.rate_spike.accept_after",
+                d.rate_spike.accept_after,
+            ),
             (
                 "detectors.error_spike.accept_after",
                 d.error_spike.accept_after,

@@ -478,7 +478,8 @@ impl RateModel {
         }
         let before = self.count;
         self.count = self.count.saturating_add(weight);
-        if !(before < self.threshold && self.count >= self.threshold) || !clamp {
+        let crossed = before < self.threshold && self.count >= self.threshold;
+        if !crossed || !clamp {
             return None;
         }
         Some(self.crossing(p))
@@ -783,15 +784,27 @@ mod tests {
     #[test]
     fn tail_approximation_is_close_to_the_exact_poisson() {
         // Within a few percent where thresholds live (1e-3 .. 1e-9)...
-        for (x, mu) in [(30u32, 10.0), (20, 10.0), (8, 2.0), (140, 100.0), (60, 25.0)] {
+        for (x, mu) in [
+            (30u32, 10.0),
+            (20, 10.0),
+            (8, 2.0),
+            (140, 100.0),
+            (60, 25.0),
+        ] {
             let exact = poisson_tail(x, mu);
             let approx = upper_tail(x as f64, mu, 0.0);
             let r = approx / exact;
-            assert!((0.7..1.4).contains(&r), "x={x} mu={mu}: {approx} vs {exact}");
+            assert!(
+                (0.7..1.4).contains(&r),
+                "x={x} mu={mu}: {approx} vs {exact}"
+            );
         }
         // ...and the right order of magnitude far beyond (scores of 1 - 1e-18).
         let (exact, approx) = (poisson_tail(50, 10.0), upper_tail(50.0, 10.0, 0.0));
-        assert!((0.1..10.0).contains(&(approx / exact)), "{approx} vs {exact}");
+        assert!(
+            (0.1..10.0).contains(&(approx / exact)),
+            "{approx} vs {exact}"
+        );
         // Overdispersion widens the tail.
         assert!(upper_tail(30.0, 10.0, 0.2) > 10.0 * upper_tail(30.0, 10.0, 0.0));
     }

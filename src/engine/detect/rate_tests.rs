@@ -176,7 +176,11 @@ fn ramp_doubling_every_hour_is_found_before_8x() {
         let (f, i) = steady_then(seed, 48, rate).expect("found");
         // 8x the start is reached at bucket 36 (three hours in).
         assert!(i < 36, "seed {seed}: bucket {i}, {:.1}x", rate(i) / 10.0);
-        eprintln!("2x/h ramp, seed {seed}: bucket {i}, {:.1}x: {}", rate(i) / 10.0, f.summary);
+        eprintln!(
+            "2x/h ramp, seed {seed}: bucket {i}, {:.1}x: {}",
+            rate(i) / 10.0,
+            f.summary
+        );
         assert_scored(&f);
     }
 }
@@ -202,7 +206,11 @@ fn fivefold_step_is_found_in_its_first_bucket() {
         assert_scored(&f);
         let expected = f.evidence.baseline["expected_per_bucket"].as_f64().unwrap();
         assert!((8.0..14.0).contains(&expected), "{expected}");
-        assert!(f.summary.contains("expected for 10:00 UTC"), "{}", f.summary);
+        assert!(
+            f.summary.contains("expected for 10:00 UTC"),
+            "{}",
+            f.summary
+        );
     }
 }
 
@@ -233,13 +241,6 @@ fn threefold_rise_in_a_quiet_hour_is_found_below_the_busiest_hour() {
             let n = poisson(&mut rng, 30.0);
             f.bucket(start + i * B, n, false);
         }
-        let slot = f
-            .engine
-            .with_key(crate::config::Entity::KeyId, "AKIADIURNAL", |k| {
-                *k.rate.seasonal().unwrap().slot_at(start)
-            })
-            .unwrap();
-        eprintln!("seed {seed}: slot 14 {slot:?} lambda {}", slot.lambda());
         let spikes = f.spikes();
         assert!(!spikes.is_empty(), "seed {seed}: not found");
         let first = spikes[0];
@@ -249,8 +250,15 @@ fn threefold_rise_in_a_quiet_hour_is_found_below_the_busiest_hour() {
         let expected = first.evidence.baseline["expected_per_bucket"]
             .as_f64()
             .unwrap();
-        assert!(expected < 15.0, "this hour's own level, not 20:00's: {expected}");
-        eprintln!("3x at 14:00, seed {seed}: bucket {}: {}", (at - start) / B, first.summary);
+        assert!(
+            expected < 15.0,
+            "this hour's own level, not 20:00's: {expected}"
+        );
+        eprintln!(
+            "3x at 14:00, seed {seed}: bucket {}: {}",
+            (at - start) / B,
+            first.summary
+        );
     }
 }
 
@@ -277,7 +285,11 @@ fn an_attack_does_not_teach_the_model() {
         .collect();
     assert!(f.spikes().iter().all(|f| f.detector == Detector::RateSpike));
     for d in attack_days {
-        assert!(days.contains(&d), "day {d} alerts again: {days:?} {:#?}", f.spikes());
+        assert!(
+            days.contains(&d),
+            "day {d} alerts again: {days:?} {:#?}",
+            f.spikes()
+        );
     }
     assert!(
         !days.contains(&24) && !days.contains(&25),
@@ -384,7 +396,12 @@ fn low_volume_first_burst_under_min_count_is_silent() {
     assert_silent(&f, "under min_count");
     f.bucket(bucket_start(31, 100), 80, false);
     let spikes = f.spikes();
-    assert_eq!(spikes.len(), 1, "80 calls is ten times its level: {:#?}", f.out);
+    assert_eq!(
+        spikes.len(),
+        1,
+        "80 calls is ten times its level: {:#?}",
+        f.out
+    );
     assert_eq!(spikes[0].evidence.observed["test"], "warm_up");
 }
 
