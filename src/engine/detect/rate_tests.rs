@@ -451,3 +451,14 @@ fn failures_use_the_same_model() {
     assert!(e.evidence.observed["failures"].as_u64().unwrap() >= 20);
     assert_scored(e);
 }
+
+#[test]
+fn the_seasonal_model_is_boxed() {
+    // In place: 24 bytes per counter (requests, failures); the hour-of-day
+    // model is allocated only for keys whose bucket reached min_count / 4.
+    let inline = std::mem::size_of::<crate::engine::baseline::RateModel>();
+    let boxed = std::mem::size_of::<crate::engine::baseline::Seasonal>();
+    eprintln!("RateModel {inline} B in place, Seasonal {boxed} B boxed");
+    assert!(inline <= 24, "{inline}");
+    assert!(boxed <= 448, "{boxed}");
+}
