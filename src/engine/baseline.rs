@@ -103,6 +103,19 @@ const P_LEARN: f64 = 1e-3;
 const Z_LEARN: f32 = 3.0;
 /// Smallest expected count per bucket.
 const LAMBDA_MIN: f32 = 0.05;
+/// Bounds of the residual (within-day) dispersion the tests use once the
+/// day's level is known; the prior is [`PHI_PRIOR`], and it never exceeds
+/// the slot's day-to-day dispersion.
+const RESID_MIN: f32 = 0.05;
+/// Expected calls in an hour before it teaches the residual dispersion
+/// (fewer: its Poisson noise would swamp it).
+const RESID_HOUR_MIN: f32 = 24.0;
+/// Days of hourly history before the hour-of-week component is allocated.
+pub const WEEK_DAYS: u16 = 7;
+/// Decay of an hour-of-week's envelope each week it is seen again.
+const WEEKLY_DECAY: f32 = 0.7;
+/// Hours in a week.
+const WEEK_HOURS: usize = 168;
 
 /// The rate model's parameters, resolved from a detector's configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,8 +206,14 @@ pub struct Crossing {
     pub expected: f32,
     /// The seasonal model's upper band for one bucket (bucket test's line).
     pub upper_band: u32,
-    /// Dispersion used.
+    /// Dispersion used (residual, once the day's level is known).
     pub dispersion: f32,
+    /// The day's level the expectation was multiplied by (1 on a usual day).
+    pub day_factor: f32,
+    /// Whether the model has its hour-of-week component.
+    pub weekday_aware: bool,
+    /// Whether the hour of the week's usual largest bucket set the expectation.
+    pub from_weekly: bool,
     /// Days of hourly history of the seasonal model (0 without one).
     pub days: u16,
     /// Hour-of-day slot (UTC).
@@ -240,19 +259,64 @@ impl Slot {
     }
 }
 
-/// Hour-of-day model, allocated only for keys with the volume to need it.
+/// Hour-of-week envelopes of the largest bucket (decayed per week).
+type Weekly = [Half; WEEK_HOURS];
+
+fn resid_prior() -> f32 {
+    PHI_PRIOR
+}
+
+/// The hour-of-week envelopes as a sequence (serde has no 168-arrays).
+mod weekly_serde {
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Half, Weekly, WEEK_HOURS};
+
+    pub fn serialize<S: Serializer>(w: &Option<Box<Weekly>>, s: S) -> Result<S::Ok, S::Error> {
+        w.as_deref().map(|w| &w[..]).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<Weekly>>, D::Error> {
+        let v: Option<Vec<Half>> = Option::deserialize(d)?;
+        v.map(|v| {
+            let n = v.len();
+            <Box<Weekly>>::try_from(v.into_boxed_slice())
+                .map_err(|_| D::Error::invalid_length(n, &"168 hours"))
+        })
+        .transpose()
+    }
+
+    const _: () = assert!(WEEK_HOURS == 168);
+}
+
+/// Hour-of-day model, allocated only for keys with the volume to need it,
+/// with an hour-of-week component once it has a week of history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seasonal {
     slots: [Slot; 24],
+    /// Largest bucket per hour of the week (UTC), boxed: allocated at
+    /// [`WEEK_DAYS`] days of history.
+    #[serde(default, with = "weekly_serde")]
+    weekly: Option<Box<Weekly>>,
+    /// Residual dispersion of an hour's mean once the day's level is
+    /// known (the day-to-day part taken out by `allowance`).
+    #[serde(default = "resid_prior")]
+    resid: f32,
     /// Days of hourly history (closes of hour 23).
     days: u16,
     /// The hour (since the epoch) the cached values below are for.
     hour: u32,
+    /// Expected count per bucket: the hour's (or the hour of the week's)
+    /// level times the day's (`exp(allowance)`), and the dispersion the
+    /// tests use around it.
     lambda: f32,
-    /// Noise of one bucket's log ratio (Poisson and day to day), and the
-    /// allowance for a busy day.
+    phi: f32,
+    /// Noise of one bucket's log ratio (Poisson and residual), and the
+    /// allowance for a busy day (log of the day's level).
     sigma: f32,
     allowance: f32,
+    /// Whether the hour-of-week envelope raised the expectation.
+    weekly_used: bool,
     /// Bucket test's threshold for `hour` (floored at `min_count`).
     band: u32,
     /// CUSUM, standard deviations, and the span it covers.
@@ -273,11 +337,15 @@ impl Seasonal {
     fn new() -> Seasonal {
         Seasonal {
             slots: [Slot::default(); 24],
+            weekly: None,
+            resid: PHI_PRIOR,
             days: 0,
             hour: u32::MAX,
             lambda: LAMBDA_MIN,
+            phi: PHI_PRIOR,
             sigma: 1.0,
             allowance: 0.0,
+            weekly_used: false,
             band: u32::MAX,
             cusum: 0.0,
             span_from: 0,
@@ -305,32 +373,64 @@ impl Seasonal {
         &self.slots[hour_of(t)]
     }
 
+    /// Whether the hour-of-week component is allocated.
+    pub fn weekday_aware(&self) -> bool {
+        self.weekly.is_some()
+    }
+
+    /// The hour-of-week envelope of the hour `hour` (since the epoch), 0
+    /// when unseen or not allocated.
+    fn weekly_top(&self, hour: u32) -> f32 {
+        self.weekly
+            .as_deref()
+            .map_or(0.0, |w| w[hour as usize % WEEK_HOURS].get())
+    }
+
+    /// The day's level so far: log of how far the last closed hours ran
+    /// above (or below) their slots, within 3 day-level sigma.
+    fn day_level(&self, phi_day: f32) -> f32 {
+        let recent = ((self.recent_observed + 1.0) / (self.recent_expected + 1.0)).ln();
+        let cap = DAY_ALLOWANCE * phi_day.sqrt();
+        recent.clamp(-cap, cap)
+    }
+
+    /// Residual dispersion for a slot: learned, floored, never above the
+    /// slot's day-to-day dispersion.
+    fn resid_phi(&self, slot: &Slot) -> f32 {
+        self.resid.max(RESID_MIN).min(slot.phi())
+    }
+
     /// Caches the expected count and lines for the hour `hour` (since the epoch).
     fn prepare(&mut self, hour: u32, p: &RateParams) {
         if self.hour == hour {
             return;
         }
         let slot = self.slots[(hour % 24) as usize];
-        let (lambda, phi) = (slot.lambda(), slot.phi());
+        let w = self.weekly_top(hour);
+        let weekly = w - 2.0 * w.sqrt();
+        let base = slot.lambda();
+        self.weekly_used = weekly > base;
+        self.allowance = self.day_level(slot.phi()).max(0.0);
+        let lambda = base.max(weekly) * self.allowance.exp();
+        let phi = self.resid_phi(&slot);
         self.hour = hour;
         self.lambda = lambda;
+        self.phi = phi;
         self.sigma = (1.0 / (lambda + 1.0) + phi).sqrt();
-        let recent = ((self.recent_observed + 1.0) / (self.recent_expected + 1.0)).ln();
-        self.allowance = recent.clamp(0.0, DAY_ALLOWANCE * phi.sqrt());
         self.band = threshold_for(lambda as f64, phi as f64, p.p).max(p.min_count);
     }
 
     /// The count at which the running CUSUM would cross `h` in this bucket.
     fn sustained_line(&self, p: &RateParams) -> u32 {
         let need = p.h - self.cusum as f64 + CUSUM_K;
-        let log_ratio = self.allowance as f64 + self.sigma as f64 * need;
+        let log_ratio = self.sigma as f64 * need;
         let c = (self.lambda as f64 + 1.0) * log_ratio.exp() - 1.0;
         (c.ceil().max(0.0).min(u32::MAX as f64) as u32).max(p.min_count)
     }
 
     /// CUSUM value if the current bucket ended at `count`.
     fn running(&self, count: u32) -> f64 {
-        let y = ((count as f64 + 1.0) / (self.lambda as f64 + 1.0)).ln() - self.allowance as f64;
+        let y = ((count as f64 + 1.0) / (self.lambda as f64 + 1.0)).ln();
         (self.cusum as f64 + y / self.sigma as f64 - CUSUM_K).max(0.0)
     }
 
@@ -357,15 +457,31 @@ impl Seasonal {
         if n == 0 || self.cusum == 0.0 {
             return;
         }
-        let y = (1.0 / (self.lambda as f64 + 1.0)).ln() - self.allowance as f64;
+        let y = (1.0 / (self.lambda as f64 + 1.0)).ln();
         let step = y / self.sigma as f64 - CUSUM_K;
         self.cusum = (self.cusum as f64 + n as f64 * step).max(0.0) as f32;
     }
 
     /// Learns one closed hour: its mean per bucket and its largest bucket.
     fn learn(&mut self, hour: u32, mean: f32, top: f32, clamp: bool, p: &RateParams) {
-        let bph = p.buckets_per_hour() as f32;
+        let bph_u = p.buckets_per_hour();
+        let bph = bph_u as f32;
         let alpha = ALPHA.max(1.0 / (self.days as f32 + 1.0));
+        // The hour of the week: its largest bucket, or, if the hour alerted,
+        // at most the line it crossed (an attack teaches no more than that).
+        let alerted = self.alerted != u32::MAX && self.alerted / bph_u == hour;
+        let cap = if alerted && self.hour == hour {
+            self.band as f32
+        } else if alerted {
+            0.0
+        } else {
+            f32::MAX
+        };
+        if let Some(w) = self.weekly.as_deref_mut() {
+            let i = hour as usize % WEEK_HOURS;
+            w[i] = Half::new((w[i].get() * WEEKLY_DECAY).max(top.min(cap)));
+        }
+        let day = self.day_level(self.slots[(hour % 24) as usize].phi());
         let slot = &mut self.slots[(hour % 24) as usize];
         // A slot never learned has no dispersion yet (learning sets one).
         let first = slot.disp == 0.0;
@@ -410,6 +526,14 @@ impl Seasonal {
             slot.mean = m;
             slot.disp = PHI_PRIOR;
         } else {
+            // What is left of the hour's variation once the day's level
+            // is known, from hours with the calls to tell.
+            let me = m0 * day.exp();
+            if me * bph >= RESID_HOUR_MIN {
+                let dev = m - me;
+                let obs = ((dev * dev - me / bph) / (me * me)).clamp(0.0, PHI_MAX);
+                self.resid += ALPHA_PHI * (obs - self.resid);
+            }
             let dev = m - m0;
             let scale = m0.max(1.0 / bph);
             let obs = ((dev * dev - m0 / bph) / (scale * scale)).clamp(0.0, PHI_MAX);
@@ -498,6 +622,9 @@ impl RateModel {
             expected: level,
             upper_band: self.threshold,
             dispersion: WARMUP_PHI,
+            day_factor: 1.0,
+            weekday_aware: false,
+            from_weekly: false,
             days: 0,
             hour: hour_of(bucket_start) as u8,
             level,
@@ -509,11 +636,13 @@ impl RateModel {
         };
         match self.seasonal.as_deref_mut() {
             Some(s) if s.warm() => {
-                let slot = s.slots[hour_of(bucket_start)];
                 c.days = s.days;
                 c.expected = s.lambda;
                 c.upper_band = s.band;
-                c.dispersion = slot.phi();
+                c.dispersion = s.phi;
+                c.day_factor = s.allowance.exp();
+                c.weekday_aware = s.weekday_aware();
+                c.from_weekly = s.weekly_used;
                 let running = s.running(count);
                 if count >= s.band {
                     c.test = Test::Bucket;
@@ -612,6 +741,9 @@ impl RateModel {
                 s.learn(hour, mean, top, clamp, p);
                 if hour % 24 == 23 {
                     s.days = s.days.saturating_add(1);
+                    if s.days >= WEEK_DAYS && s.weekly.is_none() {
+                        s.weekly = Some(Box::new([Half::default(); WEEK_HOURS]));
+                    }
                 }
             }
             // The model pays off once a bucket reaches a quarter of the
