@@ -243,6 +243,11 @@ pub struct Slot {
     pub disp: f32,
     /// Days in a row this hour was above its band.
     pub streak: u8,
+    /// Residual dispersion of the hour's mean once the day's level is
+    /// known (what is left of `disp` after the allowance): the tests' own.
+    /// Zero until learned (the prior applies).
+    #[serde(default)]
+    pub resid: Half,
 }
 
 impl Slot {
@@ -253,18 +258,22 @@ impl Slot {
             .max(LAMBDA_MIN)
     }
 
-    /// Dispersion used by the tests.
+    /// Dispersion of the hour from day to day.
     pub fn phi(&self) -> f32 {
         self.disp.clamp(PHI_MIN, PHI_MAX)
+    }
+
+    /// Dispersion the tests use around the day's level: the residual,
+    /// floored, never above the day-to-day dispersion.
+    pub fn resid_phi(&self) -> f32 {
+        let r = self.resid.get();
+        let r = if r == 0.0 { PHI_PRIOR } else { r };
+        r.max(RESID_MIN).min(self.phi())
     }
 }
 
 /// Hour-of-week envelopes of the largest bucket (decayed per week).
 type Weekly = [Half; WEEK_HOURS];
-
-fn resid_prior() -> f32 {
-    PHI_PRIOR
-}
 
 /// The hour-of-week envelopes as a sequence (serde has no 168-arrays).
 mod weekly_serde {
@@ -298,25 +307,21 @@ pub struct Seasonal {
     /// [`WEEK_DAYS`] days of history.
     #[serde(default, with = "weekly_serde")]
     weekly: Option<Box<Weekly>>,
-    /// Residual dispersion of an hour's mean once the day's level is
-    /// known (the day-to-day part taken out by `allowance`).
-    #[serde(default = "resid_prior")]
-    resid: f32,
     /// Days of hourly history (closes of hour 23).
     days: u16,
-    /// The hour (since the epoch) the cached values below are for.
-    hour: u32,
+    /// The half hour (since the epoch) the cached values below are for.
+    half: u32,
     /// Expected count per bucket: the hour's (or the hour of the week's)
-    /// level times the day's (`exp(allowance)`), and the dispersion the
-    /// tests use around it.
+    /// level times the day's (`exp(allowance)`).
     lambda: f32,
-    phi: f32,
     /// Noise of one bucket's log ratio (Poisson and residual), and the
     /// allowance for a busy day (log of the day's level).
-    sigma: f32,
-    allowance: f32,
-    /// Whether the hour-of-week envelope raised the expectation.
-    weekly_used: bool,
+    sigma: Half,
+    allowance: Half,
+    /// Last bucket of the hour just closed, at most what was usual for its
+    /// largest: a job running over the hour carries its level into the
+    /// first half of the next hour.
+    carry: Half,
     /// Bucket test's threshold for `hour` (floored at `min_count`).
     band: u32,
     /// CUSUM, standard deviations, and the span it covers.
@@ -338,14 +343,12 @@ impl Seasonal {
         Seasonal {
             slots: [Slot::default(); 24],
             weekly: None,
-            resid: PHI_PRIOR,
             days: 0,
-            hour: u32::MAX,
+            half: u32::MAX,
             lambda: LAMBDA_MIN,
-            phi: PHI_PRIOR,
-            sigma: 1.0,
-            allowance: 0.0,
-            weekly_used: false,
+            sigma: Half::new(1.0),
+            allowance: Half::default(),
+            carry: Half::default(),
             band: u32::MAX,
             cusum: 0.0,
             span_from: 0,
@@ -394,36 +397,63 @@ impl Seasonal {
         recent.clamp(-cap, cap)
     }
 
-    /// Residual dispersion for a slot: learned, floored, never above the
-    /// slot's day-to-day dispersion.
-    fn resid_phi(&self, slot: &Slot) -> f32 {
-        self.resid.max(RESID_MIN).min(slot.phi())
+    /// Dispersion the tests use in an hour: the slot's residual one, or,
+    /// when the hour of the week's envelope (one sample a week) sets the
+    /// expectation, at least the prior.
+    fn test_phi(&self, hour: u32) -> f32 {
+        let slot = &self.slots[(hour % 24) as usize];
+        let (base, weekly) = self.expectation(hour);
+        // As far as the week's envelope sets the expectation, its own
+        // uncertainty (a sample a week) is added.
+        let share = (1.0 - base / weekly.max(base)).clamp(0.0, 1.0);
+        slot.resid_phi() + share * PHI_PRIOR
     }
 
-    /// Caches the expected count and lines for the hour `hour` (since the epoch).
-    fn prepare(&mut self, hour: u32, p: &RateParams) {
-        if self.hour == hour {
+    /// The hour's expected count per bucket on a usual day, and the hour of
+    /// the week's (its usual largest bucket less its Poisson noise).
+    fn expectation(&self, hour: u32) -> (f32, f32) {
+        let w = self.weekly_top(hour);
+        (self.slots[(hour % 24) as usize].lambda(), w - 2.0 * w.sqrt())
+    }
+
+    /// The hour (since the epoch) the cached values are for.
+    fn hour(&self) -> u32 {
+        self.half / 2
+    }
+
+    /// The usual largest bucket of the hour `hour` (since the epoch).
+    fn usual_top(&self, hour: u32) -> f32 {
+        self.slots[(hour % 24) as usize]
+            .top
+            .max(self.weekly_top(hour))
+    }
+
+    /// Caches the expected count and lines for the hour `hour` (since the
+    /// epoch), its first half or its second.
+    fn prepare(&mut self, hour: u32, first_half: bool, p: &RateParams) {
+        let half = hour.saturating_mul(2) + u32::from(!first_half);
+        if self.half == half {
             return;
         }
         let slot = self.slots[(hour % 24) as usize];
-        let w = self.weekly_top(hour);
-        let weekly = w - 2.0 * w.sqrt();
-        let base = slot.lambda();
-        self.weekly_used = weekly > base;
-        self.allowance = self.day_level(slot.phi()).max(0.0);
-        let lambda = base.max(weekly) * self.allowance.exp();
-        let phi = self.resid_phi(&slot);
-        self.hour = hour;
+        let (base, weekly) = self.expectation(hour);
+        self.allowance = Half::new(self.day_level(slot.phi()).max(0.0));
+        let mut lambda = base.max(weekly) * self.allowance.get().exp();
+        if first_half {
+            let c = self.carry.get();
+            lambda = lambda.max(c - 2.0 * c.sqrt());
+        }
+        let phi = self.test_phi(hour);
+        self.half = half;
         self.lambda = lambda;
-        self.phi = phi;
-        self.sigma = (1.0 / (lambda + 1.0) + phi).sqrt();
+        self.sigma = Half::new((1.0 / (lambda + 1.0) + phi).sqrt());
         self.band = threshold_for(lambda as f64, phi as f64, p.p).max(p.min_count);
     }
 
     /// The count at which the running CUSUM would cross `h` in this bucket.
     fn sustained_line(&self, p: &RateParams) -> u32 {
         let need = p.h - self.cusum as f64 + CUSUM_K;
-        let log_ratio = self.sigma as f64 * need;
+        let log_ratio = self.sigma.get() as f64 * need;
         let c = (self.lambda as f64 + 1.0) * log_ratio.exp() - 1.0;
         (c.ceil().max(0.0).min(u32::MAX as f64) as u32).max(p.min_count)
     }
@@ -431,7 +461,7 @@ impl Seasonal {
     /// CUSUM value if the current bucket ended at `count`.
     fn running(&self, count: u32) -> f64 {
         let y = ((count as f64 + 1.0) / (self.lambda as f64 + 1.0)).ln();
-        (self.cusum as f64 + y / self.sigma as f64 - CUSUM_K).max(0.0)
+        (self.cusum as f64 + y / self.sigma.get() as f64 - CUSUM_K).max(0.0)
     }
 
     /// A finished bucket `bucket` with `x` enters the CUSUM.
@@ -458,7 +488,7 @@ impl Seasonal {
             return;
         }
         let y = (1.0 / (self.lambda as f64 + 1.0)).ln();
-        let step = y / self.sigma as f64 - CUSUM_K;
+        let step = y / self.sigma.get() as f64 - CUSUM_K;
         self.cusum = (self.cusum as f64 + n as f64 * step).max(0.0) as f32;
     }
 
@@ -470,7 +500,7 @@ impl Seasonal {
         // The hour of the week: its largest bucket, or, if the hour alerted,
         // at most the line it crossed (an attack teaches no more than that).
         let alerted = self.alerted != u32::MAX && self.alerted / bph_u == hour;
-        let cap = if alerted && self.hour == hour {
+        let cap = if alerted && self.hour() == hour {
             self.band as f32
         } else if alerted {
             0.0
@@ -532,7 +562,13 @@ impl Seasonal {
             if me * bph >= RESID_HOUR_MIN {
                 let dev = m - me;
                 let obs = ((dev * dev - me / bph) / (me * me)).clamp(0.0, PHI_MAX);
-                self.resid += ALPHA_PHI * (obs - self.resid);
+                let r0 = match slot.resid.get() {
+                    r if r > 0.0 => r,
+                    _ => PHI_PRIOR.min(phi),
+                };
+                // Never exactly 0: that is "not learned yet".
+                let r = (r0 + ALPHA_PHI.max(alpha) * (obs - r0)).max(1e-4);
+                slot.resid = Half::new(r);
             }
             let dev = m - m0;
             let scale = m0.max(1.0 / bph);
@@ -639,10 +675,12 @@ impl RateModel {
                 c.days = s.days;
                 c.expected = s.lambda;
                 c.upper_band = s.band;
-                c.dispersion = s.phi;
-                c.day_factor = s.allowance.exp();
+                let hour = self.bucket / p.buckets_per_hour();
+                let (base, weekly) = s.expectation(hour);
+                c.dispersion = s.test_phi(hour);
+                c.day_factor = s.allowance.get().exp();
                 c.weekday_aware = s.weekday_aware();
-                c.from_weekly = s.weekly_used;
+                c.from_weekly = weekly > base;
                 let running = s.running(count);
                 if count >= s.band {
                     c.test = Test::Bucket;
@@ -692,7 +730,7 @@ impl RateModel {
         }
         if let Some(s) = self.seasonal.as_deref_mut() {
             s.hour_sum = s.hour_sum.saturating_add(x);
-            if s.warm() && s.hour == old / bph {
+            if s.warm() && s.hour() == old / bph {
                 s.finish_bucket(old, x);
                 let last_of_hour = (old / bph + 1) * bph;
                 s.empty_buckets(bucket.min(last_of_hour).saturating_sub(old + 1));
@@ -703,6 +741,19 @@ impl RateModel {
             let sum = self.seasonal.as_deref().map_or(0, |s| s.hour_sum);
             let mean = sum as f32 / bph as f32;
             let top = self.hour_max.get();
+            // What the closed hour carries into the next: its last bucket
+            // (a job still running at the hour), at most what was usual
+            // for its largest; nothing if it alerted or the next hour is
+            // not the one after it (read before the hour is learned).
+            let carry = self.seasonal.as_deref().map_or(0.0, |s| {
+                let alerted = s.alerted != u32::MAX && s.alerted / bph == old_hour;
+                let last = old % bph == bph - 1 && bucket == old + 1;
+                if alerted || !last {
+                    0.0
+                } else {
+                    (x as f32).min(s.usual_top(old_hour))
+                }
+            });
             self.close_hour(old_hour, mean, top, clamp, p);
             // Hours without a call are learned as zeros, one day of them at most.
             let quiet = (new_hour - old_hour - 1).min(23);
@@ -711,10 +762,12 @@ impl RateModel {
             }
             if let Some(s) = self.seasonal.as_deref_mut() {
                 s.hour_sum = 0;
+                s.carry = Half::new(carry);
+                s.half = u32::MAX;
                 if new_hour - old_hour > 1 {
                     s.cusum = 0.0;
                 } else if s.warm() {
-                    s.prepare(new_hour, p);
+                    s.prepare(new_hour, true, p);
                     s.empty_buckets(bucket - new_hour * bph);
                 }
             }
@@ -771,7 +824,7 @@ impl RateModel {
         let warmup = self.warmup_line(p);
         self.threshold = match self.seasonal.as_deref_mut() {
             Some(s) if s.warm() => {
-                s.prepare(self.bucket / bph, p);
+                s.prepare(self.bucket / bph, self.bucket % bph < bph / 2, p);
                 s.band.min(s.sustained_line(p))
             }
             _ => warmup,
