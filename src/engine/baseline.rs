@@ -116,6 +116,9 @@ pub const WEEK_DAYS: u16 = 7;
 const WEEKLY_DECAY: f32 = 0.7;
 /// Hours in a week.
 const WEEK_HOURS: usize = 168;
+/// The week's envelope adds its own uncertainty only beyond this multiple
+/// of the hour's usual expectation (a weekday unlike the others).
+const WEEKLY_SURE: f32 = 1.5;
 
 /// The rate model's parameters, resolved from a detector's configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -405,7 +408,7 @@ impl Seasonal {
         let (base, weekly) = self.expectation(hour);
         // As far as the week's envelope sets the expectation, its own
         // uncertainty (a sample a week) is added.
-        let share = (1.0 - base / weekly.max(base)).clamp(0.0, 1.0);
+        let share = (1.0 - WEEKLY_SURE * base / weekly.max(base)).clamp(0.0, 1.0);
         slot.resid_phi() + share * PHI_PRIOR
     }
 
