@@ -112,7 +112,9 @@ pub(super) fn describe(
             "dispersion": round3(c.dispersion),
             "days_of_history": c.days,
             "hour_slot_utc": c.hour,
-            "weekday_aware": false,
+            "weekday_aware": c.weekday_aware,
+            "from_hour_of_week": c.from_weekly,
+            "day_factor": round3(c.day_factor),
             "key_level": round1(c.level),
         }),
         Test::WarmUp => json!({

@@ -364,6 +364,54 @@ fn ci_bursts_on_some_nights_are_silent() {
 }
 
 #[test]
+fn nightly_batch_bigger_on_sundays_is_silent() {
+    // A job at 03:00 every night, three times bigger and twice as long on
+    // Sundays (running over into 04:00), for six weeks.
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(500 + seed);
+        let calls = rng.gen_range(100.0..400.0);
+        let mut f = Feed::new(&Config::default(), "AKIABATCH");
+        for d in 0..42 {
+            // T0 is a Monday: day 6 is a Sunday.
+            let sunday = d % 7 == 6;
+            let (scale, buckets) = if sunday {
+                (rng.gen_range(2.5..4.0), 12 + rng.gen_range(0..3))
+            } else {
+                (rng.gen_range(0.85..1.15), 6 + rng.gen_range(0..2))
+            };
+            let per_bucket = calls * scale / buckets as f64;
+            for b in 0..288 {
+                let mut n = u32::from(rng.gen_bool(0.05));
+                if (36..36 + buckets).contains(&b) {
+                    n += poisson(&mut rng, per_bucket);
+                }
+                if n > 0 {
+                    f.bucket(bucket_start(d, b), n, false);
+                }
+            }
+        }
+        assert_silent(&f, &format!("seed {seed}, {calls:.0} calls a night"));
+    }
+}
+
+#[test]
+fn a_busy_whole_day_is_silent() {
+    // A diurnal key whose day 30 runs 1.6x in every hour (a busy day, not
+    // an attack): the day's level moves the expectation.
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(600 + seed);
+        let base = rng.gen_range(5.0..40.0);
+        let mut f = Feed::new(&Config::default(), "AKIABUSY");
+        feed_days(&mut f, &mut rng, 0..32, |d, b| {
+            let h = b as f64 / 12.0;
+            let busy = if d == 30 { 1.6 } else { 1.0 };
+            busy * base * (1.0 + 0.6 * ((h - 14.0) / 24.0 * std::f64::consts::TAU).cos())
+        });
+        assert_silent(&f, &format!("seed {seed}, base {base:.1}"));
+    }
+}
+
+#[test]
 fn growing_keys_are_silent() {
     for seed in SEEDS {
         let mut rng = SmallRng::seed_from_u64(400 + seed);
@@ -455,10 +503,13 @@ fn failures_use_the_same_model() {
 #[test]
 fn the_seasonal_model_is_boxed() {
     // In place: 24 bytes per counter (requests, failures); the hour-of-day
-    // model is allocated only for keys whose bucket reached min_count / 4.
+    // model is allocated only for keys whose bucket reached min_count / 4,
+    // its hour-of-week envelopes (2 bytes an hour) after a week of history.
     let inline = std::mem::size_of::<crate::engine::baseline::RateModel>();
     let boxed = std::mem::size_of::<crate::engine::baseline::Seasonal>();
-    eprintln!("RateModel {inline} B in place, Seasonal {boxed} B boxed");
+    let weekly = 168 * std::mem::size_of::<crate::engine::baseline::Half>();
+    eprintln!("RateModel {inline} B in place, Seasonal {boxed} B boxed, weekly {weekly} B boxed");
     assert!(inline <= 24, "{inline}");
     assert!(boxed <= 448, "{boxed}");
+    assert!(weekly <= 336, "{weekly}");
 }
