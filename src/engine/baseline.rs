@@ -1,6 +1,7 @@
 //! Baselines the spike detectors share: a decaying peak, and the rate model
-//! of `rate_spike` and `error_spike` — a seasonal (hour-of-day) expected
-//! count per bucket that an attacker cannot teach.
+//! of `rate_spike` and `error_spike` — a seasonal (hour-of-day, and once a
+//! week is seen hour-of-week) expected count per bucket that an attacker
+//! cannot teach.
 //!
 //! # The rate model
 //!
@@ -17,26 +18,44 @@
 //!
 //! A slot holds the mean per bucket (an EWMA over days), the envelope of its
 //! largest bucket (a decayed peak, so a CI burst at 02:00 that runs one night
-//! in four stays "usual" for 02:00) and a dispersion (the day-to-day relative
-//! variance of the hour, a negative-binomial `phi`: `var = mu + phi mu^2`).
-//! The expected count for a bucket is `lambda = max(mean, top - 2 sqrt(top))`:
-//! the mean, or, in an hour with a usual burst, the burst's level less its
-//! Poisson noise.
+//! in four stays "usual" for 02:00), the day-to-day dispersion of the hour
+//! (a negative-binomial `phi`: `var = mu + phi mu^2`) and its *residual*
+//! dispersion: how far the hour's mean strays once the day's level is known
+//! (learned against the slot's mean times that day's level; floored at
+//! 0.05, never above `phi`). The hour's usual expected count per bucket is
+//! `max(mean, top - 2 sqrt(top))`: the mean, or, in an hour with a usual
+//! burst, the burst's level less its Poisson noise.
+//!
+//! **Weekdays.** Once the key has [`WEEK_DAYS`] days of hourly history, an
+//! hour-of-week component is allocated (boxed, 168 two-byte envelopes): per
+//! hour of the week its largest bucket, decayed x0.7 each week it comes
+//! round, learned at hour close (an hour that alerted is learned at most as
+//! the line it crossed). The expectation becomes `max(slot, weekly top - 2
+//! sqrt(weekly top))`, so a batch that runs bigger on Sundays is usual on
+//! Sundays only; where the week's envelope exceeds 1.5x the hour's usual,
+//! the tests add its own uncertainty (one sample a week) to the dispersion.
+//!
+//! **The day's level.** How far the last few closed hours ran above their
+//! slots (an EWMA over hours of the log ratio, within 3 day-level standard
+//! deviations `3 sqrt(phi)`) multiplies the expectation: `lambda = usual x
+//! exp(allowance)`. A whole day running high moves every bucket's
+//! expectation, instead of every band being widened by the day-to-day `phi`;
+//! the tests then use only the residual dispersion, so a 5x step or a 3x rise
+//! stands out on a key whose days wobble. **Carry-over:** a job still running
+//! in the last bucket of an hour carries that bucket's level (at most the
+//! hour's usual largest) into the first half of the next hour.
 //!
 //! Two tests, one threshold per bucket, checked as the count runs (an alert
 //! fires at the crossing, not at bucket end):
 //! - **bucket**: the upper tail probability of the count under a negative
-//!   binomial with mean `lambda` and dispersion `phi` (Poisson when `phi` is
-//!   0) is below `p = 1 - min_score`;
+//!   binomial with mean `lambda` and the residual dispersion (Poisson when
+//!   it is 0) is below `p = 1 - min_score`;
 //! - **sustained**: Page's one-sided CUSUM over finished buckets of the
-//!   log ratio `ln((x+1)/(lambda+1))`, less an allowance for a busy day (how
-//!   far the last few closed hours ran above their slots, at most 3
-//!   day-level standard deviations `3 sqrt(phi)`: a whole day running high
-//!   moves all its buckets together), standardised by
-//!   `sigma = sqrt(1/(lambda+1) + phi)`, with slack [`CUSUM_K`], crossing its decision
-//!   interval `h`, which is derived from the same `p` (Siegmund's
-//!   approximation of the in-control run length, `ARL ~ 1/p` buckets). A
-//!   ramp crosses it long before any single bucket is extreme.
+//!   log ratio `ln((x+1)/(lambda+1))`, standardised by
+//!   `sigma = sqrt(1/(lambda+1) + phi_residual)`, with slack [`CUSUM_K`],
+//!   crossing its decision interval `h`, which is derived from the same `p`
+//!   (Siegmund's approximation of the in-control run length, `ARL ~ 1/p`
+//!   buckets). A ramp crosses it long before any single bucket is extreme.
 //!
 //! Both are floored at `min_count` requests in the bucket. Until the key has
 //! [`WARM_DAYS`] days of hourly history (or for keys that never have the
@@ -416,7 +435,10 @@ impl Seasonal {
     /// the week's (its usual largest bucket less its Poisson noise).
     fn expectation(&self, hour: u32) -> (f32, f32) {
         let w = self.weekly_top(hour);
-        (self.slots[(hour % 24) as usize].lambda(), w - 2.0 * w.sqrt())
+        (
+            self.slots[(hour % 24) as usize].lambda(),
+            w - 2.0 * w.sqrt(),
+        )
     }
 
     /// The hour (since the epoch) the cached values are for.

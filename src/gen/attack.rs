@@ -680,7 +680,6 @@ fn stolen_sessions(rng: &mut SmallRng, stage: &mut Stage) -> Plan {
             first_end = t;
         }
     }
-    drop(sink);
     // Number the attacker's sessions in the order they were made.
     let mut session = 0u8;
     let mut at = i64::MIN;

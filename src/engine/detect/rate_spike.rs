@@ -2,11 +2,12 @@
 //! history expects for this hour of the day.
 //!
 //! The model ([`RateModel`]) learns an expected count per bucket for each
-//! hour of the day from previous days only, winsorised at its upper band, so
-//! an attack cannot raise its own bar. A bucket alerts as soon as its count
+//! hour of the day (and, after a week, each hour of the week) from previous
+//! days only, winsorised at its upper band, so an attack cannot raise its
+//! own bar; the day's level so far scales the expectation. A bucket alerts as soon as its count
 //! crosses the lower of two lines: the bucket test (the count is improbable
 //! under a Poisson / negative binomial with the expected mean and the hour's
-//! dispersion) and the sustained test (Page's CUSUM of the log ratio of
+//! residual dispersion) and the sustained test (Page's CUSUM of the log ratio of
 //! observed to expected over finished buckets, which finds a ramp long
 //! before any single bucket is extreme). Both are floored at `min_count`.
 //! Until the model has a few days of hourly history only a tenfold departure
