@@ -131,37 +131,55 @@ impl Default for ActionConfig {
 }
 
 /// `[detectors.rate_spike]`.
+///
+/// The rate model (see `engine::baseline`): an expected count per bucket for
+/// each hour of the day, learned from previous days only and winsorised at
+/// its upper band; a bucket alerts when its count is improbable under that
+/// expectation (bucket test) or when the key stays above it across buckets
+/// (sustained test, a CUSUM). Every finding carries a score in [0, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateSpikeConfig {
     /// Switch the detector on or off.
     pub enabled: bool,
-    /// Counting bucket; the baseline is the key's decayed peak bucket.
+    /// Counting bucket (divides an hour).
     pub bucket: HumanDuration,
     /// Never alert below this many requests in one bucket.
     pub min_count: u32,
-    /// Alert when a bucket exceeds this multiple of the key's peak for that
-    /// hour of day, and the key's peak over all hours.
-    pub ratio: f64,
+    /// The sensitivity knob: a bucket alerts when its score (one less the
+    /// probability of a count at least this high under the key's model)
+    /// reaches it; the sustained test's decision interval is derived from
+    /// the same probability. Lower is more sensitive.
+    pub min_score: f64,
+    /// A new level is learned as it is once an hour of the day has been
+    /// above its band on this many days in a row (whole days); until then
+    /// it is learned only up to the band, so it keeps alerting.
+    pub accept_after: HumanDuration,
 }
 
 /// Five minutes: short enough to alert while an attack runs, long enough to
 /// smooth per-second jitter (the design's default). 20 calls in 5 minutes is
 /// what one enumeration script does in seconds; below it a "spike" of a
-/// low-volume key is noise. Three times the key's own peak: organic growth
-/// and busy days stay well inside it, a 10-20x burst does not.
+/// low-volume key is noise (an earlier README said 30; the code has always
+/// used 20). A score of 1 - 1e-6: at 288 buckets a day a key whose traffic
+/// matched its model exactly would cross by chance about once in ten years
+/// of buckets, which keeps a fleet of thousands of keys quiet while a 5x step
+/// on a key at 10 calls per bucket scores 1 - 1e-14. Three days: a new job
+/// alerts on its first days and is accepted on the fourth; an attacker
+/// repeating the same hour is seen at least three times.
 impl Default for RateSpikeConfig {
     fn default() -> Self {
         RateSpikeConfig {
             enabled: true,
             bucket: default_bucket(),
             min_count: 20,
-            ratio: 3.0,
+            min_score: default_min_score(),
+            accept_after: default_accept_after(),
         }
     }
 }
 
-/// `[detectors.error_spike]`.
+/// `[detectors.error_spike]`: the same rate model on failed requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ErrorSpikeConfig {
@@ -171,21 +189,33 @@ pub struct ErrorSpikeConfig {
     pub bucket: HumanDuration,
     /// Never alert below this many failed requests in one bucket.
     pub min_count: u32,
-    /// Alert above this multiple of the key's decayed peak failures per bucket.
-    pub ratio: f64,
+    /// As `rate_spike.min_score`, on failures.
+    pub min_score: f64,
+    /// As `rate_spike.accept_after`, on failures.
+    pub accept_after: HumanDuration,
 }
 
 /// 20 failures in 5 minutes: a failing deploy retries a few times, a
-/// permission probe fails dozens of times.
+/// permission probe fails dozens of times. Score and acceptance as
+/// `rate_spike`.
 impl Default for ErrorSpikeConfig {
     fn default() -> Self {
         ErrorSpikeConfig {
             enabled: true,
             bucket: default_bucket(),
             min_count: 20,
-            ratio: 3.0,
+            min_score: default_min_score(),
+            accept_after: default_accept_after(),
         }
     }
+}
+
+fn default_min_score() -> f64 {
+    0.999_999
+}
+
+fn default_accept_after() -> HumanDuration {
+    HumanDuration::days(3)
 }
 
 fn default_bucket() -> HumanDuration {

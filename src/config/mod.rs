@@ -349,13 +349,38 @@ impl Config {
                 ));
             }
         }
-        for (key, ratio) in [
-            ("detectors.rate_spike.ratio", d.rate_spike.ratio),
-            ("detectors.error_spike.ratio", d.error_spike.ratio),
-            ("detectors.source_fanout.ratio", d.source_fanout.ratio),
+        let ratio = d.source_fanout.ratio;
+        if !(ratio.is_finite() && ratio > 1.0) {
+            return Err(invalid(
+                "detectors.source_fanout.ratio",
+                ratio,
+                "must be a number greater than 1",
+            ));
+        }
+        for (key, score) in [
+            ("detectors.rate_spike.min_score", d.rate_spike.min_score),
+            ("detectors.error_spike.min_score", d.error_spike.min_score),
         ] {
-            if !(ratio.is_finite() && ratio > 1.0) {
-                return Err(invalid(key, ratio, "must be a number greater than 1"));
+            if !(0.5..1.0).contains(&score) {
+                return Err(invalid(
+                    key,
+                    score,
+                    "must be at least 0.5 and below 1 (e.g. 0.999999)",
+                ));
+            }
+        }
+        for (key, after) in [
+            (
+                "detectors.rate_spike.accept_after",
+                d.rate_spike.accept_after,
+            ),
+            (
+                "detectors.error_spike.accept_after",
+                d.error_spike.accept_after,
+            ),
+        ] {
+            if !(1..=30).contains(&(after.0.as_secs() / 86_400)) {
+                return Err(invalid(key, after, "must be between 1d and 30d"));
             }
         }
         for (key, min) in [

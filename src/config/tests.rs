@@ -32,7 +32,7 @@ min_count = 50
 "#,
         &[
             ("KEYWATCH__ENGINE__MAX_KEYS", "9000"),
-            ("KEYWATCH__DETECTORS__RATE_SPIKE__RATIO", "4.5"),
+            ("KEYWATCH__DETECTORS__RATE_SPIKE__MIN_SCORE", "0.9999"),
             ("KEYWATCH__DETECTORS__DORMANT_REVIVAL__DORMANT_AFTER", "60d"),
         ],
     )
@@ -40,7 +40,7 @@ min_count = 50
     assert_eq!(cfg.engine.max_keys, 9000, "environment wins over the file");
     assert_eq!(cfg.engine.learning_period, HumanDuration::days(3));
     assert_eq!(cfg.detectors.rate_spike.min_count, 50);
-    assert_eq!(cfg.detectors.rate_spike.ratio, 4.5);
+    assert_eq!(cfg.detectors.rate_spike.min_score, 0.9999);
     assert!(cfg.detectors.rate_spike.enabled, "unset keys keep defaults");
     assert_eq!(
         cfg.detectors.dormant_revival.dormant_after,
@@ -80,13 +80,24 @@ fn bad_values_are_named_with_their_value() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("10.0.0.0/33"), "{err}");
-    let err = load("[detectors.rate_spike]\nratio = 0.5\n", &[])
+    let err = load("[detectors.rate_spike]\nmin_score = 1.5\n", &[])
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("detectors.rate_spike.ratio") && err.contains("0.5"),
+        err.contains("detectors.rate_spike.min_score") && err.contains("1.5"),
         "{err}"
     );
+    let err = load("[detectors.error_spike]\naccept_after = \"1h\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("detectors.error_spike.accept_after") && err.contains("1h"),
+        "{err}"
+    );
+    let err = load("[detectors.rate_spike]\nratio = 3.0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ratio"), "the removed key is an error: {err}");
     let err = load("[detectors.rate_spike]\nbucket = \"7m\"\n", &[])
         .unwrap_err()
         .to_string();

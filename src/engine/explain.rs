@@ -4,11 +4,51 @@
 
 use serde_json::{json, Value};
 
+use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
 use super::detect::{new_source, source_fanout, DAY};
 use super::source::SourceId;
 use super::state::{KeyState, Secs, ValueKind};
 use super::Settings;
 use crate::decode::time::format_rfc3339;
+
+/// Which line a rate model draws now, in words.
+fn model_text(m: &RateModel) -> String {
+    match m.seasonal() {
+        Some(s) if s.warm() => format!(
+            "the lower of the bucket and sustained tests of a seasonal model with {} days of hourly history",
+            s.days()
+        ),
+        Some(s) => format!(
+            "warm-up: {WARMUP_RATIO:.0}x the key's level until {WARM_DAYS} days of hourly history ({} so far)",
+            s.days()
+        ),
+        None if m.level() > 0.0 => format!(
+            "{WARMUP_RATIO:.0}x the key's level: too little volume for an hour-of-day model"
+        ),
+        None => "no baseline yet: the min_count floor".to_owned(),
+    }
+}
+
+/// A rate model's expectation for the hour of `now`.
+fn model_json(m: &RateModel, now: Secs) -> Value {
+    match m.seasonal() {
+        Some(s) => {
+            let slot = s.slot_at(now);
+            json!({
+                "model": if s.warm() { "seasonal" } else { "warm_up" },
+                "days_of_history": s.days(),
+                "hour_slot_utc": (now / 3600) % 24,
+                "weekday_aware": false,
+                "expected_per_bucket_this_hour": (slot.lambda() as f64 * 10.0).round() / 10.0,
+                "dispersion_this_hour": (slot.phi() as f64 * 1000.0).round() / 1000.0,
+            })
+        }
+        None => json!({
+            "model": if m.level() > 0.0 { "warm_up" } else { "none" },
+            "key_level": m.level(),
+        }),
+    }
+}
 
 fn at(t: Secs) -> String {
     format_rfc3339(t as i64 * 1000)
@@ -98,9 +138,22 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
     } else if !eligible {
         learning.clone()
     } else {
-        format!("armed: {count} requests in the current bucket, alerts at {threshold}")
+        format!(
+            "armed: {count} requests in the current bucket, alerts at {threshold} ({})",
+            model_text(&state.rate)
+        )
     };
     let (failures, error_threshold) = state.errors.current();
+    let errors = if !cfg.error_spike.enabled {
+        "disabled".to_owned()
+    } else if !eligible {
+        learning.clone()
+    } else {
+        format!(
+            "armed: {failures} failures in the current bucket, alerts at {error_threshold} ({})",
+            model_text(&state.errors)
+        )
+    };
     let idle = now.saturating_sub(state.last_seen);
     let dormant = if !cfg.dormant_revival.enabled {
         "disabled".to_owned()
@@ -128,9 +181,11 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "sources_remembered": state.sources.entries().len(),
             "user_agent_families": state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s),
             "actions": state.values.fresh_len(ValueKind::Action, now, s.forget_s),
-            "peak_requests_per_bucket": state.rate.peak(),
-            "hour_of_day_baseline": state.rate_hours.is_some(),
-            "peak_failures_per_bucket": state.errors.peak(),
+            "peak_requests_per_bucket": state.rate.level(),
+            "hour_of_day_baseline": state.rate.seasonal().is_some_and(|m| m.warm()),
+            "requests_model": model_json(&state.rate, now),
+            "peak_failures_per_bucket": state.errors.level(),
+            "failures_model": model_json(&state.errors, now),
             "peak_new_networks_per_window": state.fanout.peak(),
             "peak_addresses_inside_networks_per_window": state.fanout.inside_peak(),
             "longest_idle_gap_s": state.longest_gap,
@@ -144,7 +199,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         "detectors": {
             "new_source": new_source,
             "rate_spike": rate,
-            "error_spike": if eligible { format!("armed: {failures} failures in the current bucket, alerts at {error_threshold}") } else { learning.clone() },
+            "error_spike": errors,
             "new_user_agent": if !cfg.new_user_agent.enabled { "disabled".to_owned() } else if !eligible { learning.clone() } else {
                 let families = state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s);
                 if families >= cfg.new_user_agent.broad_after as usize {

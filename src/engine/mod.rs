@@ -66,10 +66,10 @@ pub struct Settings {
     pub ignore_named: Vec<WildMatch>,
     /// Detector switches and thresholds.
     pub detectors: DetectorsConfig,
-    /// `rate_spike` bucket, seconds.
-    pub rate_bucket_s: u32,
-    /// `error_spike` bucket, seconds.
-    pub error_bucket_s: u32,
+    /// `rate_spike`'s rate model.
+    pub rate: baseline::RateParams,
+    /// `error_spike`'s rate model.
+    pub errors: baseline::RateParams,
     /// `source_fanout` window, seconds.
     pub fanout_window_s: u32,
     /// `dormant_revival` threshold, seconds.
@@ -99,8 +99,18 @@ impl Settings {
                 .map(|g| WildMatch::new(g))
                 .collect(),
             detectors: d.clone(),
-            rate_bucket_s: d.rate_spike.bucket.as_secs_u32().max(1),
-            error_bucket_s: d.error_spike.bucket.as_secs_u32().max(1),
+            rate: baseline::RateParams::new(
+                d.rate_spike.bucket.as_secs_u32(),
+                d.rate_spike.min_count,
+                d.rate_spike.min_score,
+                (d.rate_spike.accept_after.0.as_secs() / 86_400) as u16,
+            ),
+            errors: baseline::RateParams::new(
+                d.error_spike.bucket.as_secs_u32(),
+                d.error_spike.min_count,
+                d.error_spike.min_score,
+                (d.error_spike.accept_after.0.as_secs() / 86_400) as u16,
+            ),
             fanout_window_s: d.source_fanout.window.as_secs_u32().max(1),
             dormant_s: d.dormant_revival.dormant_after.as_secs_u32(),
         }

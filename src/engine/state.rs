@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use super::baseline::{BucketCounter, HourlyPeaks};
+use super::baseline::RateModel;
 use super::detect::source_fanout::FanoutState;
 use super::source::SourceId;
 
@@ -484,12 +484,11 @@ pub struct KeyState {
     pub active_days: u16,
     /// Longest idle gap seen between two uses, seconds.
     pub longest_gap: u32,
-    /// Requests per bucket and their learned peak (`rate_spike`).
-    pub rate: BucketCounter,
-    /// Hour-of-day request peaks, once the key has the volume (`rate_spike`).
-    pub rate_hours: Option<Box<HourlyPeaks>>,
-    /// Failures per bucket and their learned peak (`error_spike`).
-    pub errors: BucketCounter,
+    /// Requests per bucket and their rate model (`rate_spike`); the
+    /// hour-of-day model inside is boxed, for keys with the volume only.
+    pub rate: RateModel,
+    /// Failures per bucket and their rate model (`error_spike`).
+    pub errors: RateModel,
     /// Distinct-sources baseline and current window.
     pub fanout: FanoutState,
     /// Sources used.
@@ -513,9 +512,8 @@ impl KeyState {
             events: 0,
             active_days: 0,
             longest_gap: 0,
-            rate: BucketCounter::default(),
-            rate_hours: None,
-            errors: BucketCounter::default(),
+            rate: RateModel::default(),
+            errors: RateModel::default(),
             fanout: FanoutState::default(),
             sources: SourceSet::default(),
             values: ValueSet::default(),
@@ -549,9 +547,6 @@ impl KeyState {
     /// One active day passes: every learned peak decays by `factor`.
     pub fn decay_peaks(&mut self, factor: f32) {
         self.rate.decay(factor);
-        if let Some(h) = &mut self.rate_hours {
-            h.decay(factor);
-        }
         self.errors.decay(factor);
         self.fanout.decay(factor);
     }

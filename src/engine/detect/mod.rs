@@ -12,6 +12,8 @@ pub mod new_source;
 pub mod new_user_agent;
 pub mod policy;
 pub mod rate_spike;
+#[cfg(test)]
+mod rate_tests;
 pub mod source_fanout;
 
 use std::sync::atomic::Ordering;

@@ -1,95 +1,148 @@
-//! `rate_spike`: requests in the current bucket far above the key's own peak.
+//! `rate_spike`: requests in the current bucket above what the key's own
+//! history expects for this hour of the day.
 //!
-//! The baseline is an envelope, not a mean: the key's decayed peak bucket,
-//! overall and (once the key has the volume) per hour of day. A bucket alerts
-//! when it exceeds `ratio` × the peak for its hour (±1 hour, which absorbs
-//! DST and jitter) *and* the key's peak over all hours, and `min_count`.
-//! So busy days, quiet nights, CI bursts at their usual times and slow growth
-//! stay under the line, while a burst many times anything the key has done
-//! recently crosses it — and alerts as soon as it does, not at bucket end.
-//! Peaks are learned from finished hours only (see [`BucketCounter`]).
+//! The model ([`RateModel`]) learns an expected count per bucket for each
+//! hour of the day (and, after a week, each hour of the week) from previous
+//! days only, winsorised at its upper band, so an attack cannot raise its
+//! own bar; the day's level so far scales the expectation. A bucket alerts as soon as its count
+//! crosses the lower of two lines: the bucket test (the count is improbable
+//! under a Poisson / negative binomial with the expected mean and the hour's
+//! residual dispersion) and the sustained test (Page's CUSUM of the log ratio of
+//! observed to expected over finished buckets, which finds a ramp long
+//! before any single bucket is extreme). Both are floored at `min_count`.
+//! Until the model has a few days of hourly history only a tenfold departure
+//! from the key's level alerts. Every finding carries a score in [0, 1].
 //!
-//! [`BucketCounter`]: crate::engine::baseline::BucketCounter
+//! [`RateModel`]: crate::engine::baseline::RateModel
 
 use serde_json::json;
 
 use super::{human_secs, Ctx, Report};
-use crate::engine::baseline::HourlyPeaks;
+use crate::engine::baseline::{Crossing, Test, WARMUP_RATIO, WARM_DAYS};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{KeyState, Secs};
-
-/// `(peak for the hour of t, peak overall)`; hour-of-day peaks are used only
-/// once they have had a learning period of their own.
-fn expected(state: &KeyState, t: Secs, learning_s: u32) -> (f32, f32) {
-    let overall = state.rate.peak();
-    let hourly = match &state.rate_hours {
-        Some(h) if t.saturating_sub(h.since) >= learning_s => h.around(t),
-        _ => overall,
-    };
-    (hourly, overall)
-}
+use crate::engine::state::KeyState;
 
 /// Counts the event into its bucket and checks the bucket.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let s = ctx.settings;
-    let cfg = &s.detectors.rate_spike;
-    if !cfg.enabled {
+    if !s.detectors.rate_spike.enabled {
         return;
     }
-    let bucket_s = s.rate_bucket_s;
-    let (rolled, learned) = state.rate.roll(ctx.now / bucket_s, bucket_s, ctx.eligible);
-    if let Some(l) = learned {
-        match &mut state.rate_hours {
-            Some(h) => h.learn(l),
-            // Hour-of-day peaks pay off once ratio x a quiet hour could
-            // undercut min_count; below that the floor decides anyway.
-            None if state.rate.peak() * cfg.ratio as f32 >= cfg.min_count as f32 => {
-                let mut h = Box::new(HourlyPeaks::new(ctx.now));
-                h.learn(l);
-                state.rate_hours = Some(h);
-            }
-            None => {}
-        }
-    }
-    if rolled {
-        let (hourly, overall) = expected(state, ctx.now, s.learning_s);
-        let threshold = (cfg.min_count as f32)
-            .max((cfg.ratio as f32 * hourly).ceil())
-            .max(overall.ceil())
-            .min(u32::MAX as f32) as u32;
-        state.rate.set_threshold(threshold);
-    }
-    if !state.rate.add(ctx.ev.count) || !ctx.eligible {
+    let Some(c) = state
+        .rate
+        .observe(ctx.now, ctx.ev.count, &s.rate, ctx.eligible)
+    else {
         return;
-    }
-    let (count, threshold) = state.rate.current();
-    let start = state.rate.bucket_start(bucket_s);
-    let (hourly, overall) = expected(state, start, s.learning_s);
-    let times = count as f32 / hourly.max(1.0);
-    let start_text = crate::decode::time::format_rfc3339(start as i64 * 1000);
-    let summary = format!(
-        "{} made {count} requests in the {} starting {start_text}, {times:.0}x its usual peak of {hourly:.0} for this time of day (threshold {threshold}).",
-        ctx.who(),
-        human_secs(bucket_s as u64),
-    );
+    };
+    let who = ctx.who();
+    let (summary, observed, baseline) = describe(&c, &who, "requests", "requests", s.rate.bucket_s);
     let report = Report {
-        severity: if times >= 10.0 {
-            Severity::High
-        } else {
-            Severity::Medium
-        },
+        severity: severity(&c),
         summary,
-        observed: json!({ "requests": count, "bucket_start": start_text, "bucket_s": bucket_s }),
-        baseline: json!({
-            "peak_for_hour": round1(hourly),
-            "peak_overall": round1(overall),
-            "hour_of_day_baseline": state.rate_hours.is_some(),
-        }),
-        threshold: json!(threshold),
+        observed,
+        baseline,
+        threshold: json!(c.threshold),
     };
     ctx.emit(state, Detector::RateSpike, 0, report);
 }
 
+/// High when the bucket is ten times what was expected or the score is
+/// beyond doubt; medium otherwise.
+pub(super) fn severity(c: &Crossing) -> Severity {
+    let tenfold = c.expected > 0.0 && c.count as f32 >= 10.0 * c.expected.max(1.0);
+    if tenfold || c.score >= 1.0 - 1e-9 {
+        Severity::High
+    } else {
+        Severity::Medium
+    }
+}
+
+/// Summary, observed and baseline evidence of a crossing; `noun` is what
+/// was counted ("requests", "failed requests"), `field` its evidence key.
+pub(super) fn describe(
+    c: &Crossing,
+    who: &str,
+    noun: &str,
+    field: &str,
+    bucket_s: u32,
+) -> (String, serde_json::Value, serde_json::Value) {
+    let at = |t: u32| crate::decode::time::format_rfc3339(t as i64 * 1000);
+    let start = at(c.bucket_start);
+    let span = human_secs(bucket_s as u64);
+    let times = c.count as f32 / c.expected.max(0.1);
+    let score = round_score(c.score);
+    let summary = match c.test {
+        Test::Bucket => format!(
+            "{who} made {} {noun} in the {span} starting {start}, {times:.1}x the {:.1} expected for {:02}:00 UTC from {} days of history (upper band {}; score {score}).",
+            c.count, c.expected, c.hour, c.days, c.upper_band
+        ),
+        Test::Sustained => format!(
+            "{who} has stayed above its usual {noun} rate for {} buckets since {}: {} in the {span} starting {start}, {times:.1}x the {:.1} expected for {:02}:00 UTC from {} days of history (sustained: CUSUM {:.1}; score {score}).",
+            c.span_buckets, at(c.span_start), c.count, c.expected, c.hour, c.days, c.cusum
+        ),
+        Test::WarmUp => format!(
+            "{who} made {} {noun} in the {span} starting {start}, {times:.0}x its level so far of {:.0} per bucket (warm-up: until {WARM_DAYS} days of hourly history only {WARMUP_RATIO:.0}x its level alerts; score {score}).",
+            c.count, c.expected
+        ),
+        Test::NoBaseline => format!(
+            "{who} made {} {noun} in the {span} starting {start}; no baseline yet (alerts at {}; score {score}).",
+            c.count, c.threshold
+        ),
+    };
+    let mut observed = json!({
+        "bucket_start": start,
+        "bucket_s": bucket_s,
+        "test": c.test.name(),
+        "score": score,
+    });
+    observed[field] = json!(c.count);
+    if c.test == Test::Sustained {
+        observed["cusum"] = json!(round1(c.cusum));
+        observed["span"] = json!({
+            "start": at(c.span_start),
+            "buckets": c.span_buckets,
+            "observed": round1(c.span_observed),
+            "expected": round1(c.span_expected),
+        });
+    }
+    let baseline = match c.test {
+        Test::Bucket | Test::Sustained => json!({
+            "model": "seasonal",
+            "expected_per_bucket": round1(c.expected),
+            "upper_band": c.upper_band,
+            "dispersion": round3(c.dispersion),
+            "days_of_history": c.days,
+            "hour_slot_utc": c.hour,
+            "weekday_aware": c.weekday_aware,
+            "from_hour_of_week": c.from_weekly,
+            "day_factor": round3(c.day_factor),
+            "key_level": round1(c.level),
+        }),
+        Test::WarmUp => json!({
+            "model": "warm_up",
+            "key_level": round1(c.level),
+            "ratio": WARMUP_RATIO,
+            "days_of_history": c.days,
+        }),
+        Test::NoBaseline => json!({ "model": "none" }),
+    };
+    (summary, observed, baseline)
+}
+
 fn round1(x: f32) -> f64 {
     (x as f64 * 10.0).round() / 10.0
+}
+
+fn round3(x: f32) -> f64 {
+    (x as f64 * 1000.0).round() / 1000.0
+}
+
+/// Scores keep the digits that matter near 1: 0.999999, 0.99999999997.
+fn round_score(s: f64) -> f64 {
+    if s >= 1.0 - 1e-15 {
+        return 1.0;
+    }
+    let digits = (-(1.0 - s).log10()).floor() as i32 + 2;
+    let f = 10f64.powi(digits.clamp(2, 15));
+    (s * f).floor() / f
 }
