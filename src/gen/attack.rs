@@ -509,6 +509,7 @@ fn ramp(rng: &mut SmallRng, stage: &mut Stage) -> Plan {
     let slope: f64 = *[2.0, 2.0, 3.0, 4.0].choose(rng).expect("non-empty");
     // From 64x down to where the slope gets in six hours at most.
     let hours = (64f64.ln() / slope.ln()).min(6.0);
+    on_a_weekday(stage, &office, 540.0);
     let start = stage.day.at_local(office.utc_offset_min(), 540.0);
     let end = start + (hours * HOUR_MS as f64) as i64;
     let x8 = start + (8f64.ln() / slope.ln() * HOUR_MS as f64) as i64;
@@ -532,6 +533,20 @@ fn ramp(rng: &mut SmallRng, stage: &mut Stage) -> Plan {
     }
 }
 
+/// Moves the attack to a weekday (local time `at`): the rate attacks are
+/// measured against a working day's usual level, ten calls per bucket.
+fn on_a_weekday(stage: &mut Stage, office: &Office, at: f64) {
+    while crate::gen::traffic::is_local_weekend(
+        stage.day.at_local(office.utc_offset_min(), at),
+        office.utc_offset_min(),
+    ) {
+        let next = (stage.day.index + 1).min(stage.span.days - 1);
+        let prev = stage.day.index.saturating_sub(3);
+        let index = if next == stage.day.index { prev } else { next };
+        stage.day = stage.span.day(index, stage.day.volume);
+    }
+}
+
 /// `factor` times the usual rate for an hour from local minute `at`.
 fn step(rng: &mut SmallRng, stage: &mut Stage, factor: f64, at: f64, within: i64) -> Plan {
     let per_bucket = if factor < 4.0 {
@@ -543,16 +558,7 @@ fn step(rng: &mut SmallRng, stage: &mut Stage, factor: f64, at: f64, within: i64
     };
     let (office, habits) = busy_office(rng, stage, per_bucket);
     let source = office.usual_source();
-    // A weekday: the hour's usual is what the rise is measured against.
-    while crate::gen::traffic::is_local_weekend(
-        stage.day.at_local(office.utc_offset_min(), at),
-        office.utc_offset_min(),
-    ) {
-        let next = (stage.day.index + 1).min(stage.span.days - 1);
-        let prev = stage.day.index.saturating_sub(3);
-        let index = if next == stage.day.index { prev } else { next };
-        stage.day = stage.span.day(index, stage.day.volume);
-    }
+    on_a_weekday(stage, &office, at);
     let start = stage.day.at_local(office.utc_offset_min(), at);
     let volume = stage.day.volume;
     let habits_copy = habits.clone();
