@@ -28,6 +28,12 @@ fn main() -> anyhow::Result<()> {
     let mut verbose = false;
     let mut shape = FleetShape::default();
     let mut cfg = Config::default();
+    // `cargo test --all-targets` runs this without `--bench`, in a debug
+    // build: the `eval` integration test covers that case.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("eval: run with `cargo bench --bench eval`");
+        return Ok(());
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
