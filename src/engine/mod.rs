@@ -329,14 +329,16 @@ impl Engine {
                 out,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
-                if let (Some(at), Some(done), Entity::KeyId) =
-                    (at, state.applied_at(), tracked.entity)
-                {
+                if let (Some(at), Some(done)) = (at, state.applied_at()) {
+                    // A principal remembers the position of its latest event
+                    // too: events of its partition replayed after a restore or
+                    // a handoff are not counted twice (those of its other
+                    // partitions can be; see the README on scale-out).
                     if at.reached_by(done) {
                         inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    if at.origin != done.origin {
+                    if at.origin != done.origin && tracked.entity == Entity::KeyId {
                         inner.stats.moved(subject, done.origin, at.origin);
                     }
                 }

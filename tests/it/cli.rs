@@ -43,7 +43,7 @@ fn bad_config_exits_64_naming_key_and_value() {
 fn bad_env_override_exits_64() {
     let o = run(keywatch()
         .args(["check-config", "-c", "config/keywatch.toml"])
-        .env("KEYWATCH__DETECTORS__RATE_SPIKE__RATIO", "banana"));
+        .env("KEYWATCH__DETECTORS__RATE_SPIKE__MIN_SCORE", "banana"));
     assert_eq!(o.status.code(), Some(64));
     assert!(stderr(&o).contains("banana"), "{}", stderr(&o));
 }
