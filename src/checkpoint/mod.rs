@@ -151,17 +151,8 @@ impl Store {
     /// Removes half-written files of writes that died (a kill during a
     /// write, a full disk): each can be as large as a whole checkpoint.
     fn remove_leftovers(&self) {
-        let leftovers = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!(".{PREFIX}")) && n.ends_with(".tmp"))
-            });
-        for tmp in leftovers {
+        let half_written = format!(".{PREFIX}");
+        for tmp in self.files(|n| n.starts_with(&half_written) && n.ends_with(".tmp")) {
             match std::fs::remove_file(&tmp) {
                 Ok(()) => {
                     tracing::info!(path = %tmp.display(), "removed a half-written checkpoint")
@@ -205,19 +196,20 @@ impl Store {
 
     /// Checkpoint files, oldest first.
     pub fn list(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+        let mut files = self.files(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX));
+        files.sort();
+        files
+    }
+
+    /// Files of the directory whose name `wanted` accepts.
+    fn files(&self, wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
-            })
-            .collect();
-        files.sort();
-        files
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&wanted))
+            .collect()
     }
 
     fn prune(&self) {

@@ -15,19 +15,7 @@ const T0: i64 = 1_767_571_200;
 const CLI: &str = "aws-cli/2.15.0 Python/3.11.6 Linux/6.1";
 const BOTO: &str = "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0";
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use super::tests::Rng;
 
 #[derive(Clone)]
 struct Ev {

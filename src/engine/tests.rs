@@ -13,16 +13,16 @@ const HOUR: i64 = 3_600;
 const T0: i64 = 1_767_571_200;
 
 /// A tiny deterministic generator so the traffic is irregular but repeatable.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
     /// Poisson-ish count with mean `m`.
