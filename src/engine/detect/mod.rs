@@ -101,6 +101,15 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The event's source as written (address or name), or empty.
+    pub fn source_text(&self) -> String {
+        self.ev
+            .source
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     /// Raises a finding unless the source is allowlisted or the
     /// (detector, dimension) is cooling down; starts the cooldown.
     pub fn emit(&mut self, state: &mut KeyState, detector: Detector, dim: u64, report: Report) {

@@ -45,12 +45,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     };
     let org_knows = network.is_none_or(|id| h.org.knows(id.network()));
     let shown = ctx.ev.action_display().unwrap_or_default();
-    let source = ctx
-        .ev
-        .source
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let source = ctx.source_text();
     let age_s = ctx.now.saturating_sub(state.first_seen);
     let summary = format!(
         "{} called {shown} (it mints credentials, changes permissions or reads secrets) {} after its first use, with no history to judge it by; from {}{}.",

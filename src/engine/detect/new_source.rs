@@ -150,12 +150,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
             forget_s,
         )
     });
-    let source = ctx
-        .ev
-        .source
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let source = ctx.source_text();
     let network = id.network_display();
     let summary = format!(
         "{} was used from {source} ({network}), a network it has not used in {}; it normally uses {} network{} ({}).",
