@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # keywatch in a container: a Rust build stage, then a small Debian runtime
-# with the binary, OpenSSL (librdkafka's TLS and SASL/SCRAM), CA certificates
-# and curl for the health check, running as an unprivileged user.
+# with the binary (librdkafka, OpenSSL and zlib are compiled into it), CA
+# certificates and curl for the health check, running as an unprivileged user.
 #
 #   docker build -t keywatch .
 #   docker run --rm -p 9464:9464 \
@@ -18,9 +18,6 @@
 # /var/lib/keywatch: mount a volume there to keep it across containers.
 
 FROM rust:1-bookworm AS build
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libssl-dev pkg-config \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Cargo.toml declares the benches and the integration-test crate, so their
 # sources must be present for the manifest to load.
@@ -35,7 +32,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 keywatch \
     && useradd --system --uid 10001 --gid keywatch --no-log-init \

@@ -2,7 +2,11 @@
 //! of the same bytes into a struct with the same fields (derive, borrowing).
 //!
 //! `cargo bench --bench engine`. Events come from the traffic generator
-//! (realistic keys, rhythms and attacks), ~100k per format.
+//! (realistic keys, rhythms and attacks), ~100k per format: many light keys.
+//! The `heavy_keys` group is the other kind a user has: 80 busy keys, each
+//! rotating through 96 networks (more than the 64 sources a key remembers,
+//! so every key keeps learning and forgetting), 120 actions and 24 clients,
+//! timed on 100k events after 14 days of history (300k events, untimed).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -89,6 +93,83 @@ fn events(format: Format, n: usize) -> Vec<Vec<u8>> {
         .take(n)
         .map(|e| e.json.into_bytes())
         .collect()
+}
+
+/// Busy keys with long histories (generic format): `warm` events of
+/// history, then `n` more, in time order.
+fn heavy_events(warm: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use rand::{Rng, SeedableRng};
+    const KEYS: usize = 80;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(18);
+    let start = 1_767_571_200i64; // 2026-01-05
+    let total = warm + n;
+    // 14 days of history spread over `warm` events; the timed ones follow.
+    let step = 14.0 * 86_400.0 / warm as f64;
+    let all: Vec<Vec<u8>> = (0..total)
+        .map(|i| {
+            let k = rng.gen_range(0..KEYS);
+            let t = start + (i as f64 * step) as i64;
+            let net = rng.gen_range(0..96u32);
+            let host = rng.gen_range(1..250u32);
+            let action = rng.gen_range(0..120u32);
+            let ua = rng.gen_range(0..24u32);
+            let failed = rng.gen_bool(0.02);
+            format!(
+                r#"{{"time":{t},"key_id":"AKIAHEAVY{k:06}","principal":"arn:aws:iam::123456789012:user/svc-{k}","source":"10.{}.{}.{host}","user_agent":"client-{ua}/1.{ua} (linux)","action":"svc{}:Action{action}","outcome":"{}","region":"us-east-1"}}"#,
+                net / 8,
+                net,
+                action % 12,
+                if failed { "failure" } else { "success" },
+            )
+            .into_bytes()
+        })
+        .collect();
+    let (history, timed) = all.split_at(warm);
+    (history.to_vec(), timed.to_vec())
+}
+
+fn heavy_keys(c: &mut Criterion) {
+    let (history, events) = heavy_events(300_000, 100_000);
+    let decoder = Decoder::for_profile("generic", &BTreeMap::new()).unwrap();
+    let cfg = Config::default();
+    let warmed = || {
+        let engine = Engine::new(&cfg);
+        let mut out = Vec::new();
+        for e in &history {
+            let _ = decoder.decode(e, |r| {
+                if let Ok(ev) = r {
+                    engine.process(&ev, &mut out);
+                }
+            });
+            out.clear();
+        }
+        engine
+    };
+    let mut group = c.benchmark_group("heavy_keys");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.sample_size(10);
+    group.bench_function("bare_serde_parse", |b| {
+        b.iter(|| events.iter().map(|e| bare_generic(e)).sum::<usize>())
+    });
+    group.bench_function("decode_and_engine", |b| {
+        b.iter_batched(
+            warmed,
+            |engine| {
+                let mut out = Vec::new();
+                for e in &events {
+                    let _ = decoder.decode(e, |r| {
+                        if let Ok(ev) = r {
+                            engine.process(&ev, &mut out);
+                        }
+                    });
+                    out.clear();
+                }
+                engine
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
 }
 
 fn bench_format(
@@ -193,5 +274,5 @@ fn cloudtrail(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, generic, cloudtrail);
+criterion_group!(benches, generic, cloudtrail, heavy_keys);
 criterion_main!(benches);

@@ -63,7 +63,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub duration: Option<crate::config::HumanDuration>,
     /// Events per second once the history is replayed.
-    #[arg(long, default_value_t = 20_000.0)]
+    #[arg(long, default_value_t = 20_000.0, value_parser = positive_rate)]
     pub rate: f64,
     /// Normal keys in the generated fleet.
     #[arg(long, default_value_t = 40)]
@@ -158,7 +158,7 @@ pub struct GenArgs {
     #[arg(long, default_value_t = 50)]
     pub days: u32,
     /// Multiplier on every key's rate.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = positive_rate)]
     pub volume: f64,
     /// Random seed; the same seed gives the same traffic.
     #[arg(long, default_value_t = 1)]
@@ -186,8 +186,26 @@ pub struct GenArgs {
     #[arg(long)]
     pub topic: Option<String>,
     /// Events per second (0 = as fast as possible).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_rate)]
     pub rate: f64,
+}
+
+/// A rate or multiplier above zero.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a number above 0".to_owned()),
+        Err(_) => Err("not a number".to_owned()),
+    }
+}
+
+/// A rate of zero (as fast as possible) or above.
+fn non_negative_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v == 0.0 => Ok(0.0),
+        _ => positive_rate(s)
+            .map_err(|_| "must be 0 (as fast as possible) or a number above 0".to_owned()),
+    }
 }
 
 /// Attack sets `gen --attacks` can inject.

@@ -87,6 +87,10 @@ pub struct Metrics {
     /// Events of a key that arrived on another partition than the key's
     /// previous event (producers must key messages by key id).
     pub key_partition_moves: IntCounter,
+    /// Records the source was to read but the broker had deleted already
+    /// (retention ran past the committed or restored offset), by topic and
+    /// partition.
+    pub source_offsets_lost: IntCounterVec,
     /// Inventory reloads, by result (`ok`, `failed`: rejected, previous kept).
     pub inventory_reloads: IntCounterVec,
     /// Keys by inventory status: `known` (listed), `unknown` (seen in traffic,
@@ -303,6 +307,11 @@ impl Metrics {
             key_partition_moves: plain_counter(
                 "keywatch_key_partition_moves_total",
                 "Events of a key that arrived on another partition than its previous event.",
+            ),
+            source_offsets_lost: counter(
+                "keywatch_source_offsets_lost_total",
+                "Records between the offset to resume from and the broker's earliest retained offset: deleted before they were applied.",
+                &["topic", "partition"],
             ),
             inventory_reloads: counter(
                 "keywatch_inventory_reloads_total",

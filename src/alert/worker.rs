@@ -1,6 +1,8 @@
-//! One worker per sink: takes alerts off the sink's queue, delivers up to
-//! `concurrency` at a time with timeouts and retries, and dead-letters what
-//! it gives up on. On shutdown it drains its queue until the deadline; what
+//! One worker per sink: takes alerts off the sink's queue, makes up to
+//! `concurrency` delivery attempts at a time with timeouts and retries, and
+//! dead-letters what it gives up on. An alert waiting to be retried holds no
+//! attempt slot, so a receiver that hangs on some requests delays only
+//! those: the others are tried meanwhile. On shutdown it drains its queue until the deadline; what
 //! is left then is dead-lettered too.
 
 use std::sync::{Arc, Mutex};
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use rand::SeedableRng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -175,19 +177,32 @@ async fn run<S: Sink>(
     drain: Duration,
     shutdown: &CancellationToken,
 ) {
+    let concurrency = concurrency.max(1);
+    // Attempts under way; alerts between attempts (backing off) hold none.
+    let slots = Arc::new(Semaphore::new(concurrency));
+    // Alerts taken off the queue and not done yet, attempting or backing
+    // off: bounded, so a receiver that fails everything leaves the rest in
+    // the queue (where its depth shows).
+    let outstanding = concurrency.saturating_mul(16).max(64);
     let mut in_flight = JoinSet::new();
     let start = |q: Queued, in_flight: &mut JoinSet<()>| {
         delivery.metrics.depth.dec();
-        let (sink, delivery) = (sink.clone(), delivery.clone());
-        in_flight.spawn(async move { deliver(&*sink, &delivery, q).await });
+        // The first attempt's slot is taken now, so the next alert is not
+        // taken off the queue for a slot this one is about to use.
+        let first = slots.clone().try_acquire_owned().ok();
+        let (sink, delivery, slots) = (sink.clone(), delivery.clone(), slots.clone());
+        in_flight.spawn(async move { deliver(&*sink, &delivery, &slots, first, q).await });
     };
+    let room =
+        |in_flight: &JoinSet<()>| in_flight.len() < outstanding && slots.available_permits() > 0;
     let mut queue_open = true;
     while queue_open {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             Some(done) = in_flight.join_next() => report_panic(done, &delivery.metrics.name),
-            q = rx.recv(), if in_flight.len() < concurrency => match q {
+            _ = tokio::time::sleep(Duration::from_millis(50)), if !room(&in_flight) => {}
+            q = rx.recv(), if room(&in_flight) => match q {
                 Some(q) => start(q, &mut in_flight),
                 None => queue_open = false,
             },
@@ -207,7 +222,8 @@ async fn run<S: Sink>(
             biased;
             _ = &mut deadline, if !giving_up => delivery.give_up.cancel(),
             Some(done) = in_flight.join_next() => report_panic(done, &delivery.metrics.name),
-            q = rx.recv(), if queue_open && !giving_up && in_flight.len() < concurrency => match q {
+            _ = tokio::time::sleep(Duration::from_millis(50)), if queue_open && !giving_up && !room(&in_flight) => {}
+            q = rx.recv(), if queue_open && !giving_up && room(&in_flight) => match q {
                 Some(q) => start(q, &mut in_flight),
                 None => queue_open = false,
             },
@@ -242,7 +258,14 @@ enum GaveUp {
 
 /// Delivers one alert: attempts with a timeout, retries with backoff or as
 /// the receiver's `Retry-After` says, and dead-letters it on giving up.
-async fn deliver<S: Sink>(sink: &S, d: &Delivery, q: Queued) {
+async fn deliver<S: Sink>(
+    sink: &S,
+    d: &Delivery,
+    slots: &Arc<Semaphore>,
+    first: Option<OwnedSemaphorePermit>,
+    q: Queued,
+) {
+    let mut first = first;
     let policy = &d.policy;
     let mut attempts = 0u32;
     let mut rng = None;
@@ -252,6 +275,11 @@ async fn deliver<S: Sink>(sink: &S, d: &Delivery, q: Queued) {
             break GaveUp::TooOld(last_error);
         }
         let attempt = async {
+            // Held for this attempt only, not for the wait before a retry.
+            let _slot = match first.take() {
+                Some(slot) => slot,
+                None => slots.clone().acquire_owned().await.expect("never closed"),
+            };
             d.pacer.wait().await;
             match tokio::time::timeout(policy.timeout, sink.deliver(&q.alert)).await {
                 Ok(result) => result,

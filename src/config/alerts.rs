@@ -474,14 +474,11 @@ pub struct StdoutSinkConfig {
 }
 
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let shown = format!("{:?}", super::secret::mask_url(url));
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(_) => Err(invalid(
-            key,
-            format!("{url:?}"),
-            "must be an http:// or https:// URL",
-        )),
-        Err(e) => Err(invalid(key, format!("{url:?}"), format!("not a URL: {e}"))),
+        Ok(_) => Err(invalid(key, shown, "must be an http:// or https:// URL")),
+        Err(e) => Err(invalid(key, shown, format!("not a URL: {e}"))),
     }
 }
 
@@ -636,7 +633,7 @@ impl SinkConfig {
                 if let Err(e) = check_url(&format!("{at}.url"), s.url.expose()) {
                     let reason = match e {
                         ConfigError::Invalid { reason, .. } => reason,
-                        ConfigError::Load(reason) => reason,
+                        other => other.to_string(),
                     };
                     return Err(invalid(&format!("{at}.url"), &s.url, reason));
                 }

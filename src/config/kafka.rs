@@ -226,7 +226,15 @@ impl KafkaConfig {
             "sasl.password",
             self.sasl_password.as_ref().map(Secret::expose),
         );
-        opt("ssl.ca.location", self.ssl_ca_location.as_deref());
+        // OpenSSL is compiled into keywatch, so its built-in CA path is not
+        // the system's: without a CA file named, librdkafka looks for the
+        // system's CA bundle in the usual places.
+        let probe = matches!(
+            self.security_protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        )
+        .then_some("probe");
+        opt("ssl.ca.location", self.ssl_ca_location.as_deref().or(probe));
         opt(
             "ssl.certificate.location",
             self.ssl_certificate_location.as_deref(),

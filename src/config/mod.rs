@@ -227,6 +227,14 @@ pub enum ConfigError {
         /// What is wrong and what would be right.
         reason: String,
     },
+    /// An error of the configuration file named.
+    #[error("{file}: {inner}")]
+    InFile {
+        /// The file.
+        file: String,
+        /// What is wrong in it.
+        inner: Box<ConfigError>,
+    },
 }
 
 pub(crate) fn invalid(
@@ -238,6 +246,39 @@ pub(crate) fn invalid(
         key: key.to_owned(),
         value: value.to_string(),
         reason: reason.into(),
+    }
+}
+
+/// The `config` crate's message for `where_` (the file, or "environment"),
+/// named once, with the dot its key paths lose after an array index put
+/// back (`alerts.sinks[0]min_severity` → `alerts.sinks[0].min_severity`).
+fn load_error(where_: &str, message: &str) -> String {
+    let mut fixed = String::with_capacity(message.len() + 8);
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        fixed.push(c);
+        if c == ']'
+            && chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+        {
+            fixed.push('.');
+        }
+    }
+    // The crate may end with ` in NAME` (the file's name, or its path).
+    let name = Path::new(where_)
+        .file_name()
+        .map_or_else(|| where_.to_owned(), |n| n.to_string_lossy().into_owned());
+    let trimmed = fixed.trim_end();
+    if let Some((kept, file)) = trimmed.rsplit_once(" in ") {
+        if file.ends_with(name.as_str()) && !file.contains('\n') {
+            return format!("{where_}: {}", kept.trim_end());
+        }
+    }
+    if fixed.contains(where_) {
+        fixed
+    } else {
+        format!("{where_}: {fixed}")
     }
 }
 
@@ -260,6 +301,12 @@ impl Config {
             if !path.exists() {
                 return Err(ConfigError::Load(format!(
                     "configuration file `{}` does not exist",
+                    path.display()
+                )));
+            }
+            if path.is_dir() {
+                return Err(ConfigError::Load(format!(
+                    "configuration file `{}` is a directory, not a file",
                     path.display()
                 )));
             }
@@ -289,9 +336,15 @@ impl Config {
         let cfg: Config = builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(format!("{where_}: {e}")))?;
-        cfg.validate()?;
-        Ok(cfg)
+            .map_err(|e| ConfigError::Load(load_error(&where_, &e.to_string())))?;
+        match (cfg.validate(), path) {
+            (Ok(()), _) => Ok(cfg),
+            (Err(e), Some(path)) => Err(ConfigError::InFile {
+                file: path.display().to_string(),
+                inner: Box::new(e),
+            }),
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// Cross-field checks; each error names the key and its value.
@@ -436,7 +489,11 @@ impl Config {
 
     /// The effective configuration as TOML, secrets masked.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let rendered = toml::Value::try_from(self).and_then(|mut v| {
+            secret::mask_rendered(&mut v);
+            toml::to_string_pretty(&v)
+        });
+        rendered.unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 

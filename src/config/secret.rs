@@ -98,9 +98,98 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// `url` with what may be a credential written into it masked: the
+/// password of `user:password@`, and every query value (`?token=...`).
+/// Anything that is not a URL with such parts comes back unchanged.
+pub fn mask_url(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if !u.has_host() {
+        return url.to_owned();
+    }
+    let mut changed = false;
+    if u.password().is_some() {
+        changed |= u.set_password(Some("********")).is_ok();
+    }
+    if u.query().is_some() {
+        let masked: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, _)| (k.into_owned(), "********".to_owned()))
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(masked);
+        changed = true;
+    }
+    if changed {
+        u.to_string()
+    } else {
+        url.to_owned()
+    }
+}
+
+/// Whether a client property (`kafka.properties`) holds a credential by its
+/// name: `sasl.password`, `ssl.key.password`, `sasl.jaas.config`,
+/// `sasl.oauthbearer.client.secret`, `ssl.key.pem`, ...
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "jaas", ".pem", "token", "credential"]
+        .iter()
+        .any(|w| name.contains(w))
+        || name.ends_with(".key")
+}
+
+/// Masks, in a rendered configuration, what a user may have written inline
+/// although it is a credential: URLs' passwords and query values anywhere,
+/// and `kafka.properties` whose name says they are secret.
+pub fn mask_rendered(value: &mut toml::Value) {
+    fn walk(v: &mut toml::Value, in_properties: bool) {
+        match v {
+            toml::Value::String(s) => *s = mask_url(s),
+            toml::Value::Array(items) => items.iter_mut().for_each(|i| walk(i, false)),
+            toml::Value::Table(t) => {
+                for (k, item) in t.iter_mut() {
+                    if in_properties && is_secret_property(k) {
+                        *item = toml::Value::String("********".to_owned());
+                    } else {
+                        walk(item, k == "properties");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(value, false);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_credentials_in_urls_and_properties_are_masked() {
+        assert_eq!(
+            mask_url("https://kw:hunter2@hooks.example.com/x?token=abc&b=1"),
+            "https://kw:********@hooks.example.com/x?token=********&b=********"
+        );
+        assert_eq!(
+            mask_url("https://hooks.example.com/x"),
+            "https://hooks.example.com/x"
+        );
+        assert_eq!(mask_url("not a url"), "not a url");
+        assert_eq!(mask_url("b1:9093,b2:9093"), "b1:9093,b2:9093");
+        for p in [
+            "sasl.password",
+            "ssl.key.password",
+            "sasl.jaas.config",
+            "sasl.oauthbearer.client.secret",
+            "ssl.key.pem",
+        ] {
+            assert!(is_secret_property(p), "{p}");
+        }
+        for p in ["fetch.wait.max.ms", "client.id", "ssl.ca.location"] {
+            assert!(!is_secret_property(p), "{p}");
+        }
+    }
 
     #[test]
     fn never_shows_the_value() {

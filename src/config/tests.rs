@@ -256,3 +256,64 @@ fn an_empty_or_short_api_token_is_refused() {
     );
     assert!(load("[http]\napi_token = \"a-token-long-enough\"\n", &[]).is_ok());
 }
+
+#[test]
+fn errors_name_the_file_once_and_keep_their_dots() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keywatch.toml");
+    let shown = path.display().to_string();
+
+    std::fs::write(&path, "[engine\nmax_keys = 1\n").unwrap();
+    let err = Config::load_with_env(Some(&path), [])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.matches("keywatch.toml").count(), 1, "{err}");
+    assert!(err.starts_with(&shown), "{err}");
+
+    std::fs::write(
+        &path,
+        "[[alerts.sinks]]\nname = \"x\"\ntype = \"stdout\"\nmin_severity = \"urgent\"\n",
+    )
+    .unwrap();
+    let err = Config::load_with_env(Some(&path), [])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("alerts.sinks[0].min_severity"), "{err}");
+
+    std::fs::write(&path, "[engine]\nmax_keys = 0\n").unwrap();
+    let err = Config::load_with_env(Some(&path), [])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&shown) && err.contains("engine.max_keys"),
+        "{err}"
+    );
+
+    let err = Config::load_with_env(Some(dir.path()), [])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
+fn inline_credentials_are_not_printed() {
+    let cfg = load(
+        r#"
+[kafka.properties]
+"sasl.password" = "pl41n-pw"
+"fetch.wait.max.ms" = "100"
+[[alerts.sinks]]
+name = "hook"
+type = "webhook"
+url = "https://kw:hunter2@hooks.example.com/in?token=t0ken"
+"#,
+        &[],
+    )
+    .unwrap();
+    let shown = cfg.to_toml();
+    for secret in ["pl41n-pw", "hunter2", "t0ken"] {
+        assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+    }
+    assert!(shown.contains("hooks.example.com/in"), "{shown}");
+    assert!(shown.contains("\"100\""), "{shown}");
+}

@@ -122,7 +122,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         ),
         (true, true, None) => format!(
             "armed: a use from a network other than {} would alert{}",
-            nets.sample.join(", "),
+            nets.sample_display().join(", "),
             if pool_churn.is_empty() {
                 String::new()
             } else {
@@ -171,7 +171,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         "eligible": eligible,
         "learning": learning,
         "baseline": {
-            "networks": nets.sample,
+            "networks": nets.sample_display(),
             "network_count": nets.networks,
             "networks_acquired_later": nets.acquired_later,
             "networks_acquired_in_bursts": nets.burst_networks,

@@ -350,7 +350,17 @@ impl Engine {
                     state.set_applied(at);
                 }
             } else if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
-                inner.stats.keys_rejected.fetch_add(1, Ordering::Relaxed);
+                let refused = inner.stats.keys_rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                // Loud, never flooding: at the 1st, 2nd, 4th, 8th ... refusal.
+                if refused.is_power_of_two() {
+                    tracing::warn!(
+                        entity = tracked.entity.as_str(),
+                        key = subject,
+                        max_keys = settings.max_keys,
+                        events_refused = refused,
+                        "engine.max_keys reached: events of identities not yet tracked are not watched (raise engine.max_keys, or look for a flood of made-up keys)"
+                    );
+                }
                 continue;
             } else {
                 if tracked.entity == Entity::KeyId {

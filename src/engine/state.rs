@@ -72,11 +72,17 @@ pub struct NetworkSummary {
     pub burst_days: u16,
     /// When the newest burst network was first used.
     pub last_burst: Secs,
-    /// Up to five of them, for evidence (burst networks last).
-    pub sample: Vec<String>,
+    /// Up to five of them, for evidence (burst networks last): formatted
+    /// only when a finding shows them ([`NetworkSummary::sample_display`]).
+    pub sample: SmallVec<[SourceId; 5]>,
 }
 
 impl NetworkSummary {
+    /// The sampled networks as people read them (`203.0.113.0/24`).
+    pub fn sample_display(&self) -> Vec<String> {
+        self.sample.iter().map(|id| id.network_display()).collect()
+    }
+
     /// Networks the key holds apart from bursts: what its severity is judged on.
     pub fn settled_networks(&self) -> u16 {
         self.networks - self.burst_networks
@@ -166,7 +172,7 @@ impl SourceSet {
             last_roam: 0,
             burst_days: days.iter().filter(|d| d.1 >= BURST_NETWORKS).count() as u16,
             last_burst: 0,
-            sample: Vec::new(),
+            sample: SmallVec::new(),
         };
         for n in &nets {
             if burst(n.2) {
@@ -181,11 +187,7 @@ impl SourceSet {
         }
         let settled = nets.iter().filter(|n| !burst(n.2));
         let bursts = nets.iter().filter(|n| burst(n.2));
-        out.sample = settled
-            .chain(bursts)
-            .take(5)
-            .map(|n| n.1.network_display())
-            .collect();
+        out.sample = settled.chain(bursts).take(5).map(|n| n.1).collect();
         out
     }
 
@@ -193,15 +195,30 @@ impl SourceSet {
     /// of it, its first use).
     fn networks(&self, now: Secs, forget_s: u32) -> SmallVec<[(u64, SourceId, Secs); 8]> {
         let fresh = now.saturating_sub(forget_s);
-        let mut nets: SmallVec<[(u64, SourceId, Secs); 8]> = SmallVec::new();
-        for e in self.entries.iter().filter(|e| e.last_seen >= fresh) {
-            let n = e.id.network();
-            match nets.iter_mut().find(|(x, _, _)| *x == n) {
-                Some(slot) => slot.2 = slot.2.min(e.first_seen),
-                None => nets.push((n, e.id, e.first_seen)),
+        // Sorted by network (then by position, so the first address of each
+        // network stands for it), merged, then put back in the order the
+        // networks first appear: O(n log n) for a key that remembers many
+        // sources, where a search per source would be quadratic.
+        let mut all: SmallVec<[(u64, u16, SourceId, Secs); 16]> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.last_seen >= fresh)
+            .map(|(i, e)| (e.id.network(), i as u16, e.id, e.first_seen))
+            .collect();
+        all.sort_unstable_by_key(|a| (a.0, a.1));
+        let mut merged: SmallVec<[(u64, u16, SourceId, Secs); 16]> = SmallVec::new();
+        for a in all {
+            match merged.last_mut() {
+                Some(m) if m.0 == a.0 => m.3 = m.3.min(a.3),
+                _ => merged.push(a),
             }
         }
-        nets
+        merged.sort_unstable_by_key(|m| m.1);
+        merged
+            .into_iter()
+            .map(|(n, _, id, first)| (n, id, first))
+            .collect()
     }
 
     /// How the key has used the wider network of `id` (other than `id`'s own

@@ -149,6 +149,11 @@ impl Starts {
         self.count.store(pending.len(), Ordering::Relaxed);
     }
 
+    /// Whether the partition numbered `origin` is being checked.
+    pub fn is_pending(&self, origin: u16) -> bool {
+        self.lock().contains_key(&origin)
+    }
+
     /// The partition left this instance: nothing to check.
     pub fn forget(&self, origin: u16) {
         let mut pending = self.lock();

@@ -493,6 +493,36 @@ async fn hanging_receiver_trips_the_timeout() {
     assert_eq!(receiver.received().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_waiting_to_retry_do_not_hold_the_sinks_slots() {
+    // The receiver hangs on its first two requests, then answers.
+    let receiver = Receiver::start(|n| {
+        if n < 2 {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let mut hook = sink("hook", webhook(&receiver.url));
+    hook.concurrency = 2;
+    hook.timeout = ms(300);
+    hook.backoff_initial = ms(20_000);
+    hook.backoff_max = ms(20_000);
+    hook.max_delivery_age = HumanDuration(Duration::from_secs(120));
+    let run = Running::start(vec![hook]);
+    for n in 0..10 {
+        run.alerts.submit(&finding(n));
+    }
+    // The two that timed out wait 20 s for their retry; the other eight
+    // go through meanwhile.
+    eventually(Duration::from_secs(8), || {
+        (run.count("hook", "sent") >= 8).then_some(())
+    })
+    .await;
+    assert_eq!(run.failures("hook", "timeout"), 2);
+}
+
 #[tokio::test]
 async fn receiver_down_for_the_whole_test_leaves_every_alert_in_the_dead_letter_file() {
     let url = closed_port().await;

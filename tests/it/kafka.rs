@@ -272,6 +272,61 @@ fn restart_resumes_from_committed_offsets_without_loss_or_repeat() {
 }
 
 #[test]
+fn records_deleted_before_a_restart_are_reported_not_silently_skipped() {
+    let c = cluster("retained", 1);
+    let bootstrap = c.bootstrap_servers();
+    produce(&bootstrap, "retained", &events(10, 20));
+    let cfg = config(&bootstrap, "retained", "");
+    let mut first = Instance::start(&cfg).unwrap();
+    wait_until("the first 200 events", Duration::from_secs(60), || {
+        first.applied() >= 200
+    });
+    first.stop();
+    // While keywatch is down, the broker's retention (the mock keeps 5 MB
+    // per partition) deletes what it had not read yet.
+    let pad = "x".repeat(400);
+    let more: Vec<(String, String)> = (0..30_000)
+        .map(|i| {
+            let key = format!("AKIAPAD{:04}", i % 50);
+            let t = 1_767_600_000 + i as i64;
+            (
+                key.clone(),
+                format!(r#"{{"time":{t},"key_id":"{key}","source":"198.51.100.7","user_agent":"{pad}"}}"#),
+            )
+        })
+        .collect();
+    produce(&bootstrap, "retained", &more);
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let (low, high) = probe
+        .fetch_watermarks("retained", 0, Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        low > 200,
+        "the mock broker deleted the first records (earliest {low})"
+    );
+
+    let second = Instance::start(&cfg).unwrap();
+    wait_until("the retained records", Duration::from_secs(60), || {
+        second.applied() >= (high - low) as u64
+    });
+    let lost = second
+        .metrics
+        .source_offsets_lost
+        .with_label_values(&["retained", "0"])
+        .get();
+    assert_eq!(lost, (low - 200) as u64, "the deleted records are counted");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        second.applied(),
+        (high - low) as u64,
+        "every record the broker still had is applied, once"
+    );
+}
+
+#[test]
 fn broker_failures_and_request_errors_do_not_stop_consumption() {
     let c = cluster("flaky", 3);
     let bootstrap = c.bootstrap_servers();

@@ -158,7 +158,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
         human_secs(forget_s as u64),
         known.networks,
         if known.networks == 1 { "" } else { "s" },
-        known.sample.join(", "),
+        known.sample_display().join(", "),
     );
     let report = Report {
         severity,
@@ -173,7 +173,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
         baseline: json!({
             "known_networks": known.networks,
             "settled_networks": settled,
-            "networks": known.sample,
+            "networks": known.sample_display(),
             "no_new_network_for_s": quiet_for,
             "roaming_days": known.roam_days,
             "burst_days": known.burst_days,
