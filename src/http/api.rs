@@ -12,20 +12,69 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::config::{Entity, Suppression};
+use crate::config::{ConfigError, Entity, Suppression};
 use crate::engine::{Detector, Severity};
 
-/// A JSON error response.
-pub struct ApiError(StatusCode, String);
+/// A JSON error response: `{"error": ...}`, with the refused field and value
+/// when one field is to blame.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<(String, String)>,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let body = match self.field {
+            None => json!({ "error": self.message }),
+            Some((field, value)) => json!({ "error": self.message, "field": field, "value": value }),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> ApiError {
-    ApiError(status, msg.into())
+    ApiError {
+        status,
+        message: msg.into(),
+        field: None,
+    }
+}
+
+/// Turns an error response that is not JSON yet (an extractor's rejection of
+/// the path, query or body, 405, 413) into one, keeping its status and text.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are one line; anything longer is cut, not buffered.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+        match parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()) {
+            Some(allow) => format!("{method} {path}: {reason} (allowed: {allow})"),
+            None => format!("{method} {path}: {reason}"),
+        }
+    } else {
+        text
+    };
+    let mut json = error(status, message).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    json
 }
 
 /// Answers 503 when a request takes longer than `timeout`.
@@ -295,6 +344,19 @@ pub async fn add_suppression(
     authorize(&s, &headers)?;
     let rule: Suppression = serde_json::from_slice(&body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid suppression: {e}")))?;
+    // The configuration file's rules pass the same check, so the API cannot
+    // add what the file would refuse (`"key": "*"`, a 60 KB glob).
+    rule.validate("suppression").map_err(|e| match e {
+        ConfigError::Invalid { key, value, reason } => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("`{key}` = {value}: {reason}"),
+            field: Some((
+                key.strip_prefix("suppression.").unwrap_or(&key).to_owned(),
+                value.trim_matches('"').to_owned(),
+            )),
+        },
+        other => error(StatusCode::BAD_REQUEST, other.to_string()),
+    })?;
     let id = s
         .alerts
         .add_suppression(rule)

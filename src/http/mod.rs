@@ -3,6 +3,7 @@
 //! sits in the event path.
 
 mod api;
+mod conn;
 pub mod recent;
 
 use std::net::SocketAddr;
@@ -52,7 +53,7 @@ pub struct AppState {
     pub started: std::time::Instant,
 }
 
-/// The routes, with body limit and request timeout.
+/// The routes, with body limit and request timeout; every error is JSON.
 pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
     let timeout = cfg.request_timeout.0;
     Router::new()
@@ -73,6 +74,7 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             api::with_timeout(req, next, timeout)
         }))
+        .layer(axum::middleware::from_fn(api::json_errors))
         .with_state(state)
 }
 
@@ -88,14 +90,9 @@ pub async fn serve(
         .with_context(|| format!("binding the HTTP server to {} (http.listen)", cfg.listen))?;
     let addr = listener.local_addr()?;
     let app = router(state.clone(), cfg);
-    let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+    let server = tokio::spawn({
+        let (cfg, metrics, shutdown) = (cfg.clone(), state.metrics.clone(), shutdown.clone());
+        async move { conn::serve(listener, app, &cfg, metrics, shutdown).await }
     });
     let interval = cfg.gauges_interval.0;
     tokio::spawn(async move {
