@@ -819,8 +819,8 @@ pretty = true
             err.contains("alerts.suppress[0].key") && err.contains("\"*\""),
             "{err}"
         );
-        let err = parse("[[suppress]]\nprincipal = \"?**\"\ndetector = \"new_source\"\n")
-            .unwrap_err();
+        let err =
+            parse("[[suppress]]\nprincipal = \"?**\"\ndetector = \"new_source\"\n").unwrap_err();
         assert!(err.contains("alerts.suppress[0].principal"), "{err}");
         let long = "A".repeat(MAX_GLOB_CHARS + 1);
         let err = parse(&format!("[[suppress]]\nkey = \"{long}\"\n")).unwrap_err();

@@ -122,11 +122,7 @@ impl HttpConfig {
             ));
         }
         if self.max_connections == 0 {
-            return Err(invalid(
-                "http.max_connections",
-                0,
-                "must be at least 1",
-            ));
+            return Err(invalid("http.max_connections", 0, "must be at least 1"));
         }
         Ok(())
     }
@@ -144,10 +140,9 @@ mod tests {
 
     #[test]
     fn connection_limits_read_and_checked() {
-        let cfg = parse(
-            "header_read_timeout = \"2s\"\nidle_timeout = \"500ms\"\nmax_connections = 64\n",
-        )
-        .unwrap();
+        let cfg =
+            parse("header_read_timeout = \"2s\"\nidle_timeout = \"500ms\"\nmax_connections = 64\n")
+                .unwrap();
         assert_eq!(cfg.header_read_timeout, HumanDuration::secs(2));
         assert_eq!(cfg.max_connections, 64);
         let err = parse("idle_timeout = \"30s\"\n").unwrap_err();

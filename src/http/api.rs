@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::config::{ConfigError, Entity, Suppression};
+use crate::config::{ConfigError, Entity, Secret, Suppression};
 use crate::engine::{Detector, Severity};
 
 /// A JSON error response: `{"error": ...}`, with the refused field and value
@@ -27,7 +27,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.field {
             None => json!({ "error": self.message }),
-            Some((field, value)) => json!({ "error": self.message, "field": field, "value": value }),
+            Some((field, value)) => {
+                json!({ "error": self.message, "field": field, "value": value })
+            }
         };
         (self.status, Json(body)).into_response()
     }
@@ -63,7 +65,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let message = if text.is_empty() {
         let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
-        match parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()) {
+        match parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(allow) => format!("{method} {path}: {reason} (allowed: {allow})"),
             None => format!("{method} {path}: {reason}"),
         }
@@ -304,13 +310,9 @@ pub async fn suppressions(State(s): State<AppState>) -> Json<serde_json::Value> 
     Json(json!({ "suppressions": s.alerts.suppressions() }))
 }
 
-fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authorize(api_token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
     // An empty token never authorises (configuration refuses one too).
-    let Some(token) = s
-        .api_token
-        .as_ref()
-        .filter(|t| !t.expose().trim().is_empty())
-    else {
+    let Some(token) = api_token.filter(|t| !t.expose().trim().is_empty()) else {
         return Err(error(
             StatusCode::FORBIDDEN,
             "writes are disabled: set http.api_token to allow them",
@@ -341,7 +343,7 @@ pub async fn add_suppression(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&s, &headers)?;
+    authorize(s.api_token.as_ref(), &headers)?;
     let rule: Suppression = serde_json::from_slice(&body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid suppression: {e}")))?;
     // The configuration file's rules pass the same check, so the API cannot
@@ -370,7 +372,7 @@ pub async fn remove_suppression(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(s.api_token.as_ref(), &headers)?;
     let removed = s.alerts.remove_suppression(id).map_err(|e| {
         let status = match e {
             crate::alert::SuppressionError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -384,4 +386,36 @@ pub async fn remove_suppression(
 /// Anything else.
 pub async fn not_found() -> ApiError {
     error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn no_header_never_matches_a_token() {
+        let none = HeaderMap::new();
+        let empty = Secret::resolve("").unwrap();
+        let blank = Secret::resolve("   ").unwrap();
+        let token = Secret::resolve("t0ken-of-sixteen+").unwrap();
+        for (t, h) in [
+            (Some(&empty), &none),
+            (Some(&empty), &bearer("Bearer ")),
+            (Some(&blank), &bearer("Bearer    ")),
+            (None, &none),
+            (Some(&token), &none),
+            (Some(&token), &bearer("Bearer ")),
+            (Some(&token), &bearer("t0ken-of-sixteen+")),
+            (Some(&token), &bearer("Bearer t0ken-of-sixteen")),
+        ] {
+            assert!(authorize(t, h).is_err(), "{t:?} {h:?}");
+        }
+        assert!(authorize(Some(&token), &bearer("Bearer t0ken-of-sixteen+")).is_ok());
+    }
 }
