@@ -19,7 +19,7 @@ use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -235,6 +235,27 @@ fn connection_cap(configured: usize) -> usize {
         "http.max_connections lowered to fit the open-files limit (raise `ulimit -n`)"
     );
     fits as usize
+}
+
+/// Connections the kernel completes before they are accepted. The default
+/// (128) overflows under a connection flood whenever the accept loop waits
+/// for a CPU, and a dropped SYN costs the client a one-second retransmit:
+/// `/healthz` must not wait behind it. The kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `listen` (an address and port) with a deep accept queue.
+pub(super) fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As std and tokio do: a restart can bind while old sockets linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets the requests in

@@ -85,8 +85,7 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
+    let listener = conn::bind(&cfg.listen)
         .with_context(|| format!("binding the HTTP server to {} (http.listen)", cfg.listen))?;
     let addr = listener.local_addr()?;
     let app = router(state.clone(), cfg);
