@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::http::Request;
 use axum::Router;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,6 +25,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::head::{Answered, HeadLimit};
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 
@@ -333,16 +336,22 @@ async fn serve_connection(
 ) {
     let router = TowerToHyperService::new(router);
     let (conns, id) = (guard.conns.clone(), guard.id);
-    let service = hyper::service::service_fn(move |req| {
+    let answered = Answered::new();
+    let io = TokioIo::new(HeadLimit::new(stream, answered.clone()));
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let busy = Busy::new(conns.clone(), id);
+        // Where the next head starts, for `HeadLimit`.
+        let body_len = req.body().size_hint().exact();
         let response = router.call(req);
+        let answered = answered.clone();
         async move {
             let response = response.await;
             drop(busy);
+            answered.set(body_len);
             response
         }
     });
-    let conn = http.serve_connection(TokioIo::new(stream), service);
+    let conn = http.serve_connection(io, service);
     tokio::pin!(conn);
     let close = guard.close.clone();
     let served = tokio::select! {

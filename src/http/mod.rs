@@ -4,6 +4,7 @@
 
 mod api;
 mod conn;
+mod head;
 pub mod recent;
 
 use std::net::SocketAddr;

@@ -396,7 +396,25 @@ async fn every_error_is_json() {
             413,
         ),
     ];
-    for (request, status) in requests {
+    let mut many = reqwest::header::HeaderMap::new();
+    for i in 0..150 {
+        many.insert(
+            reqwest::header::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+            "v".parse().unwrap(),
+        );
+    }
+    // Past hyper's own limits too (64 KiB line, 100 fields), which answer
+    // with an empty body.
+    let oversized = [
+        (
+            s.client
+                .get(url("/healthz"))
+                .header("x-big", "b".repeat(100_000)),
+            431,
+        ),
+        (s.client.get(url("/healthz")).headers(many), 431),
+    ];
+    for (request, status) in requests.into_iter().chain(oversized) {
         let r = request.send().await.unwrap();
         let what = format!("{} {}", r.status(), r.url());
         assert_eq!(r.status().as_u16(), status, "{what}");
@@ -411,6 +429,25 @@ async fn every_error_is_json() {
             "{what}: {body}"
         );
     }
+    // A request line longer than any client library will send.
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let line = format!("GET /api/v1/keys/{} HTTP/1.1\r\n", "A".repeat(70_000));
+    // The server may answer and close before it has read everything.
+    let _ = conn.write_all(line.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 414 "), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("request line"),
+        "{body}"
+    );
 }
 
 /// Reads until the server closes the connection or `within` passes; the
