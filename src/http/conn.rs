@@ -195,6 +195,8 @@ impl Drop for Busy {
 /// Raises the open-files soft limit to the hard limit (a connection is a
 /// file); returns the soft limit now in force, `None` when unknown.
 #[cfg(unix)]
+// `rlim_t` is 64 bits here, 32 on some 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
 fn raise_open_files_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
