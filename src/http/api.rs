@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -340,10 +340,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `POST /api/v1/suppressions` (bearer token): adds a rule; answers its id.
 pub async fn add_suppression(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    req: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(s.api_token.as_ref(), &headers)?;
+    // The token before the body: a client without one cannot keep a
+    // connection busy by sending a body slowly.
+    authorize(s.api_token.as_ref(), req.headers())?;
+    let body = axum::body::Bytes::from_request(req, &s)
+        .await
+        .map_err(|e| error(e.status(), e.body_text()))?;
     let rule: Suppression = serde_json::from_slice(&body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid suppression: {e}")))?;
     // The configuration file's rules pass the same check, so the API cannot

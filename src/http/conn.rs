@@ -34,6 +34,16 @@ use crate::metrics::Metrics;
 /// clients.
 const FD_RESERVE: u64 = 256;
 
+/// Labels of `keywatch_http_connections_rejected_total`, exported from the
+/// start so a rate over them is defined before the first.
+const REJECT_REASONS: [&str; 5] = [
+    "shed_idle",
+    "over_capacity",
+    "header_timeout",
+    "idle_timeout",
+    "accept_error",
+];
+
 /// One open connection, as the cap and the idle sweep see it.
 struct Conn {
     /// Since when no request is being handled; `None` while one is.
@@ -55,6 +65,11 @@ struct Conns {
 
 impl Conns {
     fn new(max: usize, metrics: Arc<Metrics>) -> Conns {
+        for reason in REJECT_REASONS {
+            metrics
+                .http_connections_rejected
+                .with_label_values(&[reason]);
+        }
         Conns {
             open: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
@@ -69,6 +84,7 @@ impl Conns {
     }
 
     fn count(&self, reason: &str) {
+        debug_assert!(REJECT_REASONS.contains(&reason), "{reason}");
         self.metrics
             .http_connections_rejected
             .with_label_values(&[reason])
@@ -282,7 +298,8 @@ pub(super) async fn serve(
         let (conns, stop) = (conns.clone(), shutdown.clone());
         tokio::spawn(async move {
             // A quarter of the timeout: an idle connection goes within 1.25x.
-            let mut tick = tokio::time::interval(idle_timeout / 4);
+            let period = (idle_timeout / 4).max(Duration::from_millis(10));
+            let mut tick = tokio::time::interval(period);
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,

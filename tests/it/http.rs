@@ -603,3 +603,20 @@ async fn healthz_answers_under_a_flood_of_idle_connections() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_write_without_the_token_is_refused_before_its_body() {
+    let s = server(100).await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    // The body is announced and never sent: a connection held busy.
+    conn.write_all(b"POST /api/v1/suppressions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+}
