@@ -1,6 +1,11 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the `/api/v1` JSON
 //! API. It only reads the daemon's state (and edits suppressions); it never
 //! sits in the event path.
+//!
+//! `api` holds the handlers (every error JSON); `conn` the accept loop and
+//! the limits on connections (cap, timeouts, shedding the longest idle);
+//! `head` the request-head limits checked before hyper parses a head;
+//! [`recent`] the findings the API lists.
 
 mod api;
 mod conn;
