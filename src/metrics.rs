@@ -61,6 +61,12 @@ pub struct Metrics {
     pub anomaly_active: IntGaugeVec,
     /// Findings not exported in `keywatch_anomaly_active` because of its cap.
     pub anomaly_active_dropped: IntCounter,
+    /// HTTP connections open.
+    pub http_connections: IntGauge,
+    /// HTTP connections the server closed or refused, by reason
+    /// (`shed_idle`, `over_capacity`, `header_timeout`, `idle_timeout`,
+    /// `accept_error`).
+    pub http_connections_rejected: IntCounterVec,
     /// Seconds since the last successful checkpoint.
     pub checkpoint_age: Gauge,
     /// Seconds the last checkpoint took to write.
@@ -251,6 +257,15 @@ impl Metrics {
             anomaly_active_dropped: plain_counter(
                 "keywatch_anomaly_active_dropped_total",
                 "Findings not exported in keywatch_anomaly_active because of its cap.",
+            ),
+            http_connections: int_gauge(
+                "keywatch_http_connections",
+                "HTTP connections open.",
+            ),
+            http_connections_rejected: counter(
+                "keywatch_http_connections_rejected_total",
+                "HTTP connections closed or refused by the server, by reason.",
+                &["reason"],
             ),
             checkpoint_age: gauge(
                 "keywatch_checkpoint_age_seconds",

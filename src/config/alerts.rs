@@ -131,17 +131,44 @@ impl Suppression {
             ));
         }
         for (field, glob) in [("key", &self.key), ("principal", &self.principal)] {
-            if glob.as_deref().is_some_and(|g| g.trim().is_empty()) {
+            let Some(glob) = glob.as_deref() else {
+                continue;
+            };
+            if glob.trim().is_empty() {
                 return Err(invalid(
                     &format!("{key}.{field}"),
                     "\"\"",
                     "must not be empty; leave it out to match any",
                 ));
             }
+            if glob.chars().count() > MAX_GLOB_CHARS {
+                return Err(invalid(
+                    &format!("{key}.{field}"),
+                    format!("\"{}…\"", glob.chars().take(32).collect::<String>()),
+                    format!(
+                        "is {} characters; a glob may have at most {MAX_GLOB_CHARS}",
+                        glob.chars().count()
+                    ),
+                ));
+            }
+            // Only wildcards with a `*` among them: every id (of a few
+            // characters or more) matches, so the rule mutes as much as an
+            // empty one would.
+            if glob.contains('*') && glob.chars().all(|c| c == '*' || c == '?') {
+                return Err(invalid(
+                    &format!("{key}.{field}"),
+                    format!("{glob:?}"),
+                    format!("matches every {field}; name the ones to mute, or leave it out to match any"),
+                ));
+            }
         }
         Ok(())
     }
 }
+
+/// Longest key or principal glob in a suppression rule: ids are far shorter,
+/// and a rule is matched against every finding.
+pub const MAX_GLOB_CHARS: usize = 256;
 
 /// A point in time, written RFC 3339 (`"2026-03-01T00:00:00Z"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -784,6 +811,21 @@ pretty = true
         assert!(err.contains("alerts.suppress[0]"), "{err}");
         let err = parse("[[suppress]]\nkey = \"AKIA*\"\nexpires = \"tomorrow\"\n").unwrap_err();
         assert!(err.contains("tomorrow"), "{err}");
+        let err = parse("[[suppress]]\nkey = \"*\"\n").unwrap_err();
+        assert!(
+            err.contains("alerts.suppress[0].key") && err.contains("\"*\""),
+            "{err}"
+        );
+        let err =
+            parse("[[suppress]]\nprincipal = \"?**\"\ndetector = \"new_source\"\n").unwrap_err();
+        assert!(err.contains("alerts.suppress[0].principal"), "{err}");
+        let long = "A".repeat(MAX_GLOB_CHARS + 1);
+        let err = parse(&format!("[[suppress]]\nkey = \"{long}\"\n")).unwrap_err();
+        assert!(
+            err.contains("alerts.suppress[0].key") && err.contains("at most 256"),
+            "{err}"
+        );
+        assert!(parse("[[suppress]]\nkey = \"AKIA?*\"\n").is_ok());
     }
 
     #[test]

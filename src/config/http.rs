@@ -27,6 +27,19 @@ pub struct HttpConfig {
     pub request_timeout: HumanDuration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Time a client has to send a request's line and headers, counted from
+    /// when the server starts waiting for them: when the connection opens,
+    /// and after each response on a keep-alive connection. A silent or
+    /// slow-header client (slowloris) is disconnected after it.
+    pub header_read_timeout: HumanDuration,
+    /// A keep-alive connection with no request being handled is closed after
+    /// this long (also a client that stops reading its response). At most
+    /// `header_read_timeout`, which bounds the same wait.
+    pub idle_timeout: HumanDuration,
+    /// Connections open at once. A new connection past it closes the one
+    /// idle the longest (no request being handled); when every connection is
+    /// busy it is refused. Lowered at start to fit the open-files limit.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +58,15 @@ impl Default for HttpConfig {
             request_timeout: HumanDuration::secs(10),
             // Suppression rules are a few hundred bytes.
             max_body_bytes: 64 * 1024,
+            // A real client sends its headers in one packet; hyper's own
+            // default (30s) leaves a slowloris client three times as long.
+            header_read_timeout: HumanDuration::secs(10),
+            // Scrapers and API clients reconnect cheaply; an idle socket is
+            // only a file descriptor an attacker holds.
+            idle_timeout: HumanDuration::secs(5),
+            // Far above the scrapers, dashboards and operators of one daemon,
+            // far below the usual open-files limit once raised at start.
+            max_connections: 1024,
         }
     }
 }
@@ -80,14 +102,59 @@ impl HttpConfig {
                 ));
             }
         }
-        let t = self.request_timeout.0.as_secs_f64();
-        if !(0.1..=300.0).contains(&t) {
+        for (key, d) in [
+            ("http.request_timeout", self.request_timeout),
+            ("http.header_read_timeout", self.header_read_timeout),
+            ("http.idle_timeout", self.idle_timeout),
+        ] {
+            if !(0.1..=300.0).contains(&d.0.as_secs_f64()) {
+                return Err(invalid(key, d, "must be between 100ms and 5m"));
+            }
+        }
+        if self.idle_timeout.0 > self.header_read_timeout.0 {
             return Err(invalid(
-                "http.request_timeout",
-                self.request_timeout,
-                "must be between 100ms and 5m",
+                "http.idle_timeout",
+                self.idle_timeout,
+                format!(
+                    "must be at most http.header_read_timeout ({}): waiting for a keep-alive connection's next request is waiting for its headers",
+                    self.header_read_timeout
+                ),
             ));
         }
+        if self.max_connections == 0 {
+            return Err(invalid("http.max_connections", 0, "must be at least 1"));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HttpConfig, String> {
+        let cfg: HttpConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn connection_limits_read_and_checked() {
+        let cfg =
+            parse("header_read_timeout = \"2s\"\nidle_timeout = \"500ms\"\nmax_connections = 64\n")
+                .unwrap();
+        assert_eq!(cfg.header_read_timeout, HumanDuration::secs(2));
+        assert_eq!(cfg.max_connections, 64);
+        let err = parse("idle_timeout = \"30s\"\n").unwrap_err();
+        assert!(
+            err.contains("http.idle_timeout") && err.contains("30s") && err.contains("10s"),
+            "{err}"
+        );
+        let err = parse("header_read_timeout = \"1h\"\n").unwrap_err();
+        assert!(err.contains("http.header_read_timeout"), "{err}");
+        let err = parse("max_connections = 0\n").unwrap_err();
+        assert!(err.contains("http.max_connections"), "{err}");
+        let err = parse("max_conections = 10\n").unwrap_err();
+        assert!(err.contains("max_conections"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,20 +12,75 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::config::{Entity, Suppression};
+use crate::config::{ConfigError, Entity, Secret, Suppression};
 use crate::engine::{Detector, Severity};
 
-/// A JSON error response.
-pub struct ApiError(StatusCode, String);
+/// A JSON error response: `{"error": ...}`, with the refused field and value
+/// when one field is to blame.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<(String, String)>,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let body = match self.field {
+            None => json!({ "error": self.message }),
+            Some((field, value)) => {
+                json!({ "error": self.message, "field": field, "value": value })
+            }
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> ApiError {
-    ApiError(status, msg.into())
+    ApiError {
+        status,
+        message: msg.into(),
+        field: None,
+    }
+}
+
+/// Turns an error response that is not JSON yet (an extractor's rejection of
+/// the path, query or body, 405, 413) into one, keeping its status and text.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are one line; anything longer is cut, not buffered.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+        match parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(allow) => format!("{method} {path}: {reason} (allowed: {allow})"),
+            None => format!("{method} {path}: {reason}"),
+        }
+    } else {
+        text
+    };
+    let mut json = error(status, message).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    json
 }
 
 /// Answers 503 when a request takes longer than `timeout`.
@@ -255,13 +310,9 @@ pub async fn suppressions(State(s): State<AppState>) -> Json<serde_json::Value> 
     Json(json!({ "suppressions": s.alerts.suppressions() }))
 }
 
-fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authorize(api_token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
     // An empty token never authorises (configuration refuses one too).
-    let Some(token) = s
-        .api_token
-        .as_ref()
-        .filter(|t| !t.expose().trim().is_empty())
-    else {
+    let Some(token) = api_token.filter(|t| !t.expose().trim().is_empty()) else {
         return Err(error(
             StatusCode::FORBIDDEN,
             "writes are disabled: set http.api_token to allow them",
@@ -289,12 +340,29 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `POST /api/v1/suppressions` (bearer token): adds a rule; answers its id.
 pub async fn add_suppression(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    req: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    authorize(&s, &headers)?;
+    // The token before the body: a client without one cannot keep a
+    // connection busy by sending a body slowly.
+    authorize(s.api_token.as_ref(), req.headers())?;
+    let body = axum::body::Bytes::from_request(req, &s)
+        .await
+        .map_err(|e| error(e.status(), e.body_text()))?;
     let rule: Suppression = serde_json::from_slice(&body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid suppression: {e}")))?;
+    // The configuration file's rules pass the same check, so the API cannot
+    // add what the file would refuse (`"key": "*"`, a 60 KB glob).
+    rule.validate("suppression").map_err(|e| match e {
+        ConfigError::Invalid { key, value, reason } => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("`{key}` = {value}: {reason}"),
+            field: Some((
+                key.strip_prefix("suppression.").unwrap_or(&key).to_owned(),
+                value.trim_matches('"').to_owned(),
+            )),
+        },
+        other => error(StatusCode::BAD_REQUEST, other.to_string()),
+    })?;
     let id = s
         .alerts
         .add_suppression(rule)
@@ -308,7 +376,7 @@ pub async fn remove_suppression(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(s.api_token.as_ref(), &headers)?;
     let removed = s.alerts.remove_suppression(id).map_err(|e| {
         let status = match e {
             crate::alert::SuppressionError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -322,4 +390,36 @@ pub async fn remove_suppression(
 /// Anything else.
 pub async fn not_found() -> ApiError {
     error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn no_header_never_matches_a_token() {
+        let none = HeaderMap::new();
+        let empty = Secret::resolve("").unwrap();
+        let blank = Secret::resolve("   ").unwrap();
+        let token = Secret::resolve("t0ken-of-sixteen+").unwrap();
+        for (t, h) in [
+            (Some(&empty), &none),
+            (Some(&empty), &bearer("Bearer ")),
+            (Some(&blank), &bearer("Bearer    ")),
+            (None, &none),
+            (Some(&token), &none),
+            (Some(&token), &bearer("Bearer ")),
+            (Some(&token), &bearer("t0ken-of-sixteen+")),
+            (Some(&token), &bearer("Bearer t0ken-of-sixteen")),
+        ] {
+            assert!(authorize(t, h).is_err(), "{t:?} {h:?}");
+        }
+        assert!(authorize(Some(&token), &bearer("Bearer t0ken-of-sixteen+")).is_ok());
+    }
 }

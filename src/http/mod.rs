@@ -1,8 +1,15 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz` and the `/api/v1` JSON
 //! API. It only reads the daemon's state (and edits suppressions); it never
 //! sits in the event path.
+//!
+//! `api` holds the handlers (every error JSON); `conn` the accept loop and
+//! the limits on connections (cap, timeouts, shedding the longest idle);
+//! `head` the request-head limits checked before hyper parses a head;
+//! [`recent`] the findings the API lists.
 
 mod api;
+mod conn;
+mod head;
 pub mod recent;
 
 use std::net::SocketAddr;
@@ -52,7 +59,7 @@ pub struct AppState {
     pub started: std::time::Instant,
 }
 
-/// The routes, with body limit and request timeout.
+/// The routes, with body limit and request timeout; every error is JSON.
 pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
     let timeout = cfg.request_timeout.0;
     Router::new()
@@ -73,6 +80,7 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             api::with_timeout(req, next, timeout)
         }))
+        .layer(axum::middleware::from_fn(api::json_errors))
         .with_state(state)
 }
 
@@ -83,19 +91,13 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
+    let listener = conn::bind(&cfg.listen)
         .with_context(|| format!("binding the HTTP server to {} (http.listen)", cfg.listen))?;
     let addr = listener.local_addr()?;
     let app = router(state.clone(), cfg);
-    let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+    let server = tokio::spawn({
+        let (cfg, metrics, shutdown) = (cfg.clone(), state.metrics.clone(), shutdown.clone());
+        async move { conn::serve(listener, app, &cfg, metrics, shutdown).await }
     });
     let interval = cfg.gauges_interval.0;
     tokio::spawn(async move {

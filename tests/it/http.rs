@@ -4,19 +4,22 @@
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keywatch::alert::Alerts;
-use keywatch::config::{Config, HttpConfig, Secret};
+use keywatch::config::{Config, HttpConfig, HumanDuration, Secret};
 use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::Engine;
 use keywatch::http::{self, AppState, RecentFindings};
 use keywatch::metrics::Metrics;
 use keywatch::source::kafka::SourceStatus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 struct Server {
     base: String,
+    addr: std::net::SocketAddr,
     state: AppState,
     client: reqwest::Client,
     _stop: tokio_util::sync::DropGuard,
@@ -24,6 +27,16 @@ struct Server {
 
 /// A server over an engine that has seen a settled key, then an attack.
 async fn server(max_active: usize) -> Server {
+    let http_cfg = HttpConfig {
+        listen: "127.0.0.1:0".into(),
+        max_body_bytes: 1024,
+        ..HttpConfig::default()
+    };
+    server_with(max_active, http_cfg).await
+}
+
+/// As [`server`], with its own `[http]` section.
+async fn server_with(max_active: usize, http_cfg: HttpConfig) -> Server {
     let cfg = Config::default();
     let engine = Engine::new(&cfg);
     let metrics = Arc::new(Metrics::new());
@@ -74,16 +87,12 @@ async fn server(max_active: usize) -> Server {
         last_checkpoint_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         started: std::time::Instant::now(),
     };
-    let http_cfg = HttpConfig {
-        listen: "127.0.0.1:0".into(),
-        max_body_bytes: 1024,
-        ..HttpConfig::default()
-    };
     let (addr, _) = http::serve(&http_cfg, state.clone(), stop.clone())
         .await
         .unwrap();
     Server {
         base: format!("http://{addr}"),
+        addr,
         state,
         client: reqwest::Client::new(),
         _stop: stop.drop_guard(),
@@ -310,4 +319,304 @@ async fn active_anomaly_series_are_capped() {
         text.contains("keywatch_anomaly_active_dropped_total 4"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn suppressions_refuse_what_the_config_refuses() {
+    let s = server(100).await;
+    let url = format!("{}/api/v1/suppressions", s.base);
+    let long = "AKIA".repeat(70);
+    for (rule, field, value) in [
+        (serde_json::json!({"key": "*"}), "key", "*"),
+        (
+            serde_json::json!({"principal": "?**", "detector": "new_source"}),
+            "principal",
+            "?**",
+        ),
+        (serde_json::json!({"key": long}), "key", &long[..32]),
+        (serde_json::json!({"key": ""}), "key", ""),
+    ] {
+        let r = s
+            .client
+            .post(&url)
+            .bearer_auth("t0ken-of-sixteen+")
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{rule}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["field"], field, "{body}");
+        assert!(body["value"].as_str().unwrap().starts_with(value), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("suppression."),
+            "{body}"
+        );
+    }
+    let (_, list) = s.json("/api/v1/suppressions").await;
+    assert!(
+        list["suppressions"].as_array().unwrap().is_empty(),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn every_error_is_json() {
+    let s = server(100).await;
+    let url = |path: &str| format!("{}{path}", s.base);
+    let token = "t0ken-of-sixteen+";
+    let requests = [
+        (s.client.get(url("/api/v1/nothing")), 404),
+        (s.client.post(url("/healthz")), 405),
+        (s.client.delete(url("/api/v1/findings")), 405),
+        (s.client.get(url("/api/v1/findings?limit=many")), 400),
+        (s.client.get(url("/api/v1/findings?detector=psychic")), 400),
+        (
+            s.client.get(url("/api/v1/keys/AKIASETTLED?entity=robot")),
+            400,
+        ),
+        (
+            s.client
+                .delete(url("/api/v1/suppressions/not-a-number"))
+                .bearer_auth(token),
+            400,
+        ),
+        (
+            s.client
+                .post(url("/api/v1/suppressions"))
+                .bearer_auth(token)
+                .body("{\"key\": "),
+            400,
+        ),
+        (
+            s.client
+                .post(url("/api/v1/suppressions"))
+                .bearer_auth(token)
+                .body("x".repeat(4096)),
+            413,
+        ),
+    ];
+    let mut many = reqwest::header::HeaderMap::new();
+    for i in 0..150 {
+        many.insert(
+            reqwest::header::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+            "v".parse().unwrap(),
+        );
+    }
+    // Past hyper's own limits too (64 KiB line, 100 fields), which answer
+    // with an empty body.
+    let oversized = [
+        (
+            s.client
+                .get(url("/healthz"))
+                .header("x-big", "b".repeat(100_000)),
+            431,
+        ),
+        (s.client.get(url("/healthz")).headers(many), 431),
+    ];
+    for (request, status) in requests.into_iter().chain(oversized) {
+        let r = request.send().await.unwrap();
+        let what = format!("{} {}", r.status(), r.url());
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        let ctype = r.headers()[reqwest::header::CONTENT_TYPE].clone();
+        assert!(
+            ctype.to_str().unwrap().starts_with("application/json"),
+            "{what}: {ctype:?}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert!(
+            !body["error"].as_str().unwrap().is_empty(),
+            "{what}: {body}"
+        );
+    }
+    // A request line longer than any client library will send.
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let line = format!("GET /api/v1/keys/{} HTTP/1.1\r\n", "A".repeat(70_000));
+    // The server may answer and close before it has read everything.
+    let _ = conn.write_all(line.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 414 "), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("request line"),
+        "{body}"
+    );
+}
+
+/// Reads until the server closes the connection or `within` passes; the
+/// time it took, `None` when still open.
+async fn closed_after(conn: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = within.checked_sub(start.elapsed())?;
+        match tokio::time::timeout(left, conn.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn flood_config(max_connections: usize) -> HttpConfig {
+    HttpConfig {
+        listen: "127.0.0.1:0".into(),
+        header_read_timeout: HumanDuration(Duration::from_secs(2)),
+        idle_timeout: HumanDuration(Duration::from_millis(300)),
+        max_connections,
+        ..HttpConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_keep_alives_are_closed() {
+    let s = server_with(100, flood_config(64)).await;
+    // Slowloris: a header line every 500 ms, never the blank line.
+    let slow: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = s.addr;
+            tokio::spawn(async move {
+                let mut conn = TcpStream::connect(addr).await.unwrap();
+                let start = Instant::now();
+                conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                    .await
+                    .unwrap();
+                for i in 0.. {
+                    if closed_after(&mut conn, Duration::from_millis(500))
+                        .await
+                        .is_some()
+                    {
+                        return Some(start.elapsed());
+                    }
+                    if start.elapsed() > Duration::from_secs(6)
+                        || conn
+                            .write_all(format!("X-{i}: y\r\n").as_bytes())
+                            .await
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+                // Still open after 6 s, or refused the write without an EOF.
+                (start.elapsed() <= Duration::from_secs(6)).then(|| start.elapsed())
+            })
+        })
+        .collect();
+    // A keep-alive connection, idle after its response.
+    let mut kept = TcpStream::connect(s.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    let idle = closed_after(&mut kept, Duration::from_secs(5)).await;
+    assert!(
+        idle.is_some_and(|d| d < Duration::from_millis(1500)),
+        "keep-alive idle past idle_timeout (300ms) is closed before header_read_timeout (2s): {idle:?}"
+    );
+    for task in slow {
+        let closed = task.await.unwrap();
+        assert!(
+            closed.is_some_and(|d| d >= Duration::from_millis(1500) && d < Duration::from_secs(4)),
+            "slow headers closed at header_read_timeout (2s): {closed:?}"
+        );
+    }
+    let (_, text) = s.get("/metrics").await;
+    assert!(
+        text.contains("keywatch_http_connections_rejected_total{reason=\"header_timeout\"} 20"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keywatch_http_connections_rejected_total{reason=\"idle_timeout\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn healthz_answers_under_a_flood_of_idle_connections() {
+    let s = server_with(100, flood_config(64)).await;
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    // Slow-header clients among them.
+    for _ in 0..50 {
+        let mut conn = TcpStream::connect(s.addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        idle.push(conn);
+    }
+    for _ in 0..5 {
+        let start = Instant::now();
+        let (status, body) = s.json("/healthz").await;
+        let took = start.elapsed();
+        assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+        assert!(took < Duration::from_millis(500), "/healthz took {took:?}");
+        // A new connection each time, as a prober would.
+        let fresh = reqwest::Client::new();
+        let start = Instant::now();
+        let r = fresh
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.text().await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "/metrics took {:?}",
+            start.elapsed()
+        );
+        let open: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("keywatch_http_connections "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=64).contains(&open), "{open} open, cap 64");
+    }
+    let (_, text) = s.get("/metrics").await;
+    let shed: u64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("keywatch_http_connections_rejected_total{reason=\"shed_idle\"} ")
+        })
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert!(shed >= 2000 - 64, "{shed} shed");
+    // Every idle connection is gone by header_read_timeout (2s) and a margin.
+    let start = Instant::now();
+    for conn in &mut idle {
+        let left = Duration::from_secs(4).saturating_sub(start.elapsed());
+        assert!(
+            closed_after(conn, left).await.is_some(),
+            "an idle connection still open {:?} after the flood",
+            start.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_write_without_the_token_is_refused_before_its_body() {
+    let s = server(100).await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    // The body is announced and never sent: a connection held busy.
+    conn.write_all(b"POST /api/v1/suppressions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
 }
