@@ -139,10 +139,7 @@ pub fn run_fleet(cfg: &Config, shape: &FleetShape, seed: u64) -> anyhow::Result<
     let mut seen = Vec::new();
     let summary = replay(
         &cfg,
-        &[Input {
-            name: format!("fleet-{seed}"),
-            bytes,
-        }],
+        &[Input::bytes(format!("fleet-{seed}"), bytes)],
         |f| {
             seen.push(Seen {
                 key: f.key_id.clone(),

@@ -196,7 +196,7 @@ fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducer
 fn produced_events_give_the_same_findings_as_replay() {
     let data =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenario.jsonl.gz");
-    let input = keywatch::replay::Input::read(&data).unwrap();
+    let input = keywatch::replay::Input::path(&data);
     let cfg = Config::default();
     let mut replayed = BTreeSet::new();
     keywatch::replay::replay(&cfg, std::slice::from_ref(&input), |f| {

@@ -106,10 +106,7 @@ fn generated_fleet_every_attack_found_only_roaming_keys_may_alert() {
         let mut found = Vec::new();
         let summary = replay(
             &cfg,
-            &[Input {
-                name: "generated".into(),
-                bytes,
-            }],
+            &[Input::bytes("generated", bytes)],
             |f| {
                 found.push(Found {
                     key: f.key_id.clone(),
