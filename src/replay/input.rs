@@ -151,7 +151,9 @@ fn walk(dir: &Path, out: &mut Expanded) {
         }
         // Symbolic links to directories are not followed: no loops.
         let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_symlink() => std::fs::metadata(&path).ok().filter(|m| !m.is_dir()),
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::metadata(&path).ok().filter(|m| !m.is_dir())
+            }
             Ok(m) => Some(m),
             Err(_) => None,
         };
@@ -249,7 +251,13 @@ impl Opener {
             Source::Stdin => Box::new(io::stdin()),
             Source::Bytes(b) => Box::new(Cursor::new(b.clone())),
         };
-        let mut r = BufReader::with_capacity(BUF_BYTES, Counted { inner: raw, counter });
+        let mut r = BufReader::with_capacity(
+            BUF_BYTES,
+            Counted {
+                inner: raw,
+                counter,
+            },
+        );
         if r.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
             let gz = flate2::bufread::MultiGzDecoder::new(r);
             Ok(Box::new(BufReader::with_capacity(
@@ -267,7 +275,9 @@ impl Opener {
 
     /// Opens a file for the merge.
     pub fn stream(&self, file: &File, index: u32) -> Result<Stream, String> {
-        let mut reader = self.open(file, self.bytes_read.clone()).map_err(|e| e.to_string())?;
+        let mut reader = self
+            .open(file, self.bytes_read.clone())
+            .map_err(|e| e.to_string())?;
         let layout = detect(&mut reader).map_err(|e| e.to_string())?;
         let (reader, lines) = layout;
         let name = file.name.clone();
@@ -442,7 +452,10 @@ fn detect(reader: &mut Reader) -> io::Result<(Reader, bool)> {
             .filter(|&&(a, b)| !head[a..b].trim_ascii().is_empty())
             .count();
         let decided = match first_byte {
-            Some(b'{') => non_empty >= 9 || (non_empty >= 1 && whole_value(&head, lines[first_non_empty(&head, &lines)])),
+            Some(b'{') => {
+                non_empty >= 9
+                    || (non_empty >= 1 && whole_value(&head, lines[first_non_empty(&head, &lines)]))
+            }
             Some(_) => true,
             None => false,
         };
@@ -453,7 +466,9 @@ fn detect(reader: &mut Reader) -> io::Result<(Reader, bool)> {
     let jsonl = match first_byte {
         Some(b'[') => false,
         Some(b'{') => {
-            let mut non_empty = lines.iter().filter(|&&(a, b)| !head[a..b].trim_ascii().is_empty());
+            let mut non_empty = lines
+                .iter()
+                .filter(|&&(a, b)| !head[a..b].trim_ascii().is_empty());
             match non_empty.next() {
                 // The first line did not end within the head: one large value.
                 None => false,
@@ -514,7 +529,12 @@ impl LineReader {
                     any = true;
                     batch.tally.messages += 1;
                     *batch.tally.decode_errors.entry("too_large").or_default() += 1;
-                    warn_undecodable(&self.warned, &self.name, "line longer than 64 MiB", "that line");
+                    warn_undecodable(
+                        &self.warned,
+                        &self.name,
+                        "line longer than 64 MiB",
+                        "that line",
+                    );
                 }
                 Ok(Line::Read) => {
                     any = true;
@@ -558,7 +578,7 @@ fn read_line(r: &mut Reader, line: &mut Vec<u8>) -> io::Result<Line> {
             });
         }
         any = true;
-        let nl = buf.iter().position(|&b| b == b'\n');
+        let nl = memchr::memchr(b'\n', buf);
         let chunk = &buf[..nl.unwrap_or(buf.len())];
         if !too_long {
             if line.len() + chunk.len() > MAX_LINE_BYTES {

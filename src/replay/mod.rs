@@ -30,8 +30,8 @@ use crate::config::{Config, Entity};
 use crate::decode::{profile, Decoder, OwnedEvent};
 use crate::engine::{principal_identity, Detector, Engine, Finding, Severity};
 
-pub use input::{FileFailure, Input};
 use input::{Batch, Expanded, Opener, Stream};
+pub use input::{FileFailure, Input};
 use progress::Progress;
 
 /// How a replay reads its inputs.
@@ -277,20 +277,21 @@ pub fn replay_into(
         progress: Progress::new(opts.progress, total_bytes, opener.bytes_read.clone()),
         summary: &mut summary,
     };
-    let mut held: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
+    let mut held = Window::default();
     let mut open: Vec<Option<Open>> = (0..files.len()).map(|_| None).collect();
     // Open files by their watermark: no event below it is still to come.
     let mut laggards: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
     loop {
         let next_file = pending.peek().map(|&(bound, _)| bound);
         let next_open = laggards.peek().map(|Reverse((wm, _))| *wm);
-        let frontier = next_file.unwrap_or(i64::MAX).min(next_open.unwrap_or(i64::MAX));
-        while held.peek().is_some_and(|Reverse(h)| h.time_ms < frontier) {
-            let Some(Reverse(h)) = held.pop() else { break };
+        let frontier = next_file
+            .unwrap_or(i64::MAX)
+            .min(next_open.unwrap_or(i64::MAX));
+        while let Some(h) = held.pop_before(frontier) {
             apply.apply(h)?;
         }
         while held.len() > MAX_HELD {
-            let Some(Reverse(h)) = held.pop() else { break };
+            let Some(h) = held.pop() else { break };
             apply.summary.forced += 1;
             apply.apply(h)?;
         }
@@ -301,7 +302,9 @@ pub fn replay_into(
             (None, Some(_)) => false,
         };
         if take_file {
-            let Some((bound, index)) = pending.next() else { break };
+            let Some((bound, index)) = pending.next() else {
+                break;
+            };
             let file = &files[index as usize];
             match opener.stream(file, index) {
                 Ok(stream) => {
@@ -317,8 +320,12 @@ pub fn replay_into(
             }
             continue;
         }
-        let Some(Reverse((wm, index))) = laggards.pop() else { break };
-        let Some(o) = open[index as usize].as_mut() else { continue };
+        let Some(Reverse((wm, index))) = laggards.pop() else {
+            break;
+        };
+        let Some(o) = open[index as usize].as_mut() else {
+            continue;
+        };
         match o.stream.next_batch() {
             Some(Ok(Batch { events, tally })) => {
                 let s = &mut *apply.summary;
@@ -334,19 +341,16 @@ pub fn replay_into(
                         s.late_by_ms = s.late_by_ms.max(behind);
                     }
                     o.max_ms = o.max_ms.max(ev.time_ms());
-                    let h = Held {
-                        time_ms: ev.time_ms(),
-                        file: index,
-                        seq: o.seq,
-                        ev,
-                    };
                     o.seq += 1;
-                    if h.time_ms < frontier {
+                    if ev.time_ms() < frontier {
                         // Events up to the frontier may already be applied:
                         // this one cannot wait in the window.
-                        apply.apply(h)?;
+                        apply.apply(Held {
+                            time_ms: ev.time_ms(),
+                            ev,
+                        })?;
                     } else {
-                        held.push(Reverse(h));
+                        held.push(index, o.seq, ev);
                     }
                 }
                 apply.summary.peak_held = apply.summary.peak_held.max(held.len());
@@ -361,7 +365,7 @@ pub fn replay_into(
             None => open[index as usize] = None,
         }
     }
-    while let Some(Reverse(h)) = held.pop() {
+    while let Some(h) = held.pop() {
         apply.apply(h)?;
     }
     apply.progress.finish();
@@ -402,37 +406,55 @@ fn report_failure(f: &FileFailure) {
     );
 }
 
-/// An event waiting in the reorder window, ordered by (time, file, position).
+/// An event read, in (time, file, position) order.
 struct Held {
     time_ms: i64,
-    file: u32,
-    seq: u64,
     ev: OwnedEvent,
 }
 
-impl Held {
-    fn key(&self) -> (i64, u32, u64) {
-        (self.time_ms, self.file, self.seq)
-    }
+/// The reorder window: the heap orders small keys, the events wait in a
+/// slab (moving a key is cheaper than moving an event at every heap level).
+#[derive(Default)]
+struct Window {
+    /// (time, file, position in file, slot).
+    order: BinaryHeap<Reverse<(i64, u32, u64, u32)>>,
+    slots: Vec<Option<OwnedEvent>>,
+    free: Vec<u32>,
 }
 
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+impl Window {
+    fn len(&self) -> usize {
+        self.order.len()
     }
-}
 
-impl Eq for Held {}
-
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+    fn push(&mut self, file: u32, seq: u64, ev: OwnedEvent) {
+        let time = ev.time_ms();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.slots.push(Some(ev));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.order.push(Reverse((time, file, seq, slot)));
     }
-}
 
-impl Ord for Held {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
+    /// The earliest event if it is before `before`.
+    fn pop_before(&mut self, before: i64) -> Option<Held> {
+        if self.order.peek()?.0 .0 >= before {
+            return None;
+        }
+        self.pop()
+    }
+
+    fn pop(&mut self) -> Option<Held> {
+        let Reverse((time_ms, _, _, slot)) = self.order.pop()?;
+        let ev = self.slots[slot as usize].take()?;
+        self.free.push(slot);
+        Some(Held { time_ms, ev })
     }
 }
 
@@ -483,7 +505,8 @@ impl<F: FnMut(&Finding) -> anyhow::Result<()>> Apply<'_, F> {
         }
         self.summary.events += 1;
         if self.summary.events % 4096 == 0 {
-            self.progress.tick(self.summary.events, Some(self.reached_ms));
+            self.progress
+                .tick(self.summary.events, Some(self.reached_ms));
         }
         Ok(())
     }
@@ -556,6 +579,10 @@ fn profile_hint(
         (records, events)
     };
     let (sampled, _) = sample(&opener.decoder);
+    if sampled == 0 {
+        // Standard input cannot be read again to try the others on.
+        return None;
+    }
     let mut best: Option<(&str, u64)> = None;
     for name in profile::BUILTIN.iter().filter(|&&n| n != current) {
         let Ok(decoder) = Decoder::for_profile(name, &BTreeMap::new()) else {
@@ -566,11 +593,10 @@ fn profile_hint(
             best = Some((name, events));
         }
     }
-    let head = format!(
-        "{most} of {records} records were skipped as {reason} with profile `{current}`"
-    );
+    let head =
+        format!("{most} of {records} records were skipped as {reason} with profile `{current}`");
     Some(match best {
-        Some((name, events)) if sampled > 0 && events * 2 >= sampled => format!(
+        Some((name, events)) if events * 2 >= sampled => format!(
             "{head}; profile `{name}` decodes {events} of {sampled} sampled records: try --profile {name}"
         ),
         _ => format!(

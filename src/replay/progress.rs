@@ -60,7 +60,11 @@ impl Progress {
         s.push_str(&format!(", {}", super::ByteSize(read)));
         if let Some(total) = self.total_bytes.filter(|&t| t > 0) {
             let done = (read as f64 / total as f64).min(1.0);
-            s.push_str(&format!(" of {} ({:.0}%)", super::ByteSize(total), done * 100.0));
+            s.push_str(&format!(
+                " of {} ({:.0}%)",
+                super::ByteSize(total),
+                done * 100.0
+            ));
             if done > 0.0 {
                 let left = secs * (1.0 - done) / done;
                 s.push_str(&format!(

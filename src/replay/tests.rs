@@ -95,7 +95,10 @@ fn a_gzip_bomb_is_one_failed_file_naming_the_limit() {
     };
     let (s, _) = run_with(
         &opts,
-        &[Input::bytes("bomb.json.gz", bomb), Input::bytes("good", good)],
+        &[
+            Input::bytes("bomb.json.gz", bomb),
+            Input::bytes("good", good),
+        ],
     );
     assert_eq!(s.events, 1);
     assert_eq!(s.failed.len(), 1, "{}", s.render());
@@ -124,7 +127,8 @@ fn events_later_than_the_window_are_applied_and_counted() {
     assert_eq!(s.late, 1, "{}", s.render());
     assert_eq!(s.late_by_ms, 99 * 60_000);
     assert!(
-        s.render().contains("late events: 1 more than the reorder window"),
+        s.render()
+            .contains("late events: 1 more than the reorder window"),
         "{}",
         s.render()
     );
@@ -177,7 +181,9 @@ fn streaming_finds_what_sorting_everything_finds() {
     }
     let mut rng = 7u64;
     for i in 1..shuffle.len() {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let j = i - 1;
         let (a, b) = (&shuffle[j], &shuffle[i]);
         if (rng >> 33) % 3 == 0 && a.0 == b.0 && b.1 - a.1 < 10 * 60_000 {
@@ -207,7 +213,10 @@ fn streaming_finds_what_sorting_everything_finds() {
         let (s, found) = run_with(&opts, &inputs);
         assert_eq!(s.events, events);
         assert_eq!(s.late, 0);
-        assert_eq!(found, expected, "jobs {jobs}: same findings in the same order");
+        assert_eq!(
+            found, expected,
+            "jobs {jobs}: same findings in the same order"
+        );
         // Memory: the window holds minutes of traffic, not the history.
         assert!(
             s.peak_held < 4 * 1024 + 2_000,

@@ -164,9 +164,15 @@ fn broken_files_are_reported_and_the_rest_replayed() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("failed files: 4"), "{err}");
-    for name in ["truncated.json.gz", "badcrc.json.gz", "padded.json.gz", "missing.jsonl"] {
+    for name in [
+        "truncated.json.gz",
+        "badcrc.json.gz",
+        "padded.json.gz",
+        "missing.jsonl",
+    ] {
         assert!(
-            err.lines().any(|l| l.contains(name) && l.contains("events read before")),
+            err.lines()
+                .any(|l| l.contains(name) && l.contains("events read before")),
             "{name} not reported: {err}"
         );
     }
@@ -179,7 +185,10 @@ fn broken_files_are_reported_and_the_rest_replayed() {
         .unwrap();
     // The good file, and what the broken copies held before they broke.
     assert!(replayed >= 30 + 2 * 3000, "{err}");
-    assert!(!err.contains('\r'), "no progress line off a terminal: {err}");
+    assert!(
+        !err.contains('\r'),
+        "no progress line off a terminal: {err}"
+    );
 }
 
 #[test]
@@ -197,7 +206,9 @@ fn a_gzip_bomb_fails_naming_the_limit() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("replayed 5 events"), "{err}");
     assert!(
-        err.contains("bomb.json.gz: decompressed size passed the limit of 1 MiB (--max-decompressed)"),
+        err.contains(
+            "bomb.json.gz: decompressed size passed the limit of 1 MiB (--max-decompressed)"
+        ),
         "{err}"
     );
 }
@@ -216,7 +227,9 @@ fn a_wrong_profile_is_named_with_one_that_fits() {
         err.contains("warning: 200 of 200 records were skipped as no_key with profile `cloudtrail`; profile `generic` decodes 200 of 200 sampled records: try --profile generic"),
         "{err}"
     );
-    let right = run(keywatch().args(["replay", "--profile", "generic"]).arg(&path));
+    let right = run(keywatch()
+        .args(["replay", "--profile", "generic"])
+        .arg(&path));
     assert!(!stderr(&right).contains("warning"), "{}", stderr(&right));
 }
 
@@ -224,7 +237,9 @@ fn a_wrong_profile_is_named_with_one_that_fits() {
 fn keys_refused_by_max_keys_are_counted_as_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("many.jsonl");
-    let text: String = (0..5).map(|k| generic_lines(&format!("AKIA{k}"), 4)).collect();
+    let text: String = (0..5)
+        .map(|k| generic_lines(&format!("AKIA{k}"), 4))
+        .collect();
     std::fs::write(&path, text).unwrap();
     let o = run(keywatch()
         .env("KEYWATCH__ENGINE__MAX_KEYS", "2")
