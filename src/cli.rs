@@ -83,7 +83,9 @@ pub struct ReplayArgs {
     /// vault, kubernetes, github or a configured one.
     #[arg(short, long)]
     pub profile: Option<String>,
-    /// Files to replay; `-` reads standard input.
+    /// Files to replay, or directories walked recursively for event logs
+    /// (`*.json`, `*.jsonl`, `*.ndjson`, `*.log`, `*.txt`, each also `.gz`);
+    /// `-` reads standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Write the learned state as a checkpoint into this directory, so a new
@@ -91,6 +93,18 @@ pub struct ReplayArgs {
     /// baselines instead of blind.
     #[arg(long, value_name = "DIR")]
     pub write_checkpoint: Option<PathBuf>,
+    /// How far out of event-time order the files may be: events later than
+    /// this are applied late and counted in the summary.
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    pub reorder_window: HumanDuration,
+    /// Per-file limit on decompressed bytes (a gzip file expanding past it
+    /// fails with this limit named, and the others are replayed).
+    #[arg(long, value_name = "SIZE", default_value = "4GiB")]
+    pub max_decompressed: crate::replay::ByteSize,
+    /// Threads decoding files: one on the main thread's side with 1; with N,
+    /// up to N - 1 files decoded on threads of their own.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
 }
 
 /// `keywatch review`.

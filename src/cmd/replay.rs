@@ -1,33 +1,35 @@
 //! `keywatch replay`: findings as JSON Lines on stdout, a summary on stderr.
 
-use std::io::{BufWriter, Write};
+use std::collections::HashMap;
+use std::io::{BufWriter, IsTerminal, Write};
 
 use anyhow::Context;
 
-use std::collections::HashMap;
-
 use crate::checkpoint::{Checkpoint, Origins, Store};
 use crate::cli::ReplayArgs;
-use crate::replay::{replay_into, Input};
+use crate::replay::{replay_into, Input, Options};
 
 use super::{load_config, open_engine, Failure};
 
-/// Runs a replay.
+/// Runs a replay. Files that fail are reported and skipped; the command
+/// fails (exit 1) after replaying the rest.
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     let mut cfg = load_config(args.config.as_deref())?;
     if let Some(profile) = args.profile {
         cfg.decode.profile = profile;
         cfg.validate()?;
     }
-    let inputs = args
-        .files
-        .iter()
-        .map(|p| Input::read(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let inputs: Vec<Input> = args.files.iter().map(|p| Input::path(p)).collect();
+    let opts = Options {
+        reorder_window: args.reorder_window.0,
+        max_decompressed: args.max_decompressed.0,
+        jobs: usize::from(args.jobs),
+        progress: std::io::stderr().is_terminal(),
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let engine = open_engine(&cfg)?;
-    let summary = replay_into(&engine, &cfg, &inputs, |f| {
+    let summary = replay_into(&engine, &cfg, &opts, &inputs, |f| {
         serde_json::to_writer(&mut out, f)?;
         out.write_all(b"\n")?;
         Ok(())
@@ -35,6 +37,9 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     .context("replay failed")?;
     out.flush().context("writing findings")?;
     eprint!("{}", summary.render());
+    if let Some(hint) = &summary.profile_hint {
+        eprintln!("warning: {hint}");
+    }
     if let Some(dir) = &args.write_checkpoint {
         let store = Store::open(dir, cfg.checkpoint.keep).context("--write-checkpoint")?;
         let cp = Checkpoint::capture(&engine, &Origins::default(), &HashMap::new());
@@ -46,6 +51,12 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             written.bytes,
             dir.display().to_string()
         );
+    }
+    if !summary.failed.is_empty() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "{} of the inputs could not be read to their end (listed above); the rest was replayed",
+            summary.failed.len()
+        )));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::cli::{ReviewArgs, ReviewFormat};
 use crate::engine::state::Secs;
 use crate::engine::Engine;
 use crate::inventory::InventoryHandle;
-use crate::replay::{replay_into, Input};
+use crate::replay::{replay_into, Input, Options};
 use crate::review::{review, ReviewInput, Thresholds};
 
 use super::{load_config, Failure};
@@ -56,17 +56,20 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
         cp.restore(&engine, &Origins::default());
         tracing::info!(path = %path.display(), keys, "reviewing from checkpoint");
     }
-    let inputs = args
-        .files
-        .iter()
-        .map(|p| Input::read(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let inputs: Vec<Input> = args.files.iter().map(|p| Input::path(p)).collect();
     let mut findings = Vec::new();
-    let summary = replay_into(&engine, &cfg, &inputs, |f| {
+    let summary = replay_into(&engine, &cfg, &Options::default(), &inputs, |f| {
         findings.push(f.clone());
         Ok(())
     })
     .context("replaying the events")?;
+    if !summary.failed.is_empty() {
+        eprint!("{}", summary.render());
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "{} of the event files could not be read to their end (listed above)",
+            summary.failed.len()
+        )));
+    }
     let span = summary
         .span_ms
         .map(|(first, last)| ((first / 1000) as Secs, (last / 1000) as Secs));

@@ -7,6 +7,7 @@
 //! is ever fatal to the caller: both are counted by reason.
 
 pub mod event;
+pub mod owned;
 pub mod profile;
 pub mod time;
 mod walk;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeSeed;
 
 pub use event::{AuditEvent, EventSample, Outcome, Source};
+pub use owned::OwnedEvent;
 pub use profile::{Field, ProfileSpec};
 use walk::{MessageSeed, Record, Scalar, Trie};
 
@@ -74,6 +76,17 @@ impl DecodeError {
             DecodeError::MalformedJson
         }
     }
+}
+
+/// Why reading a stream of JSON values stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The reader failed (a corrupt or truncated gzip member, a size limit).
+    #[error(transparent)]
+    Io(std::io::Error),
+    /// A value was not JSON; nothing after it can be read.
+    #[error("{0}")]
+    Decode(DecodeError),
 }
 
 /// Why one record inside a well-formed message was skipped.
@@ -235,6 +248,54 @@ impl Decoder {
         .deserialize(&mut de)
         .and_then(|()| de.end())
         .map_err(|e| DecodeError::classify(&e))
+    }
+
+    /// Decodes the JSON values read from `reader` one after another (one
+    /// document of any size, or several concatenated): each record goes to
+    /// `out` as soon as it is complete, so memory does not grow with the
+    /// document. Stops at the first value that is not JSON: a stream cannot
+    /// be resynchronised inside a value. `values` counts the top-level values.
+    pub fn decode_reader<R, F>(
+        &self,
+        reader: &mut R,
+        values: &mut u64,
+        mut out: F,
+    ) -> Result<(), ReadError>
+    where
+        R: std::io::BufRead,
+        F: FnMut(Result<AuditEvent<'static>, SkipReason>),
+    {
+        loop {
+            loop {
+                let buf = reader.fill_buf().map_err(ReadError::Io)?;
+                if buf.is_empty() {
+                    return Ok(());
+                }
+                let blank = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+                let more = blank == buf.len();
+                reader.consume(blank);
+                if !more {
+                    break;
+                }
+            }
+            *values += 1;
+            // A fresh deserializer per value: one that ends in `}` or `]`
+            // reads no byte past its end, so the next value starts intact.
+            let mut de = serde_json::Deserializer::from_reader(&mut *reader);
+            let mut emit = |rec: Record<'static>| out(self.event(rec));
+            MessageSeed {
+                trie: &self.trie,
+                emit: &mut emit,
+            }
+            .deserialize(&mut de)
+            .map_err(|e| {
+                if e.is_io() {
+                    ReadError::Io(std::io::Error::other(e.to_string()))
+                } else {
+                    ReadError::Decode(DecodeError::classify(&e))
+                }
+            })?;
+        }
     }
 
     fn event<'de>(&self, mut rec: Record<'de>) -> Result<AuditEvent<'de>, SkipReason> {

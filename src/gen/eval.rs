@@ -137,27 +137,20 @@ pub fn run_fleet(cfg: &Config, shape: &FleetShape, seed: u64) -> anyhow::Result<
     }
     .to_owned();
     let mut seen = Vec::new();
-    let summary = replay(
-        &cfg,
-        &[Input {
-            name: format!("fleet-{seed}"),
-            bytes,
-        }],
-        |f| {
-            seen.push(Seen {
-                key: f.key_id.clone(),
-                principal: f
-                    .principal
-                    .as_deref()
-                    .map(|p| principal_identity(p).to_owned()),
-                detector: f.detector.as_str(),
-                severity: f.severity.as_str(),
-                at_ms: f.observed_at_ms(),
-                summary: f.summary.clone(),
-            });
-            Ok(())
-        },
-    )?;
+    let summary = replay(&cfg, &[Input::bytes(format!("fleet-{seed}"), bytes)], |f| {
+        seen.push(Seen {
+            key: f.key_id.clone(),
+            principal: f
+                .principal
+                .as_deref()
+                .map(|p| principal_identity(p).to_owned()),
+            detector: f.detector.as_str(),
+            severity: f.severity.as_str(),
+            at_ms: f.observed_at_ms(),
+            summary: f.summary.clone(),
+        });
+        Ok(())
+    })?;
     let attacks = scenario.attacks();
     let missed = attacks
         .iter()

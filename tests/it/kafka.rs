@@ -196,7 +196,7 @@ fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducer
 fn produced_events_give_the_same_findings_as_replay() {
     let data =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scenario.jsonl.gz");
-    let input = keywatch::replay::Input::read(&data).unwrap();
+    let input = keywatch::replay::Input::path(&data);
     let cfg = Config::default();
     let mut replayed = BTreeSet::new();
     keywatch::replay::replay(&cfg, std::slice::from_ref(&input), |f| {
@@ -208,8 +208,13 @@ fn produced_events_give_the_same_findings_as_replay() {
 
     let c = cluster("audit", 4);
     let bootstrap = c.bootstrap_servers();
-    let messages: Vec<(String, String)> = String::from_utf8(input.bytes)
-        .unwrap()
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&data).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let messages: Vec<(String, String)> = text
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();

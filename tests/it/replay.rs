@@ -122,3 +122,133 @@ fn replay_writes_a_checkpoint_a_daemon_can_start_from() {
         );
     }
 }
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+fn generic_lines(key: &str, n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"time\":\"2026-01-05T10:{:02}:{:02}Z\",\"key_id\":\"{key}\",\"source\":\"203.0.113.1\"}}\n",
+                i / 60,
+                i % 60
+            )
+        })
+        .collect()
+}
+
+/// Truncated, corrupt and padded gzip files and a missing one are each
+/// reported by name and reason; the others are replayed; exit 1 at the end.
+#[test]
+fn broken_files_are_reported_and_the_rest_replayed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("good.jsonl"), generic_lines("AKIAGOOD", 30)).unwrap();
+    let whole = gz(generic_lines("AKIAGZ", 3000).as_bytes());
+    std::fs::write(dir.join("truncated.json.gz"), &whole[..whole.len() / 2]).unwrap();
+    let mut bad_crc = whole.clone();
+    let at = bad_crc.len() - 8;
+    bad_crc[at] ^= 0xff;
+    std::fs::write(dir.join("badcrc.json.gz"), &bad_crc).unwrap();
+    let mut padded = whole.clone();
+    padded.extend_from_slice(b"trailing garbage");
+    std::fs::write(dir.join("padded.json.gz"), &padded).unwrap();
+    let o = run(keywatch()
+        .arg("replay")
+        .arg(dir)
+        .arg(dir.join("missing.jsonl")));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed files: 4"), "{err}");
+    for name in [
+        "truncated.json.gz",
+        "badcrc.json.gz",
+        "padded.json.gz",
+        "missing.jsonl",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(name) && l.contains("events read before")),
+            "{name} not reported: {err}"
+        );
+    }
+    assert!(err.contains("key_id tracked: 2"), "{err}");
+    let replayed: u64 = err
+        .split("replayed ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // The good file, and what the broken copies held before they broke.
+    assert!(replayed >= 30 + 2 * 3000, "{err}");
+    assert!(
+        !err.contains('\r'),
+        "no progress line off a terminal: {err}"
+    );
+}
+
+#[test]
+fn a_gzip_bomb_fails_naming_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bomb = tmp.path().join("bomb.json.gz");
+    std::fs::write(&bomb, gz(&vec![b' '; 16 << 20])).unwrap();
+    let good = tmp.path().join("good.jsonl");
+    std::fs::write(&good, generic_lines("AKIAGOOD", 5)).unwrap();
+    let o = run(keywatch()
+        .args(["replay", "--max-decompressed", "1MiB"])
+        .arg(&bomb)
+        .arg(&good));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("replayed 5 events"), "{err}");
+    assert!(
+        err.contains(
+            "bomb.json.gz: decompressed size passed the limit of 1 MiB (--max-decompressed)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wrong_profile_is_named_with_one_that_fits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("generic.jsonl");
+    std::fs::write(&path, generic_lines("AKIA1", 200)).unwrap();
+    let o = run(keywatch()
+        .args(["replay", "--profile", "cloudtrail"])
+        .arg(&path));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: 200 of 200 records were skipped as no_key with profile `cloudtrail`; profile `generic` decodes 200 of 200 sampled records: try --profile generic"),
+        "{err}"
+    );
+    let right = run(keywatch()
+        .args(["replay", "--profile", "generic"])
+        .arg(&path));
+    assert!(!stderr(&right).contains("warning"), "{}", stderr(&right));
+}
+
+#[test]
+fn keys_refused_by_max_keys_are_counted_as_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("many.jsonl");
+    let text: String = (0..5)
+        .map(|k| generic_lines(&format!("AKIA{k}"), 4))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let o = run(keywatch()
+        .env("KEYWATCH__ENGINE__MAX_KEYS", "2")
+        .arg("replay")
+        .arg(&path));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("refused by engine.max_keys = 2: 3 new key ids and 0 new principals (12 events not tracked for them)"),
+        "{err}"
+    );
+}

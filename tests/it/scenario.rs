@@ -104,22 +104,15 @@ fn generated_fleet_every_attack_found_only_roaming_keys_may_alert() {
         let mut cfg = Config::default();
         cfg.decode.profile = profile.to_owned();
         let mut found = Vec::new();
-        let summary = replay(
-            &cfg,
-            &[Input {
-                name: "generated".into(),
-                bytes,
-            }],
-            |f| {
-                found.push(Found {
-                    key: f.key_id.clone(),
-                    detector: f.detector.as_str().to_owned(),
-                    severity: f.severity.as_str().to_owned(),
-                    at_ms: f.observed_at_ms(),
-                });
-                Ok(())
-            },
-        )
+        let summary = replay(&cfg, &[Input::bytes("generated", bytes)], |f| {
+            found.push(Found {
+                key: f.key_id.clone(),
+                detector: f.detector.as_str().to_owned(),
+                severity: f.severity.as_str().to_owned(),
+                at_ms: f.observed_at_ms(),
+            });
+            Ok(())
+        })
         .unwrap();
         assert!(summary.events > 100_000, "{}", summary.render());
         let truth: Vec<serde_json::Value> = scenario

@@ -1,0 +1,667 @@
+//! Inputs as streams: which files a replay reads (directories walked), how
+//! each is opened (gzip, a decompressed-size limit), how its layout is told
+//! (JSON Lines or one document) and how it is decoded batch by batch.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use crate::decode::{Decoder, OwnedEvent, ReadError, SkipReason};
+
+/// One input of a replay.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file, or a directory walked recursively.
+    Path(PathBuf),
+    /// Standard input.
+    Stdin,
+    /// Bytes already in memory (generated fleets in tests and benchmarks).
+    Bytes {
+        /// Name shown in messages.
+        name: String,
+        /// The content, plain or gzip.
+        bytes: Arc<[u8]>,
+    },
+}
+
+impl Input {
+    /// A path from the command line; `-` is standard input.
+    pub fn path(path: &Path) -> Input {
+        if path.as_os_str() == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(path.to_owned())
+        }
+    }
+
+    /// In-memory content.
+    pub fn bytes(name: impl Into<String>, bytes: impl Into<Arc<[u8]>>) -> Input {
+        Input::Bytes {
+            name: name.into(),
+            bytes: bytes.into(),
+        }
+    }
+}
+
+/// One file to read.
+#[derive(Debug, Clone)]
+pub(super) struct File {
+    pub name: String,
+    what: Source,
+    /// Size on disk (compressed), when known: the progress line's total.
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Path(PathBuf),
+    Stdin,
+    Bytes(Arc<[u8]>),
+}
+
+impl File {
+    pub fn is_stdin(&self) -> bool {
+        matches!(self.what, Source::Stdin)
+    }
+}
+
+/// A file that could not be read to its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileFailure {
+    /// The file.
+    pub name: String,
+    /// What went wrong.
+    pub reason: String,
+    /// Events read from it before the failure (they were replayed).
+    pub events_before: u64,
+}
+
+/// The inputs, expanded to files.
+#[derive(Debug, Default)]
+pub(super) struct Expanded {
+    pub files: Vec<File>,
+    /// Files inside directories that were not read, as not event logs.
+    pub not_events: Vec<String>,
+    pub failures: Vec<FileFailure>,
+}
+
+/// Directories of an S3 CloudTrail bucket that hold no key-usage events:
+/// digest files (hashes of the log files) and Insights events.
+const NOT_EVENT_DIRS: [&str; 2] = ["CloudTrail-Digest", "CloudTrail-Insight"];
+
+/// Endings of event log files inside a directory (each also with `.gz`).
+const EVENT_ENDINGS: [&str; 5] = [".json", ".jsonl", ".ndjson", ".log", ".txt"];
+
+/// Expands the inputs: a directory is walked recursively in name order; in
+/// directories only event log files are read (a file named on the command
+/// line is always read).
+pub(super) fn expand(inputs: &[Input]) -> Expanded {
+    let mut out = Expanded::default();
+    for input in inputs {
+        match input {
+            Input::Stdin => out.files.push(File {
+                name: "-".into(),
+                what: Source::Stdin,
+                size: None,
+            }),
+            Input::Bytes { name, bytes } => out.files.push(File {
+                name: name.clone(),
+                what: Source::Bytes(bytes.clone()),
+                size: Some(bytes.len() as u64),
+            }),
+            Input::Path(p) if p.is_dir() => walk(p, &mut out),
+            Input::Path(p) => out.files.push(File {
+                name: p.display().to_string(),
+                what: Source::Path(p.clone()),
+                size: std::fs::metadata(p).ok().map(|m| m.len()),
+            }),
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path, out: &mut Expanded) {
+    let entries = std::fs::read_dir(dir).and_then(|rd| {
+        let mut v = rd
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<Vec<_>>>()?;
+        v.sort();
+        Ok(v)
+    });
+    let entries = match entries {
+        Ok(v) => v,
+        Err(e) => {
+            out.failures.push(FileFailure {
+                name: dir.display().to_string(),
+                reason: format!("cannot list the directory: {e}"),
+                events_before: 0,
+            });
+            return;
+        }
+    };
+    for path in entries {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        // Symbolic links to directories are not followed: no loops.
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::metadata(&path).ok().filter(|m| !m.is_dir())
+            }
+            Ok(m) => Some(m),
+            Err(_) => None,
+        };
+        match meta {
+            Some(m) if m.is_dir() => {
+                if NOT_EVENT_DIRS.contains(&&*name) {
+                    out.not_events.push(path.display().to_string());
+                } else {
+                    walk(&path, out);
+                }
+            }
+            Some(m) if is_event_log(&name) => out.files.push(File {
+                name: path.display().to_string(),
+                what: Source::Path(path.clone()),
+                size: Some(m.len()),
+            }),
+            _ => out.not_events.push(path.display().to_string()),
+        }
+    }
+}
+
+fn is_event_log(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    EVENT_ENDINGS.iter().any(|e| name.ends_with(e))
+}
+
+/// Events per batch handed from a file to the merge.
+const BATCH_EVENTS: usize = 1024;
+/// Messages per batch, so a run of skipped lines still yields control.
+const BATCH_MESSAGES: u64 = 8192;
+/// Longest JSON Lines line held in memory; a longer one is one `too_large`
+/// message (a whole CloudTrail file on one line is read as a document).
+pub(super) const MAX_LINE_BYTES: usize = 64 << 20;
+/// Bytes looked at to tell JSON Lines from one document.
+const HEAD_BYTES: usize = 1 << 20;
+/// Read buffer of a file (and of its decompressed stream).
+const BUF_BYTES: usize = 256 << 10;
+
+/// What a batch read besides its events.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub messages: u64,
+    pub skipped: BTreeMap<&'static str, u64>,
+    pub decode_errors: BTreeMap<&'static str, u64>,
+}
+
+/// Events of one file, in file order, with what else was read.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    pub events: Vec<OwnedEvent>,
+    pub tally: Tally,
+}
+
+/// Opens and decodes files.
+#[derive(Debug, Clone)]
+pub(super) struct Opener {
+    pub decoder: Arc<Decoder>,
+    /// Per-file cap on decompressed bytes.
+    pub max_decompressed: u64,
+    /// Bytes read from the inputs as stored (compressed), for progress.
+    pub bytes_read: Arc<AtomicU64>,
+    /// Undecodable messages so far, to log only the first few.
+    pub warned: Arc<AtomicU64>,
+    /// Decode threads that may still start for JSON Lines files (`--jobs` − 1).
+    pub spare_threads: Arc<AtomicUsize>,
+}
+
+/// A file being read, batch by batch.
+pub(super) enum Stream {
+    /// JSON Lines decoded on the calling thread.
+    Lines(Box<LineReader>),
+    /// Decoded on a thread of its own (a document, or JSON Lines with `--jobs`).
+    Thread(Receiver<Result<Batch, String>>),
+}
+
+impl Stream {
+    /// The next batch; `None` at the end; `Err` with the reason the file
+    /// could not be read further.
+    pub fn next_batch(&mut self) -> Option<Result<Batch, String>> {
+        match self {
+            Stream::Lines(r) => r.next_batch(),
+            Stream::Thread(rx) => rx.recv().ok(),
+        }
+    }
+}
+
+type Reader = Box<dyn BufRead + Send>;
+
+impl Opener {
+    /// The file's bytes, decompressed when they are gzip.
+    fn open(&self, file: &File, counter: Arc<AtomicU64>) -> io::Result<Reader> {
+        let raw: Box<dyn Read + Send> = match &file.what {
+            Source::Path(p) => Box::new(std::fs::File::open(p)?),
+            Source::Stdin => Box::new(io::stdin()),
+            Source::Bytes(b) => Box::new(Cursor::new(b.clone())),
+        };
+        let mut r = BufReader::with_capacity(
+            BUF_BYTES,
+            Counted {
+                inner: raw,
+                counter,
+            },
+        );
+        if r.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+            let gz = flate2::bufread::MultiGzDecoder::new(r);
+            Ok(Box::new(BufReader::with_capacity(
+                BUF_BYTES,
+                Limited {
+                    inner: gz,
+                    left: self.max_decompressed,
+                    limit: self.max_decompressed,
+                },
+            )))
+        } else {
+            Ok(Box::new(r))
+        }
+    }
+
+    /// Opens a file for the merge.
+    pub fn stream(&self, file: &File, index: u32) -> Result<Stream, String> {
+        let mut reader = self
+            .open(file, self.bytes_read.clone())
+            .map_err(|e| e.to_string())?;
+        let layout = detect(&mut reader).map_err(|e| e.to_string())?;
+        let (reader, lines) = layout;
+        let name = file.name.clone();
+        let decoder = self.decoder.clone();
+        let warned = self.warned.clone();
+        if lines {
+            let r = LineReader {
+                reader,
+                line: Vec::new(),
+                decoder,
+                name,
+                warned,
+                failed: None,
+            };
+            let spare = self
+                .spare_threads
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok();
+            if !spare {
+                return Ok(Stream::Lines(Box::new(r)));
+            }
+            let spare_threads = self.spare_threads.clone();
+            return Ok(spawn(index, move |tx| {
+                let mut r = r;
+                while let Some(b) = r.next_batch() {
+                    if tx.send(b).is_err() {
+                        break;
+                    }
+                }
+                spare_threads.fetch_add(1, Ordering::AcqRel);
+            }));
+        }
+        Ok(spawn(index, move |tx| {
+            let mut reader = reader;
+            let mut batch = Batch::default();
+            let mut gone = false;
+            let mut values = 0;
+            let result = decoder.decode_reader(&mut reader, &mut values, |r| {
+                push(&mut batch, r.as_ref().map(OwnedEvent::from).map_err(|s| *s));
+                if batch.events.len() >= BATCH_EVENTS && !gone {
+                    gone = tx.send(Ok(std::mem::take(&mut batch))).is_err();
+                }
+            });
+            let failure = match result {
+                Ok(()) => None,
+                Err(ReadError::Decode(e)) => {
+                    *batch.tally.decode_errors.entry(e.as_str()).or_default() += 1;
+                    warn_undecodable(&warned, &name, &e.to_string(), "the rest of this document");
+                    None
+                }
+                Err(ReadError::Io(e)) => Some(e.to_string()),
+            };
+            batch.tally.messages = values;
+            let _ = tx.send(Ok(batch));
+            if let Some(reason) = failure {
+                let _ = tx.send(Err(reason));
+            }
+        }))
+    }
+
+    /// The time of the file's first event, reading no further than it (and
+    /// at most `limit` records): where the file starts in event time.
+    pub fn first_time(&self, file: &File) -> Option<i64> {
+        let mut found = None;
+        self.sample(file, &self.decoder, 1000, |t| {
+            found = Some(t);
+            false
+        });
+        found
+    }
+
+    /// Decodes up to `limit` records of the file with `decoder`, handing
+    /// each event's time to `on_event` until it returns false. Returns the
+    /// records read.
+    pub fn sample(
+        &self,
+        file: &File,
+        decoder: &Decoder,
+        limit: u64,
+        mut on_event: impl FnMut(i64) -> bool,
+    ) -> u64 {
+        let Ok(reader) = self.open(file, Arc::new(AtomicU64::new(0))) else {
+            return 0;
+        };
+        let stop = Rc::new(Cell::new(false));
+        let mut reader = Stoppable {
+            inner: reader,
+            stop: stop.clone(),
+        };
+        let mut records = 0u64;
+        let mut values = 0u64;
+        // The walk ends at the first read after `stop` is set: the rest of
+        // the file is never decompressed.
+        let _ = decoder.decode_reader(&mut reader, &mut values, |r| {
+            if stop.get() {
+                return;
+            }
+            records += 1;
+            if let Ok(ev) = r {
+                if !on_event(ev.time_ms) {
+                    stop.set(true);
+                }
+            }
+            if records >= limit {
+                stop.set(true);
+            }
+        });
+        records
+    }
+}
+
+fn spawn(
+    index: u32,
+    work: impl FnOnce(std::sync::mpsc::SyncSender<Result<Batch, String>>) + Send + 'static,
+) -> Stream {
+    let (tx, rx) = sync_channel(2);
+    let spawned = std::thread::Builder::new()
+        .name(format!("replay-decode-{index}"))
+        .spawn(move || work(tx));
+    match spawned {
+        Ok(_) => Stream::Thread(rx),
+        Err(e) => {
+            let (tx, rx) = sync_channel(1);
+            let _ = tx.send(Err(format!("cannot start a decode thread: {e}")));
+            Stream::Thread(rx)
+        }
+    }
+}
+
+fn push(batch: &mut Batch, r: Result<OwnedEvent, SkipReason>) {
+    match r {
+        Ok(ev) => batch.events.push(ev),
+        Err(reason) => *batch.tally.skipped.entry(reason.as_str()).or_default() += 1,
+    }
+}
+
+fn warn_undecodable(warned: &AtomicU64, file: &str, error: &str, lost: &str) {
+    if warned.fetch_add(1, Ordering::Relaxed) < 5 {
+        tracing::warn!(file, error, "skipping undecodable message ({lost})");
+    }
+}
+
+/// Tells JSON Lines from one document by the head of the stream, and gives
+/// the stream back whole. `[` starts a document; `{` starts JSON Lines when
+/// the first line is a whole JSON value, or, when it is not (a broken first
+/// record, or a pretty-printed document), when most of the next lines are;
+/// a first line longer than the head is one large document.
+fn detect(reader: &mut Reader) -> io::Result<(Reader, bool)> {
+    let mut head = Vec::new();
+    let mut lines: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    let mut first_byte = None;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            if start < head.len() {
+                lines.push((start, head.len()));
+            }
+            break;
+        }
+        let room = HEAD_BYTES.saturating_sub(head.len());
+        let take = buf.len().min(room);
+        head.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        while let Some(nl) = head[start..].iter().position(|&b| b == b'\n') {
+            lines.push((start, start + nl));
+            start += nl + 1;
+        }
+        first_byte = first_byte.or_else(|| head.iter().find(|b| !b.is_ascii_whitespace()).copied());
+        let non_empty = lines
+            .iter()
+            .filter(|&&(a, b)| !head[a..b].trim_ascii().is_empty())
+            .count();
+        let decided = match first_byte {
+            Some(b'{') => {
+                non_empty >= 9
+                    || (non_empty >= 1 && whole_value(&head, lines[first_non_empty(&head, &lines)]))
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if decided || head.len() >= HEAD_BYTES {
+            break;
+        }
+    }
+    let jsonl = match first_byte {
+        Some(b'[') => false,
+        Some(b'{') => {
+            let mut non_empty = lines
+                .iter()
+                .filter(|&&(a, b)| !head[a..b].trim_ascii().is_empty());
+            match non_empty.next() {
+                // The first line did not end within the head: one large value.
+                None => false,
+                Some(&first) if whole_value(&head, first) => true,
+                Some(_) => {
+                    let rest: Vec<_> = non_empty.take(8).collect();
+                    let whole = rest.iter().filter(|&&&l| whole_value(&head, l)).count();
+                    whole > 0 && whole * 2 >= rest.len()
+                }
+            }
+        }
+        _ => true,
+    };
+    let rest = std::mem::replace(reader, Box::new(io::empty()));
+    Ok((Box::new(Cursor::new(head).chain(rest)), jsonl))
+}
+
+fn first_non_empty(head: &[u8], lines: &[(usize, usize)]) -> usize {
+    lines
+        .iter()
+        .position(|&(a, b)| !head[a..b].trim_ascii().is_empty())
+        .unwrap_or(0)
+}
+
+/// Whether a line is an object and a whole JSON value.
+fn whole_value(head: &[u8], (a, b): (usize, usize)) -> bool {
+    let line = head[a..b].trim_ascii();
+    line.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+}
+
+/// A JSON Lines file, decoded line by line (borrowing from the line).
+pub(super) struct LineReader {
+    reader: Reader,
+    line: Vec<u8>,
+    decoder: Arc<Decoder>,
+    name: String,
+    warned: Arc<AtomicU64>,
+    failed: Option<String>,
+}
+
+enum Line {
+    Eof,
+    Read,
+    TooLong,
+}
+
+impl LineReader {
+    fn next_batch(&mut self) -> Option<Result<Batch, String>> {
+        if let Some(reason) = self.failed.take() {
+            return Some(Err(reason));
+        }
+        let mut batch = Batch::default();
+        let mut any = false;
+        while batch.events.len() < BATCH_EVENTS && batch.tally.messages < BATCH_MESSAGES {
+            match read_line(&mut self.reader, &mut self.line) {
+                Ok(Line::Eof) => break,
+                Ok(Line::TooLong) => {
+                    any = true;
+                    batch.tally.messages += 1;
+                    *batch.tally.decode_errors.entry("too_large").or_default() += 1;
+                    warn_undecodable(
+                        &self.warned,
+                        &self.name,
+                        "line longer than 64 MiB",
+                        "that line",
+                    );
+                }
+                Ok(Line::Read) => {
+                    any = true;
+                    let line = self.line.trim_ascii();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    batch.tally.messages += 1;
+                    let decoded = self.decoder.decode(line, |r| {
+                        push(&mut batch, r.as_ref().map(OwnedEvent::from).map_err(|s| *s))
+                    });
+                    if let Err(e) = decoded {
+                        *batch.tally.decode_errors.entry(e.as_str()).or_default() += 1;
+                        warn_undecodable(&self.warned, &self.name, &e.to_string(), "that line");
+                    }
+                }
+                Err(e) => {
+                    self.failed = Some(e.to_string());
+                    any = true;
+                    break;
+                }
+            }
+        }
+        any.then_some(Ok(batch))
+    }
+}
+
+/// Reads one line (without its newline) into `line`; a line longer than
+/// [`MAX_LINE_BYTES`] is skipped to its end without being held.
+fn read_line(r: &mut Reader, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    let mut any = false;
+    let mut too_long = false;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(match (any, too_long) {
+                (false, _) => Line::Eof,
+                (true, false) => Line::Read,
+                (true, true) => Line::TooLong,
+            });
+        }
+        any = true;
+        let nl = memchr::memchr(b'\n', buf);
+        let chunk = &buf[..nl.unwrap_or(buf.len())];
+        if !too_long {
+            if line.len() + chunk.len() > MAX_LINE_BYTES {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = nl.map_or(buf.len(), |i| i + 1);
+        r.consume(used);
+        if nl.is_some() {
+            return Ok(if too_long { Line::TooLong } else { Line::Read });
+        }
+    }
+}
+
+/// Counts the bytes read from storage.
+struct Counted<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Fails once more than `limit` decompressed bytes were read: a gzip bomb
+/// is one failed file, not an exhausted machine.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(n)
+            }
+            None => Err(io::Error::other(format!(
+                "decompressed size passed the limit of {} (--max-decompressed)",
+                super::ByteSize(self.limit)
+            ))),
+        }
+    }
+}
+
+/// A reader that fails once `stop` is set, to end a decode early.
+struct Stoppable {
+    inner: Reader,
+    stop: Rc<Cell<bool>>,
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("sample complete")
+}
+
+impl Read for Stoppable {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.get() {
+            return Err(stopped());
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl BufRead for Stoppable {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.stop.get() {
+            return Err(stopped());
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+    }
+}
