@@ -894,3 +894,48 @@ fn cloudtrail_records_look_like_cloudtrail() {
         .collect();
     assert_eq!(ids.len(), records.len(), "event ids are unique");
 }
+
+#[test]
+fn scaled_events_weigh_or_copy_each_call_from_a_time_on() {
+    let s = Scenario::new(GenConfig {
+        keys: 16,
+        days: 3,
+        volume: 0.1,
+        attacks: false,
+        ..GenConfig::default()
+    });
+    let from = s.config().start_ms + 36 * 3_600_000;
+    let plain: Vec<GenEvent> = s.events().filter(|e| e.time_ms >= from).collect();
+    let weighted: Vec<GenEvent> = s.scaled_events(from, Scale::Weighted(7)).collect();
+    assert_eq!(weighted.len(), plain.len());
+    assert!(
+        weighted[0].json.contains(r#""count":7"#),
+        "{}",
+        weighted[0].json
+    );
+    assert!(!plain[0].json.contains("count"), "{}", plain[0].json);
+    let copies: Vec<GenEvent> = s.scaled_events(from, Scale::Copies(4)).collect();
+    assert_eq!(copies.len(), 4 * plain.len());
+    assert_eq!(copies[0].key_id, copies[3].key_id);
+    assert_eq!(copies[3].time_ms, copies[0].time_ms + 750);
+}
+
+#[test]
+fn retimed_attacks_move_with_their_truth() {
+    let mut s = Scenario::new(GenConfig {
+        attack_set: AttackSet::Classic,
+        ..GenConfig::default()
+    });
+    let at = s.config().start_ms + 20 * 86_400_000;
+    s.retime_attacks(at, 60_000);
+    for (i, a) in s.attacks().iter().enumerate() {
+        assert_eq!(a.start_ms, at + i as i64 * 60_000, "{a:?}");
+    }
+    let first = &s.attacks()[0];
+    let seen: Vec<GenEvent> = s
+        .scaled_events(at, Scale::Weighted(1))
+        .take_while(|e| e.time_ms <= first.end_ms)
+        .filter(|e| e.key_id == first.key_id && e.time_ms >= first.start_ms)
+        .collect();
+    assert_eq!(seen.first().map(|e| e.time_ms), Some(at));
+}
