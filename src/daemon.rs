@@ -131,11 +131,13 @@ fn durability(cfg: &Config, daemon: &Daemon, alerts: &Alerts) -> anyhow::Result<
     })
 }
 
-/// Every finding is logged, kept for the API and handed to the alert pipeline.
+/// Every finding is logged (target `keywatch::finding`, which the demo
+/// leaves out: it prints findings itself), kept for the API and handed to the alert pipeline.
 fn finding_handler(alerts: Alerts, recent: Arc<RecentFindings>) -> FindingHandler {
     Arc::new(move |f: &Finding| {
         recent.record(f);
         tracing::info!(
+            target: "keywatch::finding",
             id = %f.id,
             detector = f.detector.as_str(),
             severity = f.severity.as_str(),

@@ -12,16 +12,8 @@ use super::key::Identity;
 use super::traffic::{mix, Call, ErrorKind};
 use super::Format;
 
-/// The event as one JSON object on one line. `count` is the `generic`
-/// record's weight (written only when it is not 1); CloudTrail records
-/// carry no weight.
-pub(crate) fn render(
-    format: Format,
-    call: &Call,
-    identity: &Identity,
-    agent: &str,
-    count: u32,
-) -> String {
+/// The event as one JSON object on one line.
+pub(crate) fn render(format: Format, call: &Call, identity: &Identity, agent: &str) -> String {
     let region = region_of(call);
     let out = match format {
         Format::Generic => serde_json::to_string(&Generic {
@@ -38,7 +30,6 @@ pub(crate) fn render(
             },
             error_code: call.error.map(|e| error_code(call.action, e)),
             region,
-            count,
         }),
         Format::CloudTrail => serde_json::to_string(&cloudtrail(call, identity, agent, region)),
     };
@@ -58,12 +49,6 @@ struct Generic<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error_code: Option<&'static str>,
     region: &'a str,
-    #[serde(skip_serializing_if = "is_one")]
-    count: u32,
-}
-
-fn is_one(n: &u32) -> bool {
-    *n == 1
 }
 
 /// A CloudTrail record (eventVersion 1.09) for an IAM user's access key;

@@ -129,17 +129,6 @@ pub enum Format {
     CloudTrail,
 }
 
-/// How [`Scenario::scaled_events`] makes each call stand for more traffic,
-/// so a small fleet can learn (and run) at the rates of a big one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scale {
-    /// One record per call with `count` = n: a pre-aggregated usage record
-    /// (the `generic` format's weight; CloudTrail records carry none).
-    Weighted(u32),
-    /// n records per call, the copies spread evenly over the second after it.
-    Copies(u32),
-}
-
 /// One generated event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenEvent {
@@ -274,30 +263,18 @@ impl Scenario {
     /// Every event of the scenario in non-decreasing time order, generated
     /// lazily one day at a time.
     pub fn events(&self) -> impl Iterator<Item = GenEvent> + '_ {
-        self.calls().map(move |call| self.render(&call, 1))
+        self.calls().map(move |call| self.render(&call))
     }
 
-    /// The events from `from_ms` on, each call standing for `scale` calls
-    /// (see [`Scale`]), generated lazily one day at a time. With
-    /// [`Scale::Copies`] a call's copies follow it within a second, so
-    /// times are non-decreasing only to within that second.
-    pub fn scaled_events(&self, from_ms: i64, scale: Scale) -> impl Iterator<Item = GenEvent> + '_ {
-        let first = ((from_ms - self.span.start_ms).max(0) / traffic::DAY_MS)
+    /// The events from `from_ms` on, in non-decreasing time order,
+    /// generated lazily one day at a time.
+    pub fn events_from(&self, from_ms: i64) -> impl Iterator<Item = GenEvent> + '_ {
+        let first = (from_ms.saturating_sub(self.span.start_ms).max(0) / traffic::DAY_MS)
             .min(i64::from(self.span.days)) as u32;
         (first..self.span.days)
             .flat_map(move |day| self.calls_of_day(day))
             .filter(move |c| c.time_ms >= from_ms)
-            .flat_map(move |call| {
-                let (records, weight) = match scale {
-                    Scale::Weighted(n) => (1, n.max(1)),
-                    Scale::Copies(n) => (n.max(1), 1),
-                };
-                (0..records).map(move |j| {
-                    let mut copy = call.clone();
-                    copy.time_ms += i64::from(j) * 1000 / i64::from(records);
-                    self.render(&copy, weight)
-                })
-            })
+            .map(move |call| self.render(&call))
     }
 
     /// Mean calls per second of the whole fleet over `days`.
@@ -309,27 +286,35 @@ impl Scenario {
 
     /// Moves the attacks in time: attack `i` (in [`Scenario::attacks`]
     /// order) then starts at `first_ms + i * every_ms`, its calls and its
-    /// truth shifted alike. Its key's normal traffic stays where it was.
-    pub fn retime_attacks(&mut self, first_ms: i64, every_ms: i64) {
+    /// truth moved alike and `squeeze` times closer together (1: as
+    /// planned; 15: a 15-minute burst in one minute). Its key's normal
+    /// traffic stays where it was.
+    pub fn retime_attacks(&mut self, first_ms: i64, every_ms: i64, squeeze: f64) {
+        let squeeze = if squeeze.is_finite() {
+            squeeze.max(1.0)
+        } else {
+            1.0
+        };
         let mut at = first_ms;
         for (i, attack) in self.attacks.iter_mut().enumerate() {
             let key = (self.normal + i) as u32;
-            let shift = at - attack.start_ms;
+            let old = attack.start_ms;
+            let moved = |t: i64| at + ((t - old) as f64 / squeeze).round() as i64;
             for call in self.attack_calls.iter_mut().filter(|c| c.key == key) {
-                call.time_ms += shift;
+                call.time_ms = moved(call.time_ms);
             }
-            attack.start_ms += shift;
-            attack.end_ms += shift;
+            attack.start_ms = at;
+            attack.end_ms = moved(attack.end_ms);
             if let Some(d) = attack.deadline_ms.as_mut() {
-                *d += shift;
+                *d = moved(*d);
             }
             at += every_ms;
         }
         self.attack_calls.sort_by_key(|c| (c.time_ms, c.key));
     }
 
-    /// One call as an event of weight `count`.
-    fn render(&self, call: &Call, count: u32) -> GenEvent {
+    /// One call as an event.
+    fn render(&self, call: &Call) -> GenEvent {
         let key = &self.keys[call.key as usize];
         let identity = key.identity.for_call(call);
         GenEvent {
@@ -340,7 +325,6 @@ impl Scenario {
                 call,
                 &identity,
                 &key.agents[usize::from(call.agent)],
-                count,
             ),
         }
     }

@@ -896,7 +896,7 @@ fn cloudtrail_records_look_like_cloudtrail() {
 }
 
 #[test]
-fn scaled_events_weigh_or_copy_each_call_from_a_time_on() {
+fn events_from_a_time_are_the_scenario_from_that_time() {
     let s = Scenario::new(GenConfig {
         keys: 16,
         days: 3,
@@ -905,19 +905,9 @@ fn scaled_events_weigh_or_copy_each_call_from_a_time_on() {
         ..GenConfig::default()
     });
     let from = s.config().start_ms + 36 * 3_600_000;
-    let plain: Vec<GenEvent> = s.events().filter(|e| e.time_ms >= from).collect();
-    let weighted: Vec<GenEvent> = s.scaled_events(from, Scale::Weighted(7)).collect();
-    assert_eq!(weighted.len(), plain.len());
-    assert!(
-        weighted[0].json.contains(r#""count":7"#),
-        "{}",
-        weighted[0].json
-    );
-    assert!(!plain[0].json.contains("count"), "{}", plain[0].json);
-    let copies: Vec<GenEvent> = s.scaled_events(from, Scale::Copies(4)).collect();
-    assert_eq!(copies.len(), 4 * plain.len());
-    assert_eq!(copies[0].key_id, copies[3].key_id);
-    assert_eq!(copies[3].time_ms, copies[0].time_ms + 750);
+    let all: Vec<GenEvent> = s.events().filter(|e| e.time_ms >= from).collect();
+    assert!(!all.is_empty());
+    assert_eq!(s.events_from(from).collect::<Vec<_>>(), all);
 }
 
 #[test]
@@ -926,16 +916,19 @@ fn retimed_attacks_move_with_their_truth() {
         attack_set: AttackSet::Classic,
         ..GenConfig::default()
     });
+    let before: Vec<i64> = s.attacks().iter().map(|a| a.end_ms - a.start_ms).collect();
     let at = s.config().start_ms + 20 * 86_400_000;
-    s.retime_attacks(at, 60_000);
+    s.retime_attacks(at, 60_000, 10.0);
     for (i, a) in s.attacks().iter().enumerate() {
         assert_eq!(a.start_ms, at + i as i64 * 60_000, "{a:?}");
+        assert!((a.end_ms - a.start_ms - before[i] / 10).abs() <= 1, "{a:?}");
     }
     let first = &s.attacks()[0];
     let seen: Vec<GenEvent> = s
-        .scaled_events(at, Scale::Weighted(1))
+        .events_from(at)
         .take_while(|e| e.time_ms <= first.end_ms)
         .filter(|e| e.key_id == first.key_id && e.time_ms >= first.start_ms)
         .collect();
     assert_eq!(seen.first().map(|e| e.time_ms), Some(at));
+    assert_eq!(seen.last().map(|e| e.time_ms), Some(first.end_ms));
 }
