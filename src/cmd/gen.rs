@@ -13,6 +13,10 @@ use crate::source::produce::{EventProducer, Pacer};
 
 use super::Failure;
 
+/// How long `gen --brokers` waits for a broker to answer before it gives up
+/// (`run`'s `kafka.startup_timeout` has the same role).
+const BROKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Builds the scenario the arguments describe.
 pub fn scenario(args: &GenArgs) -> Result<Scenario, Failure> {
     let start = NaiveDate::parse_from_str(&args.start, "%Y-%m-%d").map_err(|e| {
@@ -52,7 +56,7 @@ pub fn scenario(args: &GenArgs) -> Result<Scenario, Failure> {
 pub fn run(args: GenArgs) -> Result<(), Failure> {
     let scenario = scenario(&args)?;
     if let (Some(brokers), Some(topic)) = (&args.brokers, &args.topic) {
-        let mut producer = EventProducer::new(brokers, topic)?;
+        let mut producer = EventProducer::checked(brokers, topic, BROKER_TIMEOUT)?;
         let mut pacer = Pacer::new(args.rate);
         for ev in scenario.events() {
             producer.send(&ev)?;
