@@ -201,3 +201,26 @@ fn gen_to_an_unreachable_broker_fails_fast_naming_it() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// `gen --inventory` gives `review` something to find in generated events.
+#[test]
+fn generated_inventory_has_unknown_stale_and_overdue_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, inventory) = (dir.path().join("ev.jsonl"), dir.path().join("inv.csv"));
+    let o = run(keywatch()
+        .args(["gen", "--days", "3", "--keys", "6", "--volume", "0.3", "-o"])
+        .arg(&events)
+        .arg("--inventory")
+        .arg(&inventory));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(keywatch()
+        .args(["review", "--format", "json", "--inventory"])
+        .arg(&inventory)
+        .arg(&events));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let review: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let count = |field: &str| review[field].as_array().map_or(0, Vec::len);
+    assert_eq!(count("unknown"), 2, "{review:#}");
+    assert_eq!(count("stale"), 2, "{review:#}");
+    assert_eq!(count("rotation_overdue"), 2, "{review:#}");
+}

@@ -6,7 +6,7 @@
 //! warm-up's at the switch to live (one line each), live ones held for
 //! [`HOLD`] so a slower one is printed before a later one (a block each).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -220,7 +220,10 @@ impl Tail {
 struct StatusLine {
     tty: bool,
     drawn: bool,
-    last: Option<(Instant, u64)>,
+    /// Messages applied, once a second over the last ten seconds: the rate
+    /// is their mean (a live fleet of one event every few seconds reads as
+    /// 0.3/s, not as 0 and 1 in turn).
+    window: VecDeque<(Instant, u64)>,
 }
 
 impl StatusLine {
@@ -228,7 +231,7 @@ impl StatusLine {
         StatusLine {
             tty,
             drawn: false,
-            last: None,
+            window: VecDeque::new(),
         }
     }
 
@@ -237,16 +240,33 @@ impl StatusLine {
             return;
         }
         let now = Instant::now();
-        let events = c.status.messages.load(Ordering::Relaxed);
-        let Some((then, before)) = self.last else {
-            self.last = Some((now, events));
-            return;
-        };
-        if now.duration_since(then) < Duration::from_secs(1) {
+        if self
+            .window
+            .back()
+            .is_some_and(|(at, _)| now.duration_since(*at) < Duration::from_secs(1))
+        {
             return;
         }
-        self.last = Some((now, events));
-        let per_s = (events - before.min(events)) as f64 / now.duration_since(then).as_secs_f64();
+        self.window
+            .push_back((now, c.status.messages.load(Ordering::Relaxed)));
+        if self.window.len() > 10 {
+            self.window.pop_front();
+        }
+        let (Some((first_at, first)), Some((last_at, last))) =
+            (self.window.front(), self.window.back())
+        else {
+            return;
+        };
+        let elapsed = last_at.duration_since(*first_at).as_secs_f64();
+        if elapsed <= 0.0 {
+            return;
+        }
+        let per_s = last.saturating_sub(*first) as f64 / elapsed;
+        let per_s = if per_s < 10.0 {
+            format!("{per_s:.1}")
+        } else {
+            format!("{per_s:.0}")
+        };
         let (phase, unit) = if c.progress.live_since_ms.load(Ordering::Relaxed) > 0 {
             ("live".to_owned(), "events/s")
         } else {
@@ -273,7 +293,7 @@ impl StatusLine {
         .collect::<Vec<_>>()
         .join(", ");
         eprint!(
-            "\r\x1b[2K{phase} | {per_s:.0} {unit} | {} keys | findings: {findings}",
+            "\r\x1b[2K{phase} | {per_s} {unit} | {} keys | findings: {findings}",
             c.engine.key_count(Entity::KeyId)
         );
         let _ = std::io::stderr().flush();
