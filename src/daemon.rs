@@ -131,11 +131,13 @@ fn durability(cfg: &Config, daemon: &Daemon, alerts: &Alerts) -> anyhow::Result<
     })
 }
 
-/// Every finding is logged, kept for the API and handed to the alert pipeline.
+/// Every finding is logged (target `keywatch::finding`, which the demo
+/// leaves out: it prints findings itself), kept for the API and handed to the alert pipeline.
 fn finding_handler(alerts: Alerts, recent: Arc<RecentFindings>) -> FindingHandler {
     Arc::new(move |f: &Finding| {
         recent.record(f);
         tracing::info!(
+            target: "keywatch::finding",
             id = %f.id,
             detector = f.detector.as_str(),
             severity = f.severity.as_str(),
@@ -149,8 +151,24 @@ fn finding_handler(alerts: Alerts, recent: Arc<RecentFindings>) -> FindingHandle
 
 /// Runs the daemon until `shutdown` resolves or the source stops: the
 /// source stops fetching and commits first, then the alert sinks drain and
-/// the HTTP server stops.
+/// the HTTP server stops. A run that fails leaves no empty checkpoint
+/// directory behind that it created itself.
 pub async fn run(
+    cfg: Config,
+    daemon: Daemon,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let dir = cfg.checkpoint.dir.clone();
+    let created = cfg.checkpoint.enabled() && !dir.exists();
+    let result = serve(cfg, daemon, shutdown).await;
+    if result.is_err() && created {
+        // Only an empty directory goes: `remove_dir` refuses any other.
+        let _ = std::fs::remove_dir(&dir);
+    }
+    result
+}
+
+async fn serve(
     cfg: Config,
     daemon: Daemon,
     shutdown: impl Future<Output = ()>,

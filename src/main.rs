@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    keywatch::telemetry::init_logging(&cli.log);
+    keywatch::telemetry::init_logging(&cli.log_filter());
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),
         Command::Demo(args) => cmd::demo::run(args),

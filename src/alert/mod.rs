@@ -39,6 +39,7 @@ mod worker;
 pub use pipeline::Alerts;
 pub use redact::Redactor;
 pub use shape::Alert;
+pub use sink::pretty;
 pub(crate) use sink::SigningKey;
 pub use suppress::{Origin, SuppressionEntry, SuppressionError};
 

@@ -263,20 +263,70 @@ impl Scenario {
     /// Every event of the scenario in non-decreasing time order, generated
     /// lazily one day at a time.
     pub fn events(&self) -> impl Iterator<Item = GenEvent> + '_ {
-        self.calls().map(move |call| {
-            let key = &self.keys[call.key as usize];
-            let identity = key.identity.for_call(&call);
-            GenEvent {
-                time_ms: call.time_ms,
-                key_id: identity.key_id.clone(),
-                json: format::render(
-                    self.cfg.format,
-                    &call,
-                    &identity,
-                    &key.agents[usize::from(call.agent)],
-                ),
+        self.calls().map(move |call| self.render(&call))
+    }
+
+    /// The events from `from_ms` on, in non-decreasing time order,
+    /// generated lazily one day at a time.
+    pub fn events_from(&self, from_ms: i64) -> impl Iterator<Item = GenEvent> + '_ {
+        let first = (from_ms.saturating_sub(self.span.start_ms).max(0) / traffic::DAY_MS)
+            .min(i64::from(self.span.days)) as u32;
+        (first..self.span.days)
+            .flat_map(move |day| self.calls_of_day(day))
+            .filter(move |c| c.time_ms >= from_ms)
+            .map(move |call| self.render(&call))
+    }
+
+    /// Mean calls per second of the whole fleet over `days`.
+    pub fn calls_per_second(&self, days: std::ops::Range<u32>) -> f64 {
+        let days = days.start.min(self.span.days)..days.end.min(self.span.days);
+        let calls: usize = days.clone().map(|d| self.calls_of_day(d).len()).sum();
+        calls as f64 / (days.len().max(1) as f64 * 86_400.0)
+    }
+
+    /// Moves the attacks in time: attack `i` (in [`Scenario::attacks`]
+    /// order) then starts at `first_ms + i * every_ms`, its calls and its
+    /// truth moved alike and `squeeze` times closer together (1: as
+    /// planned; 15: a 15-minute burst in one minute). Its key's normal
+    /// traffic stays where it was.
+    pub fn retime_attacks(&mut self, first_ms: i64, every_ms: i64, squeeze: f64) {
+        let squeeze = if squeeze.is_finite() {
+            squeeze.max(1.0)
+        } else {
+            1.0
+        };
+        let mut at = first_ms;
+        for (i, attack) in self.attacks.iter_mut().enumerate() {
+            let key = (self.normal + i) as u32;
+            let old = attack.start_ms;
+            let moved = |t: i64| at + ((t - old) as f64 / squeeze).round() as i64;
+            for call in self.attack_calls.iter_mut().filter(|c| c.key == key) {
+                call.time_ms = moved(call.time_ms);
             }
-        })
+            attack.start_ms = at;
+            attack.end_ms = moved(attack.end_ms);
+            if let Some(d) = attack.deadline_ms.as_mut() {
+                *d = moved(*d);
+            }
+            at += every_ms;
+        }
+        self.attack_calls.sort_by_key(|c| (c.time_ms, c.key));
+    }
+
+    /// One call as an event.
+    fn render(&self, call: &Call) -> GenEvent {
+        let key = &self.keys[call.key as usize];
+        let identity = key.identity.for_call(call);
+        GenEvent {
+            time_ms: call.time_ms,
+            key_id: identity.key_id.clone(),
+            json: format::render(
+                self.cfg.format,
+                call,
+                &identity,
+                &key.agents[usize::from(call.agent)],
+            ),
+        }
     }
 
     /// Every call, in time order, a day at a time.

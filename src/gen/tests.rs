@@ -894,3 +894,41 @@ fn cloudtrail_records_look_like_cloudtrail() {
         .collect();
     assert_eq!(ids.len(), records.len(), "event ids are unique");
 }
+
+#[test]
+fn events_from_a_time_are_the_scenario_from_that_time() {
+    let s = Scenario::new(GenConfig {
+        keys: 16,
+        days: 3,
+        volume: 0.1,
+        attacks: false,
+        ..GenConfig::default()
+    });
+    let from = s.config().start_ms + 36 * 3_600_000;
+    let all: Vec<GenEvent> = s.events().filter(|e| e.time_ms >= from).collect();
+    assert!(!all.is_empty());
+    assert_eq!(s.events_from(from).collect::<Vec<_>>(), all);
+}
+
+#[test]
+fn retimed_attacks_move_with_their_truth() {
+    let mut s = Scenario::new(GenConfig {
+        attack_set: AttackSet::Classic,
+        ..GenConfig::default()
+    });
+    let before: Vec<i64> = s.attacks().iter().map(|a| a.end_ms - a.start_ms).collect();
+    let at = s.config().start_ms + 20 * 86_400_000;
+    s.retime_attacks(at, 60_000, 10.0);
+    for (i, a) in s.attacks().iter().enumerate() {
+        assert_eq!(a.start_ms, at + i as i64 * 60_000, "{a:?}");
+        assert!((a.end_ms - a.start_ms - before[i] / 10).abs() <= 1, "{a:?}");
+    }
+    let first = &s.attacks()[0];
+    let seen: Vec<GenEvent> = s
+        .events_from(at)
+        .take_while(|e| e.time_ms <= first.end_ms)
+        .filter(|e| e.key_id == first.key_id && e.time_ms >= first.start_ms)
+        .collect();
+    assert_eq!(seen.first().map(|e| e.time_ms), Some(at));
+    assert_eq!(seen.last().map(|e| e.time_ms), Some(first.end_ms));
+}

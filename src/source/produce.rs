@@ -21,12 +21,37 @@ pub struct EventProducer {
 impl EventProducer {
     /// A producer to `topic` on `brokers`.
     pub fn new(brokers: &str, topic: &str) -> anyhow::Result<EventProducer> {
-        let producer = ClientConfig::new()
+        Self::connect(brokers, topic, None)
+    }
+
+    /// A producer that first checks, as `run` does at start, that a broker
+    /// answers within `timeout`: an unreachable one fails fast, named.
+    pub fn checked(brokers: &str, topic: &str, timeout: Duration) -> anyhow::Result<EventProducer> {
+        Self::connect(brokers, topic, Some(timeout))
+    }
+
+    fn connect(
+        brokers: &str,
+        topic: &str,
+        check: Option<Duration>,
+    ) -> anyhow::Result<EventProducer> {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "500000")
             .create()
             .context("creating the Kafka producer")?;
+        if let Some(timeout) = check {
+            producer
+                .client()
+                .fetch_metadata(Some(topic), timeout)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot reach Kafka at {brokers} within {}: {e}",
+                        humantime::format_duration(timeout)
+                    )
+                })?;
+        }
         Ok(EventProducer {
             producer,
             topic: topic.to_owned(),

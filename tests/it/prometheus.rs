@@ -340,7 +340,7 @@ backoff_max = "200ms"
             .arg("demo")
             .arg("-c")
             .arg(dir.join("keywatch.toml"))
-            .args(["--listen", &kw_addr, "--duration", "5m", "--rate", "5000"])
+            .args(["--listen", &kw_addr, "--duration", "5m", "--rate", "0.05"])
             // Whatever the demo writes stays in the temporary directory.
             .env("TMPDIR", dir.join("demo"))
             .current_dir(dir),

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use file::pretty;
 pub use webhook::SigningKey;
 
 use super::retry::parse_retry_after;

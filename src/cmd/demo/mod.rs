@@ -1,0 +1,157 @@
+//! `keywatch demo`: the whole pipeline with nothing to install. An embedded
+//! Kafka broker (librdkafka's mock cluster), a generated fleet whose past
+//! weeks warm the baselines in seconds and which then runs live with
+//! attacks injected while the user watches, the daemon consuming it, and
+//! its findings on stdout in event order.
+//!
+//! # Layout
+//!
+//! - `traffic`: the fleet, the warm-up and the live phase;
+//! - `console`: the opening screen, the findings, the status line and the
+//!   summary.
+//!
+//! Everything the demo writes goes to a temporary directory that is
+//! removed when it ends, also at Ctrl-C.
+
+mod console;
+mod traffic;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use rdkafka::mocking::MockCluster;
+
+use crate::cli::DemoArgs;
+use crate::config::{Config, FileSinkConfig, HumanDuration, SinkConfig, SinkKind};
+use crate::daemon::{self, Daemon};
+
+use super::Failure;
+
+/// The demo's topic.
+const TOPIC: &str = "audit-events";
+
+/// Runs the demo until Ctrl-C or `--duration`.
+pub fn run(args: DemoArgs) -> Result<(), Failure> {
+    if !(args.rate.is_finite() && args.rate > 0.0 && args.rate <= traffic::MAX_RATE) {
+        return Err(Failure::Usage(format!(
+            "--rate {}: give events per second of the live phase, above 0 and at most {}: \
+             the warm-up replays {} days of the fleet at that rate",
+            args.rate,
+            traffic::MAX_RATE,
+            traffic::HISTORY_DAYS
+        )));
+    }
+    if args.keys == 0 {
+        return Err(Failure::Usage("--keys must be at least 1".into()));
+    }
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + d.0);
+    port_free(&args.listen)?;
+    let workdir = tempfile::Builder::new()
+        .prefix("keywatch-demo-")
+        .tempdir()
+        .context("creating the demo's temporary directory")?;
+    let alerts_path = workdir.path().join("alerts.jsonl");
+
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(Some(path))?,
+        None => Config::default(),
+    };
+    let rt = daemon::runtime()?;
+    let cluster = MockCluster::new(1).context("starting the embedded Kafka broker")?;
+    cluster
+        .create_topic(TOPIC, 4, 1)
+        .context("creating the demo topic")?;
+    let bootstrap = cluster.bootstrap_servers();
+    cfg.http.listen = args.listen.clone();
+    cfg.kafka.brokers = bootstrap.clone();
+    cfg.kafka.topics = vec![TOPIC.to_owned()];
+    cfg.kafka.group_id = "keywatch-demo".to_owned();
+    cfg.kafka.startup_timeout = HumanDuration::secs(10);
+    cfg.alerts.dead_letter_path = workdir.path().join("dead-letter.jsonl");
+    cfg.checkpoint.dir = workdir.path().join("checkpoints");
+    let mut file = SinkConfig::new(SinkKind::File(FileSinkConfig {
+        path: alerts_path.clone(),
+    }));
+    file.name = Some("all-alerts".to_owned());
+    cfg.alerts.sinks.insert(0, file);
+    cfg.validate()?;
+
+    let plan = traffic::Plan::new(args.seed, args.keys, args.rate);
+    console::banner(
+        &plan,
+        &args.listen,
+        args.duration.map(|d| d.0),
+        &alerts_path,
+    );
+
+    let daemon = Daemon::new(&cfg)?;
+    let progress = Arc::new(traffic::Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (status, progress, stop) = (daemon.status.clone(), progress.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("demo-traffic".into())
+            .spawn(move || {
+                traffic::produce(&bootstrap, TOPIC, plan, &status, &progress, &stop, deadline)
+            })
+            .context("starting the traffic generator")?
+    };
+    let console = {
+        let console = console::Console {
+            alerts: alerts_path,
+            progress: progress.clone(),
+            metrics: daemon.metrics.clone(),
+            engine: daemon.engine.clone(),
+            status: daemon.status.clone(),
+        };
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("demo-console".into())
+            .spawn(move || console.run(&stop))
+            .context("starting the console")?
+    };
+
+    let shutdown = async move {
+        match deadline {
+            Some(at) => tokio::select! {
+                () = daemon::signals() => {}
+                () = tokio::time::sleep_until(at.into()) => {}
+            },
+            None => daemon::signals().await,
+        }
+    };
+    let metrics = daemon.metrics.clone();
+    let result = rt.block_on(daemon::run(cfg, daemon, shutdown));
+    stop.store(true, Ordering::Relaxed);
+    if let Ok(Err(e)) = producer.join() {
+        eprintln!("keywatch demo: the traffic generator stopped: {e:#}");
+    }
+    let alerts = console.join().unwrap_or_default();
+    let attacks = progress
+        .attacks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if result.is_ok() {
+        console::summary(&metrics, &attacks, &alerts, started.elapsed());
+    }
+    drop(rt);
+    drop(cluster);
+    drop(workdir);
+    Ok(result?)
+}
+
+/// Fails before anything starts when the HTTP address is taken, naming the
+/// flag that sets it.
+fn port_free(listen: &str) -> Result<(), Failure> {
+    match std::net::TcpListener::bind(listen) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failure::Usage(format!(
+            "--listen {listen}: {e} (another keywatch demo or daemon?); pick a free address, \
+             e.g. --listen 127.0.0.1:9465"
+        ))),
+    }
+}
