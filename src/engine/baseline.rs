@@ -282,10 +282,13 @@ impl Slot {
 
     /// Dispersion of the hour from day to day.
     pub fn phi(&self) -> f32 {
-        // max/min, not clamp: a NaN restored from a corrupt checkpoint or
-        // chunk becomes PHI_MIN instead of flowing into later clamps (which
-        // panic on NaN bounds).
-        self.disp.max(PHI_MIN).min(PHI_MAX)
+        // A NaN restored from a corrupt checkpoint or chunk becomes PHI_MIN
+        // instead of flowing into later clamps (which panic on NaN bounds).
+        if self.disp.is_nan() {
+            PHI_MIN
+        } else {
+            self.disp.clamp(PHI_MIN, PHI_MAX)
+        }
     }
 
     /// Dispersion the tests use around the day's level: the residual,
