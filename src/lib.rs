@@ -33,6 +33,9 @@
 //! - [`cli`], [`cmd`]: the command line; `main.rs` only parses and maps
 //!   errors to exit codes.
 //! - [`telemetry`]: logging setup.
+//! - [`fuzz`]: one entry point per kind of untrusted input (messages,
+//!   checkpoints, changelog chunks, inventories, configuration), for the
+//!   fuzzers in `fuzz/` and the hostile-input test.
 
 pub mod alert;
 pub mod changelog;
@@ -43,6 +46,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod engine;
+pub mod fuzz;
 pub mod gen;
 pub mod http;
 pub mod inventory;

@@ -163,7 +163,8 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     if body.len() < len {
         return Err(CheckpointError::Truncated {
             have: bytes.len(),
-            want: HEADER + len,
+            // The length is the file's word, up to u64::MAX: never add to it unchecked.
+            want: HEADER.saturating_add(len),
         });
     }
     let body = &body[..len];

@@ -178,6 +178,26 @@ fn small() -> Checkpoint {
     Checkpoint::capture(&engine, &origins(), &HashMap::from([(1, 50), (2, 50)]))
 }
 
+/// Found by the checkpoint fuzz target: a header stating a body of
+/// u64::MAX bytes overflowed the size put in the error (a panic in debug).
+#[test]
+fn a_body_length_past_any_file_is_truncation() {
+    let mut bytes = format::encode(&small()).unwrap();
+    bytes[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+    match format::decode(&bytes) {
+        Err(CheckpointError::Truncated { have, want }) => {
+            assert_eq!((have, want), (bytes.len(), usize::MAX));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The fuzzer's input itself (after its mode byte).
+    let crash = b"KWCHKPT\0\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+    assert!(matches!(
+        format::decode(crash),
+        Err(CheckpointError::Truncated { .. })
+    ));
+}
+
 #[test]
 fn corruption_is_detected() {
     let cp = small();

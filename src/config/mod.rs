@@ -333,6 +333,21 @@ impl Config {
                 .source(Some(env)),
         );
         let where_ = path.map_or_else(|| "environment".to_owned(), |p| p.display().to_string());
+        Config::build(builder, &where_)
+    }
+
+    /// Loads a configuration held in memory (no environment layer), then
+    /// validates it: what a file's text alone makes of the loader.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        Config::build(builder, "text")
+    }
+
+    fn build(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+        where_: &str,
+    ) -> Result<Config, ConfigError> {
         let cfg: Config = builder
             .build()
             .and_then(|c| c.try_deserialize())

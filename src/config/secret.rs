@@ -48,9 +48,9 @@ impl Secret {
             });
         }
         if let Some(path) = spec.strip_prefix("file:") {
-            let value = std::fs::read_to_string(path).map_err(|e| SecretError::File {
+            let value = read_bounded(path).map_err(|reason| SecretError::File {
                 path: path.to_owned(),
-                reason: e.to_string(),
+                reason,
             })?;
             return Ok(Secret {
                 value: value.trim_end_matches(['\r', '\n']).to_owned(),
@@ -67,6 +67,26 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.value
     }
+}
+
+/// Largest secret file read: tokens, passwords and keys are far smaller; a
+/// path naming a device (`/dev/zero`) or a large file by mistake must fail,
+/// not read until memory runs out.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+fn read_bounded(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes; a secret file holds only the secret"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 impl fmt::Display for Secret {
@@ -219,5 +239,21 @@ mod tests {
         assert!(err.to_string().contains("KEYWATCH_SURELY_UNSET_VAR"));
         let err = Secret::resolve("file:/nonexistent/x").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x"));
+    }
+
+    #[test]
+    fn a_secret_file_is_read_only_up_to_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 1 << 20]).unwrap();
+        let err = Secret::resolve(&format!("file:{}", big.display())).unwrap_err();
+        assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
+        // A device that never ends fails the same way instead of filling memory.
+        let err = Secret::resolve("file:/dev/zero").unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        let fits = dir.path().join("fits");
+        std::fs::write(&fits, vec![b'a'; MAX_SECRET_FILE_BYTES as usize]).unwrap();
+        let s = Secret::resolve(&format!("file:{}", fits.display())).unwrap();
+        assert_eq!(s.expose().len(), MAX_SECRET_FILE_BYTES as usize);
     }
 }

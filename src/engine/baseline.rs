@@ -282,7 +282,13 @@ impl Slot {
 
     /// Dispersion of the hour from day to day.
     pub fn phi(&self) -> f32 {
-        self.disp.clamp(PHI_MIN, PHI_MAX)
+        // A NaN restored from a corrupt checkpoint or chunk becomes PHI_MIN
+        // instead of flowing into later clamps (which panic on NaN bounds).
+        if self.disp.is_nan() {
+            PHI_MIN
+        } else {
+            self.disp.clamp(PHI_MIN, PHI_MAX)
+        }
     }
 
     /// Dispersion the tests use around the day's level: the residual,
@@ -415,8 +421,9 @@ impl Seasonal {
     /// above (or below) their slots, within 3 day-level sigma.
     fn day_level(&self, phi_day: f32) -> f32 {
         let recent = ((self.recent_observed + 1.0) / (self.recent_expected + 1.0)).ln();
-        let cap = DAY_ALLOWANCE * phi_day.sqrt();
-        recent.clamp(-cap, cap)
+        let cap = DAY_ALLOWANCE * phi_day.max(0.0).sqrt();
+        // Never clamp(-cap, cap): it panics when cap is NaN.
+        recent.max(-cap).min(cap)
     }
 
     /// Dispersion the tests use in an hour: the slot's residual one, or,
@@ -958,6 +965,21 @@ fn erfc(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the checkpoint fuzz target: a restored slot whose dispersion
+    /// was NaN made `day_level` clamp between NaN bounds, a panic (in release
+    /// too) on the first event of the key.
+    #[test]
+    fn a_nan_dispersion_from_restored_state_never_panics() {
+        let slot = Slot {
+            disp: f32::NAN,
+            ..Slot::default()
+        };
+        assert!(slot.phi().is_finite());
+        let s = Seasonal::new();
+        assert!(s.day_level(f32::NAN).is_finite());
+        assert!(s.day_level(-1.0).is_finite());
+    }
 
     #[test]
     fn peak_keeps_the_maximum_and_decays() {

@@ -80,7 +80,9 @@ pub struct KeyStateV1 {
     errors: BucketCounterV1,
     #[allow(dead_code)]
     fanout: FanoutStateV1,
+    #[serde(deserialize_with = "super::state::bounded_seq")]
     sources: SmallVec<[SourceSeenV1; 2]>,
+    #[serde(deserialize_with = "super::state::bounded_seq")]
     values: SmallVec<[SeenV1; 4]>,
     applied: u64,
     applied_record: u16,

@@ -13,6 +13,41 @@ use super::source::SourceId;
 /// Seconds since the Unix epoch, event time. `u32` lasts until 2106.
 pub type Secs = u32;
 
+/// Reads a `SmallVec` without trusting the length its encoding states for
+/// the allocation (smallvec's own `Deserialize` reserves all of it up front):
+/// a corrupt length in a checkpoint must fail when the elements run out,
+/// not reserve gigabytes first. Capacity still grows as elements arrive.
+pub(crate) fn bounded_seq<'de, D, A>(d: D) -> Result<SmallVec<A>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    A: smallvec::Array,
+    A::Item: Deserialize<'de>,
+{
+    struct Visit<A>(std::marker::PhantomData<A>);
+    impl<'de, A> serde::de::Visitor<'de> for Visit<A>
+    where
+        A: smallvec::Array,
+        A::Item: Deserialize<'de>,
+    {
+        type Value = SmallVec<A>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<S: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: S,
+        ) -> Result<SmallVec<A>, S::Error> {
+            // A real table holds at most its per-key cap (a u16): start small.
+            let mut out = SmallVec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Visit(std::marker::PhantomData))
+}
+
 /// When a source was first and last used.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SourceSeen {
@@ -102,6 +137,7 @@ pub struct WideChurn {
 /// The sources a key has used, least recently used evicted past the cap.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceSet {
+    #[serde(deserialize_with = "bounded_seq")]
     entries: SmallVec<[SourceSeen; 2]>,
 }
 
@@ -362,6 +398,7 @@ pub fn value_hash(kind: ValueKind, service: u64, hash: u64) -> u32 {
 /// Four fit in place: one SDK and three calls is the common key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValueSet {
+    #[serde(deserialize_with = "bounded_seq")]
     entries: SmallVec<[Seen; 4]>,
 }
 
@@ -692,5 +729,29 @@ mod tests {
         assert!(k.cooling(1, 7, 200));
         assert!(!k.cooling(1, 8, 200));
         assert!(!k.cooling(1, 7, 3700));
+    }
+
+    /// An iterator that states a length it does not have, as a corrupt
+    /// checkpoint's varint can.
+    struct Lying(std::vec::IntoIter<u64>);
+
+    impl Iterator for Lying {
+        type Item = u64;
+        fn next(&mut self) -> Option<u64> {
+            self.0.next()
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (usize::MAX / 4, Some(usize::MAX / 4))
+        }
+    }
+
+    #[test]
+    fn a_stated_length_is_not_reserved() {
+        use serde::de::value::{Error, SeqDeserializer};
+        let lying = || SeqDeserializer::<_, Error>::new(Lying(vec![1, 2, 3].into_iter()));
+        // smallvec's own Deserialize reserves the stated length first.
+        assert!(SmallVec::<[u64; 2]>::deserialize(lying()).is_err());
+        let read: SmallVec<[u64; 2]> = bounded_seq(lying()).unwrap();
+        assert_eq!(read.as_slice(), [1, 2, 3]);
     }
 }

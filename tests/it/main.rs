@@ -6,6 +6,7 @@ mod cli;
 mod durability;
 mod eval;
 mod helpers;
+mod hostile;
 mod http;
 mod inventory;
 mod kafka;
