@@ -244,7 +244,7 @@ fn positive_rate(s: &str) -> Result<f64, String> {
 /// A rate of zero (as fast as possible) or above.
 fn non_negative_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v == 0.0 => Ok(0.0),
+        Ok(0.0) => Ok(0.0),
         _ => positive_rate(s)
             .map_err(|_| "must be 0 (as fast as possible) or a number above 0".to_owned()),
     }

@@ -333,7 +333,7 @@ impl Config {
                 .source(Some(env)),
         );
         let where_ = path.map_or_else(|| "environment".to_owned(), |p| p.display().to_string());
-        Config::build(builder, &where_)
+        Config::build(builder, &where_, path.is_some())
     }
 
     /// Loads a configuration held in memory (no environment layer), then
@@ -341,24 +341,26 @@ impl Config {
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let builder = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml));
-        Config::build(builder, "text")
+        Config::build(builder, "text", false)
     }
 
+    /// Builds and validates; `in_file`: errors name `where_`, a file.
     fn build(
         builder: config::ConfigBuilder<config::builder::DefaultState>,
         where_: &str,
+        in_file: bool,
     ) -> Result<Config, ConfigError> {
         let cfg: Config = builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(load_error(&where_, &e.to_string())))?;
-        match (cfg.validate(), path) {
-            (Ok(()), _) => Ok(cfg),
-            (Err(e), Some(path)) => Err(ConfigError::InFile {
-                file: path.display().to_string(),
+            .map_err(|e| ConfigError::Load(load_error(where_, &e.to_string())))?;
+        match cfg.validate() {
+            Ok(()) => Ok(cfg),
+            Err(e) if in_file => Err(ConfigError::InFile {
+                file: where_.to_owned(),
                 inner: Box::new(e),
             }),
-            (Err(e), None) => Err(e),
+            Err(e) => Err(e),
         }
     }
 
