@@ -29,6 +29,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     else {
         return;
     };
+    if ctx.quiet(state, Detector::ErrorSpike, 0) {
+        return;
+    }
     let code = code.as_deref().unwrap_or("unspecified");
     let who = format!("{} (latest error {code})", ctx.who());
     let (summary, mut observed, baseline) =

@@ -110,22 +110,34 @@ impl Ctx<'_, '_> {
             .unwrap_or_default()
     }
 
-    /// Raises a finding unless the source is allowlisted or the
-    /// (detector, dimension) is cooling down; starts the cooldown.
-    pub fn emit(&mut self, state: &mut KeyState, detector: Detector, dim: u64, report: Report) {
+    /// Whether a finding of `detector` on `dim` would be dropped now (the
+    /// event's network is allowlisted, or the key is cooling down on it),
+    /// counting the drop. Detectors ask before they describe a finding, so
+    /// a key that keeps tripping a rule in its cooldown costs no formatting.
+    pub fn quiet(&mut self, state: &KeyState, detector: Detector, dim: u64) -> bool {
         if self.allowlisted {
             self.stats
                 .suppressed_allowlist
                 .fetch_add(1, Ordering::Relaxed);
-            return;
+            return true;
         }
         let dim32 = (dim ^ (dim >> 32)) as u32;
         if state.cooling(detector as u8, dim32, self.now) {
             self.stats
                 .suppressed_cooldown
                 .fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Raises a finding unless the source is allowlisted or the
+    /// (detector, dimension) is cooling down; starts the cooldown.
+    pub fn emit(&mut self, state: &mut KeyState, detector: Detector, dim: u64, report: Report) {
+        if self.quiet(state, detector, dim) {
             return;
         }
+        let dim32 = (dim ^ (dim >> 32)) as u32;
         state.cool(detector as u8, dim32, self.now, self.settings.cooldown_s);
         let ev = self.ev;
         self.out.push(Finding {

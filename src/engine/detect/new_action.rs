@@ -64,6 +64,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             if !sensitive && !new_service && !well_sampled {
                 return record(state, ctx, action_hash);
             }
+            if ctx.quiet(state, Detector::NewAction, action_hash as u64) {
+                return record(state, ctx, action_hash);
+            }
             let severity = match (sensitive, new_service) {
                 (true, _) => Severity::High,
                 (false, true) => Severity::Medium,

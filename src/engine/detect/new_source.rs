@@ -141,6 +141,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
         rules.push("same_wider_network");
         severity = severity.min(Severity::Medium);
     }
+    if ctx.quiet(state, Detector::NewSource, 0) {
+        return;
+    }
     // Evidence only: the client never lowers the severity.
     let usual_client = ctx.ev.user_agent.as_deref().is_some_and(|ua| {
         let fam = super::new_user_agent::family(ua);

@@ -122,7 +122,10 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         let known = state
             .values
             .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s);
-        if known > 0 && known < cfg.broad_after as usize {
+        if known > 0
+            && known < cfg.broad_after as usize
+            && !ctx.quiet(state, Detector::NewUserAgent, hash as u64)
+        {
             let summary = format!(
                 "{} was used with user agent {fam:?}, a client it has not used before ({known} known famil{}).",
                 ctx.who(),

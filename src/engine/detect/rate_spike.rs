@@ -34,6 +34,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     else {
         return;
     };
+    if ctx.quiet(state, Detector::RateSpike, 0) {
+        return;
+    }
     let who = ctx.who();
     let (summary, observed, baseline) = describe(&c, &who, "requests", "requests", s.rate.bucket_s);
     let report = Report {

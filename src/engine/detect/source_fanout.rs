@@ -156,6 +156,9 @@ fn report(
     peak: f32,
     threshold: u16,
 ) {
+    if ctx.quiet(state, Detector::SourceFanout, u64::from(!new_networks)) {
+        return;
+    }
     let window_s = ctx.settings.fanout_window_s;
     let within = human_secs(window_s as u64);
     let (severity, summary, observed, baseline) = if new_networks {
