@@ -95,6 +95,20 @@ fn events(format: Format, n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Decodes `events` and applies them to `engine`, findings discarded.
+fn apply(decoder: &Decoder, engine: Engine, events: &[Vec<u8>]) -> Engine {
+    let mut out = Vec::new();
+    for e in events {
+        let _ = decoder.decode(e, |r| {
+            if let Ok(ev) = r {
+                engine.process(&ev, &mut out);
+            }
+        });
+        out.clear();
+    }
+    engine
+}
+
 /// Busy keys with long histories (generic format): `warm` events of
 /// history, then `n` more, in time order.
 fn heavy_events(warm: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -132,19 +146,7 @@ fn heavy_keys(c: &mut Criterion) {
     let (history, events) = heavy_events(300_000, 100_000);
     let decoder = Decoder::for_profile("generic", &BTreeMap::new()).unwrap();
     let cfg = Config::default();
-    let warmed = || {
-        let engine = Engine::new(&cfg);
-        let mut out = Vec::new();
-        for e in &history {
-            let _ = decoder.decode(e, |r| {
-                if let Ok(ev) = r {
-                    engine.process(&ev, &mut out);
-                }
-            });
-            out.clear();
-        }
-        engine
-    };
+    let warmed = || apply(&decoder, Engine::new(&cfg), &history);
     let mut group = c.benchmark_group("heavy_keys");
     group.throughput(Throughput::Elements(events.len() as u64));
     group.sample_size(10);
@@ -154,18 +156,7 @@ fn heavy_keys(c: &mut Criterion) {
     group.bench_function("decode_and_engine", |b| {
         b.iter_batched(
             warmed,
-            |engine| {
-                let mut out = Vec::new();
-                for e in &events {
-                    let _ = decoder.decode(e, |r| {
-                        if let Ok(ev) = r {
-                            engine.process(&ev, &mut out);
-                        }
-                    });
-                    out.clear();
-                }
-                engine
-            },
+            |engine| apply(&decoder, engine, &events),
             BatchSize::PerIteration,
         )
     });
@@ -212,18 +203,7 @@ fn bench_format(
     group.bench_function("decode_and_engine", |b| {
         b.iter_batched(
             || Engine::new(&cfg),
-            |engine| {
-                let mut out = Vec::new();
-                for e in &events {
-                    let _ = decoder.decode(e, |r| {
-                        if let Ok(ev) = r {
-                            engine.process(&ev, &mut out);
-                        }
-                    });
-                    out.clear();
-                }
-                engine
-            },
+            |engine| apply(&decoder, engine, &events),
             BatchSize::PerIteration,
         )
     });
