@@ -2,8 +2,8 @@
 //! `concurrency` delivery attempts at a time with timeouts and retries, and
 //! dead-letters what it gives up on. An alert waiting to be retried holds no
 //! attempt slot, so a receiver that hangs on some requests delays only
-//! those: the others are tried meanwhile. On shutdown it drains its queue until the deadline; what
-//! is left then is dead-lettered too.
+//! those: the others are tried meanwhile. On shutdown it drains its queue
+//! until the deadline; what is left then is dead-lettered too.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -262,10 +262,9 @@ async fn deliver<S: Sink>(
     sink: &S,
     d: &Delivery,
     slots: &Arc<Semaphore>,
-    first: Option<OwnedSemaphorePermit>,
+    mut first: Option<OwnedSemaphorePermit>,
     q: Queued,
 ) {
-    let mut first = first;
     let policy = &d.policy;
     let mut attempts = 0u32;
     let mut rng = None;

@@ -444,6 +444,12 @@ async fn service_unavailable_retry_after_is_honoured() {
         gap >= Duration::from_millis(950),
         "retried {gap:?} after the 503"
     );
+    // The receiver logs a request before it answers: the sender counts the
+    // delivery only once the answer is back.
+    eventually(Duration::from_secs(5), || {
+        (run.count("hook", "sent") >= 1).then_some(())
+    })
+    .await;
     assert_eq!(run.count("hook", "sent"), 1);
     assert_eq!(run.failures("hook", "status_5xx"), 1);
 }

@@ -121,8 +121,7 @@ impl Ctx<'_, '_> {
                 .fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        let dim32 = (dim ^ (dim >> 32)) as u32;
-        if state.cooling(detector as u8, dim32, self.now) {
+        if state.cooling(detector as u8, cooldown_dim(dim), self.now) {
             self.stats
                 .suppressed_cooldown
                 .fetch_add(1, Ordering::Relaxed);
@@ -137,8 +136,12 @@ impl Ctx<'_, '_> {
         if self.quiet(state, detector, dim) {
             return;
         }
-        let dim32 = (dim ^ (dim >> 32)) as u32;
-        state.cool(detector as u8, dim32, self.now, self.settings.cooldown_s);
+        state.cool(
+            detector as u8,
+            cooldown_dim(dim),
+            self.now,
+            self.settings.cooldown_s,
+        );
         let ev = self.ev;
         self.out.push(Finding {
             id: finding_id(self.entity, self.subject, detector, dim, ev.time_ms),
@@ -160,6 +163,11 @@ impl Ctx<'_, '_> {
             origin: 0,
         });
     }
+}
+
+/// A finding's dimension as the cooldown table keys it (folded to 32 bits).
+fn cooldown_dim(dim: u64) -> u32 {
+    (dim ^ (dim >> 32)) as u32
 }
 
 /// Folds one event into `state`, running every enabled detector first.
