@@ -120,8 +120,9 @@ pub struct ReplayArgs {
     /// fails with this limit named, and the others are replayed).
     #[arg(long, value_name = "SIZE", default_value = "4GiB")]
     pub max_decompressed: crate::replay::ByteSize,
-    /// Threads decoding files: one on the main thread's side with 1; with N,
-    /// up to N - 1 files decoded on threads of their own.
+    /// Threads: with 1 everything runs on one; with N, up to N - 1 files are
+    /// decoded on threads of their own and N threads apply the events, each
+    /// identity on one of them in event-time order (same findings, same order).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
 }

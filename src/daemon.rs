@@ -246,16 +246,21 @@ async fn run_source(
     on_finding: FindingHandler,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let pipeline = Pipeline::new(
-        cfg,
-        daemon.engine.clone(),
-        daemon.metrics.clone(),
-        on_finding,
-    )?;
+    // One pipeline per apply thread, the polling thread's first.
+    let pipelines = (0..cfg.kafka.apply_lanes())
+        .map(|_| {
+            Pipeline::new(
+                cfg,
+                daemon.engine.clone(),
+                daemon.metrics.clone(),
+                on_finding.clone(),
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let kafka = cfg.kafka.clone();
     let (metrics, status) = (daemon.metrics.clone(), daemon.status.clone());
     let source = tokio::task::spawn_blocking(move || {
-        KafkaSource::connect(&kafka, pipeline, metrics, status, durable)
+        KafkaSource::connect(&kafka, pipelines, metrics, status, durable)
     })
     .await
     .context("starting the Kafka source")??;

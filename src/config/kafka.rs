@@ -27,6 +27,10 @@ pub struct KafkaConfig {
     pub shutdown_timeout: HumanDuration,
     /// Stored offsets are committed in the background this often.
     pub commit_interval: HumanDuration,
+    /// Threads that decode and apply messages, the polling thread included;
+    /// each partition is applied on one of them, in order. 0: one per core
+    /// (at most 8).
+    pub apply_threads: u16,
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
     pub security_protocol: SecurityProtocol,
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with a `sasl_*` protocol).
@@ -61,6 +65,7 @@ impl Default for KafkaConfig {
             shutdown_timeout: HumanDuration::secs(30),
             // librdkafka's default auto-commit interval.
             commit_interval: HumanDuration::secs(5),
+            apply_threads: 0,
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
             sasl_username: None,
@@ -133,9 +138,25 @@ impl SaslMechanism {
 }
 
 impl KafkaConfig {
+    /// How many threads apply messages: `apply_threads`, or one per core
+    /// (at most 8) when it is 0.
+    pub fn apply_lanes(&self) -> usize {
+        match self.apply_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            n => n as usize,
+        }
+    }
+
     /// Cross-field checks.
     pub fn validate(&self) -> Result<(), super::ConfigError> {
         use super::invalid;
+        if self.apply_threads > 64 {
+            return Err(invalid(
+                "kafka.apply_threads",
+                self.apply_threads,
+                "must be at most 64 (0 picks one per core)",
+            ));
+        }
         if self.brokers.trim().is_empty() {
             return Err(invalid(
                 "kafka.brokers",

@@ -329,18 +329,8 @@ impl Engine {
                 out,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
-                if let (Some(at), Some(done)) = (at, state.applied_at()) {
-                    // A principal remembers the position of its latest event
-                    // too: events of its partition replayed after a restore or
-                    // a handoff are not counted twice (those of its other
-                    // partitions can be; see the README on scale-out).
-                    if at.reached_by(done) {
-                        inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    if at.origin != done.origin && tracked.entity == Entity::KeyId {
-                        inner.stats.moved(subject, done.origin, at.origin);
-                    }
+                if self.already_applied(tracked.entity, subject, &state, at) {
+                    continue;
                 }
                 if tracked.entity == Entity::KeyId && state.still_learning(now, settings) {
                     ctx.history.holder_has_history = self.has_history(principal, new_after);
@@ -366,13 +356,21 @@ impl Engine {
                 if tracked.entity == Entity::KeyId {
                     ctx.history.holder_has_history = self.has_history(principal, new_after);
                 }
-                let mut state = tracked
-                    .keys
-                    .entry(CompactString::from(subject))
-                    .or_insert_with(|| {
+                let mut state = match tracked.keys.entry(CompactString::from(subject)) {
+                    // Another thread added it meanwhile (its events come on
+                    // two partitions): judged as any known key's.
+                    dashmap::Entry::Occupied(o) => {
+                        let state = o.into_ref();
+                        if self.already_applied(tracked.entity, subject, &state, at) {
+                            continue;
+                        }
+                        state
+                    }
+                    dashmap::Entry::Vacant(v) => {
                         tracked.len.fetch_add(1, Ordering::Relaxed);
-                        Box::new(KeyState::new(now))
-                    });
+                        v.insert(Box::new(KeyState::new(now)))
+                    }
+                };
                 detect::observe(&mut state, &mut ctx);
                 if let Some(at) = at {
                     state.set_applied(at);
@@ -414,6 +412,33 @@ impl Engine {
             .stats
             .watermark_ms
             .fetch_max(ev.time_ms, Ordering::Relaxed);
+    }
+
+    /// Whether `state` already holds the event at `at` (a replay after a
+    /// restore or a handoff: skip it); counts a key whose event comes on
+    /// another partition than its previous one.
+    fn already_applied(
+        &self,
+        entity: Entity,
+        subject: &str,
+        state: &KeyState,
+        at: Option<Position>,
+    ) -> bool {
+        let (Some(at), Some(done)) = (at, state.applied_at()) else {
+            return false;
+        };
+        // A principal remembers the position of its latest event too: events
+        // of its partition replayed after a restore or a handoff are not
+        // counted twice (those of its other partitions can be; see the README
+        // on scale-out).
+        if at.reached_by(done) {
+            self.inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if at.origin != done.origin && entity == Entity::KeyId {
+            self.inner.stats.moved(subject, done.origin, at.origin);
+        }
+        false
     }
 
     /// Whether the principal holding a key has a history of its own to judge

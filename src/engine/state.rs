@@ -182,79 +182,7 @@ impl SourceSet {
     /// Summary of the networks used since `now - forget_s`, for a key first
     /// seen at `key_first_seen`.
     pub fn summary(&self, now: Secs, forget_s: u32, key_first_seen: Secs) -> NetworkSummary {
-        let nets = self.networks(now, forget_s);
-        let settled_from = key_first_seen.saturating_add(86_400);
-        // Networks acquired per day, to tell bursts from moves.
-        let mut days: SmallVec<[(Secs, u16); 8]> = SmallVec::new();
-        for n in nets.iter().filter(|n| n.2 >= settled_from) {
-            let day = n.2 / 86_400;
-            match days.iter_mut().find(|d| d.0 == day) {
-                Some(d) => d.1 += 1,
-                None => days.push((day, 1)),
-            }
-        }
-        let burst = |first: Secs| {
-            first >= settled_from
-                && days
-                    .iter()
-                    .any(|d| d.0 == first / 86_400 && d.1 >= BURST_NETWORKS)
-        };
-        let mut out = NetworkSummary {
-            networks: nets.len() as u16,
-            burst_networks: 0,
-            newest_first_seen: key_first_seen,
-            acquired_later: nets.iter().filter(|n| n.2 >= settled_from).count() as u16,
-            roam_days: days.iter().filter(|d| d.1 < BURST_NETWORKS).count() as u16,
-            last_roam: 0,
-            burst_days: days.iter().filter(|d| d.1 >= BURST_NETWORKS).count() as u16,
-            last_burst: 0,
-            sample: SmallVec::new(),
-        };
-        for n in &nets {
-            if burst(n.2) {
-                out.burst_networks += 1;
-                out.last_burst = out.last_burst.max(n.2);
-            } else {
-                out.newest_first_seen = out.newest_first_seen.max(n.2);
-                if n.2 >= settled_from {
-                    out.last_roam = out.last_roam.max(n.2);
-                }
-            }
-        }
-        let settled = nets.iter().filter(|n| !burst(n.2));
-        let bursts = nets.iter().filter(|n| burst(n.2));
-        out.sample = settled.chain(bursts).take(5).map(|n| n.1).collect();
-        out
-    }
-
-    /// Distinct networks used since `now - forget_s`: (network, an address
-    /// of it, its first use).
-    fn networks(&self, now: Secs, forget_s: u32) -> SmallVec<[(u64, SourceId, Secs); 8]> {
-        let fresh = now.saturating_sub(forget_s);
-        // Sorted by network (then by position, so the first address of each
-        // network stands for it), merged, then put back in the order the
-        // networks first appear: O(n log n) for a key that remembers many
-        // sources, where a search per source would be quadratic.
-        let mut all: SmallVec<[(u64, u16, SourceId, Secs); 16]> = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.last_seen >= fresh)
-            .map(|(i, e)| (e.id.network(), i as u16, e.id, e.first_seen))
-            .collect();
-        all.sort_unstable_by_key(|a| (a.0, a.1));
-        let mut merged: SmallVec<[(u64, u16, SourceId, Secs); 16]> = SmallVec::new();
-        for a in all {
-            match merged.last_mut() {
-                Some(m) if m.0 == a.0 => m.3 = m.3.min(a.3),
-                _ => merged.push(a),
-            }
-        }
-        merged.sort_unstable_by_key(|m| m.1);
-        merged
-            .into_iter()
-            .map(|(n, _, id, first)| (n, id, first))
-            .collect()
+        summarise(&self.networks(now, forget_s), key_first_seen)
     }
 
     /// How the key has used the wider network of `id` (other than `id`'s own
@@ -266,16 +194,58 @@ impl SourceSet {
         forget_s: u32,
         key_first_seen: Secs,
     ) -> WideChurn {
-        let (net, wide) = (id.network(), id.wide_network());
-        let settled_from = key_first_seen.saturating_add(86_400);
-        let mut out = WideChurn::default();
-        for n in self.networks(now, forget_s) {
-            if n.0 == net || n.1.wide_network() != wide || n.1.is_named() {
-                continue;
-            }
-            out.siblings += 1;
-            if n.2 >= settled_from {
-                out.last_acquired = out.last_acquired.max(n.2);
+        churn(&self.networks(now, forget_s), id, key_first_seen)
+    }
+
+    /// [`SourceSet::summary`] and [`SourceSet::wide_churn`] from one pass over
+    /// the remembered sources: what `new_source` asks about a new network.
+    pub fn summary_and_churn(
+        &self,
+        id: SourceId,
+        now: Secs,
+        forget_s: u32,
+        key_first_seen: Secs,
+    ) -> (NetworkSummary, WideChurn) {
+        let nets = self.networks(now, forget_s);
+        (
+            summarise(&nets, key_first_seen),
+            churn(&nets, id, key_first_seen),
+        )
+    }
+
+    /// Distinct networks used since `now - forget_s`, in the order they
+    /// first appear among the remembered sources: (network, its first
+    /// address there, its earliest first use).
+    ///
+    /// One pass with an open-addressing table on the stack (twice as many
+    /// slots as sources): linear in what the key remembers, no sort, no
+    /// allocation up to 128 sources.
+    fn networks(&self, now: Secs, forget_s: u32) -> SmallVec<[(u64, SourceId, Secs); 8]> {
+        const EMPTY: u32 = u32::MAX;
+        let fresh = now.saturating_sub(forget_s);
+        let mut out: SmallVec<[(u64, SourceId, Secs); 8]> = SmallVec::new();
+        let slots = (self.entries.len() * 2).next_power_of_two().max(16);
+        let mask = slots - 1;
+        let shift = 64 - slots.trailing_zeros();
+        let mut table: SmallVec<[u32; 256]> = smallvec::smallvec![EMPTY; slots];
+        for e in self.entries.iter().filter(|e| e.last_seen >= fresh) {
+            let net = e.id.network();
+            // Fibonacci hashing: the top bits of a multiplicative hash.
+            let mut h = (net.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize & mask;
+            loop {
+                match table[h] {
+                    EMPTY => {
+                        table[h] = out.len() as u32;
+                        out.push((net, e.id, e.first_seen));
+                        break;
+                    }
+                    i if out[i as usize].0 == net => {
+                        let first = &mut out[i as usize].2;
+                        *first = (*first).min(e.first_seen);
+                        break;
+                    }
+                    _ => h = (h + 1) & mask,
+                }
             }
         }
         out
@@ -309,6 +279,71 @@ impl SourceSet {
     pub fn entries(&self) -> &[SourceSeen] {
         &self.entries
     }
+}
+
+/// The summary of `nets` (see [`SourceSet::networks`]) for a key first seen
+/// at `key_first_seen`.
+fn summarise(nets: &[(u64, SourceId, Secs)], key_first_seen: Secs) -> NetworkSummary {
+    let settled_from = key_first_seen.saturating_add(86_400);
+    // Networks acquired per day, to tell bursts from moves.
+    let mut days: SmallVec<[(Secs, u16); 8]> = SmallVec::new();
+    for n in nets.iter().filter(|n| n.2 >= settled_from) {
+        let day = n.2 / 86_400;
+        match days.iter_mut().find(|d| d.0 == day) {
+            Some(d) => d.1 += 1,
+            None => days.push((day, 1)),
+        }
+    }
+    let burst = |first: Secs| {
+        first >= settled_from
+            && days
+                .iter()
+                .any(|d| d.0 == first / 86_400 && d.1 >= BURST_NETWORKS)
+    };
+    let mut out = NetworkSummary {
+        networks: nets.len() as u16,
+        burst_networks: 0,
+        newest_first_seen: key_first_seen,
+        acquired_later: nets.iter().filter(|n| n.2 >= settled_from).count() as u16,
+        roam_days: days.iter().filter(|d| d.1 < BURST_NETWORKS).count() as u16,
+        last_roam: 0,
+        burst_days: days.iter().filter(|d| d.1 >= BURST_NETWORKS).count() as u16,
+        last_burst: 0,
+        sample: SmallVec::new(),
+    };
+    for n in nets {
+        if burst(n.2) {
+            out.burst_networks += 1;
+            out.last_burst = out.last_burst.max(n.2);
+        } else {
+            out.newest_first_seen = out.newest_first_seen.max(n.2);
+            if n.2 >= settled_from {
+                out.last_roam = out.last_roam.max(n.2);
+            }
+        }
+    }
+    let settled = nets.iter().filter(|n| !burst(n.2));
+    let bursts = nets.iter().filter(|n| burst(n.2));
+    out.sample = settled.chain(bursts).take(5).map(|n| n.1).collect();
+    out
+}
+
+/// How the key has used the wider network of `id` (other than `id`'s own
+/// network), from `nets` (see [`SourceSet::networks`]).
+fn churn(nets: &[(u64, SourceId, Secs)], id: SourceId, key_first_seen: Secs) -> WideChurn {
+    let (net, wide) = (id.network(), id.wide_network());
+    let settled_from = key_first_seen.saturating_add(86_400);
+    let mut out = WideChurn::default();
+    for n in nets {
+        if n.0 == net || n.1.wide_network() != wide || n.1.is_named() {
+            continue;
+        }
+        out.siblings += 1;
+        if n.2 >= settled_from {
+            out.last_acquired = out.last_acquired.max(n.2);
+        }
+    }
+    out
 }
 
 /// Something a key remembers with the time it last used it.

@@ -19,6 +19,7 @@
 
 mod input;
 mod progress;
+mod shards;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
@@ -33,6 +34,7 @@ use crate::engine::{principal_identity, Detector, Engine, Finding, Severity};
 use input::{Batch, Expanded, Opener, Stream};
 pub use input::{FileFailure, Input};
 use progress::Progress;
+use shards::Shards;
 
 /// How a replay reads its inputs.
 #[derive(Debug, Clone)]
@@ -42,7 +44,8 @@ pub struct Options {
     /// Per-file cap on decompressed bytes.
     pub max_decompressed: u64,
     /// Threads decoding files (1: everything on the calling thread, except
-    /// JSON documents, which always have a decode thread of their own).
+    /// JSON documents, which always have a decode thread of their own), and,
+    /// from 2, threads applying events (see [`shards`]).
     pub jobs: usize,
     /// Draw a progress line on stderr.
     pub progress: bool,
@@ -275,6 +278,10 @@ pub fn replay_into(
         refused_keys: HashSet::new(),
         refused_principals: HashSet::new(),
         progress: Progress::new(opts.progress, total_bytes, opener.bytes_read.clone()),
+        shards: match opts.jobs {
+            0 | 1 => None,
+            n => Some(Shards::start(engine, n)?),
+        },
         summary: &mut summary,
     };
     let mut held = Window::default();
@@ -368,6 +375,7 @@ pub fn replay_into(
     while let Some(h) = held.pop() {
         apply.apply(h)?;
     }
+    apply.finish()?;
     apply.progress.finish();
     let refused = Refused {
         max_keys: cfg.engine.max_keys,
@@ -478,30 +486,37 @@ struct Apply<'a, F> {
     refused_keys: HashSet<u64>,
     refused_principals: HashSet<u64>,
     progress: Progress,
+    /// With `--jobs` 2 or more: the threads that apply.
+    shards: Option<Shards>,
     summary: &'a mut Summary,
 }
 
 impl<F: FnMut(&Finding) -> anyhow::Result<()>> Apply<'_, F> {
     fn apply(&mut self, h: Held) -> anyhow::Result<()> {
         self.reached_ms = self.reached_ms.max(h.time_ms);
-        let ev = h.ev.event();
-        let stats = self.engine.stats();
-        let rejected = stats.keys_rejected.load(Ordering::Relaxed);
-        self.engine.process(&ev, &mut self.found);
-        if stats.keys_rejected.load(Ordering::Relaxed) != rejected {
-            self.note_refused(&ev.key_id, ev.principal.as_deref());
-        }
         self.summary.span_ms = Some(match self.summary.span_ms {
             None => (h.time_ms, h.time_ms),
             Some((a, b)) => (a.min(h.time_ms), b.max(h.time_ms)),
         });
-        for f in self.found.drain(..) {
-            *self
-                .summary
-                .findings
-                .entry((f.detector, f.severity))
-                .or_default() += 1;
-            (self.on_finding)(&f)?;
+        if let Some(mut shards) = self.shards.take() {
+            let pushed = shards.push(h.ev, &mut |f| self.found(&f));
+            self.take_refused(&mut shards);
+            self.shards = Some(shards);
+            pushed?;
+        } else {
+            let ev = h.ev.event();
+            let stats = self.engine.stats();
+            let rejected = stats.keys_rejected.load(Ordering::Relaxed);
+            self.engine.process(&ev, &mut self.found);
+            if stats.keys_rejected.load(Ordering::Relaxed) != rejected {
+                self.note_refused(&ev.key_id, ev.principal.as_deref());
+            }
+            let found = std::mem::take(&mut self.found);
+            for f in &found {
+                self.found(f)?;
+            }
+            self.found = found;
+            self.found.clear();
         }
         self.summary.events += 1;
         if self.summary.events % 4096 == 0 {
@@ -509,6 +524,40 @@ impl<F: FnMut(&Finding) -> anyhow::Result<()>> Apply<'_, F> {
                 .tick(self.summary.events, Some(self.reached_ms));
         }
         Ok(())
+    }
+
+    /// Hands a finding on and counts it.
+    fn found(&mut self, f: &Finding) -> anyhow::Result<()> {
+        *self
+            .summary
+            .findings
+            .entry((f.detector, f.severity))
+            .or_default() += 1;
+        (self.on_finding)(f)
+    }
+
+    /// Applies what the shards still hold (nothing to do on one thread).
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let Some(mut shards) = self.shards.take() else {
+            return Ok(());
+        };
+        let finished = shards.finish(&mut |f| self.found(&f));
+        self.take_refused(&mut shards);
+        finished
+    }
+
+    fn take_refused(&mut self, shards: &mut Shards) {
+        let refused = std::mem::take(&mut shards.refused);
+        for (ids, seen) in [
+            (refused.keys, &mut self.refused_keys),
+            (refused.principals, &mut self.refused_principals),
+        ] {
+            for id in ids {
+                if seen.len() < MAX_REFUSED_COUNTED {
+                    seen.insert(id);
+                }
+            }
+        }
     }
 
     /// Which of the event's identities `max_keys` refused, counted once each.

@@ -37,6 +37,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetter, Origin};
+use super::lanes::{Job, Lanes};
 use crate::changelog::handoff::Owned;
 use crate::changelog::{Changelog, Handoff};
 use crate::checkpoint::{Checkpoint, Checkpointer, Origins, Resume};
@@ -124,6 +125,8 @@ pub struct SourceContext {
     /// not read, so their state is not restored.
     closing: AtomicBool,
     status: Arc<SourceStatus>,
+    /// The apply threads beside the polling thread (none with one lane).
+    lanes: std::sync::OnceLock<Lanes>,
 }
 
 impl SourceContext {
@@ -158,6 +161,51 @@ impl SourceContext {
 }
 
 impl SourceContext {
+    /// Stores the offsets of the messages the other lanes applied; with
+    /// `drain`, first waits until none is in flight (before a rebalance or
+    /// the shutdown commit, which need every polled message applied).
+    fn settle(&self, consumer: &BaseConsumer<Self>, drain: bool) {
+        let Some(lanes) = self.lanes.get() else {
+            return;
+        };
+        let done = lanes.take_applied(drain);
+        if done.is_empty() {
+            return;
+        }
+        self.status
+            .messages
+            .fetch_add(done.len() as u64, Ordering::Relaxed);
+        // The next offset per partition: each lane reports in offset order.
+        let mut next: Vec<(u16, i64)> = Vec::new();
+        for (origin, offset) in done {
+            match next.iter_mut().find(|n| n.0 == origin) {
+                Some(n) => n.1 = n.1.max(offset + 1),
+                None => next.push((origin, offset + 1)),
+            }
+        }
+        let mut tpl = TopicPartitionList::with_capacity(next.len());
+        {
+            let mut applied = lock(&self.applied);
+            for &(origin, offset) in &next {
+                applied.insert(origin, offset);
+                if let Some((topic, partition)) = self.origins.get(origin) {
+                    let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
+                }
+            }
+        }
+        // The effects are in the state: now the offsets may be committed.
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            if self.errors.allow() {
+                tracing::warn!(error = %e, "storing offsets");
+            }
+        }
+        if self.status.catching_up.load(Ordering::Relaxed) > 0 {
+            for (origin, offset) in next {
+                self.caught_up(origin, offset);
+            }
+        }
+    }
+
     /// Restores newly assigned partitions from the changelog (or the parked
     /// local checkpoint) and points them at the offsets their state reflects.
     fn take_over(&self, tpl: &mut TopicPartitionList) {
@@ -453,6 +501,9 @@ impl ConsumerContext for SourceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        // What the other lanes hold is applied (and its offset stored)
+        // before partitions move, as on a single thread.
+        self.settle(consumer, true);
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
@@ -592,17 +643,19 @@ pub struct KafkaSource {
     applied: Arc<Mutex<Resume>>,
     checkpointer: Option<Checkpointer>,
     pipeline: Pipeline,
-    dead_letter: Option<DeadLetter>,
+    dead_letter: Option<Arc<DeadLetter>>,
     status: Arc<SourceStatus>,
     shutdown_timeout: Duration,
 }
 
 impl KafkaSource {
     /// Creates the consumer, checks that the brokers answer and the topics
-    /// exist (within `startup_timeout`), and subscribes. Blocking.
+    /// exist (within `startup_timeout`), and subscribes. Blocking. The first
+    /// pipeline is the polling thread's; each other one gets an apply thread
+    /// (see [`crate::source::lanes`]).
     pub fn connect(
         cfg: &KafkaConfig,
-        pipeline: Pipeline,
+        mut pipelines: Vec<Pipeline>,
         metrics: Arc<Metrics>,
         status: Arc<SourceStatus>,
         durable: Durable,
@@ -627,6 +680,7 @@ impl KafkaSource {
                 starts: Starts::default(),
                 closing: AtomicBool::new(false),
                 status: status.clone(),
+                lanes: std::sync::OnceLock::new(),
             })
             .map_err(StartError::Client)?;
         let timeout = cfg.startup_timeout.0;
@@ -683,7 +737,13 @@ impl KafkaSource {
                 topics: cfg.topics.clone(),
                 error,
             })?;
-        let dead_letter = DeadLetter::new(cfg, metrics.clone())?;
+        let dead_letter = DeadLetter::new(cfg, metrics.clone())?.map(Arc::new);
+        anyhow::ensure!(!pipelines.is_empty(), "the Kafka source needs a pipeline");
+        let pipeline = pipelines.remove(0);
+        if !pipelines.is_empty() {
+            let lanes = Lanes::start(pipelines, dead_letter.clone(), durable.origins.clone())?;
+            let _ = consumer.context().lanes.set(lanes);
+        }
         tracing::info!(brokers = %cfg.brokers, topics = ?cfg.topics, group = %cfg.group_id, "subscribed");
         Ok(KafkaSource {
             consumer,
@@ -719,6 +779,17 @@ impl KafkaSource {
                 }
             }
             self.probe_quiet_starts();
+            self.consumer.context().settle(&self.consumer, false);
+            if self
+                .consumer
+                .context()
+                .lanes
+                .get()
+                .is_some_and(Lanes::failed)
+            {
+                tracing::error!("an apply thread panicked; stopping the source (what it held is read again after the restart)");
+                break;
+            }
             let msg = match self.consumer.poll(Duration::from_millis(100)) {
                 None => continue,
                 Some(Err(e)) => {
@@ -735,6 +806,23 @@ impl KafkaSource {
             if !self.read_from_state(&msg, origin) {
                 continue;
             }
+            self.record_source_latency(&msg);
+            let lanes = self.consumer.context().lanes.get();
+            let lane = lanes.map_or(0, |l| l.lane_of(origin));
+            if let (Some(lanes), true) = (lanes, lane > 0) {
+                lanes.send(
+                    lane,
+                    Job {
+                        payload: payload.into(),
+                        key: msg.key().map(Into::into),
+                        origin,
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        arrived,
+                    },
+                );
+                continue;
+            }
             let verdict = self
                 .pipeline
                 .apply_at(payload, arrived, Some((origin, msg.offset())));
@@ -746,14 +834,6 @@ impl KafkaSource {
                         offset: msg.offset(),
                     };
                     dl.send(msg.key(), payload, reason, invalid, &origin);
-                }
-            }
-            if let Some(ms) = msg.timestamp().to_millis() {
-                let age_ms = chrono::Utc::now().timestamp_millis() - ms;
-                if age_ms >= 0 {
-                    self.metrics
-                        .source_latency
-                        .record(Duration::from_millis(age_ms as u64));
                 }
             }
             // The event's effect is in the state: now its offset may be committed.
@@ -769,6 +849,7 @@ impl KafkaSource {
             self.status.messages.fetch_add(1, Ordering::Relaxed);
         }
         self.status.consuming.store(false, Ordering::Relaxed);
+        self.consumer.context().settle(&self.consumer, true);
         self.consumer
             .context()
             .closing
@@ -858,6 +939,18 @@ impl KafkaSource {
     /// before the offset its state reflects are not, and a partition whose
     /// first record came from past that offset is read again from before it
     /// (see [`crate::source::start`]).
+    /// How long the message waited in the broker (its timestamp to now).
+    fn record_source_latency(&self, msg: &rdkafka::message::BorrowedMessage<'_>) {
+        if let Some(ms) = msg.timestamp().to_millis() {
+            let age_ms = chrono::Utc::now().timestamp_millis() - ms;
+            if age_ms >= 0 {
+                self.metrics
+                    .source_latency
+                    .record(Duration::from_millis(age_ms as u64));
+            }
+        }
+    }
+
     fn read_from_state(&self, msg: &rdkafka::message::BorrowedMessage<'_>, origin: u16) -> bool {
         let (check, recovered) = self
             .consumer

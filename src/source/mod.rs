@@ -3,5 +3,6 @@
 
 pub mod dead_letter;
 pub mod kafka;
+pub mod lanes;
 pub mod produce;
 pub mod start;

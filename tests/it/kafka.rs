@@ -62,12 +62,14 @@ impl Instance {
         let metrics = Arc::new(Metrics::new());
         let findings = Arc::new(Mutex::new(Vec::new()));
         let sink = findings.clone();
-        let pipeline = Pipeline::new(
-            cfg,
-            engine.clone(),
-            metrics.clone(),
-            Arc::new(move |f: &Finding| sink.lock().unwrap().push(f.clone())),
-        )?;
+        // At least two apply threads, as the daemon runs on any multi-core
+        // machine: every test here also proves the lanes keep each
+        // partition's order and offsets.
+        let on_finding: keywatch::pipeline::FindingHandler =
+            Arc::new(move |f: &Finding| sink.lock().unwrap().push(f.clone()));
+        let pipelines = (0..cfg.kafka.apply_lanes().max(2))
+            .map(|_| Pipeline::new(cfg, engine.clone(), metrics.clone(), on_finding.clone()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let status = Arc::new(SourceStatus::default());
         let durable = if changelog {
             let origins = Arc::new(Origins::default());
@@ -95,7 +97,7 @@ impl Instance {
         };
         let source = KafkaSource::connect(
             &cfg.kafka,
-            pipeline,
+            pipelines,
             metrics.clone(),
             status.clone(),
             durable,

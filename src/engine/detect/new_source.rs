@@ -104,14 +104,13 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
     }
     let forget_s = ctx.settings.forget_s;
     let now = ctx.now;
-    let known = state.sources.summary(now, forget_s, state.first_seen);
+    let (known, churn) = state
+        .sources
+        .summary_and_churn(id, now, forget_s, state.first_seen);
     if known.networks == 0 || roaming(&known, cfg, now, state.first_seen).is_some() {
         return;
     }
     let expiry = cfg.roaming_expiry.as_secs_u32();
-    let churn = state
-        .sources
-        .wide_churn(id, now, forget_s, state.first_seen);
     let pool_churn = churn.siblings >= 2
         && churn.last_acquired > 0
         && now.saturating_sub(churn.last_acquired) < expiry;
