@@ -6,11 +6,19 @@
 # confluent-kafka client (.ci/test installs both).
 #
 #   benches/kafka_e2e.sh [EVENTS] [KEYS]      (defaults: 1000000 100000)
+#   KIND=heavy benches/kafka_e2e.sh 1060000 81
+#
+# KIND=light (default) is one day of a large fleet from `keywatch gen` (many
+# light keys, 12 partitions); KIND=heavy is KEYS busy keys with 14 days of
+# history, each rotating through more networks, actions and clients than a
+# key remembers (benches/support/heavy_events.py, 8 partitions). keywatch
+# runs twice: with one apply thread, then with one per core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/support/tansu.sh
 EVENTS=${1:-1000000}
 KEYS=${2:-100000}
+KIND=${KIND:-light}
 PORT=${PORT:-19092}
 BROKER=127.0.0.1:$PORT
 WORK=$(mktemp -d)
@@ -22,10 +30,14 @@ BARE=$(ls -t target/release/deps/kafka_bare-* | grep -v '\.d$' | head -1)
 KW=target/release/keywatch
 
 start_tansu "$PORT" "$WORK/tansu.log"
-tansu topic create events --broker tcp://$BROKER --partitions 12 >/dev/null
-
-# CloudTrail-shaped events for about KEYS keys: one day of a large fleet.
-cloudtrail_events "$KW" "$EVENTS" "$KEYS" "$WORK/n.jsonl"
+if [ "$KIND" = heavy ]; then
+    tansu topic create events --broker tcp://$BROKER --partitions 8 >/dev/null
+    python3 benches/support/heavy_events.py "$EVENTS" "$KEYS" 14 >"$WORK/n.jsonl"
+else
+    tansu topic create events --broker tcp://$BROKER --partitions 12 >/dev/null
+    # CloudTrail-shaped events for about KEYS keys: one day of a large fleet.
+    cloudtrail_events "$KW" "$EVENTS" "$KEYS" "$WORK/n.jsonl"
+fi
 N=$(wc -l <"$WORK/n.jsonl")
 DISTINCT=$(python3 -c "import json,sys; print(len({json.loads(l)['userIdentity']['accessKeyId'] for l in open('$WORK/n.jsonl')}))")
 python3 tests/e2e/produce.py --brokers "$BROKER" --topic events --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
@@ -34,13 +46,15 @@ echo "topic holds $N CloudTrail events ($(( $(stat -c %s "$WORK/n.jsonl") / N ))
 echo "-- ceiling: bare consumer"
 "$BARE" "$BROKER" events "$N" --bench
 
-echo "-- keywatch run (decode + engine)"
-kw_config "$WORK/kw.toml" "$BROKER" events kw-bench "$WORK/checkpoints"
-KEYWATCH_LOG=warn $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
-KWPID=$!
-SECS=$(python3 benches/group_progress.py "$BROKER" kw-bench events "$N")
-kill -TERM $KWPID; wait $KWPID || true
-echo "keywatch: $N events in ${SECS}s including group join = $(python3 -c "print(round($N/$SECS))") events/s"
+for threads in 1 0; do
+    echo "-- keywatch run (decode + engine), kafka.apply_threads = $threads"
+    APPLY_THREADS=$threads kw_config "$WORK/kw.toml" "$BROKER" events "kw-bench-$threads" "$WORK/checkpoints-$threads"
+    KEYWATCH_LOG=warn $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
+    KWPID=$!
+    read -r SECS STEADY < <(python3 benches/group_progress.py "$BROKER" "kw-bench-$threads" events "$N" --steady)
+    kill -TERM $KWPID; wait $KWPID || true
+    echo "keywatch: $N events in ${SECS}s including group join = $(python3 -c "print(round($N/$SECS))") events/s; steady state $STEADY events/s"
+done
 
 echo "-- latency at half that rate"
 tansu topic create live --broker tcp://$BROKER --partitions 12 >/dev/null
