@@ -94,6 +94,15 @@ fn bad_values_are_named_with_their_value() {
         err.contains("detectors.error_spike.accept_after") && err.contains("1h"),
         "{err}"
     );
+    let err = load("[kafka]\napply_threads = 65\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("kafka.apply_threads") && err.contains("65"),
+        "{err}"
+    );
+    let cfg = load("[kafka]\napply_threads = 3\n", &[]).unwrap();
+    assert_eq!(cfg.kafka.apply_lanes(), 3);
     let err = load("[detectors.rate_spike]\nratio = 3.0\n", &[])
         .unwrap_err()
         .to_string();

@@ -38,15 +38,28 @@ impl OwnedEvent {
         self.time_ms
     }
 
+    /// Text field `i`, when present.
+    fn text_field(&self, i: usize) -> Option<&str> {
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.text[start..self.ends[i] as usize])
+    }
+
+    /// The credential's identifier.
+    pub fn key_id(&self) -> &str {
+        self.text_field(KEY).unwrap_or_default()
+    }
+
+    /// The principal, when the event names one.
+    pub fn principal(&self) -> Option<&str> {
+        self.text_field(PRINCIPAL)
+    }
+
     /// The event, borrowing from this one.
     pub fn event(&self) -> AuditEvent<'_> {
-        let field = |i: usize| -> Option<Cow<'_, str>> {
-            if self.present & (1 << i) == 0 {
-                return None;
-            }
-            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-            Some(Cow::Borrowed(&self.text[start..self.ends[i] as usize]))
-        };
+        let field = |i: usize| self.text_field(i).map(Cow::Borrowed);
         AuditEvent {
             time_ms: self.time_ms,
             key_id: field(KEY).unwrap_or_default(),

@@ -294,12 +294,16 @@ fn summarise(nets: &[(u64, SourceId, Secs)], key_first_seen: Secs) -> NetworkSum
             None => days.push((day, 1)),
         }
     }
-    let burst = |first: Secs| {
-        first >= settled_from
-            && days
-                .iter()
-                .any(|d| d.0 == first / 86_400 && d.1 >= BURST_NETWORKS)
-    };
+    // Whether each network came in a burst, judged once.
+    let bursts: SmallVec<[bool; 64]> = nets
+        .iter()
+        .map(|n| {
+            n.2 >= settled_from
+                && days
+                    .iter()
+                    .any(|d| d.0 == n.2 / 86_400 && d.1 >= BURST_NETWORKS)
+        })
+        .collect();
     let mut out = NetworkSummary {
         networks: nets.len() as u16,
         burst_networks: 0,
@@ -311,8 +315,8 @@ fn summarise(nets: &[(u64, SourceId, Secs)], key_first_seen: Secs) -> NetworkSum
         last_burst: 0,
         sample: SmallVec::new(),
     };
-    for n in nets {
-        if burst(n.2) {
+    for (n, &burst) in nets.iter().zip(&bursts) {
+        if burst {
             out.burst_networks += 1;
             out.last_burst = out.last_burst.max(n.2);
         } else {
@@ -322,9 +326,13 @@ fn summarise(nets: &[(u64, SourceId, Secs)], key_first_seen: Secs) -> NetworkSum
             }
         }
     }
-    let settled = nets.iter().filter(|n| !burst(n.2));
-    let bursts = nets.iter().filter(|n| burst(n.2));
-    out.sample = settled.chain(bursts).take(5).map(|n| n.1).collect();
+    let of = |want: bool| {
+        nets.iter()
+            .zip(&bursts)
+            .filter(move |(_, &b)| b == want)
+            .map(|(n, _)| n.1)
+    };
+    out.sample = of(false).chain(of(true)).take(5).collect();
     out
 }
 

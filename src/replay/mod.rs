@@ -230,7 +230,14 @@ pub fn replay_into(
         max_decompressed: opts.max_decompressed,
         bytes_read: Arc::new(AtomicU64::new(0)),
         warned: Arc::new(AtomicU64::new(0)),
-        spare_threads: Arc::new(AtomicUsize::new(opts.jobs.saturating_sub(1))),
+        // With one job everything runs on this thread. With more, every
+        // file being merged (several at once: the window spans a few of
+        // CloudTrail's 5-minute files) is decoded on a thread of its own,
+        // up to 4 per job; this thread only merges.
+        spare_threads: Arc::new(AtomicUsize::new(match opts.jobs {
+            0 | 1 => 0,
+            n => 4 * n,
+        })),
     };
     let Expanded {
         files,

@@ -94,14 +94,8 @@ impl Shards {
         ev: OwnedEvent,
         ready: &mut impl FnMut(Finding) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let shard = {
-            let e = ev.event();
-            let id = e
-                .principal
-                .as_deref()
-                .map_or(&*e.key_id, principal_identity);
-            (xxh3_64(id.as_bytes()) % self.senders.len() as u64) as usize
-        };
+        let id = ev.principal().map_or(ev.key_id(), principal_identity);
+        let shard = (xxh3_64(id.as_bytes()) % self.senders.len() as u64) as usize;
         self.filling[shard].push((self.next, ev));
         self.next += 1;
         if self.filling[shard].len() >= BATCH {
