@@ -49,10 +49,12 @@ echo "-- ceiling: bare consumer"
 for threads in 1 0; do
     echo "-- keywatch run (decode + engine), kafka.apply_threads = $threads"
     APPLY_THREADS=$threads kw_config "$WORK/kw.toml" "$BROKER" events "kw-bench-$threads" "$WORK/checkpoints-$threads"
-    KEYWATCH_LOG=warn $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
+    KEYWATCH_LOG=warn /usr/bin/time -f "%U %S" -o "$WORK/cpu" $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
     KWPID=$!
     read -r SECS STEADY < <(python3 benches/group_progress.py "$BROKER" "kw-bench-$threads" events "$N" --steady)
-    kill -TERM $KWPID; wait $KWPID || true
+    pkill -TERM -P $KWPID; wait $KWPID || true
+    read -r USR SYS <"$WORK/cpu"
+    echo "keywatch CPU: $(python3 -c "print(round(($USR + $SYS) * 1e6 / $N, 2))") µs per event (user + system, including start and stop)"
     echo "keywatch: $N events in ${SECS}s including group join = $(python3 -c "print(round($N/$SECS))") events/s; steady state $STEADY events/s"
 done
 

@@ -29,7 +29,9 @@ pub struct KafkaConfig {
     pub commit_interval: HumanDuration,
     /// Threads that decode and apply messages, the polling thread included;
     /// each partition is applied on one of them, in order. 0: one per core
-    /// (at most 8).
+    /// (at most 8). Default 1: more pays only where cores are spare (with the
+    /// broker on the same two cores, two threads applied no faster and spent
+    /// 14% more CPU per event).
     pub apply_threads: u16,
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
     pub security_protocol: SecurityProtocol,
@@ -65,7 +67,7 @@ impl Default for KafkaConfig {
             shutdown_timeout: HumanDuration::secs(30),
             // librdkafka's default auto-commit interval.
             commit_interval: HumanDuration::secs(5),
-            apply_threads: 0,
+            apply_threads: 1,
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
             sasl_username: None,

@@ -790,8 +790,26 @@ impl KafkaSource {
                 tracing::error!("an apply thread panicked; stopping the source (what it held is read again after the restart)");
                 break;
             }
-            let msg = match self.consumer.poll(Duration::from_millis(100)) {
-                None => continue,
+            // While a lane's batch is being filled, only take what is ready:
+            // nothing waits in a batch for more to come.
+            let queued = self
+                .consumer
+                .context()
+                .lanes
+                .get()
+                .is_some_and(|l| l.queued());
+            let wait = if queued {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
+            let msg = match self.consumer.poll(wait) {
+                None => {
+                    if let Some(lanes) = self.consumer.context().lanes.get() {
+                        lanes.flush();
+                    }
+                    continue;
+                }
                 Some(Err(e)) => {
                     if poll_errors.allow() {
                         tracing::warn!(error = %e, "kafka poll error");

@@ -6,13 +6,17 @@
 //! queues. A key's events are on one partition, so each key is applied by one
 //! thread, in order; the engine is shared (it is built for that).
 //!
-//! A message handed to a lane is "in flight" until the lane has applied it.
-//! The polling thread stores the offsets of applied messages
-//! ([`Lanes::take_applied`]) and, before anything that needs every polled
-//! message applied (a rebalance callback, the shutdown commit and final
-//! snapshot), waits for the lanes to drain. librdkafka runs the rebalance
-//! callbacks inside `poll`, on the polling thread, which then dispatches
-//! nothing: the callbacks see what a single thread would have left them.
+//! Messages are handed over in batches (a futex wake per message would cost
+//! more than the message): the polling thread fills a lane's batch while
+//! messages are ready, and sends it when it is full or the consumer has
+//! nothing more at once ([`Lanes::flush`]). A message is "in flight" from
+//! the moment it is queued until its lane has applied it. The polling thread
+//! stores the offsets of applied messages ([`Lanes::take_applied`]) and,
+//! before anything that needs every polled message applied (a rebalance
+//! callback, the shutdown commit and final snapshot), sends what is queued
+//! and waits for the lanes to drain. librdkafka runs the rebalance callbacks
+//! inside `poll`, on the polling thread, which then dispatches nothing: the
+//! callbacks see what a single thread would have left them.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,9 +27,11 @@ use super::dead_letter::{DeadLetter, Origin};
 use crate::checkpoint::Origins;
 use crate::pipeline::{Pipeline, Verdict};
 
-/// Messages a lane may have queued: enough to ride out a slow event, small
+/// Messages per hand-over.
+const BATCH: usize = 64;
+/// Batches a lane may have queued: enough to ride out a slow event, small
 /// enough that a drain is quick (~1k messages of work).
-const QUEUE: usize = 1024;
+const QUEUE: usize = 16;
 
 /// A message for a lane: what the pipeline and the dead letter need, copied
 /// out of librdkafka's buffer.
@@ -68,7 +74,10 @@ impl Shared {
 
 /// The extra lanes (the polling thread is lane 0 and not held here).
 pub struct Lanes {
-    senders: Vec<SyncSender<Job>>,
+    senders: Vec<SyncSender<Vec<Job>>>,
+    /// The batch being filled per lane; only the polling thread touches it
+    /// (the lock is never contended).
+    filling: Vec<Mutex<Vec<Job>>>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -94,6 +103,7 @@ impl Lanes {
             senders.push(tx);
         }
         Ok(Lanes {
+            filling: senders.iter().map(|_| Mutex::new(Vec::new())).collect(),
             senders,
             threads,
             shared,
@@ -105,13 +115,42 @@ impl Lanes {
         origin as usize % (self.senders.len() + 1)
     }
 
-    /// Hands `job` to lane `lane` (≥ 1); blocks while that lane's queue is full.
+    /// Queues `job` for lane `lane` (≥ 1); a full batch is sent at once
+    /// (blocking while that lane's queue is full).
     pub fn send(&self, lane: usize, job: Job) {
-        self.shared.lock().in_flight += 1;
-        if self.senders[lane - 1].send(job).is_err() {
+        let full = {
+            let mut batch = lock(&self.filling[lane - 1]);
+            batch.push(job);
+            batch.len() >= BATCH
+        };
+        if full {
+            self.send_batch(lane);
+        }
+    }
+
+    /// Whether a batch is being filled (not yet sent).
+    pub fn queued(&self) -> bool {
+        self.filling.iter().any(|b| !lock(b).is_empty())
+    }
+
+    /// Sends every partly filled batch: the consumer has nothing more ready.
+    pub fn flush(&self) {
+        for lane in 1..=self.senders.len() {
+            self.send_batch(lane);
+        }
+    }
+
+    fn send_batch(&self, lane: usize) {
+        let batch = std::mem::take(&mut *lock(&self.filling[lane - 1]));
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len();
+        self.shared.lock().in_flight += n;
+        if self.senders[lane - 1].send(batch).is_err() {
             // The lane's thread is gone (it panicked): nothing will apply
-            // this message, and its offset is never stored.
-            self.shared.lock().in_flight -= 1;
+            // these messages, and their offsets are never stored.
+            self.shared.lock().in_flight -= n;
             tracing::error!(
                 lane,
                 "an apply thread stopped; its partitions are no longer applied"
@@ -127,8 +166,12 @@ impl Lanes {
     }
 
     /// The messages applied since the last call, in each origin's order;
-    /// with `drain`, first waits until none is in flight.
+    /// with `drain`, first sends what is queued and waits until none is in
+    /// flight.
     pub fn take_applied(&self, drain: bool) -> Vec<(u16, i64)> {
+        if drain {
+            self.flush();
+        }
         let mut p = self.shared.lock();
         // A failed lane never drains; the source stops instead.
         while drain && p.in_flight > 0 && !self.failed() {
@@ -151,43 +194,53 @@ impl Drop for Lanes {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn run_lane(
     mut pipeline: Pipeline,
-    rx: Receiver<Job>,
+    rx: Receiver<Vec<Job>>,
     shared: &Shared,
     dead_letter: Option<&DeadLetter>,
     origins: &Origins,
 ) {
-    while let Ok(job) = rx.recv() {
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pipeline.apply_at(&job.payload, job.arrived, Some((job.origin, job.offset)))
+    while let Ok(batch) = rx.recv() {
+        let mut applied = Vec::with_capacity(batch.len());
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for job in &batch {
+                let verdict =
+                    pipeline.apply_at(&job.payload, job.arrived, Some((job.origin, job.offset)));
+                if let (Verdict::DeadLetter { reason, invalid }, Some(dl)) = (verdict, dead_letter)
+                {
+                    if let Some((topic, _)) = origins.get(job.origin) {
+                        let origin = Origin {
+                            topic: &topic,
+                            partition: job.partition,
+                            offset: job.offset,
+                        };
+                        dl.send(job.key.as_deref(), &job.payload, reason, invalid, &origin);
+                    }
+                }
+                applied.push((job.origin, job.offset));
+            }
         }));
-        let Ok(verdict) = applied else {
-            // Never stored: the message is read again by whoever owns the
-            // partition next. The source stops (see `failed`).
+        let mut p = shared.lock();
+        // What a panic left unapplied is never stored: it is read again by
+        // whoever owns the partition next. The source stops (see `failed`).
+        p.in_flight -= batch.len();
+        p.applied.extend(applied);
+        let failed = outcome.is_err();
+        if failed {
             shared
                 .failed
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            let mut p = shared.lock();
-            p.in_flight -= 1;
-            shared.drained.notify_all();
-            return;
-        };
-        if let (Verdict::DeadLetter { reason, invalid }, Some(dl)) = (verdict, dead_letter) {
-            if let Some((topic, _)) = origins.get(job.origin) {
-                let origin = Origin {
-                    topic: &topic,
-                    partition: job.partition,
-                    offset: job.offset,
-                };
-                dl.send(job.key.as_deref(), &job.payload, reason, invalid, &origin);
-            }
         }
-        let mut p = shared.lock();
-        p.applied.push((job.origin, job.offset));
-        p.in_flight -= 1;
-        if p.in_flight == 0 {
+        if p.in_flight == 0 || failed {
             shared.drained.notify_all();
+        }
+        if failed {
+            return;
         }
     }
 }
