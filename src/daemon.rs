@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::owner::OwnerLookup;
 use crate::pipeline::{FindingHandler, Pipeline};
 use crate::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
+use crate::store::{FindingsStore, StoreWriter};
 
 /// The parts of a running daemon other components (HTTP, tests) look at.
 #[derive(Clone)]
@@ -132,10 +133,18 @@ fn durability(cfg: &Config, daemon: &Daemon, alerts: &Alerts) -> anyhow::Result<
 }
 
 /// Every finding is logged (target `keywatch::finding`, which the demo
-/// leaves out: it prints findings itself), kept for the API and handed to the alert pipeline.
-fn finding_handler(alerts: Alerts, recent: Arc<RecentFindings>) -> FindingHandler {
+/// leaves out: it prints findings itself), kept for the API (and the
+/// findings store, when on) and handed to the alert pipeline.
+fn finding_handler(
+    alerts: Alerts,
+    recent: Arc<RecentFindings>,
+    store: Option<FindingsStore>,
+) -> FindingHandler {
     Arc::new(move |f: &Finding| {
         recent.record(f);
+        if let Some(store) = &store {
+            store.record(f);
+        }
         tracing::info!(
             target: "keywatch::finding",
             id = %f.id,
@@ -184,6 +193,7 @@ async fn serve(
         owners,
         alerts_stop.clone(),
     )?;
+    let (store, store_writer) = open_store(&cfg, &daemon, &alerts)?;
     let durable = durability(&cfg, &daemon, &alerts)?;
     if let Some(inv) = &daemon.inventory {
         tokio::spawn(
@@ -219,13 +229,14 @@ async fn serve(
         checkpoint_max_age: cfg.checkpoint.enabled().then_some(cfg.checkpoint.max_age.0),
         last_checkpoint_ms: daemon.last_checkpoint_ms.clone(),
         started: Instant::now(),
+        store: store.clone(),
     };
     let (_, http_done) = http::serve(&cfg.http, state, http_stop.clone()).await?;
     let result = run_source(
         &cfg,
         &daemon,
         durable,
-        finding_handler(alerts, recent),
+        finding_handler(alerts, recent, store),
         shutdown,
     )
     .await;
@@ -236,7 +247,41 @@ async fn serve(
     }
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_done).await;
+    // Writes what is still queued, then stops.
+    drop(store_writer);
     result
+}
+
+/// Opens the findings store when `store.path` is set, and gives the engine
+/// and the alert pipeline back what earlier verdicts taught and muted.
+fn open_store(
+    cfg: &Config,
+    daemon: &Daemon,
+    alerts: &Alerts,
+) -> anyhow::Result<(Option<FindingsStore>, Option<StoreWriter>)> {
+    if !cfg.store.enabled() {
+        return Ok((None, None));
+    }
+    let owners = daemon
+        .inventory
+        .clone()
+        .map(|i| Arc::new(i) as Arc<dyn OwnerLookup>);
+    let (store, writer) = FindingsStore::open(&cfg.store, daemon.metrics.clone(), owners)
+        .with_context(|| {
+            format!(
+                "opening the findings store {} (store.path)",
+                cfg.store.path.display()
+            )
+        })?;
+    let (taught, muted) = crate::feedback::restore(&store, &daemon.engine, alerts);
+    tracing::info!(
+        path = %cfg.store.path.display(),
+        findings = daemon.metrics.store_findings.get(),
+        teachings = taught,
+        suppressions = muted,
+        "opened the findings store"
+    );
+    Ok((Some(store), Some(writer)))
 }
 
 async fn run_source(

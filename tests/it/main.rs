@@ -3,6 +3,7 @@
 
 mod alerts;
 mod cli;
+mod console;
 mod durability;
 mod eval;
 mod helpers;

@@ -72,6 +72,28 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     cfg.kafka.startup_timeout = HumanDuration::secs(10);
     cfg.alerts.dead_letter_path = workdir.path().join("dead-letter.jsonl");
     cfg.checkpoint.dir = workdir.path().join("checkpoints");
+    // The console's findings and verdicts outlive the demo (and a kill -9
+    // of it): the next demo shows them again and re-applies what they taught.
+    if !cfg.store.enabled() {
+        let dir = std::env::temp_dir().join("keywatch-demo");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating {} for the findings store", dir.display()))?;
+        cfg.store.path = dir.join("findings.db");
+    }
+    // Verdicts need a token: one for this run, in the console link.
+    if cfg.http.api_token.is_none() {
+        cfg.http.api_token =
+            Some(crate::config::Secret::resolve(&demo_token()).context("the demo's write token")?);
+    }
+    let console_url = format!(
+        "http://{}/#token={}",
+        args.listen,
+        cfg.http
+            .api_token
+            .as_ref()
+            .map(|t| t.expose())
+            .unwrap_or_default()
+    );
     let mut file = SinkConfig::new(SinkKind::File(FileSinkConfig {
         path: alerts_path.clone(),
     }));
@@ -85,6 +107,11 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         &args.listen,
         args.duration.map(|d| d.0),
         &alerts_path,
+    );
+    eprintln!(
+        "Triage console (open it in a browser; the link carries this run's write token):\n  {console_url}\n\
+         Findings and verdicts are kept in {} across runs.\n",
+        cfg.store.path.display()
     );
 
     let daemon = Daemon::new(&cfg)?;
@@ -154,4 +181,13 @@ fn port_free(listen: &str) -> Result<(), Failure> {
              e.g. --listen 127.0.0.1:9465"
         ))),
     }
+}
+
+/// A write token for one demo run: 32 random alphanumerics.
+fn demo_token() -> String {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::from_entropy();
+    (0..32)
+        .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+        .collect()
 }
