@@ -17,3 +17,4 @@ mod scaleout;
 mod scenario;
 mod stratus;
 mod tansu;
+mod triage;

@@ -134,6 +134,7 @@ function scopeMenu(span, f) {
 }
 
 async function onVerdictClick(ev, lookup, after) {
+  const menu = ev.target.closest(".menu");
   const b = ev.target.closest("button");
   if (!b) return false;
   const span = b.closest("[data-id]");
@@ -142,8 +143,9 @@ async function onVerdictClick(ev, lookup, after) {
   const f = lookup(span.dataset.id);
   if (b.dataset.verdict === "false_positive") { scopeMenu(span, f || {}); return true; }
   if (b.dataset.scope !== undefined) {
-    if (b.dataset.scope && await giveVerdict(span.dataset.id, "false_positive", { scope: b.dataset.scope, expires_in: "7d" })) after();
-    else after();
+    if (b.dataset.scope) await giveVerdict(span.dataset.id, "false_positive", { scope: b.dataset.scope, expires_in: "7d" });
+    if (menu) menu.remove();
+    after();
     return true;
   }
   if (b.dataset.verdict && await giveVerdict(span.dataset.id, b.dataset.verdict)) after();
@@ -174,7 +176,13 @@ async function loadFindings() {
   const p = new URLSearchParams({ limit: "200" });
   for (const [k, v] of Object.entries(list.filters)) if (v) p.set(k, v);
   const body = await api("/api/v1/findings?" + p);
-  list.items = (body.findings || []).slice().reverse();
+  const items = (body.findings || []).slice().reverse();
+  // Re-drawn only when something changed, and never under an open menu.
+  const sig = items.map((f) => `${f.id}:${f.status}:${f.repeats}`).join(",");
+  if (sig === list.sig && $("#rows tr")) return;
+  if ($("#rows .menu")) return;
+  list.sig = sig;
+  list.items = items;
   if (list.selected >= list.items.length) list.selected = Math.max(0, list.items.length - 1);
   renderRows();
 }
@@ -187,7 +195,7 @@ function renderRows() {
     tbody.innerHTML = `<tr><td colspan="7" class="empty">No findings match yet. The demo's first ones appear after its warm-up (about half a minute).</td></tr>`;
     return;
   }
-  tbody.innerHTML = list.items.map((f, i) => `<tr class="finding ${i === list.selected ? "selected" : ""}" data-i="${i}" data-detector="${esc(f.detector)}" data-status="${esc(f.status || "open")}">
+  tbody.innerHTML = list.items.map((f, i) => `<tr class="finding ${i === list.selected ? "selected" : ""}" data-i="${i}" data-key="${esc(f.key_id)}" data-detector="${esc(f.detector)}" data-status="${esc(f.status || "open")}">
       <td>${sev(f.severity)}</td>
       <td class="muted">${when(f.observed_at)}</td>
       <td>${esc(detectorText(f.detector))}</td>
@@ -206,12 +214,13 @@ async function viewFindings() {
     e.preventDefault();
     list.filters = Object.fromEntries(new FormData(e.target).entries());
     list.selected = 0;
+    list.sig = null;
     loadFindings().catch(showError);
   });
-  $("#clear").addEventListener("click", () => { list.filters = {}; viewFindings(); });
+  $("#clear").addEventListener("click", () => { list.filters = {}; list.sig = null; viewFindings(); });
   $("#rows").addEventListener("click", async (e) => {
     if (e.target.closest("a")) return;
-    const handled = await onVerdictClick(e, (id) => list.items.find((f) => f.id === id), () => loadFindings().catch(showError));
+    const handled = await onVerdictClick(e, (id) => list.items.find((f) => f.id === id), () => { list.sig = null; loadFindings().catch(showError); });
     if (handled) return;
     const tr = e.target.closest("tr.finding");
     if (tr) location.hash = "#/finding/" + encodeURIComponent(list.items[+tr.dataset.i].id);
