@@ -72,6 +72,7 @@ async fn median_scrape(keys: usize) -> (Duration, usize) {
         last_checkpoint_ms: Arc::new(Default::default()),
         started: Instant::now(),
         store: None,
+        feedback: None,
     };
     let http_cfg = HttpConfig {
         listen: "127.0.0.1:0".into(),

@@ -15,6 +15,7 @@ use crate::alert::Alerts;
 use crate::checkpoint::{Checkpointer, Origins, Store};
 use crate::config::Config;
 use crate::engine::{Engine, Finding};
+use crate::feedback::topic::FeedbackTopic;
 use crate::http::{self, AppState, RecentFindings};
 use crate::inventory::{InventoryError, InventoryHandle};
 use crate::metrics::Metrics;
@@ -194,6 +195,26 @@ async fn serve(
         alerts_stop.clone(),
     )?;
     let (store, store_writer) = open_store(&cfg, &daemon, &alerts)?;
+    let feedback_stop = CancellationToken::new();
+    let feedback = match &store {
+        Some(store) if !cfg.store.feedback_topic.is_empty() => {
+            let (kafka, topic) = (cfg.kafka.clone(), cfg.store.feedback_topic.clone());
+            let (store, engine, alerts, stop) = (
+                store.clone(),
+                daemon.engine.clone(),
+                alerts.clone(),
+                feedback_stop.clone(),
+            );
+            let started = tokio::task::spawn_blocking(move || {
+                FeedbackTopic::start(&kafka, &topic, store, engine, alerts, stop)
+            })
+            .await
+            .context("starting the feedback topic")?
+            .context("store.feedback_topic")?;
+            Some(started)
+        }
+        _ => None,
+    };
     let durable = durability(&cfg, &daemon, &alerts)?;
     if let Some(inv) = &daemon.inventory {
         tokio::spawn(
@@ -230,6 +251,7 @@ async fn serve(
         last_checkpoint_ms: daemon.last_checkpoint_ms.clone(),
         started: Instant::now(),
         store: store.clone(),
+        feedback: feedback.clone(),
     };
     let (_, http_done) = http::serve(&cfg.http, state, http_stop.clone()).await?;
     let result = run_source(
@@ -247,6 +269,7 @@ async fn serve(
     }
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_done).await;
+    feedback_stop.cancel();
     // Writes what is still queued, then stops.
     drop(store_writer);
     result

@@ -22,6 +22,12 @@ pub struct StoreConfig {
     /// Findings waiting to be written; past it they are dropped and counted
     /// (`keywatch_store_dropped_total`), never waited for.
     pub queue: usize,
+    /// Kafka topic every verdict's effect (a teaching, a suppression) is
+    /// published to and every instance applies, so feedback reaches the
+    /// instance that owns the key with several instances; created (one
+    /// partition, compacted) when missing. Empty: verdicts act on the
+    /// instance that receives them only.
+    pub feedback_topic: String,
 }
 
 impl Default for StoreConfig {
@@ -36,6 +42,8 @@ impl Default for StoreConfig {
             max_rows: 1_000_000,
             // Seconds of a finding storm at the writer's ~50k/s.
             queue: 10_000,
+            // Off: one instance needs no topic.
+            feedback_topic: String::new(),
         }
     }
 }
@@ -53,6 +61,13 @@ impl StoreConfig {
         }
         if self.queue == 0 {
             return Err(invalid("store.queue", 0, "must be at least 1"));
+        }
+        if !self.feedback_topic.is_empty() && !self.enabled() {
+            return Err(invalid(
+                "store.feedback_topic",
+                format!("{:?}", self.feedback_topic),
+                "needs the findings store: set store.path too",
+            ));
         }
         if self.max_age.0.is_zero() {
             return Err(invalid("store.max_age", "\"0s\"", "must be longer than 0s"));

@@ -488,9 +488,10 @@ impl Engine {
     }
 
     /// Teaches an identity that what `teaching` names is normal: from now on
-    /// it raises nothing. Safe beside events: the teaching takes the same
-    /// per-identity lock an event of the identity does, so an event sees it
-    /// entirely or not at all. A key's principal, when tracked, is taught
+    /// it raises nothing. Safe beside events from any thread: a teaching is
+    /// written under the lock a detector reads it under, so an event sees
+    /// it entirely or not at all (applied between two events of the key, it
+    /// acts from the second). A key's principal, when tracked, is taught
     /// too (its baseline would otherwise raise the same use). `false` when
     /// it was taught already (a verdict re-applied at start).
     pub fn teach(

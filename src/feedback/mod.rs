@@ -12,9 +12,10 @@
 //!
 //! Teachings and verdict suppressions are kept in the store and given back
 //! at start ([`restore`]), so they survive a restart and a `kill -9`.
-//! With several instances a verdict acts on the instance that received it;
-//! see the README ("Several instances") for what that means and what is
-//! planned.
+//! With several instances, [`topic`] carries each verdict's effect to every
+//! instance (`store.feedback_topic`).
+
+pub mod topic;
 
 use serde::{Deserialize, Serialize};
 
@@ -87,11 +88,13 @@ pub enum VerdictError {
 /// Default life of a `false_positive` suppression.
 const DEFAULT_MUTE: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
-/// Applies a verdict on stored finding `id`.
+/// Applies a verdict on stored finding `id`, and publishes its effect to
+/// the other instances when `topic` is set.
 pub fn apply(
     store: &FindingsStore,
     engine: &Engine,
     alerts: &Alerts,
+    topic: Option<&topic::FeedbackTopic>,
     id: &str,
     v: &Verdict,
     actor: &Actor,
@@ -118,6 +121,14 @@ pub fn apply(
             let subject = subject_of(f);
             engine.teach(f.entity, &subject, f.principal.as_deref(), teaching.clone());
             store.add_teaching(f.entity, &subject, f.principal.as_deref(), &teaching)?;
+            if let Some(t) = topic {
+                t.publish(&topic::Feedback::Teaching {
+                    entity: f.entity,
+                    subject: subject.clone(),
+                    principal: f.principal.clone(),
+                    teaching: teaching.clone(),
+                });
+            }
             store.note(id, actor, "taught", serde_json::json!(lesson))?;
             effect.taught = Some(lesson);
         }
@@ -127,6 +138,12 @@ pub fn apply(
                 .add_suppression(rule.clone())
                 .map_err(|e| VerdictError::Invalid(e.to_string()))?;
             store.add_suppression(id, &rule)?;
+            if let Some(t) = topic {
+                t.publish(&topic::Feedback::Suppression {
+                    finding_id: id.to_owned(),
+                    rule: rule.clone(),
+                });
+            }
             store.note(
                 id,
                 actor,
@@ -173,12 +190,22 @@ pub fn restore(store: &FindingsStore, engine: &Engine, alerts: &Alerts) -> (usiz
                 if rule.expires.is_some_and(|t| t.epoch_ms <= now.epoch_ms) {
                     continue;
                 }
-                muted += usize::from(alerts.add_suppression(rule).is_ok());
+                muted += usize::from(add_rule_once(alerts, &rule));
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not read the verdict suppressions back"),
     }
     (taught, muted)
+}
+
+/// Adds `rule` unless the same rule is in force already (a verdict's rule
+/// read back from the store and again from the feedback topic); `true` when
+/// added.
+pub fn add_rule_once(alerts: &Alerts, rule: &Suppression) -> bool {
+    if alerts.suppressions().iter().any(|e| e.rule == *rule) {
+        return false;
+    }
+    alerts.add_suppression(rule.clone()).is_ok()
 }
 
 /// The identity a finding's baseline belongs to.

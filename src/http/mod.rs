@@ -62,6 +62,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// The findings store; `None`: off (`store.path` empty).
     pub store: Option<crate::store::FindingsStore>,
+    /// Where verdicts are published for the other instances; `None`: off.
+    pub feedback: Option<crate::feedback::topic::FeedbackTopic>,
 }
 
 /// The routes, with body limit and request timeout; every error is JSON.

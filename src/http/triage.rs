@@ -121,9 +121,10 @@ pub async fn verdict(
         user_agent,
     };
     let (engine, alerts, metrics) = (s.engine.clone(), s.alerts.clone(), s.metrics.clone());
+    let topic = s.feedback.clone();
     let status = v.status;
     let effect = tokio::task::spawn_blocking(move || {
-        feedback::apply(&store, &engine, &alerts, &id, &v, &actor)
+        feedback::apply(&store, &engine, &alerts, topic.as_ref(), &id, &v, &actor)
     })
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

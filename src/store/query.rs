@@ -70,9 +70,54 @@ fn parse_cursor(c: &str) -> Option<(i64, String)> {
 }
 
 /// Runs `q`.
+///
+/// A minimum severity is asked level by level (`severity = 4`, `= 3`, ...),
+/// each the newest page from the (severity, time) index, merged newest
+/// first: one range on severity would make SQLite sort every matching
+/// finding before it could return the first page (seconds at a million).
 pub fn run(conn: &Connection, q: &FindingsQuery) -> Result<Page, StoreError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM findings WHERE 1=1");
+    let limit = q.limit.clamp(1, 10_000);
     let mut args: Vec<Value> = Vec::new();
+    let filters = filters(q, &mut args);
+    let order = format!(" ORDER BY observed_ms DESC, id DESC LIMIT {}", limit + 1);
+    let sql = match q.severity.filter(|s| *s > Severity::Info) {
+        None => format!("SELECT {COLUMNS} FROM findings WHERE 1=1{filters}{order}"),
+        Some(min) => {
+            let levels: Vec<String> = (min as i64..=Severity::Critical as i64)
+                .map(|level| {
+                    format!(
+                        "SELECT * FROM (SELECT {COLUMNS} FROM findings WHERE severity = {level}{filters}{order})"
+                    )
+                })
+                .collect();
+            format!("{}{order}", levels.join(" UNION ALL "))
+        }
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut findings = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    while let Some(r) = rows.next()? {
+        if findings.len() == limit {
+            more = true;
+            break;
+        }
+        last = Some((r.get::<_, i64>(6)?, r.get::<_, String>(7)?));
+        findings.push(row(r)??);
+    }
+    Ok(Page {
+        findings,
+        next_cursor: more
+            .then(|| last.map(|(t, id)| format!("{t}.{id}")))
+            .flatten(),
+    })
+}
+
+/// The `AND ...` clauses of every filter but severity, numbering their
+/// parameters into `args`.
+fn filters(q: &FindingsQuery, args: &mut Vec<Value>) -> String {
+    let mut sql = String::new();
     let mut arg = |sql: &mut String, clause: &str, v: Value| {
         args.push(v);
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
@@ -93,9 +138,6 @@ pub fn run(conn: &Connection, q: &FindingsQuery) -> Result<Page, StoreError> {
             Value::Text(d.as_str().into()),
         );
     }
-    if let Some(s) = q.severity.filter(|s| *s > Severity::Info) {
-        arg(&mut sql, " AND severity >= ?", Value::Integer(s as i64));
-    }
     if let Some(s) = q.status {
         arg(&mut sql, " AND status = ?", Value::Text(s.as_str().into()));
     }
@@ -113,28 +155,5 @@ pub fn run(conn: &Connection, q: &FindingsQuery) -> Result<Page, StoreError> {
             " AND (observed_ms < ?{a} OR (observed_ms = ?{a} AND id < ?{b}))"
         ));
     }
-    let limit = q.limit.clamp(1, 10_000);
-    sql.push_str(&format!(
-        " ORDER BY observed_ms DESC, id DESC LIMIT {}",
-        limit + 1
-    ));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-    let mut findings = Vec::new();
-    let mut last = None;
-    let mut more = false;
-    while let Some(r) = rows.next()? {
-        if findings.len() == limit {
-            more = true;
-            break;
-        }
-        last = Some((r.get::<_, i64>(6)?, r.get::<_, String>(7)?));
-        findings.push(row(r)??);
-    }
-    Ok(Page {
-        findings,
-        next_cursor: more
-            .then(|| last.map(|(t, id)| format!("{t}.{id}")))
-            .flatten(),
-    })
+    sql
 }

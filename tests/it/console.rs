@@ -9,13 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keywatch::alert::Alerts;
-use keywatch::config::{Config, HttpConfig, Secret, StoreConfig};
+use keywatch::config::{
+    Config, Entity, FileSinkConfig, HttpConfig, KafkaConfig, Secret, SinkConfig, SinkKind,
+    StoreConfig,
+};
 use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::{Detector, Engine, Finding};
+use keywatch::feedback::topic::FeedbackTopic;
 use keywatch::http::{self, AppState, RecentFindings};
 use keywatch::metrics::Metrics;
 use keywatch::source::kafka::SourceStatus;
 use keywatch::store::{FindingsStore, StoreWriter};
+use rdkafka::mocking::MockCluster;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +69,20 @@ struct Console {
 impl Console {
     /// A server over `engine` with a store in `dir`, verdicts re-applied.
     async fn start(engine: Engine, dir: &std::path::Path) -> Console {
-        let cfg = Config::default();
+        Console::start_with(engine, dir, None).await
+    }
+
+    /// As [`Console::start`], one of several instances sharing the feedback
+    /// topic on the broker at `bootstrap`.
+    async fn start_with(engine: Engine, dir: &std::path::Path, bootstrap: Option<&str>) -> Console {
+        let mut cfg = Config::default();
+        // Every alert to a file, to see what a verdict re-sends.
+        cfg.alerts.dead_letter_path = dir.join("dead-letter.jsonl");
+        cfg.alerts
+            .sinks
+            .push(SinkConfig::new(SinkKind::File(FileSinkConfig {
+                path: dir.join("alerts.jsonl"),
+            })));
         let metrics = Arc::new(Metrics::new());
         let stop = CancellationToken::new();
         let (alerts, _) = Alerts::start(&cfg.alerts, metrics.clone(), None, stop.clone()).unwrap();
@@ -74,6 +92,33 @@ impl Console {
         };
         let (store, writer) = FindingsStore::open(&store_cfg, metrics.clone(), None).unwrap();
         keywatch::feedback::restore(&store, &engine, &alerts);
+        let feedback = match bootstrap {
+            Some(brokers) => {
+                let kafka = KafkaConfig {
+                    brokers: brokers.to_owned(),
+                    group_id: "console-it".into(),
+                    ..KafkaConfig::default()
+                };
+                let (store, engine, alerts, stop) =
+                    (store.clone(), engine.clone(), alerts.clone(), stop.clone());
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        FeedbackTopic::start(
+                            &kafka,
+                            "keywatch-feedback",
+                            store,
+                            engine,
+                            alerts,
+                            stop,
+                        )
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                )
+            }
+            None => None,
+        };
         let state = AppState {
             engine: engine.clone(),
             metrics: metrics.clone(),
@@ -93,6 +138,7 @@ impl Console {
             last_checkpoint_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
             started: std::time::Instant::now(),
             store: Some(store.clone()),
+            feedback,
         };
         let http_cfg = HttpConfig {
             listen: "127.0.0.1:0".into(),
@@ -309,4 +355,119 @@ async fn the_console_is_served_by_keywatch_itself() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn confirmed_pages_at_critical_and_marks_the_key_until_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Console::start(Engine::new(&Config::default()), dir.path()).await;
+    let found = settled_and_attacked(&c.engine, &c.store);
+    let f = &found[0];
+    let (status, r) = c
+        .verdict(
+            &f.id,
+            json!({"status": "confirmed", "by": "dana"}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["effect"]["renotified"], true);
+    let (_, comp) = c.get("/api/v1/compromised").await;
+    assert_eq!(comp["keys"], json!([f.key_id]));
+
+    // The sinks got it again, at critical, under a new id.
+    let path = dir.path().join("alerts.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let alert = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("-confirmed")) {
+            break serde_json::from_str::<Value>(line).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no re-sent alert in {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["id"], format!("{}-confirmed", f.id));
+    assert!(alert["summary"].as_str().unwrap().contains("dana"));
+
+    // Resolved: the key is no longer marked.
+    c.verdict(&f.id, json!({"status": "resolved"}), Some(TOKEN))
+        .await;
+    let (_, comp) = c.get("/api/v1/compromised").await;
+    assert_eq!(comp["keys"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_reach_every_instance_through_the_feedback_topic() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = Config::default();
+    let a = Console::start_with(Engine::new(&cfg), dir_a.path(), Some(&bootstrap)).await;
+    let b = Console::start_with(Engine::new(&cfg), dir_b.path(), Some(&bootstrap)).await;
+    // The findings are raised on A; B owns nothing of them yet.
+    let found = settled_and_attacked(&a.engine, &a.store);
+    let (taught, muted) = (&found[0], &found[1]);
+    assert_eq!(taught.key_id, "AKIATAUGHT");
+    let (status, _) = a
+        .verdict(
+            &taught.id,
+            json!({"status": "expected", "by": "erin"}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = a
+        .verdict(
+            &muted.id,
+            json!({"status": "false_positive", "by": "erin"}),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // B applies both, and A does not apply its own twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, rules) = b.get("/api/v1/suppressions").await;
+        if !b.engine.teachings(Entity::KeyId, "AKIATAUGHT").is_empty()
+            && rules["suppressions"].as_array().unwrap().len() == 1
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never got the verdicts: {rules}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        b.engine.teachings(Entity::KeyId, "AKIATAUGHT")[0].by,
+        "erin"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, rules) = a.get("/api/v1/suppressions").await;
+    assert_eq!(
+        rules["suppressions"].as_array().unwrap().len(),
+        1,
+        "{rules}"
+    );
+    assert_eq!(a.engine.teachings(Entity::KeyId, "AKIATAUGHT").len(), 1);
+
+    // B restarted: the teaching is back from its own store at once, and the
+    // topic read again from its start adds nothing twice.
+    drop(b);
+    let b = Console::start_with(Engine::new(&cfg), dir_b.path(), Some(&bootstrap)).await;
+    assert_eq!(b.engine.teachings(Entity::KeyId, "AKIATAUGHT").len(), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.engine.teachings(Entity::KeyId, "AKIATAUGHT").len(), 1);
+    let (_, rules) = b.get("/api/v1/suppressions").await;
+    assert_eq!(
+        rules["suppressions"].as_array().unwrap().len(),
+        1,
+        "{rules}"
+    );
 }

@@ -72,28 +72,22 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     cfg.kafka.startup_timeout = HumanDuration::secs(10);
     cfg.alerts.dead_letter_path = workdir.path().join("dead-letter.jsonl");
     cfg.checkpoint.dir = workdir.path().join("checkpoints");
-    // The console's findings and verdicts outlive the demo (and a kill -9
-    // of it): the next demo shows them again and re-applies what they taught.
-    if !cfg.store.enabled() {
-        let dir = std::env::temp_dir().join("keywatch-demo");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating {} for the findings store", dir.display()))?;
-        cfg.store.path = dir.join("findings.db");
+    // The console's findings and verdicts, removed with the rest (a
+    // `store.path` in `--config` keeps them across runs and kill -9).
+    let keep_store = cfg.store.enabled();
+    if !keep_store {
+        cfg.store.path = workdir.path().join("findings.db");
     }
-    // Verdicts need a token: one for this run, in the console link.
-    if cfg.http.api_token.is_none() {
+    // Verdicts need a token: one for this run, in the console link (a token
+    // from the user's configuration is a secret, never printed).
+    let console_url = if cfg.http.api_token.is_none() {
+        let token = demo_token();
         cfg.http.api_token =
-            Some(crate::config::Secret::resolve(&demo_token()).context("the demo's write token")?);
-    }
-    let console_url = format!(
-        "http://{}/#token={}",
-        args.listen,
-        cfg.http
-            .api_token
-            .as_ref()
-            .map(|t| t.expose())
-            .unwrap_or_default()
-    );
+            Some(crate::config::Secret::resolve(&token).context("the demo's write token")?);
+        format!("http://{}/#token={token}", args.listen)
+    } else {
+        format!("http://{}/ (sign in with your http.api_token)", args.listen)
+    };
     let mut file = SinkConfig::new(SinkKind::File(FileSinkConfig {
         path: alerts_path.clone(),
     }));
@@ -110,8 +104,13 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     );
     eprintln!(
         "Triage console (open it in a browser; the link carries this run's write token):\n  {console_url}\n\
-         Findings and verdicts are kept in {} across runs.\n",
-        cfg.store.path.display()
+         Findings and verdicts are kept in {}{}.\n",
+        cfg.store.path.display(),
+        if keep_store {
+            ""
+        } else {
+            " (removed when the demo ends; set store.path in a --config file to keep them)"
+        }
     );
 
     let daemon = Daemon::new(&cfg)?;
