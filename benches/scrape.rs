@@ -71,6 +71,8 @@ async fn median_scrape(keys: usize) -> (Duration, usize) {
         checkpoint_max_age: None,
         last_checkpoint_ms: Arc::new(Default::default()),
         started: Instant::now(),
+        store: None,
+        feedback: None,
     };
     let http_cfg = HttpConfig {
         listen: "127.0.0.1:0".into(),

@@ -15,12 +15,14 @@ use crate::alert::Alerts;
 use crate::checkpoint::{Checkpointer, Origins, Store};
 use crate::config::Config;
 use crate::engine::{Engine, Finding};
+use crate::feedback::topic::FeedbackTopic;
 use crate::http::{self, AppState, RecentFindings};
 use crate::inventory::{InventoryError, InventoryHandle};
 use crate::metrics::Metrics;
 use crate::owner::OwnerLookup;
 use crate::pipeline::{FindingHandler, Pipeline};
 use crate::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
+use crate::store::{FindingsStore, StoreWriter};
 
 /// The parts of a running daemon other components (HTTP, tests) look at.
 #[derive(Clone)]
@@ -132,10 +134,18 @@ fn durability(cfg: &Config, daemon: &Daemon, alerts: &Alerts) -> anyhow::Result<
 }
 
 /// Every finding is logged (target `keywatch::finding`, which the demo
-/// leaves out: it prints findings itself), kept for the API and handed to the alert pipeline.
-fn finding_handler(alerts: Alerts, recent: Arc<RecentFindings>) -> FindingHandler {
+/// leaves out: it prints findings itself), kept for the API (and the
+/// findings store, when on) and handed to the alert pipeline.
+fn finding_handler(
+    alerts: Alerts,
+    recent: Arc<RecentFindings>,
+    store: Option<FindingsStore>,
+) -> FindingHandler {
     Arc::new(move |f: &Finding| {
         recent.record(f);
+        if let Some(store) = &store {
+            store.record(f);
+        }
         tracing::info!(
             target: "keywatch::finding",
             id = %f.id,
@@ -184,6 +194,27 @@ async fn serve(
         owners,
         alerts_stop.clone(),
     )?;
+    let (store, store_writer) = open_store(&cfg, &daemon, &alerts)?;
+    let feedback_stop = CancellationToken::new();
+    let feedback = match &store {
+        Some(store) if !cfg.store.feedback_topic.is_empty() => {
+            let (kafka, topic) = (cfg.kafka.clone(), cfg.store.feedback_topic.clone());
+            let (store, engine, alerts, stop) = (
+                store.clone(),
+                daemon.engine.clone(),
+                alerts.clone(),
+                feedback_stop.clone(),
+            );
+            let started = tokio::task::spawn_blocking(move || {
+                FeedbackTopic::start(&kafka, &topic, store, engine, alerts, stop)
+            })
+            .await
+            .context("starting the feedback topic")?
+            .context("store.feedback_topic")?;
+            Some(started)
+        }
+        _ => None,
+    };
     let durable = durability(&cfg, &daemon, &alerts)?;
     if let Some(inv) = &daemon.inventory {
         tokio::spawn(
@@ -219,13 +250,15 @@ async fn serve(
         checkpoint_max_age: cfg.checkpoint.enabled().then_some(cfg.checkpoint.max_age.0),
         last_checkpoint_ms: daemon.last_checkpoint_ms.clone(),
         started: Instant::now(),
+        store: store.clone(),
+        feedback: feedback.clone(),
     };
     let (_, http_done) = http::serve(&cfg.http, state, http_stop.clone()).await?;
     let result = run_source(
         &cfg,
         &daemon,
         durable,
-        finding_handler(alerts, recent),
+        finding_handler(alerts, recent, store),
         shutdown,
     )
     .await;
@@ -236,7 +269,42 @@ async fn serve(
     }
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_done).await;
+    feedback_stop.cancel();
+    // Writes what is still queued, then stops.
+    drop(store_writer);
     result
+}
+
+/// Opens the findings store when `store.path` is set, and gives the engine
+/// and the alert pipeline back what earlier verdicts taught and muted.
+fn open_store(
+    cfg: &Config,
+    daemon: &Daemon,
+    alerts: &Alerts,
+) -> anyhow::Result<(Option<FindingsStore>, Option<StoreWriter>)> {
+    if !cfg.store.enabled() {
+        return Ok((None, None));
+    }
+    let owners = daemon
+        .inventory
+        .clone()
+        .map(|i| Arc::new(i) as Arc<dyn OwnerLookup>);
+    let (store, writer) = FindingsStore::open(&cfg.store, daemon.metrics.clone(), owners)
+        .with_context(|| {
+            format!(
+                "opening the findings store {} (store.path)",
+                cfg.store.path.display()
+            )
+        })?;
+    let (taught, muted) = crate::feedback::restore(&store, &daemon.engine, alerts);
+    tracing::info!(
+        path = %cfg.store.path.display(),
+        findings = daemon.metrics.store_findings.get(),
+        teachings = taught,
+        suppressions = muted,
+        "opened the findings store"
+    );
+    Ok((Some(store), Some(writer)))
 }
 
 async fn run_source(

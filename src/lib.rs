@@ -22,6 +22,10 @@
 //!
 //! Beside the flow:
 //!
+//! - [`store`]: every finding in one SQLite file, with its status, assignee
+//!   and audit trail, for the console and `/api/v1/findings`.
+//! - [`feedback`]: verdicts that act: `expected` teaches the baseline,
+//!   `false_positive` mutes, `confirmed` re-notifies at critical.
 //! - [`config`]: configuration file + environment, validated before start.
 //! - [`inventory`]: the known keys and what each may do, reloaded on change;
 //!   the policy detectors enforce it.
@@ -46,6 +50,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod engine;
+pub mod feedback;
 pub mod fuzz;
 pub mod gen;
 pub mod http;
@@ -56,4 +61,5 @@ pub mod pipeline;
 pub mod replay;
 pub mod review;
 pub mod source;
+pub mod store;
 pub mod telemetry;

@@ -61,6 +61,19 @@ pub struct Metrics {
     pub anomaly_active: IntGaugeVec,
     /// Findings not exported in `keywatch_anomaly_active` because of its cap.
     pub anomaly_active_dropped: IntCounter,
+    /// Findings in the findings store.
+    pub store_findings: IntGauge,
+    /// Findings written to the store, by result (`inserted`, `repeated`: same
+    /// id again, `failed`).
+    pub store_writes: IntCounterVec,
+    /// Findings not stored because the store's queue was full.
+    pub store_dropped: IntCounter,
+    /// Findings deleted from the store, by reason (`max_age`, `max_rows`).
+    pub store_pruned: IntCounterVec,
+    /// Seconds a findings-store query took (API and console reads).
+    pub store_query_seconds: prometheus::Histogram,
+    /// Verdicts given on findings, by status.
+    pub verdicts: IntCounterVec,
     /// HTTP connections open.
     pub http_connections: IntGauge,
     /// HTTP connections the server closed or refused, by reason
@@ -257,6 +270,41 @@ impl Metrics {
             anomaly_active_dropped: plain_counter(
                 "keywatch_anomaly_active_dropped_total",
                 "Findings not exported in keywatch_anomaly_active because of its cap.",
+            ),
+            store_findings: int_gauge(
+                "keywatch_store_findings",
+                "Findings in the findings store.",
+            ),
+            store_writes: counter(
+                "keywatch_store_writes_total",
+                "Findings written to the findings store, by result (inserted, repeated, failed).",
+                &["result"],
+            ),
+            store_dropped: plain_counter(
+                "keywatch_store_dropped_total",
+                "Findings not stored because the store's queue was full.",
+            ),
+            store_pruned: counter(
+                "keywatch_store_pruned_total",
+                "Findings deleted from the findings store, by reason (max_age, max_rows).",
+                &["reason"],
+            ),
+            store_query_seconds: {
+                let h = prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "keywatch_store_query_seconds",
+                        "Seconds a findings-store query took.",
+                    )
+                    .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            verdicts: counter(
+                "keywatch_verdicts_total",
+                "Verdicts given on findings, by status.",
+                &["status"],
             ),
             http_connections: int_gauge(
                 "keywatch_http_connections",

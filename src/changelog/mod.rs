@@ -135,7 +135,7 @@ struct Writer {
 
 /// Runs an rdkafka admin future to completion from any thread (inside a
 /// runtime or not) on a thread of its own.
-fn block_on<F: std::future::Future + Send>(fut: F) -> anyhow::Result<F::Output>
+pub(crate) fn block_on<F: std::future::Future + Send>(fut: F) -> anyhow::Result<F::Output>
 where
     F::Output: Send,
 {

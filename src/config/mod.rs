@@ -13,6 +13,7 @@ mod http;
 mod inventory;
 mod kafka;
 mod secret;
+mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use http::HttpConfig;
 pub use inventory::{InventoryConfig, PolicyDetectorsConfig};
 pub use kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use secret::{Secret, SecretError};
+pub use store::StoreConfig;
 
 use crate::decode::{self, ProfileSpec};
 
@@ -67,6 +69,9 @@ pub struct Config {
     /// Where alerts go: suppression, redaction, sinks.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// The findings store behind the console.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 /// `[decode]`.
@@ -493,6 +498,7 @@ impl Config {
         self.checkpoint.validate()?;
         self.changelog.validate()?;
         self.inventory.validate()?;
+        self.store.validate()?;
         self.alerts.validate()?;
         decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)
             .map_err(|err| invalid("decode.profile", &self.decode.profile, err.to_string()))?;

@@ -218,3 +218,26 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         },
     })
 }
+
+/// The key's request rate for a chart: what its model expects per bucket at
+/// each hour of the day (UTC; the key's level where it has no hourly model
+/// yet) and the current bucket's count and alert line, as of `now`.
+pub fn rate_profile(s: &Settings, state: &KeyState, now: Secs) -> Value {
+    let day_start = now - now % DAY;
+    let expected: Vec<f64> = (0..24)
+        .map(|h| match state.rate.seasonal() {
+            Some(m) => (m.slot_at(day_start + h * 3600).lambda() as f64 * 10.0).round() / 10.0,
+            None => (state.rate.level() as f64 * 10.0).round() / 10.0,
+        })
+        .collect();
+    let (count, threshold) = state.rate.current();
+    json!({
+        "bucket_s": s.rate.bucket_s,
+        "expected_per_bucket_by_hour_utc": expected,
+        "current": {
+            "hour_utc": (now / 3600) % 24,
+            "requests_in_bucket": count,
+            "threshold": threshold,
+        },
+    })
+}

@@ -19,6 +19,7 @@ pub mod legacy;
 pub mod org;
 pub mod source;
 pub mod state;
+pub mod teach;
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use wildmatch::WildMatch;
 
 pub use finding::{Detector, Eligibility, Evidence, Finding, Severity};
 pub use state::{KeyState, Position};
+pub use teach::{Lesson, Teaching};
 
 use crate::config::{Config, DetectorsConfig, Entity};
 use crate::decode::{AuditEvent, Source};
@@ -149,6 +151,9 @@ pub struct Stats {
     pub suppressed_allowlist: AtomicU64,
     /// Findings dropped by the per-(key, detector, dimension) cooldown.
     pub suppressed_cooldown: AtomicU64,
+    /// Findings dropped because a responder taught the identity that what
+    /// they show is normal (a verdict of `expected`).
+    pub suppressed_taught: AtomicU64,
     /// Principal findings dropped because the key's own baseline raised the
     /// same detector on the same event (one event, one finding per detector).
     pub suppressed_duplicate: AtomicU64,
@@ -197,6 +202,8 @@ struct Inner {
     epoch: AtomicU32,
     /// Networks any identity has used.
     networks: OrgNetworks,
+    /// What responders taught identities is normal.
+    teachings: teach::Teachings,
 }
 
 /// A cheap-to-clone handle to the per-key store and detectors.
@@ -239,6 +246,7 @@ impl Engine {
                 policy,
                 epoch: AtomicU32::new(u32::MAX),
                 networks: OrgNetworks::new(org::MAX_NETWORKS),
+                teachings: teach::Teachings::default(),
             }),
         }
     }
@@ -319,6 +327,7 @@ impl Engine {
                     holder_has_history: false,
                     org: &inner.networks,
                 },
+                taught: &inner.teachings,
                 policy: match (&inventory, tracked.entity) {
                     (Some((policy, inventory)), Entity::KeyId) => Some(PolicyView {
                         policy,
@@ -480,12 +489,62 @@ impl Engine {
         tracked.keys.get(key).map(|s| f(&s))
     }
 
-    /// A key's state and baselines for people, as of the engine's watermark.
+    /// A key's state and baselines for people, as of the engine's watermark,
+    /// with what responders taught it (`taught`).
     pub fn explain(&self, entity: Entity, key: &str) -> Option<serde_json::Value> {
         let now = (self.inner.stats.watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
-        self.with_key(entity, key, |state| {
+        let mut out = self.with_key(entity, key, |state| {
             explain::explain(&self.inner.settings, key, state, now)
+        })?;
+        if let Some(obj) = out.as_object_mut() {
+            let taught = self.inner.teachings.of(entity, key);
+            obj.insert("taught".into(), serde_json::json!(taught));
+        }
+        Some(out)
+    }
+
+    /// The key's request rate against its baseline, for the console's chart
+    /// ([`explain::rate_profile`]).
+    pub fn rate_profile(&self, entity: Entity, key: &str) -> Option<serde_json::Value> {
+        let now = (self.inner.stats.watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
+        self.with_key(entity, key, |state| {
+            explain::rate_profile(&self.inner.settings, state, now)
         })
+    }
+
+    /// Teaches an identity that what `teaching` names is normal: from now on
+    /// it raises nothing. Safe beside events from any thread: a teaching is
+    /// written under the lock a detector reads it under, so an event sees
+    /// it entirely or not at all (applied between two events of the key, it
+    /// acts from the second). A key's principal, when tracked, is taught
+    /// too (its baseline would otherwise raise the same use). `false` when
+    /// it was taught already (a verdict re-applied at start).
+    pub fn teach(
+        &self,
+        entity: Entity,
+        subject: &str,
+        principal: Option<&str>,
+        teaching: Teaching,
+    ) -> bool {
+        let mut added = false;
+        if entity == Entity::KeyId {
+            if let Some(p) = principal {
+                if self.inner.settings.entities.contains(&Entity::Principal) {
+                    added |= self.inner.teachings.add(
+                        Entity::Principal,
+                        principal_identity(p),
+                        teaching.clone(),
+                    );
+                }
+            }
+        }
+        added |= self.inner.teachings.add(entity, subject, teaching);
+        added
+    }
+
+    /// What an identity was taught, oldest first.
+    pub fn teachings(&self, entity: Entity, subject: &str) -> Vec<Teaching> {
+        self.inner.teachings.of(entity, subject)
     }
 
     /// A copy of every key's state, taken shard by shard while events keep

@@ -35,7 +35,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> ApiError {
+pub(super) fn error(status: StatusCode, msg: impl Into<String>) -> ApiError {
     ApiError {
         status,
         message: msg.into(),
@@ -134,6 +134,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         ("allowlist", &stats.suppressed_allowlist),
         ("cooldown", &stats.suppressed_cooldown),
         ("duplicate", &stats.suppressed_duplicate),
+        ("taught", &stats.suppressed_taught),
     ] {
         let c = s.metrics.suppressed.with_label_values(&[rule]);
         c.inc_by(n.load(Ordering::Relaxed).saturating_sub(c.get()));
@@ -221,13 +222,41 @@ pub async fn review(
         thresholds: crate::review::Thresholds::from_config(&s.inventory_cfg),
     };
     let review = crate::review::review(&input);
+    // Keys a responder confirmed compromised (a `confirmed` verdict not
+    // resolved since), from the findings store.
+    let compromised = match &s.store {
+        Some(store) => {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.compromised_keys())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
     Ok(match q.format.as_deref() {
-        Some("markdown") | Some("md") => (
-            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            review.to_markdown(),
-        )
-            .into_response(),
-        _ => Json(serde_json::to_value(&review).unwrap_or_default()).into_response(),
+        Some("markdown") | Some("md") => {
+            let mut md = review.to_markdown();
+            if !compromised.is_empty() {
+                let mut section = String::from("## Keys confirmed compromised\n\nA responder confirmed a finding on each as a compromise (until it is resolved): rotate them first.\n\n");
+                for k in &compromised {
+                    section.push_str(&format!("- `{k}`\n"));
+                }
+                section.push('\n');
+                // Right under the title.
+                let at = md.find("\n\n").map_or(0, |i| i + 2);
+                md.insert_str(at, &section);
+            }
+            ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response()
+        }
+        _ => {
+            let mut v = serde_json::to_value(&review).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("compromised".into(), json!(compromised));
+            }
+            Json(v).into_response()
+        }
     })
 }
 
@@ -240,7 +269,7 @@ pub struct ReviewQuery {
 /// `?entity=principal` selects the principal baseline.
 #[derive(Deserialize)]
 pub struct KeyQuery {
-    entity: Option<Entity>,
+    pub(super) entity: Option<Entity>,
 }
 
 /// `GET /api/v1/keys/{key_id}`: the key's baselines and each detector's stance.
@@ -262,42 +291,74 @@ pub async fn key(
 #[derive(Deserialize)]
 pub struct FindingsQuery {
     since: Option<String>,
-    detector: Option<Detector>,
-    severity: Option<Severity>,
-    key_id: Option<String>,
-    limit: Option<usize>,
+    until: Option<String>,
+    pub(super) detector: Option<Detector>,
+    pub(super) severity: Option<Severity>,
+    pub(super) key_id: Option<String>,
+    pub(super) principal: Option<String>,
+    pub(super) team: Option<String>,
+    pub(super) status: Option<crate::store::Status>,
+    pub(super) limit: Option<usize>,
+    pub(super) cursor: Option<String>,
 }
 
-/// `GET /api/v1/findings?since=&detector=&severity=&key_id=&limit=`:
-/// recent findings, oldest first; `severity` is a minimum.
+fn time_param(name: &str, t: &Option<String>) -> Result<Option<i64>, ApiError> {
+    t.as_ref()
+        .map(|t| {
+            crate::decode::time::parse_str(t).ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name}={t:?} is not a time (RFC 3339 or epoch)"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/findings?since=&until=&detector=&severity=&key_id=&principal=&team=&status=&limit=&cursor=`:
+/// findings, oldest first; `severity` is a minimum. From the findings store
+/// when it is on (with `next_cursor` for the older page), else the recent
+/// ones in memory (no `team`, `status` or `cursor` there).
 pub async fn findings(
     State(s): State<AppState>,
     Query(q): Query<FindingsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let since = match &q.since {
-        None => i64::MIN,
-        Some(t) => crate::decode::time::parse_str(t).ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("since={t:?} is not a time (RFC 3339 or epoch)"),
-            )
-        })?,
-    };
+    let since = time_param("since", &q.since)?;
+    let until = time_param("until", &q.until)?;
+    if let Some(store) = &s.store {
+        return super::triage::findings(store, &q, since, until).await;
+    }
+    if q.team.is_some() || q.status.is_some() || q.cursor.is_some() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "team, status and cursor need the findings store (store.path)",
+        ));
+    }
+    let (since, until) = (since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX));
     let list = s.recent.list(q.limit.unwrap_or(100).min(10_000), |f| {
-        f.observed_at_ms() >= since
+        let at = f.observed_at_ms();
+        at >= since
+            && at < until
             && q.detector.is_none_or(|d| f.detector == d)
             && q.severity.is_none_or(|min| f.severity >= min)
             && q.key_id.as_ref().is_none_or(|k| &f.key_id == k)
+            && q.principal
+                .as_ref()
+                .is_none_or(|p| f.principal.as_ref() == Some(p))
     });
     let findings: Vec<&crate::engine::Finding> = list.iter().map(|f| &**f).collect();
     Ok(Json(json!({ "findings": findings })))
 }
 
-/// `GET /api/v1/findings/{id}`.
+/// `GET /api/v1/findings/{id}`: from the store (with its audit trail) when
+/// it is on, else from the recent ones in memory.
 pub async fn finding(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(store) = &s.store {
+        return super::triage::finding(store, id).await;
+    }
     let f = s
         .recent
         .get(&id)
@@ -310,7 +371,7 @@ pub async fn suppressions(State(s): State<AppState>) -> Json<serde_json::Value> 
     Json(json!({ "suppressions": s.alerts.suppressions() }))
 }
 
-fn authorize(api_token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(api_token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
     // An empty token never authorises (configuration refuses one too).
     let Some(token) = api_token.filter(|t| !t.expose().trim().is_empty()) else {
         return Err(error(

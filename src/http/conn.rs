@@ -355,9 +355,15 @@ async fn serve_connection(
 ) {
     let router = TowerToHyperService::new(router);
     let (conns, id) = (guard.conns.clone(), guard.id);
+    // Handlers that keep an audit trail read where a request came from.
+    let peer = stream.peer_addr().ok();
     let answered = Answered::new();
     let io = TokioIo::new(HeadLimit::new(stream, answered.clone()));
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let busy = Busy::new(conns.clone(), id);
         // Where the next head starts, for `HeadLimit`.
         let body_len = req.body().size_hint().exact();

@@ -5,19 +5,22 @@
 //! `api` holds the handlers (every error JSON); `conn` the accept loop and
 //! the limits on connections (cap, timeouts, shedding the longest idle);
 //! `head` the request-head limits checked before hyper parses a head;
-//! [`recent`] the findings the API lists.
+//! [`recent`] the findings the API lists without the store; `triage` the
+//! findings store's endpoints (filters, verdicts, audit trail) and the
+//! console page at `/`.
 
 mod api;
 mod conn;
 mod head;
 pub mod recent;
+mod triage;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +60,10 @@ pub struct AppState {
     pub last_checkpoint_ms: Arc<AtomicI64>,
     /// When the daemon started.
     pub started: std::time::Instant,
+    /// The findings store; `None`: off (`store.path` empty).
+    pub store: Option<crate::store::FindingsStore>,
+    /// Where verdicts are published for the other instances; `None`: off.
+    pub feedback: Option<crate::feedback::topic::FeedbackTopic>,
 }
 
 /// The routes, with body limit and request timeout; every error is JSON.
@@ -69,6 +76,13 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .route("/api/v1/keys/{key_id}", get(api::key))
         .route("/api/v1/findings", get(api::findings))
         .route("/api/v1/findings/{id}", get(api::finding))
+        .route("/api/v1/findings/{id}/verdict", post(triage::verdict))
+        .route("/api/v1/keys/{key_id}/rate", get(triage::rate))
+        .route("/api/v1/compromised", get(triage::compromised))
+        .route("/", get(triage::console_index))
+        .route("/console/", get(triage::console_index))
+        .route("/console/console.js", get(triage::console_script))
+        .route("/console/console.css", get(triage::console_style))
         .route("/api/v1/review", get(api::review))
         .route(
             "/api/v1/suppressions",
@@ -109,7 +123,7 @@ pub async fn serve(
             }
         }
     });
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz and /api/v1");
+    tracing::info!(%addr, "serving the console at /, /metrics, /healthz, /readyz and /api/v1");
     Ok((addr, server))
 }
 

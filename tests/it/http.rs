@@ -86,6 +86,8 @@ async fn server_with(max_active: usize, http_cfg: HttpConfig) -> Server {
         checkpoint_max_age: Some(Duration::from_secs(300)),
         last_checkpoint_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         started: std::time::Instant::now(),
+        store: None,
+        feedback: None,
     };
     let (addr, _) = http::serve(&http_cfg, state.clone(), stop.clone())
         .await

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod cli;
+mod console;
 mod durability;
 mod eval;
 mod helpers;
@@ -16,3 +17,4 @@ mod scaleout;
 mod scenario;
 mod stratus;
 mod tansu;
+mod triage;

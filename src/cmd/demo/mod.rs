@@ -72,6 +72,22 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     cfg.kafka.startup_timeout = HumanDuration::secs(10);
     cfg.alerts.dead_letter_path = workdir.path().join("dead-letter.jsonl");
     cfg.checkpoint.dir = workdir.path().join("checkpoints");
+    // The console's findings and verdicts, removed with the rest (a
+    // `store.path` in `--config` keeps them across runs and kill -9).
+    let keep_store = cfg.store.enabled();
+    if !keep_store {
+        cfg.store.path = workdir.path().join("findings.db");
+    }
+    // Verdicts need a token: one for this run, in the console link (a token
+    // from the user's configuration is a secret, never printed).
+    let console_url = if cfg.http.api_token.is_none() {
+        let token = demo_token();
+        cfg.http.api_token =
+            Some(crate::config::Secret::resolve(&token).context("the demo's write token")?);
+        format!("http://{}/#token={token}", args.listen)
+    } else {
+        format!("http://{}/ (sign in with your http.api_token)", args.listen)
+    };
     let mut file = SinkConfig::new(SinkKind::File(FileSinkConfig {
         path: alerts_path.clone(),
     }));
@@ -85,6 +101,16 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         &args.listen,
         args.duration.map(|d| d.0),
         &alerts_path,
+    );
+    eprintln!(
+        "Triage console (open it in a browser; the link carries this run's write token):\n  {console_url}\n\
+         Findings and verdicts are kept in {}{}.\n",
+        cfg.store.path.display(),
+        if keep_store {
+            ""
+        } else {
+            " (removed when the demo ends; set store.path in a --config file to keep them)"
+        }
     );
 
     let daemon = Daemon::new(&cfg)?;
@@ -154,4 +180,13 @@ fn port_free(listen: &str) -> Result<(), Failure> {
              e.g. --listen 127.0.0.1:9465"
         ))),
     }
+}
+
+/// A write token for one demo run: 32 random alphanumerics.
+fn demo_token() -> String {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::from_entropy();
+    (0..32)
+        .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+        .collect()
 }

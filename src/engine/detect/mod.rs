@@ -58,6 +58,8 @@ pub struct Ctx<'a, 'e> {
     /// The inventory's view of the key, when an inventory is enforced and
     /// the identity is a key id.
     pub policy: Option<policy::PolicyView<'a>>,
+    /// What responders taught identities is normal.
+    pub taught: &'a super::teach::Teachings,
     /// Findings raised so far.
     pub out: &'a mut Vec<Finding>,
 }
@@ -121,6 +123,9 @@ impl Ctx<'_, '_> {
                 .fetch_add(1, Ordering::Relaxed);
             return true;
         }
+        if self.is_taught(detector, None) {
+            return true;
+        }
         if state.cooling(detector as u8, cooldown_dim(dim), self.now) {
             self.stats
                 .suppressed_cooldown
@@ -128,6 +133,19 @@ impl Ctx<'_, '_> {
             return true;
         }
         false
+    }
+
+    /// Whether a responder taught this identity that what this event shows
+    /// to `detector` (with `count` in its bucket, for rates) is normal,
+    /// counting the drop.
+    pub fn is_taught(&self, detector: Detector, count: Option<u32>) -> bool {
+        let taught = self
+            .taught
+            .covers(self.entity, self.subject, detector, self.ev, count);
+        if taught {
+            self.stats.suppressed_taught.fetch_add(1, Ordering::Relaxed);
+        }
+        taught
     }
 
     /// Raises a finding unless the source is allowlisted or the

@@ -34,7 +34,8 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     else {
         return;
     };
-    if ctx.quiet(state, Detector::RateSpike, 0) {
+    if ctx.quiet(state, Detector::RateSpike, 0) || ctx.is_taught(Detector::RateSpike, Some(c.count))
+    {
         return;
     }
     let who = ctx.who();

@@ -1,0 +1,725 @@
+//! The findings store: every finding the engine raises, with its evidence,
+//! the responder's status, assignee and notes, and an audit trail of every
+//! change, in one SQLite file.
+//!
+//! SQLite (bundled, so the binary still links only libc): one file to back
+//! up, indexed queries on every column the console filters by (key,
+//! principal, team, detector, severity, status, time), WAL so a reader never
+//! waits for the writer and a `kill -9` loses no committed transaction, and
+//! SQL for the retention deletes. An embedded key-value store would need a
+//! hand-made secondary index per filter.
+//!
+//! Detection never waits for the disk: [`FindingsStore::record`] puts the
+//! finding on a bounded queue that a writer thread drains in batches (one
+//! transaction per batch); a full queue drops the finding and counts it.
+//! The same finding id again (a replay, a redelivery) updates the row:
+//! `repeats` and `last_seen`, never a second row.
+//!
+//! # Layout
+//!
+//! - this file: the schema, the writer, queries and verdicts;
+//! - [`query`]: the filters of `/api/v1/findings`.
+
+pub mod query;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{StoreConfig, Suppression};
+use crate::engine::{Finding, Teaching};
+use crate::metrics::Metrics;
+use crate::owner::OwnerLookup;
+
+pub use query::{FindingsQuery, Page};
+
+/// What a responder says a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Nobody has looked yet.
+    Open,
+    /// Someone is looking.
+    Acknowledged,
+    /// Dealt with.
+    Resolved,
+    /// Normal for this key: the key's baseline is taught so it never alerts again.
+    Expected,
+    /// The detector was wrong: muted for a while, in a chosen scope.
+    FalsePositive,
+    /// A real compromise: re-notified at `critical`, the key marked compromised.
+    Confirmed,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 6] = [
+        Status::Open,
+        Status::Acknowledged,
+        Status::Resolved,
+        Status::Expected,
+        Status::FalsePositive,
+        Status::Confirmed,
+    ];
+
+    /// Name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+            Status::Expected => "expected",
+            Status::FalsePositive => "false_positive",
+            Status::Confirmed => "confirmed",
+        }
+    }
+
+    fn parse(s: &str) -> Status {
+        Status::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .unwrap_or(Status::Open)
+    }
+}
+
+/// Who made a change, for the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The name the responder gave (the console asks for one).
+    pub who: String,
+    /// The client's address.
+    pub remote: String,
+    /// The client's `User-Agent`.
+    pub user_agent: String,
+}
+
+/// A stored finding with what responders made of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredFinding {
+    /// The finding, as raised.
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// Status.
+    pub status: Status,
+    /// Who is on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Times the same finding (same id) was raised.
+    pub repeats: u32,
+    /// When it was last raised (wall clock, RFC 3339).
+    pub last_seen: String,
+    /// The owning team (from the inventory), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+/// One change to a finding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who, from where.
+    #[serde(flatten)]
+    pub actor: Actor,
+    /// What changed: `status`, `assignee`, `note`, `taught`, `suppressed`, `renotified`.
+    pub action: String,
+    /// The details (new status, the note's text, the suppression id ...).
+    pub detail: serde_json::Value,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused.
+    #[error("findings store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A stored row could not be read back.
+    #[error("findings store: a stored finding is unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// No finding with this id.
+    #[error("no stored finding {0:?}")]
+    NotFound(String),
+    /// The lock around the reader connection was poisoned.
+    #[error("findings store: a previous query panicked")]
+    Poisoned,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS findings (
+    id TEXT PRIMARY KEY,
+    observed_ms INTEGER NOT NULL,
+    stored_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    repeats INTEGER NOT NULL DEFAULT 1,
+    key_id TEXT NOT NULL,
+    principal TEXT,
+    team TEXT,
+    detector TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    assignee TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS findings_time ON findings(observed_ms);
+CREATE INDEX IF NOT EXISTS findings_stored ON findings(stored_ms);
+CREATE INDEX IF NOT EXISTS findings_key ON findings(key_id, observed_ms);
+CREATE INDEX IF NOT EXISTS findings_principal ON findings(principal, observed_ms);
+CREATE INDEX IF NOT EXISTS findings_team ON findings(team, observed_ms);
+CREATE INDEX IF NOT EXISTS findings_detector ON findings(detector, observed_ms);
+CREATE INDEX IF NOT EXISTS findings_severity ON findings(severity, observed_ms);
+CREATE INDEX IF NOT EXISTS findings_status ON findings(status, observed_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    finding_id TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_finding ON audit(finding_id, seq);
+CREATE TABLE IF NOT EXISTS teachings (
+    seq INTEGER PRIMARY KEY,
+    entity TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    principal TEXT,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS teachings_once ON teachings(entity, subject, body);
+CREATE TABLE IF NOT EXISTS suppressions (
+    seq INTEGER PRIMARY KEY,
+    finding_id TEXT NOT NULL,
+    rule TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS suppressions_once ON suppressions(finding_id, rule);
+"#;
+
+/// A cheap-to-clone handle to the findings store.
+#[derive(Clone)]
+pub struct FindingsStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Reads and verdicts (WAL: they never wait for the writer's batches
+    /// longer than one commit).
+    conn: Mutex<Connection>,
+    queue: SyncSender<Msg>,
+    metrics: Arc<Metrics>,
+    path: PathBuf,
+}
+
+enum Msg {
+    Finding(Box<Finding>),
+    Stop,
+}
+
+/// The writer thread: on drop it writes what is queued, then stops.
+pub struct StoreWriter {
+    queue: SyncSender<Msg>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        // Behind whatever is queued; waits for room when the queue is full.
+        let _ = self.queue.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // WAL: readers never block the writer; NORMAL: a committed transaction
+    // survives the process dying (only a power loss can undo the last ones).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 64 MiB of pages per connection (SQLite's default is 2 MiB): the
+    // indexes' inner pages of a million findings stay in memory, so an
+    // insert or a page of results reads few pages from disk.
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    Ok(conn)
+}
+
+impl FindingsStore {
+    /// Opens (creating) the store at `cfg.path` and starts its writer. The
+    /// handle stops accepting findings once every clone is dropped; the
+    /// writer then drains and ends.
+    pub fn open(
+        cfg: &StoreConfig,
+        metrics: Arc<Metrics>,
+        owners: Option<Arc<dyn OwnerLookup>>,
+    ) -> Result<(FindingsStore, StoreWriter), StoreError> {
+        let conn = open_conn(&cfg.path)?;
+        conn.execute_batch(SCHEMA)?;
+        let rows: i64 = conn.query_row("SELECT count(*) FROM findings", [], |r| r.get(0))?;
+        metrics.store_findings.set(rows);
+        for result in ["inserted", "repeated", "failed"] {
+            metrics.store_writes.with_label_values(&[result]);
+        }
+        for reason in ["max_age", "max_rows"] {
+            metrics.store_pruned.with_label_values(&[reason]);
+        }
+        let writer_conn = open_conn(&cfg.path)?;
+        let (tx, rx) = sync_channel(cfg.queue);
+        let tx2 = tx.clone();
+        let writer = Writer {
+            conn: writer_conn,
+            rx,
+            metrics: metrics.clone(),
+            owners,
+            max_age_ms: cfg.max_age.0.as_millis() as i64,
+            max_rows: cfg.max_rows as i64,
+            rows,
+        };
+        let thread = std::thread::Builder::new()
+            .name("findings-store".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        Ok((
+            FindingsStore {
+                inner: Arc::new(Inner {
+                    conn: Mutex::new(conn),
+                    queue: tx,
+                    metrics,
+                    path: cfg.path.clone(),
+                }),
+            },
+            StoreWriter {
+                queue: tx2,
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Queues a finding for storage; never waits (the caller is detection).
+    pub fn record(&self, f: &Finding) {
+        match self.inner.queue.try_send(Msg::Finding(Box::new(f.clone()))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.inner.metrics.store_dropped.inc();
+            }
+        }
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let mut conn = self.inner.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let out = f(&mut conn);
+        self.inner
+            .metrics
+            .store_query_seconds
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Findings matching `q`, newest first, one page.
+    pub fn query(&self, q: &FindingsQuery) -> Result<Page, StoreError> {
+        self.with_conn(|conn| query::run(conn, q))
+    }
+
+    /// One finding with its audit trail, oldest change first.
+    pub fn get(&self, id: &str) -> Result<(StoredFinding, Vec<AuditEntry>), StoreError> {
+        self.with_conn(|conn| {
+            let f = conn
+                .query_row(
+                    &format!("SELECT {} FROM findings WHERE id = ?1", query::COLUMNS),
+                    [id],
+                    query::row,
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))??;
+            let mut stmt = conn.prepare_cached(
+                "SELECT at_ms, who, remote, user_agent, action, detail FROM audit \
+                 WHERE finding_id = ?1 ORDER BY seq",
+            )?;
+            let trail = stmt
+                .query_map([id], |r| {
+                    Ok(AuditEntry {
+                        at: crate::decode::time::format_rfc3339(r.get(0)?),
+                        actor: Actor {
+                            who: r.get(1)?,
+                            remote: r.get(2)?,
+                            user_agent: r.get(3)?,
+                        },
+                        action: r.get(4)?,
+                        detail: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((f, trail))
+        })
+    }
+
+    /// Writes the finding now, bypassing the queue (a verdict on a finding
+    /// the writer has not stored yet, a test). Same upsert as the writer.
+    pub fn store_now(&self, f: &Finding) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            upsert(conn, f, None, now_ms())?;
+            Ok(())
+        })
+    }
+
+    /// Sets a finding's status (and assignee, note), with one audit entry
+    /// per change, in one transaction.
+    pub fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        assignee: Option<&str>,
+        note: Option<&str>,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let changed = tx.execute(
+                "UPDATE findings SET status = ?2 WHERE id = ?1",
+                params![id, status.as_str()],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound(id.to_owned()));
+            }
+            audit(&tx, id, actor, "status", serde_json::json!(status))?;
+            if let Some(a) = assignee {
+                tx.execute(
+                    "UPDATE findings SET assignee = ?2 WHERE id = ?1",
+                    params![id, a],
+                )?;
+                audit(&tx, id, actor, "assignee", serde_json::json!(a))?;
+            }
+            if let Some(n) = note.filter(|n| !n.trim().is_empty()) {
+                audit(&tx, id, actor, "note", serde_json::json!(n))?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Adds an audit entry (what a verdict did: taught, suppressed, renotified).
+    pub fn note(
+        &self,
+        id: &str,
+        actor: &Actor,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            audit(conn, id, actor, action, detail)?;
+            Ok(())
+        })
+    }
+
+    /// Keeps a teaching, to give back to the engine at start (once: the same
+    /// teaching again, from the feedback topic, is ignored).
+    pub fn add_teaching(
+        &self,
+        entity: crate::config::Entity,
+        subject: &str,
+        principal: Option<&str>,
+        t: &Teaching,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO teachings (entity, subject, principal, body) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    entity.as_str(),
+                    subject,
+                    principal,
+                    serde_json::to_string(t)?
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Every teaching kept: (entity, subject, principal, teaching), oldest first.
+    #[allow(clippy::type_complexity)]
+    pub fn teachings(
+        &self,
+    ) -> Result<Vec<(crate::config::Entity, String, Option<String>, Teaching)>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT entity, subject, principal, body FROM teachings ORDER BY seq")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (entity, subject, principal, body) in rows {
+                let entity = match entity.as_str() {
+                    "principal" => crate::config::Entity::Principal,
+                    _ => crate::config::Entity::KeyId,
+                };
+                out.push((entity, subject, principal, serde_json::from_str(&body)?));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Keeps a suppression a verdict created, to add again at start (once).
+    pub fn add_suppression(&self, finding_id: &str, rule: &Suppression) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO suppressions (finding_id, rule) VALUES (?1, ?2)",
+                params![finding_id, serde_json::to_string(rule)?],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Suppressions verdicts created, oldest first (expired ones included:
+    /// the alert pipeline refuses those).
+    pub fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare("SELECT rule FROM suppressions ORDER BY seq")?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.iter()
+                .map(|r| serde_json::from_str(r).map_err(StoreError::from))
+                .collect()
+        })
+    }
+
+    /// Keys with a finding confirmed as a compromise and not resolved since.
+    pub fn compromised_keys(&self) -> Result<Vec<String>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT key_id FROM findings WHERE status = 'confirmed' ORDER BY key_id",
+            )?;
+            let keys = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(keys)
+        })
+    }
+}
+
+fn audit(
+    conn: &Connection,
+    id: &str,
+    actor: &Actor,
+    action: &str,
+    detail: serde_json::Value,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit (finding_id, at_ms, who, remote, user_agent, action, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id,
+        now_ms(),
+        actor.who,
+        actor.remote,
+        actor.user_agent,
+        action,
+        detail.to_string()
+    ])?;
+    Ok(())
+}
+
+/// Inserts a finding or counts a repeat of it; `true` when it was new.
+fn upsert(
+    conn: &Connection,
+    f: &Finding,
+    team: Option<&str>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let body = serde_json::to_string(f)?;
+    let repeats: i64 = conn
+        .prepare_cached(
+            "INSERT INTO findings (id, observed_ms, stored_ms, last_seen_ms, key_id, principal, \
+             team, detector, severity, body) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT(id) DO UPDATE SET repeats = repeats + 1, last_seen_ms = excluded.last_seen_ms \
+             RETURNING repeats",
+        )?
+        .query_row(
+            params![
+                f.id,
+                f.observed_at_ms(),
+                now,
+                f.key_id,
+                f.principal,
+                team,
+                f.detector.as_str(),
+                f.severity as i64,
+                body
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(repeats == 1)
+}
+
+struct Writer {
+    conn: Connection,
+    rx: Receiver<Msg>,
+    metrics: Arc<Metrics>,
+    owners: Option<Arc<dyn OwnerLookup>>,
+    max_age_ms: i64,
+    max_rows: i64,
+    rows: i64,
+}
+
+/// Findings written per transaction, at most.
+const BATCH: usize = 512;
+/// How often retention runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
+impl Writer {
+    fn run(mut self) {
+        let mut last_prune = Instant::now();
+        self.prune();
+        loop {
+            let first = match self.rx.recv_timeout(PRUNE_EVERY) {
+                Ok(Msg::Finding(f)) => Some(f),
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.prune();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => None,
+            };
+            if let Some(first) = first {
+                let mut batch = vec![*first];
+                let mut stop = false;
+                while batch.len() < BATCH {
+                    match self.rx.try_recv() {
+                        Ok(Msg::Finding(f)) => batch.push(*f),
+                        Ok(Msg::Stop) => {
+                            stop = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.write(&batch);
+                if stop {
+                    self.prune();
+                    return;
+                }
+            }
+            if last_prune.elapsed() >= PRUNE_EVERY || self.rows > self.max_rows {
+                self.prune();
+                last_prune = Instant::now();
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &[Finding]) {
+        let now = now_ms();
+        let result = (|| -> Result<(u64, u64), StoreError> {
+            let tx = self.conn.transaction()?;
+            let (mut inserted, mut repeated) = (0, 0);
+            for f in batch {
+                let team = self
+                    .owners
+                    .as_ref()
+                    .and_then(|o| o.owner_of(&f.key_id))
+                    .and_then(|o| o.team.or(Some(o.owner)));
+                if upsert(&tx, f, team.as_deref(), now)? {
+                    inserted += 1;
+                } else {
+                    repeated += 1;
+                }
+            }
+            tx.commit()?;
+            Ok((inserted, repeated))
+        })();
+        match result {
+            Ok((inserted, repeated)) => {
+                self.rows += inserted as i64;
+                self.metrics.store_findings.set(self.rows);
+                let w = &self.metrics.store_writes;
+                w.with_label_values(&["inserted"]).inc_by(inserted);
+                w.with_label_values(&["repeated"]).inc_by(repeated);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, findings = batch.len(), "could not store findings");
+                self.metrics
+                    .store_writes
+                    .with_label_values(&["failed"])
+                    .inc_by(batch.len() as u64);
+            }
+        }
+    }
+
+    /// Deletes findings stored longer than `max_age` ago, then the oldest
+    /// past `max_rows`; their audit trails go with them.
+    fn prune(&mut self) {
+        let cutoff = now_ms() - self.max_age_ms;
+        let result = (|| -> rusqlite::Result<(usize, usize)> {
+            let tx = self.conn.transaction()?;
+            tx.execute(
+                "DELETE FROM audit WHERE finding_id IN (SELECT id FROM findings WHERE stored_ms < ?1)",
+                [cutoff],
+            )?;
+            let aged = tx.execute("DELETE FROM findings WHERE stored_ms < ?1", [cutoff])?;
+            let rows: i64 = tx.query_row("SELECT count(*) FROM findings", [], |r| r.get(0))?;
+            let excess = (rows - self.max_rows).max(0);
+            let mut over = 0;
+            if excess > 0 {
+                tx.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY)",
+                    [],
+                )?;
+                tx.execute("DELETE FROM doomed", [])?;
+                tx.execute(
+                    "INSERT INTO doomed SELECT id FROM findings ORDER BY stored_ms, observed_ms LIMIT ?1",
+                    [excess],
+                )?;
+                tx.execute(
+                    "DELETE FROM audit WHERE finding_id IN (SELECT id FROM doomed)",
+                    [],
+                )?;
+                over = tx.execute(
+                    "DELETE FROM findings WHERE id IN (SELECT id FROM doomed)",
+                    [],
+                )?;
+            }
+            tx.commit()?;
+            self.rows = rows - over as i64;
+            // Fresh statistics (sampled: milliseconds) let the planner pick
+            // the narrowest index when filters combine: a key's hundred
+            // findings, not a detector's hundred thousand.
+            self.conn
+                .execute_batch("PRAGMA analysis_limit = 400; ANALYZE;")?;
+            Ok((aged, over))
+        })();
+        match result {
+            Ok((aged, over)) => {
+                let p = &self.metrics.store_pruned;
+                p.with_label_values(&["max_age"]).inc_by(aged as u64);
+                p.with_label_values(&["max_rows"]).inc_by(over as u64);
+                self.metrics.store_findings.set(self.rows);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not prune the findings store"),
+        }
+    }
+}
