@@ -184,7 +184,7 @@ impl Metrics {
         registry
             .register(Box::new(alert_delivery_seconds.clone()))
             .expect("unique metric");
-        Metrics {
+        let metrics = Metrics {
             events: counter(
                 "keywatch_events_total",
                 "Events applied to the per-key state, by audit outcome.",
@@ -380,7 +380,20 @@ impl Metrics {
                 &["country"],
             ),
             registry,
+        };
+        // Every series of the network intelligence families exists from the
+        // start (at 0), so dashboards and rules see them without enrichment.
+        for kind in ["city", "asn", "cloud", "list"] {
+            metrics.netintel_entries.with_label_values(&[kind]);
         }
+        for result in ["looked_up", "cached"] {
+            metrics.netintel_lookups.with_label_values(&[result]);
+        }
+        for result in ["ok", "failed"] {
+            metrics.netintel_reloads.with_label_values(&[result]);
+        }
+        metrics.findings_by_country.with_label_values(&["unknown"]);
+        metrics
     }
 
     /// The Prometheus text exposition of every metric.

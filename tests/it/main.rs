@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 mod inventory;
 mod kafka;
+mod netintel;
 mod prometheus;
 mod replay;
 mod scaleout;
