@@ -228,6 +228,55 @@ fn cloud_nat_churn_across_16s_of_one_provider_stays_silent() {
     );
 }
 
+/// A service set up on two EC2 networks in two /16s that later gets a NAT
+/// address in a third /16 of the same region: the network rules alone call
+/// it high (a settled key with two networks); the cloud ranges know it is
+/// the same pool.
+#[test]
+fn slow_cloud_nat_churn_is_silent_only_with_the_cloud_ranges() {
+    // Four weeks: past the three weeks a multi-network key is still forming.
+    let mut events: Vec<Ev> = (0..56)
+        .map(|i| {
+            let source = if i % 2 == 0 {
+                "3.81.0.10"
+            } else {
+                "3.210.4.20"
+            };
+            ev(T0 + i * 12 * HOUR, "AKIASLOWNAT", source)
+        })
+        .collect();
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIASLOWNAT", "54.146.9.9"));
+    let plain = run_on(
+        &engine(false),
+        events.iter().map(|e| ev(e.t, &e.key, &e.source)).collect(),
+    );
+    let new = of(&plain, Detector::NewSource);
+    assert_eq!(new.len(), 1, "{plain:#?}");
+    assert_eq!(new[0].severity, Severity::High);
+    let enriched = run(events);
+    assert!(
+        of(&enriched, Detector::NewSource).is_empty(),
+        "{enriched:#?}"
+    );
+}
+
+/// A role's sessions are many people: two sessions far apart are not a traveller.
+#[test]
+fn a_roles_sessions_in_two_places_are_not_travel() {
+    let role = "arn:aws:sts::123456789012:assumed-role/Admin";
+    let mut events = Vec::new();
+    for i in 0..10 {
+        let mut e = ev(T0 + i * HOUR, &format!("ASIAALICE{i}"), "81.0.7.10");
+        e.principal = Some(format!("{role}/alice"));
+        events.push(e);
+        let mut e = ev(T0 + i * HOUR + 60, &format!("ASIABOB{i}"), "101.0.0.5");
+        e.principal = Some(format!("{role}/bob"));
+        events.push(e);
+    }
+    assert!(of(&run(events), Detector::ImpossibleTravel).is_empty());
+}
+
 #[test]
 fn another_continent_an_hour_later_is_impossible_travel() {
     let mut events = settled_in_berlin("AKIATRAVEL", 10);

@@ -11,6 +11,9 @@
 //! detector leaves open: a thief who works from a cloud instance or a VPN is
 //! not judged here (`new_source` and `cloud_credential_outside_cloud` are).
 //!
+//! A role's sessions (an `assumed-role` principal) are not judged together:
+//! they are many people or machines; each session key is judged alone.
+//!
 //! Severity: `high` at 3000 km or more (another continent), `medium` below.
 //! One finding per key, pair of countries and cooldown.
 
@@ -18,12 +21,21 @@ use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{human_secs, Ctx, Report};
+use crate::config::Entity;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::KeyState;
 use crate::netintel::{distance_km, NetInfo, OwnerClass, Tables};
 
 /// A distance past which the two places are on different continents, km.
 pub const FAR_KM: f64 = 3000.0;
+
+/// Whether the identity is a role whose sessions are different people or
+/// machines (its sessions share one history, see `principal_identity`):
+/// their places are not one traveller's. The session keys themselves are
+/// still judged one by one.
+fn shared_role(ctx: &Ctx<'_, '_>) -> bool {
+    ctx.entity == Entity::Principal && ctx.subject.contains(":assumed-role/")
+}
 
 /// Checks the event's place against the key's previous one.
 pub fn check(
@@ -34,7 +46,7 @@ pub fn check(
     ip: std::net::IpAddr,
 ) {
     let cfg = &ctx.settings.detectors.impossible_travel;
-    if !cfg.enabled || !tables.placed(info) {
+    if !cfg.enabled || !tables.placed(info) || shared_role(ctx) {
         return;
     }
     let Some(prev) = state.net.as_deref().and_then(|m| m.place) else {
@@ -51,10 +63,13 @@ pub fn check(
     if speed <= cfg.max_speed_kmh {
         return;
     }
-    if matches!(
-        tables.class(ip, info),
-        OwnerClass::Vpn | OwnerClass::Hosting
-    ) {
+    let hides = |ip, info: &NetInfo| {
+        matches!(
+            tables.class(ip, info),
+            OwnerClass::Vpn | OwnerClass::Hosting
+        )
+    };
+    if hides(ip, info) || hides(prev.addr, &tables.lookup(prev.addr)) {
         return;
     }
     let (max_speed, min_distance) = (cfg.max_speed_kmh, cfg.min_distance_km);
