@@ -122,6 +122,12 @@ impl NetMemory {
             .any(|e| e.0 == country && e.1 >= fresh)
     }
 
+    /// Countries the key was used from within `forget_s`.
+    pub fn fresh_countries(&self, now: Secs, forget_s: u32) -> usize {
+        let fresh = now.saturating_sub(forget_s);
+        self.countries.iter().filter(|e| e.1 >= fresh).count()
+    }
+
     /// Whether the key was used from any known country within `forget_s`.
     pub fn has_countries(&self, now: Secs, forget_s: u32) -> bool {
         let fresh = now.saturating_sub(forget_s);

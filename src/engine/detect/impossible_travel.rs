@@ -11,6 +11,12 @@
 //! detector leaves open: a thief who works from a cloud instance or a VPN is
 //! not judged here (`new_source` and `cloud_credential_outside_cloud` are).
 //!
+//! Judged only for a key past learning, used in at most three countries
+//! within `forget_after`, now in a country it has not used within it:
+//! keys that alternate between regions or whose addresses span the world
+//! (pools, fleets) are not one traveller. The door: a thief in a country
+//! the key already uses.
+//!
 //! A role's sessions (an `assumed-role` principal) are not judged together:
 //! they are many people or machines; each session key is judged alone.
 //!
@@ -25,6 +31,10 @@ use crate::config::Entity;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::KeyState;
 use crate::netintel::{distance_km, NetInfo, OwnerClass, Tables};
+
+/// A key seen in more countries than this within `forget_after` is not one
+/// traveller's.
+pub const MAX_COUNTRIES: usize = 3;
 
 /// A distance past which the two places are on different continents, km.
 pub const FAR_KM: f64 = 3000.0;
@@ -49,9 +59,22 @@ pub fn check(
     if !cfg.enabled || !tables.placed(info) || shared_role(ctx) {
         return;
     }
-    let Some(prev) = state.net.as_deref().and_then(|m| m.place) else {
+    let Some(memory) = state.net.as_deref() else {
         return;
     };
+    let Some(prev) = memory.place else {
+        return;
+    };
+    // One traveller's key: past learning, seen in few countries, and now in
+    // a country it has not used recently (a key that alternates between
+    // regions, or whose addresses span the world, is not one traveller).
+    let forget_s = ctx.settings.forget_s;
+    if !ctx.eligible
+        || memory.knows_country(info.country, ctx.now, forget_s)
+        || memory.fresh_countries(ctx.now, forget_s) > MAX_COUNTRIES
+    {
+        return;
+    }
     let distance = distance_km(prev.lat, prev.lon, info.lat, info.lon);
     let slack = prev.accuracy_km as f64 + info.accuracy_km as f64;
     let effective = (distance - slack).max(0.0);
