@@ -48,6 +48,7 @@ fn finding(n: u32) -> Finding {
                 events_learned: 18_233,
                 active_days: 31,
             },
+            network: None,
         },
         sample: EventSample {
             time: "2026-02-09T03:12:44.000Z".to_owned(),

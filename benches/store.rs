@@ -69,6 +69,7 @@ fn finding(i: u64) -> Finding {
                 events_learned: 18_233,
                 active_days: 31,
             },
+            network: None,
         },
         sample: EventSample {
             time: observed_at,

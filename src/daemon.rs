@@ -17,8 +17,9 @@ use crate::config::Config;
 use crate::engine::{Engine, Finding};
 use crate::feedback::topic::FeedbackTopic;
 use crate::http::{self, AppState, RecentFindings};
-use crate::inventory::{InventoryError, InventoryHandle};
+use crate::inventory::InventoryHandle;
 use crate::metrics::Metrics;
+use crate::netintel::NetIntel;
 use crate::owner::OwnerLookup;
 use crate::pipeline::{FindingHandler, Pipeline};
 use crate::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
@@ -40,18 +41,17 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon's shared parts: the inventory is loaded (a bad one stops
-    /// the start, naming the file, entry and field).
-    pub fn new(cfg: &Config) -> Result<Daemon, InventoryError> {
+    /// A daemon's shared parts: the inventory and the network intelligence
+    /// files are loaded (a bad one stops the start, naming the file and what
+    /// is wrong with it).
+    pub fn new(cfg: &Config) -> Result<Daemon, crate::cmd::Failure> {
         let metrics = Arc::new(Metrics::new());
         let inventory = match &cfg.inventory.path {
             Some(path) => Some(InventoryHandle::open(path, Some(&metrics))?),
             None => None,
         };
-        let engine = match &inventory {
-            Some(inv) => Engine::with_inventory(cfg, inv.clone()),
-            None => Engine::new(cfg),
-        };
+        let netintel = NetIntel::from_config(&cfg.netintel, Some(&metrics))?;
+        let engine = Engine::with_parts(cfg, inventory.clone(), netintel);
         Ok(Daemon {
             engine,
             metrics,
@@ -229,6 +229,12 @@ async fn serve(
                 tracing::warn!(error = %e, "cannot listen for SIGHUP; the inventory reloads on change only")
             }
         }
+    }
+    if let Some(n) = daemon.engine.netintel() {
+        tokio::spawn(
+            n.clone()
+                .watch(cfg.netintel.check_interval.0, alerts_stop.clone()),
+        );
     }
     let recent = Arc::new(RecentFindings::new(
         cfg.http.recent_findings,

@@ -29,6 +29,9 @@
 //! - [`config`]: configuration file + environment, validated before start.
 //! - [`inventory`]: the known keys and what each may do, reloaded on change;
 //!   the policy detectors enforce it.
+//! - [`netintel`]: who owns a source address and where it is (MaxMind DB,
+//!   cloud ranges, labelled lists), reloaded on change; the network
+//!   detectors and every finding's evidence read it.
 //! - [`review`]: the key security review (stale, overdue, expired, unknown,
 //!   least privilege, ranked by risk) from engine state, inventory and findings.
 //! - [`metrics`]: every exported metric, defined once.
@@ -56,6 +59,7 @@ pub mod gen;
 pub mod http;
 pub mod inventory;
 pub mod metrics;
+pub mod netintel;
 pub mod owner;
 pub mod pipeline;
 pub mod replay;

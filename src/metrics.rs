@@ -119,6 +119,17 @@ pub struct Metrics {
     pub inventory_keys_by_privilege: IntGaugeVec,
     /// Listed keys by time since creation (`lt_30d`, `30d_90d`, `90d_1y`, `ge_1y`, `unknown`).
     pub inventory_keys_by_age: IntGaugeVec,
+    /// Entries loaded from the network intelligence files, by kind (`city`
+    /// and `asn`: search tree nodes of the MaxMind DB; `cloud`, `list`: networks).
+    pub netintel_entries: IntGaugeVec,
+    /// Source enrichments, by result (`looked_up` in the tables, `cached`:
+    /// the key's previous source again).
+    pub netintel_lookups: IntCounterVec,
+    /// Network intelligence reloads, by result (`ok`, `failed`: previous kept).
+    pub netintel_reloads: IntCounterVec,
+    /// Findings by the country of the event's source (ISO code, `unknown`;
+    /// only with a city database). Bounded: about 250 countries.
+    pub findings_by_country: IntCounterVec,
 }
 
 impl Metrics {
@@ -186,7 +197,7 @@ impl Metrics {
         registry
             .register(Box::new(alert_delivery_seconds.clone()))
             .expect("unique metric");
-        Metrics {
+        let metrics = Metrics {
             events: counter(
                 "keywatch_events_total",
                 "Events applied to the per-key state, by audit outcome.",
@@ -396,8 +407,41 @@ impl Metrics {
                 "Listed keys by time since creation.",
                 &["age"],
             ),
+            netintel_entries: gauge_vec(
+                "keywatch_netintel_entries",
+                "Entries loaded from network intelligence files, by kind (city, asn: MaxMind DB tree nodes; cloud, list: networks).",
+                &["kind"],
+            ),
+            netintel_lookups: counter(
+                "keywatch_netintel_lookups_total",
+                "Source address enrichments, by result (looked_up in the tables, cached from the key's previous source).",
+                &["result"],
+            ),
+            netintel_reloads: counter(
+                "keywatch_netintel_reloads_total",
+                "Network intelligence reloads, by result; a failed one keeps the previous tables.",
+                &["result"],
+            ),
+            findings_by_country: counter(
+                "keywatch_findings_by_country_total",
+                "Findings by the country (ISO code) of the event's source, with a city database configured.",
+                &["country"],
+            ),
             registry,
+        };
+        // Every series of the network intelligence families exists from the
+        // start (at 0), so dashboards and rules see them without enrichment.
+        for kind in ["city", "asn", "cloud", "list"] {
+            metrics.netintel_entries.with_label_values(&[kind]);
         }
+        for result in ["looked_up", "cached"] {
+            metrics.netintel_lookups.with_label_values(&[result]);
+        }
+        for result in ["ok", "failed"] {
+            metrics.netintel_reloads.with_label_values(&[result]);
+        }
+        metrics.findings_by_country.with_label_values(&["unknown"]);
+        metrics
     }
 
     /// The Prometheus text exposition of every metric.

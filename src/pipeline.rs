@@ -130,6 +130,17 @@ impl Pipeline {
                 .findings
                 .with_label_values(&[f.detector.as_str(), f.severity.as_str()])
                 .inc();
+            if let Some(network) = &f.evidence.network {
+                let country = network
+                    .get("country")
+                    .and_then(|c| c.as_str())
+                    .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
+                    .unwrap_or("unknown");
+                self.metrics
+                    .findings_by_country
+                    .with_label_values(&[country])
+                    .inc();
+            }
             (self.on_finding)(&f);
         }
         // One message in eight feeds the latency histogram: the quantiles

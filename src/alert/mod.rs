@@ -70,6 +70,7 @@ pub(crate) mod tests {
                     events_learned: 18_233,
                     active_days: 31,
                 },
+                network: None,
             },
             sample: EventSample {
                 time: "2026-02-09T03:12:44.000Z".to_owned(),

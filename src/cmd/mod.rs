@@ -24,6 +24,9 @@ pub enum Failure {
     /// The configured inventory file cannot be used: exit 64.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    /// A configured network intelligence file cannot be used: exit 64.
+    #[error(transparent)]
+    NetIntel(#[from] crate::netintel::NetIntelError),
     /// Anything that went wrong while running: exit 1.
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
@@ -33,7 +36,10 @@ impl Failure {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Config(_) | Failure::Usage(_) | Failure::Inventory(_) => 64,
+            Failure::Config(_)
+            | Failure::Usage(_)
+            | Failure::Inventory(_)
+            | Failure::NetIntel(_) => 64,
             Failure::Runtime(_) => 1,
         }
     }
@@ -44,10 +50,13 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
     Ok(Config::load(path)?)
 }
 
-/// An engine for `cfg`, enforcing its inventory when one is configured.
+/// An engine for `cfg`, enforcing its inventory and reading its network
+/// intelligence files when they are configured.
 pub fn open_engine(cfg: &Config) -> Result<Engine, Failure> {
-    Ok(match &cfg.inventory.path {
-        Some(path) => Engine::with_inventory(cfg, InventoryHandle::open(path, None)?),
-        None => Engine::new(cfg),
-    })
+    let inventory = match &cfg.inventory.path {
+        Some(path) => Some(InventoryHandle::open(path, None)?),
+        None => None,
+    };
+    let netintel = crate::netintel::NetIntel::from_config(&cfg.netintel, None)?;
+    Ok(Engine::with_parts(cfg, inventory, netintel))
 }

@@ -33,6 +33,79 @@ pub struct DetectorsConfig {
     /// An identity with no history calling a sensitive action.
     #[serde(default)]
     pub new_identity_sensitive_action: SwitchConfig,
+    /// Two uses of one key or principal farther apart than anyone can travel
+    /// in the time between them (needs `netintel.city_db`).
+    #[serde(default)]
+    pub impossible_travel: ImpossibleTravelConfig,
+    /// A credential seen only from cloud provider ranges used from outside
+    /// them (needs `netintel.cloud_ranges`).
+    #[serde(default)]
+    pub cloud_credential_outside_cloud: CloudOutsideConfig,
+    /// Any use from a network listed as `tor` or `threat` (needs `netintel.lists`).
+    #[serde(default)]
+    pub listed_source: SwitchConfig,
+}
+
+/// `[detectors.impossible_travel]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImpossibleTravelConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// The fastest a person travels, km/h.
+    pub max_speed_kmh: f64,
+    /// Distances at or below this (after both accuracy radii are taken off)
+    /// never alert: geolocation of neighbouring cities is not precise enough.
+    pub min_distance_km: f64,
+}
+
+/// 1000 km/h: an airliner's cruising speed with a margin; Datadog's impossible
+/// travel rule uses the same order of magnitude.
+fn default_max_speed_kmh() -> f64 {
+    1000.0
+}
+
+/// 500 km: city-level geolocation of one ISP's addresses is often a few
+/// hundred kilometres off even inside its accuracy radius.
+fn default_min_distance_km() -> f64 {
+    500.0
+}
+
+impl Default for ImpossibleTravelConfig {
+    fn default() -> Self {
+        ImpossibleTravelConfig {
+            enabled: true,
+            max_speed_kmh: default_max_speed_kmh(),
+            min_distance_km: default_min_distance_km(),
+        }
+    }
+}
+
+/// `[detectors.cloud_credential_outside_cloud]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudOutsideConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Uses from cloud ranges (and none from outside them within
+    /// `engine.forget_after`) before a credential counts as a cloud one.
+    pub min_cloud_events: u32,
+}
+
+/// 20: the learning minimum of `engine.learning_min_events`; a role's
+/// sessions reach it within minutes, so a workload credential is judged
+/// through its role from its first use.
+fn default_min_cloud_events() -> u32 {
+    20
+}
+
+impl Default for CloudOutsideConfig {
+    fn default() -> Self {
+        CloudOutsideConfig {
+            enabled: true,
+            min_cloud_events: default_min_cloud_events(),
+        }
+    }
 }
 
 /// A detector with no settings but its switch.

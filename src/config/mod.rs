@@ -12,6 +12,7 @@ mod duration;
 mod http;
 mod inventory;
 mod kafka;
+mod netintel;
 mod secret;
 mod store;
 
@@ -33,6 +34,7 @@ pub use duration::HumanDuration;
 pub use http::HttpConfig;
 pub use inventory::{InventoryConfig, PolicyDetectorsConfig};
 pub use kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
+pub use netintel::{ListConfig, ListKind, NetIntelConfig};
 pub use secret::{Secret, SecretError};
 pub use store::StoreConfig;
 
@@ -54,6 +56,9 @@ pub struct Config {
     /// The key inventory, its policy detectors and the review's thresholds.
     #[serde(default)]
     pub inventory: InventoryConfig,
+    /// Network intelligence: geolocation, ASN, cloud ranges, labelled lists.
+    #[serde(default)]
+    pub netintel: NetIntelConfig,
     /// Where events come from (`keywatch run`).
     #[serde(default)]
     pub kafka: KafkaConfig,
@@ -424,6 +429,28 @@ impl Config {
                 ));
             }
         }
+        let travel = &d.impossible_travel;
+        if !(travel.max_speed_kmh.is_finite() && travel.max_speed_kmh >= 100.0) {
+            return Err(invalid(
+                "detectors.impossible_travel.max_speed_kmh",
+                travel.max_speed_kmh,
+                "must be a number of at least 100",
+            ));
+        }
+        if !(travel.min_distance_km.is_finite() && travel.min_distance_km >= 0.0) {
+            return Err(invalid(
+                "detectors.impossible_travel.min_distance_km",
+                travel.min_distance_km,
+                "must be a number of at least 0",
+            ));
+        }
+        if d.cloud_credential_outside_cloud.min_cloud_events == 0 {
+            return Err(invalid(
+                "detectors.cloud_credential_outside_cloud.min_cloud_events",
+                0,
+                "must be at least 1",
+            ));
+        }
         let ratio = d.source_fanout.ratio;
         if !(ratio.is_finite() && ratio > 1.0) {
             return Err(invalid(
@@ -499,6 +526,7 @@ impl Config {
         self.changelog.validate()?;
         self.inventory.validate()?;
         self.store.validate()?;
+        self.netintel.validate()?;
         self.alerts.validate()?;
         decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)
             .map_err(|err| invalid("decode.profile", &self.decode.profile, err.to_string()))?;

@@ -42,11 +42,17 @@ pub enum Detector {
     /// An identity with no history (a new key of a new principal) minting
     /// credentials, changing permissions or reading secrets.
     NewIdentitySensitiveAction,
+    /// Two uses farther apart than anyone travels in the time between them.
+    ImpossibleTravel,
+    /// A credential seen only from cloud ranges used from outside them.
+    CloudCredentialOutsideCloud,
+    /// A use from a network listed as Tor or a threat.
+    ListedSource,
 }
 
 impl Detector {
     /// Every behavioural detector.
-    pub const ALL: [Detector; 8] = [
+    pub const ALL: [Detector; 11] = [
         Detector::NewSource,
         Detector::NewUserAgent,
         Detector::NewAction,
@@ -55,6 +61,9 @@ impl Detector {
         Detector::SourceFanout,
         Detector::DormantRevival,
         Detector::NewIdentitySensitiveAction,
+        Detector::ImpossibleTravel,
+        Detector::CloudCredentialOutsideCloud,
+        Detector::ListedSource,
     ];
 
     /// Every policy detector: they judge a use against the key's inventory
@@ -85,6 +94,9 @@ impl Detector {
             Detector::OneTimeReuse => "one_time_reuse",
             Detector::ScopeViolation => "scope_violation",
             Detector::NewIdentitySensitiveAction => "new_identity_sensitive_action",
+            Detector::ImpossibleTravel => "impossible_travel",
+            Detector::CloudCredentialOutsideCloud => "cloud_credential_outside_cloud",
+            Detector::ListedSource => "listed_source",
         }
     }
 }
@@ -152,6 +164,10 @@ pub struct Evidence {
     pub threshold: serde_json::Value,
     /// Why this key was past learning.
     pub eligibility: Eligibility,
+    /// What network intelligence knows about the event's source (owner,
+    /// place, cloud, lists), when enrichment files are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<serde_json::Value>,
 }
 
 /// One anomaly on one key.

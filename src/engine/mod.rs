@@ -35,6 +35,7 @@ pub use teach::{Lesson, Teaching};
 use crate::config::{Config, DetectorsConfig, Entity};
 use crate::decode::{AuditEvent, Source};
 use crate::inventory::InventoryHandle;
+use crate::netintel::NetIntel;
 use detect::policy::{Policy, PolicyView};
 use detect::{Ctx, History};
 use org::OrgNetworks;
@@ -204,6 +205,8 @@ struct Inner {
     networks: OrgNetworks,
     /// What responders taught identities is normal.
     teachings: teach::Teachings,
+    /// Network intelligence, when enrichment files are configured.
+    netintel: Option<NetIntel>,
 }
 
 /// A cheap-to-clone handle to the per-key store and detectors.
@@ -226,7 +229,22 @@ impl Engine {
         Engine::build(cfg, Some(policy))
     }
 
+    /// An empty engine with an optional inventory to enforce and optional
+    /// network intelligence to enrich sources with (see [`crate::netintel`]).
+    pub fn with_parts(
+        cfg: &Config,
+        inventory: Option<InventoryHandle>,
+        netintel: Option<NetIntel>,
+    ) -> Engine {
+        let policy = inventory.map(|inv| Policy::new(inv, cfg.inventory.detectors.clone()));
+        Engine::build_with(cfg, policy, netintel)
+    }
+
     fn build(cfg: &Config, policy: Option<Policy>) -> Engine {
+        Engine::build_with(cfg, policy, None)
+    }
+
+    fn build_with(cfg: &Config, policy: Option<Policy>, netintel: Option<NetIntel>) -> Engine {
         let settings = Settings::from_config(cfg);
         let tracked = settings
             .entities
@@ -247,6 +265,7 @@ impl Engine {
                 epoch: AtomicU32::new(u32::MAX),
                 networks: OrgNetworks::new(org::MAX_NETWORKS),
                 teachings: teach::Teachings::default(),
+                netintel,
             }),
         }
     }
@@ -259,6 +278,11 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    /// The network intelligence in use, if any.
+    pub fn netintel(&self) -> Option<&NetIntel> {
+        self.inner.netintel.as_ref()
     }
 
     /// The inventory policy enforced, if any.
@@ -297,6 +321,10 @@ impl Engine {
         let allowlisted = settings.allowlisted(ev.source.as_ref());
         let inventory = inner.policy.as_ref().map(|p| (p, p.inventory().snapshot()));
         let principal = ev.principal.as_deref().map(principal_identity);
+        let tables = match (&inner.netintel, &ev.source) {
+            (Some(n), Some(Source::Ip(_))) => Some(n.snapshot()),
+            _ => None,
+        };
         let event_start = out.len();
         let mut key_end = out.len();
         for tracked in &inner.tracked {
@@ -335,6 +363,7 @@ impl Engine {
                     }),
                     _ => None,
                 },
+                netintel: tables.as_deref().map(|t| &**t),
                 out,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
@@ -494,7 +523,18 @@ impl Engine {
     pub fn explain(&self, entity: Entity, key: &str) -> Option<serde_json::Value> {
         let now = (self.inner.stats.watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
         let mut out = self.with_key(entity, key, |state| {
-            explain::explain(&self.inner.settings, key, state, now)
+            let mut out = explain::explain(&self.inner.settings, key, state, now);
+            if let (Some(n), Some(memory), Some(obj)) = (
+                &self.inner.netintel,
+                state.net.as_deref(),
+                out.as_object_mut(),
+            ) {
+                obj.insert(
+                    "network".into(),
+                    memory.explain(&n.snapshot(), now, self.inner.settings.forget_s),
+                );
+            }
+            out
         })?;
         if let Some(obj) = out.as_object_mut() {
             let taught = self.inner.teachings.of(entity, key);

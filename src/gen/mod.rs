@@ -34,6 +34,7 @@ pub mod eval;
 mod format;
 mod key;
 mod net;
+pub use net::attacker_networks;
 mod traffic;
 
 #[cfg(test)]

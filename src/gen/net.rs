@@ -30,6 +30,15 @@ pub(crate) static ATTACKER_NETWORKS: [[u8; 3]; 5] = [
     [89, 248, 165],
 ];
 
+/// The networks the generated thieves use, as CIDRs (the demo lists them as
+/// Tor exits and a threat feed, as a team's feeds would).
+pub fn attacker_networks() -> Vec<String> {
+    ATTACKER_NETWORKS
+        .iter()
+        .map(|n| format!("{}.{}.{}.0/24", n[0], n[1], n[2]))
+        .collect()
+}
+
 /// An IPv4 /24, by its first three octets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Net24(pub [u8; 3]);

@@ -123,7 +123,7 @@ pub async fn serve(
             }
         }
     });
-    tracing::info!(%addr, "serving the console at /, /metrics, /healthz, /readyz and /api/v1");
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1 and the console at /");
     Ok((addr, server))
 }
 

@@ -195,15 +195,16 @@ pub struct Summary {
     pub profile_hint: Option<String>,
 }
 
-/// Replays `inputs` through a fresh engine; every finding goes to `on_finding`
-/// in the order found.
+/// Replays `inputs` through a fresh engine (with the network intelligence
+/// files `cfg` names); every finding goes to `on_finding` in the order found.
 pub fn replay(
     cfg: &Config,
     inputs: &[Input],
     on_finding: impl FnMut(&Finding) -> anyhow::Result<()>,
 ) -> anyhow::Result<Summary> {
+    let netintel = crate::netintel::NetIntel::from_config(&cfg.netintel, None)?;
     replay_into(
-        &Engine::new(cfg),
+        &Engine::with_parts(cfg, None, netintel),
         cfg,
         &Options::default(),
         inputs,

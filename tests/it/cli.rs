@@ -94,6 +94,13 @@ fn demo_prints_each_finding_once_in_event_order_and_leaves_nothing() {
     );
     assert!(!err.contains("detector="), "a finding also logged: {err}");
     assert!(out.contains("── HIGH new_source"), "{out}\n{err}");
+    // The demo lists the thieves' networks (a Tor exit list and a threat
+    // feed it writes itself): the stolen key's first call is a listed source.
+    assert!(
+        err.contains("Network intelligence: the demo lists"),
+        "{err}"
+    );
+    assert!(out.contains(" listed_source"), "{out}\n{err}");
     let ids: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_prefix("  id         "))

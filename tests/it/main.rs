@@ -11,6 +11,7 @@ mod hostile;
 mod http;
 mod inventory;
 mod kafka;
+mod netintel;
 mod prometheus;
 mod replay;
 mod scaleout;

@@ -24,7 +24,9 @@ use anyhow::Context;
 use rdkafka::mocking::MockCluster;
 
 use crate::cli::DemoArgs;
-use crate::config::{Config, FileSinkConfig, HumanDuration, SinkConfig, SinkKind};
+use crate::config::{
+    Config, FileSinkConfig, HumanDuration, ListConfig, ListKind, SinkConfig, SinkKind,
+};
 use crate::daemon::{self, Daemon};
 
 use super::Failure;
@@ -93,6 +95,10 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     }));
     file.name = Some("all-alerts".to_owned());
     cfg.alerts.sinks.insert(0, file);
+    let listed = !cfg.netintel.enabled();
+    if listed {
+        list_thieves(workdir.path(), &mut cfg)?;
+    }
     cfg.validate()?;
 
     let plan = traffic::Plan::new(args.seed, args.keys, args.rate);
@@ -113,6 +119,13 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         }
     );
 
+    if listed {
+        eprintln!(
+            "Network intelligence: the demo lists the thieves' networks as Tor exits and a \
+             threat feed ({}), so listed_source also finds each use from them, from the first call.\n",
+            workdir.path().display()
+        );
+    }
     let daemon = Daemon::new(&cfg)?;
     let progress = Arc::new(traffic::Progress::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -189,4 +202,32 @@ fn demo_token() -> String {
     (0..32)
         .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
         .collect()
+}
+
+/// Writes the generated thieves' networks as a Tor exit list (the first two,
+/// which are Tor exit blocks in the real world too) and a threat feed into
+/// `dir`, and configures them: the demo shows `listed_source` with nothing
+/// installed.
+fn list_thieves(dir: &std::path::Path, cfg: &mut Config) -> anyhow::Result<()> {
+    let nets = crate::gen::attacker_networks();
+    let (tor, threat) = nets.split_at(2.min(nets.len()));
+    for (name, label, kind, nets) in [
+        ("tor-exits.txt", "tor-exits", ListKind::Tor, tor),
+        (
+            "threat-feed.txt",
+            "demo-threat-feed",
+            ListKind::Threat,
+            threat,
+        ),
+    ] {
+        let path = dir.join(name);
+        let text = format!("# written by keywatch demo\n{}\n", nets.join("\n"));
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        cfg.netintel.lists.push(ListConfig {
+            path,
+            label: label.to_owned(),
+            kind,
+        });
+    }
+    Ok(())
 }

@@ -4,8 +4,11 @@
 //! source new? how long was the key idle?), may emit a finding, and then the
 //! event is folded into the state. [`observe`] fixes that order.
 
+pub mod cloud_credential_outside_cloud;
 pub mod dormant_revival;
 pub mod error_spike;
+pub mod impossible_travel;
+pub mod listed_source;
 pub mod new_action;
 pub mod new_identity;
 pub mod new_source;
@@ -60,6 +63,9 @@ pub struct Ctx<'a, 'e> {
     pub policy: Option<policy::PolicyView<'a>>,
     /// What responders taught identities is normal.
     pub taught: &'a super::teach::Teachings,
+    /// Network intelligence, when enrichment files are configured and the
+    /// event's source is an address.
+    pub netintel: Option<&'a crate::netintel::Tables>,
     /// Findings raised so far.
     pub out: &'a mut Vec<Finding>,
 }
@@ -175,6 +181,10 @@ impl Ctx<'_, '_> {
                 baseline: report.baseline,
                 threshold: report.threshold,
                 eligibility: self.eligibility.clone(),
+                network: match (self.netintel, &ev.source) {
+                    (Some(tables), Some(Source::Ip(ip))) => Some(tables.describe(*ip)),
+                    _ => None,
+                },
             },
             sample: EventSample::from(ev),
             // Set by the pipeline, which knows the event's partition.
@@ -219,17 +229,36 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         dormant_revival::check_first_sight(state, ctx, last_used);
     }
 
+    // Network intelligence: what the source is (cached per key), judged
+    // before the event is learned.
+    let located = match (ctx.netintel, &ctx.ev.source) {
+        (Some(tables), Some(src @ Source::Ip(ip))) => {
+            let memory = state.net.get_or_insert_with(Default::default);
+            Some((tables, *ip, memory.locate(tables, SourceId::of(src), *ip)))
+        }
+        _ => None,
+    };
+    let mut network_new = false;
     if let Some(source) = &ctx.ev.source {
         if !s.ignores(source) {
             let id = SourceId::of(source);
             let countable = matches!(source, Source::Ip(_)) && !ctx.allowlisted;
             let window_start = now - now % s.fanout_window_s;
             let facts = state.sources.facts(id, now, s.forget_s, window_start);
-            new_source::check(state, ctx, id, &facts);
+            network_new = !facts.network_known;
+            new_source::check(state, ctx, id, &facts, located.as_ref());
             source_fanout::check(state, ctx, countable, &facts);
             if state.sources.record(id, now, s.max_sources) {
                 ctx.stats.sources_evicted.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+    if let Some((tables, ip, info)) = &located {
+        listed_source::check(state, ctx, tables, info);
+        impossible_travel::check(state, ctx, tables, info, *ip);
+        cloud_credential_outside_cloud::check(state, ctx, tables, info);
+        if let Some(memory) = state.net.as_deref_mut() {
+            memory.learn(tables, info, *ip, now, ctx.ev.count, network_new);
         }
     }
     new_user_agent::check(state, ctx);

@@ -27,6 +27,22 @@
 //!   without such churn.
 //! - **named_source** (low): a named source, not an address.
 //!
+//! With network intelligence (`[netintel]`), the owner and place of the new
+//! network then set the severity ([`judge`]), first rule that applies:
+//!
+//! - **cloud pool** (silent): a cloud label (provider, service, region) under
+//!   which the key already acquired two or more networks: NAT pools churn
+//!   across /16s of one provider. The door: a thief renting an instance in
+//!   the same provider and region as such a key.
+//! - **same_cloud_region** (low): the key's cloud label, one network so far.
+//! - **outside_cloud** (high), **new_cloud_region** (medium): a key that
+//!   only ever ran in cloud ranges, used outside them or under a cloud label
+//!   it never used; judged even while the key roams within its pool.
+//! - **new_country** (high).
+//! - **hosting_vpn_or_tor** (high): an ASN the key does not use, owned by a
+//!   hosting or VPN provider (by list, or by organisation name: a heuristic).
+//! - **new_asn** (medium; low under `pool_churn`); **known_asn** (low).
+//!
 //! Severity otherwise follows how settled the key is, counting its networks
 //! apart from bursts: two or fewer and none new for a week is high, up to
 //! four (or a network change within the week, `recent_network_change`) is
@@ -44,6 +60,7 @@ use crate::engine::source::SourceId;
 use crate::engine::state::{
     value_hash, KeyState, NetworkSummary, Secs, SourceFacts, ValueKind, BURST_NETWORKS,
 };
+use crate::netintel::{NetInfo, OwnerClass, Tables};
 
 /// Burst days (recent) after which a key draws from a pool by design.
 pub const POOL_DRAW_DAYS: u16 = 3;
@@ -96,8 +113,98 @@ pub fn roaming(
     }
 }
 
-/// Checks the event's source against the key's remembered sources.
-pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &SourceFacts) {
+/// What network intelligence says about a new network, when it is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// A new network under a cloud label (provider, service, region) where
+    /// the key already acquired several networks: pool churn, silent.
+    CloudPool,
+    /// Severity from the owner and place, with the rule that set it.
+    Rated(Severity, &'static str),
+}
+
+/// Whether a key that only ever ran in cloud ranges is used outside them or
+/// under a cloud label (provider, service, region) it never used: roaming
+/// within its pool does not cover that.
+fn leaves_cloud(state: &KeyState, ctx: &Ctx<'_, '_>, info: &NetInfo) -> bool {
+    let (now, forget_s) = (ctx.now, ctx.settings.forget_s);
+    let min = ctx
+        .settings
+        .detectors
+        .cloud_credential_outside_cloud
+        .min_cloud_events;
+    state.net.as_deref().is_some_and(|m| {
+        m.cloud_only(min, now, forget_s)
+            && (info.cloud == 0 || m.cloud(info.cloud, now, forget_s).is_none())
+    })
+}
+
+/// Judges a new network by its owner and place against the key's memory.
+/// `None` when nothing is known that changes the network rules' verdict.
+pub fn judge(
+    state: &KeyState,
+    tables: &Tables,
+    ip: std::net::IpAddr,
+    info: &NetInfo,
+    ctx: &Ctx<'_, '_>,
+) -> Option<Judged> {
+    let memory = state.net.as_deref()?;
+    let (now, forget_s) = (ctx.now, ctx.settings.forget_s);
+    if info.cloud != 0 {
+        if let Some(c) = memory.cloud(info.cloud, now, forget_s) {
+            return Some(if c.networks >= 2 {
+                Judged::CloudPool
+            } else {
+                Judged::Rated(Severity::Low, "same_cloud_region")
+            });
+        }
+    }
+    let min_cloud = ctx
+        .settings
+        .detectors
+        .cloud_credential_outside_cloud
+        .min_cloud_events;
+    if memory.cloud_only(min_cloud, now, forget_s) {
+        return Some(if info.cloud == 0 {
+            Judged::Rated(Severity::High, "outside_cloud")
+        } else {
+            Judged::Rated(Severity::Medium, "new_cloud_region")
+        });
+    }
+    if info.country != [0, 0]
+        && memory.has_countries(now, forget_s)
+        && !memory.knows_country(info.country, now, forget_s)
+    {
+        return Some(Judged::Rated(Severity::High, "new_country"));
+    }
+    let asn_known = info.asn != 0 && memory.knows_asn(info.asn, now, forget_s);
+    if !asn_known {
+        match tables.class(ip, info) {
+            OwnerClass::Hosting | OwnerClass::Vpn | OwnerClass::Tor => {
+                return Some(Judged::Rated(Severity::High, "hosting_vpn_or_tor"))
+            }
+            _ => {}
+        }
+    }
+    if info.asn != 0 && memory.has_asns(now, forget_s) {
+        return Some(if asn_known {
+            Judged::Rated(Severity::Low, "known_asn")
+        } else {
+            Judged::Rated(Severity::Medium, "new_asn")
+        });
+    }
+    None
+}
+
+/// Checks the event's source against the key's remembered sources; with
+/// network intelligence (`located`), also by its owner and place.
+pub fn check(
+    state: &mut KeyState,
+    ctx: &mut Ctx<'_, '_>,
+    id: SourceId,
+    facts: &SourceFacts,
+    located: Option<&(&Tables, std::net::IpAddr, NetInfo)>,
+) {
     let cfg = &ctx.settings.detectors.new_source;
     if !cfg.enabled || !ctx.eligible || facts.network_known {
         return;
@@ -107,7 +214,12 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
     let (known, churn) = state
         .sources
         .summary_and_churn(id, now, forget_s, state.first_seen);
-    if known.networks == 0 || roaming(&known, cfg, now, state.first_seen).is_some() {
+    if known.networks == 0 {
+        return;
+    }
+    if roaming(&known, cfg, now, state.first_seen).is_some()
+        && !located.is_some_and(|(_, _, info)| !id.is_named() && leaves_cloud(state, ctx, info))
+    {
         return;
     }
     let expiry = cfg.roaming_expiry.as_secs_u32();
@@ -139,6 +251,22 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId, facts: &
     } else if churn.siblings > 0 {
         rules.push("same_wider_network");
         severity = severity.min(Severity::Medium);
+    }
+    if let Some((tables, ip, info)) = located.filter(|_| !id.is_named()) {
+        match judge(state, tables, *ip, info, ctx) {
+            Some(Judged::CloudPool) => return,
+            // Never above what the network rules allow for churn within a
+            // provider's pool, never below what the owner says otherwise.
+            Some(Judged::Rated(s, rule)) => {
+                rules.push(rule);
+                severity = if pool_churn && s > Severity::Low && rule == "new_asn" {
+                    Severity::Low
+                } else {
+                    s
+                };
+            }
+            None => {}
+        }
     }
     if ctx.quiet(state, Detector::NewSource, 0) {
         return;

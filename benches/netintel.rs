@@ -1,0 +1,180 @@
+//! Network intelligence: what one lookup costs, and what enrichment adds to
+//! the engine's per-event cost.
+//!
+//! `cargo bench --bench netintel`. `lookup/*` look up 4096 random public
+//! IPv4 addresses in turn: in the test fixtures (city + ASN MaxMind DBs,
+//! cloud ranges, lists) and, when present, in a real GeoLite2-City database
+//! (`KEYWATCH_GEOLITE2_CITY`, default: the one the `maxminddb-geolite2` pip
+//! package ships, installed by `.ci/test` into `target/ci-tools/python`).
+//! `engine/*` applies the same stream of events (2000 keys, each mostly
+//! from its own address, a new address one event in eight) to an engine
+//! without and with the fixture files.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+use keywatch::config::{Config, ListConfig, ListKind, NetIntelConfig};
+use keywatch::decode::{AuditEvent, Outcome, Source};
+use keywatch::engine::Engine;
+use keywatch::netintel::NetIntel;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/netintel")
+        .join(name)
+}
+
+fn fixtures() -> NetIntelConfig {
+    NetIntelConfig {
+        city_db: Some(fixture("city.mmdb")),
+        asn_db: Some(fixture("asn.mmdb")),
+        cloud_ranges: vec![fixture("ip-ranges.json"), fixture("cloud.json")],
+        lists: vec![ListConfig {
+            path: fixture("tor-exits.txt"),
+            label: "tor".into(),
+            kind: ListKind::Tor,
+        }],
+        ..Default::default()
+    }
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn public_v4(&mut self) -> IpAddr {
+        loop {
+            let a = Ipv4Addr::from(self.next() as u32);
+            if a.octets()[0] >= 1 && a.octets()[0] < 224 && !a.is_private() && !a.is_loopback() {
+                return IpAddr::V4(a);
+            }
+        }
+    }
+}
+
+fn lookups(c: &mut Criterion) {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let addrs: Vec<IpAddr> = (0..4096).map(|_| rng.public_v4()).collect();
+    let mut g = c.benchmark_group("lookup");
+    g.throughput(Throughput::Elements(1));
+    let fixture = NetIntel::open(&fixtures(), None).expect("fixtures");
+    let tables = fixture.snapshot();
+    let mut i = 0;
+    g.bench_function("fixtures_city_asn_cloud_lists", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            tables.lookup(addrs[i])
+        })
+    });
+    let real = std::env::var_os("KEYWATCH_GEOLITE2_CITY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ci-tools/python/_maxminddb_geolite2/GeoLite2-City.mmdb")
+        });
+    if real.exists() {
+        let cfg = NetIntelConfig {
+            city_db: Some(real),
+            ..Default::default()
+        };
+        let n = NetIntel::open(&cfg, None).expect("GeoLite2-City");
+        let tables = n.snapshot();
+        let located = addrs.iter().filter(|a| tables.lookup(**a).located).count();
+        println!(
+            "GeoLite2-City: {located} of {} addresses located",
+            addrs.len()
+        );
+        g.bench_function("geolite2_city", |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                tables.lookup(addrs[i])
+            })
+        });
+    } else {
+        println!("lookup/geolite2_city skipped: {} not found", real.display());
+    }
+    g.finish();
+}
+
+struct Ev {
+    t: i64,
+    key: String,
+    source: String,
+}
+
+fn events() -> Vec<Ev> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let keys: Vec<String> = (0..2000).map(|k| format!("AKIABENCH{k:08}")).collect();
+    let mut home: Vec<IpAddr> = (0..2000).map(|_| rng.public_v4()).collect();
+    (0..100_000)
+        .map(|i| {
+            let k = (rng.next() % 2000) as usize;
+            if rng.next() % 8 == 0 {
+                home[k] = rng.public_v4();
+            }
+            Ev {
+                t: 1_767_571_200 + i * 5,
+                key: keys[k].clone(),
+                source: home[k].to_string(),
+            }
+        })
+        .collect()
+}
+
+fn apply(engine: &Engine, evs: &[Ev]) -> usize {
+    let mut out = Vec::new();
+    for e in evs {
+        let ev = AuditEvent {
+            time_ms: e.t * 1000,
+            key_id: Cow::Borrowed(&e.key),
+            principal: None,
+            source: Source::parse(Cow::Borrowed(&e.source)),
+            user_agent: Some(Cow::Borrowed("aws-cli/2.15.0 Python/3.11.6 Linux/6.1")),
+            action: Some(Cow::Borrowed("GetObject")),
+            action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
+            outcome: Outcome::Success,
+            region: None,
+            count: 1,
+        };
+        engine.process(&ev, &mut out);
+        out.clear();
+    }
+    evs.len()
+}
+
+fn engine(c: &mut Criterion) {
+    let evs = events();
+    let cfg = Config::default();
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(10);
+    g.bench_function("without_netintel", |b| {
+        b.iter_batched(
+            || Engine::new(&cfg),
+            |e| apply(&e, &evs),
+            BatchSize::PerIteration,
+        )
+    });
+    let n = NetIntel::open(&fixtures(), None).expect("fixtures");
+    g.bench_function("with_netintel_fixtures", |b| {
+        b.iter_batched(
+            || Engine::with_parts(&cfg, None, Some(n.clone())),
+            |e| apply(&e, &evs),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookups, engine);
+criterion_main!(benches);

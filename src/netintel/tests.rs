@@ -1,0 +1,568 @@
+//! Network intelligence against the fixture files in `tests/data/netintel/`
+//! (MaxMind DBs written by its `make_mmdb.py`, cloud ranges and lists in the
+//! published formats), and the scenarios a user notices: cloud NAT churn
+//! stays silent; another continent an hour later is impossible travel; a
+//! workload credential on a residential ISP is found through its role; a Tor
+//! exit is a listed source from the first use. Each quiet rule has an
+//! attacker's test naming the evasion it leaves.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use super::*;
+use crate::config::{Config, ListConfig};
+use crate::decode::{AuditEvent, Outcome, Source};
+use crate::engine::{Detector, Engine, Finding, Severity};
+
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+/// 2026-01-05 00:00:00 UTC.
+const T0: i64 = 1_767_571_200;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/netintel")
+        .join(name)
+}
+
+/// Every fixture file configured.
+pub(crate) fn fixture_config() -> NetIntelConfig {
+    NetIntelConfig {
+        city_db: Some(fixture("city.mmdb")),
+        asn_db: Some(fixture("asn.mmdb")),
+        cloud_ranges: vec![
+            fixture("ip-ranges.json"),
+            fixture("cloud.json"),
+            fixture("ServiceTags_Public.json"),
+        ],
+        lists: vec![
+            ListConfig {
+                path: fixture("tor-exits.txt"),
+                label: "tor-exits".into(),
+                kind: ListKind::Tor,
+            },
+            ListConfig {
+                path: fixture("lists.csv"),
+                label: "feeds".into(),
+                kind: ListKind::Threat,
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+fn tables() -> Arc<Tables> {
+    NetIntel::open(&fixture_config(), None)
+        .unwrap()
+        .snapshot()
+        .clone()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Ev {
+    t: i64,
+    key: String,
+    principal: Option<String>,
+    source: String,
+}
+
+fn ev(t: i64, key: &str, source: &str) -> Ev {
+    Ev {
+        t,
+        key: key.to_owned(),
+        principal: None,
+        source: source.to_owned(),
+    }
+}
+
+impl Ev {
+    fn audit(&self) -> AuditEvent<'_> {
+        AuditEvent {
+            time_ms: self.t * 1000,
+            key_id: Cow::Borrowed(&self.key),
+            principal: self.principal.as_deref().map(Cow::Borrowed),
+            source: Source::parse(Cow::Borrowed(&self.source)),
+            user_agent: Some(Cow::Borrowed("aws-cli/2.15.0 Python/3.11.6 Linux/6.1")),
+            action: Some(Cow::Borrowed("GetObject")),
+            action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
+            outcome: Outcome::Success,
+            region: None,
+            count: 1,
+        }
+    }
+}
+
+fn engine(enriched: bool) -> Engine {
+    let cfg = Config::default();
+    let netintel = enriched.then(|| NetIntel::open(&fixture_config(), None).unwrap());
+    Engine::with_parts(&cfg, None, netintel)
+}
+
+fn run_on(engine: &Engine, mut events: Vec<Ev>) -> Vec<Finding> {
+    events.sort_by_key(|e| e.t);
+    let mut out = Vec::new();
+    for e in &events {
+        engine.process(&e.audit(), &mut out);
+    }
+    out
+}
+
+fn run(events: Vec<Ev>) -> Vec<Finding> {
+    run_on(&engine(true), events)
+}
+
+fn of(findings: &[Finding], d: Detector) -> Vec<&Finding> {
+    findings.iter().filter(|f| f.detector == d).collect()
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// A key used every day from one Berlin /24 for `days` days.
+fn settled_in_berlin(key: &str, days: i64) -> Vec<Ev> {
+    (0..days * 4)
+        .map(|i| ev(T0 + i * 6 * HOUR, key, &format!("81.0.7.{}", 10 + i % 5)))
+        .collect()
+}
+
+#[test]
+fn lookup_reads_place_owner_cloud_and_lists() {
+    let t = tables();
+    let berlin = t.lookup(ip("81.0.3.4"));
+    assert_eq!(berlin.country_str(), Some("DE"));
+    assert_eq!(berlin.asn, 3320);
+    assert!(berlin.located && berlin.accuracy_km == 20);
+    assert!((berlin.lat - 52.52).abs() < 0.01 && (berlin.lon - 13.40).abs() < 0.01);
+    let ec2 = t.lookup(ip("3.81.2.3"));
+    assert_eq!(t.cloud_label(ec2.cloud), Some("aws:ec2:us-east-1"));
+    assert!(!t.placed(&ec2), "a cloud range is not a person's place");
+    assert_eq!(
+        t.cloud_label(t.lookup(ip("34.81.0.1")).cloud),
+        Some("gcp:google_cloud:asia-east1")
+    );
+    assert_eq!(
+        t.cloud_label(t.lookup(ip("13.69.1.1")).cloud),
+        Some("azure:azurecloud:westeurope")
+    );
+    assert_eq!(
+        t.cloud_label(t.lookup(ip("2600:1f18::1")).cloud),
+        Some("aws:ec2:us-east-1")
+    );
+    let tor = t.lookup(ip("185.220.101.8"));
+    assert_ne!(t.alerting(tor.lists), 0);
+    let vpn = t.lookup(ip("198.51.100.20"));
+    assert_ne!(vpn.lists, 0);
+    assert_eq!(
+        t.alerting(vpn.lists),
+        0,
+        "a VPN list explains, it does not alert"
+    );
+    assert_eq!(t.lookup(ip("10.0.0.1")), NetInfo::default());
+    let d = t.describe(ip("101.0.0.5"));
+    assert_eq!(d["country"], "AU");
+    assert_eq!(d["city"], "Sydney");
+    assert_eq!(d["asn"], 1221);
+    assert_eq!(d["org"], "Telstra Corporation Ltd");
+    assert_eq!(d["accuracy_km"], 50);
+    assert_eq!(d["class"], "isp");
+    assert_eq!(t.describe(ip("45.0.1.1"))["class"], "hosting");
+    assert_eq!(t.describe(ip("3.81.2.3"))["cloud"], "aws:ec2:us-east-1");
+    assert_eq!(t.entries[2], ("cloud", 8));
+}
+
+#[test]
+fn organisation_names_class_owners() {
+    assert_eq!(class_of_org("DIGITALOCEAN-ASN"), OwnerClass::Hosting);
+    assert_eq!(class_of_org("Mullvad VPN AB"), OwnerClass::Vpn);
+    assert_eq!(
+        class_of_org("Comcast Cable Communications, LLC"),
+        OwnerClass::Isp
+    );
+    assert_eq!(class_of_org(""), OwnerClass::Unknown);
+}
+
+#[test]
+fn great_circle_distances() {
+    // Berlin - Sydney is about 16,000 km; Berlin - Munich about 500.
+    let far = distance_km(52.52, 13.40, -33.87, 151.21);
+    assert!((15_900.0..16_200.0).contains(&far), "{far}");
+    let near = distance_km(52.52, 13.40, 48.14, 11.58);
+    assert!((480.0..520.0).contains(&near), "{near}");
+}
+
+#[test]
+fn cloud_nat_churn_across_16s_of_one_provider_stays_silent() {
+    let ranges = ["3.80.0.0", "3.208.0.0", "54.144.0.0"];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut events = Vec::new();
+    for i in 0..(30 * 12) {
+        let r = rng.next();
+        let base: std::net::Ipv4Addr = ranges[(r % 3) as usize].parse().unwrap();
+        // Anywhere in the /12 (/14): a different /16 and /24 most times.
+        let span = if r % 3 == 2 { 1 << 18 } else { 1 << 20 };
+        let addr = std::net::Ipv4Addr::from(u32::from(base) + ((r >> 8) % span) as u32);
+        events.push(ev(T0 + i * 2 * HOUR, "AKIANATCHURN", &addr.to_string()));
+    }
+    let found = run(events);
+    assert!(
+        of(&found, Detector::NewSource).is_empty()
+            && of(&found, Detector::ImpossibleTravel).is_empty()
+            && of(&found, Detector::CloudCredentialOutsideCloud).is_empty(),
+        "{:#?}",
+        found
+            .iter()
+            .map(|f| (&f.detector, &f.summary))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A service set up on two EC2 networks in two /16s that later gets a NAT
+/// address in a third /16 of the same region: the network rules alone call
+/// it high (a settled key with two networks); the cloud ranges know it is
+/// the same pool.
+#[test]
+fn slow_cloud_nat_churn_is_silent_only_with_the_cloud_ranges() {
+    // Four weeks: past the three weeks a multi-network key is still forming.
+    let mut events: Vec<Ev> = (0..56)
+        .map(|i| {
+            let source = if i % 2 == 0 {
+                "3.81.0.10"
+            } else {
+                "3.210.4.20"
+            };
+            ev(T0 + i * 12 * HOUR, "AKIASLOWNAT", source)
+        })
+        .collect();
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIASLOWNAT", "54.146.9.9"));
+    let plain = run_on(
+        &engine(false),
+        events.iter().map(|e| ev(e.t, &e.key, &e.source)).collect(),
+    );
+    let new = of(&plain, Detector::NewSource);
+    assert_eq!(new.len(), 1, "{plain:#?}");
+    assert_eq!(new[0].severity, Severity::High);
+    let enriched = run(events);
+    assert!(
+        of(&enriched, Detector::NewSource).is_empty(),
+        "{enriched:#?}"
+    );
+}
+
+/// A role's sessions are many people: two sessions far apart are not a traveller.
+#[test]
+fn a_roles_sessions_in_two_places_are_not_travel() {
+    let role = "arn:aws:sts::123456789012:assumed-role/Admin";
+    let mut events = Vec::new();
+    for i in 0..10 {
+        let mut e = ev(T0 + i * HOUR, &format!("ASIAALICE{i}"), "81.0.7.10");
+        e.principal = Some(format!("{role}/alice"));
+        events.push(e);
+        let mut e = ev(T0 + i * HOUR + 60, &format!("ASIABOB{i}"), "101.0.0.5");
+        e.principal = Some(format!("{role}/bob"));
+        events.push(e);
+    }
+    assert!(of(&run(events), Detector::ImpossibleTravel).is_empty());
+}
+
+#[test]
+fn another_continent_an_hour_later_is_impossible_travel() {
+    let mut events = settled_in_berlin("AKIATRAVEL", 10);
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIATRAVEL", "101.0.0.5"));
+    let found = run(events);
+    let travel = of(&found, Detector::ImpossibleTravel);
+    assert_eq!(travel.len(), 1, "{found:#?}");
+    let f = travel[0];
+    assert_eq!(f.severity, Severity::High);
+    let o = &f.evidence.observed;
+    assert_eq!(o["from"]["place"]["city"], "Berlin");
+    assert_eq!(o["to"]["place"]["city"], "Sydney");
+    assert!(o["speed_kmh"].as_f64().unwrap() > 10_000.0, "{o}");
+    assert_eq!(o["elapsed_s"], 3600);
+    let network = f.evidence.network.as_ref().unwrap();
+    assert_eq!(network["country"], "AU");
+    assert_eq!(network["org"], "Telstra Corporation Ltd");
+    assert!(
+        f.summary.contains("Sydney, AU") && f.summary.contains("Berlin, DE"),
+        "{}",
+        f.summary
+    );
+    // new_source judges the same use by its place: a new country.
+    let new = of(&found, Detector::NewSource);
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].severity, Severity::High);
+    assert!(new[0].evidence.observed["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "new_country"));
+}
+
+#[test]
+fn a_new_network_inside_the_keys_own_asn_is_low_and_a_new_asn_medium() {
+    let mut events = settled_in_berlin("AKIAASN", 10);
+    let last = events.last().unwrap().t;
+    // Munich, same ISP (AS3320): a new /24 in an ASN the key always uses.
+    events.push(ev(last + DAY, "AKIAASN", "81.1.9.9"));
+    let found = run(events);
+    let new = of(&found, Detector::NewSource);
+    assert_eq!(new.len(), 1, "{found:#?}");
+    assert_eq!(new[0].severity, Severity::Low);
+    assert!(
+        of(&found, Detector::ImpossibleTravel).is_empty(),
+        "Berlin to Munich in a day is a train ride"
+    );
+}
+
+#[test]
+fn a_workload_credential_from_a_residential_isp_is_found_through_its_role() {
+    let role = "arn:aws:sts::123456789012:assumed-role/app-server/i-0abc";
+    let mut events = Vec::new();
+    // A new session key every hour for two days, always from EC2.
+    for i in 0..48 {
+        let mut e = ev(
+            T0 + i * HOUR,
+            &format!("ASIAWORKLOAD{i:04}"),
+            &format!("3.81.{}.{}", i % 7, 10 + i % 50),
+        );
+        e.principal = Some(role.to_owned());
+        events.push(e);
+    }
+    let mut stolen = ev(T0 + 48 * HOUR + 600, "ASIAWORKLOAD0047", "24.0.3.3");
+    stolen.principal = Some(role.to_owned());
+    events.push(stolen);
+    let found = run(events);
+    let outside = of(&found, Detector::CloudCredentialOutsideCloud);
+    assert_eq!(outside.len(), 1, "{found:#?}");
+    let f = outside[0];
+    assert_eq!(f.severity, Severity::High);
+    assert_eq!(f.entity, crate::config::Entity::Principal);
+    assert_eq!(f.evidence.baseline["clouds"][0], "aws:ec2:us-east-1");
+    let network = f.evidence.network.as_ref().unwrap();
+    assert_eq!(network["org"], "Comcast Cable Communications, LLC");
+    assert_eq!(network["class"], "isp");
+    assert!(network.get("cloud").is_none());
+}
+
+#[test]
+fn a_tor_exit_is_a_listed_source_from_the_first_use() {
+    let found = run(vec![
+        ev(T0, "AKIANEWKEY", "185.220.101.7"),
+        ev(T0 + 60, "AKIANEWKEY", "185.220.101.8"),
+        ev(T0 + 120, "AKIAOFFICE", "198.51.100.20"),
+        ev(T0 + 180, "AKIATHREAT", "192.0.2.66"),
+    ]);
+    let listed = of(&found, Detector::ListedSource);
+    assert_eq!(
+        listed.len(),
+        2,
+        "one per key and list in a cooldown, none for a VPN: {found:#?}"
+    );
+    assert_eq!(listed[0].key_id, "AKIANEWKEY");
+    assert_eq!(listed[0].severity, Severity::Medium);
+    assert_eq!(listed[0].evidence.observed["lists"][0]["kind"], "tor");
+    assert_eq!(
+        listed[0].evidence.network.as_ref().unwrap()["lists"][0]["label"],
+        "tor-exits"
+    );
+    assert_eq!(listed[1].key_id, "AKIATHREAT");
+    assert_eq!(listed[1].severity, Severity::High);
+}
+
+#[test]
+fn without_files_the_network_detectors_are_silent_and_evidence_unchanged() {
+    let mut events = settled_in_berlin("AKIAPLAIN", 10);
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIAPLAIN", "101.0.0.5"));
+    events.push(ev(last + 2 * HOUR, "AKIAPLAIN", "185.220.101.7"));
+    let found = run_on(&engine(false), events);
+    assert!(found.iter().all(|f| f.evidence.network.is_none()));
+    assert!(found.iter().all(|f| !matches!(
+        f.detector,
+        Detector::ImpossibleTravel | Detector::CloudCredentialOutsideCloud | Detector::ListedSource
+    )));
+    let json = serde_json::to_value(&found[0]).unwrap();
+    assert!(json["evidence"].get("network").is_none());
+}
+
+/// Attacker's test for the cloud pool rule: a thief who rents an instance in
+/// the provider and region a churning key uses is silent for `new_source`
+/// (accepted: that is what NAT churn looks like); another region is not.
+#[test]
+fn attacker_in_the_keys_own_cloud_region_is_the_pool_rules_door() {
+    let mut events = Vec::new();
+    for i in 0..(14 * 6) {
+        events.push(ev(
+            T0 + i * 4 * HOUR,
+            "AKIAPOOL",
+            &format!("3.{}.{}.7", 80 + (i % 3) * 5, i % 200),
+        ));
+    }
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIAPOOL", "54.145.200.1"));
+    let same_region = run(events);
+    assert!(
+        of(&same_region, Detector::NewSource).is_empty(),
+        "{same_region:#?}"
+    );
+
+    let mut events = Vec::new();
+    for i in 0..(14 * 6) {
+        events.push(ev(
+            T0 + i * 4 * HOUR,
+            "AKIAPOOL",
+            &format!("3.{}.{}.7", 80 + (i % 3) * 5, i % 200),
+        ));
+    }
+    events.push(ev(last + HOUR, "AKIAPOOL", "13.48.0.9"));
+    let other_region = run(events);
+    let new = of(&other_region, Detector::NewSource);
+    assert_eq!(new.len(), 1, "{other_region:#?}");
+    assert_eq!(new[0].severity, Severity::Medium);
+    assert_eq!(
+        new[0].evidence.network.as_ref().unwrap()["cloud"],
+        "aws:ec2:eu-north-1"
+    );
+}
+
+/// Attacker's test for travel's exclusions: from a VPN, a hosting provider
+/// or Tor there is no place to judge (accepted, as Datadog does); the same
+/// uses are still found by `new_source` and `listed_source`.
+#[test]
+fn attacker_behind_a_vpn_or_hosting_provider_evades_travel_only() {
+    for (source, other) in [
+        ("198.51.100.20", None),
+        ("45.0.3.3", Some(Detector::NewSource)),
+        ("185.220.101.9", Some(Detector::ListedSource)),
+    ] {
+        let mut events = settled_in_berlin("AKIAHIDDEN", 10);
+        let last = events.last().unwrap().t;
+        events.push(ev(last + 600, "AKIAHIDDEN", source));
+        let found = run(events);
+        assert!(
+            of(&found, Detector::ImpossibleTravel).is_empty(),
+            "{source}: {found:#?}"
+        );
+        if let Some(d) = other {
+            let hit = of(&found, d);
+            assert_eq!(hit.len(), 1, "{source}: {found:#?}");
+            assert_eq!(hit[0].severity.max(Severity::Medium), hit[0].severity);
+        }
+    }
+}
+
+/// Attacker's test for the cloud-only rule: once a key has been used
+/// outside the cloud within `forget_after`, a use from outside no longer
+/// alerts (accepted: the key is no longer a cloud-only credential;
+/// `new_source` still judges a new network or ASN).
+#[test]
+fn a_key_already_used_outside_the_cloud_is_the_cloud_rules_door() {
+    let mut events: Vec<Ev> = (0..40)
+        .map(|i| ev(T0 + i * HOUR, "AKIACI", &format!("3.81.0.{}", i % 5 + 1)))
+        .collect();
+    events.push(ev(T0 + 40 * HOUR, "AKIACI", "24.0.3.3"));
+    events.push(ev(T0 + 41 * HOUR, "AKIACI", "3.81.0.1"));
+    events.push(ev(T0 + 30 * DAY, "AKIACI", "101.0.0.5"));
+    let found = run(events);
+    let outside = of(&found, Detector::CloudCredentialOutsideCloud);
+    assert_eq!(outside.len(), 1, "{found:#?}");
+    assert_eq!(outside[0].severity, Severity::Medium, "a long-lived key");
+    assert!(outside[0].observed_at.starts_with("2026-01-06"));
+}
+
+#[test]
+fn the_key_view_shows_its_network_memory() {
+    let engine = engine(true);
+    run_on(&engine, settled_in_berlin("AKIAVIEW", 2));
+    let view = engine
+        .explain(crate::config::Entity::KeyId, "AKIAVIEW")
+        .unwrap();
+    let net = &view["network"];
+    assert_eq!(net["asns"][0], 3320);
+    assert_eq!(net["countries"][0], "DE");
+    assert_eq!(net["last_place"]["country"], "DE");
+}
+
+#[test]
+fn a_repeated_source_is_answered_from_the_keys_cache() {
+    let n = NetIntel::open(&fixture_config(), None).unwrap();
+    let engine = Engine::with_parts(&Config::default(), None, Some(n.clone()));
+    run_on(
+        &engine,
+        (0..10)
+            .map(|i| ev(T0 + i, "AKIACACHE", "81.0.0.1"))
+            .collect(),
+    );
+    let c = &n.inner.counters;
+    assert_eq!((c.looked_up.get(), c.cached.get()), (1, 9));
+}
+
+#[test]
+fn a_bad_file_at_reload_keeps_the_old_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let tor = dir.path().join("tor.txt");
+    std::fs::write(&tor, "185.220.101.7\n").unwrap();
+    let cfg = NetIntelConfig {
+        lists: vec![ListConfig {
+            path: tor.clone(),
+            label: "tor".into(),
+            kind: ListKind::Tor,
+        }],
+        ..Default::default()
+    };
+    let metrics = Metrics::new();
+    let n = NetIntel::open(&cfg, Some(&metrics)).unwrap();
+    let listed = |n: &NetIntel| n.snapshot().lookup(ip("185.220.101.7")).lists != 0;
+    assert!(listed(&n));
+    std::fs::write(&tor, "185.220.101.7\n999.1.1.1 # typo\n").unwrap();
+    let err = n.reload_if_changed().unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("tor.txt") && err.contains("line 2") && err.contains("999.1.1.1"),
+        "{err}"
+    );
+    assert!(listed(&n), "the previous tables stay");
+    assert_eq!(n.reloads(), (0, 1));
+    assert!(
+        n.reload_if_changed().is_none(),
+        "a bad file is reported once"
+    );
+    let failed = metrics
+        .netintel_reloads
+        .with_label_values(&["failed"])
+        .get();
+    assert_eq!(failed, 1);
+    std::fs::write(&tor, "185.220.101.99\n").unwrap();
+    assert!(n.reload_if_changed().unwrap().is_ok());
+    assert!(!listed(&n) && n.snapshot().lookup(ip("185.220.101.99")).lists != 0);
+    assert_eq!(
+        metrics.netintel_entries.with_label_values(&["list"]).get(),
+        1
+    );
+    let missing = NetIntelConfig {
+        city_db: Some(dir.path().join("nope.mmdb")),
+        ..Default::default()
+    };
+    let err = NetIntel::open(&missing, None).unwrap_err().to_string();
+    assert!(err.contains("nope.mmdb"), "{err}");
+    let not_mmdb = NetIntelConfig {
+        city_db: Some(tor),
+        ..Default::default()
+    };
+    assert!(matches!(
+        NetIntel::open(&not_mmdb, None),
+        Err(NetIntelError::Mmdb { .. })
+    ));
+}
