@@ -62,6 +62,7 @@ pub mod metrics;
 pub mod netintel;
 pub mod owner;
 pub mod pipeline;
+pub mod poll;
 pub mod replay;
 pub mod review;
 pub mod source;

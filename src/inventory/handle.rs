@@ -192,17 +192,10 @@ impl InventoryHandle {
     /// by content; SIGHUP ([`InventoryHandle::reload_on_sighup`]) forces a
     /// reload regardless.
     pub async fn watch(self, every: Duration, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            let handle = self.clone();
-            let _ = tokio::task::spawn_blocking(move || handle.reload_if_changed()).await;
-        }
+        crate::poll::every(every, shutdown, move || {
+            self.reload_if_changed();
+        })
+        .await;
     }
 
     /// Registers for SIGHUP now (so a signal sent once this returns is not

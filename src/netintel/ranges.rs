@@ -182,19 +182,23 @@ pub fn parse_cloud(path: &Path, bytes: &[u8]) -> Result<Vec<(IpNet, String)>, Ne
             || prefixes
                 .first()
                 .is_some_and(|p| p.get("ip_prefix").is_some());
+        // AWS ip-ranges.json: {"prefixes":[{"ip_prefix","service","region"}],
+        // "ipv6_prefixes":[{"ipv6_prefix",…}]}; the `AMAZON` superset ranks
+        // below the service that owns an address.
+        let aws_prefix = |p: &'_ Value, field: &str| {
+            let service = lower(p.get("service"));
+            let region = lower(p.get("region"));
+            let net = p
+                .get(field)
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("an AWS prefix without {field}")))?;
+            let rank = u8::from(service != "amazon");
+            Ok::<_, NetIntelError>((net.to_owned(), format!("aws:{service}:{region}"), rank))
+        };
         for p in prefixes {
             if aws {
-                let service = lower(p.get("service"));
-                let region = lower(p.get("region"));
-                let net = p
-                    .get("ip_prefix")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("an AWS prefix without ip_prefix".to_owned()))?;
-                put(
-                    net,
-                    format!("aws:{service}:{region}"),
-                    u8::from(service != "amazon"),
-                )?;
+                let (net, label, rank) = aws_prefix(p, "ip_prefix")?;
+                put(&net, label, rank)?;
             } else {
                 // GCP cloud.json: {"prefixes":[{"ipv4Prefix"|"ipv6Prefix","service","scope"}]}
                 let service = lower(p.get("service"));
@@ -211,17 +215,8 @@ pub fn parse_cloud(path: &Path, bytes: &[u8]) -> Result<Vec<(IpNet, String)>, Ne
         }
         if let Some(v6) = doc.get("ipv6_prefixes").and_then(Value::as_array) {
             for p in v6 {
-                let service = lower(p.get("service"));
-                let region = lower(p.get("region"));
-                let net = p
-                    .get("ipv6_prefix")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("an AWS prefix without ipv6_prefix".to_owned()))?;
-                put(
-                    net,
-                    format!("aws:{service}:{region}"),
-                    u8::from(service != "amazon"),
-                )?;
+                let (net, label, rank) = aws_prefix(p, "ipv6_prefix")?;
+                put(&net, label, rank)?;
             }
         }
     } else {
