@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -137,7 +137,20 @@ impl Shards {
         loop {
             let pending = self.outstanding.iter().any(|o| !o.is_empty());
             let done = if all && pending {
-                self.done.recv().ok()
+                match self
+                    .done
+                    .recv_timeout(std::time::Duration::from_millis(200))
+                {
+                    Ok(done) => Some(done),
+                    // A shard that panicked never reports: stop, do not wait.
+                    Err(RecvTimeoutError::Timeout)
+                        if self.threads.iter().any(|t| t.is_finished()) =>
+                    {
+                        None
+                    }
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => None,
+                }
             } else {
                 self.done.try_recv().ok()
             };
