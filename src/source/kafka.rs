@@ -1,10 +1,10 @@
 //! The Kafka source: a consumer-group member that applies each message to the
 //! engine in partition order, at least once.
 //!
-//! One thread polls and processes: a message is decoded and applied before the
-//! next is polled, so the rebalance callbacks (which librdkafka runs inside
-//! `poll`) always find every fetched message already applied and its offset
-//! stored. Offsets are stored only after the effect is in the state
+//! One thread polls and processes (with `kafka.apply_threads` above 1, it
+//! hands some partitions to apply threads: [`crate::source::lanes`]); every
+//! polled message is applied, and its offset stored, before the next
+//! rebalance callback (which librdkafka runs inside `poll`) begins. Offsets are stored only after the effect is in the state
 //! (`enable.auto.offset.store=false`), committed in the background, and
 //! committed synchronously when partitions are revoked and at shutdown.
 //! librdkafka's bounded fetch queue is the backpressure.
