@@ -4,7 +4,6 @@
 //! alerts again (also after a restart), `false_positive` creating a
 //! suppression, and the console page served by keywatch itself.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use keywatch::config::{
     Config, Entity, FileSinkConfig, HttpConfig, KafkaConfig, Secret, SinkConfig, SinkKind,
     StoreConfig,
 };
-use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::{Detector, Engine, Finding};
 use keywatch::feedback::topic::FeedbackTopic;
 use keywatch::http::{self, AppState, RecentFindings};
@@ -24,25 +22,13 @@ use rdkafka::mocking::MockCluster;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+// The same S3 read the HTTP tests apply.
+use crate::http::event;
+
 const TOKEN: &str = "t0ken-of-sixteen+";
 const T0: i64 = 1_767_571_200_000;
 const QUARTER_HOUR: i64 = 900_000;
 const DAY: i64 = 86_400_000;
-
-fn event<'a>(key: &'a str, ms: i64, src: &'a str) -> AuditEvent<'a> {
-    AuditEvent {
-        time_ms: ms,
-        key_id: Cow::Borrowed(key),
-        principal: None,
-        source: Source::parse(Cow::Borrowed(src)),
-        user_agent: Some(Cow::Borrowed("aws-cli/2.15.0")),
-        action: Some(Cow::Borrowed("s3:GetObject")),
-        action_namespace: None,
-        outcome: Outcome::Success,
-        region: None,
-        count: 1,
-    }
-}
 
 /// The usual traffic of `keys` from their usual network, `from..to`.
 fn usual(engine: &Engine, keys: &[&str], from: i64, to: i64) -> Vec<Finding> {

@@ -101,7 +101,7 @@ async fn server_with(max_active: usize, http_cfg: HttpConfig) -> Server {
     }
 }
 
-fn event<'a>(key: &'a str, ms: i64, src: &'a str) -> AuditEvent<'a> {
+pub(crate) fn event<'a>(key: &'a str, ms: i64, src: &'a str) -> AuditEvent<'a> {
     AuditEvent {
         time_ms: ms,
         key_id: Cow::Borrowed(key),
