@@ -15,7 +15,7 @@ impl Origins {
         if let Ok(known) = self.known.read() {
             if let Some(i) = known
                 .iter()
-                .position(|(t, p)| t == topic && *p == partition)
+                .position(|(t, p)| *p == partition && t == topic)
             {
                 return i as u16 + 1;
             }
@@ -25,7 +25,7 @@ impl Origins {
         };
         if let Some(i) = known
             .iter()
-            .position(|(t, p)| t == topic && *p == partition)
+            .position(|(t, p)| *p == partition && t == topic)
         {
             return i as u16 + 1;
         }

@@ -155,7 +155,9 @@ impl SourceSet {
             network_in_window: false,
             network_first_seen: Secs::MAX,
         };
-        let mut sibling_nets: SmallVec<[u64; 4]> = SmallVec::new();
+        // Inline room for a /16 full of the key's networks: no allocation
+        // on the event path for a busy key.
+        let mut sibling_nets: SmallVec<[u64; 16]> = SmallVec::new();
         for e in &self.entries {
             if e.id == id {
                 facts.first_in_window = e.last_seen < window_start;
@@ -219,11 +221,11 @@ impl SourceSet {
     ///
     /// One pass with an open-addressing table on the stack (twice as many
     /// slots as sources): linear in what the key remembers, no sort, no
-    /// allocation up to 128 sources.
-    fn networks(&self, now: Secs, forget_s: u32) -> SmallVec<[(u64, SourceId, Secs); 8]> {
+    /// allocation up to 64 networks (the default `max_sources_per_key`).
+    fn networks(&self, now: Secs, forget_s: u32) -> Networks {
         const EMPTY: u32 = u32::MAX;
         let fresh = now.saturating_sub(forget_s);
-        let mut out: SmallVec<[(u64, SourceId, Secs); 8]> = SmallVec::new();
+        let mut out = Networks::new();
         let slots = (self.entries.len() * 2).next_power_of_two().max(16);
         let mask = slots - 1;
         let shift = 64 - slots.trailing_zeros();
@@ -281,34 +283,47 @@ impl SourceSet {
     }
 }
 
+/// A key's distinct networks (see [`SourceSet::networks`]), on the stack up
+/// to the default `max_sources_per_key`.
+type Networks = SmallVec<[(u64, SourceId, Secs); 64]>;
+
 /// The summary of `nets` (see [`SourceSet::networks`]) for a key first seen
 /// at `key_first_seen`.
 fn summarise(nets: &[(u64, SourceId, Secs)], key_first_seen: Secs) -> NetworkSummary {
+    const NOT_ACQUIRED: u16 = u16::MAX;
     let settled_from = key_first_seen.saturating_add(86_400);
-    // Networks acquired per day, to tell bursts from moves.
-    let mut days: SmallVec<[(Secs, u16); 8]> = SmallVec::new();
-    for n in nets.iter().filter(|n| n.2 >= settled_from) {
-        let day = n.2 / 86_400;
-        match days.iter_mut().find(|d| d.0 == day) {
-            Some(d) => d.1 += 1,
-            None => days.push((day, 1)),
-        }
-    }
-    // Whether each network came in a burst, judged once.
-    let bursts: SmallVec<[bool; 64]> = nets
+    // Networks acquired per day, to tell bursts from moves, and each
+    // network's day among them: one pass, on the stack for a busy key.
+    let mut days: SmallVec<[(Secs, u16); 32]> = SmallVec::new();
+    let day_of: SmallVec<[u16; 64]> = nets
         .iter()
         .map(|n| {
-            n.2 >= settled_from
-                && days
-                    .iter()
-                    .any(|d| d.0 == n.2 / 86_400 && d.1 >= BURST_NETWORKS)
+            if n.2 < settled_from {
+                return NOT_ACQUIRED;
+            }
+            let day = n.2 / 86_400;
+            match days.iter().position(|d| d.0 == day) {
+                Some(i) => {
+                    days[i].1 += 1;
+                    i as u16
+                }
+                None => {
+                    days.push((day, 1));
+                    (days.len() - 1) as u16
+                }
+            }
         })
+        .collect();
+    // Whether each network came in a burst, judged once.
+    let bursts: SmallVec<[bool; 64]> = day_of
+        .iter()
+        .map(|&d| d != NOT_ACQUIRED && days[d as usize].1 >= BURST_NETWORKS)
         .collect();
     let mut out = NetworkSummary {
         networks: nets.len() as u16,
         burst_networks: 0,
         newest_first_seen: key_first_seen,
-        acquired_later: nets.iter().filter(|n| n.2 >= settled_from).count() as u16,
+        acquired_later: day_of.iter().filter(|&&d| d != NOT_ACQUIRED).count() as u16,
         roam_days: days.iter().filter(|d| d.1 < BURST_NETWORKS).count() as u16,
         last_roam: 0,
         burst_days: days.iter().filter(|d| d.1 >= BURST_NETWORKS).count() as u16,
