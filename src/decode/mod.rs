@@ -384,6 +384,18 @@ fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
 
 /// Failure when the outcome says so, or an error code is present (a numeric
 /// code counts only from 400 up, as HTTP statuses do).
+/// Outcome words that mean a failed use, in any case.
+const FAILED_OUTCOMES: [&str; 8] = [
+    "failure",
+    "failed",
+    "fail",
+    "error",
+    "denied",
+    "deny",
+    "false",
+    "unauthorized",
+];
+
 fn outcome<'de>(outcome: Option<Scalar<'de>>, code: Option<Scalar<'de>>) -> Outcome<'de> {
     let code = match code {
         Some(Scalar::Str(s)) if !s.trim().is_empty() => Some(s),
@@ -393,10 +405,10 @@ fn outcome<'de>(outcome: Option<Scalar<'de>>, code: Option<Scalar<'de>>) -> Outc
     };
     let failed_by_outcome = match &outcome {
         Some(Scalar::Bool(ok)) => !ok,
-        Some(Scalar::Str(s)) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "failure" | "failed" | "fail" | "error" | "denied" | "deny" | "false" | "unauthorized"
-        ),
+        Some(Scalar::Str(s)) => {
+            let s = s.trim();
+            FAILED_OUTCOMES.iter().any(|f| s.eq_ignore_ascii_case(f))
+        }
         _ => false,
     };
     if failed_by_outcome || code.is_some() {

@@ -62,6 +62,21 @@ fn generic_epoch_times_and_defaults() {
 }
 
 #[test]
+fn outcome_words_are_read_in_any_case() {
+    let d = decoder("generic");
+    let outcome_of = |word: &str| {
+        let line = format!(r#"{{"time":1772359200,"key_id":"k","outcome":"{word}"}}"#);
+        one(&d, &line).unwrap().is_failure()
+    };
+    for failed in ["failure", " DENIED ", "Unauthorized", "false", "Error"] {
+        assert!(outcome_of(failed), "{failed}");
+    }
+    for ok in ["success", "Success", "allowed", "failures", ""] {
+        assert!(!outcome_of(ok), "{ok}");
+    }
+}
+
+#[test]
 fn escaped_strings_are_unescaped() {
     let e = one(
         &decoder("generic"),

@@ -365,6 +365,8 @@ impl Engine {
                 },
                 netintel: tables.as_deref().map(|t| &**t),
                 out,
+                // The principal says only what its key did not (see `Ctx::quiet`).
+                key_found: event_start..key_end,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
                 if self.already_applied(tracked.entity, subject, &state, at) {
@@ -414,32 +416,8 @@ impl Engine {
                     state.set_applied(at);
                 }
             }
-            match tracked.entity {
-                Entity::KeyId => key_end = out.len(),
-                Entity::Principal => {
-                    // One event, at most one finding per detector: the key's
-                    // own baseline speaks first, the principal's only adds
-                    // what the key did not see.
-                    let before = out.len();
-                    let (key_found, principal_found) =
-                        out[event_start..].split_at_mut(key_end - event_start);
-                    let key_found: &[Finding] = key_found;
-                    let mut keep = 0;
-                    for i in 0..principal_found.len() {
-                        if !key_found
-                            .iter()
-                            .any(|k| k.detector == principal_found[i].detector)
-                        {
-                            principal_found.swap(keep, i);
-                            keep += 1;
-                        }
-                    }
-                    out.truncate(key_end + keep);
-                    inner
-                        .stats
-                        .suppressed_duplicate
-                        .fetch_add((before - out.len()) as u64, Ordering::Relaxed);
-                }
+            if tracked.entity == Entity::KeyId {
+                key_end = out.len();
             }
         }
         if let Some(src @ Source::Ip(_)) = &ev.source {

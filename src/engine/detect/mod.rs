@@ -68,6 +68,10 @@ pub struct Ctx<'a, 'e> {
     pub netintel: Option<&'a crate::netintel::Tables>,
     /// Findings raised so far.
     pub out: &'a mut Vec<Finding>,
+    /// Where in `out` the event's key raised its findings, when this is the
+    /// key's principal (empty otherwise): one event, at most one finding per
+    /// detector, and the key's own baseline speaks first.
+    pub key_found: std::ops::Range<usize>,
 }
 
 /// What is known beyond the identity's own state: whether it is new to the
@@ -122,7 +126,7 @@ impl Ctx<'_, '_> {
     /// event's network is allowlisted, or the key is cooling down on it),
     /// counting the drop. Detectors ask before they describe a finding, so
     /// a key that keeps tripping a rule in its cooldown costs no formatting.
-    pub fn quiet(&mut self, state: &KeyState, detector: Detector, dim: u64) -> bool {
+    pub fn quiet(&mut self, state: &mut KeyState, detector: Detector, dim: u64) -> bool {
         if self.allowlisted {
             self.stats
                 .suppressed_allowlist
@@ -138,7 +142,29 @@ impl Ctx<'_, '_> {
                 .fetch_add(1, Ordering::Relaxed);
             return true;
         }
+        if self.out[self.key_found.clone()]
+            .iter()
+            .any(|f| f.detector == detector)
+        {
+            // The key raised this already: the principal's finding would say
+            // it again. Its cooldown starts as if it had been raised; nothing
+            // is formatted.
+            self.start_cooldown(state, detector, dim);
+            self.stats
+                .suppressed_duplicate
+                .fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         false
+    }
+
+    fn start_cooldown(&self, state: &mut KeyState, detector: Detector, dim: u64) {
+        state.cool(
+            detector as u8,
+            cooldown_dim(dim),
+            self.now,
+            self.settings.cooldown_s,
+        );
     }
 
     /// Whether a responder taught this identity that what this event shows
@@ -160,12 +186,7 @@ impl Ctx<'_, '_> {
         if self.quiet(state, detector, dim) {
             return;
         }
-        state.cool(
-            detector as u8,
-            cooldown_dim(dim),
-            self.now,
-            self.settings.cooldown_s,
-        );
+        self.start_cooldown(state, detector, dim);
         let ev = self.ev;
         self.out.push(Finding {
             id: finding_id(self.entity, self.subject, detector, dim, ev.time_ms),
