@@ -155,9 +155,9 @@ impl SourceSet {
             network_in_window: false,
             network_first_seen: Secs::MAX,
         };
-        // Inline room for a /16 full of the key's networks: no allocation
-        // on the event path for a busy key.
-        let mut sibling_nets: SmallVec<[u64; 16]> = SmallVec::new();
+        // Room on the stack for as many networks as a key remembers sources
+        // by default: no allocation on the event path for a busy key.
+        let mut sibling_nets: SmallVec<[u64; 64]> = SmallVec::new();
         for e in &self.entries {
             if e.id == id {
                 facts.first_in_window = e.last_seen < window_start;

@@ -2,6 +2,7 @@
 //! user would drive them. One test crate, so it links once.
 
 mod alerts;
+mod alloc;
 mod cli;
 mod console;
 mod durability;
