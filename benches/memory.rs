@@ -79,7 +79,7 @@ fn main() {
         key.clear();
         let _ = write!(key, "AKIA{k:016X}");
         // 512 /24s of 81.0.0.0/15.
-        let net = 0x5100_00 | (k % 512) as u32;
+        let net = 0x51_0000 | (k % 512) as u32;
         for i in 0..12u32 {
             let host = 10 + (k as u32 + i / 6) % 2;
             let ip = std::net::Ipv4Addr::from((net << 8) | host);

@@ -629,7 +629,11 @@ fn after_a_restart_a_key_is_judged_by_the_networks_it_had_learned() {
         .explain(crate::config::Entity::KeyId, "AKIAOFFICES")
         .is_some());
     let found = run_on(&forgetful, same_day());
-    assert_eq!(of(&found, Detector::ImpossibleTravel).len(), 1, "{found:#?}");
+    assert_eq!(
+        of(&found, Detector::ImpossibleTravel).len(),
+        1,
+        "{found:#?}"
+    );
 }
 
 #[test]
@@ -694,10 +698,7 @@ fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
     use crate::engine::legacy::KeyStateV2;
     let engine = engine(true);
     run_on(&engine, settled_in_berlin("AKIACHUNK", 3));
-    let (key, state) = engine
-        .snapshot(crate::config::Entity::KeyId)
-        .pop()
-        .unwrap();
+    let (key, state) = engine.snapshot(crate::config::Entity::KeyId).pop().unwrap();
     assert!(state.net.is_some());
     let header = |entries| ChunkHeader {
         topic: "audit".into(),
@@ -795,17 +796,17 @@ fn a_reload_starts_the_block_cache_afresh() {
 /// cached and uncached answers agree for addresses that share /24s.
 #[test]
 fn the_block_cache_is_exact_on_the_real_geolite2_city() {
-    let Some(path) = std::env::var_os("KEYWATCH_GEOLITE2_CITY")
-        .map(PathBuf::from)
-        .or_else(|| {
-            Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("target/ci-tools/python/_maxminddb_geolite2/GeoLite2-City.mmdb"))
-        })
-        .filter(|p| p.exists())
-    else {
+    let path = std::env::var_os("KEYWATCH_GEOLITE2_CITY").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ci-tools/python/_maxminddb_geolite2/GeoLite2-City.mmdb")
+        },
+        PathBuf::from,
+    );
+    if !path.exists() {
         eprintln!("skipped: no GeoLite2-City (set KEYWATCH_GEOLITE2_CITY)");
         return;
-    };
+    }
     let cfg = NetIntelConfig {
         city_db: Some(path),
         ..Default::default()
