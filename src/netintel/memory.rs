@@ -84,6 +84,11 @@ pub struct NetMemory {
     pub cloud_uses: u32,
     /// Latest use from an address outside every cloud range (0: none).
     pub outside_last: Secs,
+    /// Latest time the key's places jumped between countries faster than
+    /// a traveller can without a finding (while learning, between countries
+    /// it uses, or past three countries): its places are not one
+    /// traveller's (see `impossible_travel`). 0: never.
+    pub jumped: Secs,
 }
 
 impl PartialEq for NetMemory {
@@ -95,6 +100,7 @@ impl PartialEq for NetMemory {
             && self.clouds == other.clouds
             && self.cloud_uses == other.cloud_uses
             && self.outside_last == other.outside_last
+            && self.jumped == other.jumped
     }
 }
 
@@ -178,6 +184,11 @@ impl NetMemory {
             && (self.outside_last == 0 || now.saturating_sub(self.outside_last) >= forget_s)
     }
 
+    /// Whether the key's places jumped (see [`NetMemory::jumped`]) within `forget_s`.
+    pub fn jumps(&self, now: Secs, forget_s: u32) -> bool {
+        self.jumped != 0 && now.saturating_sub(self.jumped) < forget_s
+    }
+
     /// Folds one use in: `network_new` when its /24 (/64) was new to the key.
     pub fn learn(
         &mut self,
@@ -248,6 +259,7 @@ impl NetMemory {
             })).collect::<Vec<_>>(),
             "cloud_uses": self.cloud_uses,
             "outside_cloud_last_seen": (self.outside_last > 0).then(|| crate::decode::time::format_rfc3339(self.outside_last as i64 * 1000)),
+            "places_jumped_at": (self.jumped > 0 && self.jumped >= fresh).then(|| crate::decode::time::format_rfc3339(self.jumped as i64 * 1000)),
             "last_place": self.place.map(|p| json!({
                 "address": p.addr.to_string(),
                 "country": country(p.country),

@@ -828,3 +828,53 @@ fn the_block_cache_is_exact_on_the_real_geolite2_city() {
     }
     eprintln!("{differ} of 16000 addresses answered unlike the first of their /24");
 }
+
+/// Attacker's test for the "places already jump" rule: a key used from a
+/// Berlin and a Chicago office within the hour every day (its places jump
+/// faster than a traveller) is not one traveller's; a thief in Sydney an hour after a
+/// Berlin use is not impossible travel (accepted: `new_source` still finds
+/// the new country, high). The door closes `forget_after` (30 days) after
+/// the key's last jump: then Sydney is impossible travel again.
+#[test]
+fn a_key_whose_places_already_jump_is_the_travel_rules_door() {
+    // Three weeks and a day: past new_source's forming period.
+    let mut events = two_offices("AKIAJUMPS", 22);
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIAJUMPS", "81.0.7.10"));
+    events.push(ev(last + 2 * HOUR, "AKIAJUMPS", "101.0.0.5"));
+    let engine = engine(true);
+    let found = run_on(&engine, events);
+    assert!(
+        of(&found, Detector::ImpossibleTravel).is_empty(),
+        "{found:#?}"
+    );
+    let new = of(&found, Detector::NewSource);
+    assert_eq!(new.len(), 1, "{found:#?}");
+    assert_eq!(new[0].severity, Severity::High);
+    let view = engine
+        .explain(crate::config::Entity::KeyId, "AKIAJUMPS")
+        .unwrap();
+    assert!(
+        view["network"]["places_jumped_at"].is_string(),
+        "the key view says why: {view}"
+    );
+
+    // Berlin only for the 31 days after the offices: the door has closed.
+    let mut events = two_offices("AKIAJUMPED", 10);
+    let start = T0 + 10 * DAY;
+    events.extend((0..31 * 4).map(|i| {
+        ev(
+            start + i * 6 * HOUR,
+            "AKIAJUMPED",
+            &format!("81.0.7.{}", 10 + i % 5),
+        )
+    }));
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIAJUMPED", "101.0.0.5"));
+    let found = run(events);
+    assert_eq!(
+        of(&found, Detector::ImpossibleTravel).len(),
+        1,
+        "{found:#?}"
+    );
+}
