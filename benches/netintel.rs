@@ -106,6 +106,56 @@ fn realistic_mix(rng: &mut Rng, n: usize) -> Vec<IpAddr> {
         .collect()
 }
 
+/// Cached against uncached lookups, interleaved: on a shared machine the
+/// load drifts between criterion's benchmarks, so each round times 64k
+/// lookups of each kind back to back over the same addresses, in either
+/// order in turn (the cache of one load stays warm through the stream, as
+/// in a running daemon), and the medians of the rounds are compared.
+fn paired(cfg: &NetIntelConfig, random: &[IpAddr], mix: &[IpAddr]) {
+    const CHUNK: usize = 1 << 16;
+    for (name, stream) in [("random", random), ("mix", mix)] {
+        let n = NetIntel::open(cfg, None).expect("GeoLite2-City");
+        let tables = n.snapshot();
+        let (mut cached, mut uncached) = (Vec::new(), Vec::new());
+        for round in 0..stream.len() / CHUNK {
+            let part = &stream[round * CHUNK..(round + 1) * CHUNK];
+            let time_uncached = |out: &mut Vec<f64>| {
+                let t = std::time::Instant::now();
+                for a in part {
+                    std::hint::black_box(tables.lookup_uncached(*a));
+                }
+                out.push(t.elapsed().as_nanos() as f64 / CHUNK as f64);
+            };
+            let time_cached = |out: &mut Vec<f64>| {
+                let t = std::time::Instant::now();
+                for a in part {
+                    std::hint::black_box(tables.lookup(*a));
+                }
+                out.push(t.elapsed().as_nanos() as f64 / CHUNK as f64);
+            };
+            // Either order in turn: the first pass warms the CPU caches
+            // for the second.
+            if round % 2 == 0 {
+                time_uncached(&mut uncached);
+                time_cached(&mut cached);
+            } else {
+                time_cached(&mut cached);
+                time_uncached(&mut uncached);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (c, u) = (median(&mut cached), median(&mut uncached));
+        println!(
+            "paired {name}: {} rounds of {CHUNK}: cached {c:.0} ns, uncached {u:.0} ns median per lookup; ratio {:.2}",
+            cached.len(),
+            c / u
+        );
+    }
+}
+
 fn lookups(c: &mut Criterion) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let addrs: Vec<IpAddr> = (0..4096).map(|_| rng.public_v4()).collect();
@@ -138,6 +188,7 @@ fn lookups(c: &mut Criterion) {
         const N: usize = 1 << 20;
         let random: Vec<IpAddr> = (0..N).map(|_| rng.public_v4()).collect();
         let mix = realistic_mix(&mut rng, N);
+        paired(&cfg, &random, &mix);
         for (name, stream) in [("random", &random), ("mix", &mix)] {
             let mut i = 0;
             g.bench_function(format!("geolite2_city_{name}_uncached"), |b| {
