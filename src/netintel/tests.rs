@@ -878,4 +878,3 @@ fn a_key_whose_places_already_jump_is_the_travel_rules_door() {
         "{found:#?}"
     );
 }
-
