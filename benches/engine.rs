@@ -3,6 +3,10 @@
 //!
 //! `cargo bench --bench engine`. Events come from the traffic generator
 //! (realistic keys, rhythms and attacks), ~100k per format: many light keys.
+//! `decode_and_engine_with_netintel` is the same with every kind of
+//! enrichment file configured (the real GeoLite2-City when present, see
+//! `netintel_files`): its ratio to `decode_and_engine` is what the files
+//! cost per event.
 //! The `heavy_keys` group is the other kind a user has: 80 busy keys, each
 //! rotating through 96 networks (more than the 64 sources a key remembers,
 //! so every key keeps learning and forgetting), 120 actions and 24 clients,

@@ -8,8 +8,9 @@
 //! cannot be read keeps the previous tables in force (logged, counted).
 //!
 //! The per-event cost is one [`Tables::lookup`] when a key's source changes
-//! (the key's [`NetMemory`] keeps the last answer), and nothing at all when
-//! no file is configured. Names (city, organisation, list labels) are read
+//! (the key's [`NetMemory`] keeps the last answer), answered from a cache of
+//! whole answers by /24 (/64) where every table answers the same for the
+//! whole block, and nothing at all when no file is configured. Names (city, organisation, list labels) are read
 //! only when a finding is described ([`Tables::describe`]).
 
 pub mod memory;
