@@ -3,6 +3,10 @@
 //!
 //! `cargo bench --bench engine`. Events come from the traffic generator
 //! (realistic keys, rhythms and attacks), ~100k per format: many light keys.
+//! `decode_and_engine_with_netintel` is the same with every kind of
+//! enrichment file configured (the real GeoLite2-City when present, see
+//! `netintel_files`): its ratio to `decode_and_engine` is what the files
+//! cost per event.
 //! The `heavy_keys` group is the other kind a user has: 80 busy keys, each
 //! rotating through 96 networks (more than the 64 sources a key remembers,
 //! so every key keeps learning and forgetting), 120 actions and 24 clients,
@@ -14,11 +18,12 @@ use std::collections::BTreeMap;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde::Deserialize;
 
-use keywatch::config::Config;
+use keywatch::config::{Config, ListConfig, ListKind, NetIntelConfig};
 use keywatch::decode::Decoder;
 use keywatch::engine::Engine;
 use keywatch::gen::{Format, GenConfig, Scenario};
 use keywatch::metrics::Metrics;
+use keywatch::netintel::NetIntel;
 use keywatch::pipeline::Pipeline;
 
 /// The generic profile's fields, parsed by serde's derive.
@@ -207,6 +212,17 @@ fn bench_format(
             BatchSize::PerIteration,
         )
     });
+    // The same with every kind of enrichment file configured: the real
+    // GeoLite2-City when present (see `netintel_files`), the fixture ASN
+    // DB, cloud ranges and lists.
+    let netintel = netintel_files();
+    group.bench_function("decode_and_engine_with_netintel", |b| {
+        b.iter_batched(
+            || Engine::with_parts(&cfg, None, Some(netintel.clone())),
+            |engine| apply(&decoder, engine, &events),
+            BatchSize::PerIteration,
+        )
+    });
     // The same work through the pipeline the daemon runs: with every metric
     // (event counters, decode errors, findings, latency histogram) updated.
     group.bench_function("pipeline_with_metrics", |b| {
@@ -229,6 +245,53 @@ fn bench_format(
         )
     });
     group.finish();
+}
+
+/// Every kind of enrichment file: the real GeoLite2-City when present
+/// (`KEYWATCH_GEOLITE2_CITY`, default: where `.ci/test` installs the
+/// `maxminddb-geolite2` package), otherwise the fixture city DB; the
+/// fixture ASN DB, cloud ranges (AWS, GCP, Azure) and lists (Tor, a feed).
+fn netintel_files() -> NetIntel {
+    let fixture = |name: &str| {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/netintel")
+            .join(name)
+    };
+    let real = std::env::var_os("KEYWATCH_GEOLITE2_CITY")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ci-tools/python/_maxminddb_geolite2/GeoLite2-City.mmdb")
+        });
+    let city = if real.exists() {
+        real
+    } else {
+        eprintln!("netintel: no GeoLite2-City, the fixture city DB instead");
+        fixture("city.mmdb")
+    };
+    let cfg = NetIntelConfig {
+        city_db: Some(city),
+        asn_db: Some(fixture("asn.mmdb")),
+        cloud_ranges: vec![
+            fixture("ip-ranges.json"),
+            fixture("cloud.json"),
+            fixture("ServiceTags_Public.json"),
+        ],
+        lists: vec![
+            ListConfig {
+                path: fixture("tor-exits.txt"),
+                label: "tor".into(),
+                kind: ListKind::Tor,
+            },
+            ListConfig {
+                path: fixture("lists.csv"),
+                label: "feeds".into(),
+                kind: ListKind::Threat,
+            },
+        ],
+        ..Default::default()
+    };
+    NetIntel::open(&cfg, None).expect("netintel files")
 }
 
 fn bare_generic(bytes: &[u8]) -> usize {

@@ -4,14 +4,21 @@
 //! default 1,000,000). Each key gets typical state: a few days of use from
 //! one or two addresses of one network, one SDK, three actions, occasional
 //! failures. Run by hand; under `cargo test` it checks 10,000 keys only.
+//!
+//! `-- --netintel` configures every kind of enrichment file (the fixture
+//! city and ASN MaxMind DBs, cloud ranges and lists of
+//! `tests/data/netintel/`), so each key also holds its network memory: one
+//! ASN, one country and its latest place. The addresses are the same either
+//! way (81.0.0.0/15, which the fixtures place in Berlin and Munich, AS3320).
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use keywatch::config::{Config, Entity};
+use keywatch::config::{Config, Entity, ListConfig, ListKind, NetIntelConfig};
 use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::Engine;
+use keywatch::netintel::NetIntel;
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -35,9 +42,30 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .next()
         .unwrap_or(if bench_mode { 1_000_000 } else { 10_000 });
+    let with_files = std::env::args().any(|a| a == "--netintel");
     let mut cfg = Config::default();
     cfg.engine.max_keys = keys as usize + 1;
-    let engine = Engine::new(&cfg);
+    let fixture = |name: &str| {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/netintel")
+            .join(name)
+    };
+    // Loaded before counting: the tables are shared, not per key.
+    let netintel = with_files.then(|| {
+        let files = NetIntelConfig {
+            city_db: Some(fixture("city.mmdb")),
+            asn_db: Some(fixture("asn.mmdb")),
+            cloud_ranges: vec![fixture("ip-ranges.json"), fixture("cloud.json")],
+            lists: vec![ListConfig {
+                path: fixture("tor-exits.txt"),
+                label: "tor".into(),
+                kind: ListKind::Tor,
+            }],
+            ..Default::default()
+        };
+        NetIntel::open(&files, None).expect("fixtures")
+    });
+    let engine = Engine::with_parts(&cfg, None, netintel);
     let before = LIVE.load(Ordering::Relaxed);
     let rss_before = rss_kib();
     let started = Instant::now();
@@ -50,10 +78,11 @@ fn main() {
         use std::fmt::Write;
         key.clear();
         let _ = write!(key, "AKIA{k:016X}");
-        let net = (k % 50_000) as u32;
+        // 512 /24s of 81.0.0.0/15.
+        let net = 0x51_0000 | (k % 512) as u32;
         for i in 0..12u32 {
             let host = 10 + (k as u32 + i / 6) % 2;
-            let ip = std::net::Ipv4Addr::from(0x0A00_0000 | (net << 8) | host);
+            let ip = std::net::Ipv4Addr::from((net << 8) | host);
             let ev = AuditEvent {
                 time_ms: (t0 + (i as i64) * 6 * 3600 + (k % 3600) as i64) * 1000,
                 key_id: Cow::Borrowed(&key),
@@ -79,7 +108,12 @@ fn main() {
     let heap = (LIVE.load(Ordering::Relaxed) - before) as f64;
     let rss = (rss_kib().saturating_sub(rss_before)) as f64 * 1024.0;
     println!(
-        "keys {keys}, events {events} in {:.1}s: heap {:.1} MiB = {:.0} B/key; RSS growth {:.0} B/key; key state struct {} B in place",
+        "keys {keys}{}, events {events} in {:.1}s: heap {:.1} MiB = {:.0} B/key; RSS growth {:.0} B/key; key state struct {} B in place",
+        if with_files {
+            " with netintel files"
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64(),
         heap / (1 << 20) as f64,
         heap / keys as f64,
@@ -87,4 +121,10 @@ fn main() {
         std::mem::size_of::<keywatch::engine::KeyState>(),
     );
     assert_eq!(engine.key_count(Entity::KeyId) as u64, keys);
+    if with_files {
+        let view = engine
+            .explain(Entity::KeyId, "AKIA0000000000000000")
+            .expect("a key");
+        assert_eq!(view["network"]["asns"][0], 3320, "{view}");
+    }
 }

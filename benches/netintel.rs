@@ -1,11 +1,16 @@
 //! Network intelligence: what one lookup costs, and what enrichment adds to
 //! the engine's per-event cost.
 //!
-//! `cargo bench --bench netintel`. `lookup/*` look up 4096 random public
-//! IPv4 addresses in turn: in the test fixtures (city + ASN MaxMind DBs,
-//! cloud ranges, lists) and, when present, in a real GeoLite2-City database
-//! (`KEYWATCH_GEOLITE2_CITY`, default: the one the `maxminddb-geolite2` pip
-//! package ships, installed by `.ci/test` into `target/ci-tools/python`).
+//! `cargo bench --bench netintel`. `lookup/fixtures*` looks up 4096 random
+//! public IPv4 addresses in turn in the test fixtures (city + ASN MaxMind
+//! DBs, cloud ranges, lists). `lookup/geolite2_city_*` look up, in a real
+//! GeoLite2-City database when present (`KEYWATCH_GEOLITE2_CITY`, default:
+//! the one the `maxminddb-geolite2` pip package ships, installed by
+//! `.ci/test` into `target/ci-tools/python`), two streams of 1M addresses:
+//! `random` public addresses (nearly every one in a /24 not seen before) and
+//! a realistic `mix` (nine in ten from 3000 busy /24s of skewed popularity,
+//! any host); each with the /24 answer cache (what the engine calls) and
+//! `_uncached` (the tables alone), in the same run.
 //! `engine/*` applies the same stream of events (2000 keys, each mostly
 //! from its own address, a new address one event in eight) to an engine
 //! without and with the fixture files.
@@ -62,6 +67,95 @@ impl Rng {
     }
 }
 
+/// The real GeoLite2-City, when present.
+fn geolite2_city() -> Option<PathBuf> {
+    let real = std::env::var_os("KEYWATCH_GEOLITE2_CITY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ci-tools/python/_maxminddb_geolite2/GeoLite2-City.mmdb")
+        });
+    if real.exists() {
+        Some(real)
+    } else {
+        println!("geolite2 benches skipped: {} not found", real.display());
+        None
+    }
+}
+
+/// Addresses as traffic has them: most from a few thousand busy /24s
+/// (offices, NAT pools, ISPs' customer ranges: a skewed popularity, any
+/// host of the /24), one in ten from anywhere.
+fn realistic_mix(rng: &mut Rng, n: usize) -> Vec<IpAddr> {
+    let busy: Vec<u32> = (0..3000)
+        .map(|_| match rng.public_v4() {
+            IpAddr::V4(a) => u32::from(a) & 0xFFFF_FF00,
+            IpAddr::V6(_) => unreachable!(),
+        })
+        .collect();
+    (0..n)
+        .map(|_| {
+            if rng.next() % 10 == 0 {
+                return rng.public_v4();
+            }
+            // Skewed: the square of a uniform draw favours the first /24s.
+            let u = (rng.next() % 1000) as usize;
+            let net = busy[u * u * busy.len() / 1_000_000];
+            IpAddr::V4(Ipv4Addr::from(net | (2 + (rng.next() % 253) as u32)))
+        })
+        .collect()
+}
+
+/// Cached against uncached lookups, interleaved: on a shared machine the
+/// load drifts between criterion's benchmarks, so each round times 64k
+/// lookups of each kind back to back over the same addresses, in either
+/// order in turn (the cache of one load stays warm through the stream, as
+/// in a running daemon), and the medians of the rounds are compared.
+fn paired(cfg: &NetIntelConfig, random: &[IpAddr], mix: &[IpAddr]) {
+    const CHUNK: usize = 1 << 16;
+    for (name, stream) in [("random", random), ("mix", mix)] {
+        let n = NetIntel::open(cfg, None).expect("GeoLite2-City");
+        let tables = n.snapshot();
+        let (mut cached, mut uncached) = (Vec::new(), Vec::new());
+        for round in 0..stream.len() / CHUNK {
+            let part = &stream[round * CHUNK..(round + 1) * CHUNK];
+            let time_uncached = |out: &mut Vec<f64>| {
+                let t = std::time::Instant::now();
+                for a in part {
+                    std::hint::black_box(tables.lookup_uncached(*a));
+                }
+                out.push(t.elapsed().as_nanos() as f64 / CHUNK as f64);
+            };
+            let time_cached = |out: &mut Vec<f64>| {
+                let t = std::time::Instant::now();
+                for a in part {
+                    std::hint::black_box(tables.lookup(*a));
+                }
+                out.push(t.elapsed().as_nanos() as f64 / CHUNK as f64);
+            };
+            // Either order in turn: the first pass warms the CPU caches
+            // for the second.
+            if round % 2 == 0 {
+                time_uncached(&mut uncached);
+                time_cached(&mut cached);
+            } else {
+                time_cached(&mut cached);
+                time_uncached(&mut uncached);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (c, u) = (median(&mut cached), median(&mut uncached));
+        println!(
+            "paired {name}: {} rounds of {CHUNK}: cached {c:.0} ns, uncached {u:.0} ns median per lookup; ratio {:.2}",
+            cached.len(),
+            c / u
+        );
+    }
+}
+
 fn lookups(c: &mut Criterion) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let addrs: Vec<IpAddr> = (0..4096).map(|_| rng.public_v4()).collect();
@@ -76,13 +170,7 @@ fn lookups(c: &mut Criterion) {
             tables.lookup(addrs[i])
         })
     });
-    let real = std::env::var_os("KEYWATCH_GEOLITE2_CITY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("target/ci-tools/python/_maxminddb_geolite2/GeoLite2-City.mmdb")
-        });
-    if real.exists() {
+    if let Some(real) = geolite2_city() {
         let cfg = NetIntelConfig {
             city_db: Some(real),
             ..Default::default()
@@ -94,14 +182,32 @@ fn lookups(c: &mut Criterion) {
             "GeoLite2-City: {located} of {} addresses located",
             addrs.len()
         );
-        g.bench_function("geolite2_city", |b| {
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                tables.lookup(addrs[i])
-            })
-        });
-    } else {
-        println!("lookup/geolite2_city skipped: {} not found", real.display());
+        // Random public addresses, 1M of them (far more /24s than the block
+        // cache holds, so nearly every lookup misses it): with the cache
+        // (what the engine calls) and without it, on the same stream.
+        const N: usize = 1 << 20;
+        let random: Vec<IpAddr> = (0..N).map(|_| rng.public_v4()).collect();
+        let mix = realistic_mix(&mut rng, N);
+        paired(&cfg, &random, &mix);
+        for (name, stream) in [("random", &random), ("mix", &mix)] {
+            let mut i = 0;
+            g.bench_function(format!("geolite2_city_{name}_uncached"), |b| {
+                b.iter(|| {
+                    i = (i + 1) & (N - 1);
+                    tables.lookup_uncached(stream[i])
+                })
+            });
+            // A fresh load each time: the cache starts empty, as after a reload.
+            let n = NetIntel::open(&cfg, None).expect("GeoLite2-City");
+            let tables = n.snapshot();
+            let mut i = 0;
+            g.bench_function(format!("geolite2_city_{name}"), |b| {
+                b.iter(|| {
+                    i = (i + 1) & (N - 1);
+                    tables.lookup(stream[i])
+                })
+            });
+        }
     }
     g.finish();
 }

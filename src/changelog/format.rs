@@ -17,18 +17,19 @@
 //! copy) never restore each other's state. Version 1 chunks had no group
 //! (and keys without one); they are still read, by any group. Versions 1
 //! and 2 hold the per-key state of checkpoint format 1
-//! ([`crate::engine::legacy`]); version 3 today's.
+//! ([`crate::engine::legacy`]); version 3 that of checkpoint format 2
+//! (without the network memory); version 4 today's.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::legacy::KeyStateV1;
+use crate::engine::legacy::{KeyStateV1, KeyStateV2};
 use crate::engine::KeyState;
 
 /// Identifies a keywatch changelog chunk.
 pub const MAGIC: &[u8; 8] = b"KWSTATE\0";
 /// The version this build writes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 const PREFIX: usize = 8 + 4 + 4;
 
 /// What a chunk says about itself and its snapshot.
@@ -92,6 +93,25 @@ impl From<EntryV1> for Entry {
             EntryV1::Key(k, s) => Entry::Key(k, s.into()),
             EntryV1::Principal(k, s) => Entry::Principal(k, s.into()),
             EntryV1::Delivered(sink, id) => Entry::Delivered(sink, id),
+        }
+    }
+}
+
+/// An [`Entry`] of chunk version 3: the state without its network memory.
+/// (Serialize: the tests write one.)
+#[derive(Serialize, Deserialize)]
+pub(crate) enum EntryV3 {
+    Key(CompactString, KeyStateV2),
+    Principal(CompactString, KeyStateV2),
+    Delivered(CompactString, u128),
+}
+
+impl From<EntryV3> for Entry {
+    fn from(e: EntryV3) -> Entry {
+        match e {
+            EntryV3::Key(k, s) => Entry::Key(k, s.into()),
+            EntryV3::Principal(k, s) => Entry::Principal(k, s.into()),
+            EntryV3::Delivered(sink, id) => Entry::Delivered(sink, id),
         }
     }
 }
@@ -193,6 +213,10 @@ pub fn decode_entries(mut bytes: &[u8], n: u32, version: u32) -> Result<Vec<Entr
     for _ in 0..n {
         let entry = if version <= 2 {
             let (entry, rest) = postcard::take_from_bytes::<EntryV1>(bytes)?;
+            bytes = rest;
+            entry.into()
+        } else if version == 3 {
+            let (entry, rest) = postcard::take_from_bytes::<EntryV3>(bytes)?;
             bytes = rest;
             entry.into()
         } else {

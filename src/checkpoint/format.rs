@@ -13,7 +13,8 @@
 //! the body changes, bump the version and keep a decoder for the old one.
 //!
 //! Version 1: the per-key state of the first wave ([`crate::engine::legacy`]),
-//! read and converted. Version 2: today's.
+//! read and converted. Version 2: the second wave's without the network
+//! memory, read and converted (the memory starts empty). Version 3: today's.
 
 use std::path::Path;
 
@@ -21,7 +22,7 @@ use compact_str::CompactString;
 use serde::Deserialize;
 
 use super::{Checkpoint, Section};
-use crate::engine::legacy::KeyStateV1;
+use crate::engine::legacy::{KeyStateV1, KeyStateV2};
 
 /// A version 1 body.
 #[derive(Deserialize)]
@@ -64,10 +65,98 @@ impl From<CheckpointV1> for Checkpoint {
     }
 }
 
+/// A version 2 body: the per-key state without its network memory.
+#[derive(Deserialize)]
+struct CheckpointV2 {
+    written_at_ms: i64,
+    sections: Vec<SectionV2>,
+    principals: Vec<(CompactString, KeyStateV2)>,
+}
+
+#[derive(Deserialize)]
+struct SectionV2 {
+    topic: String,
+    partition: i32,
+    resume: Option<i64>,
+    keys: Vec<(CompactString, KeyStateV2)>,
+}
+
+fn upgrade_v2(
+    keys: Vec<(CompactString, KeyStateV2)>,
+) -> Vec<(CompactString, crate::engine::KeyState)> {
+    keys.into_iter().map(|(k, s)| (k, s.into())).collect()
+}
+
+impl From<CheckpointV2> for Checkpoint {
+    fn from(v2: CheckpointV2) -> Checkpoint {
+        Checkpoint {
+            written_at_ms: v2.written_at_ms,
+            sections: v2
+                .sections
+                .into_iter()
+                .map(|s| Section {
+                    topic: s.topic,
+                    partition: s.partition,
+                    resume: s.resume,
+                    keys: upgrade_v2(s.keys),
+                })
+                .collect(),
+            principals: upgrade_v2(v2.principals),
+        }
+    }
+}
+
+/// Encodes `cp` as a version 2 writer did (network memory dropped): for
+/// the tests of reading old files.
+#[cfg(test)]
+pub(crate) fn encode_v2(cp: &Checkpoint) -> Vec<u8> {
+    use serde::Serialize;
+    #[derive(Serialize)]
+    struct SectionOut {
+        topic: String,
+        partition: i32,
+        resume: Option<i64>,
+        keys: Vec<(CompactString, KeyStateV2)>,
+    }
+    #[derive(Serialize)]
+    struct Out {
+        written_at_ms: i64,
+        sections: Vec<SectionOut>,
+        principals: Vec<(CompactString, KeyStateV2)>,
+    }
+    let down = |keys: &[(CompactString, crate::engine::KeyState)]| {
+        keys.iter()
+            .map(|(k, s)| (k.clone(), KeyStateV2::from(s.clone())))
+            .collect::<Vec<_>>()
+    };
+    let out = Out {
+        written_at_ms: cp.written_at_ms,
+        sections: cp
+            .sections
+            .iter()
+            .map(|s| SectionOut {
+                topic: s.topic.clone(),
+                partition: s.partition,
+                resume: s.resume,
+                keys: down(&s.keys),
+            })
+            .collect(),
+        principals: down(&cp.principals),
+    };
+    let body = postcard::to_stdvec(&out).expect("encodes");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
 /// Identifies a keywatch checkpoint.
 pub const MAGIC: &[u8; 8] = b"KWCHKPT\0";
 /// The version this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 /// Why a checkpoint could not be written or read.
@@ -176,6 +265,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return postcard::from_bytes::<CheckpointV1>(body)
             .map(Checkpoint::from)
             .map_err(|e| CheckpointError::Body(format!("version 1: {e}")));
+    }
+    if version == 2 {
+        return postcard::from_bytes::<CheckpointV2>(body)
+            .map(Checkpoint::from)
+            .map_err(|e| CheckpointError::Body(format!("version 2: {e}")));
     }
     postcard::from_bytes(body).map_err(|e| CheckpointError::Body(e.to_string()))
 }

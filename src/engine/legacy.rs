@@ -1,6 +1,12 @@
 //! Per-key state as older keywatch versions wrote it: checkpoint format 1
-//! and changelog chunks of versions 1 and 2. Frozen copies of the types of
-//! that time, read only, and the conversion to today's [`KeyState`].
+//! and changelog chunks of versions 1 and 2 ([`KeyStateV1`]); checkpoint
+//! format 2 and changelog chunks of version 3 ([`KeyStateV2`]). Frozen
+//! copies of the types of that time, read only, and the conversion to
+//! today's [`KeyState`].
+//!
+//! Version 2 is today's state without the network memory
+//! ([`crate::netintel::NetMemory`]): everything carries over, and the
+//! network memory starts empty (learned again from the next events).
 //!
 //! What carries over: when the key was first and last used, its event count,
 //! active days and longest gap, the sources, user agents and actions it used,
@@ -9,11 +15,13 @@
 //! current models do not read; those re-learn, each with its own warm-up, so
 //! an upgrade never turns an old peak into a wrong expectation.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use super::baseline::RateModel;
+use super::detect::source_fanout::FanoutState;
 use super::source::SourceId;
-use super::state::{Cooldown, KeyState, Secs};
+use super::state::{Cooldown, KeyState, Secs, SourceSet, ValueSet};
 
 /// `Peak` of version 1.
 #[derive(Deserialize)]
@@ -108,5 +116,67 @@ impl From<KeyStateV1> for KeyState {
             k.restore_value(v.hash, v.last_seen);
         }
         k
+    }
+}
+
+/// `KeyState` of checkpoint format 2 and changelog version 3: today's
+/// without the network memory. (Serialize: the tests write one.)
+#[derive(Serialize, Deserialize)]
+pub struct KeyStateV2 {
+    first_seen: Secs,
+    last_seen: Secs,
+    events: u32,
+    active_days: u16,
+    longest_gap: u32,
+    rate: RateModel,
+    errors: RateModel,
+    fanout: FanoutState,
+    sources: SourceSet,
+    values: ValueSet,
+    applied: u64,
+    applied_record: u16,
+    #[allow(clippy::box_collection)] // the layout of version 2, as written
+    cooldowns: Option<Box<Vec<Cooldown>>>,
+}
+
+impl From<KeyStateV2> for KeyState {
+    fn from(old: KeyStateV2) -> KeyState {
+        KeyState {
+            first_seen: old.first_seen,
+            last_seen: old.last_seen,
+            events: old.events,
+            active_days: old.active_days,
+            longest_gap: old.longest_gap,
+            rate: old.rate,
+            errors: old.errors,
+            fanout: old.fanout,
+            sources: old.sources,
+            values: old.values,
+            applied: old.applied,
+            applied_record: old.applied_record,
+            cooldowns: old.cooldowns,
+            net: None,
+        }
+    }
+}
+
+impl From<KeyState> for KeyStateV2 {
+    /// The state as a version 2 writer wrote it (the network memory dropped).
+    fn from(k: KeyState) -> KeyStateV2 {
+        KeyStateV2 {
+            first_seen: k.first_seen,
+            last_seen: k.last_seen,
+            events: k.events,
+            active_days: k.active_days,
+            longest_gap: k.longest_gap,
+            rate: k.rate,
+            errors: k.errors,
+            fanout: k.fanout,
+            sources: k.sources,
+            values: k.values,
+            applied: k.applied,
+            applied_record: k.applied_record,
+            cooldowns: k.cooldowns,
+        }
     }
 }

@@ -614,9 +614,8 @@ pub struct KeyState {
     /// Active cooldowns; boxed because most keys never have one.
     pub cooldowns: Option<Box<Vec<Cooldown>>>,
     /// Network intelligence memory (ASNs, countries, clouds, latest place);
-    /// allocated only when enrichment files are configured, and not
-    /// checkpointed (see [`crate::netintel::memory`]).
-    #[serde(skip)]
+    /// allocated only when enrichment files are configured, and carried by
+    /// checkpoints and the changelog (see [`crate::netintel::memory`]).
     pub net: Option<Box<crate::netintel::NetMemory>>,
 }
 

@@ -3,13 +3,21 @@
 //! cloud, and its latest place (for impossible travel). Kept in a box of its
 //! own, allocated only when enrichment files are configured.
 //!
-//! Not part of checkpoints: after a restart it is learned again from the
-//! next events, and until then the detectors that read it judge as if
-//! nothing were known (no `impossible_travel` without a previous place, no
-//! `cloud_credential_outside_cloud` before `min_cloud_events` cloud uses).
+//! Part of the key's state in checkpoints (format 3) and changelog chunks
+//! (version 4), so a restart or a partition handoff judges a key against
+//! what it had learned. What it holds means the same across restarts and
+//! reloads: ASN numbers, country codes, coordinates, and cloud labels by a
+//! hash of their text. The last lookup's answer is not written (it is
+//! looked up again after a restore). A state written before (checkpoint
+//! format 2, changelog version 3) restores with an empty memory: learned
+//! again from the next events, and until then the detectors that read it
+//! judge as if nothing were known (no `impossible_travel` without a
+//! previous place, no `cloud_credential_outside_cloud` before
+//! `min_cloud_events` cloud uses).
 
 use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use smallvec::SmallVec;
 
@@ -22,7 +30,7 @@ use crate::engine::state::Secs;
 pub const MAX_REMEMBERED: usize = 16;
 
 /// Where a key was last used from, when that says where a person is.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Place {
     /// The address.
     pub addr: IpAddr,
@@ -39,7 +47,7 @@ pub struct Place {
 }
 
 /// A cloud label a key used.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CloudSeen {
     /// Label hash ([`NetInfo::cloud`]).
     pub label: u32,
@@ -50,24 +58,50 @@ pub struct CloudSeen {
 }
 
 /// A key's network memory.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetMemory {
-    /// The source last looked up, the tables it was looked up in, and the answer.
+    /// The source last looked up, the tables it was looked up in, and the
+    /// answer; not written (generation 0 is no load's, so a restored memory
+    /// looks its next source up).
+    #[serde(skip)]
     last_id: u64,
+    #[serde(skip)]
     last_generation: u32,
+    #[serde(skip)]
     last: NetInfo,
     /// Latest place (see [`Tables::placed`]).
     pub place: Option<Place>,
     /// ASNs used, with their latest use.
+    #[serde(deserialize_with = "crate::engine::state::bounded_seq")]
     pub asns: SmallVec<[(u32, Secs); 2]>,
     /// Countries used, with their latest use.
+    #[serde(deserialize_with = "crate::engine::state::bounded_seq")]
     pub countries: SmallVec<[([u8; 2], Secs); 2]>,
     /// Cloud labels used.
+    #[serde(deserialize_with = "crate::engine::state::bounded_seq")]
     pub clouds: SmallVec<[CloudSeen; 1]>,
     /// Uses (weighted) from cloud ranges.
     pub cloud_uses: u32,
     /// Latest use from an address outside every cloud range (0: none).
     pub outside_last: Secs,
+    /// Latest time the key's places jumped between countries faster than
+    /// a traveller can without a finding (while learning, between countries
+    /// it uses, or past three countries): its places are not one
+    /// traveller's (see `impossible_travel`). 0: never.
+    pub jumped: Secs,
+}
+
+impl PartialEq for NetMemory {
+    /// The same memory: what it learned, not which lookup it kept last.
+    fn eq(&self, other: &NetMemory) -> bool {
+        self.place == other.place
+            && self.asns == other.asns
+            && self.countries == other.countries
+            && self.clouds == other.clouds
+            && self.cloud_uses == other.cloud_uses
+            && self.outside_last == other.outside_last
+            && self.jumped == other.jumped
+    }
 }
 
 fn touch<K: PartialEq + Copy>(list: &mut SmallVec<[(K, Secs); 2]>, k: K, now: Secs) {
@@ -150,6 +184,11 @@ impl NetMemory {
             && (self.outside_last == 0 || now.saturating_sub(self.outside_last) >= forget_s)
     }
 
+    /// Whether the key's places jumped (see [`NetMemory::jumped`]) within `forget_s`.
+    pub fn jumps(&self, now: Secs, forget_s: u32) -> bool {
+        self.jumped != 0 && now.saturating_sub(self.jumped) < forget_s
+    }
+
     /// Folds one use in: `network_new` when its /24 (/64) was new to the key.
     pub fn learn(
         &mut self,
@@ -220,6 +259,7 @@ impl NetMemory {
             })).collect::<Vec<_>>(),
             "cloud_uses": self.cloud_uses,
             "outside_cloud_last_seen": (self.outside_last > 0).then(|| crate::decode::time::format_rfc3339(self.outside_last as i64 * 1000)),
+            "places_jumped_at": (self.jumped > 0 && self.jumped >= fresh).then(|| crate::decode::time::format_rfc3339(self.jumped as i64 * 1000)),
             "last_place": self.place.map(|p| json!({
                 "address": p.addr.to_string(),
                 "country": country(p.country),

@@ -8,8 +8,9 @@
 //! cannot be read keeps the previous tables in force (logged, counted).
 //!
 //! The per-event cost is one [`Tables::lookup`] when a key's source changes
-//! (the key's [`NetMemory`] keeps the last answer), and nothing at all when
-//! no file is configured. Names (city, organisation, list labels) are read
+//! (the key's [`NetMemory`] keeps the last answer), answered from a cache of
+//! whole answers by /24 (/64) where every table answers the same for the
+//! whole block, and nothing at all when no file is configured. Names (city, organisation, list labels) are read
 //! only when a finding is described ([`Tables::describe`]).
 
 pub mod memory;
@@ -315,6 +316,75 @@ pub struct Tables {
     /// Decoded city and ASN records by their place in the database.
     city_records: RecordCache<Place>,
     asn_records: RecordCache<u32>,
+    /// Whole answers by /24 (IPv6 /64), where every table answers the
+    /// same for the whole block.
+    answers: AnswerCache,
+}
+
+/// The block an address's answer may be shared in: its IPv4 /24 or IPv6
+/// /64, as first and last address on the line of [`addr_key`].
+fn block_of(ip: IpAddr) -> (u128, u128) {
+    let key = addr_key(ip);
+    let host_bits = if ip.is_ipv4() { 8 } else { 64 };
+    let lo = key >> host_bits << host_bits;
+    (lo, lo | ((1u128 << host_bits) - 1))
+}
+
+/// Whether a MaxMind DB's answer for `ip`, found in a network of
+/// `prefix` bits (`v4`: an IPv4 network), holds for the whole block of `ip`
+/// ([`block_of`]); `None`: the network is not known.
+fn mmdb_covers_block(ip: IpAddr, network: Option<(bool, u8)>) -> bool {
+    match (ip, network) {
+        (IpAddr::V4(_), Some((true, prefix))) => prefix <= 24,
+        // An IPv4 address answered above the database's IPv4 subtree.
+        (IpAddr::V4(_), Some((false, prefix))) => prefix <= 96,
+        (IpAddr::V6(_), Some((_, prefix))) => prefix <= 64,
+        (_, None) => false,
+    }
+}
+
+/// Whole answers ([`NetInfo`]) by the address block they hold for: the
+/// addresses of one /24 share one answer when every table (the MaxMind
+/// DBs' networks, the cloud and list intervals) covers the whole /24, as
+/// a GeoLite2 network almost always does. An answer that differs inside
+/// the block is never stored (those addresses are looked up each time), so
+/// the cache is exact. Direct-mapped, [`AnswerCache::SLOTS`] slots each
+/// behind its own lock; it belongs to one load of the tables, so a reload
+/// starts empty.
+struct AnswerCache {
+    slots: Box<[Mutex<(u128, NetInfo)>]>,
+}
+
+impl AnswerCache {
+    /// 32768 slots of 64 bytes: 2 MiB per load (a GeoLite2-City file is
+    /// 30 times that); the busy /24s of a large fleet rarely share a slot.
+    const SLOTS: usize = 32768;
+    /// No block starts here (a block's low bits are zeros).
+    const EMPTY: u128 = u128::MAX;
+
+    fn new() -> AnswerCache {
+        AnswerCache {
+            slots: (0..Self::SLOTS)
+                .map(|_| Mutex::new((Self::EMPTY, NetInfo::default())))
+                .collect(),
+        }
+    }
+
+    fn slot(&self, block: u128) -> &Mutex<(u128, NetInfo)> {
+        let h = ((block >> 64) as u64 ^ block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.slots[(h >> 32) as usize & (Self::SLOTS - 1)]
+    }
+
+    fn get(&self, block: u128) -> Option<NetInfo> {
+        let s = self.slot(block).lock().ok()?;
+        (s.0 == block).then_some(s.1)
+    }
+
+    fn put(&self, block: u128, info: NetInfo) {
+        if let Ok(mut s) = self.slot(block).lock() {
+            *s = (block, info);
+        }
+    }
 }
 
 /// What a city record says, decoded.
@@ -483,49 +553,89 @@ impl Tables {
             counters,
             city_records: RecordCache::new(),
             asn_records: RecordCache::new(),
+            answers: AnswerCache::new(),
         })
     }
 
     /// What `ip` is: the numbers the detectors judge on every new source.
+    /// Answered from the block cache when the address's /24 (/64) is one
+    /// answer throughout; looked up otherwise.
     pub fn lookup(&self, ip: IpAddr) -> NetInfo {
         self.counters.looked_up.inc();
+        let (lo, hi) = block_of(ip);
+        if let Some(info) = self.answers.get(lo) {
+            return info;
+        }
+        let (info, whole) = self.lookup_tables(ip, lo, hi);
+        if whole {
+            self.answers.put(lo, info);
+        }
+        info
+    }
+
+    /// [`Tables::lookup`] without the block cache (for measuring it).
+    pub fn lookup_uncached(&self, ip: IpAddr) -> NetInfo {
+        let (lo, hi) = block_of(ip);
+        self.lookup_tables(ip, lo, hi).0
+    }
+
+    /// Looks `ip` up in every table; says too whether the answer holds for
+    /// every address of its block `lo..=hi`.
+    fn lookup_tables(&self, ip: IpAddr, lo: u128, hi: u128) -> (NetInfo, bool) {
         let mut info = NetInfo::default();
+        let mut whole = true;
         if let Some(r) = &self.city {
-            if let Ok(found) = r.lookup(ip) {
-                if let Some(offset) = found.offset() {
-                    let place = self.city_records.get(offset, || {
-                        found
-                            .decode::<CityFast<'_>>()
-                            .ok()
-                            .flatten()
-                            .map_or_else(Place::default, place)
-                    });
-                    info.country = place.country;
-                    info.lat = place.lat;
-                    info.lon = place.lon;
-                    info.accuracy_km = place.accuracy_km;
-                    info.located = place.located;
+            match r.lookup(ip) {
+                Ok(found) => {
+                    whole &= mmdb_covers_block(
+                        ip,
+                        found.network().ok().map(|n| (n.is_ipv4(), n.prefix())),
+                    );
+                    if let Some(offset) = found.offset() {
+                        let place = self.city_records.get(offset, || {
+                            found
+                                .decode::<CityFast<'_>>()
+                                .ok()
+                                .flatten()
+                                .map_or_else(Place::default, place)
+                        });
+                        info.country = place.country;
+                        info.lat = place.lat;
+                        info.lon = place.lon;
+                        info.accuracy_km = place.accuracy_km;
+                        info.located = place.located;
+                    }
                 }
+                Err(_) => whole = false,
             }
         }
         if let Some(r) = &self.asn {
-            if let Ok(found) = r.lookup(ip) {
-                if let Some(offset) = found.offset() {
-                    info.asn = self.asn_records.get(offset, || {
-                        found
-                            .decode::<AsnFast>()
-                            .ok()
-                            .flatten()
-                            .and_then(|rec| rec.autonomous_system_number)
-                            .unwrap_or(0)
-                    });
+            match r.lookup(ip) {
+                Ok(found) => {
+                    whole &= mmdb_covers_block(
+                        ip,
+                        found.network().ok().map(|n| (n.is_ipv4(), n.prefix())),
+                    );
+                    if let Some(offset) = found.offset() {
+                        info.asn = self.asn_records.get(offset, || {
+                            found
+                                .decode::<AsnFast>()
+                                .ok()
+                                .flatten()
+                                .and_then(|rec| rec.autonomous_system_number)
+                                .unwrap_or(0)
+                        });
+                    }
                 }
+                Err(_) => whole = false,
             }
         }
         let key = addr_key(ip);
-        info.cloud = self.cloud.get(key).unwrap_or(0);
-        info.lists = self.lists.get(key).unwrap_or(0);
-        info
+        let (cloud, cloud_whole) = self.cloud.get_block(key, lo, hi);
+        let (lists, lists_whole) = self.lists.get_block(key, lo, hi);
+        info.cloud = cloud.unwrap_or(0);
+        info.lists = lists.unwrap_or(0);
+        (info, whole && cloud_whole && lists_whole)
     }
 
     /// Counts an event answered from a key's cached lookup.

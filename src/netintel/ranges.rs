@@ -104,6 +104,21 @@ impl<V: Copy> RangeTable<V> {
         (i > 0 && key <= self.ends[i - 1]).then(|| self.values[i - 1])
     }
 
+    /// The value of the interval holding `key`, and whether that answer
+    /// holds for every address of `lo..=hi` (a block holding `key`): the
+    /// interval, or the gap between two, spans the whole block.
+    #[inline]
+    pub fn get_block(&self, key: u128, lo: u128, hi: u128) -> (Option<V>, bool) {
+        let i = self.starts.partition_point(|&s| s <= key);
+        if i > 0 && key <= self.ends[i - 1] {
+            let whole = self.starts[i - 1] <= lo && self.ends[i - 1] >= hi;
+            return (Some(self.values[i - 1]), whole);
+        }
+        let after_prev = i == 0 || self.ends[i - 1] < lo;
+        let before_next = i == self.starts.len() || self.starts[i] > hi;
+        (None, after_prev && before_next)
+    }
+
     /// Disjoint intervals held.
     pub fn len(&self) -> usize {
         self.starts.len()

@@ -566,3 +566,315 @@ fn a_bad_file_at_reload_keeps_the_old_tables() {
         Err(NetIntelError::Mmdb { .. })
     ));
 }
+
+/// Checkpoints `engine` and restores it into a new enriched engine, as a
+/// restart does: in today's format, or (`old_format`) as a keywatch that
+/// did not checkpoint the network memory wrote it.
+fn restart(engine: &Engine, old_format: bool) -> Engine {
+    use crate::checkpoint::{format, Checkpoint, Origins};
+    let cp = Checkpoint::capture(engine, &Origins::default(), &Default::default());
+    let bytes = if old_format {
+        format::encode_v2(&cp)
+    } else {
+        format::encode(&cp).unwrap()
+    };
+    let restored = self::engine(true);
+    format::decode(&bytes)
+        .unwrap()
+        .restore(&restored, &Origins::default());
+    restored
+}
+
+/// A key shared by an office in Berlin and one in the US, used from both
+/// within the hour, every day for `days` days.
+fn two_offices(key: &str, days: i64) -> Vec<Ev> {
+    (0..days)
+        .flat_map(|d| {
+            let t = T0 + d * DAY + 9 * HOUR;
+            [
+                ev(t, key, &format!("81.0.7.{}", 10 + d % 5)),
+                ev(t + HOUR / 2, key, "24.0.3.3"),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn after_a_restart_a_key_is_judged_by_the_networks_it_had_learned() {
+    let engine = engine(true);
+    let found = run_on(&engine, two_offices("AKIAOFFICES", 10));
+    assert!(found.is_empty(), "{found:#?}");
+    let next = T0 + 10 * DAY + 9 * HOUR;
+    let same_day = || {
+        vec![
+            ev(next, "AKIAOFFICES", "81.0.7.12"),
+            ev(next + HOUR / 2, "AKIAOFFICES", "24.0.3.3"),
+        ]
+    };
+
+    // Restored from a checkpoint: the usual day raises nothing.
+    let restored = restart(&engine, false);
+    let view = restored
+        .explain(crate::config::Entity::KeyId, "AKIAOFFICES")
+        .unwrap();
+    assert_eq!(view["network"]["countries"].as_array().unwrap().len(), 2);
+    let found = run_on(&restored, same_day());
+    assert!(found.is_empty(), "{found:#?}");
+
+    // A checkpoint of a keywatch that did not keep the memory still loads;
+    // the key has forgotten its second country, and the same day reads as
+    // impossible travel: what keeping the memory is for.
+    let forgetful = restart(&engine, true);
+    assert!(forgetful
+        .explain(crate::config::Entity::KeyId, "AKIAOFFICES")
+        .is_some());
+    let found = run_on(&forgetful, same_day());
+    assert_eq!(
+        of(&found, Detector::ImpossibleTravel).len(),
+        1,
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn after_a_restart_a_new_country_is_still_found_from_the_first_use() {
+    let engine = engine(true);
+    let events = settled_in_berlin("AKIARESTART", 10);
+    let last = events.last().unwrap().t;
+    run_on(&engine, events);
+    let restored = restart(&engine, false);
+    // The first use after the restart, from Sydney an hour after Berlin.
+    let found = run_on(&restored, vec![ev(last + HOUR, "AKIARESTART", "101.0.0.5")]);
+    let travel = of(&found, Detector::ImpossibleTravel);
+    assert_eq!(travel.len(), 1, "{found:#?}");
+    assert_eq!(
+        travel[0].evidence.observed["from"]["place"]["city"],
+        "Berlin"
+    );
+    let new = of(&found, Detector::NewSource);
+    assert_eq!(new.len(), 1, "{found:#?}");
+    assert_eq!(new[0].severity, Severity::High);
+    assert!(new[0].evidence.observed["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "new_country"));
+}
+
+#[test]
+fn after_a_restart_a_workload_credential_outside_the_cloud_is_still_found() {
+    let role = "arn:aws:sts::123456789012:assumed-role/app-server/i-0abc";
+    let engine = engine(true);
+    let mut events = Vec::new();
+    for i in 0..48 {
+        let mut e = ev(
+            T0 + i * HOUR,
+            &format!("ASIARESTART{i:04}"),
+            &format!("3.81.{}.{}", i % 7, 10 + i % 50),
+        );
+        e.principal = Some(role.to_owned());
+        events.push(e);
+    }
+    run_on(&engine, events);
+    let stolen = || {
+        let mut e = ev(T0 + 48 * HOUR + 600, "ASIARESTART0047", "24.0.3.3");
+        e.principal = Some(role.to_owned());
+        vec![e]
+    };
+    let found = run_on(&restart(&engine, false), stolen());
+    assert_eq!(
+        of(&found, Detector::CloudCredentialOutsideCloud).len(),
+        1,
+        "{found:#?}"
+    );
+    // Without the memory the role would have to prove itself a cloud one again.
+    let found = run_on(&restart(&engine, true), stolen());
+    assert!(of(&found, Detector::CloudCredentialOutsideCloud).is_empty());
+}
+
+#[test]
+fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
+    use crate::changelog::format::{self, ChunkHeader, Entry, EntryRef, EntryV3};
+    use crate::engine::legacy::KeyStateV2;
+    let engine = engine(true);
+    run_on(&engine, settled_in_berlin("AKIACHUNK", 3));
+    let (key, state) = engine.snapshot(crate::config::Entity::KeyId).pop().unwrap();
+    assert!(state.net.is_some());
+    let header = |entries| ChunkHeader {
+        topic: "audit".into(),
+        partition: 0,
+        snapshot: 1,
+        index: 0,
+        count: 1,
+        resume: 10,
+        written_at_ms: 1,
+        entries,
+        group: "g".into(),
+    };
+    let body = postcard::to_stdvec(&EntryRef::Key(&key, &state)).unwrap();
+    let chunk = format::encode_chunk(&header(1), &body).unwrap();
+    let (h, rest) = format::decode_header(&chunk).unwrap();
+    let got = format::decode_entries(rest, h.entries, format::version_of(&chunk)).unwrap();
+    assert_eq!(got, vec![Entry::Key(key.clone(), state.clone())]);
+
+    // A version 3 chunk (no memory) reads, with an empty memory.
+    let old = EntryV3::Key(key.clone(), KeyStateV2::from(state.clone()));
+    let mut body = postcard::to_stdvec(&header(1)).unwrap();
+    body.extend(postcard::to_stdvec(&old).unwrap());
+    let mut chunk = format::MAGIC.to_vec();
+    chunk.extend(3u32.to_le_bytes());
+    chunk.extend(crc32fast::hash(&body).to_le_bytes());
+    chunk.extend(&body);
+    let (h, rest) = format::decode_header(&chunk).unwrap();
+    let got = format::decode_entries(rest, h.entries, 3).unwrap();
+    let Entry::Key(k, s) = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(k, &key);
+    assert!(s.net.is_none());
+    assert_eq!((s.events, s.first_seen), (state.events, state.first_seen));
+}
+
+#[test]
+fn the_block_cache_answers_exactly_what_a_lookup_does() {
+    let t = tables();
+    // Every address of /24s that are one answer throughout, and of /24s
+    // split by a smaller network: halves of different owners in the MaxMind
+    // DBs (81.2.5.0/25, 81.2.5.128/25), single Tor exits on a list, one
+    // threat address; in both orders (the odd address first and last).
+    for block in ["81.0.7", "81.2.5", "185.220.101", "192.0.2", "24.0.3"] {
+        for order in [false, true] {
+            let fresh = tables();
+            for i in 0..256u32 {
+                let i = if order { 255 - i } else { i };
+                let a = ip(&format!("{block}.{i}"));
+                assert_eq!(fresh.lookup(a), fresh.lookup_uncached(a), "{a}");
+                assert_eq!(fresh.lookup(a), t.lookup_uncached(a), "{a} again");
+            }
+        }
+    }
+    // What a user notices: each half of a split /24 keeps its own owner and
+    // place, whichever was asked first.
+    let hamburg = t.lookup(ip("81.2.5.1"));
+    let dresden = t.lookup(ip("81.2.5.200"));
+    assert_eq!((hamburg.asn, dresden.asn), (3320, 6805));
+    assert!(hamburg.lat > dresden.lat);
+    assert_eq!(t.lookup(ip("81.2.5.2")), hamburg);
+    assert_ne!(t.lookup(ip("185.220.101.7")).lists, 0, "a Tor exit");
+    assert_eq!(t.lookup(ip("185.220.101.6")).lists, 0, "its neighbour");
+    assert_ne!(t.lookup(ip("185.220.101.8")).lists, 0);
+    // IPv6: answers by /64, exact too.
+    for a in ["2600:1f18::1", "2600:1f18::2", "2001:db8::1"] {
+        assert_eq!(t.lookup(ip(a)), t.lookup_uncached(a.parse().unwrap()));
+    }
+}
+
+#[test]
+fn a_reload_starts_the_block_cache_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let tor = dir.path().join("tor.txt");
+    std::fs::write(&tor, "185.220.101.0/24\n").unwrap();
+    let cfg = NetIntelConfig {
+        lists: vec![ListConfig {
+            path: tor.clone(),
+            label: "tor".into(),
+            kind: ListKind::Tor,
+        }],
+        ..Default::default()
+    };
+    let n = NetIntel::open(&cfg, None).unwrap();
+    assert_ne!(n.snapshot().lookup(ip("185.220.101.50")).lists, 0);
+    // The list shrinks to one address (and its size changes, so the reload
+    // sees it): the rest of the /24 is no longer listed.
+    std::fs::write(&tor, "185.220.101.7\n# one exit left\n").unwrap();
+    n.reload_if_changed().unwrap().unwrap();
+    assert_eq!(n.snapshot().lookup(ip("185.220.101.50")).lists, 0);
+    assert_ne!(n.snapshot().lookup(ip("185.220.101.7")).lists, 0);
+}
+
+/// The real GeoLite2-City (the `maxminddb-geolite2` package), when present:
+/// cached and uncached answers agree for addresses that share /24s.
+#[test]
+fn the_block_cache_is_exact_on_the_real_geolite2_city() {
+    let path = std::env::var_os("KEYWATCH_GEOLITE2_CITY").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/ci-tools/python/_maxminddb_geolite2/GeoLite2-City.mmdb")
+        },
+        PathBuf::from,
+    );
+    if !path.exists() {
+        eprintln!("skipped: no GeoLite2-City (set KEYWATCH_GEOLITE2_CITY)");
+        return;
+    }
+    let cfg = NetIntelConfig {
+        city_db: Some(path),
+        ..Default::default()
+    };
+    let n = NetIntel::open(&cfg, None).unwrap();
+    let t = n.snapshot();
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    let mut differ = 0;
+    for _ in 0..2000 {
+        let base = (rng.next() as u32) & 0xFFFF_FF00;
+        let first = IpAddr::from(std::net::Ipv4Addr::from(base | (rng.next() as u32 & 0xFF)));
+        let answer = t.lookup(first);
+        for _ in 0..8 {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(base | (rng.next() as u32 & 0xFF)));
+            let exact = t.lookup_uncached(a);
+            assert_eq!(t.lookup(a), exact, "{a} after {first}");
+            differ += usize::from(exact != answer);
+        }
+    }
+    eprintln!("{differ} of 16000 addresses answered unlike the first of their /24");
+}
+
+/// Attacker's test for the "places already jump" rule: a key used from a
+/// Berlin and a Chicago office within the hour every day (its places jump
+/// faster than a traveller) is not one traveller's; a thief in Sydney an hour after a
+/// Berlin use is not impossible travel (accepted: `new_source` still finds
+/// the new country, high). The door closes `forget_after` (30 days) after
+/// the key's last jump: then Sydney is impossible travel again.
+#[test]
+fn a_key_whose_places_already_jump_is_the_travel_rules_door() {
+    // Three weeks and a day: past new_source's forming period.
+    let mut events = two_offices("AKIAJUMPS", 22);
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIAJUMPS", "81.0.7.10"));
+    events.push(ev(last + 2 * HOUR, "AKIAJUMPS", "101.0.0.5"));
+    let engine = engine(true);
+    let found = run_on(&engine, events);
+    assert!(
+        of(&found, Detector::ImpossibleTravel).is_empty(),
+        "{found:#?}"
+    );
+    let new = of(&found, Detector::NewSource);
+    assert_eq!(new.len(), 1, "{found:#?}");
+    assert_eq!(new[0].severity, Severity::High);
+    let view = engine
+        .explain(crate::config::Entity::KeyId, "AKIAJUMPS")
+        .unwrap();
+    assert!(
+        view["network"]["places_jumped_at"].is_string(),
+        "the key view says why: {view}"
+    );
+
+    // Berlin only for the 31 days after the offices: the door has closed.
+    let mut events = two_offices("AKIAJUMPED", 10);
+    let start = T0 + 10 * DAY;
+    events.extend((0..31 * 4).map(|i| {
+        ev(
+            start + i * 6 * HOUR,
+            "AKIAJUMPED",
+            &format!("81.0.7.{}", 10 + i % 5),
+        )
+    }));
+    let last = events.last().unwrap().t;
+    events.push(ev(last + HOUR, "AKIAJUMPED", "101.0.0.5"));
+    let found = run(events);
+    assert_eq!(
+        of(&found, Detector::ImpossibleTravel).len(),
+        1,
+        "{found:#?}"
+    );
+}

@@ -17,6 +17,15 @@
 //! (pools, fleets) are not one traveller. The door: a thief in a country
 //! the key already uses.
 //!
+//! Nor for a key whose places already jumped between countries at such a
+//! speed within `forget_after` without a finding (while it was learning,
+//! between countries it uses, or past three countries): a key shared
+//! between two sites, or whose user tethers, tunnels or works from networks
+//! geolocated far from each other, is not one traveller either. The door: a
+//! thief using such a key (closed again `forget_after` after its last
+//! jump; the key view shows `places_jumped_at`). A jump that raised a
+//! finding is not remembered, so a thief's own jumps do not open it.
+//!
 //! A role's sessions (an `assumed-role` principal) are not judged together:
 //! they are many people or machines; each session key is judged alone.
 //!
@@ -65,14 +74,7 @@ pub fn check(
     let Some(prev) = memory.place else {
         return;
     };
-    // One traveller's key: past learning, seen in few countries, and now in
-    // a country it has not used recently (a key that alternates between
-    // regions, or whose addresses span the world, is not one traveller).
-    let forget_s = ctx.settings.forget_s;
-    if !ctx.eligible
-        || memory.knows_country(info.country, ctx.now, forget_s)
-        || memory.fresh_countries(ctx.now, forget_s) > MAX_COUNTRIES
-    {
+    if prev.country == info.country {
         return;
     }
     let distance = distance_km(prev.lat, prev.lon, info.lat, info.lon);
@@ -93,6 +95,23 @@ pub fn check(
         )
     };
     if hides(ip, info) || hides(prev.addr, &tables.lookup(prev.addr)) {
+        return;
+    }
+    // A jump no traveller makes. Judged only for one traveller's key: past
+    // learning, seen in few countries, now in a country it has not used
+    // recently, and whose places have not jumped like this before within
+    // `forget_after` (a key shared between sites, or whose user tethers or
+    // tunnels, is not one traveller).
+    let forget_s = ctx.settings.forget_s;
+    if !ctx.eligible
+        || memory.knows_country(info.country, ctx.now, forget_s)
+        || memory.fresh_countries(ctx.now, forget_s) > MAX_COUNTRIES
+        || memory.jumps(ctx.now, forget_s)
+    {
+        // Not judged, but remembered: the key's places jump.
+        if let Some(m) = state.net.as_deref_mut() {
+            m.jumped = m.jumped.max(ctx.now);
+        }
         return;
     }
     let (max_speed, min_distance) = (cfg.max_speed_kmh, cfg.min_distance_km);

@@ -28,6 +28,10 @@ PLACES = {
     "185.220.101.0/24": ("DE", "Frankfurt", 50.11, 8.68, 100, 208294, "Foundation for Applied Privacy"),
     "45.0.0.0/16": ("NL", "Amsterdam", 52.37, 4.90, 50, 9009, "ExampleHost Hosting B.V."),
     "198.51.100.0/24": ("FR", "Paris", 48.86, 2.35, 20, 64500, "Example Corp VPN egress"),
+    # One /24 in two halves of different owners and places: the block cache
+    # must answer each half on its own.
+    "81.2.5.0/25": ("DE", "Hamburg", 53.55, 9.99, 20, 3320, "Deutsche Telekom AG"),
+    "81.2.5.128/25": ("DE", "Dresden", 51.05, 13.74, 20, 6805, "Telefonica Germany"),
 }
 
 
