@@ -607,16 +607,42 @@ impl FindingsStore {
 
     /// Keys with a finding confirmed as a compromise and not resolved since.
     pub fn compromised_keys(&self) -> Result<Vec<String>, StoreError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT DISTINCT key_id FROM findings WHERE status = 'confirmed' ORDER BY key_id",
-            )?;
-            let keys = stmt
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(keys)
-        })
+        self.with_conn(|conn| Ok(compromised(conn)?))
     }
+}
+
+/// [`FindingsStore::compromised_keys`] of the store file at `path`, read
+/// without starting a writer or changing anything (`keywatch review`; a
+/// daemon may be writing it meanwhile). A missing file, or one that is
+/// not a findings store, is an error naming it.
+pub fn compromised_keys_in(path: &Path) -> Result<Vec<String>, String> {
+    use rusqlite::OpenFlags;
+    let shown = path.display();
+    if !path.is_file() {
+        return Err(format!("no findings store at {shown} (store.path): the file does not exist"));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("opening the findings store {shown}: {e}"))?;
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    compromised(&conn).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("no such table") => {
+            format!("{shown} is not a keywatch findings store ({m})")
+        }
+        e => format!("reading the findings store {shown}: {e}"),
+    })
+}
+
+fn compromised(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT key_id FROM findings WHERE status = 'confirmed' ORDER BY key_id",
+    )?;
+    let keys = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keys)
 }
 
 fn audit(
