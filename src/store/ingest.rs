@@ -253,13 +253,19 @@ impl Reader {
                 tracing::info!(topic = %self.topic, partitions = count, "reading the findings of every instance");
                 self.partitions = count;
             }
-            Err(e) => tracing::warn!(error = %e, topic = %self.topic, "could not assign store.findings_topic"),
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %self.topic, "could not assign store.findings_topic")
+            }
         }
     }
 
     fn read(&self, msg: &rdkafka::message::BorrowedMessage<'_>) -> Ingested {
         let now = chrono::Utc::now().timestamp_millis();
-        let stored_ms = msg.timestamp().to_millis().filter(|&t| t > 0).unwrap_or(now);
+        let stored_ms = msg
+            .timestamp()
+            .to_millis()
+            .filter(|&t| t > 0)
+            .unwrap_or(now);
         let mut item = Ingested {
             finding: None,
             team: None,

@@ -28,8 +28,8 @@ pub mod query;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -619,7 +619,9 @@ pub fn compromised_keys_in(path: &Path) -> Result<Vec<String>, String> {
     use rusqlite::OpenFlags;
     let shown = path.display();
     if !path.is_file() {
-        return Err(format!("no findings store at {shown} (store.path): the file does not exist"));
+        return Err(format!(
+            "no findings store at {shown} (store.path): the file does not exist"
+        ));
     }
     let conn = Connection::open_with_flags(
         path,
@@ -789,10 +791,7 @@ impl Writer {
 
     fn write(&mut self, batch: &[Msg]) {
         let now = now_ms();
-        let ingests = batch
-            .iter()
-            .filter(|m| matches!(m, Msg::Ingest(_)))
-            .count();
+        let ingests = batch.iter().filter(|m| matches!(m, Msg::Ingest(_))).count();
         let result = (|| -> Result<[u64; 4], StoreError> {
             let tx = self.conn.transaction()?;
             // inserted, repeated (own); inserted, known (ingested)

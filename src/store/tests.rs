@@ -226,7 +226,10 @@ fn findings_of_other_instances_are_stored_once_and_the_position_survives_a_reope
     assert_eq!(all.len(), 2, "one row per finding id");
     let own_row = all.iter().find(|f| f.finding.key_id == "AKIAOWN").unwrap();
     assert_eq!(own_row.repeats, 1, "the topic's copy is not a repeat");
-    let other_row = all.iter().find(|f| f.finding.key_id == "AKIAOTHER").unwrap();
+    let other_row = all
+        .iter()
+        .find(|f| f.finding.key_id == "AKIAOTHER")
+        .unwrap();
     assert_eq!(other_row.team.as_deref(), Some("blue"));
     assert_eq!(other_row.status, Status::Open);
     let ingested = |r: &str| metrics.store_ingested.with_label_values(&[r]).get();

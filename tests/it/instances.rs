@@ -52,7 +52,10 @@ impl Instance {
         cfg.kafka.group_id = "keywatch-two".into();
         cfg.kafka.commit_interval = HumanDuration::secs(1);
         cfg.kafka.startup_timeout = HumanDuration::secs(10);
-        for (k, v) in [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")] {
+        for (k, v) in [
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ] {
             cfg.kafka.properties.insert(k.into(), v.into());
         }
         let addr = free_loopback_addr();
@@ -207,7 +210,9 @@ async fn every_console_lists_every_instances_findings_and_a_verdict_reaches_the_
             90,
             || async {
                 let listed = inst.new_source().await;
-                all_keys.iter().all(|k| listed.get(*k).is_some_and(|v| v.len() == 1))
+                all_keys
+                    .iter()
+                    .all(|k| listed.get(*k).is_some_and(|v| v.len() == 1))
             },
         )
         .await;
@@ -234,7 +239,9 @@ async fn every_console_lists_every_instances_findings_and_a_verdict_reaches_the_
     for [taught, _] in KEYS {
         let (owner_of, other) = owner(taught);
         let (page, f) = (
-            other.get(&format!("/api/v1/findings/{}", ids[taught][0])).await,
+            other
+                .get(&format!("/api/v1/findings/{}", ids[taught][0]))
+                .await,
             &ids[taught][0],
         );
         assert_eq!(page["key_id"], taught, "{page}");
@@ -249,7 +256,13 @@ async fn every_console_lists_every_instances_findings_and_a_verdict_reaches_the_
         until(
             &format!("{} (owner of {taught}) to be taught", owner_of.name),
             30,
-            || async { !owner_of.daemon.engine.teachings(Entity::KeyId, taught).is_empty() },
+            || async {
+                !owner_of
+                    .daemon
+                    .engine
+                    .teachings(Entity::KeyId, taught)
+                    .is_empty()
+            },
         )
         .await;
         assert_eq!(

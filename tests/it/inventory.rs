@@ -296,7 +296,12 @@ fn review_lists_the_keys_confirmed_compromised_in_the_findings_store() {
     // --store names the file without a config.
     let (json, _) = review(
         "json",
-        &["--inventory", inventory.to_str().unwrap(), "--store", db.to_str().unwrap()],
+        &[
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--store",
+            db.to_str().unwrap(),
+        ],
     );
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["compromised"].as_array().unwrap().len(), 2);
@@ -319,7 +324,8 @@ fn review_lists_the_keys_confirmed_compromised_in_the_findings_store() {
         .arg(&events));
     assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains(&missing.display().to_string()) && stderr(&o).contains("does not exist"),
+        stderr(&o).contains(&missing.display().to_string())
+            && stderr(&o).contains("does not exist"),
         "{}",
         stderr(&o)
     );
