@@ -132,6 +132,10 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         }
         rates.push((end - i) as f64 / t.elapsed().as_secs_f64());
+        eprintln!(
+            "store: {end} findings stored, this chunk at {:.0} findings/s",
+            rates[rates.len() - 1]
+        );
         i = end;
     }
     let secs = started.elapsed().as_secs_f64();
