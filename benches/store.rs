@@ -23,6 +23,9 @@ const TEAMS: u64 = 50;
 /// Findings spread over 90 days of event time.
 const SPAN_MS: i64 = 90 * 86_400_000;
 const T0: i64 = 1_767_571_200_000;
+/// Findings queued at once (under the queue's 50k), and the unit of the
+/// per-chunk write rates.
+const CHUNK: u64 = 20_000;
 
 struct Teams;
 
@@ -112,18 +115,27 @@ fn main() {
         FindingsStore::open(&cfg, metrics.clone(), Some(Arc::new(Teams))).unwrap();
 
     // The writer as detection feeds it: through the bounded queue, in
-    // chunks no larger than the queue so none is dropped.
+    // chunks no larger than the queue so none is dropped. Each chunk's rate
+    // is kept: the median says what a store of this size sustains, the
+    // first chunk (an empty store) is the baseline it is compared with.
     let started = Instant::now();
     let mut i = metrics.store_findings.get() as u64;
     let fresh = i == 0;
+    let mut rates = Vec::new();
     while i < rows {
-        let end = (i + 40_000).min(rows);
+        let end = (i + CHUNK).min(rows);
+        let t = Instant::now();
         for n in i..end {
             store.record(&finding(n));
         }
         while (metrics.store_findings.get() as u64) < end {
             std::thread::sleep(Duration::from_millis(5));
         }
+        rates.push((end - i) as f64 / t.elapsed().as_secs_f64());
+        eprintln!(
+            "store: {end} findings stored, this chunk at {:.0} findings/s",
+            rates[rates.len() - 1]
+        );
         i = end;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -132,6 +144,19 @@ fn main() {
             "store: wrote {rows} findings in {secs:.1} s: {:.0} findings/s (dropped {})",
             rows as f64 / secs,
             metrics.store_dropped.get()
+        );
+        let first = rates[0];
+        let last = *rates.last().unwrap();
+        rates.sort_by(f64::total_cmp);
+        let mid = rates[rates.len() / 2];
+        println!(
+            "store: write rate per chunk of {CHUNK}: median {mid:.0} findings/s over {} chunks \
+             (min {:.0}, max {:.0}); first chunk (empty store) {first:.0}/s, last {last:.0}/s; \
+             median / first = {:.2}",
+            rates.len(),
+            rates[0],
+            rates[rates.len() - 1],
+            mid / first
         );
     }
     drop(writer);

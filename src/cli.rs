@@ -142,6 +142,10 @@ pub struct ReviewArgs {
     /// Markdown for people, JSON for machines.
     #[arg(long, value_enum, default_value_t = ReviewFormat::Markdown)]
     pub format: ReviewFormat,
+    /// The findings store to read the keys confirmed compromised from
+    /// (overrides `store.path`; without either, the review has no such section).
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
     /// A valid key unused this long is stale (overrides `inventory.stale_after`, default 90d).
     #[arg(long)]
     pub stale_after: Option<HumanDuration>,

@@ -215,6 +215,18 @@ async fn serve(
         }
         _ => None,
     };
+    let findings_stop = CancellationToken::new();
+    // Also stopped when a later step of the start fails.
+    let _findings_guard = findings_stop.clone().drop_guard();
+    if let (Some(store), Some(sink)) = (&store, cfg.findings_sink()) {
+        crate::store::ingest::start(
+            sink,
+            &cfg.store.findings_topic,
+            store.clone(),
+            findings_stop.clone(),
+        )
+        .context("store.findings_topic")?;
+    }
     let durable = durability(&cfg, &daemon, &alerts)?;
     if let Some(inv) = &daemon.inventory {
         tokio::spawn(
@@ -276,6 +288,7 @@ async fn serve(
     http_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), http_done).await;
     feedback_stop.cancel();
+    findings_stop.cancel();
     // Writes what is still queued, then stops.
     drop(store_writer);
     result

@@ -70,6 +70,14 @@ pub struct Metrics {
     pub store_dropped: IntCounter,
     /// Findings deleted from the store, by reason (`max_age`, `max_rows`).
     pub store_pruned: IntCounterVec,
+    /// Findings of other instances read from `store.findings_topic`, by
+    /// result (`inserted`, `known`: that id was stored already, `expired`:
+    /// older than `store.max_age`, `renotification`: a `confirmed` verdict's
+    /// re-sent copy of a finding, not a finding of its own).
+    pub store_ingested: IntCounterVec,
+    /// Messages on `store.findings_topic` that are not a finding, by reason
+    /// (`empty`, `not_json`, `not_an_alert`), skipped.
+    pub store_ingest_rejected: IntCounterVec,
     /// Seconds a findings-store query took (API and console reads).
     pub store_query_seconds: prometheus::Histogram,
     /// Verdicts given on findings, by status.
@@ -298,6 +306,16 @@ impl Metrics {
             store_pruned: counter(
                 "keywatch_store_pruned_total",
                 "Findings deleted from the findings store, by reason (max_age, max_rows).",
+                &["reason"],
+            ),
+            store_ingested: counter(
+                "keywatch_store_ingested_total",
+                "Findings read from store.findings_topic, by result (inserted, known, expired, renotification).",
+                &["result"],
+            ),
+            store_ingest_rejected: counter(
+                "keywatch_store_ingest_rejected_total",
+                "Messages on store.findings_topic that are not a finding, by reason (empty, not_json, not_an_alert).",
                 &["reason"],
             ),
             store_query_seconds: {

@@ -30,6 +30,9 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
     if let Some(d) = args.rotation_after {
         cfg.inventory.rotation_after = d;
     }
+    if let Some(path) = args.store {
+        cfg.store.path = path;
+    }
     cfg.validate()?;
     let path = cfg.inventory.path.clone().ok_or_else(|| {
         Failure::Usage(
@@ -45,6 +48,14 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::Usage(format!("--now {t:?}: not an RFC 3339 time")))
         })
         .transpose()?;
+    // The keys responders confirmed compromised, from the findings store
+    // (read before the replay: a wrong path fails at once).
+    let compromised = cfg
+        .store
+        .enabled()
+        .then(|| crate::store::compromised_keys_in(&cfg.store.path))
+        .transpose()
+        .map_err(Failure::Usage)?;
     let inventory = InventoryHandle::open(&path, None)?;
     let engine = Engine::with_inventory(&cfg, inventory.clone());
     if let Some(dir) = &args.checkpoint {
@@ -94,6 +105,10 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
         observed_since: span.map(|s| s.0),
         thresholds: Thresholds::from_config(&cfg.inventory),
     });
+    let report = match compromised {
+        Some(keys) => report.with_compromised(keys),
+        None => report,
+    };
     let mut out = std::io::stdout().lock();
     match args.format {
         ReviewFormat::Markdown => out.write_all(report.to_markdown().as_bytes()),
@@ -103,12 +118,17 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
     }
     .context("writing the review")?;
     eprintln!(
-        "reviewed {} keys ({} listed, {} unknown) from {} events; {} findings",
+        "reviewed {} keys ({} listed, {} unknown) from {} events; {} findings{}",
         report.keys.len(),
         report.summary.listed,
         report.summary.unknown,
         summary.events,
-        findings.len()
+        findings.len(),
+        report
+            .compromised
+            .as_ref()
+            .map(|k| format!("; {} keys confirmed compromised (findings store)", k.len()))
+            .unwrap_or_default()
     );
     Ok(())
 }

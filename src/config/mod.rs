@@ -374,6 +374,18 @@ impl Config {
         }
     }
 
+    /// The Kafka alert sink whose topic `store.findings_topic` names: its
+    /// brokers and client properties are how the topic is read.
+    pub fn findings_sink(&self) -> Option<&KafkaSinkConfig> {
+        if self.store.findings_topic.is_empty() {
+            return None;
+        }
+        self.alerts.sinks.iter().find_map(|s| match &s.kind {
+            SinkKind::Kafka(k) if k.topic == self.store.findings_topic => Some(k),
+            _ => None,
+        })
+    }
+
     /// Cross-field checks; each error names the key and its value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let e = &self.engine;
@@ -528,6 +540,13 @@ impl Config {
         self.store.validate()?;
         self.netintel.validate()?;
         self.alerts.validate()?;
+        if !self.store.findings_topic.is_empty() && self.findings_sink().is_none() {
+            return Err(invalid(
+                "store.findings_topic",
+                format!("{:?}", self.store.findings_topic),
+                "no alerts sink of type \"kafka\" writes this topic: it must be the `topic` of one (the findings every instance's Kafka sink writes)",
+            ));
+        }
         decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)
             .map_err(|err| invalid("decode.profile", &self.decode.profile, err.to_string()))?;
         for name in self.decode.profiles.keys() {

@@ -28,6 +28,13 @@ pub struct StoreConfig {
     /// partition, compacted) when missing. Empty: verdicts act on the
     /// instance that receives them only.
     pub feedback_topic: String,
+    /// Several instances: the Kafka topic of a `type = "kafka"` alert sink
+    /// (the sink's `topic`), read by this instance so that its store, and
+    /// so its console and `/api/v1/findings`, holds the findings of every
+    /// instance. Each instance reads every partition without a consumer
+    /// group and keeps its position in its own store. Empty: the store
+    /// holds this instance's findings only.
+    pub findings_topic: String,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +51,8 @@ impl Default for StoreConfig {
             queue: 10_000,
             // Off: one instance needs no topic.
             feedback_topic: String::new(),
+            // Off: one instance's findings are all there is.
+            findings_topic: String::new(),
         }
     }
 }
@@ -66,6 +75,13 @@ impl StoreConfig {
             return Err(invalid(
                 "store.feedback_topic",
                 format!("{:?}", self.feedback_topic),
+                "needs the findings store: set store.path too",
+            ));
+        }
+        if !self.findings_topic.is_empty() && !self.enabled() {
+            return Err(invalid(
+                "store.findings_topic",
+                format!("{:?}", self.findings_topic),
                 "needs the findings store: set store.path too",
             ));
         }

@@ -326,3 +326,36 @@ url = "https://kw:hunter2@hooks.example.com/in?token=t0ken"
     assert!(shown.contains("hooks.example.com/in"), "{shown}");
     assert!(shown.contains("\"100\""), "{shown}");
 }
+
+#[test]
+fn the_findings_topic_must_be_a_kafka_sinks_topic_with_a_store() {
+    let sink = "[[alerts.sinks]]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"keywatch-findings\"\n";
+    let err = load(
+        &format!("[store]\nfindings_topic = \"keywatch-findings\"\n{sink}"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("store.findings_topic") && err.contains("store.path"),
+        "{err}"
+    );
+    let err = load(
+        &format!("[store]\npath = \"f.db\"\nfindings_topic = \"findings\"\n{sink}"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("store.findings_topic")
+            && err.contains("\"findings\"")
+            && err.contains("kafka"),
+        "{err}"
+    );
+    let cfg = load(
+        &format!("[store]\npath = \"f.db\"\nfindings_topic = \"keywatch-findings\"\n{sink}"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(cfg.findings_sink().unwrap().brokers, "127.0.0.1:9092");
+}

@@ -290,7 +290,7 @@ fn glob_literal(s: &str) -> String {
 /// id (receivers that saw the first one alert again), the verdict in the summary.
 fn confirmed(f: &Finding, actor: &Actor) -> Finding {
     let mut c = f.clone();
-    c.id = format!("{}-confirmed", f.id);
+    c.id = format!("{}{}", f.id, crate::store::ingest::CONFIRMED_SUFFIX);
     c.severity = Severity::Critical;
     c.summary = format!("CONFIRMED COMPROMISE (by {}): {}", actor.who, f.summary);
     c

@@ -221,42 +221,25 @@ pub async fn review(
         observed_since: None,
         thresholds: crate::review::Thresholds::from_config(&s.inventory_cfg),
     };
-    let review = crate::review::review(&input);
+    let mut review = crate::review::review(&input);
     // Keys a responder confirmed compromised (a `confirmed` verdict not
     // resolved since), from the findings store.
-    let compromised = match &s.store {
-        Some(store) => {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.compromised_keys())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        }
-        None => Vec::new(),
-    };
+    if let Some(store) = &s.store {
+        let store = store.clone();
+        let keys = tokio::task::spawn_blocking(move || store.compromised_keys())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        review = review.with_compromised(keys);
+    }
     Ok(match q.format.as_deref() {
-        Some("markdown") | Some("md") => {
-            let mut md = review.to_markdown();
-            if !compromised.is_empty() {
-                let mut section = String::from("## Keys confirmed compromised\n\nA responder confirmed a finding on each as a compromise (until it is resolved): rotate them first.\n\n");
-                for k in &compromised {
-                    section.push_str(&format!("- `{k}`\n"));
-                }
-                section.push('\n');
-                // Right under the title.
-                let at = md.find("\n\n").map_or(0, |i| i + 2);
-                md.insert_str(at, &section);
-            }
-            ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response()
-        }
-        _ => {
-            let mut v = serde_json::to_value(&review).unwrap_or_default();
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("compromised".into(), json!(compromised));
-            }
-            Json(v).into_response()
-        }
+        Some("markdown") | Some("md") => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            review.to_markdown(),
+        )
+            .into_response(),
+        _ => Json(review).into_response(),
     })
 }
 

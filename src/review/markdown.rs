@@ -82,6 +82,28 @@ impl Review {
         ] {
             let _ = writeln!(s, "- **{n}** {what}");
         }
+        if let Some(keys) = &self.compromised {
+            let _ = writeln!(s, "- **{}** keys confirmed compromised", keys.len());
+        }
+
+        if let Some(keys) = &self.compromised {
+            if let Some(mut t) = Table::section(
+                &mut s,
+                "Compromised (confirmed)",
+                "A responder confirmed a finding on each of these keys as a compromise (until that finding is resolved): rotate them first.",
+                keys.is_empty(),
+            ) {
+                t.header(&["key", "owner", "system", "in inventory"]);
+                for k in keys {
+                    t.row(&[
+                        format!("`{}`", cell(&k.key_id)),
+                        opt(k.owner.as_deref()),
+                        opt(k.system.as_deref()),
+                        if k.listed { "yes" } else { "no" }.to_owned(),
+                    ]);
+                }
+            }
+        }
 
         if let Some(mut t) = Table::section(
             &mut s,

@@ -95,6 +95,47 @@ pub struct Review {
     pub classification: Vec<ClassRow>,
     /// Every key, listed or seen.
     pub keys: Vec<KeyRow>,
+    /// Keys a responder confirmed compromised (a `confirmed` verdict on one
+    /// of their findings, not resolved since), from the findings store;
+    /// absent when the review was made without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compromised: Option<Vec<CompromisedKey>>,
+}
+
+/// A key confirmed compromised.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompromisedKey {
+    /// The key.
+    pub key_id: String,
+    /// Its owner, when the inventory lists it.
+    pub owner: Option<String>,
+    /// Its system, when the inventory lists it.
+    pub system: Option<String>,
+    /// Whether the inventory lists it.
+    pub listed: bool,
+}
+
+impl Review {
+    /// Adds the keys confirmed compromised (from the findings store), with
+    /// what the inventory says of each.
+    pub fn with_compromised(mut self, keys: Vec<String>) -> Review {
+        let rows: HashMap<&str, &KeyRow> =
+            self.keys.iter().map(|k| (k.key_id.as_str(), k)).collect();
+        let list = keys
+            .into_iter()
+            .map(|key_id| {
+                let row = rows.get(key_id.as_str());
+                CompromisedKey {
+                    owner: row.and_then(|r| r.owner.clone()),
+                    system: row.and_then(|r| r.system.clone()),
+                    listed: row.is_some_and(|r| r.listed),
+                    key_id,
+                }
+            })
+            .collect();
+        self.compromised = Some(list);
+        self
+    }
 }
 
 /// How many keys each list holds.
@@ -551,6 +592,7 @@ impl<'a> Builder<'a> {
                 most_findings: Vec::new(),
                 classification: Vec::new(),
                 keys: Vec::new(),
+                compromised: None,
             },
         }
     }

@@ -18,13 +18,17 @@
 //! # Layout
 //!
 //! - this file: the schema, the writer, queries and verdicts;
-//! - [`query`]: the filters of `/api/v1/findings`.
+//! - [`query`]: the filters of `/api/v1/findings`;
+//! - [`ingest`]: the findings of other instances, read from
+//!   `store.findings_topic`.
 
+pub mod ingest;
 pub mod query;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -199,6 +203,12 @@ CREATE TABLE IF NOT EXISTS suppressions (
     rule TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS suppressions_once ON suppressions(finding_id, rule);
+CREATE TABLE IF NOT EXISTS ingest_offsets (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
 "#;
 
 /// A cheap-to-clone handle to the findings store.
@@ -214,12 +224,42 @@ struct Inner {
     queue: SyncSender<Msg>,
     metrics: Arc<Metrics>,
     path: PathBuf,
+    /// Ingested messages queued and not yet written: kept under
+    /// [`INGEST_IN_FLIGHT`] so the queue keeps room for this instance's own
+    /// findings.
+    ingest_pending: Arc<AtomicUsize>,
+    max_age_ms: i64,
+    queue_cap: usize,
 }
 
 enum Msg {
     Finding(Box<Finding>),
+    Ingest(Box<Ingested>),
     Stop,
 }
+
+/// A message read from `store.findings_topic`: another instance's finding
+/// (or nothing, for a message skipped), and the position after it.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    /// The finding, when the message held one to store.
+    pub finding: Option<Finding>,
+    /// Its team, from the alert.
+    pub team: Option<String>,
+    /// When it was stored by the instance that raised it (the message's
+    /// timestamp): retention counts from there on every instance.
+    pub stored_ms: i64,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The message's offset.
+    pub offset: i64,
+}
+
+/// Most ingested messages queued at once (the rest of `store.queue` stays
+/// free for the instance's own findings).
+const INGEST_IN_FLIGHT: usize = 1_024;
 
 /// The writer thread: on drop it writes what is queued, then stops.
 pub struct StoreWriter {
@@ -274,7 +314,14 @@ impl FindingsStore {
         for reason in ["max_age", "max_rows"] {
             metrics.store_pruned.with_label_values(&[reason]);
         }
+        for result in ["inserted", "known", "expired", "renotification"] {
+            metrics.store_ingested.with_label_values(&[result]);
+        }
+        for reason in ["empty", "not_json", "not_an_alert"] {
+            metrics.store_ingest_rejected.with_label_values(&[reason]);
+        }
         let writer_conn = open_conn(&cfg.path)?;
+        let ingest_pending = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = sync_channel(cfg.queue);
         let tx2 = tx.clone();
         let writer = Writer {
@@ -285,6 +332,7 @@ impl FindingsStore {
             max_age_ms: cfg.max_age.0.as_millis() as i64,
             max_rows: cfg.max_rows as i64,
             rows,
+            ingest_pending: ingest_pending.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("findings-store".into())
@@ -297,6 +345,9 @@ impl FindingsStore {
                     queue: tx,
                     metrics,
                     path: cfg.path.clone(),
+                    ingest_pending,
+                    max_age_ms: cfg.max_age.0.as_millis() as i64,
+                    queue_cap: cfg.queue,
                 }),
             },
             StoreWriter {
@@ -319,6 +370,51 @@ impl FindingsStore {
                 self.inner.metrics.store_dropped.inc();
             }
         }
+    }
+
+    /// Queues a message read from the findings topic: its finding is
+    /// stored unless that id is stored already (this instance's own
+    /// findings, queued by [`FindingsStore::record`] before their alert was
+    /// even sent, are always ahead of their copy from the topic), and its
+    /// position is kept in the same transaction. Waits while many are
+    /// queued; `false` once the writer has stopped.
+    pub fn ingest(&self, item: Ingested) -> bool {
+        let pending = &self.inner.ingest_pending;
+        let limit = INGEST_IN_FLIGHT.min(self.inner.queue_cap / 2).max(1);
+        while pending.load(Ordering::Acquire) >= limit {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pending.fetch_add(1, Ordering::AcqRel);
+        if self.inner.queue.send(Msg::Ingest(Box::new(item))).is_err() {
+            pending.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Where reading `topic` resumes: partition → the next offset to read.
+    pub fn ingest_offsets(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::HashMap<i32, i64>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT partition, next FROM ingest_offsets WHERE topic = ?1")?;
+            let rows = stmt
+                .query_map([topic], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// `store.max_age` in milliseconds.
+    pub fn max_age_ms(&self) -> i64 {
+        self.inner.max_age_ms
+    }
+
+    /// The metrics the store counts in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     fn with_conn<T>(
@@ -511,16 +607,44 @@ impl FindingsStore {
 
     /// Keys with a finding confirmed as a compromise and not resolved since.
     pub fn compromised_keys(&self) -> Result<Vec<String>, StoreError> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT DISTINCT key_id FROM findings WHERE status = 'confirmed' ORDER BY key_id",
-            )?;
-            let keys = stmt
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(keys)
-        })
+        self.with_conn(|conn| Ok(compromised(conn)?))
     }
+}
+
+/// [`FindingsStore::compromised_keys`] of the store file at `path`, read
+/// without starting a writer or changing anything (`keywatch review`; a
+/// daemon may be writing it meanwhile). A missing file, or one that is
+/// not a findings store, is an error naming it.
+pub fn compromised_keys_in(path: &Path) -> Result<Vec<String>, String> {
+    use rusqlite::OpenFlags;
+    let shown = path.display();
+    if !path.is_file() {
+        return Err(format!(
+            "no findings store at {shown} (store.path): the file does not exist"
+        ));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("opening the findings store {shown}: {e}"))?;
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    compromised(&conn).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("no such table") => {
+            format!("{shown} is not a keywatch findings store ({m})")
+        }
+        e => format!("reading the findings store {shown}: {e}"),
+    })
+}
+
+fn compromised(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT key_id FROM findings WHERE status = 'confirmed' ORDER BY key_id",
+    )?;
+    let keys = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keys)
 }
 
 fn audit(
@@ -578,6 +702,38 @@ fn upsert(
     Ok(repeats == 1)
 }
 
+/// Inserts another instance's finding unless its id is stored already;
+/// `true` when it was new. Its row says when the instance that raised it
+/// stored it (`stored_ms`) and when this one saw it (`now`).
+fn insert_new(
+    conn: &Connection,
+    f: &Finding,
+    team: Option<&str>,
+    stored_ms: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let body = serde_json::to_string(f)?;
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO findings (id, observed_ms, stored_ms, last_seen_ms, key_id, principal, \
+             team, detector, severity, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT(id) DO NOTHING",
+        )?
+        .execute(params![
+            f.id,
+            f.observed_at_ms(),
+            stored_ms,
+            now,
+            f.key_id,
+            f.principal,
+            team,
+            f.detector.as_str(),
+            f.severity as i64,
+            body
+        ])?;
+    Ok(changed == 1)
+}
+
 struct Writer {
     conn: Connection,
     rx: Receiver<Msg>,
@@ -586,6 +742,7 @@ struct Writer {
     max_age_ms: i64,
     max_rows: i64,
     rows: i64,
+    ingest_pending: Arc<AtomicUsize>,
 }
 
 /// Findings written per transaction, at most.
@@ -599,23 +756,23 @@ impl Writer {
         self.prune();
         loop {
             let first = match self.rx.recv_timeout(PRUNE_EVERY) {
-                Ok(Msg::Finding(f)) => Some(f),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.prune();
                     return;
                 }
+                Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
             };
             if let Some(first) = first {
-                let mut batch = vec![*first];
+                let mut batch = vec![first];
                 let mut stop = false;
                 while batch.len() < BATCH {
                     match self.rx.try_recv() {
-                        Ok(Msg::Finding(f)) => batch.push(*f),
                         Ok(Msg::Stop) => {
                             stop = true;
                             break;
                         }
+                        Ok(m) => batch.push(m),
                         Err(_) => break,
                     }
                 }
@@ -632,40 +789,65 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &[Finding]) {
+    fn write(&mut self, batch: &[Msg]) {
         let now = now_ms();
-        let result = (|| -> Result<(u64, u64), StoreError> {
+        let ingests = batch.iter().filter(|m| matches!(m, Msg::Ingest(_))).count();
+        let result = (|| -> Result<[u64; 4], StoreError> {
             let tx = self.conn.transaction()?;
-            let (mut inserted, mut repeated) = (0, 0);
-            for f in batch {
-                let team = self
-                    .owners
-                    .as_ref()
-                    .and_then(|o| o.owner_of(&f.key_id))
-                    .and_then(|o| o.team.or(Some(o.owner)));
-                if upsert(&tx, f, team.as_deref(), now)? {
-                    inserted += 1;
-                } else {
-                    repeated += 1;
+            // inserted, repeated (own); inserted, known (ingested)
+            let mut n = [0u64; 4];
+            for m in batch {
+                match m {
+                    Msg::Finding(f) => {
+                        let team = self
+                            .owners
+                            .as_ref()
+                            .and_then(|o| o.owner_of(&f.key_id))
+                            .and_then(|o| o.team.or(Some(o.owner)));
+                        if upsert(&tx, f, team.as_deref(), now)? {
+                            n[0] += 1;
+                        } else {
+                            n[1] += 1;
+                        }
+                    }
+                    Msg::Ingest(i) => {
+                        if let Some(f) = &i.finding {
+                            if insert_new(&tx, f, i.team.as_deref(), i.stored_ms, now)? {
+                                n[2] += 1;
+                            } else {
+                                n[3] += 1;
+                            }
+                        }
+                        tx.prepare_cached(
+                            "INSERT INTO ingest_offsets (topic, partition, next) VALUES (?1, ?2, ?3) \
+                             ON CONFLICT(topic, partition) DO UPDATE SET next = max(next, excluded.next)",
+                        )?
+                        .execute(params![i.topic, i.partition, i.offset + 1])?;
+                    }
+                    Msg::Stop => {}
                 }
             }
             tx.commit()?;
-            Ok((inserted, repeated))
+            Ok(n)
         })();
+        self.ingest_pending.fetch_sub(ingests, Ordering::AcqRel);
         match result {
-            Ok((inserted, repeated)) => {
-                self.rows += inserted as i64;
+            Ok([inserted, repeated, ingested, known]) => {
+                self.rows += (inserted + ingested) as i64;
                 self.metrics.store_findings.set(self.rows);
                 let w = &self.metrics.store_writes;
                 w.with_label_values(&["inserted"]).inc_by(inserted);
                 w.with_label_values(&["repeated"]).inc_by(repeated);
+                let i = &self.metrics.store_ingested;
+                i.with_label_values(&["inserted"]).inc_by(ingested);
+                i.with_label_values(&["known"]).inc_by(known);
             }
             Err(e) => {
                 tracing::warn!(error = %e, findings = batch.len(), "could not store findings");
                 self.metrics
                     .store_writes
                     .with_label_values(&["failed"])
-                    .inc_by(batch.len() as u64);
+                    .inc_by((batch.len() - ingests) as u64);
             }
         }
     }

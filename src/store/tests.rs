@@ -189,3 +189,60 @@ fn the_oldest_go_past_max_rows() {
         15
     );
 }
+
+#[test]
+fn findings_of_other_instances_are_stored_once_and_the_position_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&config(dir.path()), metrics.clone(), None).unwrap();
+    let mut own = finding("AKIAOWN", Detector::NewSource, "198.51.100.7");
+    at(&mut own, 1_770_000_000_000);
+    let mut other = finding("AKIAOTHER", Detector::NewSource, "198.51.100.8");
+    at(&mut other, 1_770_000_001_000);
+    let item = |f: Option<&Finding>, offset: i64| Ingested {
+        finding: f.cloned(),
+        team: Some("blue".into()),
+        stored_ms: now_ms() - 60_000,
+        topic: "findings".into(),
+        partition: 1,
+        offset,
+    };
+    // This instance's own finding, then its copy from the topic; another
+    // instance's finding delivered twice; a message that held none.
+    store.record(&own);
+    assert!(store.ingest(item(Some(&own), 10)));
+    assert!(store.ingest(item(Some(&other), 11)));
+    assert!(store.ingest(item(Some(&other), 12)));
+    assert!(store.ingest(item(None, 13)));
+    drop(writer);
+
+    let all = store
+        .query(&FindingsQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap()
+        .findings;
+    assert_eq!(all.len(), 2, "one row per finding id");
+    let own_row = all.iter().find(|f| f.finding.key_id == "AKIAOWN").unwrap();
+    assert_eq!(own_row.repeats, 1, "the topic's copy is not a repeat");
+    let other_row = all
+        .iter()
+        .find(|f| f.finding.key_id == "AKIAOTHER")
+        .unwrap();
+    assert_eq!(other_row.team.as_deref(), Some("blue"));
+    assert_eq!(other_row.status, Status::Open);
+    let ingested = |r: &str| metrics.store_ingested.with_label_values(&[r]).get();
+    assert_eq!((ingested("inserted"), ingested("known")), (1, 2));
+    assert_eq!(metrics.store_findings.get(), 2);
+
+    // Reopened: reading resumes after the last message.
+    drop(store);
+    let (store, _writer) =
+        FindingsStore::open(&config(dir.path()), Arc::new(Metrics::new()), None).unwrap();
+    assert_eq!(
+        store.ingest_offsets("findings").unwrap(),
+        std::collections::HashMap::from([(1, 14)])
+    );
+    assert!(store.ingest_offsets("other").unwrap().is_empty());
+}

@@ -61,6 +61,16 @@ impl Console {
     /// As [`Console::start`], one of several instances sharing the feedback
     /// topic on the broker at `bootstrap`.
     async fn start_with(engine: Engine, dir: &std::path::Path, bootstrap: Option<&str>) -> Console {
+        Console::start_full(engine, dir, bootstrap, None).await
+    }
+
+    /// As [`Console::start_with`], with a key inventory (the review's).
+    async fn start_full(
+        engine: Engine,
+        dir: &std::path::Path,
+        bootstrap: Option<&str>,
+        inventory: Option<keywatch::inventory::InventoryHandle>,
+    ) -> Console {
         let mut cfg = Config::default();
         // Every alert to a file, to see what a verdict re-sends.
         cfg.alerts.dead_letter_path = dir.join("dead-letter.jsonl");
@@ -118,7 +128,7 @@ impl Console {
             alerts,
             api_token: Some(Secret::resolve(TOKEN).unwrap()),
             dormant_s: 30 * 86_400,
-            inventory: None,
+            inventory,
             inventory_cfg: Default::default(),
             checkpoint_max_age: None,
             last_checkpoint_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
@@ -346,7 +356,20 @@ async fn the_console_is_served_by_keywatch_itself() {
 #[tokio::test]
 async fn confirmed_pages_at_critical_and_marks_the_key_until_resolved() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Console::start(Engine::new(&Config::default()), dir.path()).await;
+    let inventory = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inventory,
+        "[[keys]]\nkey_id = \"AKIATAUGHT\"\nowner = \"alice\"\nsystem = \"billing\"\n",
+    )
+    .unwrap();
+    let inventory = keywatch::inventory::InventoryHandle::open(&inventory, None).unwrap();
+    let c = Console::start_full(
+        Engine::new(&Config::default()),
+        dir.path(),
+        None,
+        Some(inventory),
+    )
+    .await;
     let found = settled_and_attacked(&c.engine, &c.store);
     let f = &found[0];
     let (status, r) = c
@@ -360,6 +383,28 @@ async fn confirmed_pages_at_critical_and_marks_the_key_until_resolved() {
     assert_eq!(r["effect"]["renotified"], true);
     let (_, comp) = c.get("/api/v1/compromised").await;
     assert_eq!(comp["keys"], json!([f.key_id]));
+    // The review says so too, first, with what the inventory knows.
+    assert_eq!(f.key_id, "AKIATAUGHT");
+    let (_, review) = c.get("/api/v1/review").await;
+    assert_eq!(
+        review["compromised"],
+        json!([{"key_id": "AKIATAUGHT", "owner": "alice", "system": "billing", "listed": true}])
+    );
+    let md = c
+        .client
+        .get(format!("{}/api/v1/review?format=markdown", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let section = md.find("## Compromised (confirmed)").expect(&md);
+    assert!(section < md.find("## Ranked by risk").unwrap(), "{md}");
+    assert!(
+        md[section..].contains("| `AKIATAUGHT` | alice | billing | yes |"),
+        "{md}"
+    );
 
     // The sinks got it again, at critical, under a new id.
     let path = dir.path().join("alerts.jsonl");
@@ -384,6 +429,8 @@ async fn confirmed_pages_at_critical_and_marks_the_key_until_resolved() {
         .await;
     let (_, comp) = c.get("/api/v1/compromised").await;
     assert_eq!(comp["keys"], json!([]));
+    let (_, review) = c.get("/api/v1/review").await;
+    assert_eq!(review["compromised"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,6 +204,145 @@ fn review_lists_exactly_the_scenario_keys_in_both_formats() {
     assert!(md.contains("- **1** expired keys still in use"), "{md}");
 }
 
+/// A finding on `key` in a findings store, as the daemon keeps it.
+fn stored_finding(key: &str, n: u32) -> Finding {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("{key}-{n}"), "detector": "new_source", "severity": "high",
+        "entity": "key_id", "key_id": key, "observed_at": "2026-02-20T00:00:00.000Z",
+        "summary": format!("{key} used from a new network"),
+        "evidence": {"observed": {"source": "198.51.100.7"}, "baseline": [], "threshold": null,
+                     "eligibility": {"learned_for_s": 1, "events_learned": 1, "active_days": 1}},
+        "sample": {"time": "2026-02-20T00:00:00.000Z", "key_id": key,
+                   "source": "198.51.100.7", "outcome": "success", "count": 1}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn review_lists_the_keys_confirmed_compromised_in_the_findings_store() {
+    use keywatch::store::{Actor, FindingsStore, Status};
+    let tmp = tempfile::tempdir().unwrap();
+    let (inventory, events) = scenario(tmp.path());
+    // Verdicts given in the console: two keys confirmed compromised (one
+    // the inventory lists, one it does not), one confirmed then resolved,
+    // one only acknowledged.
+    let db = tmp.path().join("findings.db");
+    {
+        let cfg = keywatch::config::StoreConfig {
+            path: db.clone(),
+            ..Default::default()
+        };
+        let (store, _writer) = FindingsStore::open(&cfg, Arc::new(Metrics::new()), None).unwrap();
+        let erin = Actor {
+            who: "erin".into(),
+            ..Actor::default()
+        };
+        for (key, statuses) in [
+            ("AKIAEXPIRED", &[Status::Confirmed][..]),
+            ("AKIAGHOST", &[Status::Confirmed][..]),
+            ("AKIAOLD", &[Status::Confirmed, Status::Resolved][..]),
+            ("AKIAOK", &[Status::Acknowledged][..]),
+        ] {
+            let f = stored_finding(key, 1);
+            store.store_now(&f).unwrap();
+            for s in statuses {
+                store.set_status(&f.id, *s, None, None, &erin).unwrap();
+            }
+        }
+    }
+    let config = tmp.path().join("keywatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[inventory]\npath = {:?}\n\n[store]\npath = {:?}\n",
+            inventory.display().to_string(),
+            db.display().to_string()
+        ),
+    )
+    .unwrap();
+    let review = |format: &str, extra: &[&str]| {
+        let o = run(keywatch()
+            .args(["review", "--format", format])
+            .args(extra)
+            .arg(&events));
+        assert!(o.status.success(), "{}", stderr(&o));
+        (stdout(&o), stderr(&o))
+    };
+    let cfg_args = ["-c", config.to_str().unwrap()];
+
+    let (json, err) = review("json", &cfg_args);
+    assert!(
+        err.contains("2 keys confirmed compromised (findings store)"),
+        "{err}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["compromised"],
+        serde_json::json!([
+            {"key_id": "AKIAEXPIRED", "owner": "dave", "system": json["compromised"][0]["system"], "listed": true},
+            {"key_id": "AKIAGHOST", "owner": null, "system": null, "listed": false},
+        ])
+    );
+    let (md, _) = review("markdown", &cfg_args);
+    assert_eq!(
+        markdown_keys(&md, "Compromised (confirmed)"),
+        set(&["AKIAEXPIRED", "AKIAGHOST"]),
+        "{md}"
+    );
+    assert!(md.contains("- **2** keys confirmed compromised"), "{md}");
+    // Most urgent first: before the risk ranking.
+    assert!(md.find("## Compromised (confirmed)") < md.find("## Ranked by risk"));
+
+    // --store names the file without a config.
+    let (json, _) = review(
+        "json",
+        &[
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--store",
+            db.to_str().unwrap(),
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["compromised"].as_array().unwrap().len(), 2);
+
+    // Without a store the review does not pretend to know.
+    let (json, err) = review("json", &["--inventory", inventory.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(json.get("compromised").is_none(), "{json}");
+    assert!(!err.contains("compromised"), "{err}");
+    let (md, _) = review("markdown", &["--inventory", inventory.to_str().unwrap()]);
+    assert!(!md.contains("Compromised (confirmed)"), "{md}");
+
+    // A store that is not there, or not a store: refused, naming the file.
+    let missing = tmp.path().join("nope.db");
+    let o = run(keywatch()
+        .args(["review", "--inventory"])
+        .arg(&inventory)
+        .arg("--store")
+        .arg(&missing)
+        .arg(&events));
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&missing.display().to_string())
+            && stderr(&o).contains("does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(keywatch()
+        .args(["review", "--inventory"])
+        .arg(&inventory)
+        .arg("--store")
+        .arg(&inventory)
+        .arg(&events));
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("findings store") && stderr(&o).contains("inventory.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn review_without_an_inventory_is_a_usage_error() {
     let o = run(keywatch().args(["review"]));

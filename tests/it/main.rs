@@ -10,6 +10,7 @@ mod eval;
 mod helpers;
 mod hostile;
 mod http;
+mod instances;
 mod inventory;
 mod kafka;
 mod netintel;
