@@ -193,6 +193,20 @@ const HEAD_BYTES: usize = 1 << 20;
 /// Read buffer of a file (and of its decompressed stream).
 const BUF_BYTES: usize = 256 << 10;
 
+/// A JSON document (not lines) up to this size is read whole and parsed in
+/// place; a larger one is parsed as it is read. (Small in unit tests, so
+/// they take both ways.)
+const WHOLE_BYTES: usize = if cfg!(test) { 64 << 10 } else { 32 << 20 };
+
+/// Fails the first read with the error it holds (none: reads nothing).
+struct Failing(Option<io::Error>);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
+    }
+}
+
 /// What a batch read besides its events.
 #[derive(Debug, Default)]
 pub(super) struct Tally {
@@ -279,7 +293,7 @@ impl Opener {
             .open(file, self.bytes_read.clone())
             .map_err(|e| e.to_string())?;
         let layout = detect(&mut reader).map_err(|e| e.to_string())?;
-        let (reader, lines) = layout;
+        let (mut reader, lines) = layout;
         let name = file.name.clone();
         let decoder = self.decoder.clone();
         let warned = self.warned.clone();
@@ -311,16 +325,36 @@ impl Opener {
             }));
         }
         Ok(spawn(index, move |tx| {
-            let mut reader = reader;
             let mut batch = Batch::default();
             let mut gone = false;
             let mut values = 0;
-            let result = decoder.decode_reader(&mut reader, &mut values, |r| {
+            let mut emit = |r: Result<crate::decode::AuditEvent<'_>, SkipReason>| {
                 push(&mut batch, r.as_ref().map(OwnedEvent::from).map_err(|s| *s));
                 if batch.events.len() >= BATCH_EVENTS && !gone {
                     gone = tx.send(Ok(std::mem::take(&mut batch))).is_err();
                 }
-            });
+            };
+            // A document that fits in `WHOLE_BYTES` (a CloudTrail file almost
+            // always does) is parsed in place; a larger one is streamed, so
+            // memory stays bounded whatever a file holds.
+            let mut whole = Vec::new();
+            let result = match (&mut *reader)
+                .take(WHOLE_BYTES as u64 + 1)
+                .read_to_end(&mut whole)
+            {
+                Ok(n) if n <= WHOLE_BYTES => decoder
+                    .decode_values(&whole, &mut values, &mut emit)
+                    .map_err(ReadError::Decode),
+                read => {
+                    // Larger, or a read failed (the records before the
+                    // failure are still applied, then it is reported).
+                    let failed = read.err();
+                    let rest = Cursor::new(whole).chain(Failing(failed).chain(reader));
+                    let mut rest = BufReader::with_capacity(BUF_BYTES, rest);
+                    decoder.decode_reader(&mut rest, &mut values, &mut emit)
+                }
+            };
+            drop(emit);
             let failure = match result {
                 Ok(()) => None,
                 Err(ReadError::Decode(e)) => {

@@ -75,6 +75,45 @@ fn gzip_is_detected_and_a_document_larger_than_the_head_streams() {
 }
 
 #[test]
+fn a_document_read_whole_and_one_streamed_give_the_same_events() {
+    // The same values, a few bytes apart (read whole) and padded past the
+    // size read whole (streamed): concatenated documents, then one broken.
+    let doc = |gap: &str| {
+        let records = |from: u32| {
+            let r: Vec<String> = (from..from + 50).map(|m| ev(m, "AKIA1")).collect();
+            format!("{{\"Records\":[{}]}}", r.join(","))
+        };
+        format!(
+            "{}{gap}{}{gap}[{}]{gap}{{\"Records\":[{},",
+            records(0),
+            records(50),
+            ev(100, "AKIA2"),
+            ev(101, "AKIA3")
+        )
+    };
+    let small = doc("\n");
+    let large = doc(&" ".repeat(100 << 10));
+    assert!(small.len() < 64 << 10 && large.len() > 64 << 10);
+    let summary = |text: &str| {
+        let s = run(&[Input::bytes("t.json.gz", gz(text.as_bytes()))]);
+        (
+            s.messages,
+            s.events,
+            s.decode_errors.clone(),
+            s.failed.len(),
+        )
+    };
+    let whole = summary(&small);
+    assert_eq!(whole, summary(&large));
+    assert_eq!((whole.0, whole.1), (4, 102), "{whole:?}");
+    assert_eq!(
+        whole.2.values().sum::<u64>(),
+        1,
+        "the broken last document: {whole:?}"
+    );
+}
+
+#[test]
 fn sizes_parse_and_print() {
     assert_eq!("4GiB".parse::<ByteSize>(), Ok(ByteSize(4 << 30)));
     assert_eq!("500 MB".parse::<ByteSize>(), Ok(ByteSize(500_000_000)));
