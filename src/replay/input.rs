@@ -354,7 +354,6 @@ impl Opener {
                     decoder.decode_reader(&mut rest, &mut values, &mut emit)
                 }
             };
-            drop(emit);
             let failure = match result {
                 Ok(()) => None,
                 Err(ReadError::Decode(e)) => {
