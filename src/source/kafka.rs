@@ -650,11 +650,6 @@ pub struct KafkaSource {
     polled: u64,
 }
 
-/// One message in this many feeds the source-latency histogram (as the
-/// processing latency): quantiles stay true, the clock and the histogram's
-/// lock stay off most messages.
-const LATENCY_SAMPLE: u64 = 8;
-
 impl KafkaSource {
     /// Creates the consumer, checks that the brokers answer and the topics
     /// exist (within `startup_timeout`), and subscribes. Blocking. The first
@@ -833,7 +828,7 @@ impl KafkaSource {
                 continue;
             }
             self.polled = self.polled.wrapping_add(1);
-            if self.polled % LATENCY_SAMPLE == 0 {
+            if self.polled % crate::pipeline::LATENCY_SAMPLE == 0 {
                 self.record_source_latency(&msg);
             }
             let lanes = self.consumer.context().lanes.get();
