@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use crate::decode::{Decoder, OwnedEvent, ReadError, SkipReason};
@@ -232,7 +232,8 @@ pub(super) struct Opener {
     pub bytes_read: Arc<AtomicU64>,
     /// Undecodable messages so far, to log only the first few.
     pub warned: Arc<AtomicU64>,
-    /// Decode threads that may still start for JSON Lines files (`--jobs` − 1).
+    /// Decode threads that may still start (4 per job from `--jobs` 2, see
+    /// [`Opener::stream`]).
     pub spare_threads: Arc<AtomicUsize>,
 }
 
@@ -287,88 +288,153 @@ impl Opener {
         }
     }
 
-    /// Opens a file for the merge.
+    /// Opens a file for the merge. With a spare decode thread (`--jobs` 2
+    /// or more), the file is opened, its layout told and its events decoded
+    /// on that thread, so the merging thread never decompresses; without
+    /// one, the layout is told here, JSON Lines are decoded on the calling
+    /// thread and a document on a thread of its own.
     pub fn stream(&self, file: &File, index: u32) -> Result<Stream, String> {
+        if self.take_spare() {
+            let opener = self.clone();
+            let file = file.clone();
+            return Ok(spawn(index, move |tx| {
+                match opener.open_detected(&file) {
+                    Ok((reader, true)) => send_lines(opener.line_reader(reader, &file), &tx),
+                    Ok((reader, false)) => opener.send_document(reader, &file, &tx),
+                    Err(reason) => {
+                        let _ = tx.send(Err(reason));
+                    }
+                }
+                opener.spare_threads.fetch_add(1, Ordering::AcqRel);
+            }));
+        }
+        let (reader, lines) = self.open_detected(file)?;
+        if lines {
+            return Ok(Stream::Lines(Box::new(self.line_reader(reader, file))));
+        }
+        let opener = self.clone();
+        let file = file.clone();
+        Ok(spawn(index, move |tx| {
+            opener.send_document(reader, &file, &tx)
+        }))
+    }
+
+    /// Takes one of the spare decode threads, if one is left.
+    fn take_spare(&self) -> bool {
+        self.spare_threads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// The file opened, and whether it is JSON Lines (see [`detect`]).
+    fn open_detected(&self, file: &File) -> Result<(Reader, bool), String> {
         let mut reader = self
             .open(file, self.bytes_read.clone())
             .map_err(|e| e.to_string())?;
-        let layout = detect(&mut reader).map_err(|e| e.to_string())?;
-        let (mut reader, lines) = layout;
-        let name = file.name.clone();
-        let decoder = self.decoder.clone();
-        let warned = self.warned.clone();
-        if lines {
-            let r = LineReader {
-                reader,
-                line: Vec::new(),
-                decoder,
-                name,
-                warned,
-                failed: None,
-            };
-            let spare = self
-                .spare_threads
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .is_ok();
-            if !spare {
-                return Ok(Stream::Lines(Box::new(r)));
-            }
-            let spare_threads = self.spare_threads.clone();
-            return Ok(spawn(index, move |tx| {
-                let mut r = r;
-                while let Some(b) = r.next_batch() {
-                    if tx.send(b).is_err() {
-                        break;
-                    }
-                }
-                spare_threads.fetch_add(1, Ordering::AcqRel);
-            }));
+        detect(&mut reader).map_err(|e| e.to_string())
+    }
+
+    fn line_reader(&self, reader: Reader, file: &File) -> LineReader {
+        LineReader {
+            reader,
+            line: Vec::new(),
+            decoder: self.decoder.clone(),
+            name: file.name.clone(),
+            warned: self.warned.clone(),
+            failed: None,
         }
-        Ok(spawn(index, move |tx| {
-            let mut batch = Batch::default();
-            let mut gone = false;
-            let mut values = 0;
-            let mut emit = |r: Result<crate::decode::AuditEvent<'_>, SkipReason>| {
-                push(&mut batch, r.as_ref().map(OwnedEvent::from).map_err(|s| *s));
-                if batch.events.len() >= BATCH_EVENTS && !gone {
-                    gone = tx.send(Ok(std::mem::take(&mut batch))).is_err();
-                }
-            };
-            // A document that fits in `WHOLE_BYTES` (a CloudTrail file almost
-            // always does) is parsed in place; a larger one is streamed, so
-            // memory stays bounded whatever a file holds.
-            let mut whole = Vec::new();
-            let result = match (&mut *reader)
-                .take(WHOLE_BYTES as u64 + 1)
-                .read_to_end(&mut whole)
-            {
-                Ok(n) if n <= WHOLE_BYTES => decoder
-                    .decode_values(&whole, &mut values, &mut emit)
-                    .map_err(ReadError::Decode),
-                read => {
-                    // Larger, or a read failed (the records before the
-                    // failure are still applied, then it is reported).
-                    let failed = read.err();
-                    let rest = Cursor::new(whole).chain(Failing(failed).chain(reader));
-                    let mut rest = BufReader::with_capacity(BUF_BYTES, rest);
-                    decoder.decode_reader(&mut rest, &mut values, &mut emit)
-                }
-            };
-            let failure = match result {
-                Ok(()) => None,
-                Err(ReadError::Decode(e)) => {
-                    *batch.tally.decode_errors.entry(e.as_str()).or_default() += 1;
-                    warn_undecodable(&warned, &name, &e.to_string(), "the rest of this document");
-                    None
-                }
-                Err(ReadError::Io(e)) => Some(e.to_string()),
-            };
-            batch.tally.messages = values;
-            let _ = tx.send(Ok(batch));
-            if let Some(reason) = failure {
-                let _ = tx.send(Err(reason));
+    }
+
+    /// Decodes one JSON document (or several, concatenated) and sends its
+    /// events in batches, then the reason it could not be read to its end,
+    /// if any.
+    fn send_document(
+        &self,
+        mut reader: Reader,
+        file: &File,
+        tx: &SyncSender<Result<Batch, String>>,
+    ) {
+        let mut batch = Batch::default();
+        let mut gone = false;
+        let mut values = 0;
+        let mut emit = |r: Result<crate::decode::AuditEvent<'_>, SkipReason>| {
+            push(&mut batch, r.as_ref().map(OwnedEvent::from).map_err(|s| *s));
+            if batch.events.len() >= BATCH_EVENTS && !gone {
+                gone = tx.send(Ok(std::mem::take(&mut batch))).is_err();
             }
-        }))
+        };
+        // A document that fits in `WHOLE_BYTES` (a CloudTrail file almost
+        // always does) is parsed in place; a larger one is streamed, so
+        // memory stays bounded whatever a file holds.
+        let mut whole = Vec::new();
+        let result = match (&mut *reader)
+            .take(WHOLE_BYTES as u64 + 1)
+            .read_to_end(&mut whole)
+        {
+            Ok(n) if n <= WHOLE_BYTES => self
+                .decoder
+                .decode_values(&whole, &mut values, &mut emit)
+                .map_err(ReadError::Decode),
+            read => {
+                // Larger, or a read failed (the records before the
+                // failure are still applied, then it is reported).
+                let failed = read.err();
+                let rest = Cursor::new(whole).chain(Failing(failed).chain(reader));
+                let mut rest = BufReader::with_capacity(BUF_BYTES, rest);
+                self.decoder
+                    .decode_reader(&mut rest, &mut values, &mut emit)
+            }
+        };
+        let failure = match result {
+            Ok(()) => None,
+            Err(ReadError::Decode(e)) => {
+                *batch.tally.decode_errors.entry(e.as_str()).or_default() += 1;
+                warn_undecodable(
+                    &self.warned,
+                    &file.name,
+                    &e.to_string(),
+                    "the rest of this document",
+                );
+                None
+            }
+            Err(ReadError::Io(e)) => Some(e.to_string()),
+        };
+        batch.tally.messages = values;
+        let _ = tx.send(Ok(batch));
+        if let Some(reason) = failure {
+            let _ = tx.send(Err(reason));
+        }
+    }
+
+    /// The time of each file's first event ([`Opener::first_time`]; none for
+    /// standard input, which cannot be read twice), on `threads` threads.
+    pub fn first_times(&self, files: &[File], threads: usize) -> Vec<Option<i64>> {
+        let first = |f: &File| (!f.is_stdin()).then(|| self.first_time(f)).flatten();
+        if threads <= 1 || files.len() < 2 {
+            return files.iter().map(first).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let mut out = vec![None; files.len()];
+        let found: Vec<Vec<(usize, Option<i64>)>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads.min(files.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut found = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(f) = files.get(i) else { break };
+                            found.push((i, first(f)));
+                        }
+                        found
+                    })
+                })
+                .collect();
+            workers.into_iter().filter_map(|w| w.join().ok()).collect()
+        });
+        for (i, t) in found.into_iter().flatten() {
+            out[i] = t;
+        }
+        out
     }
 
     /// The time of the file's first event, reading no further than it (and
@@ -424,7 +490,7 @@ impl Opener {
 
 fn spawn(
     index: u32,
-    work: impl FnOnce(std::sync::mpsc::SyncSender<Result<Batch, String>>) + Send + 'static,
+    work: impl FnOnce(SyncSender<Result<Batch, String>>) + Send + 'static,
 ) -> Stream {
     let (tx, rx) = sync_channel(2);
     let spawned = std::thread::Builder::new()
@@ -436,6 +502,15 @@ fn spawn(
             let (tx, rx) = sync_channel(1);
             let _ = tx.send(Err(format!("cannot start a decode thread: {e}")));
             Stream::Thread(rx)
+        }
+    }
+}
+
+/// Sends a JSON Lines file's batches until its end or the merge is gone.
+fn send_lines(mut r: LineReader, tx: &SyncSender<Result<Batch, String>>) {
+    while let Some(b) = r.next_batch() {
+        if tx.send(b).is_err() {
+            break;
         }
     }
 }

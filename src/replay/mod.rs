@@ -45,7 +45,10 @@ pub struct Options {
     pub max_decompressed: u64,
     /// Threads decoding files (1: everything on the calling thread, except
     /// JSON documents, which always have a decode thread of their own), and,
-    /// from 2, threads applying events (see [`shards`]).
+    /// from 2, threads applying events (see [`shards`]); from 2 too, files
+    /// are opened, decompressed and decoded on up to 4 threads per job, and
+    /// their first events found on `jobs` threads, so the calling thread
+    /// only merges.
     pub jobs: usize,
     /// Draw a progress line on stderr.
     pub progress: bool,
@@ -259,15 +262,11 @@ pub fn replay_into(
     }
     // Where each file starts in event time: it is opened when the merge
     // gets there (standard input at once: it cannot be read twice).
-    let mut pending: Vec<(i64, u32)> = files
-        .iter()
+    let mut pending: Vec<(i64, u32)> = opener
+        .first_times(&files, opts.jobs)
+        .into_iter()
         .enumerate()
-        .map(|(i, f)| {
-            let first = if f.is_stdin() {
-                None
-            } else {
-                opener.first_time(f)
-            };
+        .map(|(i, first)| {
             (
                 first.map_or(i64::MIN, |t| t.saturating_sub(window_ms)),
                 i as u32,

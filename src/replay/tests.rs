@@ -9,7 +9,42 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+/// Replays `inputs` with `opts`, and again with two jobs (files opened,
+/// decompressed and decoded off the merging thread): both must read,
+/// skip, fail and find exactly the same.
 fn run_with(opts: &Options, inputs: &[Input]) -> (Summary, Vec<String>) {
+    let one = run_jobs(opts, inputs);
+    let two = run_jobs(
+        &Options {
+            jobs: if opts.jobs == 2 { 1 } else { 2 },
+            ..opts.clone()
+        },
+        inputs,
+    );
+    let read = |s: &Summary| {
+        format!(
+            "messages {} events {} skipped {:?} errors {:?} failed {:?} late {} by {} span {:?}",
+            s.messages,
+            s.events,
+            s.skipped,
+            s.decode_errors,
+            s.failed,
+            s.late,
+            s.late_by_ms,
+            s.span_ms
+        )
+    };
+    assert_eq!(
+        read(&one.0),
+        read(&two.0),
+        "jobs {} and the other",
+        opts.jobs
+    );
+    assert_eq!(one.1, two.1, "the same findings in the same order");
+    one
+}
+
+fn run_jobs(opts: &Options, inputs: &[Input]) -> (Summary, Vec<String>) {
     let cfg = Config::default();
     let mut found = Vec::new();
     let summary = replay_into(&Engine::new(&cfg), &cfg, opts, inputs, |f| {
