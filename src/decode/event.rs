@@ -50,8 +50,8 @@ impl AuditEvent<'_> {
         let action = self.action.as_deref()?;
         Some(match self.action_namespace.as_deref() {
             Some(ns) => (Some(namespace_short(ns)), action),
-            None => match action.split_once(':') {
-                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => (Some(ns), name),
+            None => match memchr::memchr(b':', action.as_bytes()) {
+                Some(i) if i > 0 && i + 1 < action.len() => (Some(&action[..i]), &action[i + 1..]),
                 _ => (None, action),
             },
         })
@@ -65,7 +65,8 @@ impl AuditEvent<'_> {
 
 /// `s3.amazonaws.com` → `s3`; names without a dot are kept whole.
 pub fn namespace_short(ns: &str) -> &str {
-    ns.split('.').next().unwrap_or(ns)
+    // Bytes: this runs for every event, and `.` is ASCII.
+    memchr::memchr(b'.', ns.as_bytes()).map_or(ns, |i| &ns[..i])
 }
 
 /// Where a call came from: an IP address, or a named source such as

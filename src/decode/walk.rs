@@ -23,8 +23,59 @@ enum Capture {
 
 #[derive(Debug, Default)]
 struct Node {
-    children: Vec<(Box<str>, u32)>,
+    /// Each child's key, its [`KeyId`] and its node.
+    children: Vec<(Box<str>, KeyId, u32)>,
+    /// Open addressing over `children` by [`KeyId::slot`] (`u32::MAX`:
+    /// empty); a power of two, at least twice as many slots as children.
+    slots: Box<[u32]>,
     captures: Vec<Capture>,
+}
+
+impl Node {
+    fn add_child(&mut self, key: &str, node: u32) {
+        self.children.push((key.into(), KeyId::of(key.as_bytes()), node));
+        let size = (self.children.len() * 2).next_power_of_two().max(4);
+        let mut slots = vec![u32::MAX; size].into_boxed_slice();
+        for (i, (_, id, _)) in self.children.iter().enumerate() {
+            let mut slot = id.slot(size - 1);
+            while slots[slot] != u32::MAX {
+                slot = (slot + 1) & (size - 1);
+            }
+            slots[slot] = i as u32;
+        }
+        self.slots = slots;
+    }
+}
+
+/// An object key's length and first and last eight bytes: a hash for the
+/// table of a node's children, and, up to 16 bytes, the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyId {
+    len: usize,
+    head: u64,
+    tail: u64,
+}
+
+impl KeyId {
+    fn of(key: &[u8]) -> KeyId {
+        let len = key.len();
+        let (head, tail) = match (key.first_chunk::<8>(), key.last_chunk::<8>()) {
+            (Some(h), Some(t)) => (u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
+            _ => {
+                let mut short = [0u8; 8];
+                short[..len].copy_from_slice(key);
+                let v = u64::from_le_bytes(short);
+                (v, v)
+            }
+        };
+        KeyId { len, head, tail }
+    }
+
+    fn slot(&self, mask: usize) -> usize {
+        let h = (self.head ^ self.tail.rotate_left(29) ^ self.len as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 40) as usize & mask
+    }
 }
 
 /// A compiled profile.
@@ -78,17 +129,13 @@ impl Trie {
             })?;
         let mut node = 0usize;
         for token in tokens {
-            let existing = self.nodes[node]
-                .children
-                .iter()
-                .find(|(name, _)| **name == *token)
-                .map(|(_, idx)| *idx as usize);
+            let existing = self.child(node as u32, token.as_bytes());
             node = match existing {
-                Some(idx) => idx,
+                Some(idx) => idx as usize,
                 None => {
                     let idx = self.nodes.len();
                     self.nodes.push(Node::default());
-                    self.nodes[node].children.push((token.into(), idx as u32));
+                    self.nodes[node].add_child(&token, idx as u32);
                     idx
                 }
             };
@@ -101,12 +148,24 @@ impl Trie {
         self.filters.len()
     }
 
-    fn child(&self, node: u32, key: &str) -> Option<u32> {
-        self.nodes[node as usize]
-            .children
-            .iter()
-            .find(|(name, _)| **name == *key)
-            .map(|(_, idx)| *idx)
+    /// The child of `node` at object key (or array index) `key`: called for
+    /// every key of every record, so one probe of a hash table, and a key
+    /// of up to 16 bytes is compared as three integers.
+    fn child(&self, node: u32, key: &[u8]) -> Option<u32> {
+        let node = &self.nodes[node as usize];
+        if node.children.is_empty() {
+            return None;
+        }
+        let id = KeyId::of(key);
+        let mask = node.slots.len() - 1;
+        let mut slot = id.slot(mask);
+        loop {
+            let (name, child_id, child) = node.children.get(node.slots[slot] as usize)?;
+            if *child_id == id && (id.len <= 16 || name.as_bytes() == key) {
+                return Some(*child);
+            }
+            slot = (slot + 1) & mask;
+        }
     }
 }
 
@@ -267,7 +326,9 @@ impl<'de> Visitor<'de> for NodeSeed<'_, '_, 'de> {
         let mut index = 0usize;
         let mut buf = itoa_buf();
         loop {
-            let child = self.trie.child(self.node, fmt_index(&mut buf, index));
+            let child = self
+                .trie
+                .child(self.node, fmt_index(&mut buf, index).as_bytes());
             let more = match child {
                 Some(node) => seq
                     .next_element_seed(NodeSeed {
@@ -307,7 +368,9 @@ impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Option<u32>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
-        d.deserialize_str(self)
+        // As bytes: a key is only compared with the profile's names, so it
+        // need not be checked for UTF-8 (serde_json then skips that pass).
+        d.deserialize_bytes(self)
     }
 }
 
@@ -318,8 +381,12 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         f.write_str("an object key")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<u32>, E> {
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Option<u32>, E> {
         Ok(self.trie.child(self.node, v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<u32>, E> {
+        self.visit_bytes(v.as_bytes())
     }
 }
 
@@ -405,7 +472,7 @@ impl<'de> DeserializeSeed<'de> for RootKeySeed<'_> {
     type Value = RootKey;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RootKey, D::Error> {
-        d.deserialize_str(self)
+        d.deserialize_bytes(self)
     }
 }
 
@@ -416,10 +483,14 @@ impl<'de> Visitor<'de> for RootKeySeed<'_> {
         f.write_str("an object key")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<RootKey, E> {
-        if v == "Records" {
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RootKey, E> {
+        if v == b"Records" {
             return Ok(RootKey::Records);
         }
         Ok(self.trie.child(0, v).map_or(RootKey::Other, RootKey::Child))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RootKey, E> {
+        self.visit_bytes(v.as_bytes())
     }
 }

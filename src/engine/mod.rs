@@ -325,6 +325,7 @@ impl Engine {
             (Some(n), Some(Source::Ip(_))) => Some(n.snapshot()),
             _ => None,
         };
+        let user_agent = detect::new_user_agent::of_event(ev);
         let event_start = out.len();
         let mut key_end = out.len();
         for tracked in &inner.tracked {
@@ -341,6 +342,7 @@ impl Engine {
                 entity: tracked.entity,
                 subject,
                 ev,
+                user_agent,
                 now,
                 day: 0,
                 eligibility: Eligibility {
@@ -654,10 +656,12 @@ impl Engine {
 /// of the role shares one history, whatever its session name (an instance id,
 /// a pod, a random string an attacker picks).
 pub fn principal_identity(principal: &str) -> &str {
-    match principal.find(":assumed-role/") {
+    // memmem: this runs for every event, and a `str` pattern search sets
+    // up a two-way searcher each time.
+    match memchr::memmem::find(principal.as_bytes(), b":assumed-role/") {
         Some(at) => {
             let role_start = at + ":assumed-role/".len();
-            match principal[role_start..].find('/') {
+            match memchr::memchr(b'/', &principal.as_bytes()[role_start..]) {
                 Some(slash) => &principal[..role_start + slash],
                 None => principal,
             }

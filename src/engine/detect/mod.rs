@@ -46,6 +46,9 @@ pub struct Ctx<'a, 'e> {
     pub subject: &'a str,
     /// The event.
     pub ev: &'a AuditEvent<'e>,
+    /// The event's user-agent family and its value hash
+    /// ([`new_user_agent::of_event`]), worked out once for every identity.
+    pub user_agent: Option<(&'a str, u32)>,
     /// Event time, seconds.
     pub now: Secs,
     /// The key's active-day clock after this event.

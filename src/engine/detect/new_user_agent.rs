@@ -8,6 +8,7 @@ use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Ctx, Report};
+use crate::decode::AuditEvent;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, KeyState, ValueKind};
 
@@ -31,17 +32,23 @@ const NOT_A_CLIENT: [&str; 8] = [
 /// `HashiCorp/1.0 Terraform/1.6.6` → `Terraform`. Borrowed from `ua`: no
 /// allocation on the per-event path.
 pub fn family(ua: &str) -> &str {
-    let mut rest = ua;
+    // Every delimiter is ASCII, so scanning bytes finds char boundaries
+    // (this runs for every event; a `char` pattern decodes UTF-8 as it goes).
+    let b = ua.as_bytes();
+    let mut i = 0;
     let mut fallback = None;
     loop {
-        rest = rest.trim_start_matches(['[', ' ', '"', ',']);
-        if let Some(comment) = rest.strip_prefix('(') {
+        while b.get(i).is_some_and(|c| matches!(c, b'[' | b' ' | b'"' | b',')) {
+            i += 1;
+        }
+        if b.get(i) == Some(&b'(') {
             // A comment between products: `(go1.20; linux; amd64)`.
-            rest = comment.find(')').map_or("", |i| &comment[i + 1..]);
+            i = memchr::memchr(b')', &b[i + 1..]).map_or(b.len(), |j| i + j + 2);
             continue;
         }
-        let end = rest.find(['/', ' ', '(', ';', ']']).unwrap_or(rest.len());
-        let product = strip_ids(&rest[..end]);
+        let end = position(&b[i..], |c| matches!(c, b'/' | b' ' | b'(' | b';' | b']'))
+            .map_or(b.len(), |j| i + j);
+        let product = strip_ids(&ua[i..end]);
         if product.is_empty() || !NOT_A_CLIENT.iter().any(|g| g.eq_ignore_ascii_case(product)) {
             return if product.is_empty() {
                 fallback.unwrap_or(product)
@@ -51,9 +58,17 @@ pub fn family(ua: &str) -> &str {
         }
         fallback.get_or_insert(product);
         // Skip the rest of the token (its version) and go on.
-        rest = &rest[end..];
-        rest = rest.find([' ', '(']).map_or("", |i| &rest[i..]);
+        i = position(&b[end..], |c| matches!(c, b' ' | b'(')).map_or(b.len(), |j| end + j);
     }
+}
+
+fn position(b: &[u8], is: impl Fn(u8) -> bool) -> Option<usize> {
+    b.iter().position(|&c| is(c))
+}
+
+/// Whether `c` ends a name before an id segment.
+fn id_separator(c: u8) -> bool {
+    matches!(c, b'_' | b'-' | b'.' | b'#' | b'+' | b':')
 }
 
 /// `name` without trailing id segments (after `_ - . # + :`).
@@ -66,9 +81,11 @@ fn strip_ids(name: &str) -> &str {
         .filter(|&i| is_uuid(&t.as_bytes()[i..]))
     {
         t = &t[..head];
-        t = t.strip_suffix(['_', '-', '.', '#', '+', ':']).unwrap_or(t);
+        if t.as_bytes().last().is_some_and(|&c| id_separator(c)) {
+            t = &t[..t.len() - 1];
+        }
     }
-    while let Some(i) = t.rfind(['_', '-', '.', '#', '+', ':']) {
+    while let Some(i) = t.as_bytes().iter().rposition(|&c| id_separator(c)) {
         let seg = &t[i + 1..];
         if !(seg.is_empty() || is_id(seg)) {
             break;
@@ -106,16 +123,25 @@ fn is_id(seg: &str) -> bool {
         || (hex && (b.len() >= 8 || (b.len() >= 4 && has_digit)))
 }
 
+/// The event's user-agent family and its value hash, worked out once per
+/// event for every identity it names; `None` without a user agent, or for
+/// one that names no client (`AWS`: calls AWS makes on the key's behalf).
+pub fn of_event<'e>(ev: &'e AuditEvent<'_>) -> Option<(&'e str, u32)> {
+    let fam = family(ev.user_agent.as_deref()?);
+    if fam.is_empty() || fam == "AWS" {
+        return None;
+    }
+    Some((
+        fam,
+        value_hash(ValueKind::UserAgent, 0, xxh3_64(fam.as_bytes())),
+    ))
+}
+
 /// Checks the event's user-agent family; records it.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
-    let Some(ua) = ctx.ev.user_agent.as_deref() else {
+    let Some((fam, hash)) = ctx.user_agent else {
         return;
     };
-    let fam = family(ua);
-    if fam.is_empty() || fam == "AWS" {
-        return;
-    }
-    let hash = value_hash(ValueKind::UserAgent, 0, xxh3_64(fam.as_bytes()));
     let s = ctx.settings;
     let cfg = &s.detectors.new_user_agent;
     if cfg.enabled && ctx.eligible && !state.values.knows(hash, ctx.now, s.forget_s) {
