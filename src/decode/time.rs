@@ -124,7 +124,11 @@ mod tests {
 
     #[test]
     fn the_fast_form_agrees_with_chrono() {
-        let chrono = |s: &str| DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis());
+        let chrono = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        };
         // Every day of 2000..2101 at a time of day that moves with it, with
         // and without fractions of every length; then near misses.
         let mut checked = 0;
@@ -169,7 +173,11 @@ mod tests {
             // Whatever path takes it, the answer is chrono's.
             assert_eq!(parse_str(odd), chrono(odd).and_then(in_range), "{odd}");
         }
-        assert_eq!(parse_utc_z(b"2024-01-01T23:59:60Z"), None, "leap seconds: chrono");
+        assert_eq!(
+            parse_utc_z(b"2024-01-01T23:59:60Z"),
+            None,
+            "leap seconds: chrono"
+        );
         assert_eq!(parse_utc_z(b"2023-02-29T00:00:00Z"), None);
     }
 

@@ -33,7 +33,8 @@ struct Node {
 
 impl Node {
     fn add_child(&mut self, key: &str, node: u32) {
-        self.children.push((key.into(), KeyId::of(key.as_bytes()), node));
+        self.children
+            .push((key.into(), KeyId::of(key.as_bytes()), node));
         let size = (self.children.len() * 2).next_power_of_two().max(4);
         let mut slots = vec![u32::MAX; size].into_boxed_slice();
         for (i, (_, id, _)) in self.children.iter().enumerate() {

@@ -38,7 +38,10 @@ pub fn family(ua: &str) -> &str {
     let mut i = 0;
     let mut fallback = None;
     loop {
-        while b.get(i).is_some_and(|c| matches!(c, b'[' | b' ' | b'"' | b',')) {
+        while b
+            .get(i)
+            .is_some_and(|c| matches!(c, b'[' | b' ' | b'"' | b','))
+        {
             i += 1;
         }
         if b.get(i) == Some(&b'(') {
