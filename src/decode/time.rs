@@ -40,7 +40,11 @@ fn parse_utc_z(s: &[u8]) -> Option<i64> {
     if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    if DIGITS.iter().any(|&i| b[i].wrapping_sub(b'0') > 9) {
+    // No early exit: the compiler unrolls this into straight-line code.
+    if DIGITS
+        .iter()
+        .fold(false, |bad, &i| bad | (b[i].wrapping_sub(b'0') > 9))
+    {
         return None;
     }
     let two = |i: usize| i64::from(b[i] - b'0') * 10 + i64::from(b[i + 1] - b'0');
