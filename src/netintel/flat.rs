@@ -4,8 +4,9 @@
 //! answers, with a direct index by the first 16 bits of the address.
 //!
 //! A lookup reads the index (256 KiB, mostly in the CPU's caches), searches
-//! the /16's few intervals (a GeoLite2-City /16 holds about 50: three or
-//! four cache lines) and reads the answer: a handful of memory reads where
+//! the /16's few interval starts (a GeoLite2-City /16 holds 34 on average:
+//! one or two cache lines), reads the answer's place beside them and the
+//! answer: three or four memory reads where
 //! walking a MaxMind tree takes one per bit of the prefix (about 24, most
 //! of them cache misses on a random address) and each table adds its own.
 //! The answers are the same as those lookups give, address for address
@@ -23,15 +24,34 @@ pub(super) type Steps<V> = Vec<(u32, V)>;
 
 /// The IPv4 answers of one load of the tables.
 pub(super) struct FlatV4 {
-    /// Where the intervals of each /16 begin in `entries`, and (last) their
-    /// number: 65,537 marks.
+    /// How many intervals begin before each /16, and (last) all of them:
+    /// 65,537 marks.
     index: Box<[u32]>,
-    /// The intervals, sorted: first address in the high 32 bits, the
-    /// answer's place in `answers` in the low 32. Every /16 begins one, so
-    /// its intervals answer alone for it.
-    entries: Box<[u64]>,
+    /// Three cells per interval, a /16's together: the low 16 bits of the
+    /// first address of each of its `n` intervals (sorted; the first is 0:
+    /// every /16 begins an interval, so its intervals answer alone for
+    /// it), then the `n` answers' places in `answers`, high and low half.
+    /// Six bytes an interval, and a /16's starts and answers' places on
+    /// neighbouring cache lines.
+    cells: Box<[u16]>,
     /// The distinct answers.
     answers: Box<[NetInfo]>,
+    /// Time the flattening took.
+    build: std::time::Duration,
+}
+
+/// How long a flattening took and what it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct FlatStats {
+    /// Address intervals, each one answer throughout.
+    pub intervals: usize,
+    /// Distinct answers.
+    pub answers: usize,
+    /// Memory held, bytes.
+    pub bytes: usize,
+    /// Time taken at load (walking the MaxMind trees, decoding each record
+    /// once, merging).
+    pub build: std::time::Duration,
 }
 
 impl FlatV4 {
@@ -40,50 +60,56 @@ impl FlatV4 {
     pub(super) fn get(&self, ip: u32) -> NetInfo {
         let b = (ip >> 16) as usize;
         let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
-        let run = &self.entries[lo..hi];
-        // The last interval starting at or before `ip`; the first starts at
-        // the /16's first address, so there is one.
-        let i = run.partition_point(|&e| (e >> 32) as u32 <= ip);
-        run.get(i.wrapping_sub(1))
-            .map_or_else(NetInfo::default, |&e| self.answers[e as u32 as usize])
+        let (starts, places) = self.cells[3 * lo..3 * hi].split_at(hi - lo);
+        // The last interval starting at or before `ip` (there is one: the
+        // first starts at the /16's first address).
+        let i = starts.partition_point(|&s| s <= ip as u16).wrapping_sub(1);
+        match (places.get(2 * i), places.get(2 * i + 1)) {
+            (Some(&high), Some(&low)) => self.answers[(high as usize) << 16 | low as usize],
+            _ => NetInfo::default(),
+        }
     }
 
-    /// Intervals held.
-    pub(super) fn intervals(&self) -> usize {
-        self.entries.len()
+    /// What it holds and how long it took.
+    pub(super) fn stats(&self) -> FlatStats {
+        FlatStats {
+            intervals: self.index[65_536] as usize,
+            answers: self.answers.len(),
+            bytes: self.index.len() * 4
+                + self.cells.len() * 2
+                + self.answers.len() * std::mem::size_of::<NetInfo>(),
+            build: self.build,
+        }
     }
 
-    /// Where interval `i` starts.
+    /// Where each interval starts, in order.
     #[cfg(test)]
-    pub(super) fn start(&self, i: usize) -> u32 {
-        (self.entries[i] >> 32) as u32
-    }
-
-    /// Distinct answers held.
-    pub(super) fn distinct(&self) -> usize {
-        self.answers.len()
-    }
-
-    /// Memory held, bytes.
-    pub(super) fn bytes(&self) -> usize {
-        self.index.len() * 4
-            + self.entries.len() * 8
-            + self.answers.len() * std::mem::size_of::<NetInfo>()
+    pub(super) fn starts(&self) -> Vec<u32> {
+        (0..65_536usize)
+            .flat_map(|b| {
+                let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+                self.cells[3 * lo..3 * lo + (hi - lo)]
+                    .iter()
+                    .map(move |&s| (b as u32) << 16 | u32::from(s))
+            })
+            .collect()
     }
 
     /// Merges the step functions of every table into one: `place` sets
-    /// the city fields of an answer from its city value.
+    /// the city fields of an answer from its city value. `started`: when
+    /// the steps began to be read.
     pub(super) fn build<P: Copy + Default>(
         city: &[(u32, P)],
         asn: &[(u32, u32)],
         cloud: &[(u32, Option<u32>)],
         lists: &[(u32, Option<u64>)],
         place: impl Fn(&mut NetInfo, P),
+        started: std::time::Instant,
     ) -> FlatV4 {
         let (mut city, mut asn) = (Walk::new(city), Walk::new(asn));
         let (mut cloud, mut lists) = (Walk::new(cloud), Walk::new(lists));
         let mut index = Vec::with_capacity(65_537);
-        let mut entries: Vec<u64> = Vec::with_capacity(city.len() + asn.len() + 65_536);
+        let mut entries: Vec<(u32, u32)> = Vec::with_capacity(city.len() + asn.len() + 65_536);
         let mut answers: Vec<NetInfo> = vec![NetInfo::default()];
         let mut known: HashMap<AnswerKey, u32, foldhash::fast::RandomState> = HashMap::default();
         known.insert(AnswerKey::of(&NetInfo::default()), 0);
@@ -112,16 +138,23 @@ impl FlatV4 {
                     answers.push(info);
                     (answers.len() - 1) as u32
                 });
-                entries.push(u64::from(at) << 32 | u64::from(n));
+                entries.push((at, n));
                 last = Some(info);
             }
             pos = next;
         }
         index.push(entries.len() as u32);
+        let mut cells = Vec::with_capacity(3 * entries.len());
+        for b in index.windows(2) {
+            let run = &entries[b[0] as usize..b[1] as usize];
+            cells.extend(run.iter().map(|&(start, _)| start as u16));
+            cells.extend(run.iter().flat_map(|&(_, n)| [(n >> 16) as u16, n as u16]));
+        }
         FlatV4 {
             index: index.into_boxed_slice(),
-            entries: entries.into_boxed_slice(),
+            cells: cells.into_boxed_slice(),
             answers: answers.into_boxed_slice(),
+            build: started.elapsed(),
         }
     }
 }

@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
+pub use flat::FlatStats;
 pub use memory::NetMemory;
 use ranges::{addr_key, RangeTable};
 
@@ -311,6 +312,7 @@ fn flatten_v4(
     cloud: &RangeTable<u32>,
     lists: &RangeTable<u64>,
 ) -> Option<flat::FlatV4> {
+    let started = std::time::Instant::now();
     let city = match city {
         Some(r) => flat::mmdb_steps(r, decode_place)?,
         None => vec![(0, Place::default())],
@@ -331,6 +333,7 @@ fn flatten_v4(
             info.accuracy_km = p.accuracy_km;
             info.located = p.located;
         },
+        started,
     ))
 }
 
@@ -585,14 +588,13 @@ impl Tables {
         };
         let alerting = mask(ListKind::alerts);
         let unplaced = mask(|k| !matches!(k, ListKind::Threat));
-        let started = std::time::Instant::now();
         let v4 = flatten_v4(city.as_ref(), asn.as_ref(), &cloud, &lists);
-        match &v4 {
-            Some(v4) => tracing::info!(
-                intervals = v4.intervals(),
-                answers = v4.distinct(),
-                mib = v4.bytes() as f64 / (1 << 20) as f64,
-                ms = started.elapsed().as_millis() as u64,
+        match v4.as_ref().map(flat::FlatV4::stats) {
+            Some(s) => tracing::info!(
+                intervals = s.intervals,
+                answers = s.answers,
+                mib = s.bytes as f64 / (1 << 20) as f64,
+                ms = s.build.as_millis() as u64,
                 "IPv4 answers flattened"
             ),
             None => tracing::warn!(
@@ -660,9 +662,9 @@ impl Tables {
         self.lookup_tables(ip, lo, hi).0
     }
 
-    /// Memory held by the flattened IPv4 table, bytes, and its intervals.
-    pub fn flat_v4_size(&self) -> Option<(usize, usize)> {
-        self.v4.as_ref().map(|v4| (v4.bytes(), v4.intervals()))
+    /// What the flattened IPv4 table holds and how long it took to build.
+    pub fn flat_v4_stats(&self) -> Option<FlatStats> {
+        self.v4.as_ref().map(flat::FlatV4::stats)
     }
 
     /// Looks `ip` up in every table; says too whether the answer holds for
