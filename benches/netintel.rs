@@ -15,7 +15,8 @@
 //! trees and range tables alone), also interleaved in one run (`paired`).
 //! `engine/*` applies the same stream of events (2000 keys, each mostly
 //! from its own address, a new address one event in eight) to an engine
-//! without and with the fixture files.
+//! without and with the fixture files; `paired engine` (printed) also
+//! with the real GeoLite2-City, interleaved.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
@@ -269,8 +270,55 @@ fn apply(engine: &Engine, evs: &[Ev]) -> usize {
     evs.len()
 }
 
+/// The engine without files, with the fixtures and with the real
+/// GeoLite2-City and the fixtures, interleaved as `paired` does: ten
+/// rounds, each applying the events to a fresh engine of each kind in a
+/// rotating order; the medians of the rounds compared.
+fn engine_paired(evs: &[Ev]) {
+    let cfg = Config::default();
+    let mut kinds = vec![("without files", None), ("fixtures", Some(fixtures()))];
+    if let Some(real) = geolite2_city() {
+        kinds.push((
+            "GeoLite2-City + fixtures",
+            Some(NetIntelConfig {
+                city_db: Some(real),
+                ..fixtures()
+            }),
+        ));
+    }
+    let opened: Vec<Option<NetIntel>> = kinds
+        .iter()
+        .map(|(_, c)| c.as_ref().map(|c| NetIntel::open(c, None).expect("files")))
+        .collect();
+    let mut times = vec![Vec::new(); kinds.len()];
+    for round in 0..10 {
+        for k in 0..kinds.len() {
+            let kind = (round + k) % kinds.len();
+            let engine = Engine::with_parts(&cfg, None, opened[kind].clone());
+            let t = std::time::Instant::now();
+            std::hint::black_box(apply(&engine, evs));
+            times[kind].push(t.elapsed().as_nanos() as f64 / evs.len() as f64);
+        }
+    }
+    let medians: Vec<f64> = times
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    for (i, (name, _)) in kinds.iter().enumerate() {
+        println!(
+            "paired engine {name}: {:.0} ns per event median, {:.2}x without files",
+            medians[i],
+            medians[i] / medians[0]
+        );
+    }
+}
+
 fn engine(c: &mut Criterion) {
     let evs = events();
+    engine_paired(&evs);
     let cfg = Config::default();
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(evs.len() as u64));

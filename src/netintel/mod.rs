@@ -8,10 +8,14 @@
 //! cannot be read keeps the previous tables in force (logged, counted).
 //!
 //! The per-event cost is one [`Tables::lookup`] when a key's source changes
-//! (the key's [`NetMemory`] keeps the last answer), answered from a cache of
-//! whole answers by /24 (/64) where every table answers the same for the
-//! whole block, and nothing at all when no file is configured. Names (city, organisation, list labels) are read
-//! only when a finding is described ([`Tables::describe`]).
+//! (the key's [`NetMemory`] keeps the last answer), and nothing at all when
+//! no file is configured. An IPv4 address is answered from one table of
+//! every table's IPv4 answers, flattened at load (`flat`: a few memory
+//! reads, where walking a MaxMind tree costs a cache miss per level); an
+//! IPv6 address from a cache of whole answers by /64 where every table
+//! answers the same for the whole block, or from the tables. Names (city,
+//! organisation, list labels) are read only when a finding is described
+//! ([`Tables::describe`]).
 
 mod flat;
 pub mod memory;
@@ -401,9 +405,10 @@ fn mmdb_covers_block(ip: IpAddr, network: Option<(bool, u8)>) -> bool {
 }
 
 /// Whole answers ([`NetInfo`]) by the address block they hold for: the
-/// addresses of one /24 share one answer when every table (the MaxMind
-/// DBs' networks, the cloud and list intervals) covers the whole /24, as
-/// a GeoLite2 network almost always does. An answer that differs inside
+/// addresses of one /64 (or /24, for [`Tables::lookup_blocks`]; IPv4
+/// lookups use the flattened table) share one answer when every table (the
+/// MaxMind DBs' networks, the cloud and list intervals) covers the whole
+/// block, as a GeoLite2 network almost always does. An answer that differs inside
 /// the block is never stored (those addresses are looked up each time), so
 /// the cache is exact. Direct-mapped, [`AnswerCache::SLOTS`] slots each
 /// behind its own lock; it belongs to one load of the tables, so a reload
@@ -414,7 +419,7 @@ struct AnswerCache {
 
 impl AnswerCache {
     /// 32768 slots of 64 bytes: 2 MiB per load (a GeoLite2-City file is
-    /// 30 times that); the busy /24s of a large fleet rarely share a slot.
+    /// 30 times that); the busy /64s of a large fleet rarely share a slot.
     const SLOTS: usize = 32768;
     /// No block starts here (a block's low bits are zeros).
     const EMPTY: u128 = u128::MAX;
