@@ -27,6 +27,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use keywatch::config::{Config, ListConfig, ListKind, NetIntelConfig};
 use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::Engine;
+use keywatch::metrics::Metrics;
 use keywatch::netintel::{NetInfo, NetIntel, Tables};
 
 fn fixture(name: &str) -> PathBuf {
@@ -271,27 +272,40 @@ fn apply(engine: &Engine, evs: &[Ev]) -> usize {
 }
 
 /// The engine without files, with the fixtures and with the real
-/// GeoLite2-City and the fixtures, interleaved as `paired` does: ten
-/// rounds, each applying the events to a fresh engine of each kind in a
-/// rotating order; the medians of the rounds compared.
+/// GeoLite2-City and the fixtures, each with IPv4 looked up in the
+/// flattened table (what runs) and as before it (`blocks`), interleaved as
+/// `paired` does: twenty rounds, each applying the events to a fresh engine
+/// of each kind in a rotating order; the medians of the rounds compared.
 fn engine_paired(evs: &[Ev]) {
     let cfg = Config::default();
-    let mut kinds = vec![("without files", None), ("fixtures", Some(fixtures()))];
+    let mut kinds = vec![
+        ("without files", None, true),
+        ("fixtures", Some(fixtures()), true),
+        ("fixtures, blocks", Some(fixtures()), false),
+    ];
     if let Some(real) = geolite2_city() {
-        kinds.push((
-            "GeoLite2-City + fixtures",
-            Some(NetIntelConfig {
-                city_db: Some(real),
-                ..fixtures()
-            }),
-        ));
+        let real = NetIntelConfig {
+            city_db: Some(real),
+            ..fixtures()
+        };
+        kinds.push(("GeoLite2-City + fixtures", Some(real.clone()), true));
+        kinds.push(("GeoLite2-City + fixtures, blocks", Some(real), false));
     }
+    let metrics: Vec<Metrics> = kinds.iter().map(|_| Metrics::new()).collect();
     let opened: Vec<Option<NetIntel>> = kinds
         .iter()
-        .map(|(_, c)| c.as_ref().map(|c| NetIntel::open(c, None).expect("files")))
+        .zip(&metrics)
+        .map(|((_, c, flat), m)| {
+            c.as_ref().map(|c| {
+                let n = NetIntel::open(c, Some(m)).expect("files");
+                n.snapshot().set_flat_v4(*flat);
+                n
+            })
+        })
         .collect();
+    const ROUNDS: usize = 20;
     let mut times = vec![Vec::new(); kinds.len()];
-    for round in 0..10 {
+    for round in 0..ROUNDS {
         for k in 0..kinds.len() {
             let kind = (round + k) % kinds.len();
             let engine = Engine::with_parts(&cfg, None, opened[kind].clone());
@@ -307,11 +321,17 @@ fn engine_paired(evs: &[Ev]) {
             v[v.len() / 2]
         })
         .collect();
-    for (i, (name, _)) in kinds.iter().enumerate() {
+    for (i, (name, _, _)) in kinds.iter().enumerate() {
+        let looked_up = metrics[i]
+            .netintel_lookups
+            .with_label_values(&["looked_up"])
+            .get();
         println!(
-            "paired engine {name}: {:.0} ns per event median, {:.2}x without files",
+            "paired engine {name}: {:.0} ns per event median, {:.2}x without files; {} lookups per {} events",
             medians[i],
-            medians[i] / medians[0]
+            medians[i] / medians[0],
+            looked_up / ROUNDS as u64,
+            evs.len()
         );
     }
 }

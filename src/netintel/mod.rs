@@ -380,6 +380,8 @@ pub struct Tables {
     /// Every IPv4 answer, flattened at load (`None`: a MaxMind DB whose
     /// tree does not list its networks in order; IPv4 walks the trees).
     v4: Option<flat::FlatV4>,
+    /// Whether [`Tables::lookup`] reads `v4` (see [`Tables::set_flat_v4`]).
+    flat_on: std::sync::atomic::AtomicBool,
 }
 
 /// The block an address's answer may be shared in: its IPv4 /24 or IPv6
@@ -630,6 +632,7 @@ impl Tables {
             asn_records: RecordCache::new(),
             answers: AnswerCache::new(),
             v4,
+            flat_on: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -640,9 +643,19 @@ impl Tables {
     pub fn lookup(&self, ip: IpAddr) -> NetInfo {
         self.counters.looked_up.inc();
         match (ip, &self.v4) {
-            (IpAddr::V4(a), Some(v4)) => v4.get(u32::from(a)),
+            (IpAddr::V4(a), Some(v4)) if self.flat_on.load(Ordering::Relaxed) => {
+                v4.get(u32::from(a))
+            }
             _ => self.lookup_blocks(ip),
         }
+    }
+
+    /// Whether [`Tables::lookup`] answers IPv4 from the flattened table
+    /// (from the load on) or, `false`, as [`Tables::lookup_blocks`]: for
+    /// measuring the engine with either; the answers are the same.
+    #[doc(hidden)]
+    pub fn set_flat_v4(&self, on: bool) {
+        self.flat_on.store(on, Ordering::Relaxed);
     }
 
     /// [`Tables::lookup`] as it was before IPv4 was flattened: the block
