@@ -63,7 +63,9 @@ impl FlatV4 {
         let (starts, places) = self.cells[3 * lo..3 * hi].split_at(hi - lo);
         // The last interval starting at or before `ip` (there is one: the
         // first starts at the /16's first address).
-        let i = starts.partition_point(|&s| s <= ip as u16).wrapping_sub(1);
+        let Some(i) = starts.partition_point(|&s| s <= ip as u16).checked_sub(1) else {
+            return NetInfo::default();
+        };
         match (places.get(2 * i), places.get(2 * i + 1)) {
             (Some(&high), Some(&low)) => self.answers[(high as usize) << 16 | low as usize],
             _ => NetInfo::default(),
