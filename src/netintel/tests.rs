@@ -922,6 +922,24 @@ fn the_flattened_ipv4_table_answers_exactly_what_the_trees_do() {
         let n = NetIntel::open(&cfg, None).unwrap();
         assert_flat_is_exact(&n.snapshot(), 2_000, 1);
     }
+    // The other tree shapes: an IPv4-only city database, and an IPv6 ASN
+    // database without an IPv4 subtree, whose one record (::/1) answers
+    // every IPv4 address.
+    let n = NetIntel::open(
+        &NetIntelConfig {
+            city_db: Some(fixture("city-v4.mmdb")),
+            asn_db: Some(fixture("asn-v6.mmdb")),
+            ..fixture_config()
+        },
+        None,
+    )
+    .unwrap();
+    let t = n.snapshot();
+    let seen = assert_flat_is_exact(&t, 20_000, 1);
+    assert_eq!(seen.asn, seen.compared, "{seen:?}");
+    let berlin = t.lookup(ip("81.0.3.4"));
+    assert_eq!((berlin.country_str(), berlin.asn), (Some("DE"), 64496));
+    assert_eq!(t.lookup(ip("10.0.0.1")).asn, 64496);
 }
 
 /// The real GeoLite2-City with the fixture ASN DB, cloud ranges and lists,
