@@ -6,14 +6,17 @@
 //! DBs, cloud ranges, lists). `lookup/geolite2_city_*` look up, in a real
 //! GeoLite2-City database when present (`KEYWATCH_GEOLITE2_CITY`, default:
 //! the one the `maxminddb-geolite2` pip package ships, installed by
-//! `.ci/test` into `target/ci-tools/python`), two streams of 1M addresses:
-//! `random` public addresses (nearly every one in a /24 not seen before) and
-//! a realistic `mix` (nine in ten from 3000 busy /24s of skewed popularity,
-//! any host); each with the /24 answer cache (what the engine calls) and
-//! `_uncached` (the tables alone), in the same run.
+//! `.ci/test` into `target/ci-tools/python`) with the fixture ASN DB, cloud
+//! ranges and list, two streams of 1M addresses: `random` public addresses
+//! (nearly every one in a /24 not seen before) and a realistic `mix` (nine
+//! in ten from 3000 busy /24s of skewed popularity, any host); each through
+//! the flattened IPv4 table (what the engine calls), `_blocks` (the lookup
+//! before it: the /24 answer cache, then the trees) and `_uncached` (the
+//! trees and range tables alone), also interleaved in one run (`paired`).
 //! `engine/*` applies the same stream of events (2000 keys, each mostly
 //! from its own address, a new address one event in eight) to an engine
-//! without and with the fixture files.
+//! without and with the fixture files; `paired engine` (printed) also
+//! with the real GeoLite2-City, interleaved.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,7 +27,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use keywatch::config::{Config, ListConfig, ListKind, NetIntelConfig};
 use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::Engine;
-use keywatch::netintel::NetIntel;
+use keywatch::metrics::Metrics;
+use keywatch::netintel::{NetInfo, NetIntel, Tables};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -106,52 +110,58 @@ fn realistic_mix(rng: &mut Rng, n: usize) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Cached against uncached lookups, interleaved: on a shared machine the
-/// load drifts between criterion's benchmarks, so each round times 64k
-/// lookups of each kind back to back over the same addresses, in either
-/// order in turn (the cache of one load stays warm through the stream, as
-/// in a running daemon), and the medians of the rounds are compared.
+/// The ways to look an address up, measured against each other: `flat`
+/// ([`Tables::lookup`]: IPv4 from the flattened table), `blocks` (the
+/// lookup before it: the /24 block cache, then the trees) and `trees` (the
+/// MaxMind trees and range tables alone).
+const WAYS: [&str; 3] = ["flat", "blocks", "trees"];
+
+fn look(tables: &Tables, way: usize, a: IpAddr) -> NetInfo {
+    match way {
+        0 => tables.lookup(a),
+        1 => tables.lookup_blocks(a),
+        _ => tables.lookup_uncached(a),
+    }
+}
+
+/// The ways interleaved: on a shared machine the load drifts between
+/// criterion's benchmarks, so each round times 64k lookups of each way
+/// back to back over the same addresses, in a rotating order (the caches
+/// of one load stay warm through the stream, as in a running daemon), and
+/// the medians of the rounds are compared.
 fn paired(cfg: &NetIntelConfig, random: &[IpAddr], mix: &[IpAddr]) {
     const CHUNK: usize = 1 << 16;
     for (name, stream) in [("random", random), ("mix", mix)] {
         let n = NetIntel::open(cfg, None).expect("GeoLite2-City");
         let tables = n.snapshot();
-        let (mut cached, mut uncached) = (Vec::new(), Vec::new());
+        let mut times: [Vec<f64>; 3] = Default::default();
         for round in 0..stream.len() / CHUNK {
             let part = &stream[round * CHUNK..(round + 1) * CHUNK];
-            let time_uncached = |out: &mut Vec<f64>| {
+            for k in 0..3 {
+                let way = (round + k) % 3;
                 let t = std::time::Instant::now();
                 for a in part {
-                    std::hint::black_box(tables.lookup_uncached(*a));
+                    std::hint::black_box(look(&tables, way, *a));
                 }
-                out.push(t.elapsed().as_nanos() as f64 / CHUNK as f64);
-            };
-            let time_cached = |out: &mut Vec<f64>| {
-                let t = std::time::Instant::now();
-                for a in part {
-                    std::hint::black_box(tables.lookup(*a));
-                }
-                out.push(t.elapsed().as_nanos() as f64 / CHUNK as f64);
-            };
-            // Either order in turn: the first pass warms the CPU caches
-            // for the second.
-            if round % 2 == 0 {
-                time_uncached(&mut uncached);
-                time_cached(&mut cached);
-            } else {
-                time_cached(&mut cached);
-                time_uncached(&mut uncached);
+                times[way].push(t.elapsed().as_nanos() as f64 / CHUNK as f64);
             }
         }
-        let median = |v: &mut Vec<f64>| {
+        let rounds = times[0].len();
+        let medians = times.map(|mut v| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
-        };
-        let (c, u) = (median(&mut cached), median(&mut uncached));
+        });
         println!(
-            "paired {name}: {} rounds of {CHUNK}: cached {c:.0} ns, uncached {u:.0} ns median per lookup; ratio {:.2}",
-            cached.len(),
-            c / u
+            "paired {name}: {} rounds of {CHUNK}, median ns per lookup: {} {:.0}, {} {:.0}, {} {:.0}; flat/blocks {:.2}, flat/trees {:.2}",
+            rounds,
+            WAYS[0],
+            medians[0],
+            WAYS[1],
+            medians[1],
+            WAYS[2],
+            medians[2],
+            medians[0] / medians[1],
+            medians[0] / medians[2],
         );
     }
 }
@@ -171,42 +181,45 @@ fn lookups(c: &mut Criterion) {
         })
     });
     if let Some(real) = geolite2_city() {
+        // The real GeoLite2-City with the fixture ASN DB, cloud ranges and list.
         let cfg = NetIntelConfig {
             city_db: Some(real),
-            ..Default::default()
+            ..fixtures()
         };
+        let t = std::time::Instant::now();
         let n = NetIntel::open(&cfg, None).expect("GeoLite2-City");
+        let load = t.elapsed();
         let tables = n.snapshot();
+        let flat = tables.flat_v4_stats().expect("flattened");
         let located = addrs.iter().filter(|a| tables.lookup(**a).located).count();
         println!(
-            "GeoLite2-City: {located} of {} addresses located",
+            "GeoLite2-City + fixtures: loaded in {} ms, of which flattening IPv4 {} ms: {} intervals, {} distinct answers, {:.1} MiB; {located} of {} addresses located",
+            load.as_millis(),
+            flat.build.as_millis(),
+            flat.intervals,
+            flat.answers,
+            flat.bytes as f64 / (1 << 20) as f64,
             addrs.len()
         );
         // Random public addresses, 1M of them (far more /24s than the block
-        // cache holds, so nearly every lookup misses it): with the cache
-        // (what the engine calls) and without it, on the same stream.
+        // cache holds, so nearly every lookup misses it), and the mix.
         const N: usize = 1 << 20;
         let random: Vec<IpAddr> = (0..N).map(|_| rng.public_v4()).collect();
         let mix = realistic_mix(&mut rng, N);
         paired(&cfg, &random, &mix);
         for (name, stream) in [("random", &random), ("mix", &mix)] {
-            let mut i = 0;
-            g.bench_function(format!("geolite2_city_{name}_uncached"), |b| {
-                b.iter(|| {
-                    i = (i + 1) & (N - 1);
-                    tables.lookup_uncached(stream[i])
-                })
-            });
-            // A fresh load each time: the cache starts empty, as after a reload.
-            let n = NetIntel::open(&cfg, None).expect("GeoLite2-City");
-            let tables = n.snapshot();
-            let mut i = 0;
-            g.bench_function(format!("geolite2_city_{name}"), |b| {
-                b.iter(|| {
-                    i = (i + 1) & (N - 1);
-                    tables.lookup(stream[i])
-                })
-            });
+            for (way, suffix) in [(0, ""), (1, "_blocks"), (2, "_uncached")] {
+                // A fresh load each time: the caches start empty, as after a reload.
+                let n = NetIntel::open(&cfg, None).expect("GeoLite2-City");
+                let tables = n.snapshot();
+                let mut i = 0;
+                g.bench_function(format!("geolite2_city_{name}{suffix}"), |b| {
+                    b.iter(|| {
+                        i = (i + 1) & (N - 1);
+                        look(&tables, way, stream[i])
+                    })
+                });
+            }
         }
     }
     g.finish();
@@ -258,8 +271,74 @@ fn apply(engine: &Engine, evs: &[Ev]) -> usize {
     evs.len()
 }
 
+/// The engine without files, with the fixtures and with the real
+/// GeoLite2-City and the fixtures, each with IPv4 looked up in the
+/// flattened table (what runs) and as before it (`blocks`), interleaved as
+/// `paired` does: twenty rounds, each applying the events to a fresh engine
+/// of each kind in a rotating order; the medians of the rounds compared.
+fn engine_paired(evs: &[Ev]) {
+    let cfg = Config::default();
+    let mut kinds = vec![
+        ("without files", None, true),
+        ("fixtures", Some(fixtures()), true),
+        ("fixtures, blocks", Some(fixtures()), false),
+    ];
+    if let Some(real) = geolite2_city() {
+        let real = NetIntelConfig {
+            city_db: Some(real),
+            ..fixtures()
+        };
+        kinds.push(("GeoLite2-City + fixtures", Some(real.clone()), true));
+        kinds.push(("GeoLite2-City + fixtures, blocks", Some(real), false));
+    }
+    let metrics: Vec<Metrics> = kinds.iter().map(|_| Metrics::new()).collect();
+    let opened: Vec<Option<NetIntel>> = kinds
+        .iter()
+        .zip(&metrics)
+        .map(|((_, c, flat), m)| {
+            c.as_ref().map(|c| {
+                let n = NetIntel::open(c, Some(m)).expect("files");
+                n.snapshot().set_flat_v4(*flat);
+                n
+            })
+        })
+        .collect();
+    const ROUNDS: usize = 20;
+    let mut times = vec![Vec::new(); kinds.len()];
+    for round in 0..ROUNDS {
+        for k in 0..kinds.len() {
+            let kind = (round + k) % kinds.len();
+            let engine = Engine::with_parts(&cfg, None, opened[kind].clone());
+            let t = std::time::Instant::now();
+            std::hint::black_box(apply(&engine, evs));
+            times[kind].push(t.elapsed().as_nanos() as f64 / evs.len() as f64);
+        }
+    }
+    let medians: Vec<f64> = times
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    for (i, (name, _, _)) in kinds.iter().enumerate() {
+        let looked_up = metrics[i]
+            .netintel_lookups
+            .with_label_values(&["looked_up"])
+            .get();
+        println!(
+            "paired engine {name}: {:.0} ns per event median, {:.2}x without files; {} lookups per {} events",
+            medians[i],
+            medians[i] / medians[0],
+            looked_up / ROUNDS as u64,
+            evs.len()
+        );
+    }
+}
+
 fn engine(c: &mut Criterion) {
     let evs = events();
+    engine_paired(&evs);
     let cfg = Config::default();
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(evs.len() as u64));

@@ -8,11 +8,16 @@
 //! cannot be read keeps the previous tables in force (logged, counted).
 //!
 //! The per-event cost is one [`Tables::lookup`] when a key's source changes
-//! (the key's [`NetMemory`] keeps the last answer), answered from a cache of
-//! whole answers by /24 (/64) where every table answers the same for the
-//! whole block, and nothing at all when no file is configured. Names (city, organisation, list labels) are read
-//! only when a finding is described ([`Tables::describe`]).
+//! (the key's [`NetMemory`] keeps the last answer), and nothing at all when
+//! no file is configured. An IPv4 address is answered from one table of
+//! every table's IPv4 answers, flattened at load (`flat`: a few memory
+//! reads, where walking a MaxMind tree costs a cache miss per level); an
+//! IPv6 address from a cache of whole answers by /64 where every table
+//! answers the same for the whole block, or from the tables. Names (city,
+//! organisation, list labels) are read only when a finding is described
+//! ([`Tables::describe`]).
 
+mod flat;
 pub mod memory;
 pub mod ranges;
 
@@ -30,6 +35,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
+pub use flat::FlatStats;
 pub use memory::NetMemory;
 use ranges::{addr_key, RangeTable};
 
@@ -283,6 +289,58 @@ fn place(rec: CityFast<'_>) -> Place {
     out
 }
 
+/// The city fields of a record found by a lookup (the default when it
+/// cannot be decoded, as when nothing is found).
+fn decode_place(found: &maxminddb::LookupResult<'_, Vec<u8>>) -> Place {
+    found
+        .decode::<CityFast<'_>>()
+        .ok()
+        .flatten()
+        .map_or_else(Place::default, place)
+}
+
+/// The ASN of a record found by a lookup (0: none or unreadable).
+fn decode_asn(found: &maxminddb::LookupResult<'_, Vec<u8>>) -> u32 {
+    found
+        .decode::<AsnFast>()
+        .ok()
+        .flatten()
+        .and_then(|rec| rec.autonomous_system_number)
+        .unwrap_or(0)
+}
+
+/// Every table's IPv4 answers merged into one [`flat::FlatV4`].
+fn flatten_v4(
+    city: Option<&Reader<Vec<u8>>>,
+    asn: Option<&Reader<Vec<u8>>>,
+    cloud: &RangeTable<u32>,
+    lists: &RangeTable<u64>,
+) -> Option<flat::FlatV4> {
+    let started = std::time::Instant::now();
+    let city = match city {
+        Some(r) => flat::mmdb_steps(r, decode_place)?,
+        None => vec![(0, Place::default())],
+    };
+    let asn = match asn {
+        Some(r) => flat::mmdb_steps(r, decode_asn)?,
+        None => vec![(0, 0)],
+    };
+    Some(flat::FlatV4::build(
+        &city,
+        &asn,
+        &cloud.v4_steps(),
+        &lists.v4_steps(),
+        |info, p: Place| {
+            info.country = p.country;
+            info.lat = p.lat;
+            info.lon = p.lon;
+            info.accuracy_km = p.accuracy_km;
+            info.located = p.located;
+        },
+        started,
+    ))
+}
+
 /// Numbers each load is tagged with, so a key's cached answer from older
 /// tables is looked up again.
 static GENERATION: AtomicU32 = AtomicU32::new(1);
@@ -319,6 +377,11 @@ pub struct Tables {
     /// Whole answers by /24 (IPv6 /64), where every table answers the
     /// same for the whole block.
     answers: AnswerCache,
+    /// Every IPv4 answer, flattened at load (`None`: a MaxMind DB whose
+    /// tree does not list its networks in order; IPv4 walks the trees).
+    v4: Option<flat::FlatV4>,
+    /// Whether [`Tables::lookup`] reads `v4` (see [`Tables::set_flat_v4`]).
+    flat_on: std::sync::atomic::AtomicBool,
 }
 
 /// The block an address's answer may be shared in: its IPv4 /24 or IPv6
@@ -344,9 +407,10 @@ fn mmdb_covers_block(ip: IpAddr, network: Option<(bool, u8)>) -> bool {
 }
 
 /// Whole answers ([`NetInfo`]) by the address block they hold for: the
-/// addresses of one /24 share one answer when every table (the MaxMind
-/// DBs' networks, the cloud and list intervals) covers the whole /24, as
-/// a GeoLite2 network almost always does. An answer that differs inside
+/// addresses of one /64 (or /24, for [`Tables::lookup_blocks`]; IPv4
+/// lookups use the flattened table) share one answer when every table (the
+/// MaxMind DBs' networks, the cloud and list intervals) covers the whole
+/// block, as a GeoLite2 network almost always does. An answer that differs inside
 /// the block is never stored (those addresses are looked up each time), so
 /// the cache is exact. Direct-mapped, [`AnswerCache::SLOTS`] slots each
 /// behind its own lock; it belongs to one load of the tables, so a reload
@@ -357,7 +421,7 @@ struct AnswerCache {
 
 impl AnswerCache {
     /// 32768 slots of 64 bytes: 2 MiB per load (a GeoLite2-City file is
-    /// 30 times that); the busy /24s of a large fleet rarely share a slot.
+    /// 30 times that); the busy /64s of a large fleet rarely share a slot.
     const SLOTS: usize = 32768;
     /// No block starts here (a block's low bits are zeros).
     const EMPTY: u128 = u128::MAX;
@@ -531,6 +595,19 @@ impl Tables {
         };
         let alerting = mask(ListKind::alerts);
         let unplaced = mask(|k| !matches!(k, ListKind::Threat));
+        let v4 = flatten_v4(city.as_ref(), asn.as_ref(), &cloud, &lists);
+        match v4.as_ref().map(flat::FlatV4::stats) {
+            Some(s) => tracing::info!(
+                intervals = s.intervals,
+                answers = s.answers,
+                mib = s.bytes as f64 / (1 << 20) as f64,
+                ms = s.build.as_millis() as u64,
+                "IPv4 answers flattened"
+            ),
+            None => tracing::warn!(
+                "a MaxMind DB's IPv4 networks are not in order; IPv4 lookups walk its tree"
+            ),
+        }
         let mmdb_len = |r: &Option<Reader<Vec<u8>>>| {
             r.as_ref().map_or(0, |r| r.metadata().node_count as usize)
         };
@@ -554,14 +631,37 @@ impl Tables {
             city_records: RecordCache::new(),
             asn_records: RecordCache::new(),
             answers: AnswerCache::new(),
+            v4,
+            flat_on: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
     /// What `ip` is: the numbers the detectors judge on every new source.
-    /// Answered from the block cache when the address's /24 (/64) is one
-    /// answer throughout; looked up otherwise.
+    /// An IPv4 address is answered from the flattened table (a handful of
+    /// memory reads); an IPv6 one from the block cache when its /64 is one
+    /// answer throughout, looked up in every table otherwise.
     pub fn lookup(&self, ip: IpAddr) -> NetInfo {
         self.counters.looked_up.inc();
+        match (ip, &self.v4) {
+            (IpAddr::V4(a), Some(v4)) if self.flat_on.load(Ordering::Relaxed) => {
+                v4.get(u32::from(a))
+            }
+            _ => self.lookup_blocks(ip),
+        }
+    }
+
+    /// Whether [`Tables::lookup`] answers IPv4 from the flattened table
+    /// (from the load on) or, `false`, as [`Tables::lookup_blocks`]: for
+    /// measuring the engine with either; the answers are the same.
+    #[doc(hidden)]
+    pub fn set_flat_v4(&self, on: bool) {
+        self.flat_on.store(on, Ordering::Relaxed);
+    }
+
+    /// [`Tables::lookup`] as it was before IPv4 was flattened: the block
+    /// cache, then the MaxMind trees and the range tables (for measuring
+    /// the flattened table against it).
+    pub fn lookup_blocks(&self, ip: IpAddr) -> NetInfo {
         let (lo, hi) = block_of(ip);
         if let Some(info) = self.answers.get(lo) {
             return info;
@@ -573,10 +673,16 @@ impl Tables {
         info
     }
 
-    /// [`Tables::lookup`] without the block cache (for measuring it).
+    /// The MaxMind trees and the range tables alone, without the block
+    /// cache or the flattened table: the answer both must give.
     pub fn lookup_uncached(&self, ip: IpAddr) -> NetInfo {
         let (lo, hi) = block_of(ip);
         self.lookup_tables(ip, lo, hi).0
+    }
+
+    /// What the flattened IPv4 table holds and how long it took to build.
+    pub fn flat_v4_stats(&self) -> Option<FlatStats> {
+        self.v4.as_ref().map(flat::FlatV4::stats)
     }
 
     /// Looks `ip` up in every table; says too whether the answer holds for
@@ -592,13 +698,7 @@ impl Tables {
                         found.network().ok().map(|n| (n.is_ipv4(), n.prefix())),
                     );
                     if let Some(offset) = found.offset() {
-                        let place = self.city_records.get(offset, || {
-                            found
-                                .decode::<CityFast<'_>>()
-                                .ok()
-                                .flatten()
-                                .map_or_else(Place::default, place)
-                        });
+                        let place = self.city_records.get(offset, || decode_place(&found));
                         info.country = place.country;
                         info.lat = place.lat;
                         info.lon = place.lon;
@@ -617,14 +717,7 @@ impl Tables {
                         found.network().ok().map(|n| (n.is_ipv4(), n.prefix())),
                     );
                     if let Some(offset) = found.offset() {
-                        info.asn = self.asn_records.get(offset, || {
-                            found
-                                .decode::<AsnFast>()
-                                .ok()
-                                .flatten()
-                                .and_then(|rec| rec.autonomous_system_number)
-                                .unwrap_or(0)
-                        });
+                        info.asn = self.asn_records.get(offset, || decode_asn(&found));
                     }
                 }
                 Err(_) => whole = false,

@@ -119,6 +119,31 @@ impl<V: Copy> RangeTable<V> {
         (None, after_prev && before_next)
     }
 
+    /// The table over the IPv4 addresses as a step function: from each
+    /// start (an IPv4 address, the first at 0) up to the next, the value
+    /// ([`None`] in a gap), as [`RangeTable::get`] answers for the
+    /// IPv4-mapped key.
+    pub fn v4_steps(&self) -> Vec<(u32, Option<V>)> {
+        let base = addr_key(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let top = base + u128::from(u32::MAX);
+        let mut out: Vec<(u32, Option<V>)> = vec![(0, None)];
+        for i in 0..self.starts.len() {
+            let (s, e) = (self.starts[i], self.ends[i]);
+            if e < base || s > top {
+                continue;
+            }
+            let (s, e) = ((s.max(base) - base) as u32, (e.min(top) - base) as u32);
+            match out.last_mut() {
+                Some(last) if last.0 == s => *last = (s, Some(self.values[i])),
+                _ => out.push((s, Some(self.values[i]))),
+            }
+            if let Some(after) = e.checked_add(1) {
+                out.push((after, None));
+            }
+        }
+        out
+    }
+
     /// Disjoint intervals held.
     pub fn len(&self) -> usize {
         self.starts.len()

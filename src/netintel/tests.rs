@@ -748,8 +748,9 @@ fn the_block_cache_answers_exactly_what_a_lookup_does() {
             for i in 0..256u32 {
                 let i = if order { 255 - i } else { i };
                 let a = ip(&format!("{block}.{i}"));
-                assert_eq!(fresh.lookup(a), fresh.lookup_uncached(a), "{a}");
-                assert_eq!(fresh.lookup(a), t.lookup_uncached(a), "{a} again");
+                assert_eq!(fresh.lookup_blocks(a), fresh.lookup_uncached(a), "{a}");
+                assert_eq!(fresh.lookup_blocks(a), t.lookup_uncached(a), "{a} again");
+                assert_eq!(fresh.lookup(a), t.lookup_uncached(a), "{a} flattened");
             }
         }
     }
@@ -792,10 +793,8 @@ fn a_reload_starts_the_block_cache_afresh() {
     assert_ne!(n.snapshot().lookup(ip("185.220.101.7")).lists, 0);
 }
 
-/// The real GeoLite2-City (the `maxminddb-geolite2` package), when present:
-/// cached and uncached answers agree for addresses that share /24s.
-#[test]
-fn the_block_cache_is_exact_on_the_real_geolite2_city() {
+/// The real GeoLite2-City (the `maxminddb-geolite2` package), when present.
+fn geolite2_city() -> Option<PathBuf> {
     let path = std::env::var_os("KEYWATCH_GEOLITE2_CITY").map_or_else(
         || {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -803,10 +802,19 @@ fn the_block_cache_is_exact_on_the_real_geolite2_city() {
         },
         PathBuf::from,
     );
-    if !path.exists() {
+    if path.exists() {
+        Some(path)
+    } else {
         eprintln!("skipped: no GeoLite2-City (set KEYWATCH_GEOLITE2_CITY)");
-        return;
+        None
     }
+}
+
+/// The real GeoLite2-City, when present: the block cache's answers and
+/// the trees' agree for addresses that share /24s.
+#[test]
+fn the_block_cache_is_exact_on_the_real_geolite2_city() {
+    let Some(path) = geolite2_city() else { return };
     let cfg = NetIntelConfig {
         city_db: Some(path),
         ..Default::default()
@@ -818,15 +826,139 @@ fn the_block_cache_is_exact_on_the_real_geolite2_city() {
     for _ in 0..2000 {
         let base = (rng.next() as u32) & 0xFFFF_FF00;
         let first = IpAddr::from(std::net::Ipv4Addr::from(base | (rng.next() as u32 & 0xFF)));
-        let answer = t.lookup(first);
+        let answer = t.lookup_blocks(first);
         for _ in 0..8 {
             let a = IpAddr::from(std::net::Ipv4Addr::from(base | (rng.next() as u32 & 0xFF)));
             let exact = t.lookup_uncached(a);
-            assert_eq!(t.lookup(a), exact, "{a} after {first}");
+            assert_eq!(t.lookup_blocks(a), exact, "{a} after {first}");
             differ += usize::from(exact != answer);
         }
     }
     eprintln!("{differ} of 16000 addresses answered unlike the first of their /24");
+}
+
+/// What checking the flattened IPv4 table against the trees saw.
+#[derive(Debug, Default)]
+struct Seen {
+    compared: usize,
+    located: usize,
+    asn: usize,
+    cloud: usize,
+    lists: usize,
+}
+
+/// Compares the flattened IPv4 table ([`Tables::lookup`]) with the trees
+/// and range tables ([`Tables::lookup_uncached`]) at `random` random
+/// addresses, and at both sides of the first and last address of every
+/// `every`-th network of each MaxMind DB, every cloud and list interval
+/// and every `every`-th interval of the flattened table itself (where an
+/// off-by-one would show).
+fn assert_flat_is_exact(t: &Tables, random: usize, every: usize) -> Seen {
+    assert!(t.v4.is_some(), "IPv4 is flattened");
+    let mut seen = Seen::default();
+    let mut check = |a: u32| {
+        let ip = IpAddr::from(std::net::Ipv4Addr::from(a));
+        let (flat, exact) = (t.lookup(ip), t.lookup_uncached(ip));
+        assert_eq!(flat, exact, "{ip}: flattened table against the trees");
+        seen.compared += 1;
+        seen.located += usize::from(exact.located);
+        seen.asn += usize::from(exact.asn != 0);
+        seen.cloud += usize::from(exact.cloud != 0);
+        seen.lists += usize::from(exact.lists != 0);
+    };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for _ in 0..random {
+        check(rng.next() as u32);
+    }
+    let mut edges = |start: u32, end: u32| {
+        for a in [start.wrapping_sub(1), start, end, end.wrapping_add(1)] {
+            check(a);
+        }
+    };
+    for r in [&t.city, &t.asn].into_iter().flatten() {
+        let all = r
+            .within("0.0.0.0/0".parse().unwrap(), Default::default())
+            .unwrap();
+        for found in all.step_by(every) {
+            let net = found.unwrap().network().unwrap();
+            if let (IpAddr::V4(s), IpAddr::V4(e)) = (net.network(), net.broadcast()) {
+                edges(u32::from(s), u32::from(e));
+            }
+        }
+    }
+    for steps in [
+        t.cloud.v4_steps().iter().map(|s| s.0).collect::<Vec<_>>(),
+        t.lists.v4_steps().iter().map(|s| s.0).collect(),
+    ] {
+        for s in steps {
+            edges(s, s);
+        }
+    }
+    for s in t.v4.as_ref().unwrap().starts().into_iter().step_by(every) {
+        edges(s, s);
+    }
+    seen
+}
+
+#[test]
+fn the_flattened_ipv4_table_answers_exactly_what_the_trees_do() {
+    let t = tables();
+    let seen = assert_flat_is_exact(&t, 20_000, 1);
+    assert!(
+        seen.located > 0 && seen.asn > 0 && seen.cloud > 0 && seen.lists > 0,
+        "{seen:?}"
+    );
+    // Fewer tables, and none: the flattened table still answers as they do.
+    for cfg in [
+        NetIntelConfig {
+            lists: fixture_config().lists,
+            ..Default::default()
+        },
+        NetIntelConfig {
+            asn_db: Some(fixture("asn.mmdb")),
+            ..Default::default()
+        },
+    ] {
+        let n = NetIntel::open(&cfg, None).unwrap();
+        assert_flat_is_exact(&n.snapshot(), 2_000, 1);
+    }
+    // The other tree shapes: an IPv4-only city database, and an IPv6 ASN
+    // database without an IPv4 subtree, whose one record (::/1) answers
+    // every IPv4 address.
+    let n = NetIntel::open(
+        &NetIntelConfig {
+            city_db: Some(fixture("city-v4.mmdb")),
+            asn_db: Some(fixture("asn-v6.mmdb")),
+            ..fixture_config()
+        },
+        None,
+    )
+    .unwrap();
+    let t = n.snapshot();
+    let seen = assert_flat_is_exact(&t, 20_000, 1);
+    assert_eq!(seen.asn, seen.compared, "{seen:?}");
+    let berlin = t.lookup(ip("81.0.3.4"));
+    assert_eq!((berlin.country_str(), berlin.asn), (Some("DE"), 64496));
+    assert_eq!(t.lookup(ip("10.0.0.1")).asn, 64496);
+}
+
+/// The real GeoLite2-City with the fixture ASN DB, cloud ranges and lists,
+/// when present: the flattened table answers as the trees do at 200,000
+/// random addresses and at the edges of 1 network in 8 and of 1 flattened
+/// interval in 8.
+#[test]
+fn the_flattened_ipv4_table_is_exact_on_the_real_geolite2_city() {
+    let Some(path) = geolite2_city() else { return };
+    let cfg = NetIntelConfig {
+        city_db: Some(path),
+        ..fixture_config()
+    };
+    let n = NetIntel::open(&cfg, None).unwrap();
+    let t = n.snapshot();
+    let seen = assert_flat_is_exact(&t, 200_000, 8);
+    eprintln!("{seen:?}; {:?}", t.flat_v4_stats().unwrap());
+    assert!(seen.compared > 1_000_000, "{seen:?}");
+    assert!(seen.located > seen.compared / 2, "{seen:?}");
 }
 
 /// Attacker's test for the "places already jump" rule: a key used from a

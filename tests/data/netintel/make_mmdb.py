@@ -5,7 +5,10 @@
 
 The places and owners are made up for the tests (the addresses are
 documentation and ordinary public ranges; nothing here is real data).
-Output: city.mmdb (GeoIP2-City layout) and asn.mmdb (GeoLite2-ASN layout).
+Output: city.mmdb (GeoIP2-City layout) and asn.mmdb (GeoLite2-ASN layout);
+city-v4.mmdb, the same places in an IPv4-only database, and asn-v6.mmdb, an
+IPv6 database without an IPv4 subtree whose one record covers ::/1 (so
+every IPv4 address), for the flattened IPv4 table's other tree shapes.
 """
 
 import os
@@ -54,6 +57,22 @@ def main():
         })
     city.to_db_file(os.path.join(HERE, "city.mmdb"))
     asn.to_db_file(os.path.join(HERE, "asn.mmdb"))
+    city4 = MMDBWriter(ip_version=4, database_type="GeoIP2-City",
+                       languages=["en"], description={"en": "keywatch test fixture"})
+    for net, (cc, name, lat, lon, acc, _, _) in PLACES.items():
+        city4.insert_network(IPSet([net]), {
+            "country": {"iso_code": cc},
+            "location": {"latitude": MmdbF64(lat), "longitude": MmdbF64(lon),
+                         "accuracy_radius": MmdbU16(acc)},
+        })
+    city4.to_db_file(os.path.join(HERE, "city-v4.mmdb"))
+    asn6 = MMDBWriter(ip_version=6, ipv4_compatible=False, database_type="GeoLite2-ASN",
+                      languages=["en"], description={"en": "keywatch test fixture"})
+    asn6.insert_network(IPSet(["::/1"]), {
+        "autonomous_system_number": MmdbU32(64496),
+        "autonomous_system_organization": "Example Wide Net",
+    })
+    asn6.to_db_file(os.path.join(HERE, "asn-v6.mmdb"))
 
 
 if __name__ == "__main__":
