@@ -22,7 +22,7 @@ mod progress;
 mod shards;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -275,6 +275,15 @@ pub fn replay_into(
         .collect();
     pending.sort_unstable();
     let mut pending = pending.into_iter().peekable();
+    // With `--jobs` 2 or more, the next files in line are opened ahead of
+    // the merge: a file is needed as soon as the merge reaches its start,
+    // so without this one decode thread would work at a time. Each holds at
+    // most a document and two batches until the merge takes it.
+    let read_ahead = match opts.jobs {
+        0 | 1 => 0,
+        n => 2 * n,
+    };
+    let mut ahead: VecDeque<(i64, u32, Result<Stream, String>)> = VecDeque::new();
 
     let mut apply = Apply {
         engine,
@@ -296,7 +305,10 @@ pub fn replay_into(
     // Open files by their watermark: no event below it is still to come.
     let mut laggards: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::new();
     loop {
-        let next_file = pending.peek().map(|&(bound, _)| bound);
+        let next_file = ahead
+            .front()
+            .map(|a| a.0)
+            .or_else(|| pending.peek().map(|&(bound, _)| bound));
         let next_open = laggards.peek().map(|Reverse((wm, _))| *wm);
         let frontier = next_file
             .unwrap_or(i64::MAX)
@@ -316,11 +328,21 @@ pub fn replay_into(
             (None, Some(_)) => false,
         };
         if take_file {
-            let Some((bound, index)) = pending.next() else {
-                break;
+            let (bound, index, stream) = match ahead.pop_front() {
+                Some(a) => a,
+                None => {
+                    let Some((bound, index)) = pending.next() else {
+                        break;
+                    };
+                    (bound, index, opener.stream(&files[index as usize], index))
+                }
             };
+            while ahead.len() < read_ahead {
+                let Some((b, i)) = pending.next() else { break };
+                ahead.push_back((b, i, opener.stream(&files[i as usize], i)));
+            }
             let file = &files[index as usize];
-            match opener.stream(file, index) {
+            match stream {
                 Ok(stream) => {
                     open[index as usize] = Some(Open {
                         stream,
