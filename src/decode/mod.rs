@@ -240,14 +240,28 @@ impl Decoder {
             return Err(DecodeError::TooLarge);
         }
         let mut de = serde_json::Deserializer::from_slice(input);
+        self.walk(&mut de, &mut out)
+            .and_then(|()| de.end())
+            .map_err(|e| DecodeError::classify(&e))
+    }
+
+    /// Walks one JSON value of `de`, handing every record to `out` as an
+    /// event or a skip reason.
+    fn walk<'de, R, F>(
+        &self,
+        de: &mut serde_json::Deserializer<R>,
+        out: &mut F,
+    ) -> Result<(), serde_json::Error>
+    where
+        R: serde_json::de::Read<'de>,
+        F: FnMut(Result<AuditEvent<'de>, SkipReason>),
+    {
         let mut emit = |rec: Record<'de>| out(self.event(rec));
         MessageSeed {
             trie: &self.trie,
             emit: &mut emit,
         }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| DecodeError::classify(&e))
+        .deserialize(de)
     }
 
     /// As [`Decoder::decode_reader`], for values already in memory: parsed
@@ -271,13 +285,8 @@ impl Decoder {
             }
             *values += 1;
             let mut de = serde_json::Deserializer::from_slice(rest);
-            let mut emit = |rec: Record<'de>| out(self.event(rec));
-            MessageSeed {
-                trie: &self.trie,
-                emit: &mut emit,
-            }
-            .deserialize(&mut de)
-            .map_err(|e| DecodeError::classify(&e))?;
+            self.walk(&mut de, &mut out)
+                .map_err(|e| DecodeError::classify(&e))?;
             if de.end().is_ok() {
                 return Ok(());
             }
@@ -321,13 +330,7 @@ impl Decoder {
             // A fresh deserializer per value: one that ends in `}` or `]`
             // reads no byte past its end, so the next value starts intact.
             let mut de = serde_json::Deserializer::from_reader(&mut *reader);
-            let mut emit = |rec: Record<'static>| out(self.event(rec));
-            MessageSeed {
-                trie: &self.trie,
-                emit: &mut emit,
-            }
-            .deserialize(&mut de)
-            .map_err(|e| {
+            self.walk(&mut de, &mut out).map_err(|e| {
                 if e.is_io() {
                     ReadError::Io(std::io::Error::other(e.to_string()))
                 } else {
