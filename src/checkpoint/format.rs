@@ -23,34 +23,35 @@ use serde::Deserialize;
 
 use super::{Checkpoint, Section};
 use crate::engine::legacy::{KeyStateV1, KeyStateV2};
+use crate::engine::KeyState;
 
-/// A version 1 body.
+/// A version 1 or 2 body: today's shape around an older per-key state `S`
+/// ([`KeyStateV1`], or [`KeyStateV2`] without the network memory), each
+/// converted as it is read.
 #[derive(Deserialize)]
-struct CheckpointV1 {
+struct OldCheckpoint<S> {
     written_at_ms: i64,
-    sections: Vec<SectionV1>,
-    principals: Vec<(CompactString, KeyStateV1)>,
+    sections: Vec<OldSection<S>>,
+    principals: Vec<(CompactString, S)>,
 }
 
 #[derive(Deserialize)]
-struct SectionV1 {
+struct OldSection<S> {
     topic: String,
     partition: i32,
     resume: Option<i64>,
-    keys: Vec<(CompactString, KeyStateV1)>,
+    keys: Vec<(CompactString, S)>,
 }
 
-fn upgrade(
-    keys: Vec<(CompactString, KeyStateV1)>,
-) -> Vec<(CompactString, crate::engine::KeyState)> {
+fn upgrade<S: Into<KeyState>>(keys: Vec<(CompactString, S)>) -> Vec<(CompactString, KeyState)> {
     keys.into_iter().map(|(k, s)| (k, s.into())).collect()
 }
 
-impl From<CheckpointV1> for Checkpoint {
-    fn from(v1: CheckpointV1) -> Checkpoint {
+impl<S: Into<KeyState>> From<OldCheckpoint<S>> for Checkpoint {
+    fn from(old: OldCheckpoint<S>) -> Checkpoint {
         Checkpoint {
-            written_at_ms: v1.written_at_ms,
-            sections: v1
+            written_at_ms: old.written_at_ms,
+            sections: old
                 .sections
                 .into_iter()
                 .map(|s| Section {
@@ -60,48 +61,7 @@ impl From<CheckpointV1> for Checkpoint {
                     keys: upgrade(s.keys),
                 })
                 .collect(),
-            principals: upgrade(v1.principals),
-        }
-    }
-}
-
-/// A version 2 body: the per-key state without its network memory.
-#[derive(Deserialize)]
-struct CheckpointV2 {
-    written_at_ms: i64,
-    sections: Vec<SectionV2>,
-    principals: Vec<(CompactString, KeyStateV2)>,
-}
-
-#[derive(Deserialize)]
-struct SectionV2 {
-    topic: String,
-    partition: i32,
-    resume: Option<i64>,
-    keys: Vec<(CompactString, KeyStateV2)>,
-}
-
-fn upgrade_v2(
-    keys: Vec<(CompactString, KeyStateV2)>,
-) -> Vec<(CompactString, crate::engine::KeyState)> {
-    keys.into_iter().map(|(k, s)| (k, s.into())).collect()
-}
-
-impl From<CheckpointV2> for Checkpoint {
-    fn from(v2: CheckpointV2) -> Checkpoint {
-        Checkpoint {
-            written_at_ms: v2.written_at_ms,
-            sections: v2
-                .sections
-                .into_iter()
-                .map(|s| Section {
-                    topic: s.topic,
-                    partition: s.partition,
-                    resume: s.resume,
-                    keys: upgrade_v2(s.keys),
-                })
-                .collect(),
-            principals: upgrade_v2(v2.principals),
+            principals: upgrade(old.principals),
         }
     }
 }
@@ -124,7 +84,7 @@ pub(crate) fn encode_v2(cp: &Checkpoint) -> Vec<u8> {
         sections: Vec<SectionOut>,
         principals: Vec<(CompactString, KeyStateV2)>,
     }
-    let down = |keys: &[(CompactString, crate::engine::KeyState)]| {
+    let down = |keys: &[(CompactString, KeyState)]| {
         keys.iter()
             .map(|(k, s)| (k.clone(), KeyStateV2::from(s.clone())))
             .collect::<Vec<_>>()
@@ -262,12 +222,12 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return Err(CheckpointError::Checksum { found, expected });
     }
     if version == 1 {
-        return postcard::from_bytes::<CheckpointV1>(body)
+        return postcard::from_bytes::<OldCheckpoint<KeyStateV1>>(body)
             .map(Checkpoint::from)
             .map_err(|e| CheckpointError::Body(format!("version 1: {e}")));
     }
     if version == 2 {
-        return postcard::from_bytes::<CheckpointV2>(body)
+        return postcard::from_bytes::<OldCheckpoint<KeyStateV2>>(body)
             .map(Checkpoint::from)
             .map_err(|e| CheckpointError::Body(format!("version 2: {e}")));
     }
