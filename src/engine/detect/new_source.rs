@@ -51,15 +51,12 @@
 //! networks are one incident.
 
 use serde_json::json;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::{human_secs, Ctx, Report, DAY};
 use crate::config::NewSourceConfig;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
-use crate::engine::state::{
-    value_hash, KeyState, NetworkSummary, Secs, SourceFacts, ValueKind, BURST_NETWORKS,
-};
+use crate::engine::state::{KeyState, NetworkSummary, Secs, SourceFacts, BURST_NETWORKS};
 use crate::netintel::{NetInfo, OwnerClass, Tables};
 
 /// Burst days (recent) after which a key draws from a pool by design.
@@ -272,14 +269,11 @@ pub fn check(
         return;
     }
     // Evidence only: the client never lowers the severity.
-    let usual_client = ctx.ev.user_agent.as_deref().is_some_and(|ua| {
-        let fam = super::new_user_agent::family(ua);
-        state.values.knows(
-            value_hash(ValueKind::UserAgent, 0, xxh3_64(fam.as_bytes())),
-            now,
-            forget_s,
-        )
-    });
+    // The family's hash is worked out once per event (`Ctx::user_agent`);
+    // a user agent that names no client is never recorded, so never usual.
+    let usual_client = ctx
+        .user_agent
+        .is_some_and(|(_, hash)| state.values.knows(hash, now, forget_s));
     let source = ctx.source_text();
     let network = id.network_display();
     let summary = format!(
