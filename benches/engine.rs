@@ -235,9 +235,8 @@ fn bench_format(
                 Pipeline::new(&cfg, engine, metrics, std::sync::Arc::new(|_| {})).unwrap()
             },
             |mut pipeline| {
-                let now = std::time::Instant::now();
                 for (i, e) in events.iter().enumerate() {
-                    let _ = pipeline.apply_at(e, now, Some((1, i as i64)));
+                    let _ = pipeline.apply_at(e, None, Some((1, i as i64)));
                 }
                 pipeline
             },

@@ -39,12 +39,12 @@ pub struct Pipeline {
     success: IntCounter,
     failure: IntCounter,
     found: Vec<Finding>,
-    messages: u64,
 }
 
-/// Every how many messages a latency histogram is fed (the processing
-/// latency here, the source latency in the Kafka source): quantiles stay
-/// true, the clock and the histogram's lock stay off most messages.
+/// Every how many messages the Kafka source samples the latency histograms
+/// (its source latency, and the processing latency of the same messages
+/// here): quantiles stay true, while the clock and the histograms' locks
+/// stay off most messages.
 pub(crate) const LATENCY_SAMPLE: u64 = 8;
 
 impl Pipeline {
@@ -71,7 +71,6 @@ impl Pipeline {
             metrics,
             on_finding,
             found: Vec::new(),
-            messages: 0,
         })
     }
 
@@ -81,8 +80,8 @@ impl Pipeline {
     }
 
     /// Applies one message. `arrived` is when it was taken from the source,
-    /// for the processing-latency metric.
-    pub fn apply(&mut self, payload: &[u8], arrived: Instant) -> Verdict {
+    /// for a message the processing-latency metric samples.
+    pub fn apply(&mut self, payload: &[u8], arrived: Option<Instant>) -> Verdict {
         self.apply_at(payload, arrived, None)
     }
 
@@ -92,7 +91,7 @@ impl Pipeline {
     pub fn apply_at(
         &mut self,
         payload: &[u8],
-        arrived: Instant,
+        arrived: Option<Instant>,
         at: Option<(u16, i64)>,
     ) -> Verdict {
         let mut invalid = 0u32;
@@ -145,10 +144,7 @@ impl Pipeline {
             }
             (self.on_finding)(&f);
         }
-        // One message in eight feeds the latency histogram: the quantiles
-        // stay true and the histogram's lock stays off most messages.
-        self.messages = self.messages.wrapping_add(1);
-        if self.messages % LATENCY_SAMPLE == 0 {
+        if let Some(arrived) = arrived {
             self.metrics.processing_latency.record(arrived.elapsed());
         }
         match decoded {
@@ -188,7 +184,7 @@ mod tests {
             Arc::new(move |_| *counter.lock().unwrap() += 1),
         )
         .unwrap();
-        let now = Instant::now();
+        let now = Some(Instant::now());
         assert_eq!(
             p.apply(br#"{"time":"2026-01-05T10:00:00Z","key_id":"k1"}"#, now),
             Verdict::Applied

@@ -74,6 +74,22 @@ impl SourceId {
         }
     }
 
+    /// Masks that give, from any other source's packed id, what compares
+    /// equal to this one's [`SourceId::network`] and
+    /// [`SourceId::wide_network`] exactly when those are equal: the
+    /// spaces never overlap (IPv4 below 2^32, a named source's top byte
+    /// 0xff), so one AND per remembered source tells both without branching
+    /// on its kind.
+    pub fn network_masks(self) -> (u64, u64) {
+        if self.is_v4() {
+            (!0xFF, !0xFFFF)
+        } else if self.is_named() {
+            (!0, !0)
+        } else {
+            (!0, !0xFFFF)
+        }
+    }
+
     /// The network as text, for evidence (`203.0.113.0/24`, `2001:db8:1:2::/64`).
     pub fn network_display(self) -> String {
         if self.is_named() {
@@ -127,6 +143,38 @@ mod tests {
         assert_eq!(a.wide_network(), id("2001:db8:1:3::10").wide_network());
         assert_eq!(a.network_display(), "2001:db8:1:2::/64");
         assert_eq!(id("::ffff:203.0.113.7"), id("203.0.113.7"));
+    }
+
+    #[test]
+    fn masks_compare_networks_across_kinds() {
+        let ids = [
+            id("203.0.113.7"),
+            id("203.0.113.200"),
+            id("203.0.114.7"),
+            id("203.1.113.7"),
+            id("0.0.0.1"),
+            id("2001:db8:1:2::10"),
+            id("2001:db8:1:3::10"),
+            id("2001:db9:1:2::10"),
+            id("::1"),
+            id("AWS Internal"),
+            id("s3.amazonaws.com"),
+        ];
+        for a in ids {
+            let (net, wide) = a.network_masks();
+            for b in ids {
+                assert_eq!(
+                    b.0 & net == a.network(),
+                    b.network() == a.network(),
+                    "{a:?} against {b:?}: network"
+                );
+                assert_eq!(
+                    b.0 & wide == a.wide_network(),
+                    b.wide_network() == a.wide_network(),
+                    "{a:?} against {b:?}: wider network"
+                );
+            }
+        }
     }
 
     #[test]

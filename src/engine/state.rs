@@ -145,8 +145,8 @@ impl SourceSet {
     /// Facts about `id` as of `now`, before it is recorded.
     pub fn facts(&self, id: SourceId, now: Secs, forget_s: u32, window_start: Secs) -> SourceFacts {
         let fresh = now.saturating_sub(forget_s);
-        let net = id.network();
-        let wide = id.wide_network();
+        let (net, wide) = (id.network(), id.wide_network());
+        let (net_mask, wide_mask) = id.network_masks();
         let mut facts = SourceFacts {
             address_known: false,
             network_known: false,
@@ -168,12 +168,12 @@ impl SourceSet {
             if e.id == id {
                 facts.address_known = true;
             }
-            let en = e.id.network();
+            let en = e.id.0 & net_mask;
             if en == net {
                 facts.network_known = true;
                 facts.network_in_window |= e.last_seen >= window_start;
                 facts.network_first_seen = facts.network_first_seen.min(e.first_seen);
-            } else if e.id.wide_network() == wide && !sibling_nets.contains(&en) {
+            } else if e.id.0 & wide_mask == wide && !sibling_nets.contains(&en) {
                 sibling_nets.push(en);
             }
         }
@@ -253,19 +253,31 @@ impl SourceSet {
         out
     }
 
-    /// Records a use; returns whether an entry was evicted to make room.
+    /// Records a use; returns whether an entry was evicted to make room
+    /// (the least recently used, the first of them on a tie).
+    ///
+    /// One pass finds the source or, failing that, the entry to evict.
     pub fn record(&mut self, id: SourceId, now: Secs, cap: usize) -> bool {
-        remember(
-            &mut self.entries,
-            cap,
-            now,
-            |e| e.id == id,
-            || SourceSeen {
-                id,
-                first_seen: now,
-                last_seen: now,
-            },
-        )
+        let mut oldest = (0, Secs::MAX);
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            if e.id == id {
+                e.last_seen = e.last_seen.max(now);
+                return false;
+            }
+            if e.last_seen < oldest.1 {
+                oldest = (i, e.last_seen);
+            }
+        }
+        let evicted = !self.entries.is_empty() && self.entries.len() >= cap;
+        if evicted {
+            self.entries.swap_remove(oldest.0);
+        }
+        self.entries.push(SourceSeen {
+            id,
+            first_seen: now,
+            last_seen: now,
+        });
+        evicted
     }
 
     /// Puts back a remembered source (restoring older state).
@@ -367,54 +379,6 @@ fn churn(nets: &[(u64, SourceId, Secs)], id: SourceId, key_first_seen: Secs) -> 
         }
     }
     out
-}
-
-/// Something a key remembers with the time it last used it.
-trait LastSeen {
-    fn last_seen(&self) -> Secs;
-    fn seen_at(&mut self, now: Secs);
-}
-
-impl LastSeen for SourceSeen {
-    fn last_seen(&self) -> Secs {
-        self.last_seen
-    }
-    fn seen_at(&mut self, now: Secs) {
-        self.last_seen = self.last_seen.max(now);
-    }
-}
-
-/// Marks the entry `is_it` finds as used at `now`, or adds `new()`, first
-/// evicting the least recently used entry when `cap` is reached. Returns
-/// whether an entry was evicted.
-fn remember<A: smallvec::Array>(
-    entries: &mut SmallVec<A>,
-    cap: usize,
-    now: Secs,
-    is_it: impl Fn(&A::Item) -> bool,
-    new: impl FnOnce() -> A::Item,
-) -> bool
-where
-    A::Item: LastSeen,
-{
-    if let Some(e) = entries.iter_mut().find(|e| is_it(e)) {
-        e.seen_at(now);
-        return false;
-    }
-    let mut evicted = false;
-    if entries.len() >= cap {
-        let oldest = entries
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, e)| e.last_seen())
-            .map(|(i, _)| i);
-        if let Some(i) = oldest {
-            entries.swap_remove(i);
-            evicted = true;
-        }
-    }
-    entries.push(new());
-    evicted
 }
 
 /// A remembered value (user-agent family or action) by tagged hash.

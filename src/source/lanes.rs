@@ -46,8 +46,8 @@ pub struct Job {
     pub partition: i32,
     /// Offset in the partition.
     pub offset: i64,
-    /// When it was polled (processing latency).
-    pub arrived: Instant,
+    /// When it was polled, for a message sampled for the processing latency.
+    pub arrived: Option<Instant>,
 }
 
 #[derive(Default)]

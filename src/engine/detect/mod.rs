@@ -161,6 +161,13 @@ impl Ctx<'_, '_> {
         false
     }
 
+    /// Whether the key is cooling down on `detector` (`dim`): nothing it
+    /// raised there would be said now. A detector whose judgement is costly
+    /// asks this first and then lets [`Ctx::quiet`] count the drop.
+    pub fn cooling(&self, state: &KeyState, detector: Detector, dim: u64) -> bool {
+        state.cooling(detector as u8, cooldown_dim(dim), self.now)
+    }
+
     fn start_cooldown(&self, state: &mut KeyState, detector: Detector, dim: u64) {
         state.cool(
             detector as u8,

@@ -48,7 +48,10 @@
 //! four (or a network change within the week, `recent_network_change`) is
 //! medium, more is low. The client does not matter: thieves use the SDKs
 //! everybody uses. One finding per key per cooldown: a fan-out's dozens of
-//! networks are one incident.
+//! networks are one incident. The cooldown is asked before anything else,
+//! so during it every new network counts as a cooldown drop
+//! (`keywatch_findings_suppressed_total{rule="cooldown"}`), a roaming key's
+//! too, and costs no look at the key's networks.
 
 use serde_json::json;
 
@@ -204,6 +207,14 @@ pub fn check(
 ) {
     let cfg = &ctx.settings.detectors.new_source;
     if !cfg.enabled || !ctx.eligible || facts.network_known {
+        return;
+    }
+    // A key cooling down on new_source raises nothing, whatever its networks
+    // say: asked first, so a busy key moving through networks is not
+    // summarised on every event. `quiet` counts the drop as it always does
+    // (the allowlist or a teaching before the cooldown).
+    if ctx.cooling(state, Detector::NewSource, 0) {
+        ctx.quiet(state, Detector::NewSource, 0);
         return;
     }
     let forget_s = ctx.settings.forget_s;
