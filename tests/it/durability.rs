@@ -8,10 +8,9 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 use keywatch::checkpoint::{Origins, Store};
 use keywatch::config::{Config, Entity};
@@ -227,22 +226,7 @@ keep = 3
     }
 
     // Graceful shutdown also committed the group's offsets.
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "durability")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(TOPIC, p);
-    }
-    let committed: i64 = probe
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .filter_map(|e| e.offset().to_raw())
-        .sum();
+    let committed = committed_offsets(&bootstrap, "durability", TOPIC, PARTITIONS);
     assert_eq!(committed, total, "committed offsets cover every event");
 
     // A damaged newest checkpoint: the next start uses the one before and says so.

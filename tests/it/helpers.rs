@@ -95,3 +95,30 @@ pub fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
         .status();
     child.wait().expect("the child exits")
 }
+
+/// The offsets `group` has committed on partitions `0..partitions` of
+/// `topic`, summed (a partition with no commit counts 0): what a member
+/// joining the group now would start after.
+pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("a probe consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    probe
+        .committed_offsets(tpl, std::time::Duration::from_secs(10))
+        .expect("the group's committed offsets")
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => n,
+            _ => 0,
+        })
+        .sum()
+}

@@ -23,6 +23,8 @@ use keywatch::metrics::Metrics;
 use keywatch::pipeline::Pipeline;
 use keywatch::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
 
+use crate::helpers::committed_offsets;
+
 /// One keywatch consumer running on its own thread.
 struct Instance {
     engine: Engine,
@@ -384,9 +386,18 @@ fn two_instances_share_partitions_each_event_once_in_order() {
     produce(&bootstrap, "shared", early);
     let cfg = config(&bootstrap, "shared", "");
     let a = Instance::start(&cfg).unwrap();
-    wait_until("the first third", Duration::from_secs(60), || {
-        a.applied() >= 1600
-    });
+    // Until b joins, a's offsets are committed only by its periodic commit:
+    // the mock cluster refuses commits while a member joins (a real broker
+    // takes a revoke-time commit of the current generation), so b waits for
+    // it, or it would read again what a applied since.
+    wait_until(
+        "a to commit the first third",
+        Duration::from_secs(60),
+        || {
+            a.applied() >= 1600
+                && committed_offsets(&bootstrap, "keywatch-it", "shared", 12) >= 1600
+        },
+    );
     let b = Instance::start(&cfg).unwrap();
     // The group rebalances: some of a's partitions move to b (a commits
     // what it applied before letting them go).
