@@ -66,8 +66,6 @@ pub struct SourceFacts {
     pub address_known: bool,
     /// Its /24 (/64) was used within `forget_after`.
     pub network_known: bool,
-    /// Distinct /24s (/64s) in its /16 (/48) used within `forget_after`.
-    pub wide_siblings: u16,
     /// First use of this address in the current fan-out window.
     pub first_in_window: bool,
     /// Its network was used earlier in the current fan-out window.
@@ -145,19 +143,14 @@ impl SourceSet {
     /// Facts about `id` as of `now`, before it is recorded.
     pub fn facts(&self, id: SourceId, now: Secs, forget_s: u32, window_start: Secs) -> SourceFacts {
         let fresh = now.saturating_sub(forget_s);
-        let (net, wide) = (id.network(), id.wide_network());
-        let (net_mask, wide_mask) = id.network_masks();
+        let (net, net_mask) = (id.network(), id.network_mask());
         let mut facts = SourceFacts {
             address_known: false,
             network_known: false,
-            wide_siblings: 0,
             first_in_window: true,
             network_in_window: false,
             network_first_seen: Secs::MAX,
         };
-        // Room on the stack for as many networks as a key remembers sources
-        // by default: no allocation on the event path for a busy key.
-        let mut sibling_nets: SmallVec<[u64; 64]> = SmallVec::new();
         for e in &self.entries {
             if e.id == id {
                 facts.first_in_window = e.last_seen < window_start;
@@ -173,11 +166,8 @@ impl SourceSet {
                 facts.network_known = true;
                 facts.network_in_window |= e.last_seen >= window_start;
                 facts.network_first_seen = facts.network_first_seen.min(e.first_seen);
-            } else if e.id.0 & wide_mask == wide && !sibling_nets.contains(&en) {
-                sibling_nets.push(en);
             }
         }
-        facts.wide_siblings = sibling_nets.len() as u16;
         facts
     }
 
@@ -699,8 +689,7 @@ mod tests {
         let f = s.facts(b, 2000, 10_000, 1500);
         assert!(!f.address_known && f.network_known && f.first_in_window);
         let f = s.facts(c, 2000, 10_000, 1500);
-        assert!(!f.network_known);
-        assert_eq!(f.wide_siblings, 1);
+        assert!(!f.network_known, "a sibling /24 is another network");
         let f = s.facts(a, 2000, 10_000, 500);
         assert!(f.address_known && !f.first_in_window);
         let f = s.facts(a, 20_000, 10_000, 19_000);
