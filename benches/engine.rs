@@ -7,10 +7,12 @@
 //! enrichment file configured (the real GeoLite2-City when present, see
 //! `netintel_files`): its ratio to `decode_and_engine` is what the files
 //! cost per event.
-//! The `heavy_keys` group is the other kind a user has: 80 busy keys, each
+//! The `heavy_keys` groups are the other kind a user has: 80 busy keys, each
 //! rotating through 96 networks (more than the 64 sources a key remembers,
 //! so every key keeps learning and forgetting), 120 actions and 24 clients,
-//! timed on 100k events after 14 days of history (300k events, untimed).
+//! timed on 100k events after 14 days of history (300k events, untimed), as
+//! generic records (`heavy_keys`) and as CloudTrail records
+//! (`heavy_keys_cloudtrail`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -114,9 +116,11 @@ fn apply(decoder: &Decoder, engine: Engine, events: &[Vec<u8>]) -> Engine {
     engine
 }
 
-/// Busy keys with long histories (generic format): `warm` events of
-/// history, then `n` more, in time order.
-fn heavy_events(warm: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// Busy keys with long histories: `warm` events of history, then `n` more,
+/// in time order, as generic records and as the same events in CloudTrail
+/// records (what `benches/support/heavy_events.py` writes for the Kafka
+/// benchmarks).
+fn heavy_events(warm: usize, n: usize, cloudtrail: bool) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     use rand::{Rng, SeedableRng};
     const KEYS: usize = 80;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(18);
@@ -133,13 +137,21 @@ fn heavy_events(warm: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             let action = rng.gen_range(0..120u32);
             let ua = rng.gen_range(0..24u32);
             let failed = rng.gen_bool(0.02);
-            format!(
-                r#"{{"time":{t},"key_id":"AKIAHEAVY{k:06}","principal":"arn:aws:iam::123456789012:user/svc-{k}","source":"10.{}.{}.{host}","user_agent":"client-{ua}/1.{ua} (linux)","action":"svc{}:Action{action}","outcome":"{}","region":"us-east-1"}}"#,
-                net / 8,
-                net,
-                action % 12,
-                if failed { "failure" } else { "success" },
-            )
+            let source = format!("10.{}.{net}.{host}", net / 8);
+            if cloudtrail {
+                let time = keywatch::decode::time::format_rfc3339(t * 1000);
+                let error = if failed { r#","errorCode":"AccessDenied""# } else { "" };
+                format!(
+                    r#"{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/svc-{k}","accountId":"123456789012","accessKeyId":"AKIAHEAVY{k:011}"}},"eventTime":"{time}","eventSource":"svc{}.amazonaws.com","eventName":"Action{action}","awsRegion":"us-east-1","sourceIPAddress":"{source}","userAgent":"client-{ua}/1.{ua} (linux; x86_64)","requestParameters":{{"bucketName":"bucket-{k}"}},"responseElements":null,"eventID":"{i:032x}","readOnly":true,"eventType":"AwsApiCall","recipientAccountId":"123456789012"{error}}}"#,
+                    action % 12,
+                )
+            } else {
+                format!(
+                    r#"{{"time":{t},"key_id":"AKIAHEAVY{k:06}","principal":"arn:aws:iam::123456789012:user/svc-{k}","source":"{source}","user_agent":"client-{ua}/1.{ua} (linux)","action":"svc{}:Action{action}","outcome":"{}","region":"us-east-1"}}"#,
+                    action % 12,
+                    if failed { "failure" } else { "success" },
+                )
+            }
             .into_bytes()
         })
         .collect();
@@ -147,25 +159,37 @@ fn heavy_events(warm: usize, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (history.to_vec(), timed.to_vec())
 }
 
+/// `heavy_keys` (generic records) and `heavy_keys_cloudtrail` (the same
+/// events as CloudTrail records, the issue's own kind of topic).
 fn heavy_keys(c: &mut Criterion) {
-    let (history, events) = heavy_events(300_000, 100_000);
-    let decoder = Decoder::for_profile("generic", &BTreeMap::new()).unwrap();
-    let cfg = Config::default();
-    let warmed = || apply(&decoder, Engine::new(&cfg), &history);
-    let mut group = c.benchmark_group("heavy_keys");
-    group.throughput(Throughput::Elements(events.len() as u64));
-    group.sample_size(10);
-    group.bench_function("bare_serde_parse", |b| {
-        b.iter(|| events.iter().map(|e| bare_generic(e)).sum::<usize>())
-    });
-    group.bench_function("decode_and_engine", |b| {
-        b.iter_batched(
-            warmed,
-            |engine| apply(&decoder, engine, &events),
-            BatchSize::PerIteration,
-        )
-    });
-    group.finish();
+    for (name, profile, cloudtrail, bare) in [
+        (
+            "heavy_keys",
+            "generic",
+            false,
+            bare_generic as fn(&[u8]) -> usize,
+        ),
+        ("heavy_keys_cloudtrail", "cloudtrail", true, bare_cloudtrail),
+    ] {
+        let (history, events) = heavy_events(300_000, 100_000, cloudtrail);
+        let decoder = Decoder::for_profile(profile, &BTreeMap::new()).unwrap();
+        let cfg = Config::default();
+        let warmed = || apply(&decoder, Engine::new(&cfg), &history);
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(events.len() as u64));
+        group.sample_size(10);
+        group.bench_function("bare_serde_parse", |b| {
+            b.iter(|| events.iter().map(|e| bare(e)).sum::<usize>())
+        });
+        group.bench_function("decode_and_engine", |b| {
+            b.iter_batched(
+                warmed,
+                |engine| apply(&decoder, engine, &events),
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+    }
 }
 
 fn bench_format(

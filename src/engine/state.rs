@@ -73,6 +73,20 @@ pub struct SourceFacts {
     /// When its network was first used (earliest remembered address of it,
     /// within `forget_after`); meaningful only when `network_known`.
     pub network_first_seen: Secs,
+    /// Where [`SourceSet::record_after`] puts the source: its entry, or the
+    /// entry to evict for it, found in the same pass.
+    slot: Slot,
+}
+
+/// Where a source goes in its [`SourceSet`], as seen by one pass over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    /// The source's own entry.
+    found: Option<u32>,
+    /// The least recently used entry (the first of them on a tie).
+    oldest: u32,
+    /// How many entries there were.
+    len: u32,
 }
 
 /// A day on which a key acquired at least this many networks was a burst
@@ -150,10 +164,20 @@ impl SourceSet {
             first_in_window: true,
             network_in_window: false,
             network_first_seen: Secs::MAX,
+            slot: Slot {
+                found: None,
+                oldest: 0,
+                len: self.entries.len() as u32,
+            },
         };
-        for e in &self.entries {
+        let mut oldest = Secs::MAX;
+        for (i, e) in self.entries.iter().enumerate() {
             if e.id == id {
                 facts.first_in_window = e.last_seen < window_start;
+                facts.slot.found = Some(i as u32);
+            }
+            if e.last_seen < oldest {
+                (oldest, facts.slot.oldest) = (e.last_seen, i as u32);
             }
             if e.last_seen < fresh {
                 continue;
@@ -261,6 +285,41 @@ impl SourceSet {
         let evicted = !self.entries.is_empty() && self.entries.len() >= cap;
         if evicted {
             self.entries.swap_remove(oldest.0);
+        }
+        self.entries.push(SourceSeen {
+            id,
+            first_seen: now,
+            last_seen: now,
+        });
+        evicted
+    }
+
+    /// [`SourceSet::record`] for the source `facts` were taken about, with
+    /// nothing recorded since: no second pass over the sources.
+    pub fn record_after(
+        &mut self,
+        facts: &SourceFacts,
+        id: SourceId,
+        now: Secs,
+        cap: usize,
+    ) -> bool {
+        let slot = facts.slot;
+        if slot.len as usize != self.entries.len() {
+            // Recorded since: the slot is stale.
+            return self.record(id, now, cap);
+        }
+        if let Some(i) = slot.found {
+            match self.entries.get_mut(i as usize) {
+                Some(e) if e.id == id => {
+                    e.last_seen = e.last_seen.max(now);
+                    return false;
+                }
+                _ => return self.record(id, now, cap),
+            }
+        }
+        let evicted = !self.entries.is_empty() && self.entries.len() >= cap;
+        if evicted {
+            self.entries.swap_remove(slot.oldest as usize);
         }
         self.entries.push(SourceSeen {
             id,
@@ -414,7 +473,45 @@ pub struct ValueSet {
     entries: SmallVec<[Seen; 4]>,
 }
 
+/// Where a value sits in its [`ValueSet`] ([`ValueSet::find`]): asked once,
+/// then used to judge the event and to record it.
+#[derive(Debug, Clone, Copy)]
+pub struct Found {
+    at: Option<(u32, Secs)>,
+}
+
+impl Found {
+    /// Whether the value was used within `forget_s` of `now`.
+    pub fn fresh(self, now: Secs, forget_s: u32) -> bool {
+        self.at
+            .is_some_and(|(_, last_seen)| last_seen >= now.saturating_sub(forget_s))
+    }
+}
+
 impl ValueSet {
+    /// Where `hash` is remembered, if it is.
+    pub fn find(&self, hash: u32) -> Found {
+        Found {
+            at: self
+                .entries
+                .iter()
+                .position(|e| e.hash == hash)
+                .map(|i| (i as u32, self.entries[i].last_seen)),
+        }
+    }
+
+    /// [`ValueSet::record`] for what [`ValueSet::find`] said about `hash`,
+    /// with nothing recorded since: a value already there costs no search.
+    pub fn record_found(&mut self, found: Found, hash: u32, now: Secs, cap: usize) -> bool {
+        if let Some((i, _)) = found.at {
+            if let Some(e) = self.entries.get_mut(i as usize).filter(|e| e.hash == hash) {
+                e.last_seen = e.last_seen.max(now);
+                return false;
+            }
+        }
+        self.record(hash, now, cap)
+    }
+
     /// Whether `hash` was used within `forget_s` of `now`.
     pub fn knows(&self, hash: u32, now: Secs, forget_s: u32) -> bool {
         let fresh = now.saturating_sub(forget_s);
@@ -697,6 +794,56 @@ mod tests {
             !f.address_known && !f.network_known,
             "forgotten after forget_after"
         );
+    }
+
+    #[test]
+    fn recording_after_facts_is_recording() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let (mut after, mut plain) = (SourceSet::default(), SourceSet::default());
+        let mut now = 1_000;
+        for step in 0..20_000 {
+            // Few distinct seconds, so eviction meets ties; more addresses
+            // than the cap, so it evicts all the time.
+            now += rng.gen_range(0..2);
+            let id = SourceId(0x0A00_0000 | rng.gen_range(0..40u64) << 8 | rng.gen_range(0..3u64));
+            let facts = after.facts(id, now, 5_000, now - now % 60);
+            assert_eq!(
+                after.record_after(&facts, id, now, 16),
+                plain.record(id, now, 16),
+                "step {step}: evicted"
+            );
+            assert_eq!(after, plain, "step {step}: entries");
+        }
+    }
+
+    #[test]
+    fn recording_what_was_found_is_recording() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
+        let (mut found, mut plain) = (ValueSet::default(), ValueSet::default());
+        let mut now = 1_000;
+        for step in 0..20_000 {
+            now += rng.gen_range(0..2);
+            let kind = if rng.gen_bool(0.3) {
+                ValueKind::UserAgent
+            } else {
+                ValueKind::Action
+            };
+            let hash = value_hash(kind, rng.gen_range(0..3), rng.gen_range(0..30));
+            let f = found.find(hash);
+            assert_eq!(
+                f.fresh(now, 500),
+                plain.knows(hash, now, 500),
+                "step {step}"
+            );
+            assert_eq!(
+                found.record_found(f, hash, now, 12),
+                plain.record(hash, now, 12),
+                "step {step}: evicted"
+            );
+            assert_eq!(found, plain, "step {step}: entries");
+        }
     }
 
     #[test]

@@ -279,7 +279,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             network_new = !facts.network_known;
             new_source::check(state, ctx, id, &facts, located.as_ref());
             source_fanout::check(state, ctx, countable, &facts);
-            if state.sources.record(id, now, s.max_sources) {
+            if state.sources.record_after(&facts, id, now, s.max_sources) {
                 ctx.stats.sources_evicted.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::{Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{value_hash, KeyState, ValueKind};
+use crate::engine::state::{value_hash, Found, KeyState, ValueKind};
 
 /// Events per known action before a new call on a known service is news:
 /// with fewer, the key has simply not shown its whole repertoire yet.
@@ -52,7 +52,8 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let s = ctx.settings;
     let cfg = &s.detectors.new_action;
     let (now, forget) = (ctx.now, s.forget_s);
-    if cfg.enabled && ctx.eligible && !state.values.knows(action_hash, now, forget) {
+    let found = state.values.find(action_hash);
+    if cfg.enabled && ctx.eligible && !found.fresh(now, forget) {
         let known = state.values.fresh_len(ValueKind::Action, now, forget);
         if known > 0 && known < cfg.broad_after as usize {
             let new_service = ns.is_some() && !state.values.knows_service(action_hash, now, forget);
@@ -62,10 +63,10 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             // filling in its long tail.
             let well_sampled = state.events as u64 >= WELL_SAMPLED_PER_ACTION * known as u64;
             if !sensitive && !new_service && !well_sampled {
-                return record(state, ctx, action_hash);
+                return record(state, ctx, found, action_hash);
             }
             if ctx.quiet(state, Detector::NewAction, action_hash as u64) {
-                return record(state, ctx, action_hash);
+                return record(state, ctx, found, action_hash);
             }
             let severity = match (sensitive, new_service) {
                 (true, _) => Severity::High,
@@ -92,13 +93,13 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.emit(state, Detector::NewAction, action_hash as u64, report);
         }
     }
-    record(state, ctx, action_hash);
+    record(state, ctx, found, action_hash);
 }
 
-fn record(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, action_hash: u32) {
+fn record(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, found: Found, action_hash: u32) {
     if state
         .values
-        .record(action_hash, ctx.now, ctx.settings.max_values)
+        .record_found(found, action_hash, ctx.now, ctx.settings.max_values)
     {
         ctx.stats
             .actions_evicted

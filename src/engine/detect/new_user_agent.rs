@@ -147,7 +147,8 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     };
     let s = ctx.settings;
     let cfg = &s.detectors.new_user_agent;
-    if cfg.enabled && ctx.eligible && !state.values.knows(hash, ctx.now, s.forget_s) {
+    let found = state.values.find(hash);
+    if cfg.enabled && ctx.eligible && !found.fresh(ctx.now, s.forget_s) {
         let known = state
             .values
             .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s);
@@ -170,7 +171,10 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
         }
     }
-    if state.values.record(hash, ctx.now, s.max_user_agents) {
+    if state
+        .values
+        .record_found(found, hash, ctx.now, s.max_user_agents)
+    {
         ctx.stats
             .user_agents_evicted
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
