@@ -599,6 +599,27 @@ fn a_new_session_is_judged_through_its_role_from_its_first_event() {
         principal_identity("arn:aws:iam::1:user/alice"),
         "arn:aws:iam::1:user/alice"
     );
+    // The first `:assumed-role/` wherever it is; a role without a session,
+    // a trailing colon and text that is no ARN are their own identity.
+    for (principal, identity) in [
+        (
+            "arn:aws-cn:sts::1:assumed-role/r/s/t",
+            "arn:aws-cn:sts::1:assumed-role/r",
+        ),
+        ("team:assumed-role/ops/alice", "team:assumed-role/ops"),
+        (
+            "arn:aws:sts::1:assumed-role/deploy",
+            "arn:aws:sts::1:assumed-role/deploy",
+        ),
+        (
+            "arn:aws:sts::1:assumed-role:",
+            "arn:aws:sts::1:assumed-role:",
+        ),
+        ("x:", "x:"),
+        ("assumed-role/a/b", "assumed-role/a/b"),
+    ] {
+        assert_eq!(principal_identity(principal), identity, "{principal}");
+    }
 }
 
 /// A key with a principal of its own: both baselines see the new network,
