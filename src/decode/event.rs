@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
@@ -109,6 +109,9 @@ impl<'a> Source<'a> {
 }
 
 fn parse_ip(s: &str) -> Option<IpAddr> {
+    if let Some(v4) = dotted_quad(s.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(ip);
     }
@@ -220,6 +223,41 @@ impl From<&AuditEvent<'_>> for EventSample {
     }
 }
 
+/// A plain dotted-quad IPv4 address exactly as the standard library reads
+/// one (four octets of one to three digits, at most 255, no leading zero),
+/// without its general parser: this is most sources, on every event.
+/// `None` for anything else, which then goes the general way.
+fn dotted_quad(b: &[u8]) -> Option<Ipv4Addr> {
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut value = 0u32;
+        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+            if i - start == 3 {
+                return None;
+            }
+            value = value * 10 + u32::from(d);
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || value > 255 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        *octet = value as u8;
+    }
+    (i == b.len()).then(|| Ipv4Addr::from(octets))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +314,57 @@ mod tests {
         let s = EventSample::from(&e);
         assert!(s.user_agent.unwrap().len() <= SAMPLE_FIELD_MAX + 3);
         assert_eq!(s.action.as_deref(), Some("s3:GetObject"));
+    }
+
+    #[test]
+    fn dotted_quads_read_as_the_standard_library_reads_them() {
+        use rand::{Rng, SeedableRng};
+        let same = |s: &str| {
+            assert_eq!(
+                dotted_quad(s.as_bytes()),
+                s.parse::<Ipv4Addr>().ok(),
+                "{s:?}"
+            );
+        };
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "1..2.3",
+            "1.2.3.4 ",
+            "1.2.3.1000",
+            "1.2.3.4:80",
+            "000.1.2.3",
+            "1.2.3.255",
+            "1.2.3.260",
+            "203.0.113.7",
+        ] {
+            same(s);
+        }
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(4);
+        let alphabet = b"0123456789.....:x ";
+        for _ in 0..1_000_000 {
+            let len = rng.gen_range(0..17);
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+                .collect();
+            same(&s);
+        }
+        // Every octet value, and every leading-zero form of it, in each place.
+        for v in 0..1000u32 {
+            for text in [v.to_string(), format!("0{v}"), format!("00{v}")] {
+                for at in 0..4 {
+                    let mut parts = ["10", "1", "2", "3"].map(String::from);
+                    parts[at] = text.clone();
+                    same(&parts.join("."));
+                }
+            }
+        }
     }
 }

@@ -10,6 +10,10 @@ const MAX_MS: i64 = 4_102_444_800_000;
 
 /// Parses a timestamp string into epoch milliseconds.
 pub fn parse_str(s: &str) -> Option<i64> {
+    // The usual form first: it has no surrounding space and is no number.
+    if let Some(ms) = parse_utc_z(s.as_bytes()) {
+        return in_range(ms);
+    }
     let s = s.trim();
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !s.is_empty() {
         return parse_epoch(s.parse::<f64>().ok()?);
