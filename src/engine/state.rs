@@ -282,16 +282,7 @@ impl SourceSet {
                 oldest = (i, e.last_seen);
             }
         }
-        let evicted = !self.entries.is_empty() && self.entries.len() >= cap;
-        if evicted {
-            self.entries.swap_remove(oldest.0);
-        }
-        self.entries.push(SourceSeen {
-            id,
-            first_seen: now,
-            last_seen: now,
-        });
-        evicted
+        self.add(id, now, cap, oldest.0)
     }
 
     /// [`SourceSet::record`] for the source `facts` were taken about, with
@@ -305,7 +296,7 @@ impl SourceSet {
     ) -> bool {
         let slot = facts.slot;
         if slot.len as usize != self.entries.len() {
-            // Recorded since: the slot is stale.
+            // Misuse (a source was added since): the slot is stale.
             return self.record(id, now, cap);
         }
         if let Some(i) = slot.found {
@@ -317,9 +308,15 @@ impl SourceSet {
                 _ => return self.record(id, now, cap),
             }
         }
+        self.add(id, now, cap, slot.oldest as usize)
+    }
+
+    /// Adds a source not remembered yet, first evicting the entry at
+    /// `oldest` (the least recently used) when `cap` is reached.
+    fn add(&mut self, id: SourceId, now: Secs, cap: usize, oldest: usize) -> bool {
         let evicted = !self.entries.is_empty() && self.entries.len() >= cap;
         if evicted {
-            self.entries.swap_remove(slot.oldest as usize);
+            self.entries.swap_remove(oldest);
         }
         self.entries.push(SourceSeen {
             id,
