@@ -9,17 +9,15 @@ const MIN_MS: i64 = 946_684_800_000;
 const MAX_MS: i64 = 4_102_444_800_000;
 
 /// Parses a timestamp string into epoch milliseconds.
-pub fn parse_str(s: &str) -> Option<i64> {
+pub fn parse_str(raw: &str) -> Option<i64> {
     // The usual form first: it has no surrounding space and is no number.
-    if let Some(ms) = parse_utc_z(s.as_bytes()) {
+    // Padded, it goes to chrono below, which reads it the same (tested).
+    if let Some(ms) = parse_utc_z(raw.as_bytes()) {
         return in_range(ms);
     }
-    let s = s.trim();
+    let s = raw.trim();
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !s.is_empty() {
         return parse_epoch(s.parse::<f64>().ok()?);
-    }
-    if let Some(ms) = parse_utc_z(s.as_bytes()) {
-        return in_range(ms);
     }
     let ms = match DateTime::parse_from_rfc3339(s) {
         Ok(t) => t.timestamp_millis(),
@@ -128,6 +126,10 @@ mod tests {
         assert_eq!(parse_str("2024-08-02T08:23:24.123456789Z"), Some(T + 123));
         assert_eq!(parse_str("2024-08-02T10:23:24+02:00"), Some(T));
         assert_eq!(parse_str("2024-08-02T08:23:24"), Some(T));
+        // Padding around any form is read through.
+        assert_eq!(parse_str(" 2024-08-02T08:23:24Z\n"), Some(T));
+        assert_eq!(parse_str("\t2024-08-02T08:23:24.250Z "), Some(T + 250));
+        assert_eq!(parse_str(" 2024-08-02T10:23:24+02:00 "), Some(T));
     }
 
     #[test]

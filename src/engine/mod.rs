@@ -676,7 +676,7 @@ pub fn principal_identity(principal: &str) -> &str {
         }
     };
     match found {
-        Some(role_start) => match memchr::memchr(b'/', &principal.as_bytes()[role_start..]) {
+        Some(role_start) => match memchr::memchr(b'/', &b[role_start..]) {
             Some(slash) => &principal[..role_start + slash],
             None => principal,
         },

@@ -56,11 +56,7 @@ impl SourceId {
 
     /// The source's network: /24 for IPv4, /64 (itself) for IPv6, itself for names.
     pub fn network(self) -> u64 {
-        if self.is_v4() {
-            self.0 & 0xFFFF_FF00
-        } else {
-            self.0
-        }
+        self.0 & self.network_mask()
     }
 
     /// The wider network: /16 for IPv4, /48 for IPv6, itself for names.

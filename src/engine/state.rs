@@ -511,10 +511,7 @@ impl ValueSet {
 
     /// Whether `hash` was used within `forget_s` of `now`.
     pub fn knows(&self, hash: u32, now: Secs, forget_s: u32) -> bool {
-        let fresh = now.saturating_sub(forget_s);
-        self.entries
-            .iter()
-            .any(|e| e.hash == hash && e.last_seen >= fresh)
+        self.find(hash).fresh(now, forget_s)
     }
 
     /// Whether any action of the service in `action_hash` was used recently.
