@@ -43,17 +43,27 @@ DISTINCT=$(python3 -c "import json,sys; print(len({json.loads(l)['userIdentity']
 python3 tests/e2e/produce.py --brokers "$BROKER" --topic events --key-field userIdentity.accessKeyId "$WORK/n.jsonl" >/dev/null
 echo "topic holds $N CloudTrail events ($(( $(stat -c %s "$WORK/n.jsonl") / N )) bytes each) of $DISTINCT keys"
 
+# The broker shares the machine: its CPU per event in each phase tells how
+# much of the two cores is left to the consumer.
+broker_cpu() {
+    python3 -c "print(round(($(cpu_seconds "$TANSU_PID") - $1) * 1e6 / $N, 2))"
+}
+
 echo "-- ceiling: bare consumer"
+B0=$(cpu_seconds "$TANSU_PID")
 "$BARE" "$BROKER" events "$N" --bench
+echo "broker CPU: $(broker_cpu "$B0") µs per event served"
 
 for threads in 1 0; do
     echo "-- keywatch run (decode + engine), kafka.apply_threads = $threads"
     APPLY_THREADS=$threads kw_config "$WORK/kw.toml" "$BROKER" events "kw-bench-$threads" "$WORK/checkpoints-$threads"
+    B0=$(cpu_seconds "$TANSU_PID")
     KEYWATCH_LOG=warn /usr/bin/time -f "%U %S" -o "$WORK/cpu" $KW run -c "$WORK/kw.toml" 2>"$WORK/kw.log" &
     KWPID=$!
     read -r SECS STEADY < <(python3 benches/group_progress.py "$BROKER" "kw-bench-$threads" events "$N" --steady)
     pkill -TERM -P $KWPID; wait $KWPID || true
     read -r USR SYS <"$WORK/cpu"
+    echo "broker CPU: $(broker_cpu "$B0") µs per event served"
     echo "keywatch CPU: $(python3 -c "print(round(($USR + $SYS) * 1e6 / $N, 2))") µs per event (user + system, including start and stop)"
     echo "keywatch: $N events in ${SECS}s including group join = $(python3 -c "print(round($N/$SECS))") events/s; steady state $STEADY events/s"
 done

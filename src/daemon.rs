@@ -333,8 +333,8 @@ async fn run_source(
     on_finding: FindingHandler,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // One pipeline per apply thread, the polling thread's first.
-    let pipelines = (0..cfg.kafka.apply_lanes())
+    // The polling thread's pipeline first, then one per apply thread.
+    let pipelines = (0..cfg.kafka.pipelines())
         .map(|_| {
             Pipeline::new(
                 cfg,

@@ -3,14 +3,21 @@
 # talks to 127.0.0.1 only.
 
 # start_tansu PORT LOG: starts a tansu broker on 127.0.0.1:PORT (in memory,
-# a background job of the caller) and waits until it listens.
+# a background job of the caller, its pid in TANSU_PID) and waits until it
+# listens.
 start_tansu() {
     local url=tcp://127.0.0.1:$1
     tansu broker --storage-engine memory://tansu/ --listener-url "$url" \
         --advertised-listener-url "$url" >"$2" 2>&1 &
+    TANSU_PID=$!
     for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done
     echo "tansu did not listen on 127.0.0.1:$1" >&2
     return 1
+}
+
+# cpu_seconds PID: the CPU time (user + system) PID has used so far.
+cpu_seconds() {
+    awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$1/stat"
 }
 
 # cloudtrail_events KW EVENTS KEYS FILE: writes the first EVENTS of one day

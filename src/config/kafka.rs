@@ -149,6 +149,16 @@ impl KafkaConfig {
         }
     }
 
+    /// How many pipelines the Kafka source takes: the polling thread's, and
+    /// one per apply thread when there is more than one (the polling thread
+    /// then only dispatches).
+    pub fn pipelines(&self) -> usize {
+        match self.apply_lanes() {
+            0 | 1 => 1,
+            n => n + 1,
+        }
+    }
+
     /// Cross-field checks.
     pub fn validate(&self) -> Result<(), super::ConfigError> {
         use super::invalid;

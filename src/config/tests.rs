@@ -103,6 +103,11 @@ fn bad_values_are_named_with_their_value() {
     );
     let cfg = load("[kafka]\napply_threads = 3\n", &[]).unwrap();
     assert_eq!(cfg.kafka.apply_lanes(), 3);
+    // Three apply threads and the polling thread's own pipeline; one apply
+    // thread is the polling thread itself.
+    assert_eq!(cfg.kafka.pipelines(), 4);
+    let cfg = load("[kafka]\napply_threads = 1\n", &[]).unwrap();
+    assert_eq!(cfg.kafka.pipelines(), 1);
     let err = load("[detectors.rate_spike]\nratio = 3.0\n", &[])
         .unwrap_err()
         .to_string();

@@ -2,7 +2,8 @@
 //! engine in partition order, at least once.
 //!
 //! One thread polls and processes (with `kafka.apply_threads` above 1, it
-//! hands some partitions to apply threads: [`crate::source::lanes`]); every
+//! only polls and hands each partition to an apply thread:
+//! [`crate::source::lanes`]); every
 //! polled message is applied, and its offset stored, before the next
 //! rebalance callback (which librdkafka runs inside `poll`) begins. Offsets are stored only after the effect is in the state
 //! (`enable.auto.offset.store=false`), committed in the background, and
@@ -654,7 +655,8 @@ impl KafkaSource {
     /// Creates the consumer, checks that the brokers answer and the topics
     /// exist (within `startup_timeout`), and subscribes. Blocking. The first
     /// pipeline is the polling thread's; each other one gets an apply thread
-    /// (see [`crate::source::lanes`]).
+    /// (see [`crate::source::lanes`]), and then the polling thread applies
+    /// nothing itself.
     pub fn connect(
         cfg: &KafkaConfig,
         mut pipelines: Vec<Pipeline>,
@@ -833,11 +835,9 @@ impl KafkaSource {
                 self.record_source_latency(&msg);
                 Instant::now()
             });
-            let lanes = self.consumer.context().lanes.get();
-            let lane = lanes.map_or(0, |l| l.lane_of(origin));
-            if let (Some(lanes), true) = (lanes, lane > 0) {
+            if let Some(lanes) = self.consumer.context().lanes.get() {
                 lanes.send(
-                    lane,
+                    lanes.lane_of(origin),
                     Job {
                         payload: payload.into(),
                         key: msg.key().map(Into::into),

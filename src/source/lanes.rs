@@ -1,10 +1,19 @@
 //! Apply lanes: how the Kafka source uses more than one core without giving
 //! up per-partition order or at-least-once offsets.
 //!
-//! Every partition is applied on exactly one lane, in offset order: lane 0 is
-//! the polling thread itself, the others are threads fed through bounded
-//! queues. A key's events are on one partition, so each key is applied by one
-//! thread, in order; the engine is shared (it is built for that).
+//! With `kafka.apply_threads` above 1 the polling thread applies nothing: it
+//! polls and hands each message to the lane of its partition, a thread fed
+//! through a bounded queue. Every partition is applied on exactly one lane,
+//! in offset order. A key's events are on one partition, so each key is
+//! applied by one thread, in order; the engine is shared (it is built for
+//! that).
+//!
+//! librdkafka hands over a partition's fetched records together (up to
+//! `max.partition.fetch.bytes`, about a thousand CloudTrail records), so
+//! partitions arrive in runs. Were the polling thread a lane itself, every
+//! run of its own partitions would leave the other lanes to starve behind
+//! it (measured: two lanes applied no faster than one). A dispatcher that
+//! only polls keeps every lane fed, and each lane's queue holds a few runs.
 //!
 //! Messages are handed over in batches (a futex wake per message would cost
 //! more than the message): the polling thread fills a lane's batch while
@@ -29,9 +38,10 @@ use crate::pipeline::{Pipeline, Verdict};
 
 /// Messages per hand-over.
 const BATCH: usize = 64;
-/// Batches a lane may have queued: enough to ride out a slow event, small
-/// enough that a drain is quick (~1k messages of work).
-const QUEUE: usize = 16;
+/// Batches a lane may have queued: a few partition runs (4k messages, a few
+/// MB of CloudTrail), so a lane works through one while the polling thread
+/// fills another's queue; a drain is still quick (tens of milliseconds).
+const QUEUE: usize = 64;
 
 /// A message for a lane: what the pipeline and the dead letter need, copied
 /// out of librdkafka's buffer.
@@ -72,7 +82,7 @@ impl Shared {
     }
 }
 
-/// The extra lanes (the polling thread is lane 0 and not held here).
+/// The apply threads and their queues.
 pub struct Lanes {
     senders: Vec<SyncSender<Vec<Job>>>,
     /// The batch being filled per lane; only the polling thread touches it
@@ -83,7 +93,7 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Starts one thread per pipeline: lanes 1, 2, … of `1 + pipelines.len()`.
+    /// Starts one thread per pipeline: lanes 0, 1, … of `pipelines.len()`.
     pub fn start(
         pipelines: Vec<Pipeline>,
         dead_letter: Option<Arc<DeadLetter>>,
@@ -97,7 +107,7 @@ impl Lanes {
             let (shared, dl, origins) = (shared.clone(), dead_letter.clone(), origins.clone());
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("kafka-apply-{}", i + 1))
+                    .name(format!("kafka-apply-{i}"))
                     .spawn(move || run_lane(pipeline, rx, &shared, dl.as_deref(), &origins))?,
             );
             senders.push(tx);
@@ -110,16 +120,16 @@ impl Lanes {
         })
     }
 
-    /// The lane that applies `origin`'s messages: 0 is the caller's.
+    /// The lane that applies `origin`'s messages.
     pub fn lane_of(&self, origin: u16) -> usize {
-        origin as usize % (self.senders.len() + 1)
+        origin as usize % self.senders.len()
     }
 
-    /// Queues `job` for lane `lane` (≥ 1); a full batch is sent at once
-    /// (blocking while that lane's queue is full).
+    /// Queues `job` for lane `lane`; a full batch is sent at once (blocking
+    /// while that lane's queue is full).
     pub fn send(&self, lane: usize, job: Job) {
         let full = {
-            let mut batch = lock(&self.filling[lane - 1]);
+            let mut batch = lock(&self.filling[lane]);
             batch.push(job);
             batch.len() >= BATCH
         };
@@ -135,19 +145,19 @@ impl Lanes {
 
     /// Sends every partly filled batch: the consumer has nothing more ready.
     pub fn flush(&self) {
-        for lane in 1..=self.senders.len() {
+        for lane in 0..self.senders.len() {
             self.send_batch(lane);
         }
     }
 
     fn send_batch(&self, lane: usize) {
-        let batch = std::mem::take(&mut *lock(&self.filling[lane - 1]));
+        let batch = std::mem::take(&mut *lock(&self.filling[lane]));
         if batch.is_empty() {
             return;
         }
         let n = batch.len();
         self.shared.lock().in_flight += n;
-        if self.senders[lane - 1].send(batch).is_err() {
+        if self.senders[lane].send(batch).is_err() {
             // The lane's thread is gone (it panicked): nothing will apply
             // these messages, and their offsets are never stored.
             self.shared.lock().in_flight -= n;

@@ -64,12 +64,12 @@ impl Instance {
         let metrics = Arc::new(Metrics::new());
         let findings = Arc::new(Mutex::new(Vec::new()));
         let sink = findings.clone();
-        // At least two apply threads, as the daemon runs on any multi-core
-        // machine: every test here also proves the lanes keep each
+        // At least two apply threads (`apply_threads = 0` on a multi-core
+        // machine): every test here also proves the lanes keep each
         // partition's order and offsets.
         let on_finding: keywatch::pipeline::FindingHandler =
             Arc::new(move |f: &Finding| sink.lock().unwrap().push(f.clone()));
-        let pipelines = (0..cfg.kafka.apply_lanes().max(2))
+        let pipelines = (0..cfg.kafka.pipelines().max(3))
             .map(|_| Pipeline::new(cfg, engine.clone(), metrics.clone(), on_finding.clone()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let status = Arc::new(SourceStatus::default());
