@@ -27,6 +27,7 @@
 //! inside `poll`, on the polling thread, which then dispatches nothing: the
 //! callbacks see what a single thread would have left them.
 
+use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -38,18 +39,21 @@ use crate::pipeline::{Pipeline, Verdict};
 
 /// Messages per hand-over.
 const BATCH: usize = 64;
+/// Bytes per hand-over: a batch of large messages is sent sooner, so what
+/// a lane's queue holds stays bounded by bytes as well as by messages.
+const BATCH_BYTES: usize = 256 << 10;
 /// Batches a lane may have queued: a few partition runs (4k messages, a few
 /// MB of CloudTrail), so a lane works through one while the polling thread
 /// fills another's queue; a drain is still quick (tens of milliseconds).
 const QUEUE: usize = 64;
 
-/// A message for a lane: what the pipeline and the dead letter need, copied
-/// out of librdkafka's buffer.
-pub struct Job {
+/// A polled message, as the polling thread hands it to [`Lanes::send`]
+/// (borrowed from librdkafka's buffer until it is copied into a batch).
+pub struct Polled<'a> {
     /// The message payload.
-    pub payload: Box<[u8]>,
+    pub payload: &'a [u8],
     /// The message key (for the dead letter).
-    pub key: Option<Box<[u8]>>,
+    pub key: Option<&'a [u8]>,
     /// Topic-partition number.
     pub origin: u16,
     /// Partition (for the dead letter).
@@ -58,6 +62,52 @@ pub struct Job {
     pub offset: i64,
     /// When it was polled, for a message sampled for the processing latency.
     pub arrived: Option<Instant>,
+}
+
+/// Messages for one lane, copied out of librdkafka's buffers into one
+/// buffer: one allocation per hand-over rather than one per message.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    jobs: Vec<Job>,
+}
+
+/// One message of a [`Batch`]: where its payload and key sit in the batch's
+/// bytes, and what the pipeline and the dead letter need.
+struct Job {
+    payload: Range<usize>,
+    key: Option<Range<usize>>,
+    origin: u16,
+    partition: i32,
+    offset: i64,
+    arrived: Option<Instant>,
+}
+
+impl Batch {
+    fn push(&mut self, m: &Polled<'_>) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(BATCH_BYTES);
+        }
+        let mut copy = |b: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(b);
+            start..self.bytes.len()
+        };
+        let payload = copy(m.payload);
+        let key = m.key.map(copy);
+        self.jobs.push(Job {
+            payload,
+            key,
+            origin: m.origin,
+            partition: m.partition,
+            offset: m.offset,
+            arrived: m.arrived,
+        });
+    }
+
+    fn full(&self) -> bool {
+        self.jobs.len() >= BATCH || self.bytes.len() >= BATCH_BYTES
+    }
 }
 
 #[derive(Default)]
@@ -84,10 +134,10 @@ impl Shared {
 
 /// The apply threads and their queues.
 pub struct Lanes {
-    senders: Vec<SyncSender<Vec<Job>>>,
+    senders: Vec<SyncSender<Batch>>,
     /// The batch being filled per lane; only the polling thread touches it
     /// (the lock is never contended).
-    filling: Vec<Mutex<Vec<Job>>>,
+    filling: Vec<Mutex<Batch>>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -113,7 +163,7 @@ impl Lanes {
             senders.push(tx);
         }
         Ok(Lanes {
-            filling: senders.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            filling: senders.iter().map(|_| Mutex::default()).collect(),
             senders,
             threads,
             shared,
@@ -121,26 +171,22 @@ impl Lanes {
     }
 
     /// The lane that applies `origin`'s messages.
-    pub fn lane_of(&self, origin: u16) -> usize {
+    fn lane_of(&self, origin: u16) -> usize {
         origin as usize % self.senders.len()
     }
 
-    /// Queues `job` for lane `lane`; a full batch is sent at once (blocking
-    /// while that lane's queue is full).
-    pub fn send(&self, lane: usize, job: Job) {
+    /// Copies `message` into the batch for its partition's lane; a full
+    /// batch is sent at once (blocking while that lane's queue is full).
+    pub fn send(&self, message: &Polled<'_>) {
+        let lane = self.lane_of(message.origin);
         let full = {
             let mut batch = lock(&self.filling[lane]);
-            batch.push(job);
-            batch.len() >= BATCH
+            batch.push(message);
+            batch.full()
         };
         if full {
             self.send_batch(lane);
         }
-    }
-
-    /// Whether a batch is being filled (not yet sent).
-    pub fn queued(&self) -> bool {
-        self.filling.iter().any(|b| !lock(b).is_empty())
     }
 
     /// Sends every partly filled batch: the consumer has nothing more ready.
@@ -152,10 +198,10 @@ impl Lanes {
 
     fn send_batch(&self, lane: usize) {
         let batch = std::mem::take(&mut *lock(&self.filling[lane]));
-        if batch.is_empty() {
+        if batch.jobs.is_empty() {
             return;
         }
-        let n = batch.len();
+        let n = batch.jobs.len();
         self.shared.lock().in_flight += n;
         if self.senders[lane].send(batch).is_err() {
             // The lane's thread is gone (it panicked): nothing will apply
@@ -210,17 +256,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn run_lane(
     mut pipeline: Pipeline,
-    rx: Receiver<Vec<Job>>,
+    rx: Receiver<Batch>,
     shared: &Shared,
     dead_letter: Option<&DeadLetter>,
     origins: &Origins,
 ) {
     while let Ok(batch) = rx.recv() {
-        let mut applied = Vec::with_capacity(batch.len());
+        let mut applied = Vec::with_capacity(batch.jobs.len());
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            for job in &batch {
+            for job in &batch.jobs {
+                let payload = &batch.bytes[job.payload.clone()];
                 let verdict =
-                    pipeline.apply_at(&job.payload, job.arrived, Some((job.origin, job.offset)));
+                    pipeline.apply_at(payload, job.arrived, Some((job.origin, job.offset)));
                 if let (Verdict::DeadLetter { reason, invalid }, Some(dl)) = (verdict, dead_letter)
                 {
                     if let Some((topic, _)) = origins.get(job.origin) {
@@ -229,7 +276,8 @@ fn run_lane(
                             partition: job.partition,
                             offset: job.offset,
                         };
-                        dl.send(job.key.as_deref(), &job.payload, reason, invalid, &origin);
+                        let key = job.key.clone().map(|k| &batch.bytes[k]);
+                        dl.send(key, payload, reason, invalid, &origin);
                     }
                 }
                 applied.push((job.origin, job.offset));
@@ -238,7 +286,7 @@ fn run_lane(
         let mut p = shared.lock();
         // What a panic left unapplied is never stored: it is read again by
         // whoever owns the partition next. The source stops (see `failed`).
-        p.in_flight -= batch.len();
+        p.in_flight -= batch.jobs.len();
         p.applied.extend(applied);
         let failed = outcome.is_err();
         if failed {
