@@ -33,7 +33,7 @@ cloudtrail_events() {
 # kw_config FILE BROKER TOPIC GROUP DIR [CHANGELOG_TOPIC]: a `keywatch run`
 # config for CloudTrail events with its checkpoints in DIR (and its own
 # changelog topic when given, so groups in one run stay apart). APPLY_THREADS
-# sets `kafka.apply_threads` (default 1; 0: one per core).
+# sets `kafka.apply_threads` (unset: keywatch's default, one per core).
 kw_config() {
     cat >"$1" <<TOML
 [decode]
@@ -43,7 +43,7 @@ brokers = "$2"
 topics = ["$3"]
 group_id = "$4"
 commit_interval = "1s"
-apply_threads = ${APPLY_THREADS:-1}
+${APPLY_THREADS:+apply_threads = $APPLY_THREADS}
 [http]
 listen = "127.0.0.1:0"
 [checkpoint]
