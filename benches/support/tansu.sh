@@ -33,7 +33,9 @@ cloudtrail_events() {
 # kw_config FILE BROKER TOPIC GROUP DIR [CHANGELOG_TOPIC]: a `keywatch run`
 # config for CloudTrail events with its checkpoints in DIR (and its own
 # changelog topic when given, so groups in one run stay apart). APPLY_THREADS
-# sets `kafka.apply_threads` (unset: keywatch's default, one per core).
+# sets `kafka.apply_threads` (unset: keywatch's default, one per core);
+# COMMIT_MS librdkafka's `auto.commit.interval.ms` (below `commit_interval`'s
+# one-second floor, for a finer view of progress).
 kw_config() {
     cat >"$1" <<TOML
 [decode]
@@ -49,6 +51,9 @@ listen = "127.0.0.1:0"
 [checkpoint]
 dir = "$5"
 TOML
+    if [ -n "${COMMIT_MS:-}" ]; then
+        printf '[kafka.properties]\n"auto.commit.interval.ms" = "%s"\n' "$COMMIT_MS" >>"$1"
+    fi
     if [ -n "${6:-}" ]; then
         printf '[changelog]\ntopic = "%s"\n' "$6" >>"$1"
     fi

@@ -40,8 +40,9 @@ use crate::pipeline::{Pipeline, Verdict};
 /// Messages per hand-over.
 const BATCH: usize = 64;
 /// Bytes per hand-over: a batch of large messages is sent sooner, so what
-/// a lane's queue holds stays bounded by bytes as well as by messages.
-const BATCH_BYTES: usize = 256 << 10;
+/// a lane's queue holds stays bounded by bytes as well as by messages (4 MB
+/// a lane, past messages larger than this). 64 CloudTrail records fit.
+const BATCH_BYTES: usize = 64 << 10;
 /// Emptied batches kept for reuse, across all lanes.
 const SPARE: usize = 16;
 /// Batches a lane may have queued: a few partition runs (4k messages, a few
