@@ -64,12 +64,17 @@ impl Instance {
         let metrics = Arc::new(Metrics::new());
         let findings = Arc::new(Mutex::new(Vec::new()));
         let sink = findings.clone();
-        // At least two apply threads (`apply_threads = 0` on a multi-core
-        // machine): every test here also proves the lanes keep each
-        // partition's order and offsets.
+        // `apply_threads = 1` applies on the polling thread; otherwise at
+        // least two apply threads (the default on a multi-core machine), so
+        // the tests also prove the lanes keep each partition's order and
+        // offsets.
         let on_finding: keywatch::pipeline::FindingHandler =
             Arc::new(move |f: &Finding| sink.lock().unwrap().push(f.clone()));
-        let pipelines = (0..cfg.kafka.pipelines().max(3))
+        let pipelines = match cfg.kafka.apply_threads {
+            1 => 1,
+            _ => cfg.kafka.pipelines().max(3),
+        };
+        let pipelines = (0..pipelines)
             .map(|_| Pipeline::new(cfg, engine.clone(), metrics.clone(), on_finding.clone()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let status = Arc::new(SourceStatus::default());
@@ -258,12 +263,16 @@ fn restart_resumes_from_committed_offsets_without_loss_or_repeat() {
     let bootstrap = c.bootstrap_servers();
     let msgs = events(20, 150);
     produce(&bootstrap, "restart", &msgs);
-    let cfg = config(&bootstrap, "restart", "");
+    let mut cfg = config(&bootstrap, "restart", "");
+    // The first instance applies on its polling thread, the second on apply
+    // threads: both store exactly what they applied.
+    cfg.kafka.apply_threads = 1;
     let mut first = Instance::start(&cfg).unwrap();
     wait_until("a third of the events", Duration::from_secs(60), || {
         first.applied() >= 1000
     });
     first.stop();
+    cfg.kafka.apply_threads = 0;
     let second = Instance::start(&cfg).unwrap();
     wait_until("the rest", Duration::from_secs(60), || {
         first.applied() + second.applied() >= msgs.len() as u64
