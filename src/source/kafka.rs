@@ -167,7 +167,7 @@ impl SourceContext {
 }
 
 impl SourceContext {
-    /// Stores the offsets of the messages the other lanes applied; with
+    /// Stores the offsets of the messages the apply threads applied; with
     /// `drain`, first waits until none is in flight (before a rebalance or
     /// the shutdown commit, which need every polled message applied).
     fn settle(&self, consumer: &BaseConsumer<Self>, drain: bool) {
@@ -507,7 +507,7 @@ impl ConsumerContext for SourceContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        // What the other lanes hold is applied (and its offset stored)
+        // What the apply threads hold is applied (and its offset stored)
         // before partitions move, as on a single thread.
         self.settle(consumer, true);
         let cooperative = matches!(
