@@ -155,44 +155,42 @@ pub struct SourceSet {
 
 impl SourceSet {
     /// Facts about `id` as of `now`, before it is recorded.
+    ///
+    /// One pass that keeps running extremes (selects, not branches) rather
+    /// than deciding per source: a busy key's 64 sources are read on every
+    /// event it makes.
     pub fn facts(&self, id: SourceId, now: Secs, forget_s: u32, window_start: Secs) -> SourceFacts {
         let fresh = now.saturating_sub(forget_s);
         let (net, net_mask) = (id.network(), id.network_mask());
-        let mut facts = SourceFacts {
-            address_known: false,
-            network_known: false,
-            first_in_window: true,
-            network_in_window: false,
-            network_first_seen: Secs::MAX,
-            slot: Slot {
-                found: None,
-                oldest: 0,
-                len: self.entries.len() as u32,
-            },
-        };
-        let mut oldest = Secs::MAX;
+        let mut found = None;
+        let (mut oldest, mut oldest_at) = (Secs::MAX, 0u32);
+        // Over the network's sources used within `forget_s`: whether there
+        // are any, the latest use, the earliest first use.
+        let (mut network_known, mut net_last, mut net_first) = (false, 0, Secs::MAX);
         for (i, e) in self.entries.iter().enumerate() {
             if e.id == id {
-                facts.first_in_window = e.last_seen < window_start;
-                facts.slot.found = Some(i as u32);
+                found = Some((i as u32, e.last_seen));
             }
-            if e.last_seen < oldest {
-                (oldest, facts.slot.oldest) = (e.last_seen, i as u32);
-            }
-            if e.last_seen < fresh {
-                continue;
-            }
-            if e.id == id {
-                facts.address_known = true;
-            }
-            let en = e.id.0 & net_mask;
-            if en == net {
-                facts.network_known = true;
-                facts.network_in_window |= e.last_seen >= window_start;
-                facts.network_first_seen = facts.network_first_seen.min(e.first_seen);
-            }
+            let older = e.last_seen < oldest;
+            oldest_at = if older { i as u32 } else { oldest_at };
+            oldest = oldest.min(e.last_seen);
+            let same = (e.id.0 & net_mask == net) & (e.last_seen >= fresh);
+            network_known |= same;
+            net_last = net_last.max(if same { e.last_seen } else { 0 });
+            net_first = net_first.min(if same { e.first_seen } else { Secs::MAX });
         }
-        facts
+        SourceFacts {
+            address_known: found.is_some_and(|(_, last)| last >= fresh),
+            network_known,
+            first_in_window: found.is_none_or(|(_, last)| last < window_start),
+            network_in_window: network_known && net_last >= window_start,
+            network_first_seen: net_first,
+            slot: Slot {
+                found: found.map(|(i, _)| i),
+                oldest: oldest_at,
+                len: self.entries.len() as u32,
+            },
+        }
     }
 
     /// Summary of the networks used since `now - forget_s`, for a key first

@@ -287,13 +287,14 @@ pub fn check(
         .is_some_and(|(_, hash)| state.values.knows(hash, now, forget_s));
     let source = ctx.source_text();
     let network = id.network_display();
+    let networks = known.sample_display();
     let summary = format!(
         "{} was used from {source} ({network}), a network it has not used in {}; it normally uses {} network{} ({}).",
         ctx.who(),
         human_secs(forget_s as u64),
         known.networks,
         if known.networks == 1 { "" } else { "s" },
-        known.sample_display().join(", "),
+        networks.join(", "),
     );
     let report = Report {
         severity,
@@ -308,7 +309,7 @@ pub fn check(
         baseline: json!({
             "known_networks": known.networks,
             "settled_networks": settled,
-            "networks": known.sample_display(),
+            "networks": networks,
             "no_new_network_for_s": quiet_for,
             "roaming_days": known.roam_days,
             "burst_days": known.burst_days,
