@@ -116,6 +116,15 @@ fn apply(decoder: &Decoder, engine: Engine, events: &[Vec<u8>]) -> Engine {
     engine
 }
 
+/// Decodes `events`, nothing applied: how many decoded.
+fn decode_only(decoder: &Decoder, events: &[Vec<u8>]) -> usize {
+    let mut n = 0usize;
+    for e in events {
+        let _ = decoder.decode(e, |r| n += r.is_ok() as usize);
+    }
+    n
+}
+
 /// Busy keys with long histories: `warm` events of history, then `n` more,
 /// in time order, as generic records and as the same events in CloudTrail
 /// records (what `benches/support/heavy_events.py` writes for the Kafka
@@ -182,6 +191,8 @@ fn heavy_keys(c: &mut Criterion) {
         group.bench_function("bare_serde_parse", |b| {
             b.iter(|| events.iter().map(|e| bare(e)).sum::<usize>())
         });
+        // What decoding alone costs: the floor under `decode_and_engine`.
+        group.bench_function("decode", |b| b.iter(|| decode_only(&decoder, &events)));
         group.bench_function("decode_and_engine", |b| {
             b.iter_batched(
                 warmed,
@@ -222,15 +233,7 @@ fn bench_format(
             n
         })
     });
-    group.bench_function("decode", |b| {
-        b.iter(|| {
-            let mut n = 0usize;
-            for e in &events {
-                let _ = decoder.decode(e, |r| n += r.is_ok() as usize);
-            }
-            n
-        })
-    });
+    group.bench_function("decode", |b| b.iter(|| decode_only(&decoder, &events)));
     group.bench_function("decode_and_engine", |b| {
         b.iter_batched(
             || Engine::new(&cfg),
