@@ -285,8 +285,10 @@ fn run_lane(
     dead_letter: Option<&DeadLetter>,
     origins: &Origins,
 ) {
+    // What a batch applied, one buffer for all of them (as batches are reused).
+    let mut applied = Vec::with_capacity(BATCH);
     while let Ok(batch) = rx.recv() {
-        let mut applied = Vec::with_capacity(batch.jobs.len());
+        applied.clear();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for job in &batch.jobs {
                 let payload = &batch.bytes[job.payload.clone()];
@@ -311,7 +313,7 @@ fn run_lane(
         // What a panic left unapplied is never stored: it is read again by
         // whoever owns the partition next. The source stops (see `failed`).
         p.in_flight -= batch.jobs.len();
-        p.applied.extend(applied);
+        p.applied.extend_from_slice(&applied);
         if p.spare.len() < SPARE {
             p.spare.extend(batch.recycled());
         }
