@@ -14,7 +14,9 @@
 //!
 //! Version 1: the per-key state of the first wave ([`crate::engine::legacy`]),
 //! read and converted. Version 2: the second wave's without the network
-//! memory, read and converted (the memory starts empty). Version 3: today's.
+//! memory, read and converted (the memory starts empty). Version 3: the
+//! state without the networks a key forgot for lack of room, read and
+//! converted (noted again from the next eviction). Version 4: today's.
 
 use std::path::Path;
 
@@ -22,12 +24,13 @@ use compact_str::CompactString;
 use serde::Deserialize;
 
 use super::{Checkpoint, Section};
-use crate::engine::legacy::{KeyStateV1, KeyStateV2};
+use crate::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3};
 use crate::engine::KeyState;
 
-/// A version 1 or 2 body: today's shape around an older per-key state `S`
-/// ([`KeyStateV1`], or [`KeyStateV2`] without the network memory), each
-/// converted as it is read.
+/// A version 1, 2 or 3 body: today's shape around an older per-key state
+/// `S` ([`KeyStateV1`], [`KeyStateV2`] without the network memory,
+/// [`KeyStateV3`] without the forgotten networks), each converted as it is
+/// read.
 #[derive(Deserialize)]
 struct OldCheckpoint<S> {
     written_at_ms: i64,
@@ -66,27 +69,31 @@ impl<S: Into<KeyState>> From<OldCheckpoint<S>> for Checkpoint {
     }
 }
 
-/// Encodes `cp` as a version 2 writer did (network memory dropped): for
-/// the tests of reading old files.
+/// Encodes `cp` as the writer of `version` did, each state as `S` (version
+/// 2: [`KeyStateV2`], version 3: [`KeyStateV3`]): for the tests of reading
+/// old files.
 #[cfg(test)]
-pub(crate) fn encode_v2(cp: &Checkpoint) -> Vec<u8> {
+pub(crate) fn encode_old<S: serde::Serialize + From<KeyState>>(
+    cp: &Checkpoint,
+    version: u32,
+) -> Vec<u8> {
     use serde::Serialize;
     #[derive(Serialize)]
-    struct SectionOut {
+    struct SectionOut<S> {
         topic: String,
         partition: i32,
         resume: Option<i64>,
-        keys: Vec<(CompactString, KeyStateV2)>,
+        keys: Vec<(CompactString, S)>,
     }
     #[derive(Serialize)]
-    struct Out {
+    struct Out<S> {
         written_at_ms: i64,
-        sections: Vec<SectionOut>,
-        principals: Vec<(CompactString, KeyStateV2)>,
+        sections: Vec<SectionOut<S>>,
+        principals: Vec<(CompactString, S)>,
     }
     let down = |keys: &[(CompactString, KeyState)]| {
         keys.iter()
-            .map(|(k, s)| (k.clone(), KeyStateV2::from(s.clone())))
+            .map(|(k, s)| (k.clone(), S::from(s.clone())))
             .collect::<Vec<_>>()
     };
     let out = Out {
@@ -106,7 +113,7 @@ pub(crate) fn encode_v2(cp: &Checkpoint) -> Vec<u8> {
     let body = postcard::to_stdvec(&out).expect("encodes");
     let mut bytes = Vec::new();
     bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     bytes.extend_from_slice(&body);
@@ -116,7 +123,7 @@ pub(crate) fn encode_v2(cp: &Checkpoint) -> Vec<u8> {
 /// Identifies a keywatch checkpoint.
 pub const MAGIC: &[u8; 8] = b"KWCHKPT\0";
 /// The version this build writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 /// Why a checkpoint could not be written or read.
@@ -230,6 +237,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return postcard::from_bytes::<OldCheckpoint<KeyStateV2>>(body)
             .map(Checkpoint::from)
             .map_err(|e| CheckpointError::Body(format!("version 2: {e}")));
+    }
+    if version == 3 {
+        return postcard::from_bytes::<OldCheckpoint<KeyStateV3>>(body)
+            .map(Checkpoint::from)
+            .map_err(|e| CheckpointError::Body(format!("version 3: {e}")));
     }
     postcard::from_bytes(body).map_err(|e| CheckpointError::Body(e.to_string()))
 }

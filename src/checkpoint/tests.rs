@@ -310,3 +310,82 @@ fn half_written_files_are_removed_on_open() {
     assert!(unrelated.exists(), "other files are left alone");
     assert_eq!(store.list(), vec![done]);
 }
+
+/// A key drawing from more networks than it remembers: every 20 minutes
+/// for `days` days, a host of one of 96 /24s.
+fn wide_pool(days: i64) -> Vec<Ev> {
+    (0..days * 72)
+        .map(|i| {
+            let net = (i * 37) % 96;
+            Ev {
+                key: "AKIAPOOL".into(),
+                ms: T0 + i * 1_200_000,
+                src: format!("100.{}.{net}.{}", 64 + net / 8, 1 + i % 250),
+                origin: 1,
+                offset: i,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn networks_forgotten_for_room_survive_a_restart_and_version_3_still_reads() {
+    let cfg = Config::default();
+    let engine = Engine::new(&cfg);
+    let mut evs = events();
+    evs.extend(wide_pool(30));
+    evs.sort_by_key(|e| e.ms);
+    apply(&engine, &evs);
+    let forgot = |e: &Engine| {
+        e.with_key(Entity::KeyId, "AKIAPOOL", |k| k.return_days())
+            .unwrap()
+    };
+    let cooling = |e: &Engine| {
+        let at = (T0 / 1000 + 40 * 86_400) as u32 - 60;
+        e.with_key(Entity::KeyId, "AKIA03", |k| {
+            k.cooling(crate::engine::Detector::NewSource as u8, 0, at)
+        })
+        .unwrap()
+    };
+    assert!(
+        forgot(&engine).iter().all(|&d| d > 0),
+        "{:?}",
+        forgot(&engine)
+    );
+    assert!(cooling(&engine), "AKIA03's new network cools it down");
+    let cp = Checkpoint::capture(&engine, &Origins::default(), &HashMap::new());
+
+    // Today's format: every key's state, forgotten networks included.
+    let restored = Engine::new(&cfg);
+    format::decode(&format::encode(&cp).unwrap())
+        .unwrap()
+        .restore(&restored, &Origins::default());
+    let kept = |e: &Engine| {
+        states(e)
+            .into_iter()
+            .map(|(k, s)| (k, s.events, s.sources, s.rare))
+            .collect::<Vec<_>>()
+    };
+    assert!(kept(&restored) == kept(&engine), "the states differ");
+    // So the pool key stays quiet on its next "new" networks.
+    let next = wide_pool(31).split_off(30 * 72);
+    assert_eq!(apply(&restored, &next), 0);
+
+    // Version 3 (before forgotten networks were kept): the rest carries
+    // over, cooldowns included; the key notes forgotten networks anew.
+    let old = format::encode_old::<crate::engine::legacy::KeyStateV3>(&cp, 3);
+    let upgraded = Engine::new(&cfg);
+    format::decode(&old)
+        .unwrap()
+        .restore(&upgraded, &Origins::default());
+    assert!(cooling(&upgraded));
+    assert_eq!(forgot(&upgraded), [0; 3]);
+    for ((ka, a), (kb, b)) in states(&engine).iter().zip(&states(&upgraded)) {
+        assert_eq!(ka, kb);
+        assert!(
+            (a.events, &a.sources, &a.values, &a.rate)
+                == (b.events, &b.sources, &b.values, &b.rate),
+            "{ka}: the state differs"
+        );
+    }
+}

@@ -66,7 +66,8 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             learned_for, s.learning_s, state.events, s.learning_events
         )
     };
-    let nets = state.sources.summary(now, s.forget_s, state.first_seen);
+    let mut nets = state.sources.summary(now, s.forget_s, state.first_seen);
+    nets.count_returns(&state.return_days(), now, s.forget_s);
     let cfg = &s.detectors;
     let expiry = cfg.new_source.roaming_expiry.as_secs_u32();
     // Wider networks where a new /24 would be pool churn (low) right now.
@@ -113,6 +114,13 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "quiet (pool_draws): bursts of new networks on {} days, the latest {}d ago; expires {} unless another burst",
             nets.burst_days,
             now.saturating_sub(nets.last_burst) / DAY,
+            at(until)
+        ),
+        (true, true, Some(new_source::Roaming::Overflowing { until })) => format!(
+            "quiet (overflowing): came back to networks it had forgotten for lack of room ({} sources) on {} days, the latest {}d ago; expires {} unless it comes back to another",
+            s.max_sources,
+            nets.return_days,
+            now.saturating_sub(nets.last_return) / DAY,
             at(until)
         ),
         (true, true, Some(new_source::Roaming::Forming { until })) => format!(

@@ -1,12 +1,16 @@
 //! Per-key state as older keywatch versions wrote it: checkpoint format 1
 //! and changelog chunks of versions 1 and 2 ([`KeyStateV1`]); checkpoint
-//! format 2 and changelog chunks of version 3 ([`KeyStateV2`]). Frozen
+//! format 2 and changelog chunks of version 3 ([`KeyStateV2`]); checkpoint
+//! format 3 and changelog chunks of version 4 ([`KeyStateV3`]). Frozen
 //! copies of the types of that time, read only, and the conversion to
 //! today's [`KeyState`].
 //!
-//! Version 2 is today's state without the network memory
-//! ([`crate::netintel::NetMemory`]): everything carries over, and the
-//! network memory starts empty (learned again from the next events).
+//! Version 3 is today's state with its cooldowns alone where today's keeps
+//! them with the networks the key forgot for lack of room ([`Rare`]):
+//! everything carries over, and the forgotten networks are noted again from
+//! the next eviction. Version 2 is version 3 without the network memory
+//! ([`crate::netintel::NetMemory`]), which starts empty (learned again from
+//! the next events).
 //!
 //! What carries over: when the key was first and last used, its event count,
 //! active days and longest gap, the sources, user agents and actions it used,
@@ -21,7 +25,7 @@ use smallvec::SmallVec;
 use super::baseline::RateModel;
 use super::detect::source_fanout::FanoutState;
 use super::source::SourceId;
-use super::state::{Cooldown, KeyState, Secs, SourceSet, ValueSet};
+use super::state::{Cooldown, KeyState, Rare, Secs, SourceSet, ValueSet};
 
 /// `Peak` of version 1.
 #[derive(Deserialize)]
@@ -108,7 +112,7 @@ impl From<KeyStateV1> for KeyState {
         k.longest_gap = old.longest_gap;
         k.applied = old.applied;
         k.applied_record = old.applied_record;
-        k.cooldowns = old.cooldowns;
+        k.rare = rare(old.cooldowns);
         for s in old.sources {
             k.sources.restore(s.id, s.first_seen, s.last_seen);
         }
@@ -119,7 +123,24 @@ impl From<KeyStateV1> for KeyState {
     }
 }
 
-/// `KeyState` of checkpoint format 2 and changelog version 3: today's
+/// Cooldowns as versions 1 to 3 kept them, as today's state keeps them.
+#[allow(clippy::box_collection)] // the layout of versions 1 to 3, as written
+fn rare(cooldowns: Option<Box<Vec<Cooldown>>>) -> Option<Box<Rare>> {
+    cooldowns.map(|c| {
+        Box::new(Rare {
+            cooldowns: *c,
+            forgotten: None,
+        })
+    })
+}
+
+/// Today's cooldowns as versions 1 to 3 wrote them.
+#[allow(clippy::box_collection)] // the layout of versions 1 to 3, as written
+fn cooldowns(rare: Option<Box<Rare>>) -> Option<Box<Vec<Cooldown>>> {
+    rare.map(|r| Box::new(r.cooldowns))
+}
+
+/// `KeyState` of checkpoint format 2 and changelog version 3: version 3's
 /// without the network memory. (Serialize: the tests write one.)
 #[derive(Serialize, Deserialize)]
 pub struct KeyStateV2 {
@@ -154,7 +175,7 @@ impl From<KeyStateV2> for KeyState {
             values: old.values,
             applied: old.applied,
             applied_record: old.applied_record,
-            cooldowns: old.cooldowns,
+            rare: rare(old.cooldowns),
             net: None,
         }
     }
@@ -176,7 +197,72 @@ impl From<KeyState> for KeyStateV2 {
             values: k.values,
             applied: k.applied,
             applied_record: k.applied_record,
-            cooldowns: k.cooldowns,
+            cooldowns: cooldowns(k.rare),
+        }
+    }
+}
+
+/// `KeyState` of checkpoint format 3 and changelog version 4: today's with
+/// its cooldowns alone, without the networks forgotten for lack of room.
+/// (Serialize: the tests write one.)
+#[derive(Serialize, Deserialize)]
+pub struct KeyStateV3 {
+    first_seen: Secs,
+    last_seen: Secs,
+    events: u32,
+    active_days: u16,
+    longest_gap: u32,
+    rate: RateModel,
+    errors: RateModel,
+    fanout: FanoutState,
+    sources: SourceSet,
+    values: ValueSet,
+    applied: u64,
+    applied_record: u16,
+    #[allow(clippy::box_collection)] // the layout of version 3, as written
+    cooldowns: Option<Box<Vec<Cooldown>>>,
+    net: Option<Box<crate::netintel::NetMemory>>,
+}
+
+impl From<KeyStateV3> for KeyState {
+    fn from(old: KeyStateV3) -> KeyState {
+        KeyState {
+            first_seen: old.first_seen,
+            last_seen: old.last_seen,
+            events: old.events,
+            active_days: old.active_days,
+            longest_gap: old.longest_gap,
+            rate: old.rate,
+            errors: old.errors,
+            fanout: old.fanout,
+            sources: old.sources,
+            values: old.values,
+            applied: old.applied,
+            applied_record: old.applied_record,
+            rare: rare(old.cooldowns),
+            net: old.net,
+        }
+    }
+}
+
+impl From<KeyState> for KeyStateV3 {
+    /// The state as a version 3 writer wrote it (forgotten networks dropped).
+    fn from(k: KeyState) -> KeyStateV3 {
+        KeyStateV3 {
+            first_seen: k.first_seen,
+            last_seen: k.last_seen,
+            events: k.events,
+            active_days: k.active_days,
+            longest_gap: k.longest_gap,
+            rate: k.rate,
+            errors: k.errors,
+            fanout: k.fanout,
+            sources: k.sources,
+            values: k.values,
+            applied: k.applied,
+            applied_record: k.applied_record,
+            cooldowns: cooldowns(k.rare),
+            net: k.net,
         }
     }
 }

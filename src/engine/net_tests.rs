@@ -392,6 +392,111 @@ fn a_fanout_does_not_make_the_key_roam() {
         .starts_with("armed"));
 }
 
+/// A NAT pool wider than a key's memory: every hour of `days` days, 4 to 15
+/// calls, each from a random host of one of 96 /24s in 12 /16s (more
+/// networks than `max_sources_per_key` 64 can hold).
+fn wide_pool(key: &'static str, days: i64, rng: &mut Rng) -> Vec<Ev> {
+    let mut out = Vec::new();
+    for h in 0..days * 24 {
+        for _ in 0..4 + rng.below(12) {
+            let net = rng.below(96) as i64;
+            let t = T0 + h * HOUR + rng.below(HOUR as u64) as i64;
+            let src = format!("100.{}.{net}.{}", 64 + net / 8, 1 + rng.below(250));
+            out.push(ev(t, key, src).ua(BOTO));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_pool_wider_than_the_keys_memory_stays_quiet() {
+    // Evicting the last address of a network it still uses, the key would
+    // "newly" meet that network again within hours, every hour.
+    let mut rng = Rng(91);
+    let (engine, findings) = engine_run(wide_pool("AKIAWIDEPOOL", 30, &mut rng));
+    assert!(
+        of(&findings, Detector::NewSource).is_empty(),
+        "{} new_source findings, the first: {:#?}",
+        of(&findings, Detector::NewSource).len(),
+        of(&findings, Detector::NewSource).first()
+    );
+    let explained = engine.explain(Entity::KeyId, "AKIAWIDEPOOL").unwrap();
+    let says = explained["detectors"]["new_source"].as_str().unwrap();
+    assert!(
+        says.starts_with("quiet (overflowing)") && says.contains("expires"),
+        "{says}"
+    );
+}
+
+#[test]
+fn many_addresses_in_a_few_networks_never_overflow() {
+    // 500 addresses over 30 days in two /24s: far past 64 addresses, but no
+    // network is ever forgotten, so a new network is as new as ever.
+    let mut rng = Rng(92);
+    let mut events = Vec::new();
+    for d in 0..30 {
+        for i in 0..20 {
+            let host = (d * 20 + i) % 250 + 1;
+            let net = if i % 2 == 0 {
+                "198.51.100"
+            } else {
+                "203.0.113"
+            };
+            let t = T0 + d * DAY + 9 * HOUR + rng.below(8 * HOUR as u64) as i64;
+            events.push(ev(t, "AKIADHCP", format!("{net}.{host}")));
+        }
+    }
+    events.push(ev(T0 + 30 * DAY + 10 * HOUR, "AKIADHCP", "185.220.101.7"));
+    let ns = run(events);
+    let ns = of(&ns, Detector::NewSource);
+    assert_eq!(ns.len(), 1, "{ns:#?}");
+    assert!(ns[0].summary.contains("185.220.101.7"));
+    assert!(!rules(ns[0]).contains(&"forgotten_for_room"), "{ns:#?}");
+}
+
+#[test]
+fn overflowing_needs_returns_on_three_days_and_expires() {
+    // The attacker's way in: overflow a settled key's memory with a
+    // fan-out. Its home hosts then push the fan-out's networks out day
+    // after day, but forgetting is not coming back: the next new network
+    // alerts as new, and so does going back to a forgotten fan-out network,
+    // named as such.
+    let mut rng = Rng(93);
+    let home: Vec<String> = (10..22).map(|h| format!("203.0.113.{h}")).collect();
+    let home: Vec<&str> = home.iter().map(String::as_str).collect();
+    let mut events = steady("AKIAONCE", 0, 40, &home, &mut rng);
+    events.extend(botnet("AKIAONCE", T0 + 30 * DAY + 10 * HOUR, 100, 100, 0));
+    events.push(ev(T0 + 32 * DAY + 3 * HOUR, "AKIAONCE", "185.220.101.7"));
+    // One of the fan-out's networks (the 41st, see `botnet`; among the
+    // latest forgotten), on the next day.
+    events.push(ev(T0 + 33 * DAY + 3 * HOUR, "AKIAONCE", "91.40.120.200"));
+    // A pool key that settled on one network 16 days ago (more than
+    // `roaming_expiry`, 14 days): the rule has expired, a new network alerts.
+    let mut pool = wide_pool("AKIASETTLED", 20, &mut rng);
+    pool.extend(steady("AKIASETTLED", 20, 17, &["198.51.100.20"], &mut rng));
+    events.extend(pool);
+    events.push(ev(
+        T0 + 36 * DAY + 20 * HOUR,
+        "AKIASETTLED",
+        "185.220.101.7",
+    ));
+    let findings = run(events);
+    let on = |key: &str, source: &str| {
+        of(&findings, Detector::NewSource)
+            .into_iter()
+            .find(|f| f.key_id == key && f.summary.contains(source))
+    };
+    let new = on("AKIAONCE", "185.220.101.7").expect("one fan-out is not a pool");
+    assert_eq!(new.severity, Severity::High, "{new:#?}");
+    assert!(!rules(new).contains(&"forgotten_for_room"), "{new:#?}");
+    let back = on("AKIAONCE", "91.40.120.200").expect("coming back once is not a pool");
+    assert!(rules(back).contains(&"forgotten_for_room"), "{back:#?}");
+    assert!(
+        on("AKIASETTLED", "185.220.101.7").is_some(),
+        "returns 16 days ago no longer quiet it: {findings:#?}"
+    );
+}
+
 #[test]
 fn roaming_person_moving_every_few_days_stays_quiet() {
     let mut rng = Rng(86);

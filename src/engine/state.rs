@@ -119,6 +119,12 @@ pub struct NetworkSummary {
     pub burst_days: u16,
     /// When the newest burst network was first used.
     pub last_burst: Secs,
+    /// Distinct days within `forget_after` on which the key came back to a
+    /// network it had forgotten for lack of room, up to [`RETURN_DAYS`]
+    /// (see [`NetworkSummary::count_returns`]; 0 until then).
+    pub return_days: u16,
+    /// When the newest of those days began.
+    pub last_return: Secs,
     /// Up to five of them, for evidence (burst networks last): formatted
     /// only when a finding shows them ([`NetworkSummary::sample_display`]).
     pub sample: SmallVec<[SourceId; 5]>,
@@ -128,6 +134,18 @@ impl NetworkSummary {
     /// The sampled networks as people read them (`203.0.113.0/24`).
     pub fn sample_display(&self) -> Vec<String> {
         self.sample.iter().map(|id| id.network_display()).collect()
+    }
+
+    /// Counts the key's return days ([`KeyState::return_days`]) within
+    /// `forget_s` of `now`.
+    pub fn count_returns(&mut self, days: &[u16; RETURN_DAYS], now: Secs, forget_s: u32) {
+        let fresh = now.saturating_sub(forget_s);
+        let begins = |d: u16| (d as Secs - 1) * 86_400;
+        let recent = days
+            .iter()
+            .filter(|&&d| d != 0 && begins(d).saturating_add(86_400) > fresh);
+        self.return_days = recent.clone().count() as u16;
+        self.last_return = recent.map(|&d| begins(d)).max().unwrap_or(0);
     }
 
     /// Networks the key holds apart from bursts: what its severity is judged on.
@@ -151,6 +169,19 @@ pub struct WideChurn {
 pub struct SourceSet {
     #[serde(deserialize_with = "bounded_seq")]
     entries: SmallVec<[SourceSeen; 2]>,
+}
+
+/// What making room for a new source cost ([`SourceSet::record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// Nothing: the source was remembered, or there was room.
+    None,
+    /// An address whose network the key still remembers, or one not used
+    /// within `forget_after`.
+    Address,
+    /// The last remembered address of a network used within `forget_after`:
+    /// the key forgot a network it still uses (this one, [`SourceId::network`]).
+    Network(u64),
 }
 
 impl SourceSet {
@@ -265,22 +296,22 @@ impl SourceSet {
         out
     }
 
-    /// Records a use; returns whether an entry was evicted to make room
-    /// (the least recently used, the first of them on a tie).
+    /// Records a use; says what was evicted to make room (the least recently
+    /// used, the first of them on a tie).
     ///
     /// One pass finds the source or, failing that, the entry to evict.
-    pub fn record(&mut self, id: SourceId, now: Secs, cap: usize) -> bool {
+    pub fn record(&mut self, id: SourceId, now: Secs, forget_s: u32, cap: usize) -> Eviction {
         let mut oldest = (0, Secs::MAX);
         for (i, e) in self.entries.iter_mut().enumerate() {
             if e.id == id {
                 e.last_seen = e.last_seen.max(now);
-                return false;
+                return Eviction::None;
             }
             if e.last_seen < oldest.1 {
                 oldest = (i, e.last_seen);
             }
         }
-        self.add(id, now, cap, oldest.0)
+        self.add(id, now, forget_s, cap, oldest.0)
     }
 
     /// [`SourceSet::record`] for the source `facts` were taken about, with
@@ -290,31 +321,56 @@ impl SourceSet {
         facts: &SourceFacts,
         id: SourceId,
         now: Secs,
+        forget_s: u32,
         cap: usize,
-    ) -> bool {
+    ) -> Eviction {
         let slot = facts.slot;
         if slot.len as usize != self.entries.len() {
             // Misuse (a source was added since): the slot is stale.
-            return self.record(id, now, cap);
+            return self.record(id, now, forget_s, cap);
         }
         if let Some(i) = slot.found {
             match self.entries.get_mut(i as usize) {
                 Some(e) if e.id == id => {
                     e.last_seen = e.last_seen.max(now);
-                    return false;
+                    return Eviction::None;
                 }
-                _ => return self.record(id, now, cap),
+                _ => return self.record(id, now, forget_s, cap),
             }
         }
-        self.add(id, now, cap, slot.oldest as usize)
+        self.add(id, now, forget_s, cap, slot.oldest as usize)
     }
 
     /// Adds a source not remembered yet, first evicting the entry at
     /// `oldest` (the least recently used) when `cap` is reached.
-    fn add(&mut self, id: SourceId, now: Secs, cap: usize, oldest: usize) -> bool {
-        let evicted = !self.entries.is_empty() && self.entries.len() >= cap;
-        if evicted {
-            self.entries.swap_remove(oldest);
+    fn add(
+        &mut self,
+        id: SourceId,
+        now: Secs,
+        forget_s: u32,
+        cap: usize,
+        oldest: usize,
+    ) -> Eviction {
+        let mut evicted = Eviction::None;
+        if !self.entries.is_empty() && self.entries.len() >= cap {
+            let gone = self.entries.swap_remove(oldest);
+            let fresh = now.saturating_sub(forget_s);
+            // A network forgotten while in use: `gone` was its last address
+            // remembered, and the key used it within `forget_s`. (A key with
+            // hundreds of addresses in a few networks loses none: those
+            // networks stay known.)
+            let net = gone.id.network();
+            let lost = gone.last_seen >= fresh
+                && id.network() != net
+                && !self
+                    .entries
+                    .iter()
+                    .any(|e| e.id.network() == net && e.last_seen >= fresh);
+            evicted = if lost {
+                Eviction::Network(net)
+            } else {
+                Eviction::Address
+            };
         }
         self.entries.push(SourceSeen {
             id,
@@ -384,6 +440,8 @@ fn summarise(nets: &[(u64, SourceId, Secs)], key_first_seen: Secs) -> NetworkSum
         last_roam: 0,
         burst_days: days.iter().filter(|d| d.1 >= BURST_NETWORKS).count() as u16,
         last_burst: 0,
+        return_days: 0,
+        last_return: 0,
         sample: SmallVec::new(),
     };
     for (n, &burst) in nets.iter().zip(&bursts) {
@@ -654,8 +712,8 @@ pub struct KeyState {
     pub applied: u64,
     /// Its record index within its message.
     pub applied_record: u16,
-    /// Active cooldowns; boxed because most keys never have one.
-    pub cooldowns: Option<Box<Vec<Cooldown>>>,
+    /// Cooldowns and forgotten networks, boxed: most keys never have either.
+    pub rare: Option<Box<Rare>>,
     /// Network intelligence memory (ASNs, countries, clouds, latest place);
     /// allocated only when enrichment files are configured, and carried by
     /// checkpoints and the changelog (see [`crate::netintel::memory`]).
@@ -676,7 +734,7 @@ impl KeyState {
             fanout: FanoutState::default(),
             sources: SourceSet::default(),
             values: ValueSet::default(),
-            cooldowns: None,
+            rare: None,
             net: None,
             applied: 0,
             applied_record: 0,
@@ -719,15 +777,16 @@ impl KeyState {
 
     /// Whether `detector`/`dim` is cooling down at `now`.
     pub fn cooling(&self, detector: u8, dim: u32, now: Secs) -> bool {
-        self.cooldowns.as_ref().is_some_and(|c| {
-            c.iter()
+        self.rare.as_ref().is_some_and(|r| {
+            r.cooldowns
+                .iter()
                 .any(|c| c.detector == detector && c.dim == dim && c.until > now)
         })
     }
 
     /// Starts a cooldown, dropping expired ones.
     pub fn cool(&mut self, detector: u8, dim: u32, now: Secs, cooldown_s: u32) {
-        let list = self.cooldowns.get_or_insert_with(Default::default);
+        let list = &mut self.rare.get_or_insert_with(Default::default).cooldowns;
         list.retain(|c| c.until > now && !(c.detector == detector && c.dim == dim));
         list.push(Cooldown {
             detector,
@@ -735,6 +794,97 @@ impl KeyState {
             until: now.saturating_add(cooldown_s),
         });
     }
+
+    /// Ends every cooldown of `detector`.
+    pub fn uncool(&mut self, detector: u8) {
+        if let Some(r) = &mut self.rare {
+            r.cooldowns.retain(|c| c.detector != detector);
+        }
+    }
+
+    /// Remembers that the key forgot `network` ([`SourceId::network`]) for
+    /// lack of room while still using it ([`Eviction::Network`]).
+    pub fn forgot_network(&mut self, network: u64) {
+        let rare = self.rare.get_or_insert_with(Default::default);
+        let f = rare.forgotten.get_or_insert_with(Default::default);
+        let hash = network_hash(network);
+        if f.networks.contains(&hash) {
+            return;
+        }
+        if f.networks.len() < FORGOTTEN {
+            f.networks.push(hash);
+        } else {
+            let at = f.next as usize % FORGOTTEN;
+            f.networks[at] = hash;
+            f.next = ((at + 1) % FORGOTTEN) as u8;
+        }
+    }
+
+    /// Whether `network`, not remembered, is one the key forgot for lack of
+    /// room; if so, today (of `now`) is a return day.
+    pub fn came_back(&mut self, network: u64, now: Secs) -> bool {
+        let Some(f) = self.rare.as_mut().and_then(|r| r.forgotten.as_mut()) else {
+            return false;
+        };
+        if !f.networks.contains(&network_hash(network)) {
+            return false;
+        }
+        // Days counted from 1: 0 is none. An older day arriving late
+        // changes nothing.
+        let day = (now / 86_400 + 1) as u16;
+        if day > f.days[0] {
+            f.days.rotate_right(1);
+            f.days[0] = day;
+        }
+        true
+    }
+
+    /// The latest days the key came back to a network it had forgotten for
+    /// lack of room (see [`NetworkSummary::count_returns`]).
+    pub fn return_days(&self) -> [u16; RETURN_DAYS] {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.forgotten.as_ref())
+            .map_or([0; RETURN_DAYS], |f| f.days)
+    }
+}
+
+/// Networks forgotten a key remembers ([`Forgotten`]).
+pub const FORGOTTEN: usize = 32;
+
+/// Return days a key remembers, and how many make a key one that draws from
+/// a pool wider than its memory.
+pub const RETURN_DAYS: usize = 3;
+
+/// What few keys carry, in one box: cooldowns (a key with findings) and
+/// the networks it forgot (a key using more networks than it remembers).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rare {
+    /// Active cooldowns.
+    pub cooldowns: Vec<Cooldown>,
+    /// Networks forgotten for lack of room; boxed, as few keys overflow.
+    pub forgotten: Option<Box<Forgotten>>,
+}
+
+/// The latest networks a key forgot for lack of room while still using them
+/// (hashed), and the days it came back to one: a key drawing from a pool
+/// wider than `max_sources_per_key` comes back every day, a key after one
+/// fan-out does not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Forgotten {
+    /// A ring of up to [`FORGOTTEN`] network hashes.
+    #[serde(deserialize_with = "bounded_seq")]
+    networks: SmallVec<[u32; FORGOTTEN]>,
+    /// Where the next one goes once the ring is full.
+    next: u8,
+    /// The latest [`RETURN_DAYS`] distinct days (UTC, days since the epoch
+    /// plus one, newest first; 0: none) the key came back to one of them.
+    days: [u16; RETURN_DAYS],
+}
+
+/// A network's hash in [`Forgotten`]: the top bits of a multiplicative hash.
+fn network_hash(network: u64) -> u32 {
+    (network.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
 }
 
 #[cfg(test)]
@@ -774,7 +924,7 @@ mod tests {
         let a = SourceId(0xCB00_7107); // 203.0.113.7
         let b = SourceId(0xCB00_7109); // same /24
         let c = SourceId(0xCB00_7209); // sibling /24 in the /16
-        s.record(a, 1000, 64);
+        s.record(a, 1000, 10_000, 64);
         let f = s.facts(b, 2000, 10_000, 1500);
         assert!(!f.address_known && f.network_known && f.first_in_window);
         let f = s.facts(c, 2000, 10_000, 1500);
@@ -801,8 +951,8 @@ mod tests {
             let id = SourceId(0x0A00_0000 | rng.gen_range(0..40u64) << 8 | rng.gen_range(0..3u64));
             let facts = after.facts(id, now, 5_000, now - now % 60);
             assert_eq!(
-                after.record_after(&facts, id, now, 16),
-                plain.record(id, now, 16),
+                after.record_after(&facts, id, now, 5_000, 16),
+                plain.record(id, now, 5_000, 16),
                 "step {step}: evicted"
             );
             assert_eq!(after, plain, "step {step}: entries");
@@ -839,13 +989,72 @@ mod tests {
     }
 
     #[test]
+    fn evicting_the_last_address_of_a_network_in_use_forgets_the_network() {
+        const D: Secs = 86_400;
+        let forget = 30 * D;
+        let net = |n: u64, host: u64| SourceId(0x0A00_0000 | n << 8 | host);
+        let mut s = SourceSet::default();
+        s.record(net(1, 0), 10 * D, forget, 2);
+        s.record(net(1, 1), 10 * D + 1, forget, 2);
+        // Another host of the same /24 past the cap: the network stays.
+        assert_eq!(
+            s.record(net(1, 2), 10 * D + 2, forget, 2),
+            Eviction::Address
+        );
+        // Another /24: evicts the oldest host, but the /24 keeps one.
+        assert_eq!(
+            s.record(net(2, 0), 10 * D + 3, forget, 2),
+            Eviction::Address
+        );
+        // A third /24: the last host of /24 number 1 goes, still in use.
+        assert_eq!(
+            s.record(net(3, 0), 10 * D + 4, forget, 2),
+            Eviction::Network(net(1, 0).network())
+        );
+        // A network not used within forget_after is not one in use.
+        assert_eq!(s.record(net(4, 0), 50 * D, forget, 2), Eviction::Address);
+    }
+
+    #[test]
+    fn a_key_counts_the_days_it_comes_back_to_forgotten_networks() {
+        const D: Secs = 86_400;
+        let forget = 30 * D;
+        let net = |n: u64| SourceId(0x0A00_0000 | n << 8).network();
+        let returns = |k: &KeyState, now: Secs| {
+            let mut sum = SourceSet::default().summary(now, forget, 0);
+            sum.count_returns(&k.return_days(), now, forget);
+            (sum.return_days, sum.last_return)
+        };
+        let mut k = KeyState::new(0);
+        assert!(!k.came_back(net(1), 10 * D), "nothing forgotten yet");
+        for n in 1..=40 {
+            k.forgot_network(net(n));
+        }
+        assert!(!k.came_back(net(1), 10 * D), "the ring keeps the latest 32");
+        assert!(k.came_back(net(40), 10 * D) && k.came_back(net(9), 10 * D + 5));
+        assert_eq!(returns(&k, 10 * D), (1, 10 * D), "one day, however often");
+        for day in [11, 12, 14] {
+            assert!(k.came_back(net(20), day * D));
+        }
+        assert_eq!(returns(&k, 14 * D), (3, 14 * D), "the latest three days");
+        assert!(k.came_back(net(20), 5 * D), "a late event still came back");
+        assert_eq!(returns(&k, 14 * D), (3, 14 * D), "but its day is not newer");
+        assert_eq!(
+            returns(&k, 42 * D),
+            (2, 14 * D),
+            "day 11 is past forget_after"
+        );
+        assert_eq!(returns(&k, 45 * D), (0, 0));
+    }
+
+    #[test]
     fn sets_evict_least_recently_used() {
         let mut s = SourceSet::default();
         for i in 0..4u64 {
-            s.record(SourceId(i << 8), 100 + i as u32, 4);
+            s.record(SourceId(i << 8), 100 + i as u32, 1_000, 4);
         }
-        s.record(SourceId(0), 200, 4);
-        assert!(s.record(SourceId(9 << 8), 300, 4));
+        s.record(SourceId(0), 200, 1_000, 4);
+        assert_ne!(s.record(SourceId(9 << 8), 300, 1_000, 4), Eviction::None);
         assert_eq!(s.entries().len(), 4);
         assert!(
             !s.entries().iter().any(|e| e.id == SourceId(1 << 8)),

@@ -574,7 +574,7 @@ fn restart(engine: &Engine, old_format: bool) -> Engine {
     use crate::checkpoint::{format, Checkpoint, Origins};
     let cp = Checkpoint::capture(engine, &Origins::default(), &Default::default());
     let bytes = if old_format {
-        format::encode_v2(&cp)
+        format::encode_old::<crate::engine::legacy::KeyStateV2>(&cp, 2)
     } else {
         format::encode(&cp).unwrap()
     };
@@ -695,7 +695,7 @@ fn after_a_restart_a_workload_credential_outside_the_cloud_is_still_found() {
 #[test]
 fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
     use crate::changelog::format::{self, ChunkHeader, Entry, EntryRef, EntryV3};
-    use crate::engine::legacy::KeyStateV2;
+    use crate::engine::legacy::{KeyStateV2, KeyStateV3};
     let engine = engine(true);
     run_on(&engine, settled_in_berlin("AKIACHUNK", 3));
     let (key, state) = engine.snapshot(crate::config::Entity::KeyId).pop().unwrap();
@@ -733,6 +733,23 @@ fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
     assert_eq!(k, &key);
     assert!(s.net.is_none());
     assert_eq!((s.events, s.first_seen), (state.events, state.first_seen));
+
+    // A version 4 chunk (before forgotten networks were kept) reads whole,
+    // network memory included.
+    let old = format::EntryV4::Key(key.clone(), KeyStateV3::from(state.clone()));
+    let mut body = postcard::to_stdvec(&header(1)).unwrap();
+    body.extend(postcard::to_stdvec(&old).unwrap());
+    let mut chunk = format::MAGIC.to_vec();
+    chunk.extend(4u32.to_le_bytes());
+    chunk.extend(crc32fast::hash(&body).to_le_bytes());
+    chunk.extend(&body);
+    let (h, rest) = format::decode_header(&chunk).unwrap();
+    let got = format::decode_entries(rest, h.entries, 4).unwrap();
+    assert_eq!(
+        got,
+        vec![Entry::Key(key, state)],
+        "nothing forgotten to drop"
+    );
 }
 
 #[test]

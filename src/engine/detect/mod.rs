@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::finding::{finding_id, Detector, Eligibility, Evidence, Finding, Severity};
 use super::source::SourceId;
-use super::state::{KeyState, Secs};
+use super::state::{Eviction, KeyState, Secs};
 use super::{Settings, Stats};
 use crate::config::Entity;
 use crate::decode::{AuditEvent, EventSample, Source};
@@ -277,10 +277,21 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             let window_start = now - now % s.fanout_window_s;
             let facts = state.sources.facts(id, now, s.forget_s, window_start);
             network_new = !facts.network_known;
-            new_source::check(state, ctx, id, &facts, located.as_ref());
+            // A network the key forgot for lack of room, used again.
+            let returned = network_new && state.came_back(id.network(), now);
+            new_source::check(state, ctx, id, &facts, returned, located.as_ref());
             source_fanout::check(state, ctx, countable, &facts);
-            if state.sources.record_after(&facts, id, now, s.max_sources) {
-                ctx.stats.sources_evicted.fetch_add(1, Ordering::Relaxed);
+            match state
+                .sources
+                .record_after(&facts, id, now, s.forget_s, s.max_sources)
+            {
+                Eviction::None => {}
+                evicted => {
+                    ctx.stats.sources_evicted.fetch_add(1, Ordering::Relaxed);
+                    if let Eviction::Network(network) = evicted {
+                        state.forgot_network(network);
+                    }
+                }
             }
         }
     }

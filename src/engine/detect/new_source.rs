@@ -16,6 +16,18 @@
 //!   newest less than `roaming_expiry` ago (a key drawing from a provider's
 //!   pool on every run; each of those bursts was a `source_fanout` finding
 //!   unless the key learned them).
+//! - **overflowing** (silent): on [`RETURN_DAYS`] distinct days within
+//!   `forget_after`, the newest less than `roaming_expiry` ago, the key came
+//!   back to a network it had forgotten for lack of room (making room for a
+//!   new address evicted the network's last remembered address while the
+//!   key still used it; `max_sources_per_key`). Such a key draws from a pool
+//!   wider than its memory (a NAT or runner pool across many /24s), and a
+//!   network it seems not to know may well be one it used last week. A key
+//!   with hundreds of addresses inside a few networks forgets none, and a
+//!   fan-out's networks, once forgotten, do not come back by themselves.
+//!   The door: an attacker who overflows a key's memory with networks (a
+//!   `source_fanout` burst) and then comes back to those networks on three
+//!   days, the first two of which alert (`forgotten_for_room`).
 //! - **forming** (silent): a key with two or more networks (bursts apart)
 //!   in its first three weeks ([`FORMING_S`]) is still showing where it is
 //!   used (home, office, a café); single-network keys are judged from the
@@ -59,7 +71,9 @@ use super::{human_secs, Ctx, Report, DAY};
 use crate::config::NewSourceConfig;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
-use crate::engine::state::{KeyState, NetworkSummary, Secs, SourceFacts, BURST_NETWORKS};
+use crate::engine::state::{
+    KeyState, NetworkSummary, Secs, SourceFacts, BURST_NETWORKS, RETURN_DAYS,
+};
 use crate::netintel::{NetInfo, OwnerClass, Tables};
 
 /// Burst days (recent) after which a key draws from a pool by design.
@@ -83,6 +97,14 @@ pub enum Roaming {
         /// When the rule expires unless the key has another burst.
         until: Secs,
     },
+    /// A key that came back to networks it had forgotten for lack of room
+    /// (`max_sources_per_key`) on several days, recently: it draws from a
+    /// pool wider than its memory, so a network it seems not to know may be
+    /// one it used last week.
+    Overflowing {
+        /// When the rule expires unless the key comes back to another.
+        until: Secs,
+    },
     /// A young key with several networks, still showing its repertoire.
     Forming {
         /// When the key is three weeks old.
@@ -100,10 +122,15 @@ pub fn roaming(
     let expiry = cfg.roaming_expiry.as_secs_u32();
     let roam_until = known.last_roam.saturating_add(expiry);
     let burst_until = known.last_burst.saturating_add(expiry);
+    let overflow_until = known.last_return.saturating_add(expiry);
     if known.roam_days >= cfg.roaming_days && now < roam_until {
         Some(Roaming::Roaming { until: roam_until })
     } else if known.burst_days >= POOL_DRAW_DAYS && now < burst_until {
         Some(Roaming::PoolDraws { until: burst_until })
+    } else if known.return_days >= RETURN_DAYS as u16 && now < overflow_until {
+        Some(Roaming::Overflowing {
+            until: overflow_until,
+        })
     } else if known.settled_networks() >= 2 && now < first_seen.saturating_add(FORMING_S) {
         Some(Roaming::Forming {
             until: first_seen.saturating_add(FORMING_S),
@@ -203,6 +230,7 @@ pub fn check(
     ctx: &mut Ctx<'_, '_>,
     id: SourceId,
     facts: &SourceFacts,
+    returned: bool,
     located: Option<&(&Tables, std::net::IpAddr, NetInfo)>,
 ) {
     let cfg = &ctx.settings.detectors.new_source;
@@ -219,9 +247,10 @@ pub fn check(
     }
     let forget_s = ctx.settings.forget_s;
     let now = ctx.now;
-    let (known, churn) = state
+    let (mut known, churn) = state
         .sources
         .summary_and_churn(id, now, forget_s, state.first_seen);
+    known.count_returns(&state.return_days(), now, forget_s);
     if known.networks == 0 {
         return;
     }
@@ -249,6 +278,10 @@ pub fn check(
     }
     if known.burst_networks > 0 {
         rules.push("burst_networks_not_counted");
+    }
+    if returned {
+        // Used within forget_after after all, then forgotten for lack of room.
+        rules.push("forgotten_for_room");
     }
     if id.is_named() {
         rules.push("named_source");

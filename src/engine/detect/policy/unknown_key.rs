@@ -39,7 +39,5 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
 
 /// Forgets the report of a key that is now listed.
 pub fn forget(state: &mut KeyState) {
-    if let Some(list) = &mut state.cooldowns {
-        list.retain(|c| c.detector != Detector::UnknownKey as u8);
-    }
+    state.uncool(Detector::UnknownKey as u8);
 }
