@@ -67,7 +67,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         )
     };
     let mut nets = state.sources.summary(now, s.forget_s, state.first_seen);
-    nets.count_returns(&state.return_days(), now, s.forget_s);
+    (nets.return_days, nets.last_return) = state.returns(now, s.forget_s);
     let cfg = &s.detectors;
     let expiry = cfg.new_source.roaming_expiry.as_secs_u32();
     // Wider networks where a new /24 would be pool churn (low) right now.

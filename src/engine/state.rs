@@ -121,7 +121,7 @@ pub struct NetworkSummary {
     pub last_burst: Secs,
     /// Distinct days within `forget_after` on which the key came back to a
     /// network it had forgotten for lack of room, up to [`RETURN_DAYS`]
-    /// (see [`NetworkSummary::count_returns`]; 0 until then).
+    /// (see [`KeyState::returns`]; 0 until filled in from there).
     pub return_days: u16,
     /// When the newest of those days began.
     pub last_return: Secs,
@@ -134,18 +134,6 @@ impl NetworkSummary {
     /// The sampled networks as people read them (`203.0.113.0/24`).
     pub fn sample_display(&self) -> Vec<String> {
         self.sample.iter().map(|id| id.network_display()).collect()
-    }
-
-    /// Counts the key's return days ([`KeyState::return_days`]) within
-    /// `forget_s` of `now`.
-    pub fn count_returns(&mut self, days: &[u16; RETURN_DAYS], now: Secs, forget_s: u32) {
-        let fresh = now.saturating_sub(forget_s);
-        let begins = |d: u16| (d as Secs - 1) * 86_400;
-        let recent = days
-            .iter()
-            .filter(|&&d| d != 0 && begins(d).saturating_add(86_400) > fresh);
-        self.return_days = recent.clone().count() as u16;
-        self.last_return = recent.map(|&d| begins(d)).max().unwrap_or(0);
     }
 
     /// Networks the key holds apart from bursts: what its severity is judged on.
@@ -359,13 +347,13 @@ impl SourceSet {
             // remembered, and the key used it within `forget_s`. (A key with
             // hundreds of addresses in a few networks loses none: those
             // networks stay known.)
-            let net = gone.id.network();
+            let (net, mask) = (gone.id.network(), gone.id.network_mask());
             let lost = gone.last_seen >= fresh
                 && id.network() != net
                 && !self
                     .entries
                     .iter()
-                    .any(|e| e.id.network() == net && e.last_seen >= fresh);
+                    .any(|e| (e.id.0 & mask == net) & (e.last_seen >= fresh));
             evicted = if lost {
                 Eviction::Network(net)
             } else {
@@ -839,13 +827,23 @@ impl KeyState {
         true
     }
 
-    /// The latest days the key came back to a network it had forgotten for
-    /// lack of room (see [`NetworkSummary::count_returns`]).
-    pub fn return_days(&self) -> [u16; RETURN_DAYS] {
-        self.rare
-            .as_ref()
-            .and_then(|r| r.forgotten.as_ref())
-            .map_or([0; RETURN_DAYS], |f| f.days)
+    /// On how many distinct days within `forget_s` of `now` the key came
+    /// back to a network it had forgotten for lack of room (up to
+    /// [`RETURN_DAYS`]), and when the latest of them began (0: none).
+    pub fn returns(&self, now: Secs, forget_s: u32) -> (u16, Secs) {
+        let Some(f) = self.rare.as_ref().and_then(|r| r.forgotten.as_ref()) else {
+            return (0, 0);
+        };
+        let fresh = now.saturating_sub(forget_s);
+        let begins = |d: u16| (d as Secs - 1) * 86_400;
+        let recent = f
+            .days
+            .iter()
+            .filter(|&&d| d != 0 && begins(d).saturating_add(86_400) > fresh);
+        (
+            recent.clone().count() as u16,
+            recent.map(|&d| begins(d)).max().unwrap_or(0),
+        )
     }
 }
 
@@ -1020,11 +1018,7 @@ mod tests {
         const D: Secs = 86_400;
         let forget = 30 * D;
         let net = |n: u64| SourceId(0x0A00_0000 | n << 8).network();
-        let returns = |k: &KeyState, now: Secs| {
-            let mut sum = SourceSet::default().summary(now, forget, 0);
-            sum.count_returns(&k.return_days(), now, forget);
-            (sum.return_days, sum.last_return)
-        };
+        let returns = |k: &KeyState, now: Secs| k.returns(now, forget);
         let mut k = KeyState::new(0);
         assert!(!k.came_back(net(1), 10 * D), "nothing forgotten yet");
         for n in 1..=40 {

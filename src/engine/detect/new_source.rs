@@ -122,15 +122,12 @@ pub fn roaming(
     let expiry = cfg.roaming_expiry.as_secs_u32();
     let roam_until = known.last_roam.saturating_add(expiry);
     let burst_until = known.last_burst.saturating_add(expiry);
-    let overflow_until = known.last_return.saturating_add(expiry);
     if known.roam_days >= cfg.roaming_days && now < roam_until {
         Some(Roaming::Roaming { until: roam_until })
     } else if known.burst_days >= POOL_DRAW_DAYS && now < burst_until {
         Some(Roaming::PoolDraws { until: burst_until })
-    } else if known.return_days >= RETURN_DAYS as u16 && now < overflow_until {
-        Some(Roaming::Overflowing {
-            until: overflow_until,
-        })
+    } else if let Some(until) = overflowing(known.return_days, known.last_return, cfg, now) {
+        Some(Roaming::Overflowing { until })
     } else if known.settled_networks() >= 2 && now < first_seen.saturating_add(FORMING_S) {
         Some(Roaming::Forming {
             until: first_seen.saturating_add(FORMING_S),
@@ -138,6 +135,19 @@ pub fn roaming(
     } else {
         None
     }
+}
+
+/// Until when a key that came back to networks it had forgotten for lack of
+/// room on `return_days` days, the latest beginning at `last_return`, is
+/// quiet ([`Roaming::Overflowing`]), if it is at `now`.
+fn overflowing(
+    return_days: u16,
+    last_return: Secs,
+    cfg: &NewSourceConfig,
+    now: Secs,
+) -> Option<Secs> {
+    let until = last_return.saturating_add(cfg.roaming_expiry.as_secs_u32());
+    (return_days >= RETURN_DAYS as u16 && now < until).then_some(until)
 }
 
 /// What network intelligence says about a new network, when it is configured.
@@ -247,16 +257,23 @@ pub fn check(
     }
     let forget_s = ctx.settings.forget_s;
     let now = ctx.now;
+    let leaves = |state: &KeyState, ctx: &Ctx<'_, '_>| {
+        located.is_some_and(|(_, _, info)| !id.is_named() && leaves_cloud(state, ctx, info))
+    };
+    // A key drawing from a pool wider than its memory meets a "new" network
+    // on most events: asked before its networks are summarised.
+    let (return_days, last_return) = state.returns(now, forget_s);
+    if overflowing(return_days, last_return, cfg, now).is_some() && !leaves(state, ctx) {
+        return;
+    }
     let (mut known, churn) = state
         .sources
         .summary_and_churn(id, now, forget_s, state.first_seen);
-    known.count_returns(&state.return_days(), now, forget_s);
+    (known.return_days, known.last_return) = (return_days, last_return);
     if known.networks == 0 {
         return;
     }
-    if roaming(&known, cfg, now, state.first_seen).is_some()
-        && !located.is_some_and(|(_, _, info)| !id.is_named() && leaves_cloud(state, ctx, info))
-    {
+    if roaming(&known, cfg, now, state.first_seen).is_some() && !leaves(state, ctx) {
         return;
     }
     let expiry = cfg.roaming_expiry.as_secs_u32();
