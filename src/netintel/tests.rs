@@ -717,16 +717,21 @@ fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
     let got = format::decode_entries(rest, h.entries, format::version_of(&chunk)).unwrap();
     assert_eq!(got, vec![Entry::Key(key.clone(), state.clone())]);
 
+    // An older chunk of `version`, holding `old`, read back.
+    let read_old = |version: u32, old: Vec<u8>| {
+        let mut body = postcard::to_stdvec(&header(1)).unwrap();
+        body.extend(old);
+        let mut chunk = format::MAGIC.to_vec();
+        chunk.extend(version.to_le_bytes());
+        chunk.extend(crc32fast::hash(&body).to_le_bytes());
+        chunk.extend(&body);
+        let (h, rest) = format::decode_header(&chunk).unwrap();
+        format::decode_entries(rest, h.entries, version).unwrap()
+    };
+
     // A version 3 chunk (no memory) reads, with an empty memory.
     let old = EntryV3::Key(key.clone(), KeyStateV2::from(state.clone()));
-    let mut body = postcard::to_stdvec(&header(1)).unwrap();
-    body.extend(postcard::to_stdvec(&old).unwrap());
-    let mut chunk = format::MAGIC.to_vec();
-    chunk.extend(3u32.to_le_bytes());
-    chunk.extend(crc32fast::hash(&body).to_le_bytes());
-    chunk.extend(&body);
-    let (h, rest) = format::decode_header(&chunk).unwrap();
-    let got = format::decode_entries(rest, h.entries, 3).unwrap();
+    let got = read_old(3, postcard::to_stdvec(&old).unwrap());
     let Entry::Key(k, s) = &got[0] else {
         panic!("{got:?}")
     };
@@ -737,14 +742,7 @@ fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
     // A version 4 chunk (before forgotten networks were kept) reads whole,
     // network memory included.
     let old = format::EntryV4::Key(key.clone(), KeyStateV3::from(state.clone()));
-    let mut body = postcard::to_stdvec(&header(1)).unwrap();
-    body.extend(postcard::to_stdvec(&old).unwrap());
-    let mut chunk = format::MAGIC.to_vec();
-    chunk.extend(4u32.to_le_bytes());
-    chunk.extend(crc32fast::hash(&body).to_le_bytes());
-    chunk.extend(&body);
-    let (h, rest) = format::decode_header(&chunk).unwrap();
-    let got = format::decode_entries(rest, h.entries, 4).unwrap();
+    let got = read_old(4, postcard::to_stdvec(&old).unwrap());
     assert_eq!(
         got,
         vec![Entry::Key(key, state)],
