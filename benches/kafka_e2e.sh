@@ -7,6 +7,7 @@
 #
 #   benches/kafka_e2e.sh [EVENTS] [KEYS]      (defaults: 1000000 100000)
 #   KIND=heavy benches/kafka_e2e.sh 1060000 81
+#   KW=/path/to/other/keywatch benches/kafka_e2e.sh ...   (another build)
 #
 # KIND=light (default) is one day of a large fleet from `keywatch gen` (many
 # light keys, 12 partitions); KIND=heavy is KEYS busy keys with 14 days of
@@ -27,7 +28,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cargo build --release --quiet
 cargo bench --no-run --quiet --bench kafka_bare 2>/dev/null
 BARE=$(ls -t target/release/deps/kafka_bare-* | grep -v '\.d$' | head -1)
-KW=target/release/keywatch
+KW=${KW:-target/release/keywatch}
 
 start_tansu "$PORT" "$WORK/tansu.log"
 if [ "$KIND" = heavy ]; then
