@@ -835,7 +835,8 @@ impl KeyState {
             return (0, 0);
         };
         let fresh = now.saturating_sub(forget_s);
-        let begins = |d: u16| (d as Secs - 1) * 86_400;
+        // Saturating: a day read from a damaged checkpoint may be past u32 time.
+        let begins = |d: u16| (d as Secs - 1).saturating_mul(86_400);
         let recent = f
             .days
             .iter()
@@ -1039,6 +1040,26 @@ mod tests {
             "day 11 is past forget_after"
         );
         assert_eq!(returns(&k, 45 * D), (0, 0));
+    }
+
+    #[test]
+    fn forgotten_networks_from_a_damaged_checkpoint_are_no_panic() {
+        // What a corrupt file could hold: a day past u32 time, a ring
+        // position past the ring.
+        let mut k = KeyState::new(0);
+        k.rare = Some(Box::new(Rare {
+            cooldowns: Vec::new(),
+            forgotten: Some(Box::new(Forgotten {
+                networks: SmallVec::new(),
+                next: 200,
+                days: [u16::MAX, 3, 0],
+            })),
+        }));
+        assert_eq!(k.returns(5 * 86_400, 30 * 86_400).0, 2);
+        for n in 0..40 {
+            k.forgot_network(n << 8);
+        }
+        assert!(k.came_back(39 << 8, 86_400));
     }
 
     #[test]
