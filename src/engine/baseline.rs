@@ -37,11 +37,15 @@
 //!
 //! **The day's level.** How far the last few closed hours ran above their
 //! slots (an EWMA over hours of the log ratio, within 3 day-level standard
-//! deviations `3 sqrt(phi)`) multiplies the expectation: `lambda = usual x
-//! exp(allowance)`. A whole day running high moves every bucket's
-//! expectation, instead of every band being widened by the day-to-day `phi`;
-//! the tests then use only the residual dispersion, so a 5x step or a 3x rise
-//! stands out on a key whose days wobble. **Carry-over:** a job still running
+//! deviations `3 sqrt(phi)`) multiplies the slot's mean: `lambda =
+//! max(mean x exp(allowance), usual, weekly)`. A whole day running high
+//! moves every bucket's expectation, instead of every band being widened by
+//! the day-to-day `phi`; the tests then use only the residual dispersion, so
+//! a 5x step or a 3x rise stands out on a key whose days wobble. The level is
+//! measured against the means, so it scales the means only: the envelopes
+//! already describe a usual busy day, and on a key that rests at weekends
+//! (whose means blend both kinds of day) scaling them too would count a
+//! weekday's lift twice and hide a 3x rise. **Carry-over:** a job still running
 //! in the last bucket of an hour carries that bucket's level (at most the
 //! hour's usual largest) into the first half of the next hour.
 //!
@@ -230,7 +234,7 @@ pub struct Crossing {
     pub upper_band: u32,
     /// Dispersion used (residual, once the day's level is known).
     pub dispersion: f32,
-    /// The day's level the expectation was multiplied by (1 on a usual day).
+    /// The day's level the hour's mean was multiplied by (1 on a usual day).
     pub day_factor: f32,
     /// Whether the model has its hour-of-week component.
     pub weekday_aware: bool,
@@ -339,8 +343,9 @@ pub struct Seasonal {
     days: u16,
     /// The half hour (since the epoch) the cached values below are for.
     half: u32,
-    /// Expected count per bucket: the hour's (or the hour of the week's)
-    /// level times the day's (`exp(allowance)`).
+    /// Expected count per bucket: the hour's mean times the day's level
+    /// (`exp(allowance)`), at least the hour's (or the hour of the week's)
+    /// usual level.
     lambda: f32,
     /// Noise of one bucket's log ratio (Poisson and residual), and the
     /// allowance for a busy day (log of the day's level).
@@ -470,7 +475,9 @@ impl Seasonal {
         let slot = self.slots[(hour % 24) as usize];
         let (base, weekly) = self.expectation(hour);
         self.allowance = Half::new(self.day_level(slot.phi()).max(0.0));
-        let mut lambda = base.max(weekly) * self.allowance.get().exp();
+        let mut lambda = (slot.mean.max(LAMBDA_MIN) * self.allowance.get().exp())
+            .max(base)
+            .max(weekly);
         if first_half {
             let c = self.carry.get();
             lambda = lambda.max(c - 2.0 * c.sqrt());

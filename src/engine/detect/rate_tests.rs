@@ -262,6 +262,52 @@ fn threefold_rise_in_a_quiet_hour_is_found_below_the_busiest_hour() {
     }
 }
 
+/// A key of the same rhythm that rests at the weekend (a fifth of its
+/// weekday calls): its hours' means blend both kinds of day, so a weekday
+/// runs above them all day. That lift scales the blended mean, not the
+/// hour's usual weekday level a second time: a threefold rise in a quiet
+/// hour on a Tuesday is found within the hour.
+#[test]
+fn threefold_rise_on_a_weekday_of_a_key_that_rests_at_weekends_is_found() {
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(300 + seed);
+        let mut f = Feed::new(&Config::default(), "AKIAWEEKDAYS");
+        let mean = |d: u32, b: u32| {
+            let rest = if d % 7 >= 5 { 0.2 } else { 1.0 };
+            rest * two_level_mean(b / 12)
+        };
+        // Five weeks (T0 is a Monday), then Tuesday until 14:00.
+        feed_days(&mut f, &mut rng, 0..36, mean);
+        let w = wobble(&mut rng);
+        for b in 0..(14 * 12) {
+            let n = poisson(&mut rng, mean(36, b) * w);
+            f.bucket(bucket_start(36, b), n, false);
+        }
+        assert_silent(&f, &format!("seed {seed}: five weeks of its rhythm"));
+        let start = bucket_start(36, 14 * 12);
+        for i in 0..12 {
+            let n = poisson(&mut rng, 30.0);
+            f.bucket(start + i * B, n, false);
+        }
+        let spikes = f.spikes();
+        let first = spikes
+            .first()
+            .unwrap_or_else(|| panic!("seed {seed}: not found"));
+        let at = (first.observed_at_ms() / 1000) as u32;
+        assert!(at < start + HOUR, "seed {seed}: {}", first.summary);
+        assert_scored(first);
+        let expected = first.evidence.baseline["expected_per_bucket"]
+            .as_f64()
+            .unwrap();
+        assert!(expected < 16.0, "a weekday's own level: {}", first.summary);
+        eprintln!(
+            "3x at 14:00 on a weekday, seed {seed}: bucket {}: {}",
+            (at - start) / B,
+            first.summary
+        );
+    }
+}
+
 #[test]
 fn an_attack_does_not_teach_the_model() {
     // A sustained 5x hour at 10:00 that alerted alerts again the next day:
