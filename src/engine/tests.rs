@@ -426,6 +426,78 @@ fn monthly_job_is_not_dormant() {
     assert_quiet(&run(events));
 }
 
+/// The monthly cost report: on the first of each month (31, 28 and 31 days
+/// apart) a few calls on four services, and nothing in between.
+fn cost_report(key: &str, months: usize) -> Vec<Ev> {
+    let mut events = Vec::new();
+    let mut day = 0;
+    for gap in [31, 28, 31, 30].into_iter().take(months) {
+        for (i, action) in [
+            "ce:GetCostAndUsage",
+            "organizations:ListAccounts",
+            "s3:PutObject",
+            "sts:GetCallerIdentity",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for j in 0..5 {
+                let mut e = ev(
+                    T0 + day * DAY + 6 * HOUR + (i as i64 * 5 + j) * 60,
+                    key,
+                    "203.0.113.9",
+                );
+                e.action = action.into();
+                events.push(e);
+            }
+        }
+        day += gap;
+    }
+    events
+}
+
+#[test]
+fn a_monthly_jobs_calls_are_not_new_each_month() {
+    assert_quiet(&run(cost_report("AKIACOSTREPORT", 4)));
+}
+
+#[test]
+fn a_month_later_only_what_the_job_never_did_is_new() {
+    let mut events = cost_report("AKIACOSTREPORT", 3);
+    // The fourth run, 90 days in, also mints a key: the job never did.
+    let run4 = T0 + 90 * DAY + 6 * HOUR;
+    let mut mint = ev(run4 + 30 * 60, "AKIACOSTREPORT", "203.0.113.9");
+    mint.action = "iam:CreateAccessKey".into();
+    events.extend(cost_report("AKIACOSTREPORT", 4).into_iter().skip(60));
+    events.push(mint);
+    let findings = run(events);
+    let new = of(&findings, Detector::NewAction);
+    assert_eq!(new.len(), 1, "{findings:#?}");
+    assert_eq!(new[0].severity, Severity::High);
+    assert!(
+        new[0].summary.contains("iam:CreateAccessKey"),
+        "{}",
+        new[0].summary
+    );
+}
+
+#[test]
+fn a_service_last_used_beyond_a_month_is_one_it_never_used() {
+    // Two runs 40 days apart: the second is not the same monthly job's.
+    let mut events = cost_report("AKIALATEREPORT", 1);
+    for mut e in cost_report("AKIALATEREPORT", 1) {
+        e.t += 40 * DAY;
+        events.push(e);
+    }
+    let findings = run(events);
+    let new = of(&findings, Detector::NewAction);
+    assert!(
+        new.iter()
+            .any(|f| f.summary.contains("on a service it never used")),
+        "{findings:#?}"
+    );
+}
+
 #[test]
 fn a_month_of_silence_after_weeks_of_use_is_dormancy() {
     let mut events = Vec::new();

@@ -19,7 +19,7 @@
 
 use serde_json::{json, Value};
 
-use super::{human_secs, Ctx, Report, DAY};
+use super::{human_secs, Ctx, Report, A_MONTH_LATER, DAY};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{KeyState, Secs};
 
@@ -60,7 +60,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         // A key whose whole history is one day, back a calendar month later:
         // a scheduled monthly job.
         && !(state.last_seen.saturating_sub(state.first_seen) <= 36 * 3600
-            && (27 * DAY..=32 * DAY).contains(&gap));
+            && A_MONTH_LATER.contains(&gap));
     if !absolute && !out_of_rhythm {
         return;
     }

@@ -34,6 +34,15 @@ use crate::engine::org::OrgNetworks;
 /// Seconds in a day.
 pub const DAY: u32 = 86_400;
 
+/// How long after one run a scheduled monthly job runs again: a calendar
+/// month (28 to 31 days) from the same day, give or take a day.
+pub const A_MONTH_LATER: std::ops::RangeInclusive<u32> = 27 * DAY..=32 * DAY;
+
+/// Whether a use at `last` and one at `now` are a monthly job's runs.
+pub fn a_month_apart(last: Secs, now: Secs) -> bool {
+    A_MONTH_LATER.contains(&now.saturating_sub(last))
+}
+
 /// Everything a detector needs about the event being observed.
 pub struct Ctx<'a, 'e> {
     /// Engine settings.
