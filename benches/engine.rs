@@ -1,5 +1,6 @@
 //! Decode + engine throughput against the ceiling: a bare `serde_json` parse
-//! of the same bytes into a struct with the same fields (derive, borrowing).
+//! of the same bytes into a struct with the same fields (derive, borrowing),
+//! and beside it a parse of each line into a `serde_json::Value`.
 //!
 //! `cargo bench --bench engine`. Events come from the traffic generator
 //! (realistic keys, rhythms and attacks), ~100k per format: many light keys.
@@ -191,6 +192,9 @@ fn heavy_keys(c: &mut Criterion) {
         group.bench_function("bare_serde_parse", |b| {
             b.iter(|| events.iter().map(|e| bare(e)).sum::<usize>())
         });
+        group.bench_function("value_parse", |b| {
+            b.iter(|| events.iter().map(|e| value_parse(e)).sum::<usize>())
+        });
         // What decoding alone costs: the floor under `decode_and_engine`.
         group.bench_function("decode", |b| b.iter(|| decode_only(&decoder, &events)));
         group.bench_function("decode_and_engine", |b| {
@@ -232,6 +236,9 @@ fn bench_format(
             }
             n
         })
+    });
+    group.bench_function("value_parse", |b| {
+        b.iter(|| events.iter().map(|e| value_parse(e)).sum::<usize>())
     });
     group.bench_function("decode", |b| b.iter(|| decode_only(&decoder, &events)));
     group.bench_function("decode_and_engine", |b| {
@@ -332,6 +339,13 @@ fn assert_parses(name: &str, bare: fn(&[u8]) -> usize, events: &[Vec<u8>]) {
             String::from_utf8_lossy(e)
         );
     }
+}
+
+/// The other yardstick: a parse into `serde_json::Value`, what a consumer
+/// that knows no schema does with each line (every field, owned).
+fn value_parse(bytes: &[u8]) -> usize {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_or(0, |v| v.as_object().map_or(0, |o| o.len()))
 }
 
 fn bare_generic(bytes: &[u8]) -> usize {
