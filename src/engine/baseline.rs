@@ -28,8 +28,11 @@
 //!
 //! **Weekdays.** Once the key has [`WEEK_DAYS`] days of hourly history, an
 //! hour-of-week component is allocated (boxed, 168 two-byte envelopes): per
-//! hour of the week its largest bucket, decayed x0.7 each week it comes
-//! round, learned at hour close (an hour that alerted is learned at most as
+//! hour of the week its largest bucket, decayed x0.85 each week it comes
+//! round (a big week is remembered about four weeks: the same hour of
+//! successive weeks varies by a quarter, day wobble and Poisson noise
+//! together, so a faster decay let one ordinary week drop the envelope
+//! below the next one's), learned at hour close (an hour that alerted is learned at most as
 //! the line it crossed). The expectation becomes `max(slot, weekly top - 2
 //! sqrt(weekly top))`, so a batch that runs bigger on Sundays is usual on
 //! Sundays only; where the week's envelope exceeds 1.5x the hour's usual,
@@ -135,8 +138,9 @@ const RESID_MIN: f32 = 0.05;
 const RESID_HOUR_MIN: f32 = 24.0;
 /// Days of hourly history before the hour-of-week component is allocated.
 pub const WEEK_DAYS: u16 = 7;
-/// Decay of an hour-of-week's envelope each week it is seen again.
-const WEEKLY_DECAY: f32 = 0.7;
+/// Decay of an hour-of-week's envelope each week it is seen again (0.7
+/// until the weekend batches of nightly jobs alerted on their bigger weeks).
+const WEEKLY_DECAY: f32 = 0.85;
 /// Hours in a week.
 const WEEK_HOURS: usize = 168;
 /// The week's envelope adds its own uncertainty only beyond this multiple

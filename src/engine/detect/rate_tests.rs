@@ -441,6 +441,43 @@ fn nightly_batch_bigger_on_sundays_is_silent() {
 }
 
 #[test]
+fn a_weekend_batch_that_varies_from_week_to_week_is_silent() {
+    // A nightly job at 03:00, twice as big and twice as long on Sundays,
+    // whose Sunday run moves as real ones do: after two ordinary Sundays,
+    // big ones (a third above) alternate with small ones (a fifth below),
+    // with the day-to-day wobble on top: a big Sunday comes 1.6x the one
+    // before. One sample a week is all the model has of a Sunday, so a
+    // big week must be remembered for more than one small one.
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(700 + seed);
+        let mut f = Feed::new(&Config::default(), "AKIAWEEKEND");
+        let sundays = [1.0, 1.0, 1.3, 0.8, 1.3, 0.8, 1.3, 0.8];
+        for d in 0..63 {
+            // T0 is a Monday: day 6 is a Sunday.
+            let (per_bucket, buckets) = match (d % 7 == 6, d / 7) {
+                (true, 8) => {
+                    assert_silent(&f, &format!("seed {seed}"));
+                    // The ninth Sunday's run tripled (a thief riding the
+                    // job's hour) is still news: the big weeks remembered
+                    // do not cover it.
+                    (120.0, 14)
+                }
+                (true, week) => (40.0 * sundays[week as usize], 14),
+                (false, _) => (20.0, 8),
+            };
+            let w = wobble(&mut rng);
+            for b in 36..36 + buckets {
+                let n = poisson(&mut rng, per_bucket * w);
+                if n > 0 {
+                    f.bucket(bucket_start(d, b), n, false);
+                }
+            }
+        }
+        assert!(!f.spikes().is_empty(), "seed {seed}: a tripled Sunday");
+    }
+}
+
+#[test]
 fn a_busy_whole_day_is_silent() {
     // A diurnal key whose day 30 runs 1.6x in every hour (a busy day, not
     // an attack): the day's level moves the expectation.
