@@ -32,8 +32,8 @@
 //! round (a big week is remembered about four weeks: the same hour of
 //! successive weeks varies by a quarter, day wobble and Poisson noise
 //! together, so a faster decay let one ordinary week drop the envelope
-//! below the next one's), learned at hour close (an hour that alerted is learned at most as
-//! the line it crossed). The expectation becomes `max(slot, weekly top - 2
+//! below the next one's), learned at hour close (an hour that alerted is
+//! learned at most as the line it crossed). The expectation becomes `max(slot, weekly top - 2
 //! sqrt(weekly top))`, so a batch that runs bigger on Sundays is usual on
 //! Sundays only; where the week's envelope exceeds 1.5x the hour's usual,
 //! the tests add its own uncertainty (one sample a week) to the dispersion.
