@@ -33,7 +33,8 @@
 //! successive weeks varies by a quarter, day wobble and Poisson noise
 //! together, so a faster decay let one ordinary week drop the envelope
 //! below the next one's), learned at hour close (an hour that alerted is
-//! learned at most as the line it crossed). The expectation becomes `max(slot, weekly top - 2
+//! learned at most halfway from its expectation to the line it crossed, so
+//! the same attack a week later alerts again). The expectation becomes `max(slot, weekly top - 2
 //! sqrt(weekly top))`, so a batch that runs bigger on Sundays is usual on
 //! Sundays only; where the week's envelope exceeds 1.5x the hour's usual,
 //! the tests add its own uncertainty (one sample a week) to the dispersion.
@@ -541,10 +542,14 @@ impl Seasonal {
         let bph = bph_u as f32;
         let alpha = ALPHA.max(1.0 / (self.days as f32 + 1.0));
         // The hour of the week: its largest bucket, or, if the hour alerted,
-        // at most the line it crossed (an attack teaches no more than that).
+        // at most halfway from what was expected of it to the line it
+        // crossed. Taught the whole line, the week would hide the same
+        // attack at the same hour a week later (its expectation that line
+        // less its noise, widened by the week's own uncertainty); taught
+        // nothing, a false alarm would repeat every week.
         let alerted = self.alerted != u32::MAX && self.alerted / bph_u == hour;
         let cap = if alerted && self.hour() == hour {
-            self.band as f32
+            0.5 * (self.lambda + self.band as f32)
         } else if alerted {
             0.0
         } else {
@@ -723,7 +728,9 @@ impl RateModel {
                 c.dispersion = s.test_phi(hour);
                 c.day_factor = s.allowance.get().exp();
                 c.weekday_aware = s.weekday_aware();
-                c.from_weekly = weekly > base;
+                // The week's envelope set the expectation (not the day's
+                // level on the mean, nor a carried-over job).
+                c.from_weekly = weekly > base && weekly >= s.lambda;
                 let running = s.running(count);
                 if count >= s.band {
                     c.test = Test::Bucket;

@@ -563,13 +563,13 @@ impl ValueSet {
         self.find(hash).fresh(now, forget_s)
     }
 
-    /// Whether any action of the service in `action_hash` was last used at
-    /// a time `known` accepts.
-    pub fn knows_service(&self, action_hash: u32, known: impl Fn(Secs) -> bool) -> bool {
+    /// Whether any action of the service in `action_hash` was used recently.
+    pub fn knows_service(&self, action_hash: u32, now: Secs, forget_s: u32) -> bool {
+        let fresh = now.saturating_sub(forget_s);
         let want = action_hash & (SERVICE_MASK | (3 << TAG_SHIFT));
         self.entries
             .iter()
-            .any(|e| e.hash & (SERVICE_MASK | (3 << TAG_SHIFT)) == want && known(e.last_seen))
+            .any(|e| e.hash & (SERVICE_MASK | (3 << TAG_SHIFT)) == want && e.last_seen >= fresh)
     }
 
     /// Values of `kind` used within `forget_s` of `now`.
@@ -918,9 +918,8 @@ mod tests {
         v.record(get, 10, 64);
         assert_eq!(v.fresh_len(ValueKind::Action, 10, 100), 1);
         assert_eq!(v.fresh_len(ValueKind::UserAgent, 10, 100), 1);
-        assert!(!v.knows(put, 10, 100) && v.knows_service(put, |last| last >= 10));
-        assert!(!v.knows_service(put, |last| last > 10));
-        assert!(!v.knows_service(other, |_| true));
+        assert!(!v.knows(put, 10, 100) && v.knows_service(put, 10, 100));
+        assert!(!v.knows_service(other, 10, 100));
     }
 
     #[test]

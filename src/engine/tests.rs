@@ -464,21 +464,31 @@ fn a_monthly_jobs_calls_are_not_new_each_month() {
 #[test]
 fn a_month_later_only_what_the_job_never_did_is_new() {
     let mut events = cost_report("AKIACOSTREPORT", 3);
-    // The fourth run, 90 days in, also mints a key: the job never did.
+    // The fourth run, 90 days in, also reads a bucket before the job writes
+    // its report (a call the job never made, on the service it last used a
+    // month ago) and mints a key.
     let run4 = T0 + 90 * DAY + 6 * HOUR;
+    let mut read = ev(run4 + 7 * 60 + 30, "AKIACOSTREPORT", "203.0.113.9");
+    read.action = "s3:GetObject".into();
     let mut mint = ev(run4 + 30 * 60, "AKIACOSTREPORT", "203.0.113.9");
     mint.action = "iam:CreateAccessKey".into();
     events.extend(cost_report("AKIACOSTREPORT", 4).into_iter().skip(60));
-    events.push(mint);
+    events.extend([read, mint]);
     let findings = run(events);
     let new = of(&findings, Detector::NewAction);
-    assert_eq!(new.len(), 1, "{findings:#?}");
-    assert_eq!(new[0].severity, Severity::High);
+    assert_eq!(new.len(), 2, "{findings:#?}");
     assert!(
-        new[0].summary.contains("iam:CreateAccessKey"),
+        new[0].summary.contains("s3:GetObject"),
         "{}",
         new[0].summary
     );
+    assert_eq!(new[0].severity, Severity::Medium, "{}", new[0].summary);
+    assert!(
+        new[1].summary.contains("iam:CreateAccessKey"),
+        "{}",
+        new[1].summary
+    );
+    assert_eq!(new[1].severity, Severity::High);
 }
 
 #[test]

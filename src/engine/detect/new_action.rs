@@ -9,14 +9,17 @@
 //!
 //! What the key did a calendar month ago is its repertoire: an action last
 //! called 27 to 32 days ago is a scheduled monthly job's (the cost report
-//! on the 1st), and a service used then is not one it never used.
+//! on the 1st). Only the action: any other call on that month-old service
+//! is still a call on a service the key has not used within
+//! `forget_after`, so a thief's first `s3:GetObject` on the cost report's
+//! key is judged as before.
 
 use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::{a_month_apart, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{value_hash, Found, KeyState, Secs, ValueKind};
+use crate::engine::state::{value_hash, Found, KeyState, ValueKind};
 
 /// Events per known action before a new call on a known service is news:
 /// with fewer, the key has simply not shown its whole repertoire yet.
@@ -57,19 +60,14 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let cfg = &s.detectors.new_action;
     let (now, forget) = (ctx.now, s.forget_s);
     let found = state.values.find(action_hash);
-    let monthly = |last: Secs| a_month_apart(last, now);
-    if cfg.enabled
-        && ctx.eligible
-        && !found.fresh(now, forget)
-        && !found.last_seen().is_some_and(monthly)
-    {
+    // The key's monthly job calling what it called a month ago.
+    let monthly = found
+        .last_seen()
+        .is_some_and(|last| a_month_apart(last, now));
+    if cfg.enabled && ctx.eligible && !found.fresh(now, forget) && !monthly {
         let known = state.values.fresh_len(ValueKind::Action, now, forget);
         if known > 0 && known < cfg.broad_after as usize {
-            let fresh = now.saturating_sub(forget);
-            let new_service = ns.is_some()
-                && !state
-                    .values
-                    .knows_service(action_hash, |last| last >= fresh || monthly(last));
+            let new_service = ns.is_some() && !state.values.knows_service(action_hash, now, forget);
             let sensitive = SENSITIVE.contains(&action);
             // Another call on a service the key already uses is news only when
             // the key's calls are well sampled; a low-volume key is still

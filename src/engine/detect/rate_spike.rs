@@ -4,7 +4,7 @@
 //! The model ([`RateModel`]) learns an expected count per bucket for each
 //! hour of the day (and, after a week, each hour of the week) from previous
 //! days only, winsorised at its upper band, so an attack cannot raise its
-//! own bar; the day's level so far scales the expectation. A bucket alerts as soon as its count
+//! own bar; the day's level so far scales the hour's mean. A bucket alerts as soon as its count
 //! crosses the lower of two lines: the bucket test (the count is improbable
 //! under a Poisson / negative binomial with the expected mean and the hour's
 //! residual dispersion) and the sustained test (Page's CUSUM of the log ratio of

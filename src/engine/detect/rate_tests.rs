@@ -344,6 +344,36 @@ fn an_attack_does_not_teach_the_model() {
 }
 
 #[test]
+fn the_same_attack_a_week_later_alerts_again() {
+    // A 5x hour at 10:00 that alerted, repeated at the same hour of the
+    // next week: the hour of the week learned the first one only as far as
+    // its line, faded, so the second alerts too, within the hour.
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(800 + seed);
+        let mut f = Feed::new(&Config::default(), "AKIAWEEKLY");
+        let attacks = [21, 28];
+        feed_days(&mut f, &mut rng, 0..29, |d, b| {
+            if attacks.contains(&d) && b / 12 == 10 {
+                50.0
+            } else {
+                10.0
+            }
+        });
+        for d in attacks {
+            let hour = T0 + d * DAY + 10 * HOUR;
+            assert!(
+                f.spikes().iter().any(|f| {
+                    let at = (f.observed_at_ms() / 1000) as u32;
+                    (hour..hour + HOUR).contains(&at)
+                }),
+                "seed {seed}: day {d}: {:#?}",
+                f.spikes().iter().map(|f| &f.summary).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
 fn diurnal_keys_are_silent() {
     for seed in SEEDS {
         let mut rng = SmallRng::seed_from_u64(100 + seed);
