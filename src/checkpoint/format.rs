@@ -16,7 +16,9 @@
 //! read and converted. Version 2: the second wave's without the network
 //! memory, read and converted (the memory starts empty). Version 3: the
 //! state without the networks a key forgot for lack of room, read and
-//! converted (noted again from the next eviction). Version 4: today's.
+//! converted (noted again from the next eviction). Version 4: the state
+//! without its novelty estimate and runs of folded findings, read and
+//! converted (both start anew). Version 5: today's.
 
 use std::path::Path;
 
@@ -24,10 +26,10 @@ use compact_str::CompactString;
 use serde::Deserialize;
 
 use super::{Checkpoint, Section};
-use crate::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3};
+use crate::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3, KeyStateV4};
 use crate::engine::KeyState;
 
-/// A version 1, 2 or 3 body: today's shape around an older per-key state
+/// A version 1, 2, 3 or 4 body: today's shape around an older per-key state
 /// `S` ([`KeyStateV1`], [`KeyStateV2`] without the network memory,
 /// [`KeyStateV3`] without the forgotten networks), each converted as it is
 /// read.
@@ -123,7 +125,7 @@ pub(crate) fn encode_old<S: serde::Serialize + From<KeyState>>(
 /// Identifies a keywatch checkpoint.
 pub const MAGIC: &[u8; 8] = b"KWCHKPT\0";
 /// The version this build writes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 /// Why a checkpoint could not be written or read.
@@ -242,6 +244,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return postcard::from_bytes::<OldCheckpoint<KeyStateV3>>(body)
             .map(Checkpoint::from)
             .map_err(|e| CheckpointError::Body(format!("version 3: {e}")));
+    }
+    if version == 4 {
+        return postcard::from_bytes::<OldCheckpoint<KeyStateV4>>(body)
+            .map(Checkpoint::from)
+            .map_err(|e| CheckpointError::Body(format!("version 4: {e}")));
     }
     postcard::from_bytes(body).map_err(|e| CheckpointError::Body(e.to_string()))
 }

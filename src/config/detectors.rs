@@ -128,21 +128,23 @@ impl Default for SwitchConfig {
 pub struct NewSourceConfig {
     /// Switch the detector on or off.
     pub enabled: bool,
-    /// A key that acquired new networks (/24, /64) on this many distinct days
-    /// (after its first day, within `forget_after`; a day that brought four or
-    /// more counts as one burst, not as roaming) roams: new networks are
-    /// normal for it and do not alert...
-    pub roaming_days: u16,
-    /// ...until it has found no new network for this long. The same span
-    /// scopes pool churn: a new /24 beside the key's /24s of one /16 is churn
-    /// only if the key itself acquired one of them this recently.
+    /// A key whose recent active days brought a new network (/24, /64) at
+    /// least this often (the share of days, decayed by the baseline
+    /// half-life) meets new networks by nature: one more says nothing and
+    /// does not alert. Below it, the rarer new networks are for the key, the
+    /// higher the severity.
+    pub expected_novelty: f64,
+    /// Pool churn's span: a new /24 beside the key's /24s of one /16 is churn
+    /// (low) only if the key itself acquired one of them this recently.
     pub roaming_expiry: HumanDuration,
 }
 
-/// Two days: a person with a laptop meets a new network every week or so; a
-/// service key keeps the networks it was set up with.
-fn default_roaming_days() -> u16 {
-    2
+/// Three days in ten: a person on a mobile carrier, a VPN pool or
+/// serverless workers meet new networks on most days (measured 0.6-1.0 on
+/// such keys); a person who roams between home, office and a cafe every
+/// week or two stays below it (0.05-0.2) and is judged, at low severity.
+fn default_expected_novelty() -> f64 {
+    0.3
 }
 
 /// Two weeks: longer than the gap between a travelling person's trips, far
@@ -155,7 +157,7 @@ impl Default for NewSourceConfig {
     fn default() -> Self {
         NewSourceConfig {
             enabled: true,
-            roaming_days: default_roaming_days(),
+            expected_novelty: default_expected_novelty(),
             roaming_expiry: default_roaming_expiry(),
         }
     }
@@ -225,8 +227,10 @@ pub struct RateSpikeConfig {
     /// the same probability. Lower is more sensitive.
     pub min_score: f64,
     /// A new level is learned as it is once an hour of the day has been
-    /// above its band on this many days in a row (whole days); until then
-    /// it is learned only up to the band, so it keeps alerting.
+    /// above its band on this many of its last seven days (whole days,
+    /// 1d-7d): what recurs at the same hour is the key's, a one-off or a
+    /// ramp is not; until then it is learned only up to the band, so it
+    /// keeps alerting.
     pub accept_after: HumanDuration,
 }
 
@@ -239,9 +243,11 @@ pub struct RateSpikeConfig {
 /// noise. A score of 1 - 1e-6: at 288 buckets a day a key whose traffic
 /// matched its model exactly would cross by chance about once in ten years
 /// of buckets, which keeps a fleet of thousands of keys quiet while a 5x step
-/// on a key at 10 calls per bucket scores 1 - 1e-14. Three days: a new job
-/// alerts on its first days and is accepted on the fourth; an attacker
-/// repeating the same hour is seen at least three times.
+/// on a key at 10 calls per bucket scores 1 - 1e-14. Three of the last seven
+/// days: a new nightly job alerts on its first nights and is accepted on
+/// the third even when it skips a night (in a row, a job that skipped one
+/// night in three was never learned); an attacker repeating the same hour
+/// is seen at least three times.
 impl Default for RateSpikeConfig {
     fn default() -> Self {
         RateSpikeConfig {

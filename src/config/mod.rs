@@ -152,6 +152,13 @@ pub struct EngineConfig {
     pub baseline_half_life: HumanDuration,
     /// One finding per (key, detector, dimension) per cooldown: one incident, one alert.
     pub cooldown: HumanDuration,
+    /// After this many findings of one detector on one key without a
+    /// verdict, further ones fold into the open finding (counted, not
+    /// raised) unless more severe than all before them; 0 never folds.
+    pub fold_after: u8,
+    /// A run of findings that fold ends after this long without one (or at a
+    /// verdict); the next finding is raised again.
+    pub fold_quiet: HumanDuration,
     /// Trusted networks (CI, corporate egress): their events update baselines
     /// but never raise findings of their own.
     pub allowlist_networks: Vec<Cidr>,
@@ -181,6 +188,13 @@ impl Default for EngineConfig {
             // Two weeks: covers a weekly cycle twice, so weekend lows don't erase weekday peaks.
             baseline_half_life: HumanDuration::days(14),
             cooldown: HumanDuration::secs(3600),
+            // Two findings: the second shows the first was no fluke; a third
+            // of the same kind on the same key, unanswered, is a broken model
+            // or one incident, and either way one open item for a person.
+            fold_after: 2,
+            // Twice a weekly job's period: a run that recurs weekly stays
+            // one run; a key quiet for two weeks starts afresh.
+            fold_quiet: HumanDuration::days(14),
             allowlist_networks: Vec::new(),
             // CloudTrail writes these when AWS services call on the key's behalf.
             ignore_named_sources: vec!["AWS Internal".to_owned(), "*.amazonaws.com".to_owned()],
@@ -420,6 +434,16 @@ impl Config {
                 ),
             ));
         }
+        if e.fold_after > 0 && e.fold_quiet.0 < e.cooldown.0 {
+            return Err(invalid(
+                "engine.fold_quiet",
+                e.fold_quiet,
+                format!(
+                    "must be at least engine.cooldown ({}), or a run of findings ends between two of them",
+                    e.cooldown
+                ),
+            ));
+        }
         if e.baseline_half_life.0.as_secs() < 3600 {
             return Err(invalid(
                 "engine.baseline_half_life",
@@ -493,8 +517,12 @@ impl Config {
                 d.error_spike.accept_after,
             ),
         ] {
-            if !(1..=30).contains(&(after.0.as_secs() / 86_400)) {
-                return Err(invalid(key, after, "must be between 1d and 30d"));
+            if !(1..=7).contains(&(after.0.as_secs() / 86_400)) {
+                return Err(invalid(
+                    key,
+                    after,
+                    "must be between 1d and 7d (days of the last week)",
+                ));
             }
         }
         for (key, min) in [
@@ -508,14 +536,18 @@ impl Config {
                 "detectors.source_fanout.known_network_min_sources",
                 d.source_fanout.known_network_min_sources,
             ),
-            (
-                "detectors.new_source.roaming_days",
-                u32::from(d.new_source.roaming_days),
-            ),
         ] {
             if min == 0 {
                 return Err(invalid(key, min, "must be at least 1"));
             }
+        }
+        let n = d.new_source.expected_novelty;
+        if !(n > 0.0 && n <= 1.0) {
+            return Err(invalid(
+                "detectors.new_source.expected_novelty",
+                n,
+                "must be a share of days above 0 and at most 1 (1: only keys that meet a new network every day are quiet)",
+            ));
         }
         let w = d.source_fanout.window.0.as_secs();
         if !(60..=86_400).contains(&w) {

@@ -139,6 +139,8 @@ const RESID_MIN: f32 = 0.05;
 const RESID_HOUR_MIN: f32 = 24.0;
 /// Days of hourly history before the hour-of-week component is allocated.
 pub const WEEK_DAYS: u16 = 7;
+/// The days a level must recur on to be learned: the last seven of an hour.
+const RECUR_MASK: u8 = 0x7F;
 /// Decay of an hour-of-week's envelope each week it is seen again (0.7
 /// until the weekend batches of nightly jobs alerted on their bigger weeks).
 const WEEKLY_DECAY: f32 = 0.85;
@@ -159,7 +161,8 @@ pub struct RateParams {
     pub p: f64,
     /// The CUSUM's decision interval for `p`.
     pub h: f64,
-    /// Days in a row an hour must be above its band before its new level is learned.
+    /// Days of the last week an hour must be above its band before its new
+    /// level is learned.
     pub accept_days: u16,
 }
 
@@ -261,6 +264,9 @@ pub struct Crossing {
     pub span_observed: f32,
     /// Expected over the span.
     pub span_expected: f32,
+    /// The line a key used in bursts at irregular times had to cross (three
+    /// times its largest usual bucket) when it was above the model's; 0 otherwise.
+    pub burst_floor: u32,
 }
 
 /// One hour of the day of the seasonal model.
@@ -272,7 +278,8 @@ pub struct Slot {
     pub top: f32,
     /// Dispersion of the hour's mean from day to day.
     pub disp: f32,
-    /// Days in a row this hour was above its band.
+    /// The last eight days of this hour, a bit each (newest lowest): set
+    /// when the hour was above its band.
     pub streak: u8,
     /// Residual dispersion of the hour's mean once the day's level is
     /// known (what is left of `disp` after the allowance): the tests' own.
@@ -412,6 +419,12 @@ impl Seasonal {
     /// The slot of the hour of `t`.
     pub fn slot_at(&self, t: Secs) -> &Slot {
         &self.slots[hour_of(t)]
+    }
+
+    /// The largest mean count per bucket of any hour of the day (the
+    /// hours' averages, without their envelopes of bursts).
+    pub fn busiest_mean(&self) -> f32 {
+        self.slots.iter().map(|s| s.mean).fold(0.0, f32::max)
     }
 
     /// Whether the hour-of-week component is allocated.
@@ -578,17 +591,17 @@ impl Seasonal {
                 f32::MAX
             };
             let band = m0 + Z_LEARN * ((m0 + 1.0) / bph + phi * m0 * m0).sqrt();
-            if b > cap || m > band {
-                slot.streak = slot.streak.saturating_add(1);
-                if u16::from(slot.streak) >= p.accept_days {
-                    // Above the band day after day: a new level, taken as it is.
-                    slot.streak = 0;
-                    slot.mean = m;
-                    slot.top = slot.top.max(b);
-                    return;
-                }
-            } else {
+            // `streak` holds the last eight days of this hour, one bit each
+            // (newest lowest): above its band or not.
+            let above = b > cap || m > band;
+            slot.streak = (slot.streak << 1) | u8::from(above);
+            if above && (slot.streak & RECUR_MASK).count_ones() >= u32::from(p.accept_days) {
+                // Above the band on most recent days: what recurs at this
+                // hour is the key's level, taken as it is.
                 slot.streak = 0;
+                slot.mean = m;
+                slot.top = slot.top.max(b);
+                return;
             }
             if b > cap {
                 // A burst beyond the envelope is learned as the band: the
@@ -671,26 +684,41 @@ pub struct RateModel {
 
 impl RateModel {
     /// Counts `weight` at `now`; returns the crossing when this addition
-    /// crossed the bucket's threshold. `clamp` (the key is past learning)
-    /// winsorises what is learned; only then are crossings reported.
+    /// crossed the bucket's line, and whether it crossed the model's own
+    /// line (reported or not: what the key's habits are made of). `clamp`
+    /// (the key is past learning) winsorises what is learned; only then are
+    /// crossings reported. `floor` raises the reported line (a key used in
+    /// bursts at irregular times, judged by the size of its bursts).
     pub fn observe(
         &mut self,
         now: Secs,
         weight: u32,
         p: &RateParams,
         clamp: bool,
-    ) -> Option<Crossing> {
+        floor: impl FnOnce(&RateModel) -> u32,
+    ) -> (Option<Crossing>, bool) {
         let bucket = now / p.bucket_s;
         if bucket > self.bucket {
             self.roll(bucket, p, clamp);
         }
         let before = self.count;
         self.count = self.count.saturating_add(weight);
-        let crossed = before < self.threshold && self.count >= self.threshold;
-        if !crossed || !clamp {
-            return None;
+        let over_line = before < self.threshold && self.count >= self.threshold;
+        if self.count < self.threshold || !clamp {
+            return (None, over_line);
         }
-        Some(self.crossing(p))
+        // Asked only in a bucket over the model's line: rare.
+        let floor = floor(self);
+        let line = self.threshold.max(floor);
+        if before >= line || self.count < line {
+            return (None, over_line);
+        }
+        let mut c = self.crossing(p);
+        if floor > self.threshold {
+            c.threshold = floor;
+            c.burst_floor = floor;
+        }
+        (Some(c), over_line)
     }
 
     fn crossing(&mut self, p: &RateParams) -> Crossing {
@@ -717,6 +745,7 @@ impl RateModel {
             span_buckets: 1,
             span_observed: count as f32,
             span_expected: 0.0,
+            burst_floor: 0,
         };
         match self.seasonal.as_deref_mut() {
             Some(s) if s.warm() => {
@@ -831,7 +860,17 @@ impl RateModel {
     fn close_hour(&mut self, hour: u32, mean: f32, top: f32, clamp: bool, p: &RateParams) {
         // Once past learning, the key's level at most triples an hour: a
         // burst does not buy the next one a tenfold warm-up line.
-        let top_in = if clamp {
+        // Nor does an hour that alerted teach the key's level (the size of
+        // its usual bursts) more than it had: the same burst tomorrow is
+        // judged by the same bar.
+        let bph = p.buckets_per_hour();
+        let alerted = self
+            .seasonal
+            .as_deref()
+            .is_some_and(|s| s.alerted != u32::MAX && s.alerted / bph == hour);
+        let top_in = if clamp && alerted {
+            top.min(self.level.get())
+        } else if clamp {
             top.min((3.0 * self.level.get()).max(1.0))
         } else {
             top

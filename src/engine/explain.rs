@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
 use super::detect::{new_source, source_fanout, DAY};
 use super::source::SourceId;
-use super::state::{KeyState, Secs, ValueKind};
+use super::finding::Detector;
+use super::state::{KeyState, Novel, Secs, ValueKind};
 use super::Settings;
 use crate::decode::time::format_rfc3339;
 
@@ -97,47 +98,50 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         }
     }
     let pool_churn: Vec<String> = churning.into_iter().map(|(_, s)| s).collect();
-    let new_source = match (
-        cfg.new_source.enabled,
-        eligible,
-        new_source::roaming(&nets, &cfg.new_source, now, state.first_seen),
-    ) {
-        (false, _, _) => "disabled".to_owned(),
-        (true, false, _) => learning.clone(),
-        (true, true, Some(new_source::Roaming::Roaming { until })) => format!(
-            "quiet (roaming): new networks on {} days, the latest {}d ago; expires {} unless the key finds another network",
-            nets.roam_days,
-            now.saturating_sub(nets.last_roam) / DAY,
-            at(until)
-        ),
-        (true, true, Some(new_source::Roaming::PoolDraws { until })) => format!(
-            "quiet (pool_draws): bursts of new networks on {} days, the latest {}d ago; expires {} unless another burst",
-            nets.burst_days,
-            now.saturating_sub(nets.last_burst) / DAY,
-            at(until)
-        ),
-        (true, true, Some(new_source::Roaming::Overflowing { until })) => format!(
-            "quiet (overflowing): came back to networks it had forgotten for lack of room ({} sources) on {} days, the latest {}d ago; expires {} unless it comes back to another",
-            s.max_sources,
-            nets.return_days,
-            now.saturating_sub(nets.last_return) / DAY,
-            at(until)
-        ),
-        (true, true, Some(new_source::Roaming::Forming { until })) => format!(
-            "quiet (forming): {} networks in the key's first three weeks; armed from {}",
-            nets.settled_networks(),
-            at(until)
-        ),
-        (true, true, None) => format!(
-            "armed: a use from a network other than {} would alert{}",
-            nets.sample_display().join(", "),
-            if pool_churn.is_empty() {
-                String::new()
-            } else {
-                format!(" (low, pool_churn, inside {})", pool_churn.join(", "))
-            }
-        ),
+    let net_rate = state.novelty.rate(Novel::Network);
+    let net_share = new_source::share_text(net_rate, state.novelty.days());
+    let new_source = if !cfg.new_source.enabled {
+        "disabled".to_owned()
+    } else if !eligible {
+        learning.clone()
+    } else {
+        match new_source::surprise(net_rate, cfg.new_source.expected_novelty) {
+            None => format!(
+                "quiet (novelty_expected): the key met a new network {net_share}, at or above expected_novelty {}; a key leaving its cloud ranges is still judged",
+                cfg.new_source.expected_novelty
+            ),
+            Some(severity) => format!(
+                "armed: the key met a new network {net_share}; a use from a network other than {} would alert ({}{})",
+                nets.sample_display().join(", "),
+                severity.as_str(),
+                if pool_churn.is_empty() {
+                    String::new()
+                } else {
+                    format!("; low, pool_churn, inside {}", pool_churn.join(", "))
+                }
+            ),
+        }
     };
+    let folds: Vec<Value> = state
+        .rare
+        .as_ref()
+        .map(|r| {
+            r.folds
+                .iter()
+                .filter(|f| now.saturating_sub(f.last) < s.fold_quiet_s)
+                .map(|f| {
+                    json!({
+                        "detector": Detector::from_index(f.detector).map(|d| d.as_str()),
+                        "raised": f.raised,
+                        "folded": f.folded,
+                        "since": at(f.since),
+                        "latest": at(f.last),
+                        "ends_if_quiet_until": at(f.last.saturating_add(s.fold_quiet_s)),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let (new_nets, inside) = state.fanout.current();
     let (new_t, inside_t) = source_fanout::thresholds(&state.fanout, s);
     let (count, threshold) = state.rate.current();
@@ -183,8 +187,9 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "network_count": nets.networks,
             "networks_acquired_later": nets.acquired_later,
             "networks_acquired_in_bursts": nets.burst_networks,
-            "network_roaming_days": nets.roam_days,
-            "network_burst_days": nets.burst_days,
+            "new_network_days_share": (net_rate as f64 * 1000.0).round() / 1000.0,
+            "new_user_agent_days_share": (state.novelty.rate(Novel::UserAgent) as f64 * 1000.0).round() / 1000.0,
+            "new_action_days_share": (state.novelty.rate(Novel::Action) as f64 * 1000.0).round() / 1000.0,
             "pool_churn": pool_churn,
             "sources_remembered": state.sources.entries().len(),
             "user_agent_families": state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s),
@@ -204,6 +209,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "failures_in_bucket": failures,
             "failure_threshold": error_threshold,
         },
+        "open_runs": folds,
         "detectors": {
             "new_source": new_source,
             "rate_spike": rate,

@@ -77,6 +77,15 @@ impl Detector {
         Detector::ScopeViolation,
     ];
 
+    /// The detector whose index (`detector as u8`) is `i`, as per-key state
+    /// stores it.
+    pub fn from_index(i: u8) -> Option<Detector> {
+        Detector::ALL
+            .into_iter()
+            .chain(Detector::POLICY)
+            .find(|d| *d as u8 == i)
+    }
+
     /// Name in configuration, findings and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,7 +1,8 @@
 //! Per-key state as older keywatch versions wrote it: checkpoint format 1
 //! and changelog chunks of versions 1 and 2 ([`KeyStateV1`]); checkpoint
 //! format 2 and changelog chunks of version 3 ([`KeyStateV2`]); checkpoint
-//! format 3 and changelog chunks of version 4 ([`KeyStateV3`]). Frozen
+//! format 3 and changelog chunks of version 4 ([`KeyStateV3`]); checkpoint
+//! format 4 and changelog chunks of version 5 ([`KeyStateV4`]). Frozen
 //! copies of the types of that time, read only, and the conversion to
 //! today's [`KeyState`].
 //!
@@ -25,7 +26,7 @@ use smallvec::SmallVec;
 use super::baseline::RateModel;
 use super::detect::source_fanout::FanoutState;
 use super::source::SourceId;
-use super::state::{Cooldown, KeyState, Rare, Secs, SourceSet, ValueSet};
+use super::state::{Cooldown, Forgotten, KeyState, Novelty, Rare, Secs, SourceSet, ValueSet};
 
 /// `Peak` of version 1.
 #[derive(Deserialize)]
@@ -129,7 +130,7 @@ fn rare(cooldowns: Option<Box<Vec<Cooldown>>>) -> Option<Box<Rare>> {
     cooldowns.map(|c| {
         Box::new(Rare {
             cooldowns: *c,
-            forgotten: None,
+            ..Rare::default()
         })
     })
 }
@@ -177,6 +178,7 @@ impl From<KeyStateV2> for KeyState {
             applied_record: old.applied_record,
             rare: rare(old.cooldowns),
             net: None,
+            novelty: Novelty::default(),
         }
     }
 }
@@ -241,6 +243,7 @@ impl From<KeyStateV3> for KeyState {
             applied_record: old.applied_record,
             rare: rare(old.cooldowns),
             net: old.net,
+            novelty: Novelty::default(),
         }
     }
 }
@@ -262,6 +265,91 @@ impl From<KeyState> for KeyStateV3 {
             applied: k.applied,
             applied_record: k.applied_record,
             cooldowns: cooldowns(k.rare),
+            net: k.net,
+        }
+    }
+}
+
+/// `Rare` of checkpoint format 4 and changelog version 5: without the runs
+/// of findings that fold ([`crate::engine::state::Fold`]).
+#[derive(Serialize, Deserialize)]
+struct RareV4 {
+    cooldowns: Vec<Cooldown>,
+    forgotten: Option<Box<Forgotten>>,
+}
+
+/// `KeyState` of checkpoint format 4 and changelog version 5: today's
+/// without the novelty estimate (which starts anew, from the next active
+/// day) and without runs of folded findings (a storm's next findings are
+/// raised again, up to the fold's count). (Serialize: the tests write one.)
+#[derive(Serialize, Deserialize)]
+pub struct KeyStateV4 {
+    first_seen: Secs,
+    last_seen: Secs,
+    events: u32,
+    active_days: u16,
+    longest_gap: u32,
+    rate: RateModel,
+    errors: RateModel,
+    fanout: FanoutState,
+    sources: SourceSet,
+    values: ValueSet,
+    applied: u64,
+    applied_record: u16,
+    rare: Option<Box<RareV4>>,
+    net: Option<Box<crate::netintel::NetMemory>>,
+}
+
+impl From<KeyStateV4> for KeyState {
+    fn from(old: KeyStateV4) -> KeyState {
+        KeyState {
+            first_seen: old.first_seen,
+            last_seen: old.last_seen,
+            events: old.events,
+            active_days: old.active_days,
+            longest_gap: old.longest_gap,
+            rate: old.rate,
+            errors: old.errors,
+            fanout: old.fanout,
+            sources: old.sources,
+            values: old.values,
+            applied: old.applied,
+            applied_record: old.applied_record,
+            rare: old.rare.map(|r| {
+                Box::new(Rare {
+                    cooldowns: r.cooldowns,
+                    forgotten: r.forgotten,
+                    folds: Vec::new(),
+                })
+            }),
+            net: old.net,
+            novelty: Novelty::default(),
+        }
+    }
+}
+
+impl From<KeyState> for KeyStateV4 {
+    /// The state as a version 4 writer wrote it (novelty and folds dropped).
+    fn from(k: KeyState) -> KeyStateV4 {
+        KeyStateV4 {
+            first_seen: k.first_seen,
+            last_seen: k.last_seen,
+            events: k.events,
+            active_days: k.active_days,
+            longest_gap: k.longest_gap,
+            rate: k.rate,
+            errors: k.errors,
+            fanout: k.fanout,
+            sources: k.sources,
+            values: k.values,
+            applied: k.applied,
+            applied_record: k.applied_record,
+            rare: k.rare.map(|r| {
+                Box::new(RareV4 {
+                    cooldowns: r.cooldowns,
+                    forgotten: r.forgotten,
+                })
+            }),
             net: k.net,
         }
     }

@@ -63,6 +63,10 @@ pub struct Settings {
     pub daily_decay: f32,
     /// Cooldown, seconds.
     pub cooldown_s: u32,
+    /// Findings of one detector on one key raised before further ones fold.
+    pub fold_after: u8,
+    /// A run of folding findings ends after this long without one, seconds.
+    pub fold_quiet_s: u32,
     /// Allowlisted networks.
     pub allowlist: Vec<ipnet::IpNet>,
     /// Named sources that are the provider itself.
@@ -95,6 +99,8 @@ impl Settings {
             forget_s: e.forget_after.as_secs_u32(),
             daily_decay: 0.5f32.powf(86_400.0 / e.baseline_half_life.0.as_secs_f32().max(3600.0)),
             cooldown_s: e.cooldown.as_secs_u32(),
+            fold_after: e.fold_after,
+            fold_quiet_s: e.fold_quiet.as_secs_u32(),
             allowlist: e.allowlist_networks.iter().map(|c| c.0).collect(),
             ignore_named: e
                 .ignore_named_sources
@@ -152,6 +158,9 @@ pub struct Stats {
     pub suppressed_allowlist: AtomicU64,
     /// Findings dropped by the per-(key, detector, dimension) cooldown.
     pub suppressed_cooldown: AtomicU64,
+    /// Findings folded into an open run of the same detector on the same
+    /// key (see [`KeyState::fold`]).
+    pub folded: AtomicU64,
     /// Findings dropped because a responder taught the identity that what
     /// they show is normal (a verdict of `expected`).
     pub suppressed_taught: AtomicU64,
@@ -498,6 +507,16 @@ impl Engine {
         tracked.keys.get(key).map(|s| f(&s))
     }
 
+    /// Changes one identity's state, if it is tracked. The shard is locked
+    /// for `f` alone: nothing awaits under it.
+    fn with_key_mut(&self, entity: Entity, key: &str, f: impl FnOnce(&mut KeyState)) {
+        if let Some(tracked) = self.inner.tracked.iter().find(|t| t.entity == entity) {
+            if let Some(mut s) = tracked.keys.get_mut(key) {
+                f(&mut s);
+            }
+        }
+    }
+
     /// A key's state and baselines for people, as of the engine's watermark,
     /// with what responders taught it (`taught`).
     pub fn explain(&self, entity: Entity, key: &str) -> Option<serde_json::Value> {
@@ -547,17 +566,22 @@ impl Engine {
         teaching: Teaching,
     ) -> bool {
         let mut added = false;
+        // A verdict ends the run of the detector's findings: the next one is
+        // raised, not folded into what the responder has answered.
+        let detector = teaching.lesson.detector() as u8;
         if entity == Entity::KeyId {
             if let Some(p) = principal {
                 if self.inner.settings.entities.contains(&Entity::Principal) {
-                    added |= self.inner.teachings.add(
-                        Entity::Principal,
-                        principal_identity(p),
-                        teaching.clone(),
-                    );
+                    let p = principal_identity(p);
+                    self.with_key_mut(Entity::Principal, p, |s| s.unfold(detector));
+                    added |= self
+                        .inner
+                        .teachings
+                        .add(Entity::Principal, p, teaching.clone());
                 }
             }
         }
+        self.with_key_mut(entity, subject, |s| s.unfold(detector));
         added |= self.inner.teachings.add(entity, subject, teaching);
         added
     }

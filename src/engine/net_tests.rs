@@ -383,8 +383,13 @@ fn a_fanout_does_not_make_the_key_roam() {
         .iter()
         .find(|f| f.summary.contains("185.220.101.7"))
         .unwrap();
-    assert_eq!(later.severity, Severity::High, "{later:#?}");
-    assert!(rules(later).contains(&"burst_networks_not_counted"));
+    // The fan-out day is one day that brought new networks, not fifty: the
+    // key still met a new network on under a tenth of its days.
+    assert!(later.severity >= Severity::Medium, "{later:#?}");
+    let share = later.evidence.baseline["new_network_days_share"]
+        .as_f64()
+        .unwrap();
+    assert!(share > 0.0 && share < 0.1, "{later:#?}");
     let explained = engine.explain(Entity::KeyId, "AKIAAFTER").unwrap();
     assert!(explained["detectors"]["new_source"]
         .as_str()

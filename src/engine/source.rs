@@ -83,6 +83,16 @@ impl SourceId {
         }
     }
 
+    /// As [`SourceId::network_mask`], for [`SourceId::wide_network`]: an
+    /// IPv4 /16 and an IPv6 /48 are both the id less its low 16 bits.
+    pub fn wide_mask(self) -> u64 {
+        if self.is_named() {
+            !0
+        } else {
+            !0xFFFF
+        }
+    }
+
     /// The network as text, for evidence (`203.0.113.0/24`, `2001:db8:1:2::/64`).
     pub fn network_display(self) -> String {
         if self.is_named() {
@@ -158,6 +168,29 @@ mod tests {
                 assert_eq!(
                     b.0 & a.network_mask() == a.network(),
                     b.network() == a.network(),
+                    "{a:?} against {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_wide_mask_compares_wider_networks_across_kinds() {
+        let ids = [
+            id("203.0.113.7"),
+            id("203.0.114.7"),
+            id("203.1.113.7"),
+            id("2001:db8:1:2::10"),
+            id("2001:db8:1:3::10"),
+            id("2001:db9:1:2::10"),
+            id("AWS Internal"),
+            id("s3.amazonaws.com"),
+        ];
+        for a in ids {
+            for b in ids {
+                assert_eq!(
+                    b.0 & a.wide_mask() == a.wide_network(),
+                    b.wide_network() == a.wide_network() && a.is_v4() == b.is_v4(),
                     "{a:?} against {b:?}"
                 );
             }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use super::baseline::RateModel;
+use super::baseline::{Half, RateModel};
 use super::detect::source_fanout::FanoutState;
 use super::source::SourceId;
 
@@ -66,6 +66,8 @@ pub struct SourceFacts {
     pub address_known: bool,
     /// Its /24 (/64) was used within `forget_after`.
     pub network_known: bool,
+    /// Its wider network (/16, /48) was used within `forget_after`.
+    pub wide_known: bool,
     /// First use of this address in the current fan-out window.
     pub first_in_window: bool,
     /// Its network was used earlier in the current fan-out window.
@@ -181,11 +183,13 @@ impl SourceSet {
     pub fn facts(&self, id: SourceId, now: Secs, forget_s: u32, window_start: Secs) -> SourceFacts {
         let fresh = now.saturating_sub(forget_s);
         let (net, net_mask) = (id.network(), id.network_mask());
+        let (wide, wide_mask) = (id.wide_network(), id.wide_mask());
         let mut found = None;
         let (mut oldest, mut oldest_at) = (Secs::MAX, 0u32);
         // Over the network's sources used within `forget_s`: whether there
         // are any, the latest use, the earliest first use.
         let (mut network_known, mut net_last, mut net_first) = (false, 0, Secs::MAX);
+        let mut wide_known = false;
         for (i, e) in self.entries.iter().enumerate() {
             if e.id == id {
                 found = Some((i as u32, e.last_seen));
@@ -195,12 +199,14 @@ impl SourceSet {
             oldest = oldest.min(e.last_seen);
             let same = (e.id.0 & net_mask == net) & (e.last_seen >= fresh);
             network_known |= same;
+            wide_known |= (e.id.0 & wide_mask == wide) & (e.last_seen >= fresh);
             net_last = net_last.max(if same { e.last_seen } else { 0 });
             net_first = net_first.min(if same { e.first_seen } else { Secs::MAX });
         }
         SourceFacts {
             address_known: found.is_some_and(|(_, last)| last >= fresh),
             network_known,
+            wide_known,
             first_in_window: found.is_none_or(|(_, last)| last < window_start),
             network_in_window: network_known && net_last >= window_start,
             network_first_seen: net_first,
@@ -711,6 +717,9 @@ pub struct KeyState {
     /// allocated only when enrichment files are configured, and carried by
     /// checkpoints and the changelog (see [`crate::netintel::memory`]).
     pub net: Option<Box<crate::netintel::NetMemory>>,
+    /// How often the key meets networks, clients and actions it has not
+    /// used: what makes a new one surprising, or not, for this key.
+    pub novelty: Novelty,
 }
 
 impl KeyState {
@@ -731,6 +740,7 @@ impl KeyState {
             net: None,
             applied: 0,
             applied_record: 0,
+            novelty: Novelty::default(),
         }
     }
 
@@ -793,6 +803,68 @@ impl KeyState {
         if let Some(r) = &mut self.rare {
             r.cooldowns.retain(|c| c.detector != detector);
         }
+    }
+
+    /// Decides whether a finding of `detector` with `severity` is raised or
+    /// folds into the run of findings the detector has open on this key,
+    /// and records it. A run begins with the first finding after `quiet_s`
+    /// without one; its first `after` findings are raised, and after them
+    /// only a finding more severe than all before it, or with a `size` at
+    /// least twice the largest before it (a burst far beyond the run's is
+    /// news, not more of the same). `after` 0 never folds.
+    pub fn fold(
+        &mut self,
+        detector: u8,
+        severity: u8,
+        size: u32,
+        now: Secs,
+        after: u8,
+        quiet_s: u32,
+    ) -> Folding {
+        if after == 0 {
+            return Folding::Raise;
+        }
+        let folds = &mut self.rare.get_or_insert_with(Default::default).folds;
+        folds.retain(|f| now.saturating_sub(f.last) < quiet_s);
+        let Some(run) = folds.iter_mut().find(|f| f.detector == detector) else {
+            folds.push(Fold {
+                detector,
+                raised: 1,
+                top: severity,
+                size,
+                folded: 0,
+                since: now,
+                last: now,
+            });
+            return Folding::Raise;
+        };
+        run.last = run.last.max(now);
+        let bigger = size > 0 && size / 2 >= run.size;
+        if run.raised < after || severity > run.top || bigger {
+            run.raised = run.raised.saturating_add(1);
+            run.top = run.top.max(severity);
+            run.size = run.size.max(size);
+            Folding::Raise
+        } else {
+            run.folded = run.folded.saturating_add(1);
+            Folding::Fold { folded: run.folded }
+        }
+    }
+
+    /// Closes the run of `detector`'s findings (a responder gave a verdict).
+    pub fn unfold(&mut self, detector: u8) {
+        if let Some(r) = &mut self.rare {
+            r.folds.retain(|f| f.detector != detector);
+        }
+    }
+
+    /// The open run of `detector`'s findings at `now`, if any.
+    pub fn open_run(&self, detector: u8, now: Secs, quiet_s: u32) -> Option<&Fold> {
+        self.rare.as_ref().and_then(|r| {
+            r.folds
+                .iter()
+                .find(|f| f.detector == detector && now.saturating_sub(f.last) < quiet_s)
+        })
     }
 
     /// Remembers that the key forgot `network` ([`SourceId::network`]) for
@@ -868,6 +940,109 @@ pub struct Rare {
     pub cooldowns: Vec<Cooldown>,
     /// Networks forgotten for lack of room; boxed, as few keys overflow.
     pub forgotten: Option<Box<Forgotten>>,
+    /// Open storms: detectors that raised several findings on the key
+    /// without a verdict, whose further findings fold into the open one.
+    pub folds: Vec<Fold>,
+}
+
+/// One detector's run of findings on one key (see [`KeyState::fold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fold {
+    /// Detector index.
+    pub detector: u8,
+    /// Findings raised in this run.
+    pub raised: u8,
+    /// The most severe of them ([`crate::engine::Severity`] as a number).
+    pub top: u8,
+    /// The largest size among them (a bucket's count, a window's networks;
+    /// 0 for findings without one).
+    pub size: u32,
+    /// Findings folded into the open one since.
+    pub folded: u32,
+    /// When the run began.
+    pub since: Secs,
+    /// The latest finding of the run, raised or folded.
+    pub last: Secs,
+}
+
+/// What [`KeyState::fold`] decided for a finding about to be raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folding {
+    /// Raise it: the run is young, or the finding is more severe than any
+    /// before it in the run.
+    Raise,
+    /// Fold it into the open finding: the run has raised enough already.
+    Fold {
+        /// Findings folded in the run so far, this one included.
+        folded: u32,
+    },
+}
+
+/// Which kind of value a first sighting is of, for [`Novelty`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Novel {
+    /// A network (/24, /64) the key had not used within `forget_after`.
+    Network = 0,
+    /// A user-agent family.
+    UserAgent = 1,
+    /// An action.
+    Action = 2,
+    /// A wider network (/16, /48) the key had not used within
+    /// `forget_after`, with its new network.
+    Wide = 4,
+    /// A burst the key's hour-of-day rate model did not expect (a bucket
+    /// over its line, whether or not it was reported): a key whose days
+    /// bring these as a habit is used in bursts at irregular times.
+    Burst = 3,
+}
+
+/// How often a key meets values it has not used, per kind of value: the
+/// share of its recent active days that brought at least one, with every
+/// finished day's weight decaying by the baseline half-life. A day that
+/// brought fifty new networks counts once, as a day that brought one: a
+/// fan-out cannot make a key look like one that roams.
+///
+/// This is the estimate new-value detectors judge surprise by: a key that
+/// meets a new network on most days tells nothing by meeting another; one
+/// that met its last new network a month ago tells a lot. 14 bytes in place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Novelty {
+    /// Finished active days, decayed.
+    days: Half,
+    /// Of them, days that brought a new value, per [`Novel`], decayed.
+    new_days: [Half; 5],
+    /// Kinds of value ([`Novel`] bits) the current active day brought.
+    today: u8,
+}
+
+impl Novelty {
+    /// The current active day ends: its findings join the decayed history.
+    pub fn next_day(&mut self, decay: f32) {
+        self.days = Half::new(self.days.get() * decay + 1.0);
+        for (i, d) in self.new_days.iter_mut().enumerate() {
+            let brought = f32::from(self.today >> i & 1);
+            *d = Half::new(d.get() * decay + brought);
+        }
+        self.today = 0;
+    }
+
+    /// The current day brought a new value of `kind`.
+    pub fn saw(&mut self, kind: Novel) {
+        self.today |= 1 << kind as u8;
+    }
+
+    /// The share of recent active days that brought a new value of `kind`,
+    /// the current day included, in [0, 1]: the chance that a day of this
+    /// key brings one.
+    pub fn rate(&self, kind: Novel) -> f32 {
+        let today = f32::from(self.today >> kind as u8 & 1);
+        ((self.new_days[kind as usize].get() + today) / (self.days.get() + 1.0)).clamp(0.0, 1.0)
+    }
+
+    /// Active days the estimate rests on (decayed), the current one included.
+    pub fn days(&self) -> f32 {
+        self.days.get() + 1.0
+    }
 }
 
 /// The latest networks a key forgot for lack of room while still using them
@@ -1059,6 +1234,7 @@ mod tests {
                 next: 200,
                 days: [u16::MAX, 3, 0],
             })),
+            folds: Vec::new(),
         }));
         assert_eq!(k.returns(5 * 86_400, 30 * 86_400).0, 2);
         for n in 0..40 {

@@ -49,6 +49,16 @@ pub enum Lesson {
 }
 
 impl Lesson {
+    /// The detector this lesson quiets.
+    pub fn detector(&self) -> Detector {
+        match self {
+            Lesson::Network { .. } => Detector::NewSource,
+            Lesson::UserAgent { .. } => Detector::NewUserAgent,
+            Lesson::Action { .. } => Detector::NewAction,
+            Lesson::RateLevel { .. } => Detector::RateSpike,
+        }
+    }
+
     /// The lesson an `expected` verdict on a finding of `detector` teaches,
     /// read from the finding's event (`source`, `user_agent`, `action`) and,
     /// for a rate, its observed count. `None`: the detector has no dimension

@@ -134,6 +134,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         ("allowlist", &stats.suppressed_allowlist),
         ("cooldown", &stats.suppressed_cooldown),
         ("duplicate", &stats.suppressed_duplicate),
+        ("folded", &stats.folded),
         ("taught", &stats.suppressed_taught),
     ] {
         let c = s.metrics.suppressed.with_label_values(&[rule]);

@@ -23,9 +23,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if !s.detectors.error_spike.enabled {
         return;
     }
-    let Some(c) = state
+    let (Some(c), _) = state
         .errors
-        .observe(ctx.now, ctx.ev.count, &s.errors, ctx.eligible)
+        .observe(ctx.now, ctx.ev.count, &s.errors, ctx.eligible, |_| 0)
     else {
         return;
     };
@@ -44,5 +44,5 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         baseline,
         threshold: json!(c.threshold),
     };
-    ctx.emit(state, Detector::ErrorSpike, 0, report);
+    ctx.emit_sized(state, Detector::ErrorSpike, 0, report, c.count);
 }

@@ -15,6 +15,7 @@ pub mod new_source;
 pub mod new_user_agent;
 pub mod policy;
 pub mod rate_spike;
+pub mod sensitive;
 #[cfg(test)]
 mod rate_tests;
 pub mod source_fanout;
@@ -25,7 +26,7 @@ use serde_json::Value;
 
 use super::finding::{finding_id, Detector, Eligibility, Evidence, Finding, Severity};
 use super::source::SourceId;
-use super::state::{Eviction, KeyState, Secs};
+use super::state::{Eviction, Folding, KeyState, Novel, Secs};
 use super::{Settings, Stats};
 use crate::config::Entity;
 use crate::decode::{AuditEvent, EventSample, Source};
@@ -201,11 +202,42 @@ impl Ctx<'_, '_> {
 
     /// Raises a finding unless the source is allowlisted or the
     /// (detector, dimension) is cooling down; starts the cooldown.
+    ///
+    /// A finding that would continue a run of the detector's findings on
+    /// this key past `fold_after` folds instead ([`KeyState::fold`]): it is
+    /// counted, its cooldown starts, and nothing is raised.
     pub fn emit(&mut self, state: &mut KeyState, detector: Detector, dim: u64, report: Report) {
+        self.emit_sized(state, detector, dim, report, 0);
+    }
+
+    /// [`Ctx::emit`] for a finding with a size (the count in a bucket, the
+    /// networks in a window): one at least twice the largest raised in its
+    /// run is raised, not folded.
+    pub fn emit_sized(
+        &mut self,
+        state: &mut KeyState,
+        detector: Detector,
+        dim: u64,
+        report: Report,
+        size: u32,
+    ) {
         if self.quiet(state, detector, dim) {
             return;
         }
         self.start_cooldown(state, detector, dim);
+        let s = self.settings;
+        let folding = state.fold(
+            detector as u8,
+            report.severity as u8,
+            size,
+            self.now,
+            s.fold_after,
+            s.fold_quiet_s,
+        );
+        if let Folding::Fold { .. } = folding {
+            self.stats.folded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let ev = self.ev;
         self.out.push(Finding {
             id: finding_id(self.entity, self.subject, detector, dim, ev.time_ms),
@@ -249,6 +281,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if seen_before && now / DAY != state.last_seen / DAY && now > state.last_seen {
         state.active_days = state.active_days.saturating_add(1);
         state.decay_peaks(s.daily_decay);
+        state.novelty.next_day(s.daily_decay);
     }
     ctx.day = state.active_days;
     ctx.eligibility = Eligibility {
@@ -289,6 +322,13 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             // A network the key forgot for lack of room, used again.
             let returned = network_new && state.came_back(id.network(), now);
             new_source::check(state, ctx, id, &facts, returned, located.as_ref());
+            // The key's first network is not news about how it moves.
+            if network_new && seen_before {
+                state.novelty.saw(Novel::Network);
+                if !facts.wide_known {
+                    state.novelty.saw(Novel::Wide);
+                }
+            }
             source_fanout::check(state, ctx, countable, &facts);
             match state
                 .sources

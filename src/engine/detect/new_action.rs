@@ -1,11 +1,19 @@
 //! `new_action`: a settled key calling an action it has not called within
 //! `forget_after` — scope creep, or a stolen key exploring what it can do.
 //!
-//! A new action of a service the key already uses is low severity (a deploy
-//! added a call), and only reported once the key has 50 events per known
-//! action (before that it is still showing its repertoire); an action of a
-//! service the key never touched is medium; a new privilege-changing or
-//! credential-minting call is high.
+//! A first sensitive call ([`sensitive`]: minting credentials, changing
+//! permissions, disabling logging or monitoring, reading secrets) is judged
+//! on every key: high, or medium on a key with `broad_after` or more actions
+//! (infrastructure as code, admin automation) — breadth lowers it, never
+//! silences it. Other new actions are judged only on keys with fewer than
+//! `broad_after` actions whose recent days did not bring new actions as a
+//! matter of course (the same novelty estimate as `new_source`'s, with its
+//! `expected_novelty`): a new action of a service the key already uses is
+//! low (a deploy added a call), and only reported once the key has 50
+//! events per known action (before that it is still showing its
+//! repertoire); an action of a service the key never touched is medium on a
+//! narrow key (ten actions or fewer) and low on a wider one or from a
+//! browser (a person, a broad role).
 //!
 //! What the key did a calendar month ago is its repertoire: an action last
 //! called 27 to 32 days ago is a scheduled monthly job's (the cost report
@@ -17,32 +25,26 @@
 use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use super::{a_month_apart, Ctx, Report};
+use super::new_source::share_text;
+use super::{a_month_apart, sensitive, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{value_hash, Found, KeyState, ValueKind};
+use crate::engine::state::{value_hash, Found, KeyState, Novel, ValueKind};
 
 /// Events per known action before a new call on a known service is news:
 /// with fewer, the key has simply not shown its whole repertoire yet.
 const WELL_SAMPLED_PER_ACTION: u64 = 50;
 
-/// Calls that change who can do what, or mint credentials: a key that never
-/// made them and suddenly does is the classic escalation path.
-pub const SENSITIVE: [&str; 14] = [
-    "CreateUser",
-    "CreateAccessKey",
-    "CreateLoginProfile",
-    "UpdateLoginProfile",
-    "AttachUserPolicy",
-    "AttachRolePolicy",
-    "PutUserPolicy",
-    "PutRolePolicy",
-    "UpdateAssumeRolePolicy",
-    "CreatePolicyVersion",
-    "AddUserToGroup",
-    "GetSecretValue",
-    "GetPasswordData",
-    "GetFederationToken",
-];
+/// A repertoire this small is a fixed job's: a call on a service it never
+/// used is medium. A wider one (a person, a broad role, infrastructure as
+/// code) meets new services in its ordinary work: low.
+const NARROW_REPERTOIRE: usize = 10;
+
+/// Whether a user-agent family is a person's browser (the console).
+fn browser(family: &str) -> bool {
+    family.eq_ignore_ascii_case("Mozilla")
+        || family.starts_with("console.")
+        || family.starts_with("signin.")
+}
 
 /// Checks the event's action; records it and its service.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
@@ -64,45 +66,74 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let monthly = found
         .last_seen()
         .is_some_and(|last| a_month_apart(last, now));
-    if cfg.enabled && ctx.eligible && !found.fresh(now, forget) && !monthly {
+    let new = !found.fresh(now, forget) && !monthly;
+    if cfg.enabled && ctx.eligible && new {
         let known = state.values.fresh_len(ValueKind::Action, now, forget);
-        if known > 0 && known < cfg.broad_after as usize {
+        let sensitive = sensitive::category(ns, action);
+        let broad = known >= cfg.broad_after as usize;
+        // A sensitive call is judged on every key: breadth lowers it, never
+        // silences it. Anything else only on keys with a bounded repertoire
+        // whose days do not bring new actions as a matter of course.
+        let rate = state.novelty.rate(Novel::Action);
+        let expected = rate as f64 >= s.detectors.new_source.expected_novelty;
+        let judged = known > 0 && (sensitive.is_some() || (!broad && !expected));
+        if judged {
             let new_service = ns.is_some() && !state.values.knows_service(action_hash, now, forget);
-            let sensitive = SENSITIVE.contains(&action);
             // Another call on a service the key already uses is news only when
             // the key's calls are well sampled; a low-volume key is still
             // filling in its long tail.
             let well_sampled = state.events as u64 >= WELL_SAMPLED_PER_ACTION * known as u64;
-            if !sensitive && !new_service && !well_sampled {
+            if sensitive.is_none() && !new_service && !well_sampled {
                 return record(state, ctx, found, action_hash);
             }
             if ctx.quiet(state, Detector::NewAction, action_hash as u64) {
                 return record(state, ctx, found, action_hash);
             }
+            let person = ctx.user_agent.is_some_and(|(fam, _)| browser(fam));
             let severity = match (sensitive, new_service) {
-                (true, _) => Severity::High,
-                (false, true) => Severity::Medium,
-                (false, false) => Severity::Low,
+                (Some(_), _) if broad => Severity::Medium,
+                (Some(_), _) => Severity::High,
+                (None, true) if known <= NARROW_REPERTOIRE && !person => Severity::Medium,
+                (None, _) => Severity::Low,
             };
             let shown = ctx.ev.action_display().unwrap_or_default();
+            let why = match (sensitive, new_service) {
+                (Some(c), _) => format!(" ({})", c.text()),
+                (None, true) => ", on a service it never used".to_owned(),
+                (None, false) => String::new(),
+            };
             let summary = format!(
-                "{} called {shown}, an action it has not called before{}.",
+                "{} called {shown}, an action it has not called before{why}; it knows {known} action{} and met a new one {}.",
                 ctx.who(),
-                match (sensitive, new_service) {
-                    (true, _) => " (it changes permissions or exposes credentials)",
-                    (false, true) => ", on a service it never used",
-                    (false, false) => "",
-                },
+                if known == 1 { "" } else { "s" },
+                share_text(rate, state.novelty.days()),
             );
             let report = Report {
                 severity,
                 summary,
-                observed: json!({ "action": shown, "new_service": new_service, "sensitive": sensitive }),
-                baseline: json!({ "known_actions": known }),
-                threshold: json!({ "broad_after": cfg.broad_after }),
+                observed: json!({
+                    "action": shown,
+                    "new_service": new_service,
+                    "sensitive": sensitive.is_some(),
+                    "category": sensitive,
+                    "browser": person,
+                }),
+                baseline: json!({
+                    "known_actions": known,
+                    "broad": broad,
+                    "new_action_days_share": (rate as f64 * 1000.0).round() / 1000.0,
+                }),
+                threshold: json!({
+                    "broad_after": cfg.broad_after,
+                    "narrow_repertoire": NARROW_REPERTOIRE,
+                    "expected_novelty": s.detectors.new_source.expected_novelty,
+                }),
             };
             ctx.emit(state, Detector::NewAction, action_hash as u64, report);
         }
+    }
+    if new && state.events > 0 {
+        state.novelty.saw(Novel::Action);
     }
     record(state, ctx, found, action_hash);
 }

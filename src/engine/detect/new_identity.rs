@@ -16,8 +16,7 @@
 
 use serde_json::json;
 
-use super::new_action::SENSITIVE;
-use super::{Ctx, Report};
+use super::{sensitive, Ctx, Report};
 use crate::config::Entity;
 use crate::decode::Source;
 use crate::engine::finding::{Detector, Severity};
@@ -33,12 +32,12 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if state.first_seen < h.new_after || (ctx.entity == Entity::KeyId && h.holder_has_history) {
         return;
     }
-    let Some((_, action)) = ctx.ev.action_parts() else {
+    let Some((service, action)) = ctx.ev.action_parts() else {
         return;
     };
-    if !SENSITIVE.contains(&action) {
+    let Some(category) = sensitive::category(service, action) else {
         return;
-    }
+    };
     let network = match &ctx.ev.source {
         Some(src @ Source::Ip(_)) => Some(SourceId::of(src)),
         _ => None,
@@ -48,8 +47,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let source = ctx.source_text();
     let age_s = ctx.now.saturating_sub(state.first_seen);
     let summary = format!(
-        "{} called {shown} (it mints credentials, changes permissions or reads secrets) {} after its first use, with no history to judge it by; from {}{}.",
+        "{} called {shown} ({}) {} after its first use, with no history to judge it by; from {}{}.",
         ctx.who(),
+        category.text(),
         super::human_secs(age_s as u64),
         if source.is_empty() { "an unknown source" } else { &source },
         if org_knows { "" } else { ", a network no identity in the organisation has used" },
@@ -63,6 +63,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         summary,
         observed: json!({
             "action": shown,
+            "category": category,
             "source": source,
             "network": network.map(|n| n.network_display()),
             "network_seen_in_organisation": org_knows,
@@ -72,7 +73,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             "events_before": state.events,
             "principal_has_history": h.holder_has_history,
         }),
-        threshold: json!({ "sensitive_actions": SENSITIVE }),
+        threshold: json!({ "sensitive_actions": sensitive::names() }),
     };
     ctx.emit(state, Detector::NewIdentitySensitiveAction, 0, report);
 }

@@ -1,37 +1,25 @@
 //! `new_source`: a settled key used from a network (/24, or /64 for IPv6) it
 //! has not used within `forget_after`.
 //!
-//! Every rule that keeps a new network quiet or lowers its severity closes by
-//! itself, is scoped to what the key itself did recently, and is named in the
-//! finding's `observed.rules` (or, when it silences, in the key's explain
-//! view):
+//! How surprising a new network is depends on the key: it is estimated from
+//! the key's own recent history ([`Novelty`](crate::engine::state::Novelty): the share of its active days
+//! that brought a new network, decayed by the baseline half-life). A key
+//! that meets new networks on at least `expected_novelty` of its days
+//! (serverless workers, mobile carriers, VPN pools, runner pools) says
+//! nothing by meeting another /24 and does not alert, unless the network is
+//! in a wider network (/16, /48) it has not used and its days seldom bring
+//! one of those (`new_wider_network`, judged by the same shares) (its fan-outs are
+//! `source_fanout`'s, its owners and places netintel's); below that, the
+//! severity follows the surprise: high when fewer than 3% of its recent
+//! days brought a new network, medium under 10%, low above. The evidence
+//! says the share in words. A fan-out day counts as one day, so an attacker
+//! cannot make a key look like one that roams without raising the findings
+//! of the days it takes.
 //!
-//! - **roaming** (silent): the key acquired new networks on `roaming_days`
-//!   distinct days after its first day, the newest less than
-//!   `roaming_expiry` ago. A day that brought [`BURST_NETWORKS`] or more
-//!   networks (one fan-out) is a burst, not a move: it never counts as a
-//!   roaming day, so an attacker cannot switch the detector off by using a
-//!   few dozen addresses first.
-//! - **pool_draws** (silent): bursts on [`POOL_DRAW_DAYS`] distinct days, the
-//!   newest less than `roaming_expiry` ago (a key drawing from a provider's
-//!   pool on every run; each of those bursts was a `source_fanout` finding
-//!   unless the key learned them).
-//! - **overflowing** (silent): on [`RETURN_DAYS`] distinct days within
-//!   `forget_after`, the newest less than `roaming_expiry` ago, the key came
-//!   back to a network it had forgotten for lack of room (making room for a
-//!   new address evicted the network's last remembered address while the
-//!   key still used it; `max_sources_per_key`). Such a key draws from a pool
-//!   wider than its memory (a NAT or runner pool across many /24s), and a
-//!   network it seems not to know may well be one it used last week. A key
-//!   with hundreds of addresses inside a few networks forgets none, and a
-//!   fan-out's networks, once forgotten, do not come back by themselves.
-//!   The door: an attacker who overflows a key's memory with networks (a
-//!   `source_fanout` burst) and then comes back to those networks on three
-//!   days, the first two of which alert (`forgotten_for_room`).
-//! - **forming** (silent): a key with two or more networks (bursts apart)
-//!   in its first three weeks ([`FORMING_S`]) is still showing where it is
-//!   used (home, office, a café); single-network keys are judged from the
-//!   end of learning.
+//! The rules that lower the severity close by themselves, are scoped to what
+//! the key itself did recently, and are named in the finding's
+//! `observed.rules`:
+//!
 //! - **pool_churn** (low): the new /24 is in a /16 (/48 in a /48) where the key
 //!   holds two or more /24s and itself acquired one of them after its first
 //!   day, less than `roaming_expiry` ago.
@@ -55,10 +43,7 @@
 //!   hosting or VPN provider (by list, or by organisation name: a heuristic).
 //! - **new_asn** (medium; low under `pool_churn`); **known_asn** (low).
 //!
-//! Severity otherwise follows how settled the key is, counting its networks
-//! apart from bursts: two or fewer and none new for a week is high, up to
-//! four (or a network change within the week, `recent_network_change`) is
-//! medium, more is low. The client does not matter: thieves use the SDKs
+//! The client does not matter: thieves use the SDKs
 //! everybody uses. One finding per key per cooldown: a fan-out's dozens of
 //! networks are one incident. The cooldown is asked before anything else,
 //! so during it every new network counts as a cooldown drop
@@ -67,87 +52,42 @@
 
 use serde_json::json;
 
-use super::{human_secs, Ctx, Report, DAY};
-use crate::config::NewSourceConfig;
+use super::{human_secs, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
-use crate::engine::state::{
-    KeyState, NetworkSummary, Secs, SourceFacts, BURST_NETWORKS, RETURN_DAYS,
-};
+use crate::engine::state::{KeyState, Novel, SourceFacts};
 use crate::netintel::{NetInfo, OwnerClass, Tables};
 
-/// Burst days (recent) after which a key draws from a pool by design.
-pub const POOL_DRAW_DAYS: u16 = 3;
+/// Below this share of days bringing a new network, a new one is high.
+pub const HIGH_BELOW: f32 = 0.03;
+/// Below this share (and from [`HIGH_BELOW`]), medium; above it, low.
+pub const MEDIUM_BELOW: f32 = 0.10;
 
-/// A key with two or more networks is still showing its repertoire for this
-/// long after its first use: a person's laptop meets home, office and a café
-/// in its first weeks, and only then shows whether it roams.
-pub const FORMING_S: Secs = 21 * DAY;
-
-/// Why new networks are normal for a key right now, if they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Roaming {
-    /// New networks on several days, recently.
-    Roaming {
-        /// When the rule expires unless the key acquires another network.
-        until: Secs,
-    },
-    /// Bursts of new networks on several days, recently.
-    PoolDraws {
-        /// When the rule expires unless the key has another burst.
-        until: Secs,
-    },
-    /// A key that came back to networks it had forgotten for lack of room
-    /// (`max_sources_per_key`) on several days, recently: it draws from a
-    /// pool wider than its memory, so a network it seems not to know may be
-    /// one it used last week.
-    Overflowing {
-        /// When the rule expires unless the key comes back to another.
-        until: Secs,
-    },
-    /// A young key with several networks, still showing its repertoire.
-    Forming {
-        /// When the key is three weeks old.
-        until: Secs,
-    },
-}
-
-/// Whether `known` makes a key first seen at `first_seen` roam at `now`.
-pub fn roaming(
-    known: &NetworkSummary,
-    cfg: &NewSourceConfig,
-    now: Secs,
-    first_seen: Secs,
-) -> Option<Roaming> {
-    let expiry = cfg.roaming_expiry.as_secs_u32();
-    let roam_until = known.last_roam.saturating_add(expiry);
-    let burst_until = known.last_burst.saturating_add(expiry);
-    if known.roam_days >= cfg.roaming_days && now < roam_until {
-        Some(Roaming::Roaming { until: roam_until })
-    } else if known.burst_days >= POOL_DRAW_DAYS && now < burst_until {
-        Some(Roaming::PoolDraws { until: burst_until })
-    } else if let Some(until) = overflowing(known.return_days, known.last_return, cfg, now) {
-        Some(Roaming::Overflowing { until })
-    } else if known.settled_networks() >= 2 && now < first_seen.saturating_add(FORMING_S) {
-        Some(Roaming::Forming {
-            until: first_seen.saturating_add(FORMING_S),
-        })
-    } else {
+/// The severity a new network deserves on a key whose recent days brought
+/// one at `rate`; `None` when new networks are what the key does
+/// (`expected`, [`crate::config::NewSourceConfig::expected_novelty`]).
+pub fn surprise(rate: f32, expected: f64) -> Option<Severity> {
+    if rate as f64 >= expected {
         None
+    } else if rate < HIGH_BELOW {
+        Some(Severity::High)
+    } else if rate < MEDIUM_BELOW {
+        Some(Severity::Medium)
+    } else {
+        Some(Severity::Low)
     }
 }
 
-/// Until when a key that came back to networks it had forgotten for lack of
-/// room on `return_days` days, the latest beginning at `last_return`, is
-/// quiet ([`Roaming::Overflowing`]), if it is at `now`.
-fn overflowing(
-    return_days: u16,
-    last_return: Secs,
-    cfg: &NewSourceConfig,
-    now: Secs,
-) -> Option<Secs> {
-    let until = last_return.saturating_add(cfg.roaming_expiry.as_secs_u32());
-    (return_days >= RETURN_DAYS as u16 && now < until).then_some(until)
+/// How often a key meets something new, in words: "on 38% of its active
+/// days", "on none of its last 21 active days".
+pub fn share_text(rate: f32, days: f32) -> String {
+    if rate <= 0.0 {
+        format!("on none of its last {:.0} active days", days)
+    } else if rate < 0.01 {
+        "on under 1% of its active days".to_owned()
+    } else {
+        format!("on {:.0}% of its active days", rate * 100.0)
+    }
 }
 
 /// What network intelligence says about a new network, when it is configured.
@@ -257,44 +197,42 @@ pub fn check(
     }
     let forget_s = ctx.settings.forget_s;
     let now = ctx.now;
-    let leaves = |state: &KeyState, ctx: &Ctx<'_, '_>| {
-        located.is_some_and(|(_, _, info)| !id.is_named() && leaves_cloud(state, ctx, info))
-    };
-    // A key drawing from a pool wider than its memory meets a "new" network
-    // on most events: asked before its networks are summarised.
-    let (return_days, last_return) = state.returns(now, forget_s);
-    if overflowing(return_days, last_return, cfg, now).is_some() && !leaves(state, ctx) {
-        return;
+    let days = state.novelty.days();
+    // A key that meets new networks by nature is still judged on a wider
+    // network (/16, /48) it has not used, by how often it meets those: a
+    // serverless key churning through its provider's /24s does not churn
+    // through the world.
+    let (mut rate, mut wide_rule) = (state.novelty.rate(Novel::Network), false);
+    let mut by_rate = surprise(rate, cfg.expected_novelty);
+    if by_rate.is_none() && !facts.wide_known && !id.is_named() {
+        rate = state.novelty.rate(Novel::Wide);
+        by_rate = surprise(rate, cfg.expected_novelty);
+        wide_rule = by_rate.is_some();
     }
-    let (mut known, churn) = state
+    // A key that only ever ran in cloud ranges and now leaves them (or its
+    // cloud label) is judged however often it meets new networks.
+    let leaves =
+        located.is_some_and(|(_, _, info)| !id.is_named() && leaves_cloud(state, ctx, info));
+    let Some(mut severity) = by_rate.or(leaves.then_some(Severity::Low)) else {
+        return;
+    };
+    let (known, churn) = state
         .sources
         .summary_and_churn(id, now, forget_s, state.first_seen);
-    (known.return_days, known.last_return) = (return_days, last_return);
     if known.networks == 0 {
-        return;
-    }
-    if roaming(&known, cfg, now, state.first_seen).is_some() && !leaves(state, ctx) {
         return;
     }
     let expiry = cfg.roaming_expiry.as_secs_u32();
     let pool_churn = churn.siblings >= 2
         && churn.last_acquired > 0
         && now.saturating_sub(churn.last_acquired) < expiry;
-    let settled = known.settled_networks();
     let quiet_for = now.saturating_sub(known.newest_first_seen);
     let mut rules: Vec<&'static str> = Vec::new();
-    let mut severity = if settled <= 2 && quiet_for >= 7 * DAY {
-        Severity::High
-    } else if settled <= 4 {
-        Severity::Medium
-    } else {
-        Severity::Low
-    };
-    if quiet_for < 7 * DAY {
-        rules.push("recent_network_change");
+    if by_rate.is_none() {
+        rules.push("novelty_expected_but_leaves_cloud");
     }
-    if known.burst_networks > 0 {
-        rules.push("burst_networks_not_counted");
+    if wide_rule {
+        rules.push("new_wider_network");
     }
     if returned {
         // Used within forget_after after all, then forgotten for lack of room.
@@ -338,13 +276,20 @@ pub fn check(
     let source = ctx.source_text();
     let network = id.network_display();
     let networks = known.sample_display();
+    let share = share_text(rate, days);
+    let what = if wide_rule {
+        format!("a wider network ({}) it has not used", id.wide_display())
+    } else {
+        "a network it has not used".to_owned()
+    };
     let summary = format!(
-        "{} was used from {source} ({network}), a network it has not used in {}; it normally uses {} network{} ({}).",
+        "{} was used from {source} ({network}), {what} in {}; it normally uses {} network{} ({}) and met a new {} {share}.",
         ctx.who(),
         human_secs(forget_s as u64),
         known.networks,
         if known.networks == 1 { "" } else { "s" },
         networks.join(", "),
+        if wide_rule { "wider one" } else { "one" },
     );
     let report = Report {
         severity,
@@ -358,18 +303,19 @@ pub fn check(
         }),
         baseline: json!({
             "known_networks": known.networks,
-            "settled_networks": settled,
             "networks": networks,
+            "new_network_days_share": (state.novelty.rate(Novel::Network) as f64 * 1000.0).round() / 1000.0,
+            "new_wider_network_days_share": (state.novelty.rate(Novel::Wide) as f64 * 1000.0).round() / 1000.0,
+            "active_days_weighed": (days as f64 * 10.0).round() / 10.0,
             "no_new_network_for_s": quiet_for,
-            "roaming_days": known.roam_days,
-            "burst_days": known.burst_days,
             "same_wider_networks": churn.siblings,
         }),
         threshold: json!({
             "forget_after_s": forget_s,
-            "roaming_days": cfg.roaming_days,
+            "expected_novelty": cfg.expected_novelty,
+            "high_below": HIGH_BELOW,
+            "medium_below": MEDIUM_BELOW,
             "roaming_expiry_s": expiry,
-            "burst_networks": BURST_NETWORKS,
         }),
     };
     ctx.emit(state, Detector::NewSource, 0, report);

@@ -10,7 +10,8 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{Ctx, Report};
 use crate::decode::AuditEvent;
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{value_hash, KeyState, ValueKind};
+use super::new_source::share_text;
+use crate::engine::state::{value_hash, KeyState, Novel, ValueKind};
 
 /// Leading tokens that name no client: SDK metadata and vendor prefixes
 /// (`APN/1.0 HashiCorp/1.0 Terraform/1.6.6` is Terraform).
@@ -148,7 +149,12 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let s = ctx.settings;
     let cfg = &s.detectors.new_user_agent;
     let found = state.values.find(hash);
-    if cfg.enabled && ctx.eligible && !found.fresh(ctx.now, s.forget_s) {
+    let new = !found.fresh(ctx.now, s.forget_s);
+    // A key whose days bring new clients as often as new networks would be
+    // expected (browsers updating, a shared key) says nothing by another.
+    let rate = state.novelty.rate(Novel::UserAgent);
+    let expected = rate as f64 >= s.detectors.new_source.expected_novelty;
+    if cfg.enabled && ctx.eligible && new && !expected {
         let known = state
             .values
             .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s);
@@ -156,8 +162,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             && known < cfg.broad_after as usize
             && !ctx.quiet(state, Detector::NewUserAgent, hash as u64)
         {
+            let share = share_text(rate, state.novelty.days());
             let summary = format!(
-                "{} was used with user agent {fam:?}, a client it has not used before ({known} known famil{}).",
+                "{} was used with user agent {fam:?}, a client it has not used before ({known} known famil{}; it met a new one {share}).",
                 ctx.who(),
                 if known == 1 { "y" } else { "ies" },
             );
@@ -165,11 +172,14 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 severity: Severity::Low,
                 summary,
                 observed: json!({ "family": fam, "user_agent": crate::decode::event::EventSample::from(ctx.ev).user_agent }),
-                baseline: json!({ "known_families": known }),
-                threshold: json!({ "broad_after": cfg.broad_after }),
+                baseline: json!({ "known_families": known, "new_family_days_share": (rate as f64 * 1000.0).round() / 1000.0 }),
+                threshold: json!({ "broad_after": cfg.broad_after, "expected_novelty": s.detectors.new_source.expected_novelty }),
             };
             ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
         }
+    }
+    if new && state.events > 0 {
+        state.novelty.saw(Novel::UserAgent);
     }
     if state
         .values

@@ -13,14 +13,34 @@
 //! Until the model has a few days of hourly history only a tenfold departure
 //! from the key's level alerts. Every finding carries a score in [0, 1].
 //!
+//! A key used in bursts at irregular times is judged by the size of its
+//! bursts instead: a bucket alerts only above three times the key's largest usual
+//! bucket ([`BURST_FLOOR`]). Irregular means its days bring bursts the
+//! hourly model does not expect, as a habit (on `expected_novelty` of its
+//! days or more: a person's console sessions, CI runs and deploys at random
+//! times), or its largest usual bucket is [`SPIKY_RATIO`] times its busiest
+//! hour's mean per bucket. Keys whose load comes at fixed times (nightly
+//! batches, daily peaks) keep the hourly model's lines at every hour.
+//!
 //! [`RateModel`]: crate::engine::baseline::RateModel
 
 use serde_json::json;
 
+use super::new_source::share_text;
 use super::{human_secs, Ctx, Report};
 use crate::engine::baseline::{Crossing, Test, WARMUP_RATIO, WARM_DAYS};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::KeyState;
+use crate::engine::state::{KeyState, Novel};
+
+/// On a key used in bursts at irregular times, a bucket alerts only above
+/// this multiple of the key's largest usual bucket (decayed peak).
+pub const BURST_FLOOR: f32 = 3.0;
+
+/// A key whose largest usual bucket is this many times its busiest hour's
+/// mean per bucket does its work in short bursts (a person's
+/// session, a deploy): steady keys, daily peaks and nightly batches run at
+/// 1-4 times.
+pub const SPIKY_RATIO: f32 = 8.0;
 
 /// Counts the event into its bucket and checks the bucket.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
@@ -28,10 +48,34 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if !s.detectors.rate_spike.enabled {
         return;
     }
-    let Some(c) = state
-        .rate
-        .observe(ctx.now, ctx.ev.count, &s.rate, ctx.eligible)
-    else {
+    // A key used in bursts at irregular times (a person's sessions, CI and
+    // deploys at random hours) is judged by the size of its bursts: a bucket
+    // must be more than three times its largest usual one. Irregular: its days
+    // bring bursts its hourly model does not expect, as a habit, or its
+    // usual bucket dwarfs what any hour of the day expects.
+    let habit = state.novelty.rate(Novel::Burst);
+    let expected = s.detectors.new_source.expected_novelty;
+    let (crossing, over_line) = state.rate.observe(
+        ctx.now,
+        ctx.ev.count,
+        &s.rate,
+        ctx.eligible,
+        |m| {
+            let level = m.level();
+            let spiky = m
+                .seasonal()
+                .is_some_and(|x| x.busiest_mean() * SPIKY_RATIO < level);
+            if habit as f64 >= expected || spiky {
+                (BURST_FLOOR * level).ceil() as u32 + 1
+            } else {
+                0
+            }
+        },
+    );
+    if over_line {
+        state.novelty.saw(Novel::Burst);
+    }
+    let Some(c) = crossing else {
         return;
     };
     if ctx.quiet(state, Detector::RateSpike, 0) || ctx.is_taught(Detector::RateSpike, Some(c.count))
@@ -39,7 +83,18 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         return;
     }
     let who = ctx.who();
-    let (summary, observed, baseline) = describe(&c, &who, "requests", "requests", s.rate.bucket_s);
+    let (mut summary, observed, mut baseline) =
+        describe(&c, &who, "requests", "requests", s.rate.bucket_s);
+    baseline["burst_days_share"] = json!((habit as f64 * 1000.0).round() / 1000.0);
+    if c.burst_floor > 0 {
+        summary.pop();
+        summary.push_str(&format!(
+            "; the key is used in bursts at irregular times ({} bring one its hourly model does not expect), so only a bucket above three times its largest usual one alerts ({}).",
+            share_text(habit, state.novelty.days()).trim_start_matches("on "),
+            c.burst_floor
+        ));
+        baseline["usual_largest_bucket"] = json!(state.rate.level().round());
+    }
     let report = Report {
         severity: severity(&c),
         summary,
@@ -47,7 +102,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         baseline,
         threshold: json!(c.threshold),
     };
-    ctx.emit(state, Detector::RateSpike, 0, report);
+    ctx.emit_sized(state, Detector::RateSpike, 0, report, c.count);
 }
 
 /// High when the bucket is ten times what was expected or the score is

@@ -313,8 +313,12 @@ fn an_attack_does_not_teach_the_model() {
     // A sustained 5x hour at 10:00 that alerted alerts again the next day:
     // the model learned it only up to its band. Repeated on `accept_after`
     // (3) days in a row it becomes the new level, and is accepted.
+    // The model itself, without the fold that would make the third day's
+    // finding a count on the second's (tested in `a_storm_folds_...`).
+    let mut cfg = Config::default();
+    cfg.engine.fold_after = 0;
     let mut rng = SmallRng::seed_from_u64(9);
-    let mut f = Feed::new(&Config::default(), "AKIATEACH");
+    let mut f = Feed::new(&cfg, "AKIATEACH");
     let attack_days = 21..24;
     feed_days(&mut f, &mut rng, 0..26, |d, b| {
         if attack_days.contains(&d) && b / 12 == 10 {
@@ -625,4 +629,124 @@ fn the_seasonal_model_is_boxed() {
     assert!(inline <= 24, "{inline}");
     assert!(boxed <= 448, "{boxed}");
     assert!(weekly <= 336, "{weekly}");
+}
+
+/// Findings on the key after `from` (event time, seconds).
+fn spikes_after(f: &Feed, from: u32) -> Vec<String> {
+    f.spikes()
+        .into_iter()
+        .filter(|x| (x.observed_at_ms() / 1000) as u32 >= from)
+        .map(|x| x.summary.clone())
+        .collect()
+}
+
+#[test]
+fn a_nightly_job_that_starts_after_learning_is_learned_within_a_few_nights() {
+    // About one call an hour for two weeks; then a CI job at 02:00-02:20
+    // every night (about ten calls per 5 minutes, 12-15 in its busiest
+    // bucket). The first nights may alert (a new level is news); from the
+    // fifth night on the job is what the key does at 02:00.
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(700 + seed);
+        let mut f = Feed::new(&Config::default(), "AKIANIGHTLY");
+        for d in 0..45 {
+            for b in 0..288 {
+                let mut n = u32::from(rng.gen_bool(1.0 / 12.0));
+                if d >= 14 && (24..28).contains(&b) {
+                    n += poisson(&mut rng, 10.0) + u32::from(b == 25) * rng.gen_range(2..=5);
+                }
+                if n > 0 {
+                    f.bucket(bucket_start(d, b), n, false);
+                }
+            }
+        }
+        let late = spikes_after(&f, bucket_start(18, 0));
+        assert!(late.is_empty(), "seed {seed}: {late:#?}");
+    }
+}
+
+/// A person's key: a few console or CLI sessions a day at irregular hours
+/// (9-20 local), each 15-50 calls within a few minutes, nothing else.
+fn person_sessions(rng: &mut SmallRng, f: &mut Feed, days: std::ops::Range<u32>) {
+    for d in days {
+        if d % 7 >= 5 {
+            continue;
+        }
+        for _ in 0..rng.gen_range(1..=4) {
+            let b = rng.gen_range(9 * 12..20 * 12);
+            let size = rng.gen_range(15..=50);
+            let split = rng.gen_range(0..=size / 3);
+            f.bucket(bucket_start(d, b), size - split, false);
+            if split > 0 {
+                f.bucket(bucket_start(d, b + 1), split, false);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_persons_ordinary_sessions_are_not_rate_spikes() {
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(800 + seed);
+        let mut f = Feed::new(&Config::default(), "AKIAPERSON");
+        person_sessions(&mut rng, &mut f, 0..45);
+        let late = spikes_after(&f, bucket_start(14, 0));
+        assert!(late.is_empty(), "seed {seed}: {late:#?}");
+    }
+}
+
+#[test]
+fn a_thiefs_burst_on_a_persons_key_is_found() {
+    // Eight times the person's largest session, in one 5-minute bucket.
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(900 + seed);
+        let mut f = Feed::new(&Config::default(), "AKIAPERSON");
+        person_sessions(&mut rng, &mut f, 0..30);
+        let before = f.spikes().len();
+        let at = bucket_start(30, 15 * 12);
+        f.bucket(at, 400, false);
+        let found = f.spikes()[before..]
+            .iter()
+            .any(|x| (x.observed_at_ms() / 1000) as u32 >= at);
+        assert!(found, "seed {seed}: the 400-call burst went unseen");
+    }
+}
+
+
+#[test]
+fn a_storm_folds_into_its_open_finding_but_not_a_much_bigger_burst() {
+    // The same 5x hour at 10:00 on five days in a row (accept_after is
+    // three of the last seven days, so the model alerts on the first three
+    // at least): two findings are raised, the third of the same size folds
+    // into them, and a burst four times the size on the fifth day is raised.
+    let mut rng = SmallRng::seed_from_u64(9);
+    let mut f = Feed::new(&Config::default(), "AKIASTORM");
+    feed_days(&mut f, &mut rng, 0..21, |_, _| 10.0);
+    let folded = || f_stats(&f);
+    let before = folded();
+    feed_days(&mut f, &mut rng, 21..24, |_, b| if b / 12 == 10 { 50.0 } else { 10.0 });
+    let raised: Vec<u32> = f
+        .spikes()
+        .iter()
+        .map(|x| ((x.observed_at_ms() / 1000) as u32 - T0) / DAY)
+        .collect();
+    assert_eq!(raised, [21, 22], "two raised, the third folded");
+    assert!(f_stats(&f) > before, "the fold is counted");
+    // Four times the run's largest bucket, at another hour: news.
+    f.bucket(bucket_start(24, 15 * 12), 250, false);
+    assert_eq!(f.spikes().len(), 3, "{:#?}", f.spikes());
+    let open = f
+        .engine
+        .explain(crate::config::Entity::KeyId, "AKIASTORM")
+        .unwrap()["open_runs"]
+        .clone();
+    assert_eq!(open[0]["detector"], "rate_spike", "{open:#}");
+    assert!(open[0]["folded"].as_u64().unwrap() >= 1, "{open:#}");
+}
+
+fn f_stats(f: &Feed) -> u64 {
+    f.engine
+        .stats()
+        .folded
+        .load(std::sync::atomic::Ordering::Relaxed)
 }

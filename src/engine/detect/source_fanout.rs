@@ -189,10 +189,11 @@ fn report(
         baseline,
         threshold: json!(threshold),
     };
-    ctx.emit(
+    ctx.emit_sized(
         state,
         Detector::SourceFanout,
         u64::from(!new_networks),
         report,
+        u32::from(n),
     );
 }
