@@ -368,6 +368,26 @@ fn networks_forgotten_for_room_survive_a_restart_and_version_3_still_reads() {
     let next = wide_pool(31).split_off(30 * 72);
     assert_eq!(apply(&restored, &next), 0);
 
+    // Version 4 (before the novelty estimate and folding runs): the rest
+    // carries over, cooldowns and forgotten networks included; the novelty
+    // estimate starts anew.
+    let old = format::encode_old::<crate::engine::legacy::KeyStateV4>(&cp, 4);
+    let upgraded = Engine::new(&cfg);
+    format::decode(&old)
+        .unwrap()
+        .restore(&upgraded, &Origins::default());
+    assert!(cooling(&upgraded));
+    assert_eq!(forgot(&upgraded), forgot(&engine));
+    for ((ka, a), (kb, b)) in states(&engine).iter().zip(&states(&upgraded)) {
+        assert_eq!(ka, kb);
+        assert!(
+            (a.events, &a.sources, &a.values, &a.rate)
+                == (b.events, &b.sources, &b.values, &b.rate),
+            "{ka}: the state differs"
+        );
+        assert_eq!(b.novelty, Default::default(), "{ka}");
+    }
+
     // Version 3 (before forgotten networks were kept): the rest carries
     // over, cooldowns included; the key notes forgotten networks anew.
     let old = format::encode_old::<crate::engine::legacy::KeyStateV3>(&cp, 3);

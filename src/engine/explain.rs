@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
 use super::detect::{new_source, source_fanout, DAY};
-use super::source::SourceId;
 use super::finding::Detector;
+use super::source::SourceId;
 use super::state::{KeyState, Novel, Secs, ValueKind};
 use super::Settings;
 use crate::decode::time::format_rfc3339;

@@ -528,14 +528,14 @@ fn scope_creep_is_found_with_severity_by_action() {
     let mut events = office_key("AKIASCOPE", 30, 60.0, &["203.0.113.10"], &mut rng);
     let t = T0 + 30 * DAY + 10 * HOUR;
     let mut e = ev(t, "AKIASCOPE", "203.0.113.10");
-    e.action = "CreateUser".into();
+    e.action = "iam:CreateUser".into();
     events.push(e);
     let findings = run(events);
     let creep = of(&findings, Detector::NewAction);
     assert_eq!(creep.len(), 1, "{findings:#?}");
     assert_eq!(creep[0].severity, Severity::High);
     assert!(
-        creep[0].summary.contains("s3:CreateUser"),
+        creep[0].summary.contains("iam:CreateUser"),
         "{}",
         creep[0].summary
     );

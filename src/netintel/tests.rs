@@ -695,7 +695,7 @@ fn after_a_restart_a_workload_credential_outside_the_cloud_is_still_found() {
 #[test]
 fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
     use crate::changelog::format::{self, ChunkHeader, Entry, EntryRef, EntryV3};
-    use crate::engine::legacy::{KeyStateV2, KeyStateV3};
+    use crate::engine::legacy::{KeyStateV2, KeyStateV3, KeyStateV4};
     let engine = engine(true);
     run_on(&engine, settled_in_berlin("AKIACHUNK", 3));
     let (key, state) = engine.snapshot(crate::config::Entity::KeyId).pop().unwrap();
@@ -739,15 +739,21 @@ fn the_network_memory_travels_in_changelog_chunks_and_old_chunks_still_read() {
     assert!(s.net.is_none());
     assert_eq!((s.events, s.first_seen), (state.events, state.first_seen));
 
-    // A version 4 chunk (before forgotten networks were kept) reads whole,
-    // network memory included.
+    // Chunks of versions 4 (before forgotten networks were kept) and 5
+    // (before the novelty estimate) read whole, network memory included;
+    // the novelty estimate starts anew.
+    let mut anew = state.clone();
+    anew.novelty = Default::default();
     let old = format::EntryV4::Key(key.clone(), KeyStateV3::from(state.clone()));
     let got = read_old(4, postcard::to_stdvec(&old).unwrap());
     assert_eq!(
         got,
-        vec![Entry::Key(key, state)],
+        vec![Entry::Key(key.clone(), anew.clone())],
         "nothing forgotten to drop"
     );
+    let old = format::EntryV5::Key(key.clone(), KeyStateV4::from(state.clone()));
+    let got = read_old(5, postcard::to_stdvec(&old).unwrap());
+    assert_eq!(got, vec![Entry::Key(key, anew)]);
 }
 
 #[test]

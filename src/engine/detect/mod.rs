@@ -15,9 +15,9 @@ pub mod new_source;
 pub mod new_user_agent;
 pub mod policy;
 pub mod rate_spike;
-pub mod sensitive;
 #[cfg(test)]
 mod rate_tests;
+pub mod sensitive;
 pub mod source_fanout;
 
 use std::sync::atomic::Ordering;
@@ -322,8 +322,9 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             // A network the key forgot for lack of room, used again.
             let returned = network_new && state.came_back(id.network(), now);
             new_source::check(state, ctx, id, &facts, returned, located.as_ref());
-            // The key's first network is not news about how it moves.
-            if network_new && seen_before {
+            // The key's first day shows where it is used, not how often
+            // that changes.
+            if network_new && state.active_days > 0 {
                 state.novelty.saw(Novel::Network);
                 if !facts.wide_known {
                     state.novelty.saw(Novel::Wide);

@@ -132,7 +132,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.emit(state, Detector::NewAction, action_hash as u64, report);
         }
     }
-    if new && state.events > 0 {
+    if new && state.active_days > 0 {
         state.novelty.saw(Novel::Action);
     }
     record(state, ctx, found, action_hash);

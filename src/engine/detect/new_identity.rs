@@ -46,7 +46,8 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let shown = ctx.ev.action_display().unwrap_or_default();
     let source = ctx.source_text();
     let age_s = ctx.now.saturating_sub(state.first_seen);
-    let summary = format!(
+    let summary =
+        format!(
         "{} called {shown} ({}) {} after its first use, with no history to judge it by; from {}{}.",
         ctx.who(),
         category.text(),

@@ -23,6 +23,8 @@
 //! - **pool_churn** (low): the new /24 is in a /16 (/48 in a /48) where the key
 //!   holds two or more /24s and itself acquired one of them after its first
 //!   day, less than `roaming_expiry` ago.
+//! - **same_ipv6_site** (low): a new /64 inside a /48 the key uses (a
+//!   site's allocation). The door: a thief in the victim's own /48.
 //! - **same_wider_network** (at most medium): a /16 neighbour of a known /24
 //!   without such churn.
 //! - **named_source** (low): a named source, not an address.
@@ -200,14 +202,20 @@ pub fn check(
     let days = state.novelty.days();
     // A key that meets new networks by nature is still judged on a wider
     // network (/16, /48) it has not used, by how often it meets those: a
-    // serverless key churning through its provider's /24s does not churn
-    // through the world.
-    let (mut rate, mut wide_rule) = (state.novelty.rate(Novel::Network), false);
-    let mut by_rate = surprise(rate, cfg.expected_novelty);
-    if by_rate.is_none() && !facts.wide_known && !id.is_named() {
-        rate = state.novelty.rate(Novel::Wide);
+    // key churning through the /24s of its provider's few /16s does not
+    // churn through the world.
+    let levels = [(Novel::Network, true), (Novel::Wide, !facts.wide_known)];
+    let (mut rate, mut level) = (0.0, Novel::Network);
+    let mut by_rate = None;
+    for (kind, new) in levels {
+        if !new || (kind != Novel::Network && id.is_named()) {
+            break;
+        }
+        (rate, level) = (state.novelty.rate(kind), kind);
         by_rate = surprise(rate, cfg.expected_novelty);
-        wide_rule = by_rate.is_some();
+        if by_rate.is_some() {
+            break;
+        }
     }
     // A key that only ever ran in cloud ranges and now leaves them (or its
     // cloud label) is judged however often it meets new networks.
@@ -231,8 +239,9 @@ pub fn check(
     if by_rate.is_none() {
         rules.push("novelty_expected_but_leaves_cloud");
     }
-    if wide_rule {
-        rules.push("new_wider_network");
+    match level {
+        Novel::Wide => rules.push("new_wider_network"),
+        _ => {}
     }
     if returned {
         // Used within forget_after after all, then forgotten for lack of room.
@@ -243,6 +252,11 @@ pub fn check(
         severity = Severity::Low;
     } else if pool_churn {
         rules.push("pool_churn");
+        severity = Severity::Low;
+    } else if !id.is_v4() && churn.siblings > 0 {
+        // A /48 is one site's allocation (RFC 6177): a new /64 inside one
+        // the key uses is its own site renumbering or a new subnet of it.
+        rules.push("same_ipv6_site");
         severity = Severity::Low;
     } else if churn.siblings > 0 {
         rules.push("same_wider_network");
@@ -277,19 +291,20 @@ pub fn check(
     let network = id.network_display();
     let networks = known.sample_display();
     let share = share_text(rate, days);
-    let what = if wide_rule {
-        format!("a wider network ({}) it has not used", id.wide_display())
-    } else {
-        "a network it has not used".to_owned()
+    let (what, noun) = match level {
+        Novel::Wide => (
+            format!("a wider network ({}) it has not used", id.wide_display()),
+            "wider network",
+        ),
+        _ => ("a network it has not used".to_owned(), "network"),
     };
     let summary = format!(
-        "{} was used from {source} ({network}), {what} in {}; it normally uses {} network{} ({}) and met a new {} {share}.",
+        "{} was used from {source} ({network}), {what} in {}; it normally uses {} network{} ({}) and met a new {noun} {share}.",
         ctx.who(),
         human_secs(forget_s as u64),
         known.networks,
         if known.networks == 1 { "" } else { "s" },
         networks.join(", "),
-        if wide_rule { "wider one" } else { "one" },
     );
     let report = Report {
         severity,

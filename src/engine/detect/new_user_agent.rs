@@ -7,10 +7,10 @@
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::new_source::share_text;
 use super::{Ctx, Report};
 use crate::decode::AuditEvent;
 use crate::engine::finding::{Detector, Severity};
-use super::new_source::share_text;
 use crate::engine::state::{value_hash, KeyState, Novel, ValueKind};
 
 /// Leading tokens that name no client: SDK metadata and vendor prefixes
@@ -178,7 +178,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
         }
     }
-    if new && state.events > 0 {
+    if new && state.active_days > 0 {
         state.novelty.saw(Novel::UserAgent);
     }
     if state

@@ -55,23 +55,20 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     // usual bucket dwarfs what any hour of the day expects.
     let habit = state.novelty.rate(Novel::Burst);
     let expected = s.detectors.new_source.expected_novelty;
-    let (crossing, over_line) = state.rate.observe(
-        ctx.now,
-        ctx.ev.count,
-        &s.rate,
-        ctx.eligible,
-        |m| {
-            let level = m.level();
-            let spiky = m
-                .seasonal()
-                .is_some_and(|x| x.busiest_mean() * SPIKY_RATIO < level);
-            if habit as f64 >= expected || spiky {
-                (BURST_FLOOR * level).ceil() as u32 + 1
-            } else {
-                0
-            }
-        },
-    );
+    let (crossing, over_line) =
+        state
+            .rate
+            .observe(ctx.now, ctx.ev.count, &s.rate, ctx.eligible, |m| {
+                let level = m.level();
+                let spiky = m
+                    .seasonal()
+                    .is_some_and(|x| x.busiest_mean() * SPIKY_RATIO < level);
+                if habit as f64 >= expected || spiky {
+                    (BURST_FLOOR * level).ceil() as u32 + 1
+                } else {
+                    0
+                }
+            });
     if over_line {
         state.novelty.saw(Novel::Burst);
     }

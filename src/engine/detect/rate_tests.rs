@@ -712,7 +712,6 @@ fn a_thiefs_burst_on_a_persons_key_is_found() {
     }
 }
 
-
 #[test]
 fn a_storm_folds_into_its_open_finding_but_not_a_much_bigger_burst() {
     // The same 5x hour at 10:00 on five days in a row (accept_after is
@@ -724,7 +723,13 @@ fn a_storm_folds_into_its_open_finding_but_not_a_much_bigger_burst() {
     feed_days(&mut f, &mut rng, 0..21, |_, _| 10.0);
     let folded = || f_stats(&f);
     let before = folded();
-    feed_days(&mut f, &mut rng, 21..24, |_, b| if b / 12 == 10 { 50.0 } else { 10.0 });
+    feed_days(&mut f, &mut rng, 21..24, |_, b| {
+        if b / 12 == 10 {
+            50.0
+        } else {
+            10.0
+        }
+    });
     let raised: Vec<u32> = f
         .spikes()
         .iter()

@@ -93,7 +93,10 @@ pub fn category(service: Option<&str>, action: &str) -> Option<Category> {
 
 /// The table's actions as `service:Action`, for evidence.
 pub fn names() -> Vec<String> {
-    SENSITIVE.iter().map(|(s, a, _)| format!("{s}:{a}")).collect()
+    SENSITIVE
+        .iter()
+        .map(|(s, a, _)| format!("{s}:{a}"))
+        .collect()
 }
 
 #[cfg(test)]
