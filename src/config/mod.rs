@@ -192,9 +192,10 @@ impl Default for EngineConfig {
             // of the same kind on the same key, unanswered, is a broken model
             // or one incident, and either way one open item for a person.
             fold_after: 2,
-            // Twice a weekly job's period: a run that recurs weekly stays
-            // one run; a key quiet for two weeks starts afresh.
-            fold_quiet: HumanDuration::days(14),
+            // As long as the key remembers what it used (forget_after): a
+            // person whose trips come every two to four weeks is one run,
+            // and no benign key raises one detector more than twice a month.
+            fold_quiet: HumanDuration::days(30),
             allowlist_networks: Vec::new(),
             // CloudTrail writes these when AWS services call on the key's behalf.
             ignore_named_sources: vec!["AWS Internal".to_owned(), "*.amazonaws.com".to_owned()],

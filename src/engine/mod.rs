@@ -337,6 +337,7 @@ impl Engine {
         let user_agent = detect::new_user_agent::of_event(ev);
         let event_start = out.len();
         let mut key_end = out.len();
+        let mut key_folded = 0u32;
         for tracked in &inner.tracked {
             let subject = match tracked.entity {
                 Entity::KeyId => &*ev.key_id,
@@ -378,6 +379,7 @@ impl Engine {
                 out,
                 // The principal says only what its key did not (see `Ctx::quiet`).
                 key_found: event_start..key_end,
+                key_folded,
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
                 if self.already_applied(tracked.entity, subject, &state, at) {
@@ -387,6 +389,7 @@ impl Engine {
                     ctx.history.holder_has_history = self.has_history(principal, new_after);
                 }
                 detect::observe(&mut state, &mut ctx);
+                key_folded |= ctx.key_folded;
                 if let Some(at) = at {
                     state.set_applied(at);
                 }
@@ -423,6 +426,7 @@ impl Engine {
                     }
                 };
                 detect::observe(&mut state, &mut ctx);
+                key_folded |= ctx.key_folded;
                 if let Some(at) = at {
                     state.set_applied(at);
                 }

@@ -85,6 +85,10 @@ pub struct Ctx<'a, 'e> {
     /// key's principal (empty otherwise): one event, at most one finding per
     /// detector, and the key's own baseline speaks first.
     pub key_found: std::ops::Range<usize>,
+    /// Detectors (bits by index) whose finding on this event the key folded
+    /// into an open run: its principal's would be the same incident, and
+    /// folds too. Set while the key is observed, read by its principal.
+    pub key_folded: u32,
 }
 
 /// What is known beyond the identity's own state: whether it is new to the
@@ -155,20 +159,52 @@ impl Ctx<'_, '_> {
                 .fetch_add(1, Ordering::Relaxed);
             return true;
         }
+        let bit = 1u32 << (detector as u8 as u32 & 31);
+        if self.key_folded & bit != 0 {
+            // The key folded this into its open run: so does the principal.
+            self.start_cooldown(state, detector, dim);
+            self.count_in_run(state, detector);
+            self.stats.folded.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         if self.out[self.key_found.clone()]
             .iter()
             .any(|f| f.detector == detector)
         {
             // The key raised this already: the principal's finding would say
-            // it again. Its cooldown starts as if it had been raised; nothing
-            // is formatted.
+            // it again. Its cooldown starts as if it had been raised, and it
+            // counts in the principal's run; nothing is formatted.
             self.start_cooldown(state, detector, dim);
+            self.count_in_run(state, detector);
             self.stats
                 .suppressed_duplicate
                 .fetch_add(1, Ordering::Relaxed);
             return true;
         }
         false
+    }
+
+    /// The fold limit for `detector`: policy findings never fold.
+    fn fold_after(&self, detector: Detector) -> u8 {
+        if Detector::POLICY.contains(&detector) {
+            0
+        } else {
+            self.settings.fold_after
+        }
+    }
+
+    /// Counts a finding said by the key in the principal's run of
+    /// `detector`, so the principal does not raise what its key folds.
+    fn count_in_run(&self, state: &mut KeyState, detector: Detector) {
+        let after = self.fold_after(detector);
+        state.fold(
+            detector as u8,
+            Severity::Info as u8,
+            0,
+            self.now,
+            after,
+            self.settings.fold_quiet_s,
+        );
     }
 
     /// Whether the key is cooling down on `detector` (`dim`): nothing it
@@ -203,9 +239,10 @@ impl Ctx<'_, '_> {
     /// Raises a finding unless the source is allowlisted or the
     /// (detector, dimension) is cooling down; starts the cooldown.
     ///
-    /// A finding that would continue a run of the detector's findings on
-    /// this key past `fold_after` folds instead ([`KeyState::fold`]): it is
-    /// counted, its cooldown starts, and nothing is raised.
+    /// A finding of a behavioural detector that would continue a run of its
+    /// findings on this key past `fold_after` folds instead
+    /// ([`KeyState::fold`]): it is counted, its cooldown starts, and nothing
+    /// is raised. Policy findings never fold.
     pub fn emit(&mut self, state: &mut KeyState, detector: Detector, dim: u64, report: Report) {
         self.emit_sized(state, detector, dim, report, 0);
     }
@@ -225,17 +262,22 @@ impl Ctx<'_, '_> {
             return;
         }
         self.start_cooldown(state, detector, dim);
-        let s = self.settings;
+        // A policy finding is a rule the inventory states, broken again:
+        // said every cooldown for as long as it goes on. Only the models
+        // fold.
         let folding = state.fold(
             detector as u8,
             report.severity as u8,
             size,
             self.now,
-            s.fold_after,
-            s.fold_quiet_s,
+            self.fold_after(detector),
+            self.settings.fold_quiet_s,
         );
         if let Folding::Fold { .. } = folding {
             self.stats.folded.fetch_add(1, Ordering::Relaxed);
+            if self.entity == Entity::KeyId {
+                self.key_folded |= 1u32 << (detector as u8 as u32 & 31);
+            }
             return;
         }
         let ev = self.ev;
