@@ -1046,20 +1046,20 @@ impl Novelty {
         self.today |= 1 << kind as u8;
     }
 
-    /// The share of recent active days that brought a new value of `kind`,
-    /// the current day included, in [0, 1]: the chance that a day of this
-    /// key brings one. Shrunk towards "rarely" by [`PRIOR_QUIET_DAYS`]: a
+    /// The share of the key's past active days that brought a new value of
+    /// `kind`, in [0, 1]: the chance that a day of this key brings one. The
+    /// current day is left out: an attacker controls the present, and a
+    /// thief's own first new network must not make his second expected. Shrunk towards "rarely" by [`PRIOR_QUIET_DAYS`]: a
     /// key two days old that met one new value has not shown that it meets
     /// them every other day.
     pub fn rate(&self, kind: Novel) -> f32 {
-        let today = f32::from(self.today >> kind as u8 & 1);
-        let days = self.days.get() + 1.0 + PRIOR_QUIET_DAYS;
-        ((self.new_days[kind as usize].get() + today) / days).clamp(0.0, 1.0)
+        let days = self.days.get() + PRIOR_QUIET_DAYS;
+        (self.new_days[kind as usize].get() / days).clamp(0.0, 1.0)
     }
 
-    /// Active days the estimate rests on (decayed), the current one included.
+    /// Past active days the estimate rests on (decayed).
     pub fn days(&self) -> f32 {
-        self.days.get() + 1.0
+        self.days.get()
     }
 }
 
