@@ -239,9 +239,9 @@ pub fn check(
     if by_rate.is_none() {
         rules.push("novelty_expected_but_leaves_cloud");
     }
-    match level {
-        Novel::Wide => rules.push("new_wider_network"),
-        _ => {}
+    let wide = level == Novel::Wide;
+    if wide {
+        rules.push("new_wider_network");
     }
     if returned {
         // Used within forget_after after all, then forgotten for lack of room.
@@ -291,12 +291,13 @@ pub fn check(
     let network = id.network_display();
     let networks = known.sample_display();
     let share = share_text(rate, days);
-    let (what, noun) = match level {
-        Novel::Wide => (
+    let (what, noun) = if wide {
+        (
             format!("a wider network ({}) it has not used", id.wide_display()),
             "wider network",
-        ),
-        _ => ("a network it has not used".to_owned(), "network"),
+        )
+    } else {
+        ("a network it has not used".to_owned(), "network")
     };
     let summary = format!(
         "{} was used from {source} ({network}), {what} in {}; it normally uses {} network{} ({}) and met a new {noun} {share}.",
