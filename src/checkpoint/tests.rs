@@ -1,4 +1,6 @@
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::*;
 use crate::config::Config;
@@ -405,4 +407,54 @@ fn networks_forgotten_for_room_survive_a_restart_and_version_3_still_reads() {
             "{ka}: the state differs"
         );
     }
+}
+
+#[test]
+fn a_copy_owning_no_partition_never_rotates_out_the_state() {
+    // An instance with state on two partitions checkpoints it; restarted,
+    // it owns no partition while the group waits for the killed member, and
+    // its periodic copies hold nothing. With `keep = 1` any write would
+    // remove the good file: none is written, and the state is still there.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default();
+    let engine = Engine::new(&cfg);
+    let evs = events();
+    apply(&engine, &evs);
+    let origins = Arc::new(origins());
+    let mut resume = HashMap::new();
+    for e in &evs {
+        resume.insert(e.origin, e.offset + 1);
+    }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let start = |engine: Engine, origins: Arc<Origins>| {
+        Checkpointer::start(
+            Some(Store::open(dir.path(), 1).unwrap()),
+            engine,
+            origins,
+            metrics.clone(),
+            Duration::from_secs(3600),
+            Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        )
+        .unwrap()
+    };
+    start(engine, origins).finish(&resume);
+    let store = Store::open(dir.path(), 1).unwrap();
+    let (good, cp) = store.load_newest().expect("the first checkpoint");
+    assert_eq!(cp.key_count(), 20);
+
+    // Restarted: nothing assigned, nothing applied.
+    for _ in 0..3 {
+        start(Engine::new(&cfg), Arc::new(Origins::default())).finish(&HashMap::new());
+    }
+    assert_eq!(
+        store.list(),
+        vec![good.clone()],
+        "the good checkpoint stays"
+    );
+    assert_eq!(store.load_newest().unwrap().1.key_count(), 20);
+    assert_eq!(
+        metrics.checkpoints.with_label_values(&["empty"]).get(),
+        3,
+        "the skipped copies are counted"
+    );
 }

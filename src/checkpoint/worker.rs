@@ -70,6 +70,25 @@ impl Writer {
         copied: std::time::Duration,
         keys: usize,
     ) {
+        if cp
+            .sections
+            .iter()
+            .all(|s| s.keys.is_empty() && s.resume.is_none())
+        {
+            // No partition's state nor offset: the instance owns none (it
+            // waits for an assignment after a restart, its state parked for
+            // the changelog, or the group moved them all away). There is
+            // nothing to resume from this copy, and written it would rotate
+            // out the last checkpoint that holds the state of partitions
+            // this instance may get back.
+            self.metrics.checkpoints.with_label_values(&["empty"]).inc();
+            self.last_ok_ms.store(cp.written_at_ms, Ordering::Relaxed);
+            tracing::debug!(
+                principals = cp.principals.len(),
+                "no partition owned: checkpoint not written, the previous ones stay"
+            );
+            return;
+        }
         match store.write(cp) {
             Ok(w) => {
                 self.metrics.checkpoints.with_label_values(&["ok"]).inc();
