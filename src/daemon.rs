@@ -55,7 +55,10 @@ impl Daemon {
         Ok(Daemon {
             engine,
             metrics,
-            status: Arc::new(SourceStatus::default()),
+            status: Arc::new(SourceStatus {
+                unreachable_after_ms: (cfg.kafka.unreachable_after.0.as_millis() as u64).into(),
+                ..SourceStatus::default()
+            }),
             inventory,
             last_checkpoint_ms: Arc::new(AtomicI64::new(0)),
         })

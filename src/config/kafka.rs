@@ -25,6 +25,9 @@ pub struct KafkaConfig {
     /// On SIGTERM/SIGINT: stop fetching, finish what was fetched, commit, and
     /// exit within this time.
     pub shutdown_timeout: HumanDuration,
+    /// `/readyz` reports not ready once no broker has been reachable for
+    /// this long (a WARN line says so when it starts).
+    pub unreachable_after: HumanDuration,
     /// Stored offsets are committed in the background this often.
     pub commit_interval: HumanDuration,
     /// Threads that decode and apply messages; each partition is applied on
@@ -64,6 +67,8 @@ impl Default for KafkaConfig {
             startup_timeout: HumanDuration::secs(30),
             // Kubernetes' default termination grace period.
             shutdown_timeout: HumanDuration::secs(30),
+            // As startup_timeout: a broker restart, not an outage.
+            unreachable_after: HumanDuration::secs(30),
             // librdkafka's default auto-commit interval.
             commit_interval: HumanDuration::secs(5),
             apply_threads: 0,
@@ -216,6 +221,7 @@ impl KafkaConfig {
         for (key, d, min, max) in [
             ("kafka.startup_timeout", self.startup_timeout, 1, 3600),
             ("kafka.shutdown_timeout", self.shutdown_timeout, 1, 3600),
+            ("kafka.unreachable_after", self.unreachable_after, 1, 3600),
             ("kafka.commit_interval", self.commit_interval, 1, 3600),
         ] {
             if !(min..=max).contains(&d.0.as_secs()) {

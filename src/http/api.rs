@@ -163,11 +163,42 @@ fn checkpoint_age(s: &AppState) -> f64 {
     }
 }
 
-/// `GET /readyz`: consuming, no partition still catching up after a
-/// handoff, and, with checkpoints on, checkpointing.
+/// `GET /readyz`: consuming, a broker reachable within
+/// `kafka.unreachable_after`, a partition assigned since start, no
+/// partition still catching up after a handoff, and, with checkpoints on,
+/// checkpointing. Each failure says why, as JSON.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     if !s.status.consuming.load(Ordering::Relaxed) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "not consuming yet").into_response();
+    }
+    let down_since = s.status.brokers_down_since_ms.load(Ordering::Relaxed);
+    if down_since > 0 {
+        let after = match s.status.unreachable_after_ms.load(Ordering::Relaxed) {
+            0 => 30_000,
+            ms => ms as i64,
+        };
+        let down = chrono::Utc::now().timestamp_millis() - down_since;
+        if down >= after {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "no Kafka broker reachable for {}s (kafka.unreachable_after {}s)",
+                    down / 1000,
+                    after / 1000
+                ),
+            )
+            .into_response();
+        }
+    }
+    if !s.status.assigned_once.load(Ordering::Relaxed) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "no partition assigned yet ({}s since start): the group has not given this instance a share",
+                s.started.elapsed().as_secs()
+            ),
+        )
+        .into_response();
     }
     let catching_up = s.status.catching_up.load(Ordering::Relaxed);
     if catching_up > 0 {

@@ -23,7 +23,7 @@
 //! cannot drop events unseen.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,45 @@ pub struct SourceStatus {
     pub messages: AtomicU64,
     /// Partitions replaying from a restored state, not yet live.
     pub catching_up: AtomicUsize,
+    /// Partitions owned now.
+    pub owned: AtomicUsize,
+    /// A partition was assigned since start: before, the instance waits for
+    /// the group (a killed member still in it can hold them for a session
+    /// timeout) and is not ready.
+    pub assigned_once: AtomicBool,
+    /// Since when (epoch ms) no broker has been reachable; 0: one is.
+    pub brokers_down_since_ms: AtomicI64,
+    /// `/readyz` fails once no broker has been reachable this long, ms
+    /// (`kafka.unreachable_after`; 0: its default).
+    pub unreachable_after_ms: AtomicU64,
+}
+
+impl SourceStatus {
+    /// No broker has been reachable since `now_ms - since`: noted once, with
+    /// a WARN line.
+    fn brokers_down(&self, now_ms: i64, why: &str) {
+        if self
+            .brokers_down_since_ms
+            .compare_exchange(0, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(
+                why,
+                "no Kafka broker reachable: consumption stalls; /readyz turns not ready after kafka.unreachable_after"
+            );
+        }
+    }
+
+    /// A broker is reachable again.
+    fn brokers_up(&self, now_ms: i64) {
+        let since = self.brokers_down_since_ms.swap(0, Ordering::Relaxed);
+        if since > 0 {
+            tracing::info!(
+                down_s = (now_ms - since).max(0) / 1000,
+                "a Kafka broker is reachable again"
+            );
+        }
+    }
 }
 
 /// A partition replaying from its restored state.
@@ -468,6 +507,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        // Bootstrap and learned brokers alike: one UP connection is enough.
+        let brokers = stats.brokers.values().filter(|b| b.nodeid >= 0);
+        let (mut any, mut up) = (false, false);
+        for b in brokers {
+            any = true;
+            up |= b.state == "UP";
+        }
+        if up {
+            self.status.brokers_up(now_ms);
+        } else if any {
+            self.status
+                .brokers_down(now_ms, "no broker connection is up");
+        }
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
@@ -481,6 +534,10 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.status
+                .brokers_down(chrono::Utc::now().timestamp_millis(), reason);
+        }
         if self.errors.allow() {
             tracing::warn!(%error, reason, "kafka client error");
         }
@@ -580,6 +637,10 @@ impl ConsumerContext for SourceContext {
             consumer.assignment().map(|a| a.count()).unwrap_or(0)
         };
         self.metrics.partitions_owned.set(owned as i64);
+        self.status.owned.store(owned, Ordering::Relaxed);
+        if owned > 0 {
+            self.status.assigned_once.store(true, Ordering::Relaxed);
+        }
         self.metrics.consumer_lag.reset();
         match rebalance {
             Rebalance::Assign(tpl) => tracing::info!(

@@ -157,6 +157,46 @@ async fn metrics_and_probes() {
     assert_eq!(status, 503, "not ready before consuming: {body}");
     assert!(body["error"].as_str().unwrap().contains("not consuming"));
     s.state.status.consuming.store(true, Ordering::Relaxed);
+    let (status, body) = s.json("/readyz").await;
+    assert_eq!(status, 503, "not ready before a partition: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no partition assigned"),
+        "{body}"
+    );
+    s.state.status.assigned_once.store(true, Ordering::Relaxed);
+    assert_eq!(s.get("/readyz").await.0, 200);
+    // Brokers gone for a second: still ready (a restart), until
+    // kafka.unreachable_after has passed.
+    s.state
+        .status
+        .unreachable_after_ms
+        .store(1_000, Ordering::Relaxed);
+    let now = chrono::Utc::now().timestamp_millis();
+    s.state
+        .status
+        .brokers_down_since_ms
+        .store(now, Ordering::Relaxed);
+    assert_eq!(s.get("/readyz").await.0, 200);
+    s.state
+        .status
+        .brokers_down_since_ms
+        .store(now - 5_000, Ordering::Relaxed);
+    let (status, body) = s.json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no Kafka broker reachable for 5s"),
+        "{body}"
+    );
+    s.state
+        .status
+        .brokers_down_since_ms
+        .store(0, Ordering::Relaxed);
     assert_eq!(s.get("/readyz").await.0, 200);
 }
 
