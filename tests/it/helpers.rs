@@ -20,6 +20,17 @@ pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("keywatch runs")
 }
 
+/// The ids of the findings a `keywatch replay` of `path` (default
+/// settings) raises: the same events through Kafka must give no others.
+pub fn replay_ids(path: &Path) -> std::collections::BTreeSet<String> {
+    let o = run(keywatch().arg("replay").arg(path));
+    assert!(o.status.success(), "{}", stderr(&o));
+    json_lines(&stdout(&o))
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

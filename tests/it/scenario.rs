@@ -72,7 +72,13 @@ fn example_scenario_every_attack_found_and_normal_keys_quiet() {
                 "normal {archetype} key {} alerted: {} {}",
                 f.key, f.detector, f.severity
             );
-            assert_eq!(f.severity, "medium");
+            // A laptop meeting a new network every week or so: judged, at
+            // low or medium, never high.
+            assert!(
+                ["low", "medium"].contains(&f.severity.as_str()),
+                "{}",
+                f.severity
+            );
         }
     }
 }
