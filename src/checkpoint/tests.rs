@@ -370,43 +370,37 @@ fn networks_forgotten_for_room_survive_a_restart_and_version_3_still_reads() {
     let next = wide_pool(31).split_off(30 * 72);
     assert_eq!(apply(&restored, &next), 0);
 
-    // Version 4 (before the novelty estimate and folding runs): the rest
-    // carries over, cooldowns and forgotten networks included; the novelty
-    // estimate starts anew.
-    let old = format::encode_old::<crate::engine::legacy::KeyStateV4>(&cp, 4);
-    let upgraded = Engine::new(&cfg);
-    format::decode(&old)
-        .unwrap()
-        .restore(&upgraded, &Origins::default());
-    assert!(cooling(&upgraded));
+    // An older file, read into a fresh engine: the rest of every key's
+    // state carries over, and the novelty estimate starts anew.
+    let upgrade = |old: Vec<u8>| {
+        let upgraded = Engine::new(&cfg);
+        format::decode(&old)
+            .unwrap()
+            .restore(&upgraded, &Origins::default());
+        assert!(cooling(&upgraded));
+        for ((ka, a), (kb, b)) in states(&engine).iter().zip(&states(&upgraded)) {
+            assert_eq!(ka, kb);
+            assert!(
+                (a.events, &a.sources, &a.values, &a.rate)
+                    == (b.events, &b.sources, &b.values, &b.rate),
+                "{ka}: the state differs"
+            );
+            assert_eq!(b.novelty, Default::default(), "{ka}");
+        }
+        upgraded
+    };
+    // Version 4 (before the novelty estimate and folding runs): forgotten
+    // networks included.
+    let upgraded = upgrade(format::encode_old::<crate::engine::legacy::KeyStateV4>(
+        &cp, 4,
+    ));
     assert_eq!(forgot(&upgraded), forgot(&engine));
-    for ((ka, a), (kb, b)) in states(&engine).iter().zip(&states(&upgraded)) {
-        assert_eq!(ka, kb);
-        assert!(
-            (a.events, &a.sources, &a.values, &a.rate)
-                == (b.events, &b.sources, &b.values, &b.rate),
-            "{ka}: the state differs"
-        );
-        assert_eq!(b.novelty, Default::default(), "{ka}");
-    }
-
-    // Version 3 (before forgotten networks were kept): the rest carries
-    // over, cooldowns included; the key notes forgotten networks anew.
-    let old = format::encode_old::<crate::engine::legacy::KeyStateV3>(&cp, 3);
-    let upgraded = Engine::new(&cfg);
-    format::decode(&old)
-        .unwrap()
-        .restore(&upgraded, &Origins::default());
-    assert!(cooling(&upgraded));
+    // Version 3 (before forgotten networks were kept): the key notes
+    // forgotten networks anew.
+    let upgraded = upgrade(format::encode_old::<crate::engine::legacy::KeyStateV3>(
+        &cp, 3,
+    ));
     assert_eq!(forgot(&upgraded), (0, 0));
-    for ((ka, a), (kb, b)) in states(&engine).iter().zip(&states(&upgraded)) {
-        assert_eq!(ka, kb);
-        assert!(
-            (a.events, &a.sources, &a.values, &a.rate)
-                == (b.events, &b.sources, &b.values, &b.rate),
-            "{ka}: the state differs"
-        );
-    }
 }
 
 #[test]

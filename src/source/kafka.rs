@@ -96,8 +96,6 @@ pub struct SourceStatus {
     pub messages: AtomicU64,
     /// Partitions replaying from a restored state, not yet live.
     pub catching_up: AtomicUsize,
-    /// Partitions owned now.
-    pub owned: AtomicUsize,
     /// A partition was assigned since start: before, the instance waits for
     /// the group (a killed member still in it can hold them for a session
     /// timeout) and is not ready.
@@ -637,7 +635,6 @@ impl ConsumerContext for SourceContext {
             consumer.assignment().map(|a| a.count()).unwrap_or(0)
         };
         self.metrics.partitions_owned.set(owned as i64);
-        self.status.owned.store(owned, Ordering::Relaxed);
         if owned > 0 {
             self.status.assigned_once.store(true, Ordering::Relaxed);
         }
