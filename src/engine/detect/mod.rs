@@ -159,8 +159,7 @@ impl Ctx<'_, '_> {
                 .fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        let bit = 1u32 << (detector as u8 as u32 & 31);
-        if self.key_folded & bit != 0 {
+        if self.key_folded & detector_bit(detector) != 0 {
             // The key folded this into its open run: so does the principal.
             self.start_cooldown(state, detector, dim);
             self.count_in_run(state, detector);
@@ -276,7 +275,7 @@ impl Ctx<'_, '_> {
         if let Folding::Fold { .. } = folding {
             self.stats.folded.fetch_add(1, Ordering::Relaxed);
             if self.entity == Entity::KeyId {
-                self.key_folded |= 1u32 << (detector as u8 as u32 & 31);
+                self.key_folded |= detector_bit(detector);
             }
             return;
         }
@@ -305,6 +304,11 @@ impl Ctx<'_, '_> {
             origin: 0,
         });
     }
+}
+
+/// A detector's bit in [`Ctx::key_folded`].
+fn detector_bit(detector: Detector) -> u32 {
+    1 << (detector as u32 & 31)
 }
 
 /// A finding's dimension as the cooldown table keys it (folded to 32 bits).
