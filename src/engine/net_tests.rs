@@ -338,7 +338,7 @@ fn severity_follows_how_rare_new_networks_are_for_the_key() {
 }
 
 #[test]
-fn recent_network_change_does_not_hide_a_thief_with_the_usual_client() {
+fn a_thief_right_after_the_owners_move_is_still_found_with_the_usual_client() {
     let mut rng = Rng(82);
     let mut events = steady("AKIAMOVED", 0, 30, &["203.0.113.10"], &mut rng);
     events.extend(steady("AKIAMOVED", 26, 4, &["198.51.100.20"], &mut rng));

@@ -230,11 +230,11 @@ fn cloud_nat_churn_across_16s_of_one_provider_stays_silent() {
 
 /// A service set up on two EC2 networks in two /16s that later gets a NAT
 /// address in a third /16 of the same region: the network rules alone call
-/// it high (a settled key with two networks); the cloud ranges know it is
+/// it high (no new network in four weeks); the cloud ranges know it is
 /// the same pool.
 #[test]
 fn slow_cloud_nat_churn_is_silent_only_with_the_cloud_ranges() {
-    // Four weeks: past the three weeks a multi-network key is still forming.
+    // Four weeks of the same two networks: new ones are rare for the key.
     let mut events: Vec<Ev> = (0..56)
         .map(|i| {
             let source = if i % 2 == 0 {
@@ -990,7 +990,7 @@ fn the_flattened_ipv4_table_is_exact_on_the_real_geolite2_city() {
 /// the key's last jump: then Sydney is impossible travel again.
 #[test]
 fn a_key_whose_places_already_jump_is_the_travel_rules_door() {
-    // Three weeks and a day: past new_source's forming period.
+    // Three weeks and a day of two offices: new networks are rare for it.
     let mut events = two_offices("AKIAJUMPS", 22);
     let last = events.last().unwrap().t;
     events.push(ev(last + HOUR, "AKIAJUMPS", "81.0.7.10"));

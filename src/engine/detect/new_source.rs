@@ -49,8 +49,8 @@
 //! everybody uses. One finding per key per cooldown: a fan-out's dozens of
 //! networks are one incident. The cooldown is asked before anything else,
 //! so during it every new network counts as a cooldown drop
-//! (`keywatch_findings_suppressed_total{rule="cooldown"}`), a roaming key's
-//! too, and costs no look at the key's networks.
+//! (`keywatch_findings_suppressed_total{rule="cooldown"}`) and costs no
+//! look at the key's networks.
 
 use serde_json::json;
 
