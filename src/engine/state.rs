@@ -854,7 +854,7 @@ impl KeyState {
             Folding::Raise
         } else {
             run.folded = run.folded.saturating_add(1);
-            Folding::Fold { folded: run.folded }
+            Folding::Fold
         }
     }
 
@@ -863,15 +863,6 @@ impl KeyState {
         if let Some(r) = &mut self.rare {
             r.folds.retain(|f| f.detector != detector);
         }
-    }
-
-    /// The open run of `detector`'s findings at `now`, if any.
-    pub fn open_run(&self, detector: u8, now: Secs, quiet_s: u32) -> Option<&Fold> {
-        self.rare.as_ref().and_then(|r| {
-            r.folds
-                .iter()
-                .find(|f| f.detector == detector && now.saturating_sub(f.last) < quiet_s)
-        })
     }
 
     /// Remembers that the key forgot `network` ([`SourceId::network`]) for
@@ -979,10 +970,7 @@ pub enum Folding {
     /// than any before it in the run.
     Raise,
     /// Fold it into the open finding: the run has raised enough already.
-    Fold {
-        /// Findings folded in the run so far, this one included.
-        folded: u32,
-    },
+    Fold,
 }
 
 /// Quiet days every novelty estimate starts with (a prior): the share of
@@ -1300,6 +1288,37 @@ mod tests {
         let later_record = Position { record: 3, ..first };
         assert!(first.reached_by(later_record) && !later_record.reached_by(first));
         assert!(!first.reached_by(Position { origin: 2, ..first }));
+    }
+
+    #[test]
+    fn a_run_of_findings_folds_after_two_until_graver_bigger_quiet_or_a_verdict() {
+        const DAY: u32 = 86_400;
+        let (low, high) = (Severity::Low as u8, Severity::High as u8);
+        let mut k = KeyState::new(0);
+        let fold = |k: &mut KeyState, sev, size, t| k.fold(3, sev, size, t, 2, 30 * DAY);
+        assert_eq!(fold(&mut k, low, 10, DAY), Folding::Raise);
+        assert_eq!(fold(&mut k, low, 12, 2 * DAY), Folding::Raise);
+        // The third of the same kind folds; so does a medium after lows.
+        assert_eq!(fold(&mut k, low, 15, 3 * DAY), Folding::Fold);
+        let medium = Severity::Medium as u8;
+        assert_eq!(fold(&mut k, medium, 15, 4 * DAY), Folding::Fold);
+        // Twice the run's largest size, or a high: raised.
+        assert_eq!(fold(&mut k, low, 24, 5 * DAY), Folding::Raise);
+        assert_eq!(fold(&mut k, high, 0, 6 * DAY), Folding::Raise);
+        assert_eq!(fold(&mut k, high, 0, 7 * DAY), Folding::Fold);
+        // Another detector has a run of its own.
+        assert_eq!(k.fold(4, low, 0, 7 * DAY, 2, 30 * DAY), Folding::Raise);
+        // A verdict ends the run.
+        k.unfold(3);
+        assert_eq!(fold(&mut k, low, 10, 8 * DAY), Folding::Raise);
+        // So do 30 quiet days.
+        assert_eq!(fold(&mut k, low, 10, 9 * DAY), Folding::Raise);
+        assert_eq!(fold(&mut k, low, 10, 10 * DAY), Folding::Fold);
+        assert_eq!(fold(&mut k, low, 10, 41 * DAY), Folding::Raise);
+        // fold_after 0 never folds.
+        for t in 0..5 {
+            assert_eq!(k.fold(5, low, 0, t, 0, 30 * DAY), Folding::Raise);
+        }
     }
 
     #[test]

@@ -272,7 +272,7 @@ impl Ctx<'_, '_> {
             self.fold_after(detector),
             self.settings.fold_quiet_s,
         );
-        if let Folding::Fold { .. } = folding {
+        if folding == Folding::Fold {
             self.stats.folded.fetch_add(1, Ordering::Relaxed);
             if self.entity == Entity::KeyId {
                 self.key_folded |= detector_bit(detector);
