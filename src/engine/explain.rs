@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
+use super::detect::rate_spike::round3;
 use super::detect::{new_source, source_fanout, DAY};
 use super::finding::Detector;
 use super::source::SourceId;
@@ -41,7 +42,7 @@ fn model_json(m: &RateModel, now: Secs) -> Value {
                 "hour_slot_utc": (now / 3600) % 24,
                 "weekday_aware": false,
                 "expected_per_bucket_this_hour": (slot.lambda() as f64 * 10.0).round() / 10.0,
-                "dispersion_this_hour": (slot.phi() as f64 * 1000.0).round() / 1000.0,
+                "dispersion_this_hour": round3(slot.phi()),
             })
         }
         None => json!({
@@ -187,9 +188,9 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "network_count": nets.networks,
             "networks_acquired_later": nets.acquired_later,
             "networks_acquired_in_bursts": nets.burst_networks,
-            "new_network_days_share": (net_rate as f64 * 1000.0).round() / 1000.0,
-            "new_user_agent_days_share": (state.novelty.rate(Novel::UserAgent) as f64 * 1000.0).round() / 1000.0,
-            "new_action_days_share": (state.novelty.rate(Novel::Action) as f64 * 1000.0).round() / 1000.0,
+            "new_network_days_share": round3(net_rate),
+            "new_user_agent_days_share": round3(state.novelty.rate(Novel::UserAgent)),
+            "new_action_days_share": round3(state.novelty.rate(Novel::Action)),
             "pool_churn": pool_churn,
             "sources_remembered": state.sources.entries().len(),
             "user_agent_families": state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s),

@@ -25,7 +25,8 @@
 use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use super::new_source::share_text;
+use super::new_source::{habitual, share_text};
+use super::rate_spike::round3;
 use super::{a_month_apart, sensitive, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, Found, KeyState, Novel, ValueKind};
@@ -75,7 +76,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         // silences it. Anything else only on keys with a bounded repertoire
         // whose days do not bring new actions as a matter of course.
         let rate = state.novelty.rate(Novel::Action);
-        let expected = rate as f64 >= s.detectors.new_source.expected_novelty;
+        let expected = habitual(rate, s.detectors.new_source.expected_novelty);
         let judged = known > 0 && (sensitive.is_some() || (!broad && !expected));
         if judged {
             let new_service = ns.is_some() && !state.values.knows_service(action_hash, now, forget);
@@ -121,7 +122,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 baseline: json!({
                     "known_actions": known,
                     "broad": broad,
-                    "new_action_days_share": (rate as f64 * 1000.0).round() / 1000.0,
+                    "new_action_days_share": round3(rate),
                 }),
                 threshold: json!({
                     "broad_after": cfg.broad_after,

@@ -54,6 +54,7 @@
 
 use serde_json::json;
 
+use super::rate_spike::round3;
 use super::{human_secs, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
@@ -65,11 +66,19 @@ pub const HIGH_BELOW: f32 = 0.03;
 /// Below this share (and from [`HIGH_BELOW`]), medium; above it, low.
 pub const MEDIUM_BELOW: f32 = 0.10;
 
+/// Whether a key whose past days brought something new at `rate` meets
+/// such things as a habit (`expected`,
+/// [`crate::config::NewSourceConfig::expected_novelty`]): one more says
+/// nothing.
+pub fn habitual(rate: f32, expected: f64) -> bool {
+    rate as f64 >= expected
+}
+
 /// The severity a new network deserves on a key whose recent days brought
 /// one at `rate`; `None` when new networks are what the key does
-/// (`expected`, [`crate::config::NewSourceConfig::expected_novelty`]).
+/// ([`habitual`]).
 pub fn surprise(rate: f32, expected: f64) -> Option<Severity> {
-    if rate as f64 >= expected {
+    if habitual(rate, expected) {
         None
     } else if rate < HIGH_BELOW {
         Some(Severity::High)
@@ -320,8 +329,8 @@ pub fn check(
         baseline: json!({
             "known_networks": known.networks,
             "networks": networks,
-            "new_network_days_share": (state.novelty.rate(Novel::Network) as f64 * 1000.0).round() / 1000.0,
-            "new_wider_network_days_share": (state.novelty.rate(Novel::Wide) as f64 * 1000.0).round() / 1000.0,
+            "new_network_days_share": round3(state.novelty.rate(Novel::Network)),
+            "new_wider_network_days_share": round3(state.novelty.rate(Novel::Wide)),
             "active_days_weighed": (days as f64 * 10.0).round() / 10.0,
             "no_new_network_for_s": quiet_for,
             "same_wider_networks": churn.siblings,

@@ -7,7 +7,8 @@
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::new_source::share_text;
+use super::new_source::{habitual, share_text};
+use super::rate_spike::round3;
 use super::{Ctx, Report};
 use crate::decode::AuditEvent;
 use crate::engine::finding::{Detector, Severity};
@@ -153,7 +154,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     // A key whose days bring new clients as often as new networks would be
     // expected (browsers updating, a shared key) says nothing by another.
     let rate = state.novelty.rate(Novel::UserAgent);
-    let expected = rate as f64 >= s.detectors.new_source.expected_novelty;
+    let expected = habitual(rate, s.detectors.new_source.expected_novelty);
     if cfg.enabled && ctx.eligible && new && !expected {
         let known = state
             .values
@@ -172,7 +173,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 severity: Severity::Low,
                 summary,
                 observed: json!({ "family": fam, "user_agent": crate::decode::event::EventSample::from(ctx.ev).user_agent }),
-                baseline: json!({ "known_families": known, "new_family_days_share": (rate as f64 * 1000.0).round() / 1000.0 }),
+                baseline: json!({ "known_families": known, "new_family_days_share": round3(rate) }),
                 threshold: json!({ "broad_after": cfg.broad_after, "expected_novelty": s.detectors.new_source.expected_novelty }),
             };
             ctx.emit(state, Detector::NewUserAgent, hash as u64, report);

@@ -26,7 +26,7 @@
 
 use serde_json::json;
 
-use super::new_source::share_text;
+use super::new_source::{habitual, share_text};
 use super::{human_secs, Ctx, Report};
 use crate::engine::baseline::{Crossing, Test, WARMUP_RATIO, WARM_DAYS};
 use crate::engine::finding::{Detector, Severity};
@@ -63,7 +63,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 let spiky = m
                     .seasonal()
                     .is_some_and(|x| x.busiest_mean() * SPIKY_RATIO < level);
-                if habit as f64 >= expected || spiky {
+                if habitual(habit, expected) || spiky {
                     (BURST_FLOOR * level).ceil() as u32 + 1
                 } else {
                     0
@@ -82,7 +82,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let who = ctx.who();
     let (mut summary, observed, mut baseline) =
         describe(&c, &who, "requests", "requests", s.rate.bucket_s);
-    baseline["burst_days_share"] = json!((habit as f64 * 1000.0).round() / 1000.0);
+    baseline["burst_days_share"] = json!(round3(habit));
     if c.burst_floor > 0 {
         summary.pop();
         summary.push_str(&format!(
@@ -189,7 +189,8 @@ fn round1(x: f32) -> f64 {
     (x as f64 * 10.0).round() / 10.0
 }
 
-fn round3(x: f32) -> f64 {
+/// A share or dispersion for evidence, to three decimals.
+pub(crate) fn round3(x: f32) -> f64 {
     (x as f64 * 1000.0).round() / 1000.0
 }
 
