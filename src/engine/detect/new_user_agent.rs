@@ -151,16 +151,17 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let cfg = &s.detectors.new_user_agent;
     let found = state.values.find(hash);
     let new = !found.fresh(ctx.now, s.forget_s);
-    // A key whose days bring new clients as often as new networks would be
-    // expected (browsers updating, a shared key) says nothing by another.
-    let rate = state.novelty.rate(Novel::UserAgent);
-    let expected = habitual(rate, s.detectors.new_source.expected_novelty);
-    if cfg.enabled && ctx.eligible && new && !expected {
+    if cfg.enabled && ctx.eligible && new {
+        // A key whose days bring new clients as often as new networks would
+        // be expected (browsers updating, a shared key) says nothing by
+        // another.
+        let rate = state.novelty.rate(Novel::UserAgent);
         let known = state
             .values
             .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s);
         if known > 0
             && known < cfg.broad_after as usize
+            && !habitual(rate, s.detectors.new_source.expected_novelty)
             && !ctx.quiet(state, Detector::NewUserAgent, hash as u64)
         {
             let share = share_text(rate, state.novelty.days());
