@@ -3,6 +3,7 @@
 # 60), one after another, at nice 10.
 #
 #   fuzz/run.sh [seconds-per-target] [target...]
+#   RUNS=10000000 fuzz/run.sh 0 [target...]   # a number of executions instead
 #
 # Stable Rust is enough: coverage comes from LLVM's SanitizerCoverage pass,
 # switched on with stable codegen flags (`-Cpasses=sancov-module` and
@@ -40,11 +41,15 @@ bin=$CARGO_TARGET_DIR/$triple/release
 status=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
-    echo "== $t: ${seconds}s"
+    if [ -n "${RUNS:-}" ]; then
+        budget=(-runs="$RUNS"); echo "== $t: $RUNS executions"
+    else
+        budget=(-max_total_time="$seconds"); echo "== $t: ${seconds}s"
+    fi
     # -max_len: messages and files are fuzzed up to 64 KiB; larger ones
     # are bounded by the decoder's size limit before any parsing.
     nice -n 10 "$bin/$t" "corpus/$t" "seeds/$t" \
-        -max_total_time="$seconds" -max_len=65536 -timeout=10 \
+        "${budget[@]}" -max_len=65536 -timeout=10 \
         -rss_limit_mb=2048 -malloc_limit_mb=1024 \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 \
         2>"artifacts/$t.log" || status=1

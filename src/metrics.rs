@@ -66,8 +66,10 @@ pub struct Metrics {
     /// Findings written to the store, by result (`inserted`, `repeated`: same
     /// id again, `failed`).
     pub store_writes: IntCounterVec,
-    /// Findings not stored because the store's queue was full.
+    /// Findings not stored: the queue was full, or they could not be kept at a stop.
     pub store_dropped: IntCounter,
+    /// Findings accepted and not yet written (queued or held for a retry).
+    pub store_unwritten: IntGauge,
     /// Findings deleted from the store, by reason (`max_age`, `max_rows`).
     pub store_pruned: IntCounterVec,
     /// Findings of other instances read from `store.findings_topic`, by
@@ -301,7 +303,11 @@ impl Metrics {
             ),
             store_dropped: plain_counter(
                 "keywatch_store_dropped_total",
-                "Findings not stored because the store's queue was full.",
+                "Findings not stored: the store's queue was full, or the store still could not write at shutdown and the findings could not be spilled.",
+            ),
+            store_unwritten: int_gauge(
+                "keywatch_store_unwritten",
+                "Findings accepted by the findings store and not yet written: queued, or held for a retry while writes fail.",
             ),
             store_pruned: counter(
                 "keywatch_store_pruned_total",

@@ -165,8 +165,9 @@ fn checkpoint_age(s: &AppState) -> f64 {
 
 /// `GET /readyz`: consuming, a broker reachable within
 /// `kafka.unreachable_after`, a partition assigned since start, no
-/// partition still catching up after a handoff, and, with checkpoints on,
-/// checkpointing. Each failure says why, as JSON.
+/// partition still catching up after a handoff, the findings store (when
+/// on) writing, and, with checkpoints on, checkpointing. Each failure says
+/// why, as JSON.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     if !s.status.consuming.load(Ordering::Relaxed) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "not consuming yet").into_response();
@@ -205,6 +206,16 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{catching_up} partition(s) still replaying from their restored state"),
+        )
+        .into_response();
+    }
+    if let Some(behind) = s.store.as_ref().and_then(|st| st.behind()) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the findings store cannot write for {}s ({} findings held for a retry): {}",
+                behind.seconds, behind.unwritten, behind.error
+            ),
         )
         .into_response();
     }

@@ -43,7 +43,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `/api/v1/findings` from the store: one page, oldest first as the
-/// in-memory list answers, with `next_cursor` to the older page.
+/// in-memory list answers, with `next_cursor` to the older page, and
+/// `store_behind` while the store cannot write.
 pub async fn findings(
     store: &FindingsStore,
     q: &FindingsQuery,
@@ -64,7 +65,15 @@ pub async fn findings(
     };
     let mut page = blocking(store, move |s| s.query(&query)).await?;
     page.findings.reverse();
-    Ok(Json(serde_json::to_value(&page).unwrap_or_default()))
+    let mut body = serde_json::to_value(&page).unwrap_or_default();
+    if let (Some(behind), Some(obj)) = (store.behind(), body.as_object_mut()) {
+        // The console says the list may be missing findings, and why.
+        obj.insert(
+            "store_behind".into(),
+            serde_json::to_value(behind).unwrap_or_default(),
+        );
+    }
+    Ok(Json(body))
 }
 
 /// `GET /api/v1/findings/{id}` from the store, with `audit`: every change.

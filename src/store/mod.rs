@@ -12,6 +12,12 @@
 //! Detection never waits for the disk: [`FindingsStore::record`] puts the
 //! finding on a bounded queue that a writer thread drains in batches (one
 //! transaction per batch); a full queue drops the finding and counts it.
+//! A batch that cannot be written (a full disk, a locked or damaged file)
+//! is retried with backoff, holding back the queue behind it, so nothing
+//! is dropped until the queue itself is full; meanwhile [`FindingsStore::behind`]
+//! says so (to `/readyz` and the console). Stopped while still failing,
+//! the writer spills what it holds to `<path>.unwritten.jsonl`, written
+//! first at the next start.
 //! The same finding id again (a replay, a redelivery) updates the row:
 //! `repeats` and `last_seen`, never a second row.
 //!
@@ -28,7 +34,7 @@ pub mod query;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -230,12 +236,63 @@ struct Inner {
     ingest_pending: Arc<AtomicUsize>,
     max_age_ms: i64,
     queue_cap: usize,
+    health: Arc<Health>,
+}
+
+/// How the writer is doing, shared with the readers.
+#[derive(Default)]
+struct Health {
+    /// Wall clock (ms) of the first failed write of the failure under way;
+    /// 0 while writes succeed.
+    failing_since_ms: AtomicI64,
+    /// The last write's error.
+    last_error: Mutex<String>,
+    /// Tests: the writer's `max_page_count` (0: SQLite's default), so that
+    /// SQLite itself answers "database or disk is full".
+    #[cfg(test)]
+    page_limit: AtomicI64,
+}
+
+/// The store cannot write: what `/readyz` and the console say.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Behind {
+    /// Since when (RFC 3339).
+    pub failing_since: String,
+    /// For how long, in seconds.
+    pub seconds: i64,
+    /// Findings accepted and not yet written: queued, or held for a retry.
+    pub unwritten: i64,
+    /// Why the last write failed.
+    pub error: String,
 }
 
 enum Msg {
     Finding(Box<Finding>),
     Ingest(Box<Ingested>),
     Stop,
+}
+
+/// The instance's own findings in a batch (the rest are ingested messages).
+fn own_findings(batch: &[Msg]) -> usize {
+    batch
+        .iter()
+        .filter(|m| matches!(m, Msg::Finding(_)))
+        .count()
+}
+
+/// Writes the spill file whole (a temporary file renamed over it).
+fn write_spill(path: &Path, findings: &[&Finding]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for f in findings {
+        serde_json::to_writer(&mut out, f)?;
+        out.write_all(b"\n")?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A message read from `store.findings_topic`: another instance's finding
@@ -261,14 +318,19 @@ pub struct Ingested {
 /// free for the instance's own findings).
 const INGEST_IN_FLIGHT: usize = 1_024;
 
-/// The writer thread: on drop it writes what is queued, then stops.
+/// The writer thread: on drop it writes what is queued (or, when the store
+/// still cannot write, spills it to `<path>.unwritten.jsonl`), then stops.
 pub struct StoreWriter {
     queue: SyncSender<Msg>,
+    stopping: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for StoreWriter {
     fn drop(&mut self) {
+        // A writer retrying a failed batch gives up and spills; a healthy
+        // one writes what is queued ahead of the stop.
+        self.stopping.store(true, Ordering::Release);
         // Behind whatever is queued; waits for room when the queue is full.
         let _ = self.queue.send(Msg::Stop);
         if let Some(t) = self.thread.take() {
@@ -324,6 +386,11 @@ impl FindingsStore {
         let ingest_pending = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = sync_channel(cfg.queue);
         let tx2 = tx.clone();
+        let health = Arc::new(Health::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let spill_path = spill_path(&cfg.path);
+        let spilled = read_spill(&spill_path);
+        metrics.store_unwritten.set(spilled.len() as i64);
         let writer = Writer {
             conn: writer_conn,
             rx,
@@ -333,6 +400,11 @@ impl FindingsStore {
             max_rows: cfg.max_rows as i64,
             rows,
             ingest_pending: ingest_pending.clone(),
+            health: health.clone(),
+            stopping: stopping.clone(),
+            spill_path,
+            spilled,
+            last_warn: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("findings-store".into())
@@ -348,10 +420,12 @@ impl FindingsStore {
                     ingest_pending,
                     max_age_ms: cfg.max_age.0.as_millis() as i64,
                     queue_cap: cfg.queue,
+                    health,
                 }),
             },
             StoreWriter {
                 queue: tx2,
+                stopping,
                 thread: Some(thread),
             },
         ))
@@ -365,11 +439,41 @@ impl FindingsStore {
     /// Queues a finding for storage; never waits (the caller is detection).
     pub fn record(&self, f: &Finding) {
         match self.inner.queue.try_send(Msg::Finding(Box::new(f.clone()))) {
-            Ok(()) => {}
+            Ok(()) => self.inner.metrics.store_unwritten.inc(),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.inner.metrics.store_dropped.inc();
             }
         }
+    }
+
+    /// Tests: limits the writer's file to `pages` (0: no limit); SQLite
+    /// keeps it at least at its current size, so writes that need room
+    /// fail as on a full disk.
+    #[cfg(test)]
+    pub(crate) fn limit_pages(&self, pages: i64) {
+        self.inner.health.page_limit.store(pages, Ordering::Release);
+    }
+
+    /// `Some` while the writer cannot write: since when, why, and how many
+    /// findings wait. `None` while writes succeed.
+    pub fn behind(&self) -> Option<Behind> {
+        let since = self.inner.health.failing_since_ms.load(Ordering::Acquire);
+        if since == 0 {
+            return None;
+        }
+        let error = self
+            .inner
+            .health
+            .last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        Some(Behind {
+            failing_since: crate::decode::time::format_rfc3339(since),
+            seconds: (now_ms() - since).max(0) / 1000,
+            unwritten: self.inner.metrics.store_unwritten.get(),
+            error,
+        })
     }
 
     /// Queues a message read from the findings topic: its finding is
@@ -743,17 +847,80 @@ struct Writer {
     max_rows: i64,
     rows: i64,
     ingest_pending: Arc<AtomicUsize>,
+    health: Arc<Health>,
+    stopping: Arc<AtomicBool>,
+    /// Where findings still unwritten at a stop are kept for the next start.
+    spill_path: PathBuf,
+    /// Findings read from the spill file at start, written first.
+    spilled: Vec<Finding>,
+    /// When the last WARN about failing writes was logged.
+    last_warn: Instant,
 }
 
 /// Findings written per transaction, at most.
 const BATCH: usize = 512;
 /// How often retention runs.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
+/// The first retry of a failed batch comes this soon; each further one
+/// twice as late, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two tries of a failed batch.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// While writes fail, a WARN line this often (and one at the first failure).
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// `<store>.unwritten.jsonl`: findings the writer held when it stopped
+/// while the store could not write.
+fn spill_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".unwritten.jsonl");
+    PathBuf::from(name)
+}
+
+/// The findings a previous run spilled; a line that does not read is
+/// logged and skipped (the file is rewritten or removed once they are in).
+fn read_spill(path: &Path) -> Vec<Finding> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "could not read the findings a previous run could not store");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str(line) {
+            Ok(f) => out.push(f),
+            Err(e) => {
+                tracing::error!(path = %path.display(), line = n + 1, error = %e, "skipping an unreadable spilled finding")
+            }
+        }
+    }
+    tracing::info!(path = %path.display(), findings = out.len(), "storing the findings a previous run could not");
+    out
+}
 
 impl Writer {
     fn run(mut self) {
         let mut last_prune = Instant::now();
         self.prune();
+        if !self.spilled.is_empty() {
+            let batch: Vec<Msg> = std::mem::take(&mut self.spilled)
+                .into_iter()
+                .map(|f| Msg::Finding(Box::new(f)))
+                .collect();
+            if !self.write_retrying(&batch) {
+                return self.give_up(batch);
+            }
+            if let Err(e) = std::fs::remove_file(&self.spill_path) {
+                tracing::warn!(path = %self.spill_path.display(), error = %e, "could not remove the spilled findings, now stored (they would be stored again, as repeats)");
+            }
+        }
         loop {
             let first = match self.rx.recv_timeout(PRUNE_EVERY) {
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
@@ -776,7 +943,9 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                self.write(&batch);
+                if !self.write_retrying(&batch) {
+                    return self.give_up(batch);
+                }
                 if stop {
                     self.prune();
                     return;
@@ -789,67 +958,168 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: &[Msg]) {
-        let now = now_ms();
-        let ingests = batch.iter().filter(|m| matches!(m, Msg::Ingest(_))).count();
-        let result = (|| -> Result<[u64; 4], StoreError> {
-            let tx = self.conn.transaction()?;
-            // inserted, repeated (own); inserted, known (ingested)
-            let mut n = [0u64; 4];
-            for m in batch {
-                match m {
-                    Msg::Finding(f) => {
-                        let team = self
-                            .owners
-                            .as_ref()
-                            .and_then(|o| o.owner_of(&f.key_id))
-                            .and_then(|o| o.team.or(Some(o.owner)));
-                        if upsert(&tx, f, team.as_deref(), now)? {
-                            n[0] += 1;
-                        } else {
-                            n[1] += 1;
-                        }
+    /// Writes `batch`, trying again with backoff until it is in; `false`
+    /// when told to stop while it still fails. The queue waits behind it
+    /// (and past its bound, [`FindingsStore::record`] drops and counts).
+    fn write_retrying(&mut self, batch: &[Msg]) -> bool {
+        let own = own_findings(batch);
+        let mut delay = RETRY_FIRST;
+        let mut counted = false;
+        loop {
+            match self.write(batch) {
+                Ok(n) => {
+                    self.written(batch, own, n);
+                    return true;
+                }
+                Err(e) => {
+                    if !counted {
+                        counted = true;
+                        self.metrics
+                            .store_writes
+                            .with_label_values(&["failed"])
+                            .inc_by(own as u64);
                     }
-                    Msg::Ingest(i) => {
-                        if let Some(f) = &i.finding {
-                            if insert_new(&tx, f, i.team.as_deref(), i.stored_ms, now)? {
-                                n[2] += 1;
-                            } else {
-                                n[3] += 1;
-                            }
+                    self.failing(&e);
+                    let until = Instant::now() + delay;
+                    while Instant::now() < until {
+                        if self.stopping.load(Ordering::Acquire) {
+                            return false;
                         }
-                        tx.prepare_cached(
-                            "INSERT INTO ingest_offsets (topic, partition, next) VALUES (?1, ?2, ?3) \
-                             ON CONFLICT(topic, partition) DO UPDATE SET next = max(next, excluded.next)",
-                        )?
-                        .execute(params![i.topic, i.partition, i.offset + 1])?;
+                        std::thread::sleep(Duration::from_millis(20));
                     }
-                    Msg::Stop => {}
+                    delay = (delay * 2).min(RETRY_MAX);
                 }
             }
-            tx.commit()?;
-            Ok(n)
-        })();
+        }
+    }
+
+    fn failing(&mut self, e: &StoreError) {
+        let now = now_ms();
+        let since = self.health.failing_since_ms.load(Ordering::Acquire);
+        if let Ok(mut last) = self.health.last_error.lock() {
+            *last = e.to_string();
+        }
+        let unwritten = self.metrics.store_unwritten.get();
+        if since == 0 {
+            self.health.failing_since_ms.store(now, Ordering::Release);
+            self.last_warn = Instant::now();
+            tracing::warn!(error = %e, unwritten, "could not store findings: holding them and retrying; /readyz reports not ready until a write succeeds");
+        } else if self.last_warn.elapsed() >= WARN_EVERY {
+            self.last_warn = Instant::now();
+            tracing::warn!(error = %e, unwritten, failing_for_s = (now - since) / 1000, "still cannot store findings");
+        }
+    }
+
+    fn written(
+        &mut self,
+        batch: &[Msg],
+        own: usize,
+        [inserted, repeated, ingested, known]: [u64; 4],
+    ) {
+        let ingests = batch.len() - own;
         self.ingest_pending.fetch_sub(ingests, Ordering::AcqRel);
-        match result {
-            Ok([inserted, repeated, ingested, known]) => {
-                self.rows += (inserted + ingested) as i64;
-                self.metrics.store_findings.set(self.rows);
-                let w = &self.metrics.store_writes;
-                w.with_label_values(&["inserted"]).inc_by(inserted);
-                w.with_label_values(&["repeated"]).inc_by(repeated);
-                let i = &self.metrics.store_ingested;
-                i.with_label_values(&["inserted"]).inc_by(ingested);
-                i.with_label_values(&["known"]).inc_by(known);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, findings = batch.len(), "could not store findings");
-                self.metrics
-                    .store_writes
-                    .with_label_values(&["failed"])
-                    .inc_by((batch.len() - ingests) as u64);
+        self.metrics.store_unwritten.sub(own as i64);
+        self.rows += (inserted + ingested) as i64;
+        self.metrics.store_findings.set(self.rows);
+        let w = &self.metrics.store_writes;
+        w.with_label_values(&["inserted"]).inc_by(inserted);
+        w.with_label_values(&["repeated"]).inc_by(repeated);
+        let i = &self.metrics.store_ingested;
+        i.with_label_values(&["inserted"]).inc_by(ingested);
+        i.with_label_values(&["known"]).inc_by(known);
+        let since = self.health.failing_since_ms.swap(0, Ordering::AcqRel);
+        if since != 0 {
+            tracing::info!(
+                failed_for_s = (now_ms() - since) / 1000,
+                "the findings store writes again"
+            );
+        }
+    }
+
+    /// Stopped while the store still cannot write: one last try of all
+    /// that is held and queued, then the findings go to the spill file
+    /// (ingested messages are read again from their topic: their position
+    /// was not stored); only what cannot even be spilled is dropped, and
+    /// counted.
+    fn give_up(mut self, mut held: Vec<Msg>) {
+        while let Ok(m) = self.rx.recv_timeout(Duration::from_millis(200)) {
+            match m {
+                Msg::Stop => break,
+                m => held.push(m),
             }
         }
+        let own = own_findings(&held);
+        if let Ok(n) = self.write(&held) {
+            self.written(&held, own, n);
+            let _ = std::fs::remove_file(&self.spill_path);
+            return;
+        }
+        self.ingest_pending
+            .fetch_sub(held.len() - own, Ordering::AcqRel);
+        let findings: Vec<&Finding> = held
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Finding(f) => Some(&**f),
+                _ => None,
+            })
+            .collect();
+        match write_spill(&self.spill_path, &findings) {
+            Ok(()) => {
+                tracing::warn!(path = %self.spill_path.display(), findings = own, "the findings store still cannot write: the unwritten findings are kept in a file and stored at the next start")
+            }
+            Err(e) => {
+                tracing::error!(path = %self.spill_path.display(), error = %e, findings = own, "the findings store cannot write and the unwritten findings could not be kept: they are lost from the store (the alert sinks had them)");
+                self.metrics.store_dropped.inc_by(own as u64);
+            }
+        }
+        self.metrics.store_unwritten.sub(own as i64);
+    }
+
+    fn write(&mut self, batch: &[Msg]) -> Result<[u64; 4], StoreError> {
+        let now = now_ms();
+        #[cfg(test)]
+        {
+            let limit = self.health.page_limit.load(Ordering::Acquire);
+            let limit = if limit > 0 { limit } else { 1_073_741_823 };
+            self.conn
+                .execute_batch(&format!("PRAGMA max_page_count = {limit}"))?;
+        }
+        let tx = self.conn.transaction()?;
+        // inserted, repeated (own); inserted, known (ingested)
+        let mut n = [0u64; 4];
+        for m in batch {
+            match m {
+                Msg::Finding(f) => {
+                    let team = self
+                        .owners
+                        .as_ref()
+                        .and_then(|o| o.owner_of(&f.key_id))
+                        .and_then(|o| o.team.or(Some(o.owner)));
+                    if upsert(&tx, f, team.as_deref(), now)? {
+                        n[0] += 1;
+                    } else {
+                        n[1] += 1;
+                    }
+                }
+                Msg::Ingest(i) => {
+                    if let Some(f) = &i.finding {
+                        if insert_new(&tx, f, i.team.as_deref(), i.stored_ms, now)? {
+                            n[2] += 1;
+                        } else {
+                            n[3] += 1;
+                        }
+                    }
+                    tx.prepare_cached(
+                        "INSERT INTO ingest_offsets (topic, partition, next) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT(topic, partition) DO UPDATE SET next = max(next, excluded.next)",
+                    )?
+                    .execute(params![i.topic, i.partition, i.offset + 1])?;
+                }
+                Msg::Stop => {}
+            }
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Deletes findings stored longer than `max_age` ago, then the oldest

@@ -246,3 +246,125 @@ fn findings_of_other_instances_are_stored_once_and_the_position_survives_a_reope
     );
     assert!(store.ingest_offsets("other").unwrap().is_empty());
 }
+
+/// A finding large enough that a few dozen need new pages of the file.
+fn bulky(i: i64) -> Finding {
+    let mut f = finding(
+        &format!("AKIAFULL{}", i % 7),
+        Detector::NewSource,
+        "203.0.113.9",
+    );
+    at(&mut f, 1_770_100_000_000 + i * 1000);
+    f.summary = format!("{i} {}", "x".repeat(3_000));
+    f
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_store_that_cannot_write_holds_its_findings_and_stores_them_all_when_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&config(dir.path()), metrics.clone(), None).unwrap();
+    for i in 0..2 {
+        store.record(&bulky(i));
+    }
+    wait_rows(&metrics, 2);
+    assert_eq!(store.behind(), None);
+
+    // The file may not grow: SQLite answers "database or disk is full".
+    store.limit_pages(1);
+    for i in 2..60 {
+        store.record(&bulky(i));
+    }
+    wait_until("the store to say it is behind", || store.behind().is_some());
+    let behind = store.behind().unwrap();
+    assert!(behind.error.contains("full"), "{behind:?}");
+    assert!(behind.unwritten > 0 && behind.unwritten <= 58, "{behind:?}");
+    assert!(metrics.store_findings.get() < 60);
+    assert!(metrics.store_writes.with_label_values(&["failed"]).get() > 0);
+
+    // Room again: every finding is written, none dropped, nothing waits.
+    store.limit_pages(0);
+    wait_rows(&metrics, 60);
+    wait_until("the store to catch up", || store.behind().is_none());
+    assert_eq!(metrics.store_unwritten.get(), 0);
+    assert_eq!(metrics.store_dropped.get(), 0);
+    let page = store
+        .query(&FindingsQuery {
+            limit: 100,
+            ..FindingsQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page.findings.len(), 60);
+    drop(writer);
+}
+
+#[test]
+fn past_the_queue_bound_findings_are_dropped_and_counted_never_lost_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let cfg = StoreConfig {
+        queue: 5,
+        ..config(dir.path())
+    };
+    let (store, writer) = FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
+    store.record(&bulky(0));
+    wait_rows(&metrics, 1);
+    store.limit_pages(1);
+    for i in 1..40 {
+        store.record(&bulky(i));
+        // Let the writer take its batch and fail on it.
+        if i == 8 {
+            wait_until("a failed write", || store.behind().is_some());
+        }
+    }
+    let dropped = metrics.store_dropped.get();
+    assert!(dropped > 0, "a queue of 5 cannot hold 39 findings");
+    store.limit_pages(0);
+    wait_until("the store to catch up", || {
+        metrics.store_unwritten.get() == 0 && store.behind().is_none()
+    });
+    // Each finding is either stored or counted as dropped.
+    assert_eq!(metrics.store_findings.get() + dropped as i64, 40);
+    drop(writer);
+}
+
+#[test]
+fn stopped_while_it_cannot_write_it_keeps_them_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
+    store.record(&bulky(0));
+    wait_rows(&metrics, 1);
+    store.limit_pages(1);
+    for i in 1..30 {
+        store.record(&bulky(i));
+    }
+    wait_until("a failed write", || store.behind().is_some());
+    drop(store);
+    drop(writer);
+    assert_eq!(metrics.store_dropped.get(), 0);
+    let spill = spill_path(&cfg.path);
+    let kept = std::fs::read_to_string(&spill).unwrap().lines().count();
+    assert_eq!(kept as i64 + metrics.store_findings.get(), 30);
+
+    // The next start stores them first, and the file goes.
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
+    wait_rows(&metrics, 30);
+    wait_until("the spill file to go", || !spill.exists());
+    assert_eq!(
+        store.get(&bulky(29).id).unwrap().0.finding.summary,
+        bulky(29).summary
+    );
+    assert_eq!(metrics.store_unwritten.get(), 0);
+    drop(writer);
+}

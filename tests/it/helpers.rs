@@ -133,3 +133,52 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: 
         })
         .sum()
 }
+
+/// A small tmpfs mounted for one test: a filesystem that really fills up.
+/// Mounting needs root; without it the test should return (it says it is
+/// skipped, or fails under `CI=true`, where `.ci/run` runs as root).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts `size` (as `mount -o size=`, e.g. `2m`).
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("cannot mount a tmpfs under CI=true (.ci/run runs as root)");
+            }
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the filesystem is full; removing it frees the room.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).expect("the filler file");
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).and_then(|_| f.flush()).is_ok() {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}

@@ -17,6 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::helpers::Tmpfs;
+
 struct Server {
     base: String,
     addr: std::net::SocketAddr,
@@ -37,6 +39,15 @@ async fn server(max_active: usize) -> Server {
 
 /// As [`server`], with its own `[http]` section.
 async fn server_with(max_active: usize, http_cfg: HttpConfig) -> Server {
+    server_over(max_active, http_cfg, None).await
+}
+
+/// As [`server_with`], over a findings store.
+async fn server_over(
+    max_active: usize,
+    http_cfg: HttpConfig,
+    store: Option<keywatch::store::FindingsStore>,
+) -> Server {
     let cfg = Config::default();
     let engine = Engine::new(&cfg);
     let metrics = Arc::new(Metrics::new());
@@ -86,7 +97,7 @@ async fn server_with(max_active: usize, http_cfg: HttpConfig) -> Server {
         checkpoint_max_age: Some(Duration::from_secs(300)),
         last_checkpoint_ms: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         started: std::time::Instant::now(),
-        store: None,
+        store,
         feedback: None,
     };
     let (addr, _) = http::serve(&http_cfg, state.clone(), stop.clone())
@@ -661,4 +672,94 @@ async fn a_write_without_the_token_is_refused_before_its_body() {
         .unwrap();
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+}
+
+/// A finding as the daemon stores it, `n` of a run.
+fn stored(n: u32) -> keywatch::engine::Finding {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("full-disk-{n:04}"), "detector": "new_source", "severity": "high",
+        "entity": "key_id", "key_id": format!("AKIAFULL{}", n % 9),
+        "observed_at": "2026-02-20T00:00:00.000Z",
+        "summary": format!("{n}: used from a new network {}", "·".repeat(1_500)),
+        "evidence": {"observed": {"source": "198.51.100.7"}, "baseline": [], "threshold": null,
+                     "eligibility": {"learned_for_s": 1, "events_learned": 1, "active_days": 1}},
+        "sample": {"time": "2026-02-20T00:00:00.000Z", "key_id": "AKIAFULL",
+                   "source": "198.51.100.7", "outcome": "success", "count": 1}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_makes_the_store_behind_and_not_ready_and_loses_no_finding() {
+    let Some(fs) = Tmpfs::mount("4m") else {
+        return;
+    };
+    let metrics = Arc::new(Metrics::new());
+    let store_cfg = keywatch::config::StoreConfig {
+        path: fs.path().join("findings.db"),
+        ..Default::default()
+    };
+    let (store, writer) =
+        keywatch::store::FindingsStore::open(&store_cfg, metrics.clone(), None).unwrap();
+    let http_cfg = HttpConfig {
+        listen: "127.0.0.1:0".into(),
+        ..HttpConfig::default()
+    };
+    let s = server_over(100, http_cfg, Some(store.clone())).await;
+    s.state.status.consuming.store(true, Ordering::Relaxed);
+    s.state.status.assigned_once.store(true, Ordering::Relaxed);
+    let stored_rows = || metrics.store_findings.get();
+    let wait = |what: &'static str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for n in 0..10 {
+        store.record(&stored(n));
+    }
+    wait("ten stored", &|| stored_rows() == 10);
+    assert_eq!(s.get("/readyz").await.0, 200);
+
+    // The disk fills up; findings keep coming until the store says so.
+    let filler = fs.fill();
+    let mut raised = 10;
+    while store.behind().is_none() {
+        assert!(raised < 2_000, "a full disk never failed a write");
+        store.record(&stored(raised));
+        raised += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for _ in 0..20 {
+        store.record(&stored(raised));
+        raised += 1;
+    }
+    let (status, body) = s.json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let why = body["error"].as_str().unwrap();
+    assert!(
+        why.contains("findings store cannot write") && why.contains("full"),
+        "{why}"
+    );
+    let (status, list) = s.json("/api/v1/findings?limit=1000").await;
+    assert_eq!(status, 200);
+    assert!(
+        list["store_behind"]["unwritten"].as_i64().unwrap() >= 20,
+        "{list}"
+    );
+    assert!(list["findings"].as_array().unwrap().len() < raised as usize);
+
+    // Room again: every finding is in the console, none dropped.
+    std::fs::remove_file(filler).unwrap();
+    wait("all stored", &|| stored_rows() == raised as i64);
+    wait("caught up", &|| store.behind().is_none());
+    assert_eq!(s.get("/readyz").await.0, 200);
+    let (_, list) = s.json("/api/v1/findings?limit=1000").await;
+    assert_eq!(list["findings"].as_array().unwrap().len(), raised as usize);
+    assert!(list.get("store_behind").is_none(), "{list}");
+    assert_eq!(metrics.store_dropped.get(), 0);
+    drop(store);
+    drop(s);
+    drop(writer);
 }

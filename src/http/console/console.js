@@ -176,6 +176,7 @@ async function loadFindings() {
   const p = new URLSearchParams({ limit: "200" });
   for (const [k, v] of Object.entries(list.filters)) if (v) p.set(k, v);
   const body = await api("/api/v1/findings?" + p);
+  showBehind(body.store_behind);
   const items = (body.findings || []).slice().reverse();
   // Re-drawn only when something changed, and never under an open menu.
   const sig = items.map((f) => `${f.id}:${f.status}:${f.repeats}`).join(",");
@@ -185,6 +186,18 @@ async function loadFindings() {
   list.items = items;
   if (list.selected >= list.items.length) list.selected = Math.max(0, list.items.length - 1);
   renderRows();
+}
+
+// The store cannot write: the list may be missing the newest findings.
+function showBehind(b) {
+  const el = $("#behind");
+  if (!el) return;
+  el.hidden = !b;
+  if (b) {
+    el.textContent = `The findings store is behind: it has not been able to write for ${b.seconds} s ` +
+      `(${b.error}). ${b.unwritten} finding${b.unwritten === 1 ? " is" : "s are"} held and retried, ` +
+      `so this list may be missing the newest; the alert channels have them.`;
+  }
 }
 
 function renderRows() {
@@ -207,7 +220,7 @@ function renderRows() {
 }
 
 async function viewFindings() {
-  $("#view").innerHTML = `<h1>Findings</h1>${filterForm()}
+  $("#view").innerHTML = `<h1>Findings</h1><p id="behind" class="behind" role="alert" hidden></p>${filterForm()}
     <table><thead><tr><th>Severity</th><th>When (event time)</th><th>What happened</th><th>Key</th><th>Summary</th><th>Status</th><th>Verdict</th></tr></thead>
     <tbody id="rows"><tr><td colspan="7" class="empty">Loading…</td></tr></tbody></table>`;
   $("#filters").addEventListener("submit", (e) => {
