@@ -18,7 +18,9 @@
 //! state without the networks a key forgot for lack of room, read and
 //! converted (noted again from the next eviction). Version 4: the state
 //! without its novelty estimate and runs of folded findings, read and
-//! converted (both start anew). Version 5: today's.
+//! converted (both start anew). Version 5: without the principals'
+//! positions per partition, read as a checkpoint where no principal has a
+//! position (their replayed events count again). Version 6: today's.
 
 use std::path::Path;
 
@@ -29,7 +31,7 @@ use super::{Checkpoint, Section};
 use crate::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3, KeyStateV4};
 use crate::engine::KeyState;
 
-/// A version 1, 2, 3 or 4 body: today's shape around an older per-key state
+/// A version 1 to 5 body: today's shape around an older per-key state
 /// `S` ([`KeyStateV1`], [`KeyStateV2`] without the network memory,
 /// [`KeyStateV3`] without the forgotten networks), each converted as it is
 /// read.
@@ -67,6 +69,7 @@ impl<S: Into<KeyState>> From<OldCheckpoint<S>> for Checkpoint {
                 })
                 .collect(),
             principals: upgrade(old.principals),
+            principal_positions: Vec::new(),
         }
     }
 }
@@ -125,7 +128,7 @@ pub(crate) fn encode_old<S: serde::Serialize + From<KeyState>>(
 /// Identifies a keywatch checkpoint.
 pub const MAGIC: &[u8; 8] = b"KWCHKPT\0";
 /// The version this build writes.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 /// Why a checkpoint could not be written or read.
@@ -249,6 +252,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
         return postcard::from_bytes::<OldCheckpoint<KeyStateV4>>(body)
             .map(Checkpoint::from)
             .map_err(|e| CheckpointError::Body(format!("version 4: {e}")));
+    }
+    if version == 5 {
+        return postcard::from_bytes::<OldCheckpoint<KeyState>>(body)
+            .map(Checkpoint::from)
+            .map_err(|e| CheckpointError::Body(format!("version 5: {e}")));
     }
     postcard::from_bytes(body).map_err(|e| CheckpointError::Body(e.to_string()))
 }

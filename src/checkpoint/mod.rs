@@ -51,6 +51,25 @@ pub struct Checkpoint {
     pub sections: Vec<Section>,
     /// Principal baselines (they span partitions).
     pub principals: Vec<(CompactString, KeyState)>,
+    /// Where each principal's latest event of each partition was, by topic
+    /// and partition: a principal's events come from several partitions,
+    /// and replaying any of them from its resume offset must not apply an
+    /// event twice. A principal missing here has no position (its replayed
+    /// events count again, as before format 6).
+    pub principal_positions: Vec<(CompactString, Vec<At>)>,
+}
+
+/// A position in a named partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct At {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the event.
+    pub offset: i64,
+    /// Index of the record within its message.
+    pub record: u16,
 }
 
 impl Checkpoint {
@@ -79,10 +98,31 @@ impl Checkpoint {
             })
             .collect();
         sections.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let principals = engine.snapshot(Entity::Principal);
+        let principal_positions = principals
+            .iter()
+            .filter_map(|(name, state)| {
+                let at: Vec<At> = state
+                    .positions()
+                    .into_iter()
+                    .filter_map(|p| {
+                        let (topic, partition) = origins.get(p.origin)?;
+                        Some(At {
+                            topic,
+                            partition,
+                            offset: p.offset,
+                            record: p.record,
+                        })
+                    })
+                    .collect();
+                (!at.is_empty()).then(|| (name.clone(), at))
+            })
+            .collect();
         Checkpoint {
             written_at_ms,
             sections,
-            principals: engine.snapshot(Entity::Principal),
+            principals,
+            principal_positions,
         }
     }
 
@@ -105,7 +145,26 @@ impl Checkpoint {
             });
             engine.restore(Entity::KeyId, keys);
         }
-        engine.restore(Entity::Principal, self.principals);
+        // This process numbers partitions its own way: every principal's
+        // positions are renumbered by topic and partition.
+        let mut positions: HashMap<CompactString, Vec<At>> =
+            self.principal_positions.into_iter().collect();
+        let principals = self.principals.into_iter().map(|(k, mut state)| {
+            let at: Vec<Position> = positions
+                .remove(&k)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| Position {
+                    origin: origins.index(&a.topic, a.partition),
+                    offset: a.offset,
+                    record: a.record,
+                })
+                .filter(|p| p.origin != 0)
+                .collect();
+            state.set_positions(&at);
+            (k, state)
+        });
+        engine.restore(Entity::Principal, principals);
         resume
     }
 

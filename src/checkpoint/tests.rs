@@ -14,13 +14,14 @@ struct Ev {
     src: String,
     origin: u16,
     offset: i64,
+    principal: Option<String>,
 }
 
 fn audit(e: &Ev) -> AuditEvent<'_> {
     AuditEvent {
         time_ms: e.ms,
         key_id: Cow::Borrowed(&e.key),
-        principal: None,
+        principal: e.principal.as_deref().map(Cow::Borrowed),
         source: Source::parse(Cow::Borrowed(&e.src)),
         user_agent: Some(Cow::Borrowed("aws-cli/2.15.0")),
         action: Some(Cow::Borrowed("s3:GetObject")),
@@ -51,6 +52,7 @@ fn events() -> Vec<Ev> {
                 src,
                 origin,
                 offset,
+                principal: None,
             });
         }
     }
@@ -167,6 +169,7 @@ fn a_key_dormant_across_a_restore_is_still_revived() {
         src: "203.0.113.5".into(),
         origin: 2,
         offset: 10_000,
+        principal: None,
     };
     let mut found = Vec::new();
     restored.process(&audit(&late), &mut found);
@@ -325,6 +328,7 @@ fn wide_pool(days: i64) -> Vec<Ev> {
                 src: format!("100.{}.{net}.{}", 64 + net / 8, 1 + i % 250),
                 origin: 1,
                 offset: i,
+                principal: None,
             }
         })
         .collect()
@@ -451,4 +455,90 @@ fn a_copy_owning_no_partition_never_rotates_out_the_state() {
         3,
         "the skipped copies are counted"
     );
+}
+
+#[test]
+fn principals_across_partitions_restore_exactly_once_whatever_the_partitions_numbers() {
+    let cfg = Config::default();
+    // Three roles, each holding keys on both partitions.
+    let mut evs = events();
+    for e in &mut evs {
+        let k: usize = e.key[4..].parse().unwrap();
+        e.principal = Some(format!("arn:aws:iam::123456789012:role/r{}", k % 3));
+    }
+    let straight = Engine::new(&cfg);
+    apply(&straight, &evs);
+
+    let live = Engine::new(&cfg);
+    let origins = origins();
+    let half = evs.len() / 2;
+    apply(&live, &evs[..half]);
+    let mut resume = HashMap::new();
+    for e in &evs[..half] {
+        resume.insert(e.origin, e.offset + 1);
+    }
+    // Events land on both partitions between the offsets and the copy.
+    apply(&live, &evs[half..half + 333]);
+    let cp = Checkpoint::capture(&live, &origins, &resume);
+    assert_eq!(cp.principal_positions.len(), 3);
+    let bytes = format::encode(&cp).unwrap();
+
+    // The new process numbers the partitions the other way round.
+    let restored = Engine::new(&cfg);
+    let origins2 = Origins::default();
+    assert_eq!(origins2.index("audit", 1), 1);
+    let resume2 = format::decode(&bytes)
+        .unwrap()
+        .restore(&restored, &origins2);
+    assert_eq!(resume2[&("audit".to_owned(), 1)], resume[&2]);
+    let mut found = Vec::new();
+    for e in evs.iter().filter(|e| e.offset >= resume[&e.origin]) {
+        let origin = origins2.index("audit", e.origin as i32 - 1);
+        restored.process_at(
+            &audit(e),
+            Some(Position {
+                origin,
+                offset: e.offset,
+                record: 0,
+            }),
+            &mut found,
+        );
+    }
+    let principals = |engine: &Engine| {
+        let mut s = engine.snapshot(Entity::Principal);
+        s.sort_by(|a, b| a.0.cmp(&b.0));
+        s.into_iter()
+            .map(|(k, st)| (k, st.events, st.last_seen, st.sources))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (principals(&straight), principals(&restored));
+    assert_eq!(a.len(), 3);
+    assert_eq!(a, b, "every principal counts every event once");
+}
+
+#[test]
+fn a_version_5_checkpoint_still_reads_and_its_principals_start_without_positions() {
+    let cfg = Config::default();
+    let engine = Engine::new(&cfg);
+    let mut evs = events();
+    evs.truncate(400);
+    for e in &mut evs {
+        e.principal = Some("arn:aws:iam::123456789012:role/r".into());
+    }
+    apply(&engine, &evs);
+    let origins = origins();
+    let cp = Checkpoint::capture(&engine, &origins, &HashMap::from([(1, 200), (2, 200)]));
+    assert_eq!(
+        cp.principal_positions[0].1.len(),
+        2,
+        "one position per partition"
+    );
+    let old = format::decode(&format::encode_old::<KeyState>(&cp, 5)).unwrap();
+    assert!(old.principal_positions.is_empty());
+    assert_eq!(old.sections, cp.sections);
+    let restored = Engine::new(&cfg);
+    old.restore(&restored, &Origins::default());
+    let p = restored.snapshot(Entity::Principal);
+    assert_eq!(p[0].1.events, 400);
+    assert!(p[0].1.positions().is_empty(), "no stale partition numbers");
 }

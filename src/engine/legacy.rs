@@ -319,7 +319,7 @@ impl From<KeyStateV4> for KeyState {
                 Box::new(Rare {
                     cooldowns: r.cooldowns,
                     forgotten: r.forgotten,
-                    folds: Vec::new(),
+                    ..Rare::default()
                 })
             }),
             net: old.net,

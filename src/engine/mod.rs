@@ -391,7 +391,10 @@ impl Engine {
                 detect::observe(&mut state, &mut ctx);
                 key_folded |= ctx.key_folded;
                 if let Some(at) = at {
-                    state.set_applied(at);
+                    match tracked.entity {
+                        Entity::KeyId => state.set_applied(at),
+                        Entity::Principal => state.set_applied_across(at),
+                    }
                 }
             } else if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
                 let refused = inner.stats.keys_rejected.fetch_add(1, Ordering::Relaxed) + 1;
@@ -428,7 +431,10 @@ impl Engine {
                 detect::observe(&mut state, &mut ctx);
                 key_folded |= ctx.key_folded;
                 if let Some(at) = at {
-                    state.set_applied(at);
+                    match tracked.entity {
+                        Entity::KeyId => state.set_applied(at),
+                        Entity::Principal => state.set_applied_across(at),
+                    }
                 }
             }
             if tracked.entity == Entity::KeyId {
@@ -455,18 +461,28 @@ impl Engine {
         state: &KeyState,
         at: Option<Position>,
     ) -> bool {
-        let (Some(at), Some(done)) = (at, state.applied_at()) else {
+        let Some(at) = at else {
             return false;
         };
-        // A principal remembers the position of its latest event too: events
-        // of its partition replayed after a restore or a handoff are not
-        // counted twice (those of its other partitions can be; see the README
-        // on scale-out).
+        if entity == Entity::Principal {
+            // A principal remembers its latest event of every partition it
+            // came from: a replay of any of them after a restore is not
+            // counted twice.
+            let done = state.applied_on(at.origin);
+            if done.is_some_and(|done| at.reached_by(done)) {
+                self.inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            return false;
+        }
+        let Some(done) = state.applied_at() else {
+            return false;
+        };
         if at.reached_by(done) {
             self.inner.stats.replayed.fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        if at.origin != done.origin && entity == Entity::KeyId {
+        if at.origin != done.origin {
             self.inner.stats.moved(subject, done.origin, at.origin);
         }
         false

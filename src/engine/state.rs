@@ -768,6 +768,66 @@ impl KeyState {
         self.applied_record = at.record;
     }
 
+    /// The latest event applied from `origin`'s partition: the latest
+    /// overall, or (a principal's) the latest of another partition.
+    pub fn applied_on(&self, origin: u16) -> Option<Position> {
+        if let Some(p) = self.applied_at().filter(|p| p.origin == origin) {
+            return Some(p);
+        }
+        let r = self.rare.as_ref()?;
+        r.elsewhere.iter().find_map(|&(packed, record)| {
+            Position::unpack(packed)
+                .filter(|p| p.origin == origin)
+                .map(|p| Position { record, ..p })
+        })
+    }
+
+    /// Records the position of an event just applied to a principal, whose
+    /// events come from several partitions: the previous partition's latest
+    /// is kept too (see [`Rare::elsewhere`]).
+    pub fn set_applied_across(&mut self, at: Position) {
+        match self.applied_at() {
+            Some(prev) if prev.origin != at.origin => {
+                let list = &mut self.rare.get_or_insert_with(Default::default).elsewhere;
+                list.retain(|&(packed, _)| {
+                    Position::unpack(packed)
+                        .is_some_and(|p| p.origin != prev.origin && p.origin != at.origin)
+                });
+                list.push((prev.pack(), prev.record));
+            }
+            _ => {}
+        }
+        self.set_applied(at);
+    }
+
+    /// Every partition's latest event applied: the latest overall first.
+    pub fn positions(&self) -> Vec<Position> {
+        let mut out: Vec<Position> = self.applied_at().into_iter().collect();
+        if let Some(r) = &self.rare {
+            out.extend(r.elsewhere.iter().filter_map(|&(packed, record)| {
+                Position::unpack(packed).map(|p| Position { record, ..p })
+            }));
+        }
+        out
+    }
+
+    /// Replaces every position (the first is the latest overall); none
+    /// clears them.
+    pub fn set_positions(&mut self, positions: &[Position]) {
+        self.applied = 0;
+        self.applied_record = 0;
+        if let Some(r) = &mut self.rare {
+            r.elsewhere.clear();
+        }
+        if let Some((&first, rest)) = positions.split_first() {
+            self.set_applied(first);
+            if !rest.is_empty() {
+                self.rare.get_or_insert_with(Default::default).elsewhere =
+                    rest.iter().map(|p| (p.pack(), p.record)).collect();
+            }
+        }
+    }
+
     /// One active day passes: every learned peak decays by `factor`.
     pub fn decay_peaks(&mut self, factor: f32) {
         self.rate.decay(factor);
@@ -941,6 +1001,14 @@ pub struct Rare {
     /// Open storms: detectors that raised several findings on the key
     /// without a verdict, whose further findings fold into the open one.
     pub folds: Vec<Fold>,
+    /// A principal's latest event from each partition other than that of
+    /// its latest event overall (packed [`Position`], record): events of
+    /// all its partitions replayed after a restore are applied once. Not
+    /// part of the state's encoding: checkpoints carry them by topic and
+    /// partition ([`crate::checkpoint::Checkpoint::principal_positions`]),
+    /// as the numbers of partitions are this process's own.
+    #[serde(skip)]
+    pub elsewhere: Vec<(u64, u16)>,
 }
 
 /// One detector's run of findings on one key (see [`KeyState::fold`]).
@@ -1241,7 +1309,7 @@ mod tests {
                 next: 200,
                 days: [u16::MAX, 3, 0],
             })),
-            folds: Vec::new(),
+            ..Rare::default()
         }));
         assert_eq!(k.returns(5 * 86_400, 30 * 86_400).0, 2);
         for n in 0..40 {

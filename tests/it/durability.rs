@@ -31,7 +31,8 @@ fn events(keys: usize, per_key: usize) -> Vec<(String, String)> {
             let host = (i / 97 + k) % 5;
             out.push((
                 key.clone(),
-                format!(r#"{{"time":{t},"key_id":"{key}","source":"198.51.{k}.{host}","action":"s3:GetObject"}}"#),
+                // Four roles, each with keys on several partitions.
+                format!(r#"{{"time":{t},"key_id":"{key}","principal":"arn:aws:iam::123456789012:role/dur{}","source":"198.51.{k}.{host}","action":"s3:GetObject"}}"#, k % 4),
             ));
         }
     }
@@ -99,6 +100,18 @@ fn wait_for_log(log: &Path, text: &str) {
 
 #[test]
 fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
+    kill_9_at_any_moment(true);
+}
+
+#[test]
+fn kill_9_without_the_changelog_counts_no_principal_twice() {
+    kill_9_at_any_moment(false);
+}
+
+/// Keys and principals after four `kill -9`s and a graceful stop equal a
+/// clean single pass; `changelog`: with the changelog topic (the default)
+/// or from the local checkpoints alone.
+fn kill_9_at_any_moment(changelog: bool) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
@@ -124,6 +137,8 @@ listen = "127.0.0.1:0"
 dir = "{}"
 interval = "1s"
 keep = 3
+[changelog]
+enabled = {changelog}
 "#,
             state.display()
         ),
@@ -191,7 +206,9 @@ keep = 3
     // With the changelog on (the default), the local checkpoint is held
     // until its partitions are assigned, then the newer of it and the
     // changelog's snapshot is loaded.
-    assert!(text.contains("partition state restored"), "{text}");
+    if changelog {
+        assert!(text.contains("partition state restored"), "{text}");
+    }
 
     // The final (graceful) checkpoint against a clean single pass.
     let (_, cp) = store.load_newest().unwrap();
@@ -224,9 +241,23 @@ keep = 3
             "{key}: per-key count, last seen and sources equal a clean pass"
         );
     }
+    for r in 0..4 {
+        let role = format!("arn:aws:iam::123456789012:role/dur{r}");
+        let count = |e: &Engine| e.with_key(Entity::Principal, &role, |s| (s.events, s.last_seen));
+        assert_eq!(
+            count(&clean),
+            count(&survived),
+            "{role}: a principal's events across partitions counted once (changelog {changelog})"
+        );
+    }
 
     // Graceful shutdown also committed the group's offsets.
     let committed = committed_offsets(&bootstrap, "durability", TOPIC, PARTITIONS);
+    if !changelog {
+        // The rest (a damaged checkpoint) is the same either way.
+        assert_eq!(committed, total, "committed offsets cover every event");
+        return;
+    }
     assert_eq!(committed, total, "committed offsets cover every event");
 
     // A damaged newest checkpoint: the next start uses the one before and says so.
