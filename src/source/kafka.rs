@@ -170,6 +170,10 @@ pub struct SourceContext {
     status: Arc<SourceStatus>,
     /// The apply threads beside the polling thread (none with one lane).
     lanes: std::sync::OnceLock<Lanes>,
+    /// Responses received from each broker at the previous statistics: a
+    /// broker connected but stopped (a paused process, a hung disk) keeps
+    /// its connection up and answers nothing.
+    broker_rx: Mutex<HashMap<i32, u64>>,
 }
 
 impl SourceContext {
@@ -506,15 +510,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        // Bootstrap and learned brokers alike: one UP connection is enough.
+        // Bootstrap and learned brokers alike: one connection up and
+        // answering is enough. A consumer's fetches are answered within
+        // fetch.wait.max.ms even when idle, so a broker up with requests
+        // waiting and no response since the last statistics has stalled.
         let brokers = stats.brokers.values().filter(|b| b.nodeid >= 0);
-        let (mut any, mut up) = (false, false);
-        for b in brokers {
-            any = true;
-            up |= b.state == "UP";
+        let (mut any, mut up, mut answering) = (false, false, false);
+        {
+            let mut seen = lock(&self.broker_rx);
+            for b in brokers {
+                any = true;
+                if b.state == "UP" {
+                    up = true;
+                    let before = seen.insert(b.nodeid, b.rx);
+                    answering |= before != Some(b.rx) || b.waitresp_cnt == 0;
+                }
+            }
         }
-        if up {
+        if answering {
             self.status.brokers_up(now_ms);
+        } else if up {
+            self.status.brokers_down(
+                now_ms,
+                "brokers connected but not answering (paused or overloaded)",
+            );
         } else if any {
             self.status
                 .brokers_down(now_ms, "no broker connection is up");
@@ -748,6 +767,7 @@ impl KafkaSource {
                 closing: AtomicBool::new(false),
                 status: status.clone(),
                 lanes: std::sync::OnceLock::new(),
+                broker_rx: Mutex::new(HashMap::new()),
             })
             .map_err(StartError::Client)?;
         let timeout = cfg.startup_timeout.0;

@@ -229,3 +229,102 @@ fn run_consumes_a_real_broker_and_alerts_every_attack() {
         .collect();
     assert!(noisy.is_empty(), "alerts on normal keys: {noisy:#?}");
 }
+
+/// `n` events of eight keys from `start` on, one a minute, as JSON Lines.
+fn quiet_events(path: &Path, start: usize, n: usize) {
+    let lines: Vec<String> = (start..start + n)
+        .map(|i| {
+            let t = 1_767_571_200 + i as i64 * 60;
+            format!(
+                r#"{{"time":{t},"key_id":"AKIAPAUSE{}","source":"198.51.100.{}","action":"s3:GetObject"}}"#,
+                i % 8,
+                i % 8
+            )
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_paused_broker_turns_readyz_not_ready_and_nothing_is_lost_when_it_resumes() {
+    if !tansu_and_python() {
+        return;
+    }
+    let tansu = Tansu::start();
+    tansu.create_topic("audit", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.jsonl");
+    quiet_events(&first, 0, 500);
+    assert_eq!(tansu.produce("audit", &first), 500);
+
+    let listen = free_loopback_addr();
+    let alerts = dir.path().join("alerts.jsonl");
+    let cfg = run_config(dir.path(), &tansu.addr, "audit", &alerts);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{listen}\""),
+        )
+        .replace(
+            "commit_interval = \"1s\"",
+            "commit_interval = \"1s\"\nunreachable_after = \"3s\"",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = keywatch()
+        .arg("run")
+        .arg("-c")
+        .arg(&cfg)
+        .env("KEYWATCH_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = |want: u16| http_get(&listen, "/readyz").is_some_and(|(status, _)| status == want);
+    let messages = || {
+        http_get(&listen, "/readyz")
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["messages"].as_u64())
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "timed out waiting for {what}\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    wait("ready with every event", &|| messages() == Some(500));
+
+    // The broker process stops (SIGSTOP): its connections stay open and
+    // nothing answers.
+    let pid = tansu.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait("not ready", &|| ready(503));
+    let (_, body) = http_get(&listen, "/readyz").unwrap();
+    assert!(body.contains("no Kafka broker reachable"), "{body}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("not answering"), "{text}");
+
+    // It resumes: ready again, and the events sent since are all read.
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let second = dir.path().join("second.jsonl");
+    quiet_events(&second, 500, 300);
+    assert_eq!(tansu.produce("audit", &second), 300);
+    wait("ready with every event", &|| messages() == Some(800));
+    assert!(sigterm(&mut child).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("a Kafka broker is reachable again"), "{text}");
+}
