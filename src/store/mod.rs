@@ -26,10 +26,12 @@
 //! - this file: the schema, the writer, queries and verdicts;
 //! - [`query`]: the filters of `/api/v1/findings`;
 //! - [`ingest`]: the findings of other instances, read from
-//!   `store.findings_topic`.
+//!   `store.findings_topic`;
+//! - `salvage`: a damaged file moved aside and what still reads copied.
 
 pub mod ingest;
 pub mod query;
+mod salvage;
 #[cfg(test)]
 mod tests;
 
@@ -155,6 +157,9 @@ pub enum StoreError {
     /// No finding with this id.
     #[error("no stored finding {0:?}")]
     NotFound(String),
+    /// The file is damaged, and so is the one rebuilt from what read.
+    #[error("findings store: damaged beyond repair: {0}")]
+    Damaged(String),
     /// The lock around the reader connection was poisoned.
     #[error("findings store: a previous query panicked")]
     Poisoned,
@@ -357,17 +362,66 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Why a store file could not be opened.
+enum OpenError {
+    /// It is damaged: SQLite's complaint.
+    Damaged(String),
+    /// Anything else, for the operator.
+    Other(StoreError),
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> OpenError {
+        if salvage::is_damage(&e) {
+            OpenError::Damaged(e.to_string())
+        } else {
+            OpenError::Other(e.into())
+        }
+    }
+}
+
+/// Opens `path` with the schema and checks it (`PRAGMA quick_check`: a
+/// few seconds for a million findings, once at start). `Err` only for
+/// damage; other errors (a directory that is not there, no permission)
+/// are returned as they are, for the operator.
+fn open_checked(path: &Path) -> Result<Connection, OpenError> {
+    let conn = open_conn(path).map_err(OpenError::from)?;
+    conn.execute_batch(SCHEMA).map_err(OpenError::from)?;
+    salvage::check(&conn).map_err(OpenError::Damaged)?;
+    Ok(conn)
+}
+
 impl FindingsStore {
     /// Opens (creating) the store at `cfg.path` and starts its writer. The
     /// handle stops accepting findings once every clone is dropped; the
-    /// writer then drains and ends.
+    /// writer then drains and ends. A damaged file is moved aside and
+    /// rebuilt from what still reads (logged at ERROR), so detection and
+    /// the verdicts that read are not lost with it.
     pub fn open(
         cfg: &StoreConfig,
         metrics: Arc<Metrics>,
         owners: Option<Arc<dyn OwnerLookup>>,
     ) -> Result<(FindingsStore, StoreWriter), StoreError> {
-        let conn = open_conn(&cfg.path)?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = match open_checked(&cfg.path) {
+            Ok(conn) => conn,
+            Err(OpenError::Other(e)) => return Err(e),
+            Err(OpenError::Damaged(why)) => {
+                let s = salvage::salvage(&cfg.path)?;
+                tracing::error!(
+                    path = %cfg.path.display(),
+                    damage = %why,
+                    moved_to = %s.moved_to.display(),
+                    rows_kept = s.rows,
+                    unreadable_ranges = s.unreadable_ranges,
+                    "the findings store was damaged: moved aside, and every row that still reads copied into a new one"
+                );
+                match open_checked(&cfg.path) {
+                    Ok(conn) => conn,
+                    Err(OpenError::Other(e)) => return Err(e),
+                    Err(OpenError::Damaged(why)) => return Err(StoreError::Damaged(why)),
+                }
+            }
+        };
         let rows: i64 = conn.query_row("SELECT count(*) FROM findings", [], |r| r.get(0))?;
         metrics.store_findings.set(rows);
         for result in ["inserted", "repeated", "failed"] {

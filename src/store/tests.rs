@@ -368,3 +368,64 @@ fn stopped_while_it_cannot_write_it_keeps_them_for_the_next_start() {
     assert_eq!(metrics.store_unwritten.get(), 0);
     drop(writer);
 }
+
+#[test]
+fn a_damaged_store_is_moved_aside_and_rebuilt_from_what_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    {
+        let metrics = Arc::new(Metrics::new());
+        let (store, writer) = FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
+        for i in 0..600 {
+            store.record(&bulky(i));
+        }
+        wait_rows(&metrics, 600);
+        drop(store);
+        drop(writer);
+    }
+    // Garbage over 16 KiB in the middle of the file (a bad sector, a
+    // torn copy).
+    let mut bytes = std::fs::read(&cfg.path).unwrap();
+    let mid = bytes.len() / 2 / 4096 * 4096;
+    for b in &mut bytes[mid..mid + 16_384] {
+        *b = 0xA5;
+    }
+    std::fs::write(&cfg.path, &bytes).unwrap();
+
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".damaged-") && !n.ends_with("-wal") && !n.ends_with("-shm"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the damaged file is kept beside, for a closer look"
+    );
+    let kept = metrics.store_findings.get();
+    assert!(
+        (560..600).contains(&kept),
+        "the rows outside the damaged pages are kept: {kept}"
+    );
+    // A working store: new findings go in, and every row reads.
+    store.record(&bulky(1_000));
+    wait_rows(&metrics, kept + 1);
+    let page = store
+        .query(&FindingsQuery {
+            limit: 1_000,
+            ..FindingsQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page.findings.len() as i64, kept + 1);
+    drop(store);
+    drop(writer);
+
+    // Not a database at all: an empty store, the file kept aside.
+    std::fs::write(&cfg.path, vec![0x42u8; 10_000]).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (_store, _writer) = FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
+    assert_eq!(metrics.store_findings.get(), 0);
+}
