@@ -685,21 +685,25 @@ pub struct RateModel {
 impl RateModel {
     /// Counts `weight` at `now`; returns the crossing when this addition
     /// crossed the bucket's line, and whether it crossed the model's own
-    /// line (reported or not: what the key's habits are made of). `clamp`
-    /// (the key is past learning) winsorises what is learned; only then are
-    /// crossings reported. `floor` raises the reported line (a key used in
-    /// bursts at irregular times, judged by the size of its bursts).
+    /// line (reported or not: what the key's habits are made of). From
+    /// `learned_at` on (the key is past learning; `Secs::MAX`: not yet) what
+    /// is learned is winsorised and crossings are reported. An hour is
+    /// learned as of its own time: a job's first run, in the key's
+    /// learning, closes only at its next event, maybe a month later, and
+    /// is still learned whole. `floor` raises the reported line (a key used
+    /// in bursts at irregular times, judged by the size of its bursts).
     pub fn observe(
         &mut self,
         now: Secs,
         weight: u32,
         p: &RateParams,
-        clamp: bool,
+        learned_at: Secs,
         floor: impl FnOnce(&RateModel) -> u32,
     ) -> (Option<Crossing>, bool) {
+        let clamp = now >= learned_at;
         let bucket = now / p.bucket_s;
         if bucket > self.bucket {
-            self.roll(bucket, p, clamp);
+            self.roll(bucket, p, learned_at);
         }
         let before = self.count;
         self.count = self.count.saturating_add(weight);
@@ -794,7 +798,7 @@ impl RateModel {
 
     /// Moves to `bucket`: the finished bucket enters the hour and the CUSUM;
     /// finished hours are learned; the new bucket's threshold is set.
-    fn roll(&mut self, bucket: u32, p: &RateParams, clamp: bool) {
+    fn roll(&mut self, bucket: u32, p: &RateParams, learned_at: Secs) {
         let bph = p.buckets_per_hour();
         if self.bucket == 0 {
             self.bucket = bucket;
@@ -833,11 +837,13 @@ impl RateModel {
                     (x as f32).min(s.usual_top(old_hour))
                 }
             });
-            self.close_hour(old_hour, mean, top, clamp, p);
+            let past_learning = |hour: u32| u64::from(hour) * 3600 >= u64::from(learned_at);
+            self.close_hour(old_hour, mean, top, past_learning(old_hour), p);
             // Hours without a call are learned as zeros, one day of them at most.
             let quiet = (new_hour - old_hour - 1).min(23);
             for h in 1..=quiet {
-                self.close_hour(old_hour + h, 0.0, 0.0, clamp, p);
+                let hour = old_hour + h;
+                self.close_hour(hour, 0.0, 0.0, past_learning(hour), p);
             }
             if let Some(s) = self.seasonal.as_deref_mut() {
                 s.hour_sum = 0;

@@ -361,6 +361,7 @@ impl Engine {
                     active_days: 0,
                 },
                 eligible: false,
+                learned_at: u32::MAX,
                 allowlisted,
                 history: History {
                     new_after,

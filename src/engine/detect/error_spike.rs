@@ -23,9 +23,10 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     if !s.detectors.error_spike.enabled {
         return;
     }
-    let (Some(c), _) = state
-        .errors
-        .observe(ctx.now, ctx.ev.count, &s.errors, ctx.eligible, |_| 0)
+    let (Some(c), _) =
+        state
+            .errors
+            .observe(ctx.now, ctx.ev.count, &s.errors, ctx.learned_at, |_| 0)
     else {
         return;
     };

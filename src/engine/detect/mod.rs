@@ -67,6 +67,9 @@ pub struct Ctx<'a, 'e> {
     pub eligibility: Eligibility,
     /// Past learning: detectors that need a baseline may alert.
     pub eligible: bool,
+    /// When the key's learning ended (`Secs::MAX`: it has not): the rate
+    /// models learn each hour as of its own time.
+    pub learned_at: Secs,
     /// The event came from an allowlisted network: nothing it trips alerts.
     pub allowlisted: bool,
     /// What the organisation knows beyond this identity.
@@ -338,6 +341,14 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     ctx.eligible = seen_before
         && now.saturating_sub(state.first_seen) >= s.learning_s
         && state.events as u64 >= s.learning_events;
+    // Past the event threshold too since an unknown moment: the learning
+    // window's end is taken (an hour of the window closed late is learned
+    // unclamped either way).
+    ctx.learned_at = if ctx.eligible {
+        state.first_seen.saturating_add(s.learning_s)
+    } else {
+        Secs::MAX
+    };
 
     if let Some(view) = ctx.policy {
         policy::check(state, ctx, view);

@@ -58,7 +58,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let (crossing, over_line) =
         state
             .rate
-            .observe(ctx.now, ctx.ev.count, &s.rate, ctx.eligible, |m| {
+            .observe(ctx.now, ctx.ev.count, &s.rate, ctx.learned_at, |m| {
                 let level = m.level();
                 let spiky = m
                     .seasonal()

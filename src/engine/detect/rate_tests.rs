@@ -755,3 +755,29 @@ fn f_stats(f: &Feed) -> u64 {
         .folded
         .load(std::sync::atomic::Ordering::Relaxed)
 }
+
+#[test]
+fn a_monthly_or_weekly_job_is_judged_by_its_first_run_not_by_a_level_of_one() {
+    // The first run falls in the key's learning; its hour closes only at
+    // the next event, a week or a month later, when the key is past
+    // learning. The same run again is no spike.
+    for gap_days in [7, 30] {
+        let mut f = Feed::new(&Config::default(), "AKIAMONTHLYJOB");
+        let run = |f: &mut Feed, day: u32| {
+            let start = T0 + day * DAY + 2 * HOUR;
+            for b in 0..6 {
+                f.bucket(start + b * B, 45, false);
+            }
+        };
+        run(&mut f, 0);
+        run(&mut f, gap_days);
+        run(&mut f, 2 * gap_days);
+        assert!(f.spikes().is_empty(), "{gap_days}d: {:#?}", f.spikes());
+        // A burst far beyond the run still alerts (with three days of
+        // history the hour's band is wide: 965 here).
+        let start = T0 + 3 * gap_days * DAY + 2 * HOUR;
+        f.bucket(start, 45, false);
+        f.bucket(start + B, 3_000, false);
+        assert_eq!(f.spikes().len(), 1, "{gap_days}d: a burst beyond the run");
+    }
+}
