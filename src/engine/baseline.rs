@@ -102,6 +102,9 @@ impl Peak {
 /// Slack of the CUSUM, in standard deviations: a sustained elevation of up
 /// to 1.5 sigma (a busy day) never accumulates.
 pub const CUSUM_K: f64 = 1.5;
+/// An hour whose calls today are below this share of its usual ones went
+/// missing: its usual level is accepted in the hour after it.
+const MISSED_SHARE: f32 = 0.25;
 /// Days of hourly history before the seasonal model is trusted.
 pub const WARM_DAYS: u16 = 3;
 /// Before that, a bucket alerts only at this multiple of the key's level.
@@ -381,6 +384,12 @@ pub struct Seasonal {
     /// Recent closed hours' counts, and what their slots expected (EWMA).
     recent_observed: f32,
     recent_expected: f32,
+    /// `carry` holds the usual level of the hour before, which went
+    /// missing today (a job moved an hour later by a change of clocks, or
+    /// held up): it applies to the whole hour, not its first half. Lives
+    /// for one hour, so it is not part of the saved state.
+    #[serde(skip)]
+    carry_all: bool,
 }
 
 impl Seasonal {
@@ -403,6 +412,7 @@ impl Seasonal {
             hour_sum: 0,
             recent_observed: 0.0,
             recent_expected: 0.0,
+            carry_all: false,
         }
     }
 
@@ -496,7 +506,7 @@ impl Seasonal {
         let mut lambda = (slot.mean.max(LAMBDA_MIN) * self.allowance.get().exp())
             .max(base)
             .max(weekly);
-        if first_half {
+        if first_half || self.carry_all {
             let c = self.carry.get();
             lambda = lambda.max(c - 2.0 * c.sqrt());
         }
@@ -838,6 +848,22 @@ impl RateModel {
                 }
             });
             let past_learning = |hour: u32| u64::from(hour) * 3600 >= u64::from(learned_at);
+            // The hour before the new one went missing: usually busy (a
+            // job's hour), all but quiet today. A job moved an hour later
+            // (clocks going back for its time zone) or held up runs now,
+            // at its usual size: that size is expected this whole hour.
+            // (Read before the hours are learned; an hour earlier, clocks
+            // going forward, is not foreseen: recurrence learns it.)
+            let missed = self.seasonal.as_deref().map_or(0.0, |s| {
+                let before = new_hour - 1;
+                let usual = s.slots[(before % 24) as usize].mean * bph as f32;
+                let seen = if before == old_hour { sum as f32 } else { 0.0 };
+                if s.warm() && usual >= p.min_count as f32 && seen < MISSED_SHARE * usual {
+                    s.usual_top(before)
+                } else {
+                    0.0
+                }
+            });
             self.close_hour(old_hour, mean, top, past_learning(old_hour), p);
             // Hours without a call are learned as zeros, one day of them at most.
             let quiet = (new_hour - old_hour - 1).min(23);
@@ -847,7 +873,8 @@ impl RateModel {
             }
             if let Some(s) = self.seasonal.as_deref_mut() {
                 s.hour_sum = 0;
-                s.carry = Half::new(carry);
+                s.carry_all = missed > carry;
+                s.carry = Half::new(carry.max(missed));
                 s.half = u32::MAX;
                 if new_hour - old_hour > 1 {
                     s.cusum = 0.0;

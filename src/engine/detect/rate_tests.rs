@@ -781,3 +781,43 @@ fn a_monthly_or_weekly_job_is_judged_by_its_first_run_not_by_a_level_of_one() {
         assert_eq!(f.spikes().len(), 1, "{gap_days}d: a burst beyond the run");
     }
 }
+
+#[test]
+fn a_nightly_job_an_hour_later_after_the_clocks_go_back_is_not_a_spike() {
+    let nightly = |f: &mut Feed, day: u32, hour: u32, n: u32| {
+        let start = T0 + day * DAY + hour * HOUR;
+        for b in 0..5 {
+            f.bucket(start + b * B, n, false);
+        }
+        // A call now and then through the rest of the day.
+        for h in [7, 13, 19] {
+            f.bucket(T0 + day * DAY + h * HOUR, 1, false);
+        }
+    };
+    let mut f = Feed::new(&Config::default(), "AKIANIGHTLY");
+    for day in 0..30 {
+        nightly(&mut f, day, 2, 40);
+    }
+    assert!(f.spikes().is_empty(), "{:#?}", f.spikes());
+    // Clocks go back: 02:00 local is 03:00 UTC from now on.
+    for day in 30..36 {
+        nightly(&mut f, day, 3, 40);
+    }
+    assert!(f.spikes().is_empty(), "the moved job: {:#?}", f.spikes());
+
+    // The door is narrow: with the job run at its hour, the hour after it
+    // is judged as before.
+    let mut f = Feed::new(&Config::default(), "AKIANIGHTLY2");
+    for day in 0..30 {
+        nightly(&mut f, day, 2, 40);
+    }
+    for b in 0..5 {
+        f.bucket(T0 + 30 * DAY + 2 * HOUR + b * B, 40, false);
+    }
+    f.bucket(T0 + 30 * DAY + 3 * HOUR, 40, false);
+    assert_eq!(
+        f.spikes().len(),
+        1,
+        "the job's size in the hour after the job ran is a spike"
+    );
+}
