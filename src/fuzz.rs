@@ -30,10 +30,7 @@ pub fn decode(input: &[u8]) {
     let Some((&pick, message)) = input.split_first() else {
         return;
     };
-    let name = PROFILES[usize::from(pick) % PROFILES.len()];
-    let Ok(decoder) = Decoder::for_profile(name, &BTreeMap::new()) else {
-        unreachable!("built-in profile {name} compiles");
-    };
+    let decoder = &decoders()[usize::from(pick) % PROFILES.len()];
     let mut events = Vec::new();
     let _ = decoder.decode(message, |r| {
         if let Ok(ev) = r {
@@ -212,15 +209,38 @@ fn apply(engine: &Engine, events: &[AuditEvent<'_>]) {
     for ev in events {
         let _ = engine.explain(Entity::KeyId, &ev.key_id);
     }
-    if findings.is_empty() {
-        return;
-    }
-    let Ok(redactor) = Redactor::new(&RedactConfig::default()) else {
-        unreachable!("the default redaction patterns compile");
-    };
     for finding in &findings {
-        let _ = serde_json::to_string(&Alert::from_finding(finding, None, &redactor));
+        let _ = serde_json::to_string(&Alert::from_finding(finding, None, redactor()));
     }
+}
+
+/// The built-in decoders, compiled once: they hold no state between
+/// messages, and compiling them per input was most of an execution.
+fn decoders() -> &'static [Decoder] {
+    static DECODERS: std::sync::OnceLock<Vec<Decoder>> = std::sync::OnceLock::new();
+    DECODERS.get_or_init(|| {
+        PROFILES
+            .iter()
+            .map(|name| {
+                let Ok(d) = Decoder::for_profile(name, &BTreeMap::new()) else {
+                    unreachable!("built-in profile {name} compiles");
+                };
+                d
+            })
+            .collect()
+    })
+}
+
+/// The default redaction, compiled once (its patterns are regular
+/// expressions; it holds no state).
+fn redactor() -> &'static Redactor {
+    static REDACTOR: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+    REDACTOR.get_or_init(|| {
+        let Ok(r) = Redactor::new(&RedactConfig::default()) else {
+            unreachable!("the default redaction patterns compile");
+        };
+        r
+    })
 }
 
 /// Explains restored keys, then applies one event to each of them just
