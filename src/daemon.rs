@@ -138,7 +138,9 @@ fn durability(cfg: &Config, daemon: &Daemon, alerts: &Alerts) -> anyhow::Result<
 
 /// Every finding is logged (target `keywatch::finding`, which the demo
 /// leaves out: it prints findings itself), kept for the API (and the
-/// findings store, when on) and handed to the alert pipeline.
+/// findings store, when on) and handed to the alert pipeline, except a
+/// folded one: it updates its run's record in the API and the store and
+/// pages no one.
 fn finding_handler(
     alerts: Alerts,
     recent: Arc<RecentFindings>,
@@ -158,7 +160,9 @@ fn finding_handler(
             "{}",
             f.summary
         );
-        alerts.submit(f);
+        if f.folded.is_none() {
+            alerts.submit(f);
+        }
     })
 }
 

@@ -127,10 +127,14 @@ impl Pipeline {
         });
         for mut f in self.found.drain(..) {
             f.origin = at.map_or(0, |(origin, _)| origin);
-            self.metrics
-                .findings
-                .with_label_values(&[f.detector.as_str(), f.severity.as_str()])
-                .inc();
+            // A folded finding is counted as folded
+            // (`keywatch_findings_suppressed_total`), not raised.
+            if f.folded.is_none() {
+                self.metrics
+                    .findings
+                    .with_label_values(&[f.detector.as_str(), f.severity.as_str()])
+                    .inc();
+            }
             if let Some(network) = &f.evidence.network {
                 let country = network
                     .get("country")

@@ -14,7 +14,9 @@ and judge:
   key (for stolen_sessions: any finding whose principal names the role) with
   observed_at in [start - 1s, deadline];
 - every other finding is a false positive, except findings on an attacked key
-  (role, for stolen_sessions) in [start - 1s, end + 1h].
+  (role, for stolen_sessions) in [start - 1s, end + 1h];
+- findings with the same id count once (a run's record of folded findings
+  is printed at each update).
 
 Pure Python 3.11, standard library only.
 """
@@ -403,12 +405,19 @@ def main(argv=None):
         d, gen_s = ensure_fleet(args, seed)
         truth = json.loads((d / "truth.json").read_text())
         out, rep_s, stderr = run_replay(args, d)
-        findings = []
+        # One finding per id: a run's record (a finding folded into an open
+        # run) is printed again with the same id each time it is updated;
+        # the store keeps one row with the count, and so do we. Its first
+        # version is judged (when it was raised).
+        findings, ids = [], set()
         with open(out) as fh:
             for line in fh:
                 line = line.strip()
                 if line.startswith("{"):
-                    findings.append(json.loads(line))
+                    f = json.loads(line)
+                    if f.get("id") not in ids:
+                        ids.add(f.get("id"))
+                        findings.append(f)
         r = judge(seed, truth, findings)
         results.append(r)
         runs.append({"gen_s": round(gen_s, 1), "replay_s": round(rep_s, 1), "findings": len(findings),

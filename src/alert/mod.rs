@@ -84,6 +84,7 @@ pub(crate) mod tests {
                 region: Some("eu-west-1".to_owned()),
                 count: 1,
             },
+            folded: None,
             origin: 0,
         }
     }

@@ -203,10 +203,28 @@ pub struct Finding {
     pub evidence: Evidence,
     /// The event that tripped it, size-capped.
     pub sample: EventSample,
+    /// Set when the finding folded into its detector's open run on the
+    /// identity ([`crate::engine::KeyState::fold`]): it is that run's record,
+    /// one id per run, updated by every finding folded into it (the store
+    /// keeps the latest evidence and counts them in `repeats`), and it pages
+    /// no one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded: Option<Folded>,
     /// The source partition (process-local number, 0 for none) of the event
     /// that raised it; not part of the alert.
     #[serde(skip)]
     pub origin: u16,
+}
+
+/// The run a folded finding belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folded {
+    /// When the run began (RFC 3339).
+    pub run_since: String,
+    /// Findings of the run that were raised (and alerted).
+    pub raised: u8,
+    /// Findings folded into it so far, this one included.
+    pub folded: u32,
 }
 
 impl Finding {

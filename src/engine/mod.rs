@@ -28,7 +28,7 @@ use compact_str::CompactString;
 use dashmap::DashMap;
 use wildmatch::WildMatch;
 
-pub use finding::{Detector, Eligibility, Evidence, Finding, Severity};
+pub use finding::{Detector, Eligibility, Evidence, Finding, Folded, Severity};
 pub use state::{KeyState, Position};
 pub use teach::{Lesson, Teaching};
 

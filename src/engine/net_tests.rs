@@ -77,8 +77,12 @@ fn run(events: Vec<Ev>) -> Vec<Finding> {
     engine_run(events).1
 }
 
+/// The findings of `d` raised (alerted): runs' records of folded ones aside.
 fn of(findings: &[Finding], d: Detector) -> Vec<&Finding> {
-    findings.iter().filter(|f| f.detector == d).collect()
+    findings
+        .iter()
+        .filter(|f| f.detector == d && f.folded.is_none())
+        .collect()
 }
 
 fn rules(f: &Finding) -> Vec<&str> {

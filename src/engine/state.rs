@@ -918,6 +918,16 @@ impl KeyState {
         }
     }
 
+    /// The run of `detector`'s findings open on this key, if any.
+    pub fn open_run(&self, detector: u8) -> Option<Fold> {
+        self.rare
+            .as_ref()?
+            .folds
+            .iter()
+            .find(|f| f.detector == detector)
+            .copied()
+    }
+
     /// Closes the run of `detector`'s findings (a responder gave a verdict).
     pub fn unfold(&mut self, detector: u8) {
         if let Some(r) = &mut self.rare {

@@ -42,6 +42,10 @@ impl RecentFindings {
     /// Records a finding.
     pub fn record(&self, f: &Finding) {
         if let Ok(mut ring) = self.ring.lock() {
+            if f.folded.is_some() {
+                // A run's record: the latest replaces the one before.
+                ring.retain(|old| old.id != f.id);
+            }
             if ring.len() >= self.capacity {
                 ring.pop_front();
             }

@@ -167,8 +167,11 @@ pub struct Summary {
     pub decode_errors: BTreeMap<&'static str, u64>,
     /// Identities tracked at the end, by kind.
     pub keys: Vec<(Entity, usize)>,
-    /// Findings by detector and severity.
+    /// Findings raised, by detector and severity.
     pub findings: BTreeMap<(Detector, Severity), u64>,
+    /// Findings folded into an open run (printed as the run's record, one
+    /// id per run), not counted in `findings`.
+    pub folded: u64,
     /// Event times of the first and last event applied, epoch ms.
     pub span_ms: Option<(i64, i64)>,
     /// Wall time of the whole replay.
@@ -557,11 +560,15 @@ impl<F: FnMut(&Finding) -> anyhow::Result<()>> Apply<'_, F> {
 
     /// Hands a finding on and counts it.
     fn found(&mut self, f: &Finding) -> anyhow::Result<()> {
-        *self
-            .summary
-            .findings
-            .entry((f.detector, f.severity))
-            .or_default() += 1;
+        if f.folded.is_some() {
+            self.summary.folded += 1;
+        } else {
+            *self
+                .summary
+                .findings
+                .entry((f.detector, f.severity))
+                .or_default() += 1;
+        }
         (self.on_finding)(f)
     }
 
@@ -763,7 +770,15 @@ impl Summary {
             );
         }
         let total: u64 = self.findings.values().sum();
-        let _ = writeln!(s, "findings: {total}");
+        if self.folded > 0 {
+            let _ = writeln!(
+                s,
+                "findings: {total} (and {} folded into open runs: printed as their run's record, no alert)",
+                self.folded
+            );
+        } else {
+            let _ = writeln!(s, "findings: {total}");
+        }
         if total > 0 {
             let sevs = [
                 Severity::Info,

@@ -90,6 +90,7 @@ pub fn finding_of(payload: Option<&[u8]>) -> Result<(Finding, Option<String>), R
             summary: alert.summary,
             evidence: alert.evidence,
             sample,
+            folded: None,
             origin: 0,
         },
         alert.team,

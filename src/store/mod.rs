@@ -18,8 +18,9 @@
 //! says so (to `/readyz` and the console). Stopped while still failing,
 //! the writer spills what it holds to `<path>.unwritten.jsonl`, written
 //! first at the next start.
-//! The same finding id again (a replay, a redelivery) updates the row:
-//! `repeats` and `last_seen`, never a second row.
+//! The same finding id again (a replay, a redelivery, a finding folded into
+//! its run's record) updates the row: `repeats`, `last_seen` and the body
+//! (the latest evidence), never a second row.
 //!
 //! # Layout
 //!
@@ -828,7 +829,9 @@ fn audit(
     Ok(())
 }
 
-/// Inserts a finding or counts a repeat of it; `true` when it was new.
+/// Inserts a finding or counts a repeat of it, keeping its latest body (a
+/// run's record shows the latest finding folded into it); `true` when it
+/// was new.
 fn upsert(
     conn: &Connection,
     f: &Finding,
@@ -840,7 +843,8 @@ fn upsert(
         .prepare_cached(
             "INSERT INTO findings (id, observed_ms, stored_ms, last_seen_ms, key_id, principal, \
              team, detector, severity, body) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT(id) DO UPDATE SET repeats = repeats + 1, last_seen_ms = excluded.last_seen_ms \
+             ON CONFLICT(id) DO UPDATE SET repeats = repeats + 1, last_seen_ms = excluded.last_seen_ms, \
+             body = excluded.body, severity = excluded.severity \
              RETURNING repeats",
         )?
         .query_row(

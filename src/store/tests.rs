@@ -429,3 +429,29 @@ fn a_damaged_store_is_moved_aside_and_rebuilt_from_what_still_reads() {
     let (_store, _writer) = FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
     assert_eq!(metrics.store_findings.get(), 0);
 }
+
+#[test]
+fn a_runs_record_keeps_the_latest_evidence_and_counts_its_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&config(dir.path()), metrics.clone(), None).unwrap();
+    let mut f = finding("AKIAFOLD", Detector::NewSource, "198.51.100.7");
+    f.folded = Some(crate::engine::Folded {
+        run_since: "2026-02-01T00:00:00.000Z".into(),
+        raised: 2,
+        folded: 1,
+    });
+    store.record(&f);
+    wait_rows(&metrics, 1);
+    f.summary = "the latest, from 185.220.101.7".into();
+    f.folded.as_mut().unwrap().folded = 2;
+    store.record(&f);
+    wait_until("the update", || {
+        metrics.store_writes.with_label_values(&["repeated"]).get() == 1
+    });
+    let (stored, _) = store.get(&f.id).unwrap();
+    assert_eq!(stored.repeats, 2);
+    assert_eq!(stored.finding.summary, "the latest, from 185.220.101.7");
+    assert_eq!(stored.finding.folded.unwrap().folded, 2);
+    drop(writer);
+}

@@ -111,12 +111,15 @@ fn generated_fleet_every_attack_found_only_roaming_keys_may_alert() {
         cfg.decode.profile = profile.to_owned();
         let mut found = Vec::new();
         let summary = replay(&cfg, &[Input::bytes("generated", bytes)], |f| {
-            found.push(Found {
-                key: f.key_id.clone(),
-                detector: f.detector.as_str().to_owned(),
-                severity: f.severity.as_str().to_owned(),
-                at_ms: f.observed_at_ms(),
-            });
+            // Alerts: a run's record of folded findings pages no one.
+            if f.folded.is_none() {
+                found.push(Found {
+                    key: f.key_id.clone(),
+                    detector: f.detector.as_str().to_owned(),
+                    severity: f.severity.as_str().to_owned(),
+                    at_ms: f.observed_at_ms(),
+                });
+            }
             Ok(())
         })
         .unwrap();

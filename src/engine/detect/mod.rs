@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
-use super::finding::{finding_id, Detector, Eligibility, Evidence, Finding, Severity};
+use super::finding::{finding_id, Detector, Eligibility, Evidence, Finding, Folded, Severity};
 use super::source::SourceId;
 use super::state::{Eviction, Folding, KeyState, Novel, Secs};
 use super::{Settings, Stats};
@@ -275,15 +275,8 @@ impl Ctx<'_, '_> {
             self.fold_after(detector),
             self.settings.fold_quiet_s,
         );
-        if folding == Folding::Fold {
-            self.stats.folded.fetch_add(1, Ordering::Relaxed);
-            if self.entity == Entity::KeyId {
-                self.key_folded |= detector_bit(detector);
-            }
-            return;
-        }
         let ev = self.ev;
-        self.out.push(Finding {
+        let mut finding = Finding {
             id: finding_id(self.entity, self.subject, detector, dim, ev.time_ms),
             detector,
             severity: report.severity,
@@ -303,11 +296,40 @@ impl Ctx<'_, '_> {
                 },
             },
             sample: EventSample::from(ev),
+            folded: None,
             // Set by the pipeline, which knows the event's partition.
             origin: 0,
-        });
+        };
+        if folding == Folding::Fold {
+            self.stats.folded.fetch_add(1, Ordering::Relaxed);
+            if self.entity == Entity::KeyId {
+                self.key_folded |= detector_bit(detector);
+            }
+            // The run's record: one id per run, the latest evidence, no page.
+            if let Some(run) = state.open_run(detector as u8) {
+                let since_ms = i64::from(run.since) * 1000;
+                let since = crate::decode::time::format_rfc3339(since_ms);
+                finding.id = finding_id(self.entity, self.subject, detector, FOLD_DIM, since_ms);
+                finding.summary = format!(
+                    "{} (folded: {} more since the run of {} began {}; no new alert)",
+                    finding.summary,
+                    run.folded,
+                    run.raised,
+                    since.get(..10).unwrap_or(&since)
+                );
+                finding.folded = Some(Folded {
+                    run_since: since,
+                    raised: run.raised,
+                    folded: run.folded,
+                });
+            }
+        }
+        self.out.push(finding);
     }
 }
+
+/// The dimension of a run's record (no detector's own dimension is all ones).
+const FOLD_DIM: u64 = u64::MAX;
 
 /// A detector's bit in [`Ctx::key_folded`].
 fn detector_bit(detector: Detector) -> u32 {

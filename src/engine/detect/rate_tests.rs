@@ -63,10 +63,12 @@ impl Feed {
         }
     }
 
+    /// Rate and error findings raised (alerted), not runs' records.
     fn spikes(&self) -> Vec<&Finding> {
         self.out
             .iter()
             .filter(|f| matches!(f.detector, Detector::RateSpike | Detector::ErrorSpike))
+            .filter(|f| f.folded.is_none())
             .collect()
     }
 }
@@ -737,6 +739,22 @@ fn a_storm_folds_into_its_open_finding_but_not_a_much_bigger_burst() {
         .collect();
     assert_eq!(raised, [21, 22], "two raised, the third folded");
     assert!(f_stats(&f) > before, "the fold is counted");
+    // What a responder sees of it: the run's record, one id, the latest
+    // evidence, the count.
+    let records: Vec<&Finding> = f.out.iter().filter(|x| x.folded.is_some()).collect();
+    assert!(!records.is_empty());
+    assert!(
+        records.iter().all(|r| r.id == records[0].id),
+        "one record per run"
+    );
+    let last = records.last().unwrap().folded.as_ref().unwrap();
+    assert_eq!(last.raised, 2);
+    assert_eq!(last.folded as usize, records.len());
+    assert!(
+        records[0].summary.contains("folded: 1 more"),
+        "{}",
+        records[0].summary
+    );
     // Four times the run's largest bucket, at another hour: news.
     f.bucket(bucket_start(24, 15 * 12), 250, false);
     assert_eq!(f.spikes().len(), 3, "{:#?}", f.spikes());

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""How many keys a careful thief could use from a new network unseen.
+
+    python3 benches/fleets/exposure.py --seeds 4-10 [--keywatch PATH] [--config FILE ...]
+
+Recall on planted attacks says little about a rule that keeps `new_source`
+quiet: each fleet has one stolen key, on whichever key the dice chose. This
+probe asks every key instead. After each fleet's last event, every benign
+key (and role session key) gets one call, a minute after its own last one,
+from an address in a /24 and a /16 no key ever used, with the key's own
+last user agent, action and region: a thief who copied the client. The
+keys whose probe raises `new_source` (or `source_fanout`) on the key or its
+principal are covered; the rest are exposed, by kind. Run it beside
+`score.py` when a setting trades false positives for silence: a setting
+that cuts false positives by silencing keys shows here.
+
+Fleets come from score.py's cache (generated there first). Pure Python 3.11,
+standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import score  # noqa: E402  (the cache and the fleet generator's parameters)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def probes(events: Path, truth: dict) -> tuple[list[dict], dict[str, str]]:
+    """One probe per key: the key's last event, a minute later, from a new network."""
+    attacked = {a["key_id"] for a in truth["attacks"]}
+    # Role sessions are hourly keys of a role: the role's baseline judges
+    # them, and probing each of thousands says nothing more. Planted attack
+    # keys are not benign.
+    kind = {k["key_id"]: k["kind"] for k in truth["keys"]
+            if k["kind"] != "role_session" and not k["kind"].startswith("attack")}
+    last: dict[str, dict] = {}
+    with events.open() as f:
+        for line in f:
+            ev = json.loads(line)
+            if ev["key_id"] in kind and ev["key_id"] not in attacked:
+                last[ev["key_id"]] = ev
+    out, kinds = [], {}
+    # 5.0.0.0/8 onwards: first octets no fleet key uses (fleet.py keeps
+    # attackers on octets disjoint from benign traffic; these are past both).
+    for i, (key, ev) in enumerate(sorted(last.items())):
+        t = score.ms(ev["time"]) + 60_000
+        probe = dict(ev)
+        probe["time"] = iso(t)
+        probe["source"] = f"{5 + i // 65_000}.{(i // 250) % 256}.{i % 250}.{7}"
+        probe["outcome"] = "success"
+        probe.pop("error_code", None)
+        out.append(probe)
+        kinds[key] = kind[key]
+    return out, kinds
+
+
+def run(keywatch: str, config: str | None, events: Path, extra: list[dict]) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        probe_file = Path(tmp) / "probes.jsonl"
+        probe_file.write_text("".join(json.dumps(p) + "\n" for p in sorted(extra, key=lambda p: p["time"])))
+        cmd = [keywatch, "replay", "--profile", "generic"]
+        if config:
+            cmd += ["-c", config]
+        cmd += [str(events), str(probe_file)]
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if res.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed: {res.stderr[-2000:]}")
+        return [json.loads(l) for l in res.stdout.splitlines() if l.strip()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="4-10")
+    ap.add_argument("--keys", type=int, default=120)
+    ap.add_argument("--days", type=int, default=50)
+    ap.add_argument("--keywatch", default=str(score.REPO / "target/release/keywatch"))
+    ap.add_argument("--config", action="append", default=[None],
+                    help="a configuration to compare (repeatable; the defaults always run)")
+    ap.add_argument("--workdir", default="/tmp/keywatch-fleets")
+    a = ap.parse_args()
+    a.kinds = a.families = None
+    configs = list(dict.fromkeys(a.config))
+    covered: dict[str | None, Counter] = defaultdict(Counter)
+    folded_only: dict[str | None, Counter] = defaultdict(Counter)
+    totals: Counter = Counter()
+    kind_of: dict[str, str] = {}
+    for seed in score.parse_seeds(a.seeds):
+        d, _ = score.ensure_fleet(a, seed)
+        truth = json.loads((d / "truth.json").read_text())
+        extra, kinds = probes(d / "events.jsonl", truth)
+        kind_of.update(kinds)
+        for key, k in kinds.items():
+            totals[k] += 1
+        probe_at = {p["key_id"]: score.ms(p["time"]) for p in extra}
+        for cfg in configs:
+            for f in run(a.keywatch, cfg, d / "events.jsonl", extra):
+                key = f.get("key_id")
+                if key in probe_at and f["detector"] in ("new_source", "source_fanout") \
+                        and score.ms(f["observed_at"]) >= probe_at[key]:
+                    if f.get("folded"):
+                        folded_only[cfg][key] = 1
+                    else:
+                        covered[cfg][key] = 1
+        print(f"seed {seed}: {len(extra)} keys probed", file=sys.stderr)
+    by_kind = {cfg: Counter() for cfg in configs}
+    folded_kind = {cfg: Counter() for cfg in configs}
+    for cfg in configs:
+        for key in covered[cfg]:
+            by_kind[cfg][kind_of[key]] += 1
+        for key in folded_only[cfg]:
+            if key not in covered[cfg]:
+                folded_kind[cfg][kind_of[key]] += 1
+    names = [Path(c).name if c else "defaults" for c in configs]
+    width = max(12, *(len(n) for n in names))
+    print(f"{'kind':15s} {'keys':>5s}  " + "  ".join(f"{n:>{width + 5}s}" for n in names))
+    print("exposed keys: the careful thief's call raised no new_source alert (share of the kind's"
+          " keys); +N: of them, folded into an open run's record (seen in the console, no alert)")
+    for k in sorted(totals):
+        cells = []
+        for cfg in configs:
+            exposed = totals[k] - by_kind[cfg][k]
+            cells.append(f"{exposed:>{width - 12}d} ({100 * exposed / totals[k]:3.0f}%) +{folded_kind[cfg][k]:<3d}")
+        print(f"{k:15s} {totals[k]:5d}  " + "  ".join(cells))
+    n = sum(totals.values())
+    cells = []
+    for cfg in configs:
+        exposed = n - sum(by_kind[cfg].values())
+        cells.append(f"{exposed:>{width - 12}d} ({100 * exposed / n:3.0f}%) +{sum(folded_kind[cfg].values()):<3d}")
+    print(f"{'all':15s} {n:5d}  " + "  ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
