@@ -63,6 +63,7 @@ fn finding(n: u32) -> Finding {
             count: 1,
         },
         key_id,
+        folded: None,
         origin: 0,
     }
 }

@@ -86,6 +86,7 @@ fn finding(i: u64) -> Finding {
             region: Some("eu-west-1".into()),
             count: 1,
         },
+        folded: None,
         origin: 0,
     }
 }
