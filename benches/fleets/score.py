@@ -180,7 +180,7 @@ def judge(seed: int, truth: dict, findings: list[dict]) -> dict:
         fps.append({"seed": seed, "detector": f["detector"], "severity": f.get("severity"),
                     "kind": kind, "unit": unit, "key_id": f.get("key_id"), "t": t,
                     "observed_at": f["observed_at"], "summary": f.get("summary", ""),
-                    "entity": f.get("entity")})
+                    "entity": f.get("entity"), "record": bool(f.get("folded"))})
     units_by_kind = defaultdict(set)
     for k in truth["keys"]:
         if not k["kind"].startswith("attack:"):
@@ -198,9 +198,12 @@ def judge(seed: int, truth: dict, findings: list[dict]) -> dict:
 
 
 def repeated_pairs(fps: list[dict]) -> tuple[int, int, Counter]:
-    """(unit, detector) pairs (per fleet) with more than 2 findings within any 30 days."""
+    """(unit, detector) pairs (per fleet) that raised more than 2 findings within
+    any 30 days (a run's record of folded findings is not raised)."""
     by = defaultdict(list)
     for f in fps:
+        if f.get("record"):
+            continue
         by[(f["seed"], f["unit"], f["detector"])].append(f["t"])
     n, det = 0, Counter()
     for (s, u, d), ts in by.items():
@@ -343,9 +346,11 @@ def report(results, runs, args):
           "SEVERITY breakdown")
 
     rep, pairs, rep_det = repeated_pairs(fps)
+    records = sum(1 for f in fps if f.get("record"))
     print(f"\nREPEATS: {rep} of {pairs} benign (key, detector) pairs raised more than 2 findings "
           f"within 30 days" + (" (" + ", ".join(f"{d}:{c}" for d, c in rep_det.most_common()) + ")"
-                               if rep_det else ""))
+                               if rep_det else "")
+          + f"; {records} of the false positives are runs' records of folded findings (no alert)")
 
     # samples
     if args.samples:
