@@ -1004,6 +1004,12 @@ pub fn upper_tail(x: f64, mu: f64, phi: f64) -> f64 {
 /// The smallest count whose upper tail is at most `p`.
 pub fn threshold_for(mu: f64, phi: f64, p: f64) -> u32 {
     let mut lo = mu.floor().max(1.0);
+    // Past u32 nothing is countable; and floats that far apart (a mean from
+    // a damaged checkpoint, 1e20) are more than 1 apart, so the bisection
+    // below would never close (found by fuzzing).
+    if lo >= u32::MAX as f64 {
+        return u32::MAX;
+    }
     if upper_tail(lo, mu, phi) <= p {
         return lo as u32;
     }
@@ -1018,6 +1024,9 @@ pub fn threshold_for(mu: f64, phi: f64, p: f64) -> u32 {
     // upper_tail(lo) > p >= upper_tail(hi)
     while hi - lo > 1.0 {
         let mid = ((lo + hi) / 2.0).floor();
+        if mid <= lo || mid >= hi {
+            break;
+        }
         if upper_tail(mid, mu, phi) > p {
             lo = mid;
         } else {
@@ -1059,6 +1068,17 @@ mod tests {
     /// Found by the checkpoint fuzz target: a restored slot whose dispersion
     /// was NaN made `day_level` clamp between NaN bounds, a panic (in release
     /// too) on the first event of the key.
+    #[test]
+    fn a_line_for_a_mean_past_any_count_is_the_largest_count_at_once() {
+        // Found by fuzzing a checkpoint: a mean of 1e20 once looped forever.
+        for mu in [1e10, 1e20, 1e300, f64::INFINITY, f64::NAN, -1e20] {
+            let t = threshold_for(mu, 0.1, 1e-6);
+            assert!(t >= 1, "{mu}: {t}");
+        }
+        assert_eq!(threshold_for(1e20, 0.1, 1e-6), u32::MAX);
+        assert!(threshold_for(4.0, 0.1, 1e-6) < 100);
+    }
+
     #[test]
     fn a_nan_dispersion_from_restored_state_never_panics() {
         let slot = Slot {
