@@ -82,6 +82,21 @@ fn origins() -> Origins {
     o
 }
 
+/// The live instance: half the events, then the resume offsets are taken,
+/// then more events land (on both partitions, some keys) before the copy is
+/// made. The copy and the resume offsets, by origin.
+fn captured_while_events_flow(cfg: &Config, evs: &[Ev]) -> (Checkpoint, HashMap<u16, i64>) {
+    let live = Engine::new(cfg);
+    let half = evs.len() / 2;
+    apply(&live, &evs[..half]);
+    let mut resume = HashMap::new();
+    for e in &evs[..half] {
+        resume.insert(e.origin, e.offset + 1);
+    }
+    apply(&live, &evs[half..half + 333]);
+    (Checkpoint::capture(&live, &origins(), &resume), resume)
+}
+
 fn states(engine: &Engine) -> Vec<(CompactString, KeyState)> {
     let mut s = engine.snapshot(Entity::KeyId);
     s.sort_by(|a, b| a.0.cmp(&b.0));
@@ -96,18 +111,7 @@ fn a_checkpoint_taken_while_events_flow_restores_exactly_once() {
     let findings = apply(&straight, &evs);
     assert!(findings >= 1, "the new network is found");
 
-    // The live instance: half the events, then the resume offsets are taken,
-    // then more events land (on some keys) before the copy is made.
-    let live = Engine::new(&cfg);
-    let origins = origins();
-    let half = evs.len() / 2;
-    apply(&live, &evs[..half]);
-    let mut resume = HashMap::new();
-    for e in &evs[..half] {
-        resume.insert(e.origin, e.offset + 1);
-    }
-    apply(&live, &evs[half..half + 333]);
-    let cp = Checkpoint::capture(&live, &origins, &resume);
+    let (cp, resume) = captured_while_events_flow(&cfg, &evs);
     let bytes = format::encode(&cp).unwrap();
 
     // A new process: restore, then replay each partition from its offset.
@@ -469,17 +473,7 @@ fn principals_across_partitions_restore_exactly_once_whatever_the_partitions_num
     let straight = Engine::new(&cfg);
     apply(&straight, &evs);
 
-    let live = Engine::new(&cfg);
-    let origins = origins();
-    let half = evs.len() / 2;
-    apply(&live, &evs[..half]);
-    let mut resume = HashMap::new();
-    for e in &evs[..half] {
-        resume.insert(e.origin, e.offset + 1);
-    }
-    // Events land on both partitions between the offsets and the copy.
-    apply(&live, &evs[half..half + 333]);
-    let cp = Checkpoint::capture(&live, &origins, &resume);
+    let (cp, resume) = captured_while_events_flow(&cfg, &evs);
     assert_eq!(cp.principal_positions.len(), 3);
     let bytes = format::encode(&cp).unwrap();
 

@@ -17,15 +17,9 @@ fn at(f: &mut Finding, ms: i64) {
 }
 
 fn wait_rows(metrics: &Metrics, n: i64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metrics.store_findings.get() < n {
-        assert!(
-            Instant::now() < deadline,
-            "the writer stored {} of {n}",
-            metrics.store_findings.get()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(&format!("{n} findings stored"), || {
+        metrics.store_findings.get() >= n
+    });
 }
 
 #[test]

@@ -134,6 +134,24 @@ pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: 
         .sum()
 }
 
+/// Whether `probe` succeeds (an external tool runs, a mount works): when
+/// not, says the test is skipped, or fails under `CI=true` (where `.ci/test`
+/// installs every tool and runs as root).
+pub fn available(what: &str, probe: &mut Command) -> bool {
+    let ok = probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{what} is missing under CI=true (.ci/test installs it and runs as root)");
+        }
+        eprintln!("skipped: {what} is not available here (.ci/test installs it)");
+    }
+    ok
+}
+
 /// A small tmpfs mounted for one test: a filesystem that really fills up.
 /// Mounting needs root; without it the test should return (it says it is
 /// skipped, or fails under `CI=true`, where `.ci/run` runs as root).
@@ -145,20 +163,13 @@ impl Tmpfs {
     /// Mounts `size` (as `mount -o size=`, e.g. `2m`).
     pub fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("cannot mount a tmpfs under CI=true (.ci/run runs as root)");
-            }
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        Some(Tmpfs { dir })
+        available(
+            "a tmpfs (mounting one needs root)",
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path()),
+        )
+        .then(|| Tmpfs { dir })
     }
 
     /// Where it is mounted.

@@ -12,22 +12,6 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 
-/// Whether an external tool is here; fails under CI when it is not.
-fn available(what: &str, probe: &mut Command) -> bool {
-    let ok = probe
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{what} is missing under CI=true (.ci/test installs it)");
-        }
-        eprintln!("skipped: {what} is not installed (.ci/test installs it)");
-    }
-    ok
-}
-
 /// A tansu broker with in-memory storage on a free loopback port.
 pub struct Tansu {
     child: Child,
