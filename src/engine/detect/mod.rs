@@ -311,11 +311,11 @@ impl Ctx<'_, '_> {
                 let since = crate::decode::time::format_rfc3339(since_ms);
                 finding.id = finding_id(self.entity, self.subject, detector, FOLD_DIM, since_ms);
                 finding.summary = format!(
-                    "{} (folded: {} more since the run of {} began {}; no new alert)",
+                    "{} (folded into the run open since {}: {} raised, {} folded so far; no new alert)",
                     finding.summary,
-                    run.folded,
+                    since.get(..10).unwrap_or(&since),
                     run.raised,
-                    since.get(..10).unwrap_or(&since)
+                    run.folded
                 );
                 finding.folded = Some(Folded {
                     run_since: since,

@@ -751,7 +751,9 @@ fn a_storm_folds_into_its_open_finding_but_not_a_much_bigger_burst() {
     assert_eq!(last.raised, 2);
     assert_eq!(last.folded as usize, records.len());
     assert!(
-        records[0].summary.contains("folded: 1 more"),
+        records[0]
+            .summary
+            .contains(": 2 raised, 1 folded so far; no new alert)"),
         "{}",
         records[0].summary
     );
