@@ -128,13 +128,16 @@ pub fn changelog_chunk(input: &[u8]) {
     let engine = Engine::new(&Config::default());
     let mut keys = Vec::new();
     let mut principals = Vec::new();
+    let mut positions = Vec::new();
     for entry in entries {
         match entry {
             chunk::Entry::Key(k, s) => keys.push((k, s)),
             chunk::Entry::Principal(k, s) => principals.push((k, s)),
+            chunk::Entry::PrincipalAt(k, at) => positions.push((k, at)),
             chunk::Entry::Delivered(..) => {}
         }
     }
+    let principals = checkpoint::with_positions(principals, positions, &Origins::default());
     let names: Vec<String> = keys
         .iter()
         .map(|(k, _)| k.to_string())

@@ -20,18 +20,21 @@
 //! ([`crate::engine::legacy`]); version 3 that of checkpoint format 2
 //! (without the network memory); version 4 that of checkpoint format 3
 //! (without the forgotten networks); version 5 that of checkpoint format 4
-//! (without novelty and folds); version 6 today's.
+//! (without novelty and folds); version 6 today's state without the
+//! principals' positions (its entries read as version 7's, which only adds
+//! [`Entry::PrincipalAt`]); version 7 today's.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::At;
 use crate::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3, KeyStateV4};
 use crate::engine::KeyState;
 
 /// Identifies a keywatch changelog chunk.
 pub const MAGIC: &[u8; 8] = b"KWSTATE\0";
 /// The version this build writes.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 const PREFIX: usize = 8 + 4 + 4;
 
 /// What a chunk says about itself and its snapshot.
@@ -79,6 +82,9 @@ pub enum Entry {
     Principal(CompactString, KeyState),
     /// An alert id (hashed) a sink has delivered for the partition's findings.
     Delivered(CompactString, u128),
+    /// A principal's latest event on each partition it came from (version
+    /// 7): replaying any of them applies each event to it once.
+    PrincipalAt(CompactString, Vec<At>),
 }
 
 /// An [`Entry`] of chunk versions 1 and 2.
@@ -165,6 +171,8 @@ pub enum EntryRef<'a> {
     Principal(&'a str, &'a KeyState),
     /// As [`Entry::Delivered`].
     Delivered(&'a str, u128),
+    /// As [`Entry::PrincipalAt`].
+    PrincipalAt(&'a str, &'a [At]),
 }
 
 /// Why a chunk could not be read.

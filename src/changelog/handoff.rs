@@ -129,13 +129,25 @@ impl Handoff {
             }
         }
         let mut loose = Vec::new();
+        let mut positions: HashMap<CompactString, Vec<crate::checkpoint::At>> =
+            cp.principal_positions.into_iter().collect();
         for (k, st) in cp.principals {
             let home = st.applied_at().and_then(|p| numbered.get(&p.origin));
             match home.and_then(|tp| parked.states.get_mut(tp)) {
-                Some(state) => state.principals.push((k, st)),
+                Some(state) => {
+                    if let Some(at) = positions.remove(&k) {
+                        state.principal_positions.push((k.clone(), at));
+                    }
+                    state.principals.push((k, st))
+                }
                 None => loose.push((k, st)),
             }
         }
+        let loose = crate::checkpoint::with_positions(
+            loose,
+            positions.into_iter().collect(),
+            &self.origins,
+        );
         self.engine.restore(Entity::Principal, loose);
     }
 
@@ -215,10 +227,20 @@ impl Handoff {
         };
         self.engine
             .restore(Entity::KeyId, state.keys.into_iter().map(renumber));
+        // Principals with positions on every partition they came from take
+        // those, renumbered; the others the partition's (as before format 7).
+        let placed: std::collections::HashSet<&CompactString> =
+            state.principal_positions.iter().map(|(k, _)| k).collect();
+        let (with, without): (Vec<_>, Vec<_>) = state
+            .principals
+            .into_iter()
+            .partition(|(k, _)| placed.contains(k));
         self.engine.restore(
             Entity::Principal,
-            state.principals.into_iter().map(renumber),
+            crate::checkpoint::with_positions(with, state.principal_positions, &self.origins),
         );
+        self.engine
+            .restore(Entity::Principal, without.into_iter().map(renumber));
         if let Some(alerts) = &self.alerts {
             alerts.adopt(origin, &state.delivered);
         }
@@ -322,7 +344,13 @@ impl Handoff {
                 let state = states.entry(o).or_default();
                 match entity {
                     Entity::KeyId => state.keys.push((k, st)),
-                    Entity::Principal => state.principals.push((k, st)),
+                    Entity::Principal => {
+                        let at = crate::checkpoint::named_positions(&st, &self.origins);
+                        if !at.is_empty() {
+                            state.principal_positions.push((k.clone(), at));
+                        }
+                        state.principals.push((k, st))
+                    }
                 }
             }
         }
@@ -384,6 +412,7 @@ impl Handoff {
                     written_at_ms: cp.written_at_ms,
                     keys: s.keys,
                     principals: Vec::new(),
+                    principal_positions: Vec::new(),
                     delivered: self
                         .alerts
                         .as_ref()
@@ -392,8 +421,13 @@ impl Handoff {
                 },
             );
         }
+        let mut positions: HashMap<CompactString, Vec<crate::checkpoint::At>> =
+            cp.principal_positions.into_iter().collect();
         for (k, st) in cp.principals {
             if let Some(state) = st.applied_at().and_then(|p| states.get_mut(&p.origin)) {
+                if let Some(at) = positions.remove(&k) {
+                    state.principal_positions.push((k.clone(), at));
+                }
                 state.principals.push((k, st));
             }
         }

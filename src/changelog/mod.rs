@@ -55,6 +55,8 @@ pub struct PartitionState {
     pub keys: Vec<(CompactString, KeyState)>,
     /// Principals whose latest event came from the partition.
     pub principals: Vec<(CompactString, KeyState)>,
+    /// Their positions on every partition they came from, by name.
+    pub principal_positions: Vec<(CompactString, Vec<crate::checkpoint::At>)>,
     /// Alert ids (hashed) delivered for the partition's findings, per sink.
     pub delivered: Vec<(String, Vec<u128>)>,
 }
@@ -585,6 +587,7 @@ impl Partial {
                 match entry {
                     Entry::Key(k, s) => state.keys.push((k, s)),
                     Entry::Principal(k, s) => state.principals.push((k, s)),
+                    Entry::PrincipalAt(k, at) => state.principal_positions.push((k, at)),
                     Entry::Delivered(sink, id) => {
                         delivered.entry(sink.to_string()).or_default().push(id)
                     }
@@ -625,6 +628,9 @@ fn encode(
     }
     for (k, s) in &state.principals {
         push(EntryRef::Principal(k, s))?;
+    }
+    for (k, at) in &state.principal_positions {
+        push(EntryRef::PrincipalAt(k, at))?;
     }
     for (sink, ids) in &state.delivered {
         for &id in ids {
@@ -794,6 +800,23 @@ mod tests {
             resume: (n * 3) as i64,
             written_at_ms: 1_767_600_000_000,
             principals: keys[..2].to_vec(),
+            principal_positions: vec![(
+                keys[0].0.clone(),
+                vec![
+                    crate::checkpoint::At {
+                        topic: "audit".into(),
+                        partition: 7,
+                        offset: (n * 3) as i64 - 1,
+                        record: 0,
+                    },
+                    crate::checkpoint::At {
+                        topic: "audit".into(),
+                        partition: 2,
+                        offset: 40,
+                        record: 1,
+                    },
+                ],
+            )],
             keys,
             delivered: vec![("pager".into(), vec![1, 2, u128::MAX])],
         }

@@ -102,19 +102,7 @@ impl Checkpoint {
         let principal_positions = principals
             .iter()
             .filter_map(|(name, state)| {
-                let at: Vec<At> = state
-                    .positions()
-                    .into_iter()
-                    .filter_map(|p| {
-                        let (topic, partition) = origins.get(p.origin)?;
-                        Some(At {
-                            topic,
-                            partition,
-                            offset: p.offset,
-                            record: p.record,
-                        })
-                    })
-                    .collect();
+                let at = named_positions(state, origins);
                 (!at.is_empty()).then(|| (name.clone(), at))
             })
             .collect();
@@ -147,9 +135,46 @@ impl Checkpoint {
         }
         // This process numbers partitions its own way: every principal's
         // positions are renumbered by topic and partition.
-        let mut positions: HashMap<CompactString, Vec<At>> =
-            self.principal_positions.into_iter().collect();
-        let principals = self.principals.into_iter().map(|(k, mut state)| {
+        let principals = with_positions(self.principals, self.principal_positions, origins);
+        engine.restore(Entity::Principal, principals);
+        resume
+    }
+
+    /// Keys held, all sections together.
+    pub fn key_count(&self) -> usize {
+        self.sections.iter().map(|s| s.keys.len()).sum()
+    }
+}
+
+/// A state's positions (a principal's, on every partition it came from) by
+/// topic and partition, which outlive this process's numbering.
+pub(crate) fn named_positions(state: &KeyState, origins: &Origins) -> Vec<At> {
+    state
+        .positions()
+        .into_iter()
+        .filter_map(|p| {
+            let (topic, partition) = origins.get(p.origin)?;
+            Some(At {
+                topic,
+                partition,
+                offset: p.offset,
+                record: p.record,
+            })
+        })
+        .collect()
+}
+
+/// Principals with their positions put back in this process's numbering; a
+/// principal without any has none (its replayed events count again).
+pub(crate) fn with_positions(
+    principals: Vec<(CompactString, KeyState)>,
+    positions: Vec<(CompactString, Vec<At>)>,
+    origins: &Origins,
+) -> Vec<(CompactString, KeyState)> {
+    let mut positions: HashMap<CompactString, Vec<At>> = positions.into_iter().collect();
+    principals
+        .into_iter()
+        .map(|(k, mut state)| {
             let at: Vec<Position> = positions
                 .remove(&k)
                 .unwrap_or_default()
@@ -163,15 +188,8 @@ impl Checkpoint {
                 .collect();
             state.set_positions(&at);
             (k, state)
-        });
-        engine.restore(Entity::Principal, principals);
-        resume
-    }
-
-    /// Keys held, all sections together.
-    pub fn key_count(&self) -> usize {
-        self.sections.iter().map(|s| s.keys.len()).sum()
-    }
+        })
+        .collect()
 }
 
 /// What writing a checkpoint took.

@@ -107,8 +107,10 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> Result<(u64, u
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let list = columns.join(", ");
+    // `>=` the next candidate, not `>` the last read: seeking past a row
+    // lands on that row's own page, which may be the damaged one.
     let select =
-        format!("SELECT rowid, {list} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT {CHUNK}");
+        format!("SELECT rowid, {list} FROM {table} WHERE rowid >= ?1 ORDER BY rowid LIMIT {CHUNK}");
     let marks = vec!["?"; columns.len() + 1].join(", ");
     let insert = format!("INSERT OR IGNORE INTO {table} (rowid, {list}) VALUES ({marks})");
     let (mut cursor, mut step, mut copied, mut skips) = (i64::MIN, 1i64, 0u64, 0u32);
@@ -116,7 +118,8 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> Result<(u64, u
         let (rows, failed) = read_chunk(old, &select, cursor, columns.len() + 1);
         if let Some(last) = rows.last() {
             if let Value::Integer(id) = last[0] {
-                cursor = id;
+                // The next rowid to read.
+                cursor = id.saturating_add(1);
             }
         }
         let mut stmt = new.prepare_cached(&insert)?;
@@ -131,13 +134,13 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> Result<(u64, u
             continue;
         }
         // A damaged row or page: step over it, then over a growing range
-        // of rowids (1, 2, 4 ... past the last that read).
+        // of rowids (1, 2, 4 ... past the first that did not read).
         skips += 1;
         if skips > MAX_SKIPS || cursor == i64::MAX {
             return Ok((copied, skips));
         }
         cursor = if cursor == i64::MIN {
-            0
+            1
         } else {
             cursor.saturating_add(step)
         };
