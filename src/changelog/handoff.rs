@@ -182,7 +182,7 @@ impl Handoff {
             self.metrics.state_restore_bytes.inc_by(bytes);
             let resume = state.as_ref().map(|s| s.resume);
             if state.is_none() {
-                tracing::info!(%topic, partition, "no state for the partition in the changelog or a local checkpoint; its keys start fresh from the group's committed offset");
+                tracing::info!(%topic, partition, "no state for the partition in the changelog or a local checkpoint");
             }
             if let Some(state) = state {
                 tracing::info!(

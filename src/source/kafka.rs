@@ -170,6 +170,15 @@ pub struct SourceContext {
     status: Arc<SourceStatus>,
     /// The apply threads beside the polling thread (none with one lane).
     lanes: std::sync::OnceLock<Lanes>,
+    /// State is durable (checkpoints or the changelog), and the group's
+    /// committed offsets run ahead of it (they follow what is applied): a
+    /// partition assigned with no state anywhere is read from its earliest
+    /// retained event, not from the committed offset, which may be past
+    /// events no state holds (a `kill -9` before its first checkpoint).
+    replay_stateless: bool,
+    /// Partitions assigned to this process at least once (their state, if
+    /// any, is in the engine).
+    seen: Mutex<std::collections::HashSet<(String, i32)>>,
     /// Responses received from each broker at the previous statistics: a
     /// broker connected but stopped (a paused process, a hung disk) keeps
     /// its connection up and answers nothing.
@@ -184,15 +193,16 @@ impl SourceContext {
         let Ok(mut resume) = self.resume.lock() else {
             return;
         };
-        if resume.is_empty() {
-            return;
-        }
         let assigned: Vec<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         for (topic, partition) in assigned {
+            let first_time = lock(&self.seen).insert((topic.clone(), partition));
+            if first_time && !resume.contains_key(&(topic.clone(), partition)) {
+                self.replay_from_earliest(tpl, &topic, partition);
+            }
             if let Some(offset) = resume.remove(&(topic.clone(), partition)) {
                 if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset))
                 {
@@ -253,6 +263,22 @@ impl SourceContext {
         }
     }
 
+    /// Points a partition with no state anywhere at its earliest retained
+    /// event (see [`SourceContext::replay_stateless`]).
+    fn replay_from_earliest(&self, tpl: &mut TopicPartitionList, topic: &str, partition: i32) {
+        if !self.replay_stateless {
+            return;
+        }
+        match tpl.set_partition_offset(topic, partition, Offset::Beginning) {
+            Ok(()) => tracing::info!(
+                topic,
+                partition,
+                "no state for the partition in a checkpoint or the changelog: reading it from its earliest retained event (the group's committed offset may be past any state)"
+            ),
+            Err(e) => tracing::warn!(topic, partition, error = %e, "cannot read the partition from its earliest event"),
+        }
+    }
+
     /// Restores newly assigned partitions from the changelog (or the parked
     /// local checkpoint) and points them at the offsets their state reflects.
     fn take_over(&self, tpl: &mut TopicPartitionList) {
@@ -280,6 +306,7 @@ impl SourceContext {
         }
         for acquired in handoff.acquire(&parts) {
             let Some(resume) = acquired.resume else {
+                self.replay_from_earliest(tpl, &acquired.topic, acquired.partition);
                 continue;
             };
             let (topic, partition) = (&acquired.topic, acquired.partition);
@@ -767,6 +794,12 @@ impl KafkaSource {
                 closing: AtomicBool::new(false),
                 status: status.clone(),
                 lanes: std::sync::OnceLock::new(),
+                replay_stateless: (durable.checkpointer.is_some() || durable.changelog.is_some())
+                    && !cfg
+                        .properties
+                        .get("auto.offset.reset")
+                        .is_some_and(|v| matches!(v.as_str(), "latest" | "largest" | "end")),
+                seen: Mutex::new(std::collections::HashSet::new()),
                 broker_rx: Mutex::new(HashMap::new()),
             })
             .map_err(StartError::Client)?;

@@ -277,3 +277,95 @@ enabled = {changelog}
     );
     assert!(text.contains("checksum"), "{text}");
 }
+
+#[test]
+fn kill_9_before_the_first_checkpoint_loses_nothing_the_group_committed() {
+    // Offsets are committed as events are applied (every second here), the
+    // first checkpoint comes only after a minute: a kill in between left
+    // committed offsets past any state, and the restart began there.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("keywatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[kafka]
+brokers = "{bootstrap}"
+topics = ["{TOPIC}"]
+group_id = "before-checkpoint"
+commit_interval = "1s"
+startup_timeout = "10s"
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[http]
+listen = "127.0.0.1:0"
+[checkpoint]
+dir = "{}"
+interval = "1h"
+max_age = "2h"
+[changelog]
+enabled = false
+"#,
+            state.display()
+        ),
+    )
+    .unwrap();
+    let msgs = events(10, 300);
+    let total = msgs.len() as i64;
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for (key, payload) in &msgs {
+        p.send(BaseRecord::to(TOPIC).key(key).payload(payload))
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+
+    let log = dir.path().join("first.log");
+    let mut child = start(&cfg, &log);
+    let started = Instant::now();
+    while committed_offsets(&bootstrap, "before-checkpoint", TOPIC, PARTITIONS) < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never committed everything: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        Store::open(&state, 3).unwrap().list().is_empty(),
+        "no checkpoint yet"
+    );
+
+    let log = dir.path().join("second.log");
+    let mut child = start(&cfg, &log);
+    wait_for_log(&log, "reading it from its earliest retained event");
+    let since = chrono::Utc::now().timestamp_millis();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(sigterm(&mut child).success());
+    let store = Store::open(&state, 3).unwrap();
+    assert_eq!(
+        resumed_total(&store, since),
+        total,
+        "the final checkpoint covers every event"
+    );
+    let (_, cp) = store.load_newest().unwrap();
+    let survived = Engine::new(&Config::default());
+    cp.restore(&survived, &Origins::default());
+    for k in 0..10 {
+        let key = format!("AKIADUR{k:03}");
+        assert_eq!(
+            survived.with_key(Entity::KeyId, &key, |s| s.events),
+            Some(300),
+            "{key}: every event, once"
+        );
+    }
+}
