@@ -22,8 +22,11 @@ const TABLES: [&str; 5] = [
 ];
 /// Rows read per query.
 const CHUNK: i64 = 512;
-/// Unreadable ranges stepped over per table before giving the rest up.
+/// Unreadable rowids (or ranges) stepped over per table before giving the
+/// rest up.
 const MAX_SKIPS: u32 = 4_096;
+/// Rowids tried one by one past a damaged spot before the steps grow.
+const LINEAR_STEPS: u32 = 256;
 
 /// What a salvage kept.
 #[derive(Debug)]
@@ -113,7 +116,7 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> Result<(u64, u
         format!("SELECT rowid, {list} FROM {table} WHERE rowid >= ?1 ORDER BY rowid LIMIT {CHUNK}");
     let marks = vec!["?"; columns.len() + 1].join(", ");
     let insert = format!("INSERT OR IGNORE INTO {table} (rowid, {list}) VALUES ({marks})");
-    let (mut cursor, mut step, mut copied, mut skips) = (i64::MIN, 1i64, 0u64, 0u32);
+    let (mut cursor, mut copied, mut skips, mut stuck) = (i64::MIN, 0u64, 0u32, 0u32);
     loop {
         let (rows, failed) = read_chunk(old, &select, cursor, columns.len() + 1);
         if let Some(last) = rows.last() {
@@ -126,25 +129,33 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> Result<(u64, u
         for row in &rows {
             copied += stmt.execute(rusqlite::params_from_iter(row.iter()))? as u64;
         }
+        if !rows.is_empty() {
+            stuck = 0;
+        }
         if !failed {
             if rows.is_empty() {
                 return Ok((copied, skips));
             }
-            step = 1;
             continue;
         }
-        // A damaged row or page: step over it, then over a growing range
-        // of rowids (1, 2, 4 ... past the first that did not read).
+        // A damaged row or page: step over it one rowid at a time (a page
+        // holds a few findings), and after LINEAR_STEPS in a row without a
+        // row read, over a growing range (a table's interior page).
         skips += 1;
+        stuck += 1;
         if skips > MAX_SKIPS || cursor == i64::MAX {
             return Ok((copied, skips));
         }
+        let step = if stuck <= LINEAR_STEPS {
+            1
+        } else {
+            1i64 << (stuck - LINEAR_STEPS).min(62)
+        };
         cursor = if cursor == i64::MIN {
             1
         } else {
             cursor.saturating_add(step)
         };
-        step = step.saturating_mul(2);
     }
 }
 
