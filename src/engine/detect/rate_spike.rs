@@ -64,7 +64,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                     .seasonal()
                     .is_some_and(|x| x.busiest_mean() * SPIKY_RATIO < level);
                 if habitual(habit, expected) || spiky {
-                    (BURST_FLOOR * level).ceil() as u32 + 1
+                    // Saturating: a level near u32::MAX (a record with
+                    // count 4e9; found by fuzzing) must not wrap to 0.
+                    ((BURST_FLOOR * level).ceil() as u32).saturating_add(1)
                 } else {
                     0
                 }
