@@ -97,6 +97,24 @@ fn captured_while_events_flow(cfg: &Config, evs: &[Ev]) -> (Checkpoint, HashMap<
     (Checkpoint::capture(&live, &origins(), &resume), resume)
 }
 
+/// A new process replays each partition from its resume offset, numbering
+/// the partitions through its own `origins`.
+fn replay_from(engine: &Engine, origins: &Origins, evs: &[Ev], resume: &HashMap<u16, i64>) {
+    let mut found = Vec::new();
+    for e in evs.iter().filter(|e| e.offset >= resume[&e.origin]) {
+        let origin = origins.index("audit", e.origin as i32 - 1);
+        engine.process_at(
+            &audit(e),
+            Some(Position {
+                origin,
+                offset: e.offset,
+                record: 0,
+            }),
+            &mut found,
+        );
+    }
+}
+
 fn states(engine: &Engine) -> Vec<(CompactString, KeyState)> {
     let mut s = engine.snapshot(Entity::KeyId);
     s.sort_by(|a, b| a.0.cmp(&b.0));
@@ -121,23 +139,7 @@ fn a_checkpoint_taken_while_events_flow_restores_exactly_once() {
         .unwrap()
         .restore(&restored, &origins2);
     assert_eq!(resume2[&("audit".to_owned(), 0)], resume[&1]);
-    let replay: Vec<&Ev> = evs
-        .iter()
-        .filter(|e| e.offset >= resume[&e.origin])
-        .collect();
-    let mut found = Vec::new();
-    for e in replay {
-        let origin = origins2.index("audit", e.origin as i32 - 1);
-        restored.process_at(
-            &audit(e),
-            Some(Position {
-                origin,
-                offset: e.offset,
-                record: 0,
-            }),
-            &mut found,
-        );
-    }
+    replay_from(&restored, &origins2, &evs, &resume);
     assert!(
         restored
             .stats()
@@ -485,19 +487,7 @@ fn principals_across_partitions_restore_exactly_once_whatever_the_partitions_num
         .unwrap()
         .restore(&restored, &origins2);
     assert_eq!(resume2[&("audit".to_owned(), 1)], resume[&2]);
-    let mut found = Vec::new();
-    for e in evs.iter().filter(|e| e.offset >= resume[&e.origin]) {
-        let origin = origins2.index("audit", e.origin as i32 - 1);
-        restored.process_at(
-            &audit(e),
-            Some(Position {
-                origin,
-                offset: e.offset,
-                record: 0,
-            }),
-            &mut found,
-        );
-    }
+    replay_from(&restored, &origins2, &evs, &resume);
     let principals = |engine: &Engine| {
         let mut s = engine.snapshot(Entity::Principal);
         s.sort_by(|a, b| a.0.cmp(&b.0));

@@ -39,6 +39,44 @@ fn events(keys: usize, per_key: usize) -> Vec<(String, String)> {
     out
 }
 
+/// `keywatch.toml` in `dir`: the mock cluster's topic, offsets committed
+/// every second, state in `dir/state` with `[checkpoint]` lines `checkpoint`.
+fn write_config(
+    dir: &Path,
+    bootstrap: &str,
+    group: &str,
+    checkpoint: &str,
+    changelog: bool,
+) -> std::path::PathBuf {
+    let cfg = dir.join("keywatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[kafka]
+brokers = "{bootstrap}"
+topics = ["{TOPIC}"]
+group_id = "{group}"
+commit_interval = "1s"
+startup_timeout = "10s"
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[http]
+listen = "127.0.0.1:0"
+[checkpoint]
+dir = "{}"
+{checkpoint}
+[changelog]
+enabled = {changelog}
+"#,
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 /// A `keywatch run` process, killed if the test fails before stopping it.
 struct Daemon(Child);
 
@@ -117,33 +155,13 @@ fn kill_9_at_any_moment(changelog: bool) {
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let cfg = dir.path().join("keywatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[kafka]
-brokers = "{bootstrap}"
-topics = ["{TOPIC}"]
-group_id = "durability"
-commit_interval = "1s"
-startup_timeout = "10s"
-[kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
-[http]
-listen = "127.0.0.1:0"
-[checkpoint]
-dir = "{}"
-interval = "1s"
-keep = 3
-[changelog]
-enabled = {changelog}
-"#,
-            state.display()
-        ),
-    )
-    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &bootstrap,
+        "durability",
+        "interval = \"1s\"\nkeep = 3",
+        changelog,
+    );
 
     // Traffic arrives over ~30 seconds while the daemon is killed and restarted.
     let msgs = events(30, 800);
@@ -288,33 +306,13 @@ fn kill_9_before_the_first_checkpoint_loses_nothing_the_group_committed() {
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let cfg = dir.path().join("keywatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[kafka]
-brokers = "{bootstrap}"
-topics = ["{TOPIC}"]
-group_id = "before-checkpoint"
-commit_interval = "1s"
-startup_timeout = "10s"
-[kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
-[http]
-listen = "127.0.0.1:0"
-[checkpoint]
-dir = "{}"
-interval = "1h"
-max_age = "2h"
-[changelog]
-enabled = false
-"#,
-            state.display()
-        ),
-    )
-    .unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &bootstrap,
+        "before-checkpoint",
+        "interval = \"1h\"\nmax_age = \"2h\"",
+        false,
+    );
     let msgs = events(10, 300);
     let total = msgs.len() as i64;
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
