@@ -135,10 +135,8 @@ impl Handoff {
             let home = st.applied_at().and_then(|p| numbered.get(&p.origin));
             match home.and_then(|tp| parked.states.get_mut(tp)) {
                 Some(state) => {
-                    if let Some(at) = positions.remove(&k) {
-                        state.principal_positions.push((k.clone(), at));
-                    }
-                    state.principals.push((k, st))
+                    let at = positions.remove(&k);
+                    state.add_principal(k, st, at)
                 }
                 None => loose.push((k, st)),
             }
@@ -346,10 +344,7 @@ impl Handoff {
                     Entity::KeyId => state.keys.push((k, st)),
                     Entity::Principal => {
                         let at = crate::checkpoint::named_positions(&st, &self.origins);
-                        if !at.is_empty() {
-                            state.principal_positions.push((k.clone(), at));
-                        }
-                        state.principals.push((k, st))
+                        state.add_principal(k, st, (!at.is_empty()).then_some(at));
                     }
                 }
             }
@@ -425,10 +420,8 @@ impl Handoff {
             cp.principal_positions.into_iter().collect();
         for (k, st) in cp.principals {
             if let Some(state) = st.applied_at().and_then(|p| states.get_mut(&p.origin)) {
-                if let Some(at) = positions.remove(&k) {
-                    state.principal_positions.push((k.clone(), at));
-                }
-                state.principals.push((k, st));
+                let at = positions.remove(&k);
+                state.add_principal(k, st, at);
             }
         }
         let states: Vec<PartitionState> = states.into_values().collect();

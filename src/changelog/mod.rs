@@ -62,6 +62,20 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// Adds a principal whose latest event came from this partition, with
+    /// its positions on every partition when it has them.
+    pub(crate) fn add_principal(
+        &mut self,
+        name: CompactString,
+        state: KeyState,
+        positions: Option<Vec<crate::checkpoint::At>>,
+    ) {
+        if let Some(at) = positions {
+            self.principal_positions.push((name.clone(), at));
+        }
+        self.principals.push((name, state));
+    }
+
     /// Which of two states of one partition is newer: the one reflecting
     /// more of the partition, then the later copy.
     fn newer_than(&self, other: &PartitionState) -> bool {

@@ -674,6 +674,11 @@ impl Position {
             | ((self.offset.max(-1) + 1) as u64 & ((1 << Self::OFFSET_BITS) - 1))
     }
 
+    /// Unpacks with the record index kept beside it; `None` for "no position".
+    fn unpack_at(v: u64, record: u16) -> Option<Position> {
+        Position::unpack(v).map(|p| Position { record, ..p })
+    }
+
     /// Unpacks; `None` for "no position".
     pub fn unpack(v: u64) -> Option<Position> {
         let origin = (v >> Self::OFFSET_BITS) as u16;
@@ -756,10 +761,7 @@ impl KeyState {
 
     /// Where the latest event applied came from, if from a partition.
     pub fn applied_at(&self) -> Option<Position> {
-        Position::unpack(self.applied).map(|p| Position {
-            record: self.applied_record,
-            ..p
-        })
+        Position::unpack_at(self.applied, self.applied_record)
     }
 
     /// Records the position of an event just applied.
@@ -771,15 +773,7 @@ impl KeyState {
     /// The latest event applied from `origin`'s partition: the latest
     /// overall, or (a principal's) the latest of another partition.
     pub fn applied_on(&self, origin: u16) -> Option<Position> {
-        if let Some(p) = self.applied_at().filter(|p| p.origin == origin) {
-            return Some(p);
-        }
-        let r = self.rare.as_ref()?;
-        r.elsewhere.iter().find_map(|&(packed, record)| {
-            Position::unpack(packed)
-                .filter(|p| p.origin == origin)
-                .map(|p| Position { record, ..p })
-        })
+        self.each_position().find(|p| p.origin == origin)
     }
 
     /// Records the position of an event just applied to a principal, whose
@@ -802,13 +796,16 @@ impl KeyState {
 
     /// Every partition's latest event applied: the latest overall first.
     pub fn positions(&self) -> Vec<Position> {
-        let mut out: Vec<Position> = self.applied_at().into_iter().collect();
-        if let Some(r) = &self.rare {
-            out.extend(r.elsewhere.iter().filter_map(|&(packed, record)| {
-                Position::unpack(packed).map(|p| Position { record, ..p })
-            }));
-        }
-        out
+        self.each_position().collect()
+    }
+
+    fn each_position(&self) -> impl Iterator<Item = Position> + '_ {
+        let elsewhere = self.rare.as_deref().map_or(&[][..], |r| &r.elsewhere[..]);
+        self.applied_at().into_iter().chain(
+            elsewhere
+                .iter()
+                .filter_map(|&(packed, record)| Position::unpack_at(packed, record)),
+        )
     }
 
     /// Replaces every position (the first is the latest overall); none

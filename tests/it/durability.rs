@@ -299,8 +299,9 @@ fn kill_9_at_any_moment(changelog: bool) {
 #[test]
 fn kill_9_before_the_first_checkpoint_loses_nothing_the_group_committed() {
     // Offsets are committed as events are applied (every second here), the
-    // first checkpoint comes only after a minute: a kill in between left
-    // committed offsets past any state, and the restart began there.
+    // first checkpoint only after `checkpoint.interval` (a minute by
+    // default, an hour here): a kill in between left committed offsets past
+    // any state, and the restart began there.
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
