@@ -25,7 +25,7 @@ mod counting_alloc;
 
 use counting_alloc::LIVE;
 
-/// A finding the size of a real `new_source` one (see the README example).
+/// A finding the size of a real `new_source` one (see the example in docs/alerts.md).
 fn finding(n: u32) -> Finding {
     let key_id = format!("AKIA{n:016}");
     let principal = format!("arn:aws:iam::123456789012:user/svc-{n}");

@@ -119,7 +119,7 @@ pub struct ReplayArgs {
     /// Per-file limit on decompressed bytes (a gzip file expanding past it
     /// fails with this limit named, and the others are replayed).
     #[arg(long, value_name = "SIZE", default_value = "4GiB")]
-    pub max_decompressed: crate::replay::ByteSize,
+    pub max_decompressed: keywatch_core::replay::ByteSize,
     /// Threads: with 1 everything runs on one; with N, up to N - 1 files are
     /// decoded on threads of their own and N threads apply the events, each
     /// identity on one of them in event-time order (same findings, same order).

@@ -14,16 +14,16 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::Alerts;
 use crate::checkpoint::{Checkpointer, Origins, Store};
 use crate::config::Config;
-use crate::engine::{Engine, Finding};
 use crate::feedback::topic::FeedbackTopic;
 use crate::http::{self, AppState, RecentFindings};
-use crate::inventory::InventoryHandle;
-use crate::metrics::Metrics;
-use crate::netintel::NetIntel;
-use crate::owner::OwnerLookup;
-use crate::pipeline::{FindingHandler, Pipeline};
 use crate::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
 use crate::store::{FindingsStore, StoreWriter};
+use keywatch_core::engine::{Engine, Finding};
+use keywatch_core::inventory::InventoryHandle;
+use keywatch_core::metrics::Metrics;
+use keywatch_core::netintel::NetIntel;
+use keywatch_core::owner::OwnerLookup;
+use keywatch_core::pipeline::{FindingHandler, Pipeline};
 
 /// The parts of a running daemon other components (HTTP, tests) look at.
 #[derive(Clone)]
@@ -40,11 +40,23 @@ pub struct Daemon {
     pub last_checkpoint_ms: Arc<AtomicI64>,
 }
 
+/// Why a daemon cannot start: a configured file it must read is unusable.
+/// Each names the file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The inventory file.
+    #[error(transparent)]
+    Inventory(#[from] keywatch_core::inventory::InventoryError),
+    /// A network-intelligence file.
+    #[error(transparent)]
+    NetIntel(#[from] keywatch_core::netintel::NetIntelError),
+}
+
 impl Daemon {
     /// A daemon's shared parts: the inventory and the network intelligence
     /// files are loaded (a bad one stops the start, naming the file and what
     /// is wrong with it).
-    pub fn new(cfg: &Config) -> Result<Daemon, crate::cmd::Failure> {
+    pub fn new(cfg: &Config) -> Result<Daemon, StartError> {
         let metrics = Arc::new(Metrics::new());
         let inventory = match &cfg.inventory.path {
             Some(path) => Some(InventoryHandle::open(path, Some(&metrics))?),

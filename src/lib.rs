@@ -1,48 +1,44 @@
 //! keywatch: a streaming monitor of credential use.
 //!
-//! Key-usage audit events (CloudTrail, Vault, Kubernetes, GitHub, any JSON)
-//! are decoded through a mapping profile into [`decode::AuditEvent`]s and
-//! applied, in event time, to one small state per key in the [`engine`],
-//! whose detectors compare each use with the key's own history and raise
-//! [`engine::Finding`]s.
+//! This crate is the daemon's shell around [`keywatch_core`], which decodes
+//! key-usage audit events and keeps one small state per key whose detectors
+//! raise findings. Here is everything that talks to the world: Kafka in and
+//! out, the HTTP server and console, the findings store, the alert sinks,
+//! durable state, and the command line. The core's modules are re-exported
+//! under their own names (`keywatch::engine` is `keywatch_core::engine`).
 //!
 //! # Layout
 //!
 //! In the order an event flows:
 //!
-//! - [`decode`]: message bytes → events, through a mapping profile, borrowing
-//!   from the input.
-//! - [`engine`]: per-key state ([`engine::state`]), shared baselines
-//!   ([`engine::baseline`]) and the detectors ([`engine::detect`], one file
-//!   each; the policy detectors in [`engine::detect::policy`]) → findings.
-//! - [`replay`]: recorded events through the engine in event-time order.
+//! - [`source`]: Kafka partitions → messages (the consumer, its rebalance
+//!   and hand-off, lanes per partition), and what cannot be decoded to a
+//!   dead-letter topic.
+//! - the core's [`pipeline`] and [`engine`]: messages → findings.
 //! - [`alert`]: findings → suppression, redaction, routing → one bounded
 //!   queue and worker per sink (one file each) → receivers; what cannot be
 //!   delivered goes to a dead-letter file.
-//!
-//! Beside the flow:
-//!
 //! - [`store`]: every finding in one SQLite file, with its status, assignee
 //!   and audit trail, for the console and `/api/v1/findings`.
 //! - [`feedback`]: verdicts that act: `expected` teaches the baseline,
 //!   `false_positive` mutes, `confirmed` re-notifies at critical.
-//! - [`config`]: configuration file + environment, validated before start.
-//! - [`inventory`]: the known keys and what each may do, reloaded on change;
-//!   the policy detectors enforce it.
-//! - [`netintel`]: who owns a source address and where it is (MaxMind DB,
-//!   cloud ranges, labelled lists), reloaded on change; the network
-//!   detectors and every finding's evidence read it.
-//! - [`review`]: the key security review (stale, overdue, expired, unknown,
-//!   least privilege, ranked by risk) from engine state, inventory and findings.
-//! - [`metrics`]: every exported metric, defined once.
-//! - [`owner`]: who owns a key, from the inventory to the alerts.
-//! - [`gen`]: realistic traffic with injected attacks and ground truth.
+//!
+//! Durable state:
+//!
+//! - [`checkpoint`]: the engine's state with the offsets it reflects, so a
+//!   restart resumes where it was.
+//! - [`changelog`]: how a partition's state moves between instances,
+//!   through a Kafka topic.
+//!
+//! Around them:
+//!
+//! - [`config`]: the configuration file and environment: the core's
+//!   sections and the I/O ones, validated before start.
+//! - [`http`]: `/metrics`, health, the JSON API and the triage console.
+//! - [`daemon`]: `keywatch run`'s wiring.
 //! - [`cli`], [`cmd`]: the command line; `main.rs` only parses and maps
 //!   errors to exit codes.
 //! - [`telemetry`]: logging setup.
-//! - [`fuzz`]: one entry point per kind of untrusted input (messages,
-//!   checkpoints, changelog chunks, inventories, configuration), for the
-//!   fuzzers in `fuzz/` and the hostile-input test.
 
 pub mod alert;
 pub mod changelog;
@@ -51,20 +47,33 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
-pub mod decode;
-pub mod engine;
 pub mod feedback;
-pub mod fuzz;
-pub mod gen;
 pub mod http;
-pub mod inventory;
-pub mod metrics;
-pub mod netintel;
-pub mod owner;
-pub mod pipeline;
-pub mod poll;
-pub mod replay;
-pub mod review;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+
+pub use keywatch_core::{
+    decode, engine, gen, inventory, metrics, netintel, owner, pipeline, poll, replay, review,
+};
+
+#[cfg(test)]
+mod layout {
+    /// The layout above names every module, so it cannot fall behind.
+    #[test]
+    fn the_layout_doc_names_every_module() {
+        let lib = include_str!("lib.rs");
+        let (doc, code) = lib.split_once("\npub mod").unwrap();
+        for line in format!("pub mod{code}").lines() {
+            if let Some(name) = line
+                .strip_prefix("pub mod ")
+                .and_then(|l| l.strip_suffix(';'))
+            {
+                assert!(
+                    doc.contains(&format!("[`{name}`]")),
+                    "lib.rs's layout does not name `{name}`"
+                );
+            }
+        }
+    }
+}

@@ -235,7 +235,7 @@ def write_events(path, times, values):
         for t, v in zip(times, values):
             count = max(0, int(math.floor(v + 0.5)))
             if count == 0:
-                continue  # "a usage record with count 0 teaches nothing" (README)
+                continue  # "a usage record with count 0 teaches nothing" (docs/detectors.md)
             f.write(json.dumps({"time": int(t), "key_id": KEY, "source": "203.0.113.10",
                                 "action": "s3:GetObject", "count": count}) + "\n")
             kept += 1

@@ -27,12 +27,15 @@
 //! delivered twice.
 
 mod dead_letter;
+mod delivery;
 mod ledger;
 mod pipeline;
 pub mod redact;
 mod retry;
+mod seen;
 pub mod shape;
 mod sink;
+mod sink_metrics;
 pub mod suppress;
 mod worker;
 
@@ -40,15 +43,14 @@ pub use pipeline::Alerts;
 pub use redact::Redactor;
 pub use shape::Alert;
 pub use sink::pretty;
-pub(crate) use sink::SigningKey;
 pub use suppress::{Origin, SuppressionEntry, SuppressionError};
 
 #[cfg(test)]
 pub(crate) mod tests {
     use crate::config::Entity;
-    use crate::decode::EventSample;
-    use crate::engine::finding::finding_id;
-    use crate::engine::{Detector, Eligibility, Evidence, Finding, Severity};
+    use keywatch_core::decode::EventSample;
+    use keywatch_core::engine::finding::finding_id;
+    use keywatch_core::engine::{Detector, Eligibility, Evidence, Finding, Severity};
 
     /// A high-severity finding on `key_id` from `source`.
     pub fn finding(key_id: &str, detector: Detector, source: &str) -> Finding {

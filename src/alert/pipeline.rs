@@ -3,7 +3,6 @@
 //! against each sink's memory of delivered ids, and queued — without ever
 //! waiting. A full queue sends the alert to the dead-letter file instead.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -18,14 +17,15 @@ use super::dead_letter::{DeadLetter, DeadLetterRecord};
 use super::ledger::Ledger;
 use super::redact::Redactor;
 use super::retry::{Backoff, Pacer};
+use super::seen::SeenIds;
 use super::shape::{Alert, EncodedAlert};
 use super::sink;
 use super::suppress::{SuppressionEntry, SuppressionError, Suppressions};
 use super::worker::{Delivery, Queued, RetryPolicy, SinkMetrics};
 use crate::config::{AlertsConfig, SinkConfig, Suppression};
-use crate::engine::{Detector, Finding, Severity};
-use crate::metrics::Metrics;
-use crate::owner::OwnerLookup;
+use keywatch_core::engine::{Detector, Finding, Severity};
+use keywatch_core::metrics::Metrics;
+use keywatch_core::owner::OwnerLookup;
 
 /// The running alert pipeline. Cheap to clone; every clone feeds the same
 /// sinks.
@@ -317,50 +317,6 @@ fn start_sink(
     Ok((entry, worker))
 }
 
-/// A bounded memory of alert ids (hashed), oldest forgotten first.
-pub struct SeenIds {
-    ids: HashMap<u128, u64, foldhash::fast::RandomState>,
-    order: VecDeque<(u128, u64)>,
-    capacity: usize,
-    generation: u64,
-}
-
-impl SeenIds {
-    /// Remembers at most `capacity` ids.
-    pub fn new(capacity: usize) -> SeenIds {
-        SeenIds {
-            ids: HashMap::default(),
-            order: VecDeque::new(),
-            capacity,
-            generation: 0,
-        }
-    }
-
-    /// Remembers `id`; false if it was already remembered.
-    pub fn remember(&mut self, id: u128) -> bool {
-        if self.ids.contains_key(&id) {
-            return false;
-        }
-        self.generation += 1;
-        self.ids.insert(id, self.generation);
-        self.order.push_back((id, self.generation));
-        while self.order.len() > self.capacity {
-            if let Some((old, generation)) = self.order.pop_front() {
-                // Only if not forgotten and remembered again since.
-                if self.ids.get(&old) == Some(&generation) {
-                    self.ids.remove(&old);
-                }
-            }
-        }
-        true
-    }
-
-    /// Forgets `id` (it was not delivered after all).
-    pub fn forget(&mut self, id: u128) {
-        self.ids.remove(&id);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -512,19 +468,5 @@ mod tests {
         idle.adopt(3, &[("audit".to_owned(), vec![hash(&a)])]);
         assert!(idle.delivered(3).is_empty());
         idle.forget_origin(3);
-    }
-
-    #[test]
-    fn seen_ids_are_bounded_and_forgettable() {
-        let mut seen = SeenIds::new(3);
-        assert!(seen.remember(1));
-        assert!(!seen.remember(1));
-        assert!(seen.remember(2));
-        assert!(seen.remember(3));
-        assert!(seen.remember(4), "past capacity the oldest is forgotten");
-        assert!(seen.remember(1));
-        seen.forget(3);
-        assert!(seen.remember(3), "a forgotten id may come again");
-        assert!(seen.ids.len() <= 3 && seen.order.len() <= 3);
     }
 }

@@ -129,7 +129,7 @@ impl Redactor {
     /// then every string scrubbed.
     pub fn sample(
         &self,
-        sample: &crate::decode::EventSample,
+        sample: &keywatch_core::decode::EventSample,
     ) -> serde_json::Map<String, serde_json::Value> {
         let mut map = match serde_json::to_value(sample) {
             Ok(serde_json::Value::Object(map)) => map,
@@ -260,7 +260,7 @@ mod tests {
             patterns: vec![r"internal-\d+".into()],
         })
         .unwrap();
-        let sample = crate::decode::EventSample {
+        let sample = keywatch_core::decode::EventSample {
             time: "2026-02-09T03:12:44.000Z".into(),
             key_id: "AKIAIOSFODNN7EXAMPLE".into(),
             principal: Some("svc internal-42".into()),

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::redact::Redactor;
-use crate::engine::{Detector, Evidence, Finding, Severity};
-use crate::owner::Owner;
+use keywatch_core::engine::{Detector, Evidence, Finding, Severity};
+use keywatch_core::owner::Owner;
 
 /// A finding made ready to leave the process: owner attached, secrets masked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

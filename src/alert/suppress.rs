@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
 use crate::config::{Suppression, Timestamp};
-use crate::engine::Finding;
+use keywatch_core::engine::Finding;
 
 /// Where a rule came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +169,7 @@ mod tests {
     use super::*;
     use crate::alert::tests::finding;
     use crate::config::Cidr;
-    use crate::engine::Detector;
+    use keywatch_core::engine::Detector;
 
     #[test]
     fn every_condition_given_must_match() {

@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use rand::SeedableRng;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -16,12 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetter, DeadLetterRecord};
+use super::delivery::{DeliveryError, Sink};
 use super::ledger::Ledger;
-use super::pipeline::SeenIds;
 use super::retry::{Backoff, Pacer};
+use super::seen::SeenIds;
 use super::shape::EncodedAlert;
-use super::sink::{DeliveryError, Sink};
-use crate::metrics::Metrics;
+pub use super::sink_metrics::SinkMetrics;
 
 /// An alert waiting in a sink's queue.
 pub struct Queued {
@@ -35,56 +34,6 @@ pub struct Queued {
     /// The source partition of its finding (process-local number, 0 for
     /// none): where the sink's ledger records its delivery.
     pub origin: u16,
-}
-
-/// One sink's metric handles, resolved once.
-pub struct SinkMetrics {
-    /// The sink's name (the `sink` label).
-    pub name: Arc<str>,
-    /// Delivered.
-    pub sent: IntCounter,
-    /// Attempts repeated after a failure.
-    pub retried: IntCounter,
-    /// Given up after trying (4xx, retries exhausted, too old, shutdown).
-    pub failed: IntCounter,
-    /// Written to the dead-letter file.
-    pub dead_lettered: IntCounter,
-    /// Neither delivered nor kept (the dead-letter file could not take it).
-    pub lost: IntCounter,
-    /// Not routed to this sink (severity, detector, team).
-    pub filtered: IntCounter,
-    /// Already delivered (or on its way) under the same id.
-    pub duplicate: IntCounter,
-    /// Alerts waiting in the queue.
-    pub depth: IntGauge,
-    /// Seconds from submission to delivery.
-    pub delivery_seconds: Histogram,
-    failures: IntCounterVec,
-}
-
-impl SinkMetrics {
-    /// Handles for the sink called `name`.
-    pub fn new(metrics: &Metrics, name: &str) -> SinkMetrics {
-        let result = |r: &str| metrics.alerts.with_label_values(&[name, r]);
-        SinkMetrics {
-            name: Arc::from(name),
-            sent: result("sent"),
-            retried: result("retried"),
-            failed: result("failed"),
-            dead_lettered: result("dead_lettered"),
-            lost: result("lost"),
-            filtered: result("filtered"),
-            duplicate: result("duplicate"),
-            depth: metrics.sink_queue_depth.with_label_values(&[name]),
-            delivery_seconds: metrics.alert_delivery_seconds.with_label_values(&[name]),
-            failures: metrics.alert_failures.clone(),
-        }
-    }
-
-    /// Counts one failed attempt (or refusal) by reason.
-    pub fn failure(&self, reason: &str) {
-        self.failures.with_label_values(&[&self.name, reason]).inc();
-    }
 }
 
 /// How hard a sink tries.

@@ -17,7 +17,7 @@
 //! copy) never restore each other's state. Version 1 chunks had no group
 //! (and keys without one); they are still read, by any group. Versions 1
 //! and 2 hold the per-key state of checkpoint format 1
-//! ([`crate::engine::legacy`]); version 3 that of checkpoint format 2
+//! ([`keywatch_core::engine::legacy`]); version 3 that of checkpoint format 2
 //! (without the network memory); version 4 that of checkpoint format 3
 //! (without the forgotten networks); version 5 that of checkpoint format 4
 //! (without novelty and folds); version 6 today's state without the
@@ -28,8 +28,8 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::At;
-use crate::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3, KeyStateV4};
-use crate::engine::KeyState;
+use keywatch_core::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3, KeyStateV4};
+use keywatch_core::engine::KeyState;
 
 /// Identifies a keywatch changelog chunk.
 pub const MAGIC: &[u8; 8] = b"KWSTATE\0";
@@ -78,7 +78,7 @@ pub(crate) struct ChunkHeaderV1 {
 pub enum Entry {
     /// A key's state.
     Key(CompactString, KeyState),
-    /// A principal's state (keyed by principal: see the README on scale-out).
+    /// A principal's state (keyed by principal: see docs/state.md on scale-out).
     Principal(CompactString, KeyState),
     /// An alert id (hashed) a sink has delivered for the partition's findings.
     Delivered(CompactString, u128),

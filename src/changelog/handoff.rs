@@ -10,10 +10,10 @@ use compact_str::CompactString;
 
 use super::{Changelog, PartitionState};
 use crate::alert::Alerts;
-use crate::checkpoint::{Checkpoint, Origins};
+use crate::checkpoint::{Checkpoint, Mirror, Origins};
 use crate::config::Entity;
-use crate::engine::{Engine, KeyState, Position};
-use crate::metrics::Metrics;
+use keywatch_core::engine::{Engine, KeyState, Position};
+use keywatch_core::metrics::Metrics;
 
 /// How long local checkpoint sections wait for their partition after the
 /// first assignment before they are dropped (another instance owns it now,
@@ -454,5 +454,20 @@ impl Handoff {
             "dropping local checkpoint state of partitions owned elsewhere"
         );
         parked.states.clear();
+    }
+}
+
+/// The checkpoint writer reaches the hand-off through [`Mirror`].
+impl Mirror for Handoff {
+    fn epochs(&self) -> HashMap<u16, u64> {
+        Handoff::epochs(self)
+    }
+
+    fn keep_consistent(&self, cp: &mut Checkpoint, at_tick: &HashMap<u16, u64>) {
+        Handoff::keep_consistent(self, cp, at_tick)
+    }
+
+    fn write_periodic(&self, cp: Checkpoint) {
+        Handoff::write_periodic(self, cp)
     }
 }

@@ -35,8 +35,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::config::{ChangelogConfig, KafkaConfig};
-use crate::engine::KeyState;
 use format::{ChunkHeader, Entry, EntryRef};
+use keywatch_core::engine::KeyState;
 
 pub use handoff::Handoff;
 
@@ -779,13 +779,14 @@ fn ensure_topic(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::engine::{Engine, Position};
+    use keywatch_core::engine::{Engine, Position};
 
     /// A state of `n` keys with real detector state, as the engine makes it.
     fn state(n: usize) -> PartitionState {
         let cfg = Config::default();
         let engine = Engine::new(&cfg);
-        let decoder = crate::decode::Decoder::for_profile("generic", &Default::default()).unwrap();
+        let decoder =
+            keywatch_core::decode::Decoder::for_profile("generic", &Default::default()).unwrap();
         let mut out = Vec::new();
         for k in 0..n {
             for i in 0..3 {

@@ -12,7 +12,7 @@
 //! name: a downgrade must not misread a file it does not understand. When
 //! the body changes, bump the version and keep a decoder for the old one.
 //!
-//! Version 1: the per-key state of the first wave ([`crate::engine::legacy`]),
+//! Version 1: the per-key state of the first wave ([`keywatch_core::engine::legacy`]),
 //! read and converted. Version 2: the second wave's without the network
 //! memory, read and converted (the memory starts empty). Version 3: the
 //! state without the networks a key forgot for lack of room, read and
@@ -28,8 +28,8 @@ use compact_str::CompactString;
 use serde::Deserialize;
 
 use super::{Checkpoint, Section};
-use crate::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3, KeyStateV4};
-use crate::engine::KeyState;
+use keywatch_core::engine::legacy::{KeyStateV1, KeyStateV2, KeyStateV3, KeyStateV4};
+use keywatch_core::engine::KeyState;
 
 /// A version 1 to 5 body: today's shape around an older per-key state
 /// `S` ([`KeyStateV1`], [`KeyStateV2`] without the network memory,

@@ -6,7 +6,7 @@
 //! taken while events keep flowing: each key carries the position of its last
 //! applied event, the resume offset is the position every key had reached
 //! when the copy began, and on replay a key skips what it already applied
-//! ([`crate::engine::Engine::process_at`]) — each event reaches each key
+//! ([`keywatch_core::engine::Engine::process_at`]) — each event reaches each key
 //! exactly once. Files are written atomically (temporary file, fsync,
 //! rename, fsync of the directory) in a versioned binary format with a
 //! CRC-32 ([`format`]).
@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 
 pub use format::CheckpointError;
 pub use origins::Origins;
-pub use worker::{Checkpointer, Resume};
+pub use worker::{Checkpointer, Mirror, Resume};
 
 use crate::config::Entity;
-use crate::engine::{Engine, KeyState, Position};
+use keywatch_core::engine::{Engine, KeyState, Position};
 
 /// One topic-partition's keys and where to resume it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,7 +166,7 @@ pub(crate) fn named_positions(state: &KeyState, origins: &Origins) -> Vec<At> {
 
 /// Principals with their positions put back in this process's numbering; a
 /// principal without any has none (its replayed events count again).
-pub(crate) fn with_positions(
+pub fn with_positions(
     principals: Vec<(CompactString, KeyState)>,
     positions: Vec<(CompactString, Vec<At>)>,
     origins: &Origins,
@@ -321,5 +321,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     format::decode(&bytes)
 }
 
+#[cfg(test)]
+mod network_memory_tests;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::Config;
-use crate::decode::{AuditEvent, Outcome, Source};
+use keywatch_core::decode::{AuditEvent, Outcome, Source};
 
 const T0: i64 = 1_767_571_200_000;
 
@@ -180,7 +180,10 @@ fn a_key_dormant_across_a_restore_is_still_revived() {
     let mut found = Vec::new();
     restored.process(&audit(&late), &mut found);
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert_eq!(found[0].detector, crate::engine::Detector::DormantRevival);
+    assert_eq!(
+        found[0].detector,
+        keywatch_core::engine::Detector::DormantRevival
+    );
 }
 
 fn small() -> Checkpoint {
@@ -356,7 +359,7 @@ fn networks_forgotten_for_room_survive_a_restart_and_version_3_still_reads() {
     let cooling = |e: &Engine| {
         let at = (T0 / 1000 + 40 * 86_400) as u32 - 60;
         e.with_key(Entity::KeyId, "AKIA03", |k| {
-            k.cooling(crate::engine::Detector::NewSource as u8, 0, at)
+            k.cooling(keywatch_core::engine::Detector::NewSource as u8, 0, at)
         })
         .unwrap()
     };
@@ -401,15 +404,15 @@ fn networks_forgotten_for_room_survive_a_restart_and_version_3_still_reads() {
     };
     // Version 4 (before the novelty estimate and folding runs): forgotten
     // networks included.
-    let upgraded = upgrade(format::encode_old::<crate::engine::legacy::KeyStateV4>(
-        &cp, 4,
-    ));
+    let upgraded = upgrade(format::encode_old::<
+        keywatch_core::engine::legacy::KeyStateV4,
+    >(&cp, 4));
     assert_eq!(forgot(&upgraded), forgot(&engine));
     // Version 3 (before forgotten networks were kept): the key notes
     // forgotten networks anew.
-    let upgraded = upgrade(format::encode_old::<crate::engine::legacy::KeyStateV3>(
-        &cp, 3,
-    ));
+    let upgraded = upgrade(format::encode_old::<
+        keywatch_core::engine::legacy::KeyStateV3,
+    >(&cp, 3));
     assert_eq!(forgot(&upgraded), (0, 0));
 }
 
@@ -429,7 +432,7 @@ fn a_copy_owning_no_partition_never_rotates_out_the_state() {
     for e in &evs {
         resume.insert(e.origin, e.offset + 1);
     }
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(keywatch_core::metrics::Metrics::new());
     let start = |engine: Engine, origins: Arc<Origins>| {
         Checkpointer::start(
             Some(Store::open(dir.path(), 1).unwrap()),

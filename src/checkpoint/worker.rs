@@ -10,12 +10,25 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Checkpoint, Origins, Store};
-use crate::changelog::Handoff;
-use crate::engine::Engine;
-use crate::metrics::Metrics;
+use keywatch_core::engine::Engine;
+use keywatch_core::metrics::Metrics;
 
 /// Next offset to read per origin, as the consuming thread knows it.
 pub type Resume = HashMap<u16, i64>;
+
+/// Where a checkpoint goes beyond the local file: the changelog's hand-off,
+/// seen from here only through what a checkpoint needs of it, so that the
+/// checkpoint knows nothing of how partitions move between instances.
+pub trait Mirror: Send + Sync {
+    /// The owned partitions and their epochs, as of now (taken with the
+    /// offsets a checkpoint will resume from).
+    fn epochs(&self) -> HashMap<u16, u64>;
+    /// Drops from `cp` the partitions that changed hands since `at_tick`
+    /// was taken, so it holds only state consistent with its offsets.
+    fn keep_consistent(&self, cp: &mut Checkpoint, at_tick: &HashMap<u16, u64>);
+    /// Writes the checkpoint's partitions onward.
+    fn write_periodic(&self, cp: Checkpoint);
+}
 
 /// A checkpoint request: the offsets, and the handoff's partition epochs
 /// taken with them.
@@ -35,7 +48,7 @@ struct Writer {
     /// Local checkpoint files; `None` when only the changelog is written.
     store: Option<Store>,
     /// The changelog the owned partitions' snapshots also go to.
-    handoff: OnceLock<Arc<Handoff>>,
+    handoff: OnceLock<Arc<dyn Mirror>>,
     engine: Engine,
     origins: Arc<Origins>,
     metrics: Arc<Metrics>,
@@ -155,7 +168,7 @@ impl Checkpointer {
     }
 
     /// Also writes each checkpoint's owned partitions to the changelog.
-    pub fn attach(&self, handoff: Arc<Handoff>) {
+    pub fn attach(&self, handoff: Arc<dyn Mirror>) {
         let _ = self.writer.handoff.set(handoff);
     }
 

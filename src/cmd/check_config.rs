@@ -2,7 +2,7 @@
 
 use crate::cli::CheckConfigArgs;
 
-use crate::inventory::Inventory;
+use keywatch_core::inventory::Inventory;
 
 use super::{load_config, Failure};
 

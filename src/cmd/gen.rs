@@ -8,8 +8,8 @@ use anyhow::Context;
 use chrono::NaiveDate;
 
 use crate::cli::{GenArgs, GenAttackSet, GenFormat};
-use crate::gen::{AttackSet, Format, GenConfig, Scenario};
 use crate::source::produce::{EventProducer, Pacer};
+use keywatch_core::gen::{AttackSet, Format, GenConfig, Scenario};
 
 use super::Failure;
 

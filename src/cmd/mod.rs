@@ -9,8 +9,8 @@ pub mod review;
 pub mod run;
 
 use crate::config::{Config, ConfigError};
-use crate::engine::Engine;
-use crate::inventory::{InventoryError, InventoryHandle};
+use keywatch_core::engine::Engine;
+use keywatch_core::inventory::{InventoryError, InventoryHandle};
 
 /// Why a command stopped.
 #[derive(Debug, thiserror::Error)]
@@ -26,10 +26,19 @@ pub enum Failure {
     Inventory(#[from] InventoryError),
     /// A configured network intelligence file cannot be used: exit 64.
     #[error(transparent)]
-    NetIntel(#[from] crate::netintel::NetIntelError),
+    NetIntel(#[from] keywatch_core::netintel::NetIntelError),
     /// Anything that went wrong while running: exit 1.
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
+}
+
+impl From<crate::daemon::StartError> for Failure {
+    fn from(e: crate::daemon::StartError) -> Failure {
+        match e {
+            crate::daemon::StartError::Inventory(e) => Failure::Inventory(e),
+            crate::daemon::StartError::NetIntel(e) => Failure::NetIntel(e),
+        }
+    }
 }
 
 impl Failure {
@@ -57,6 +66,6 @@ pub fn open_engine(cfg: &Config) -> Result<Engine, Failure> {
         Some(path) => Some(InventoryHandle::open(path, None)?),
         None => None,
     };
-    let netintel = crate::netintel::NetIntel::from_config(&cfg.netintel, None)?;
+    let netintel = keywatch_core::netintel::NetIntel::from_config(&cfg.netintel, None)?;
     Ok(Engine::with_parts(cfg, inventory, netintel))
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::checkpoint::{Checkpoint, Origins, Store};
 use crate::cli::ReplayArgs;
-use crate::replay::{replay_into, Input, Options};
+use keywatch_core::replay::{replay_into, Input, Options};
 
 use super::{load_config, open_engine, Failure};
 

@@ -7,11 +7,11 @@ use anyhow::Context;
 
 use crate::checkpoint::{Origins, Store};
 use crate::cli::{ReviewArgs, ReviewFormat};
-use crate::engine::state::Secs;
-use crate::engine::Engine;
-use crate::inventory::InventoryHandle;
-use crate::replay::{replay_into, Input, Options};
-use crate::review::{review, ReviewInput, Thresholds};
+use keywatch_core::engine::state::Secs;
+use keywatch_core::engine::Engine;
+use keywatch_core::inventory::InventoryHandle;
+use keywatch_core::replay::{replay_into, Input, Options};
+use keywatch_core::review::{review, ReviewInput, Thresholds};
 
 use super::{load_config, Failure};
 
@@ -43,7 +43,7 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
         .now
         .as_deref()
         .map(|t| {
-            crate::decode::time::parse_str(t)
+            keywatch_core::decode::time::parse_str(t)
                 .map(|ms| (ms / 1000) as Secs)
                 .ok_or_else(|| Failure::Usage(format!("--now {t:?}: not an RFC 3339 time")))
         })

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{invalid, Cidr, ConfigError, HumanDuration, Secret};
-use crate::engine::{Detector, Severity};
+use keywatch_core::engine::{Detector, Severity};
 
 /// `[alerts]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,7 +205,7 @@ impl From<SystemTime> for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::decode::time::format_rfc3339(self.epoch_ms))
+        f.write_str(&keywatch_core::decode::time::format_rfc3339(self.epoch_ms))
     }
 }
 
@@ -396,6 +396,16 @@ pub struct WebhookConfig {
     /// secrets, never printed.
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
+}
+
+/// A webhook secret's signing key: `whsec_<base64>` decoded, as the
+/// Standard Webhooks spec says; any other string is used as its bytes.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine as _;
+    match secret.strip_prefix("whsec_") {
+        Some(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded),
+        None => Ok(secret.as_bytes().to_vec()),
+    }
 }
 
 /// `type = "slack"`.
@@ -622,7 +632,7 @@ impl SinkConfig {
             SinkKind::Webhook(w) => {
                 check_url(&format!("{at}.url"), &w.url)?;
                 if let Some(secret) = &w.secret {
-                    if let Err(e) = crate::alert::SigningKey::parse(secret.expose()) {
+                    if let Err(e) = signing_key(secret.expose()) {
                         return Err(invalid(
                             &format!("{at}.secret"),
                             secret,

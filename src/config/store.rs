@@ -45,7 +45,7 @@ impl Default for StoreConfig {
             path: PathBuf::new(),
             // A quarter of findings to look back over in a review.
             max_age: HumanDuration::days(90),
-            // Queries stay in milliseconds at a million (README, measured).
+            // Queries stay in milliseconds at a million (docs/performance.md, measured).
             max_rows: 1_000_000,
             // Seconds of a finding storm at the writer's ~50k/s.
             queue: 10_000,

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Alerts;
 use crate::config::{Cidr, Entity, Suppression, Timestamp};
-use crate::engine::{Engine, Finding, Lesson, Severity, Teaching};
 use crate::store::{Actor, FindingsStore, Status, StoreError};
+use keywatch_core::engine::{Engine, Finding, Lesson, Severity, Teaching};
 
 /// What a `false_positive` verdict mutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -211,7 +211,7 @@ pub fn add_rule_once(alerts: &Alerts, rule: &Suppression) -> bool {
 /// The identity a finding's baseline belongs to.
 fn subject_of(f: &Finding) -> String {
     match (f.entity, f.principal.as_deref()) {
-        (Entity::Principal, Some(p)) => crate::engine::principal_identity(p).to_owned(),
+        (Entity::Principal, Some(p)) => keywatch_core::engine::principal_identity(p).to_owned(),
         _ => f.key_id.clone(),
     }
 }

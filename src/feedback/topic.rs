@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alerts;
 use crate::config::{Entity, KafkaConfig, Suppression};
-use crate::engine::{Engine, Teaching};
 use crate::store::FindingsStore;
+use keywatch_core::engine::{Engine, Teaching};
 
 /// One verdict's effect, as published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,7 +240,7 @@ fn ensure_topic(client: &ClientConfig, topic: &str, timeout: Duration) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Lesson;
+    use keywatch_core::engine::Lesson;
 
     #[test]
     fn messages_read_back_as_written() {

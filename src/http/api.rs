@@ -1,95 +1,18 @@
 //! Handlers. Every error is JSON: `{"error": "..."}` with a fitting status.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::error::{authorize, error, field_error, ApiError};
+use super::query::{time_param, FindingsQuery, KeyQuery};
 use super::AppState;
-use crate::config::{ConfigError, Entity, Secret, Suppression};
-use crate::engine::{Detector, Severity};
-
-/// A JSON error response: `{"error": ...}`, with the refused field and value
-/// when one field is to blame.
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    field: Option<(String, String)>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = match self.field {
-            None => json!({ "error": self.message }),
-            Some((field, value)) => {
-                json!({ "error": self.message, "field": field, "value": value })
-            }
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-pub(super) fn error(status: StatusCode, msg: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: msg.into(),
-        field: None,
-    }
-}
-
-/// Turns an error response that is not JSON yet (an extractor's rejection of
-/// the path, query or body, 405, 413) into one, keeping its status and text.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let response = next.run(req).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    // Rejection texts are one line; anything longer is cut, not buffered.
-    let text = axum::body::to_bytes(body, 4096)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .unwrap_or_default();
-    let message = if text.is_empty() {
-        let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
-        match parts
-            .headers
-            .get(header::ALLOW)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(allow) => format!("{method} {path}: {reason} (allowed: {allow})"),
-            None => format!("{method} {path}: {reason}"),
-        }
-    } else {
-        text
-    };
-    let mut json = error(status, message).into_response();
-    if let Some(allow) = parts.headers.get(header::ALLOW) {
-        json.headers_mut().insert(header::ALLOW, allow.clone());
-    }
-    json
-}
-
-/// Answers 503 when a request takes longer than `timeout`.
-pub async fn with_timeout(req: Request, next: Next, timeout: Duration) -> Response {
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
-    }
-}
+use crate::config::{ConfigError, Entity, Suppression};
 
 /// `GET /metrics`: Prometheus text. Only cheap gauges are refreshed here;
 /// the ones that scan every key are kept current in the background.
@@ -249,22 +172,22 @@ pub async fn review(
         ));
     };
     let inventory = inv.current();
-    let findings: Vec<crate::engine::Finding> = s
+    let findings: Vec<keywatch_core::engine::Finding> = s
         .recent
         .list(usize::MAX, |_| true)
         .iter()
         .map(|f| (**f).clone())
         .collect();
     let now = (s.engine.stats().watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
-    let input = crate::review::ReviewInput {
+    let input = keywatch_core::review::ReviewInput {
         engine: &s.engine,
         inventory: &inventory,
         findings: &findings,
         now,
         observed_since: None,
-        thresholds: crate::review::Thresholds::from_config(&s.inventory_cfg),
+        thresholds: keywatch_core::review::Thresholds::from_config(&s.inventory_cfg),
     };
-    let mut review = crate::review::review(&input);
+    let mut review = keywatch_core::review::review(&input);
     // Keys a responder confirmed compromised (a `confirmed` verdict not
     // resolved since), from the findings store.
     if let Some(store) = &s.store {
@@ -292,12 +215,6 @@ pub struct ReviewQuery {
     format: Option<String>,
 }
 
-/// `?entity=principal` selects the principal baseline.
-#[derive(Deserialize)]
-pub struct KeyQuery {
-    pub(super) entity: Option<Entity>,
-}
-
 /// `GET /api/v1/keys/{key_id}`: the key's baselines and each detector's stance.
 pub async fn key(
     State(s): State<AppState>,
@@ -311,34 +228,6 @@ pub async fn key(
             format!("no {} {key_id:?} is tracked", entity.as_str()),
         )
     })
-}
-
-/// Filters for `/api/v1/findings`.
-#[derive(Deserialize)]
-pub struct FindingsQuery {
-    since: Option<String>,
-    until: Option<String>,
-    pub(super) detector: Option<Detector>,
-    pub(super) severity: Option<Severity>,
-    pub(super) key_id: Option<String>,
-    pub(super) principal: Option<String>,
-    pub(super) team: Option<String>,
-    pub(super) status: Option<crate::store::Status>,
-    pub(super) limit: Option<usize>,
-    pub(super) cursor: Option<String>,
-}
-
-fn time_param(name: &str, t: &Option<String>) -> Result<Option<i64>, ApiError> {
-    t.as_ref()
-        .map(|t| {
-            crate::decode::time::parse_str(t).ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("{name}={t:?} is not a time (RFC 3339 or epoch)"),
-                )
-            })
-        })
-        .transpose()
 }
 
 /// `GET /api/v1/findings?since=&until=&detector=&severity=&key_id=&principal=&team=&status=&limit=&cursor=`:
@@ -372,7 +261,7 @@ pub async fn findings(
                 .as_ref()
                 .is_none_or(|p| f.principal.as_ref() == Some(p))
     });
-    let findings: Vec<&crate::engine::Finding> = list.iter().map(|f| &**f).collect();
+    let findings: Vec<&keywatch_core::engine::Finding> = list.iter().map(|f| &**f).collect();
     Ok(Json(json!({ "findings": findings })))
 }
 
@@ -397,33 +286,6 @@ pub async fn suppressions(State(s): State<AppState>) -> Json<serde_json::Value> 
     Json(json!({ "suppressions": s.alerts.suppressions() }))
 }
 
-pub(super) fn authorize(api_token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
-    // An empty token never authorises (configuration refuses one too).
-    let Some(token) = api_token.filter(|t| !t.expose().trim().is_empty()) else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "writes are disabled: set http.api_token to allow them",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !given.is_empty() && constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        ))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// `POST /api/v1/suppressions` (bearer token): adds a rule; answers its id.
 pub async fn add_suppression(
     State(s): State<AppState>,
@@ -440,14 +302,12 @@ pub async fn add_suppression(
     // The configuration file's rules pass the same check, so the API cannot
     // add what the file would refuse (`"key": "*"`, a 60 KB glob).
     rule.validate("suppression").map_err(|e| match e {
-        ConfigError::Invalid { key, value, reason } => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("`{key}` = {value}: {reason}"),
-            field: Some((
-                key.strip_prefix("suppression.").unwrap_or(&key).to_owned(),
-                value.trim_matches('"').to_owned(),
-            )),
-        },
+        ConfigError::Invalid { key, value, reason } => field_error(
+            StatusCode::BAD_REQUEST,
+            format!("`{key}` = {value}: {reason}"),
+            key.strip_prefix("suppression.").unwrap_or(&key),
+            value.trim_matches('"'),
+        ),
         other => error(StatusCode::BAD_REQUEST, other.to_string()),
     })?;
     let id = s
@@ -477,36 +337,4 @@ pub async fn remove_suppression(
 /// Anything else.
 pub async fn not_found() -> ApiError {
     error(StatusCode::NOT_FOUND, "no such endpoint")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bearer(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, value.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn no_header_never_matches_a_token() {
-        let none = HeaderMap::new();
-        let empty = Secret::resolve("").unwrap();
-        let blank = Secret::resolve("   ").unwrap();
-        let token = Secret::resolve("t0ken-of-sixteen+").unwrap();
-        for (t, h) in [
-            (Some(&empty), &none),
-            (Some(&empty), &bearer("Bearer ")),
-            (Some(&blank), &bearer("Bearer    ")),
-            (None, &none),
-            (Some(&token), &none),
-            (Some(&token), &bearer("Bearer ")),
-            (Some(&token), &bearer("t0ken-of-sixteen+")),
-            (Some(&token), &bearer("Bearer t0ken-of-sixteen")),
-        ] {
-            assert!(authorize(t, h).is_err(), "{t:?} {h:?}");
-        }
-        assert!(authorize(Some(&token), &bearer("Bearer t0ken-of-sixteen+")).is_ok());
-    }
 }

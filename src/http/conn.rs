@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::head::{Answered, HeadLimit};
 use crate::config::HttpConfig;
-use crate::metrics::Metrics;
+use keywatch_core::metrics::Metrics;
 
 /// File descriptors kept out of the connection cap for everything else the
 /// daemon opens: Kafka sockets, checkpoint and dead-letter files, sink

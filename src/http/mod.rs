@@ -11,7 +11,9 @@
 
 mod api;
 mod conn;
+mod error;
 mod head;
+mod query;
 pub mod recent;
 mod triage;
 
@@ -28,10 +30,10 @@ pub use recent::RecentFindings;
 
 use crate::alert::Alerts;
 use crate::config::{Entity, HttpConfig, InventoryConfig, Secret};
-use crate::engine::Engine;
-use crate::inventory::InventoryHandle;
-use crate::metrics::Metrics;
 use crate::source::kafka::SourceStatus;
+use keywatch_core::engine::Engine;
+use keywatch_core::inventory::InventoryHandle;
+use keywatch_core::metrics::Metrics;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -92,9 +94,9 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .fallback(api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
-            api::with_timeout(req, next, timeout)
+            error::with_timeout(req, next, timeout)
         }))
-        .layer(axum::middleware::from_fn(api::json_errors))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state)
 }
 
@@ -174,15 +176,15 @@ async fn refresh_gauges(state: &AppState) {
         );
         let _ = tokio::task::spawn_blocking(move || {
             let now = (engine.stats().watermark_ms.load(Ordering::Relaxed) / 1000).max(0) as u32;
-            let input = crate::review::ReviewInput {
+            let input = keywatch_core::review::ReviewInput {
                 engine: &engine,
                 inventory: &inv,
                 findings: &[],
                 now,
                 observed_since: None,
-                thresholds: crate::review::Thresholds::from_config(&cfg),
+                thresholds: keywatch_core::review::Thresholds::from_config(&cfg),
             };
-            crate::review::status(&input).export(&metrics);
+            keywatch_core::review::status(&input).export(&metrics);
         })
         .await;
     }

@@ -5,8 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::engine::Finding;
-use crate::metrics::Metrics;
+use keywatch_core::engine::Finding;
+use keywatch_core::metrics::Metrics;
 
 type Series = (String, &'static str, &'static str);
 

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::api::{authorize, error, ApiError, FindingsQuery, KeyQuery};
+use super::error::{authorize, error, ApiError};
+use super::query::{FindingsQuery, KeyQuery};
 use super::AppState;
 use crate::config::Entity;
 use crate::feedback::{self, Verdict, VerdictError};

@@ -9,7 +9,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientConfig, ClientContext, Message};
 
 use crate::config::KafkaConfig;
-use crate::metrics::Metrics;
+use keywatch_core::metrics::Metrics;
 
 /// Counts deliveries as they are confirmed by the broker.
 struct Delivery {

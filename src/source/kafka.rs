@@ -43,10 +43,10 @@ use crate::changelog::handoff::Owned;
 use crate::changelog::{Changelog, Handoff};
 use crate::checkpoint::{Checkpoint, Checkpointer, Origins, Resume};
 use crate::config::KafkaConfig;
-use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, Verdict};
 use crate::source::start::{StartCheck, Starts};
 use crate::telemetry::RateLimited;
+use keywatch_core::metrics::Metrics;
+use keywatch_core::pipeline::{Pipeline, Verdict};
 
 /// Messages polled between two rounds of the polling thread's chores
 /// (checkpoint due, housekeeping, quiet restored partitions, offsets the
@@ -738,7 +738,7 @@ pub struct ChangelogSetup {
     /// The changelog settings.
     pub cfg: crate::config::ChangelogConfig,
     /// The engine whose keys move.
-    pub engine: crate::engine::Engine,
+    pub engine: keywatch_core::engine::Engine,
     /// The alert pipeline whose delivered ids move with them.
     pub alerts: Option<crate::alert::Alerts>,
     /// The local checkpoint restored at start, if any.
@@ -956,7 +956,7 @@ impl KafkaSource {
             // One message in eight is timed, from the broker's timestamp to
             // here and from here to applied; the rest never read the clock.
             self.polled = self.polled.wrapping_add(1);
-            let arrived = (self.polled % crate::pipeline::LATENCY_SAMPLE == 0).then(|| {
+            let arrived = (self.polled % keywatch_core::pipeline::LATENCY_SAMPLE == 0).then(|| {
                 self.record_source_latency(&msg);
                 Instant::now()
             });
@@ -1049,7 +1049,12 @@ struct Moves {
 }
 
 impl Moves {
-    fn report(&mut self, engine: &crate::engine::Engine, metrics: &Metrics, origins: &Origins) {
+    fn report(
+        &mut self,
+        engine: &keywatch_core::engine::Engine,
+        metrics: &Metrics,
+        origins: &Origins,
+    ) {
         let stats = engine.stats();
         let now = stats.partition_moves.load(Ordering::Relaxed);
         if now == self.seen {

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use super::dead_letter::{DeadLetter, Origin};
 use crate::checkpoint::Origins;
-use crate::pipeline::{Pipeline, Verdict};
+use keywatch_core::pipeline::{Pipeline, Verdict};
 
 /// Messages per hand-over.
 const BATCH: usize = 64;
@@ -336,8 +336,8 @@ fn run_lane(
 mod tests {
     use super::*;
     use crate::config::{Config, Entity};
-    use crate::engine::Engine;
-    use crate::metrics::Metrics;
+    use keywatch_core::engine::Engine;
+    use keywatch_core::metrics::Metrics;
 
     /// Every message handed over is applied once, each partition's in offset
     /// order, with its own bytes: batches cut by count and by size, buffers

@@ -1,5 +1,5 @@
 //! Sources: where events come from. Kafka is the one live source; recorded
-//! files go through [`crate::replay`].
+//! files go through [`keywatch_core::replay`].
 
 pub mod dead_letter;
 pub mod kafka;

@@ -9,7 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
-use crate::gen::GenEvent;
+use keywatch_core::gen::GenEvent;
 
 /// A keyed, paced producer of generated events.
 pub struct EventProducer {

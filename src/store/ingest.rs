@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 use super::{FindingsStore, Ingested};
 use crate::alert::Alert;
 use crate::config::{Entity, KafkaSinkConfig};
-use crate::decode::EventSample;
-use crate::engine::Finding;
+use keywatch_core::decode::EventSample;
+use keywatch_core::engine::Finding;
 
 /// The suffix of a `confirmed` verdict's re-sent copy of a finding.
 pub const CONFIRMED_SUFFIX: &str = "-confirmed";

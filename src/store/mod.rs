@@ -46,9 +46,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{StoreConfig, Suppression};
-use crate::engine::{Finding, Teaching};
-use crate::metrics::Metrics;
-use crate::owner::OwnerLookup;
+use keywatch_core::engine::{Finding, Teaching};
+use keywatch_core::metrics::Metrics;
+use keywatch_core::owner::OwnerLookup;
 
 pub use query::{FindingsQuery, Page};
 
@@ -524,7 +524,7 @@ impl FindingsStore {
             .map(|e| e.clone())
             .unwrap_or_default();
         Some(Behind {
-            failing_since: crate::decode::time::format_rfc3339(since),
+            failing_since: keywatch_core::decode::time::format_rfc3339(since),
             seconds: (now_ms() - since).max(0) / 1000,
             unwritten: self.inner.metrics.store_unwritten.get(),
             error,
@@ -613,7 +613,7 @@ impl FindingsStore {
             let trail = stmt
                 .query_map([id], |r| {
                     Ok(AuditEntry {
-                        at: crate::decode::time::format_rfc3339(r.get(0)?),
+                        at: keywatch_core::decode::time::format_rfc3339(r.get(0)?),
                         actor: Actor {
                             who: r.get(1)?,
                             remote: r.get(2)?,

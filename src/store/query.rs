@@ -7,7 +7,7 @@ use rusqlite::{Connection, Row};
 use serde::{Deserialize, Serialize};
 
 use super::{Status, StoreError, StoredFinding};
-use crate::engine::{Detector, Finding, Severity};
+use keywatch_core::engine::{Detector, Finding, Severity};
 
 /// Filters; each one given narrows the result.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -59,7 +59,7 @@ pub fn row(r: &Row<'_>) -> rusqlite::Result<Result<StoredFinding, StoreError>> {
         status: Status::parse(&r.get::<_, String>(1)?),
         assignee: r.get(2)?,
         repeats: r.get::<_, i64>(3)? as u32,
-        last_seen: crate::decode::time::format_rfc3339(r.get(4)?),
+        last_seen: keywatch_core::decode::time::format_rfc3339(r.get(4)?),
         team: r.get(5)?,
     }))
 }

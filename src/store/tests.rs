@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::alert::tests::finding;
-use crate::engine::{Detector, Severity};
+use keywatch_core::engine::{Detector, Severity};
 
 fn config(dir: &Path) -> StoreConfig {
     StoreConfig {
@@ -12,7 +12,7 @@ fn config(dir: &Path) -> StoreConfig {
 }
 
 fn at(f: &mut Finding, ms: i64) {
-    f.observed_at = crate::decode::time::format_rfc3339(ms);
+    f.observed_at = keywatch_core::decode::time::format_rfc3339(ms);
     f.id = format!("{:032x}", ms);
 }
 
@@ -430,7 +430,7 @@ fn a_runs_record_keeps_the_latest_evidence_and_counts_its_updates() {
     let metrics = Arc::new(Metrics::new());
     let (store, writer) = FindingsStore::open(&config(dir.path()), metrics.clone(), None).unwrap();
     let mut f = finding("AKIAFOLD", Detector::NewSource, "198.51.100.7");
-    f.folded = Some(crate::engine::Folded {
+    f.folded = Some(keywatch_core::engine::Folded {
         run_since: "2026-02-01T00:00:00.000Z".into(),
         raised: 2,
         folded: 1,

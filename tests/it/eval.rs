@@ -10,7 +10,7 @@
 //! An independent one (`benches/fleets/fleet.py`, which shares no code or
 //! parameters with keywatch and has sixteen benign kinds with parameters
 //! drawn at random): one fleet of a seed never tuned on, every family found
-//! but the one case the README's quiet rules leave to other detectors, and
+//! but the one case the quiet rules (docs/detectors.md) leave to other detectors, and
 //! no benign key raising one detector more than its fold allows.
 //! `benches/fleets/score.py` runs many such fleets, per kind.
 

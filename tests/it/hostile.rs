@@ -1,6 +1,6 @@
 //! Hostile input, the short run of the fuzzers in `fuzz/`: every seed of
 //! each target's corpus (`fuzz/seeds/`) and a few thousand mutations of
-//! them go through the same entry points ([`keywatch::fuzz`]), which must
+//! them go through the same entry points (`fuzz/entries.rs`), which must
 //! return without a panic. The long, coverage-guided run is `fuzz/run.sh`.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +9,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use keywatch::config::Config;
-use keywatch::fuzz;
+#[path = "../../fuzz/entries.rs"]
+mod fuzz;
 
 /// Mutated inputs per target: the five together stay within seconds in debug
 /// (a configuration costs ~5 ms there: the TOML layer and the redaction

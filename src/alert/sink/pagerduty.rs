@@ -14,7 +14,7 @@ use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
 use crate::alert::worker::SinkMetrics;
 use crate::config::{PagerDutyConfig, Secret};
-use crate::engine::{Detector, Severity};
+use keywatch_core::engine::{Detector, Severity};
 
 /// Incidents opened for one key and detector.
 struct Open {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
 use crate::config::SlackConfig;
-use crate::engine::Severity;
+use keywatch_core::engine::Severity;
 
 /// Posts alerts to one Slack incoming webhook.
 pub struct SlackSink {

@@ -19,13 +19,9 @@ use crate::config::WebhookConfig;
 pub struct SigningKey(Vec<u8>);
 
 impl SigningKey {
-    /// From the configured secret: `whsec_<base64>` is decoded as the spec
-    /// says; any other string is used as its bytes.
+    /// From the configured secret ([`crate::config::signing_key`]).
     pub fn parse(secret: &str) -> Result<SigningKey, base64::DecodeError> {
-        match secret.strip_prefix("whsec_") {
-            Some(encoded) => BASE64.decode(encoded).map(SigningKey),
-            None => Ok(SigningKey(secret.as_bytes().to_vec())),
-        }
+        crate::config::signing_key(secret).map(SigningKey)
     }
 
     /// The `webhook-signature` value for one message.

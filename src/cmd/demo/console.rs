@@ -18,10 +18,10 @@ use prometheus::core::Collector;
 use super::traffic::{headline, now_ms, Plan, Progress, FIRST_ATTACK, HISTORY_DAYS};
 use crate::alert::{pretty, Alert};
 use crate::config::Entity;
-use crate::engine::{Engine, Severity};
-use crate::gen::Attack;
-use crate::metrics::Metrics;
 use crate::source::kafka::SourceStatus;
+use keywatch_core::engine::{Engine, Severity};
+use keywatch_core::gen::Attack;
+use keywatch_core::metrics::Metrics;
 
 /// How long a live finding waits for earlier ones still in the pipeline.
 const HOLD: Duration = Duration::from_secs(2);

@@ -209,7 +209,7 @@ fn demo_token() -> String {
 /// `dir`, and configures them: the demo shows `listed_source` with nothing
 /// installed.
 fn list_thieves(dir: &std::path::Path, cfg: &mut Config) -> anyhow::Result<()> {
-    let nets = crate::gen::attacker_networks();
+    let nets = keywatch_core::gen::attacker_networks();
     let (tor, threat) = nets.split_at(2.min(nets.len()));
     for (name, label, kind, nets) in [
         ("tor-exits.txt", "tor-exits", ListKind::Tor, tor),

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::gen::{Attack, AttackKind, AttackSet, Format, GenConfig, Scenario};
 use crate::source::kafka::SourceStatus;
 use crate::source::produce::EventProducer;
+use keywatch_core::gen::{Attack, AttackKind, AttackSet, Format, GenConfig, Scenario};
 
 /// Days of past traffic before today: more than every learning period
 /// (7 days), and a revived key's 3 to 5 days of use still lie more than the

@@ -1,6 +1,7 @@
 //! Entry points that take arbitrary bytes, one per kind of untrusted input:
-//! the fuzz targets in `fuzz/` and the hostile-input test
-//! (`tests/it/hostile.rs`) drive these same functions. Each must return
+//! the fuzz targets beside this file and the hostile-input test
+//! (`tests/it/hostile.rs`) include it and drive these same functions (it is
+//! not part of the library, so a release build does not carry it). Each must return
 //! (an error is a fine answer) and never panic, hang or allocate without
 //! bound; what a successful read produces is pushed on through the code
 //! that uses it in the daemon (engine, explain, alert shape), so a value
@@ -10,13 +11,13 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use crate::alert::{Alert, Redactor};
-use crate::changelog::format as chunk;
-use crate::checkpoint::{self, format as ckpt, Origins};
-use crate::config::{Config, Entity, RedactConfig};
-use crate::decode::{AuditEvent, Decoder};
-use crate::engine::{Engine, KeyState};
-use crate::inventory::{Format, Inventory};
+use keywatch::alert::{Alert, Redactor};
+use keywatch::changelog::format as chunk;
+use keywatch::checkpoint::{self, format as ckpt, Origins};
+use keywatch::config::{Config, Entity, RedactConfig};
+use keywatch::decode::{AuditEvent, Decoder};
+use keywatch::engine::{Engine, KeyState};
+use keywatch::inventory::{Format, Inventory};
 
 /// The built-in profiles, in the order [`decode`]'s first byte picks them.
 pub const PROFILES: [&str; 5] = ["generic", "cloudtrail", "vault", "kubernetes", "github"];
@@ -259,11 +260,11 @@ fn use_restored(engine: &Engine, keys: &[String]) {
             time_ms: (i64::from(last) + 60) * 1000,
             key_id: key.as_str().into(),
             principal: Some("arn:aws:iam::123456789012:user/fuzz".into()),
-            source: crate::decode::Source::parse("203.0.113.9".into()),
+            source: keywatch::decode::Source::parse("203.0.113.9".into()),
             user_agent: Some("aws-cli/2.15.0".into()),
             action: Some("GetObject".into()),
             action_namespace: Some("s3.amazonaws.com".into()),
-            outcome: crate::decode::Outcome::Success,
+            outcome: keywatch::decode::Outcome::Success,
             region: Some("us-east-1".into()),
             count: 1,
         });

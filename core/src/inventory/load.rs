@@ -20,8 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{ActionPattern, Inventory, KeyEntry, Privilege, UsageCap};
-use crate::config::Cidr;
-use crate::engine::state::Secs;
+use crate::types::{Cidr, Secs};
 
 /// Invalid entries reported at most; a file with more says how many it left out.
 const MAX_REPORTED: usize = 20;

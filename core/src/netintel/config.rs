@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, ConfigError, HumanDuration};
+use crate::types::{invalid, ConfigError, HumanDuration};
 
 /// `[netintel]`. Every file is optional; with none set, enrichment is off
 /// and costs nothing per event.

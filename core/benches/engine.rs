@@ -21,13 +21,13 @@ use std::collections::BTreeMap;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde::Deserialize;
 
-use keywatch::config::{Config, ListConfig, ListKind, NetIntelConfig};
-use keywatch::decode::Decoder;
-use keywatch::engine::Engine;
-use keywatch::gen::{Format, GenConfig, Scenario};
-use keywatch::metrics::Metrics;
-use keywatch::netintel::NetIntel;
-use keywatch::pipeline::Pipeline;
+use keywatch_core::config::{Config, ListConfig, ListKind, NetIntelConfig};
+use keywatch_core::decode::Decoder;
+use keywatch_core::engine::Engine;
+use keywatch_core::gen::{Format, GenConfig, Scenario};
+use keywatch_core::metrics::Metrics;
+use keywatch_core::netintel::NetIntel;
+use keywatch_core::pipeline::Pipeline;
 
 /// The generic profile's fields, parsed by serde's derive.
 #[allow(dead_code)]
@@ -148,7 +148,7 @@ fn heavy_events(warm: usize, n: usize, cloudtrail: bool) -> (Vec<Vec<u8>>, Vec<V
             let ua = rng.gen_range(0..24u32);
             let failed = rng.gen_bool(0.02);
             let source = format!("10.{}.{net}.{host}", net / 8);
-            let time = keywatch::decode::time::format_rfc3339(t * 1000);
+            let time = keywatch_core::decode::time::format_rfc3339(t * 1000);
             if cloudtrail {
                 let error = if failed { r#","errorCode":"AccessDenied""# } else { "" };
                 format!(

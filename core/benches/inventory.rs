@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use keywatch::inventory::InventoryHandle;
+use keywatch_core::inventory::InventoryHandle;
 
-#[path = "support/counting_alloc.rs"]
+#[path = "../../benches/support/counting_alloc.rs"]
 mod counting_alloc;
 
 use counting_alloc::{LIVE, PEAK};

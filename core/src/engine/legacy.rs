@@ -10,7 +10,7 @@
 //! them with the networks the key forgot for lack of room ([`Rare`]):
 //! everything carries over, and the forgotten networks are noted again from
 //! the next eviction. Version 2 is version 3 without the network memory
-//! ([`crate::netintel::NetMemory`]), which starts empty (learned again from
+//! ([`crate::engine::net_memory::NetMemory`]), which starts empty (learned again from
 //! the next events).
 //!
 //! What carries over: when the key was first and last used, its event count,
@@ -93,9 +93,9 @@ pub struct KeyStateV1 {
     errors: BucketCounterV1,
     #[allow(dead_code)]
     fanout: FanoutStateV1,
-    #[serde(deserialize_with = "super::state::bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     sources: SmallVec<[SourceSeenV1; 2]>,
-    #[serde(deserialize_with = "super::state::bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     values: SmallVec<[SeenV1; 4]>,
     applied: u64,
     applied_record: u16,
@@ -223,7 +223,7 @@ pub struct KeyStateV3 {
     applied_record: u16,
     #[allow(clippy::box_collection)] // the layout of version 3, as written
     cooldowns: Option<Box<Vec<Cooldown>>>,
-    net: Option<Box<crate::netintel::NetMemory>>,
+    net: Option<Box<crate::engine::net_memory::NetMemory>>,
 }
 
 impl From<KeyStateV3> for KeyState {
@@ -297,7 +297,7 @@ pub struct KeyStateV4 {
     applied: u64,
     applied_record: u16,
     rare: Option<Box<RareV4>>,
-    net: Option<Box<crate::netintel::NetMemory>>,
+    net: Option<Box<crate::engine::net_memory::NetMemory>>,
 }
 
 impl From<KeyStateV4> for KeyState {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::HumanDuration;
+use super::{invalid, ConfigError, HumanDuration};
 
 /// All detector sections.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -382,5 +382,125 @@ impl Default for DormantConfig {
             enabled: true,
             dormant_after: default_dormant_after(),
         }
+    }
+}
+
+impl DetectorsConfig {
+    /// Cross-field checks of `[detectors]`; each error names the key and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = self;
+        for (key, bucket) in [
+            ("detectors.rate_spike.bucket", d.rate_spike.bucket),
+            ("detectors.error_spike.bucket", d.error_spike.bucket),
+        ] {
+            let s = bucket.0.as_secs();
+            if !(10..=3600).contains(&s) || 3600 % s != 0 {
+                return Err(invalid(
+                    key,
+                    bucket,
+                    "must be between 10s and 1h and divide an hour evenly (e.g. 1m, 5m, 15m)",
+                ));
+            }
+        }
+        let travel = &d.impossible_travel;
+        if !(travel.max_speed_kmh.is_finite() && travel.max_speed_kmh >= 100.0) {
+            return Err(invalid(
+                "detectors.impossible_travel.max_speed_kmh",
+                travel.max_speed_kmh,
+                "must be a number of at least 100",
+            ));
+        }
+        if !(travel.min_distance_km.is_finite() && travel.min_distance_km >= 0.0) {
+            return Err(invalid(
+                "detectors.impossible_travel.min_distance_km",
+                travel.min_distance_km,
+                "must be a number of at least 0",
+            ));
+        }
+        if d.cloud_credential_outside_cloud.min_cloud_events == 0 {
+            return Err(invalid(
+                "detectors.cloud_credential_outside_cloud.min_cloud_events",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let ratio = d.source_fanout.ratio;
+        if !(ratio.is_finite() && ratio > 1.0) {
+            return Err(invalid(
+                "detectors.source_fanout.ratio",
+                ratio,
+                "must be a number greater than 1",
+            ));
+        }
+        for (key, score) in [
+            ("detectors.rate_spike.min_score", d.rate_spike.min_score),
+            ("detectors.error_spike.min_score", d.error_spike.min_score),
+        ] {
+            if !(0.5..1.0).contains(&score) {
+                return Err(invalid(
+                    key,
+                    score,
+                    "must be at least 0.5 and below 1 (e.g. 0.999999)",
+                ));
+            }
+        }
+        for (key, after) in [
+            (
+                "detectors.rate_spike.accept_after",
+                d.rate_spike.accept_after,
+            ),
+            (
+                "detectors.error_spike.accept_after",
+                d.error_spike.accept_after,
+            ),
+        ] {
+            if !(1..=7).contains(&(after.0.as_secs() / 86_400)) {
+                return Err(invalid(
+                    key,
+                    after,
+                    "must be between 1d and 7d (days of the last week)",
+                ));
+            }
+        }
+        for (key, min) in [
+            ("detectors.rate_spike.min_count", d.rate_spike.min_count),
+            ("detectors.error_spike.min_count", d.error_spike.min_count),
+            (
+                "detectors.source_fanout.min_sources",
+                d.source_fanout.min_sources,
+            ),
+            (
+                "detectors.source_fanout.known_network_min_sources",
+                d.source_fanout.known_network_min_sources,
+            ),
+        ] {
+            if min == 0 {
+                return Err(invalid(key, min, "must be at least 1"));
+            }
+        }
+        let n = d.new_source.expected_novelty;
+        if !(n > 0.0 && n <= 1.0) {
+            return Err(invalid(
+                "detectors.new_source.expected_novelty",
+                n,
+                "must be a share of days above 0 and at most 1 (1: only keys that meet a new network every day are quiet)",
+            ));
+        }
+        let w = d.source_fanout.window.0.as_secs();
+        if !(60..=86_400).contains(&w) {
+            return Err(invalid(
+                "detectors.source_fanout.window",
+                d.source_fanout.window,
+                "must be between 1m and 1d",
+            ));
+        }
+        if d.dormant_revival.dormant_after.0.as_secs() < 86_400 {
+            return Err(invalid(
+                "detectors.dormant_revival.dormant_after",
+                d.dormant_revival.dormant_after,
+                "must be at least 1d",
+            ));
+        }
+        Ok(())
     }
 }

@@ -17,8 +17,8 @@
 //! organisation, list labels) are read only when a finding is described
 //! ([`Tables::describe`]).
 
+pub mod config;
 mod flat;
-pub mod memory;
 pub mod ranges;
 
 use std::net::IpAddr;
@@ -36,11 +36,10 @@ use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use flat::FlatStats;
-pub use memory::NetMemory;
 use ranges::{addr_key, RangeTable};
 
-use crate::config::{ListKind, NetIntelConfig};
 use crate::metrics::Metrics;
+use config::{ListKind, NetIntelConfig};
 
 /// Why an enrichment file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -1005,5 +1004,7 @@ fn stamps(cfg: &NetIntelConfig) -> Vec<(Option<SystemTime>, u64)> {
         .collect()
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

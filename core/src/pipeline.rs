@@ -45,7 +45,7 @@ pub struct Pipeline {
 /// (its source latency, and the processing latency of the same messages
 /// here): quantiles stay true, while the clock and the histograms' locks
 /// stay off most messages.
-pub(crate) const LATENCY_SAMPLE: u64 = 8;
+pub const LATENCY_SAMPLE: u64 = 8;
 
 impl Pipeline {
     /// A pipeline over `engine` for a validated configuration.

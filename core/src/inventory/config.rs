@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, ConfigError, HumanDuration};
-use crate::inventory::Format;
+use super::Format;
+use crate::types::{invalid, ConfigError, HumanDuration};
 
 /// `[inventory]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use smallvec::SmallVec;
 
-use super::{NetInfo, Tables};
-use crate::engine::source::SourceId;
-use crate::engine::state::Secs;
+use super::source::SourceId;
+use crate::netintel::{NetInfo, Tables};
+use crate::types::Secs;
 
 /// Most ASNs, countries and cloud labels remembered per key (least recently
 /// used forgotten first).
@@ -72,13 +72,13 @@ pub struct NetMemory {
     /// Latest place (see [`Tables::placed`]).
     pub place: Option<Place>,
     /// ASNs used, with their latest use.
-    #[serde(deserialize_with = "crate::engine::state::bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     pub asns: SmallVec<[(u32, Secs); 2]>,
     /// Countries used, with their latest use.
-    #[serde(deserialize_with = "crate::engine::state::bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     pub countries: SmallVec<[([u8; 2], Secs); 2]>,
     /// Cloud labels used.
-    #[serde(deserialize_with = "crate::engine::state::bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     pub clouds: SmallVec<[CloudSeen; 1]>,
     /// Uses (weighted) from cloud ranges.
     pub cloud_uses: u32,

@@ -15,12 +15,12 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use keywatch::config::{Config, Entity, ListConfig, ListKind, NetIntelConfig};
-use keywatch::decode::{AuditEvent, Outcome, Source};
-use keywatch::engine::Engine;
-use keywatch::netintel::NetIntel;
+use keywatch_core::config::{Config, Entity, ListConfig, ListKind, NetIntelConfig};
+use keywatch_core::decode::{AuditEvent, Outcome, Source};
+use keywatch_core::engine::Engine;
+use keywatch_core::netintel::NetIntel;
 
-#[path = "support/counting_alloc.rs"]
+#[path = "../../benches/support/counting_alloc.rs"]
 mod counting_alloc;
 
 use counting_alloc::LIVE;
@@ -118,7 +118,7 @@ fn main() {
         heap / (1 << 20) as f64,
         heap / keys as f64,
         rss / keys as f64,
-        std::mem::size_of::<keywatch::engine::KeyState>(),
+        std::mem::size_of::<keywatch_core::engine::KeyState>(),
     );
     assert_eq!(engine.key_count(Entity::KeyId) as u64, keys);
     if with_files {

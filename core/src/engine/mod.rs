@@ -16,6 +16,7 @@ pub mod detect;
 pub mod explain;
 pub mod finding;
 pub mod legacy;
+pub mod net_memory;
 pub mod org;
 pub mod source;
 pub mod state;

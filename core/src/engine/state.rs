@@ -12,43 +12,7 @@ use super::baseline::{Half, RateModel};
 use super::detect::source_fanout::FanoutState;
 use super::source::SourceId;
 
-/// Seconds since the Unix epoch, event time. `u32` lasts until 2106.
-pub type Secs = u32;
-
-/// Reads a `SmallVec` without trusting the length its encoding states for
-/// the allocation (smallvec's own `Deserialize` reserves all of it up front):
-/// a corrupt length in a checkpoint must fail when the elements run out,
-/// not reserve gigabytes first. Capacity still grows as elements arrive.
-pub(crate) fn bounded_seq<'de, D, A>(d: D) -> Result<SmallVec<A>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    A: smallvec::Array,
-    A::Item: Deserialize<'de>,
-{
-    struct Visit<A>(std::marker::PhantomData<A>);
-    impl<'de, A> serde::de::Visitor<'de> for Visit<A>
-    where
-        A: smallvec::Array,
-        A::Item: Deserialize<'de>,
-    {
-        type Value = SmallVec<A>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a sequence")
-        }
-        fn visit_seq<S: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: S,
-        ) -> Result<SmallVec<A>, S::Error> {
-            // A real table holds at most its per-key cap (a u16): start small.
-            let mut out = SmallVec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(item) = seq.next_element()? {
-                out.push(item);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(Visit(std::marker::PhantomData))
-}
+pub use crate::types::Secs;
 
 /// When a source was first and last used.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -160,7 +124,7 @@ pub struct WideChurn {
 /// The sources a key has used, least recently used evicted past the cap.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceSet {
-    #[serde(deserialize_with = "bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     entries: SmallVec<[SourceSeen; 2]>,
 }
 
@@ -519,7 +483,7 @@ pub fn value_hash(kind: ValueKind, service: u64, hash: u64) -> u32 {
 /// Four fit in place: one SDK and three calls is the common key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValueSet {
-    #[serde(deserialize_with = "bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     entries: SmallVec<[Seen; 4]>,
 }
 
@@ -723,8 +687,8 @@ pub struct KeyState {
     pub rare: Option<Box<Rare>>,
     /// Network intelligence memory (ASNs, countries, clouds, latest place);
     /// allocated only when enrichment files are configured, and carried by
-    /// checkpoints and the changelog (see [`crate::netintel::memory`]).
-    pub net: Option<Box<crate::netintel::NetMemory>>,
+    /// checkpoints and the changelog (see [`crate::engine::net_memory`]).
+    pub net: Option<Box<super::net_memory::NetMemory>>,
     /// How often the key meets networks, clients and actions it has not
     /// used: what makes a new one surprising, or not, for this key.
     pub novelty: Novelty,
@@ -1012,7 +976,7 @@ pub struct Rare {
     /// its latest event overall (packed [`Position`], record): events of
     /// all its partitions replayed after a restore are applied once. Not
     /// part of the state's encoding: checkpoints carry them by topic and
-    /// partition ([`crate::checkpoint::Checkpoint::principal_positions`]),
+    /// partition (the shell's `checkpoint::Checkpoint::principal_positions`),
     /// as the numbers of partitions are this process's own.
     #[serde(skip)]
     pub elsewhere: Vec<(u64, u16)>,
@@ -1133,7 +1097,7 @@ impl Novelty {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Forgotten {
     /// A ring of up to [`FORGOTTEN`] network hashes.
-    #[serde(deserialize_with = "bounded_seq")]
+    #[serde(deserialize_with = "crate::types::bounded_seq")]
     networks: SmallVec<[u32; FORGOTTEN]>,
     /// Where the next one goes once the ring is full.
     next: u8,
@@ -1425,7 +1389,7 @@ mod tests {
         let lying = || SeqDeserializer::<_, Error>::new(Lying(vec![1, 2, 3].into_iter()));
         // smallvec's own Deserialize reserves the stated length first.
         assert!(SmallVec::<[u64; 2]>::deserialize(lying()).is_err());
-        let read: SmallVec<[u64; 2]> = bounded_seq(lying()).unwrap();
+        let read: SmallVec<[u64; 2]> = crate::types::bounded_seq(lying()).unwrap();
         assert_eq!(read.as_slice(), [1, 2, 3]);
     }
 }

@@ -13,6 +13,7 @@
 //! `u32`s, and owners, teams, systems and restriction lists, which repeat
 //! across keys, are shared rather than copied.
 
+pub mod config;
 mod handle;
 mod load;
 
@@ -29,8 +30,8 @@ use wildmatch::WildMatch;
 pub use handle::InventoryHandle;
 pub use load::{EntryError, Format, InventoryError};
 
-use crate::engine::state::Secs;
 use crate::owner::{Owner, OwnerLookup};
+use crate::types::Secs;
 
 /// How much a key can do, as its inventory entry says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use std::path::Path;
 use ipnet::IpNet;
 use serde_json::Value;
 
+use super::config::ListKind;
 use super::NetIntelError;
-use crate::config::ListKind;
 
 /// An address as a point on one line: IPv4 as its IPv4-mapped IPv6 form.
 pub fn addr_key(ip: IpAddr) -> u128 {

@@ -24,11 +24,11 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use keywatch::config::{Config, ListConfig, ListKind, NetIntelConfig};
-use keywatch::decode::{AuditEvent, Outcome, Source};
-use keywatch::engine::Engine;
-use keywatch::metrics::Metrics;
-use keywatch::netintel::{NetInfo, NetIntel, Tables};
+use keywatch_core::config::{Config, ListConfig, ListKind, NetIntelConfig};
+use keywatch_core::decode::{AuditEvent, Outcome, Source};
+use keywatch_core::engine::Engine;
+use keywatch_core::metrics::Metrics;
+use keywatch_core::netintel::{NetInfo, NetIntel, Tables};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

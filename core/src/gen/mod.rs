@@ -19,7 +19,7 @@
 //! day of traffic, never the whole scenario.
 //!
 //! ```
-//! use keywatch::gen::{Format, GenConfig, Scenario};
+//! use keywatch_core::gen::{Format, GenConfig, Scenario};
 //!
 //! let scenario = Scenario::new(GenConfig { keys: 16, days: 3, volume: 0.1, ..GenConfig::default() });
 //! let first = scenario.events().next().unwrap();
