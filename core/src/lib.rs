@@ -31,6 +31,12 @@
 //! - [`owner`]: who owns a key, from the inventory to the alerts.
 //! - [`poll`]: the one loop that watches files for change.
 //!
+//! At the bottom:
+//!
+//! - [`types`]: what every floor shares (event time in seconds, the kinds
+//!   of identity, networks and durations as written, the configuration
+//!   error), so that no component pulls in another for them.
+//!
 //! Beside the flow:
 //!
 //! - [`review`]: the key security review (stale, overdue, expired, unknown,
