@@ -13,7 +13,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
 use super::shape::EncodedAlert;
-use super::worker::SinkMetrics;
+use super::sink_metrics::SinkMetrics;
 use crate::config::Timestamp;
 
 /// Lines the hot path may hand over before the writer catches up; past it

@@ -74,7 +74,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::state::Secs;
+use crate::types::Secs;
 
 /// A decaying peak: the largest value observed, shrunk by a constant factor
 /// on every *active* day (a day on which the key was used). Measuring decay in

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
-use super::detect::rate_spike::round3;
+use super::detect::share::{round3, share_text};
 use super::detect::{new_source, source_fanout, DAY};
 use super::finding::Detector;
 use super::source::SourceId;
@@ -100,7 +100,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
     }
     let pool_churn: Vec<String> = churning.into_iter().map(|(_, s)| s).collect();
     let net_rate = state.novelty.rate(Novel::Network);
-    let net_share = new_source::share_text(net_rate, state.novelty.days());
+    let net_share = share_text(net_rate, state.novelty.days());
     let new_source = if !cfg.new_source.enabled {
         "disabled".to_owned()
     } else if !eligible {

@@ -18,6 +18,7 @@ pub mod rate_spike;
 #[cfg(test)]
 mod rate_tests;
 pub mod sensitive;
+pub mod share;
 pub mod source_fanout;
 
 use std::sync::atomic::Ordering;

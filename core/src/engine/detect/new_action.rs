@@ -25,8 +25,7 @@
 use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use super::new_source::{habitual, share_text};
-use super::rate_spike::round3;
+use super::share::{habitual, round3, share_text};
 use super::{a_month_apart, sensitive, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, Found, KeyState, Novel, ValueKind};

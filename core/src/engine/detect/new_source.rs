@@ -54,7 +54,7 @@
 
 use serde_json::json;
 
-use super::rate_spike::round3;
+use super::share::{habitual, round3, share_text};
 use super::{human_secs, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
@@ -65,14 +65,6 @@ use crate::netintel::{NetInfo, OwnerClass, Tables};
 pub const HIGH_BELOW: f32 = 0.03;
 /// Below this share (and from [`HIGH_BELOW`]), medium; above it, low.
 pub const MEDIUM_BELOW: f32 = 0.10;
-
-/// Whether a key whose past days brought something new at `rate` meets
-/// such things as a habit (`expected`,
-/// [`crate::config::NewSourceConfig::expected_novelty`]): one more says
-/// nothing.
-pub fn habitual(rate: f32, expected: f64) -> bool {
-    rate as f64 >= expected
-}
 
 /// The severity a new network deserves on a key whose recent days brought
 /// one at `rate`; `None` when new networks are what the key does
@@ -86,18 +78,6 @@ pub fn surprise(rate: f32, expected: f64) -> Option<Severity> {
         Some(Severity::Medium)
     } else {
         Some(Severity::Low)
-    }
-}
-
-/// How often a key meets something new, in words: "on 38% of its active
-/// days", "on none of its last 21 active days".
-pub fn share_text(rate: f32, days: f32) -> String {
-    if rate <= 0.0 {
-        format!("on none of its last {:.0} active days", days)
-    } else if rate < 0.01 {
-        "on under 1% of its active days".to_owned()
-    } else {
-        format!("on {:.0}% of its active days", rate * 100.0)
     }
 }
 

@@ -7,8 +7,7 @@
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::new_source::{habitual, share_text};
-use super::rate_spike::round3;
+use super::share::{habitual, round3, share_text};
 use super::{Ctx, Report};
 use crate::decode::AuditEvent;
 use crate::engine::finding::{Detector, Severity};

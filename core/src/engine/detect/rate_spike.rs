@@ -26,7 +26,7 @@
 
 use serde_json::json;
 
-use super::new_source::{habitual, share_text};
+use super::share::{habitual, round3, share_text};
 use super::{human_secs, Ctx, Report};
 use crate::engine::baseline::{Crossing, Test, WARMUP_RATIO, WARM_DAYS};
 use crate::engine::finding::{Detector, Severity};
@@ -189,11 +189,6 @@ pub(super) fn describe(
 
 fn round1(x: f32) -> f64 {
     (x as f64 * 10.0).round() / 10.0
-}
-
-/// A share or dispersion for evidence, to three decimals.
-pub(crate) fn round3(x: f32) -> f64 {
-    (x as f64 * 1000.0).round() / 1000.0
 }
 
 /// Scores keep the digits that matter near 1: 0.999999, 0.99999999997.
