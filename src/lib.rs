@@ -35,6 +35,8 @@
 //! - [`config`]: the configuration file and environment: the core's
 //!   sections and the I/O ones, validated before start.
 //! - [`http`]: `/metrics`, health, the JSON API and the triage console.
+//! - [`kafka`]: the one Kafka adapter: every client's properties by role,
+//!   the topics keywatch creates, the blocking admin calls.
 //! - [`daemon`]: `keywatch run`'s wiring.
 //! - [`cli`], [`cmd`]: the command line; `main.rs` only parses and maps
 //!   errors to exit codes.
@@ -49,6 +51,7 @@ pub mod config;
 pub mod daemon;
 pub mod feedback;
 pub mod http;
+pub mod kafka;
 pub mod source;
 pub mod store;
 pub mod telemetry;

@@ -27,14 +27,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use compact_str::CompactString;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::config::{ChangelogConfig, KafkaConfig};
+use crate::kafka::{self, Role};
 use format::{ChunkHeader, Entry, EntryRef};
 use keywatch_core::engine::KeyState;
 
@@ -149,25 +148,6 @@ struct Writer {
     seq: u64,
 }
 
-/// Runs an rdkafka admin future to completion from any thread (inside a
-/// runtime or not) on a thread of its own.
-pub(crate) fn block_on<F: std::future::Future + Send>(fut: F) -> anyhow::Result<F::Output>
-where
-    F::Output: Send,
-{
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            Ok(tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting a runtime for the Kafka admin client")?
-                .block_on(fut))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the Kafka admin call panicked")))
-    })
-}
-
 impl Changelog {
     /// Connects, and creates the topic (compacted, `source_partitions`
     /// partitions) when it is missing. Blocking.
@@ -176,36 +156,46 @@ impl Changelog {
         cfg: &ChangelogConfig,
         source_partitions: i32,
     ) -> anyhow::Result<Changelog> {
-        let mut client = ClientConfig::new();
-        for (k, v) in kafka.client_properties() {
-            client.set(k, v);
-        }
         let timeout = kafka.startup_timeout.0;
-        ensure_topic(&client, kafka, cfg, source_partitions.max(1), timeout)?;
-        let producer: BaseProducer<WriteContext> = client
-            .clone()
-            .set("linger.ms", "5")
-            .set("message.max.bytes", (cfg.chunk_bytes + 65_536).to_string())
-            .set("acks", "all")
-            .create_with_context(WriteContext::default())
-            .context("creating the changelog producer")?;
-        let mut reader = client.clone();
-        for (k, v) in &kafka.properties {
-            // Security and client properties apply to the reader too; the
-            // group's own settings do not.
-            if !k.starts_with("group.") && !k.starts_with("partition.assignment") {
-                reader.set(k, v);
-            }
-        }
-        reader
-            .set("group.id", format!("{}.changelog-reader", kafka.group_id))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
-            // A snapshot is a few large records: fetch many per round trip.
-            .set("max.partition.fetch.bytes", (32 << 20).to_string())
-            .set("fetch.max.bytes", (64 << 20).to_string());
-        let reader: BaseConsumer = reader.create().context("creating the changelog reader")?;
+        let topic = kafka::OwnTopic {
+            name: &cfg.topic,
+            key: "changelog.topic",
+            partitions: source_partitions.max(1),
+            replication: cfg.replication_factor,
+            otherwise: "create it yourself, compacted, or set changelog.enabled = false",
+        };
+        kafka::ensure_topic(
+            &kafka::client(kafka, Role::Producer, &[], &[]),
+            &topic,
+            timeout,
+        )?;
+        let producer: BaseProducer<WriteContext> = kafka::client(
+            kafka,
+            Role::Producer,
+            &[("linger.ms", "5".into())],
+            &[
+                ("message.max.bytes", (cfg.chunk_bytes + 65_536).to_string()),
+                ("acks", "all".into()),
+            ],
+        )
+        .create_with_context(WriteContext::default())
+        .context("creating the changelog producer")?;
+        let reader: BaseConsumer = kafka::client(
+            kafka,
+            Role::Reader,
+            &[],
+            &[
+                ("group.id", format!("{}.changelog-reader", kafka.group_id)),
+                ("enable.auto.commit", "false".into()),
+                ("auto.offset.reset", "earliest".into()),
+                ("fetch.wait.max.ms", "10".into()),
+                // A snapshot is a few large records: fetch many per round trip.
+                ("max.partition.fetch.bytes", (32 << 20).to_string()),
+                ("fetch.max.bytes", (64 << 20).to_string()),
+            ],
+        )
+        .create()
+        .context("creating the changelog reader")?;
         let metadata = reader
             .fetch_metadata(Some(&cfg.topic), timeout)
             .with_context(|| format!("reading the metadata of changelog.topic `{}`", cfg.topic))?;
@@ -718,61 +708,6 @@ fn send(
             }
         }
     }
-}
-
-/// Creates the changelog topic when it is missing: compacted where the
-/// broker allows it, plain otherwise.
-fn ensure_topic(
-    client: &ClientConfig,
-    kafka: &KafkaConfig,
-    cfg: &ChangelogConfig,
-    partitions: i32,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        client.create().context("creating the Kafka admin client")?;
-    let exists = admin
-        .inner()
-        .fetch_metadata(Some(&cfg.topic), timeout)
-        .map(|m| {
-            m.topics()
-                .iter()
-                .any(|t| t.name() == cfg.topic && t.error().is_none() && !t.partitions().is_empty())
-        })
-        .unwrap_or(false);
-    if exists {
-        return Ok(());
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(timeout));
-    let replication = || TopicReplication::Fixed(cfg.replication_factor);
-    let compacted =
-        NewTopic::new(&cfg.topic, partitions, replication()).set("cleanup.policy", "compact");
-    let plain = NewTopic::new(&cfg.topic, partitions, replication());
-    for (topic, what) in [(compacted, "compacted"), (plain, "without compaction")] {
-        let results = block_on(admin.create_topics([&topic], &opts))?.with_context(|| {
-            format!(
-                "creating changelog.topic `{}` on {}",
-                cfg.topic, kafka.brokers
-            )
-        })?;
-        match results.into_iter().next() {
-            Some(Ok(_)) => {
-                tracing::info!(topic = %cfg.topic, partitions, "created the changelog topic {what}");
-                return Ok(());
-            }
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
-            Some(Err((_, RDKafkaErrorCode::InvalidConfig))) if what == "compacted" => {
-                tracing::warn!(topic = %cfg.topic, "the broker refuses cleanup.policy=compact; the changelog grows until its retention trims it");
-            }
-            Some(Err((_, code))) => anyhow::bail!(
-                "creating changelog.topic `{}` on {}: {code} (create it yourself, compacted, or set changelog.enabled = false)",
-                cfg.topic,
-                kafka.brokers
-            ),
-            None => anyhow::bail!("creating changelog.topic `{}`: no answer", cfg.topic),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

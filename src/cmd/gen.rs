@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 
 use crate::cli::{GenArgs, GenAttackSet, GenFormat};
-use crate::source::produce::{EventProducer, Pacer};
+use crate::cmd::produce::{EventProducer, Pacer};
 use keywatch_core::gen::{AttackSet, Format, GenConfig, Scenario};
 
 use super::Failure;

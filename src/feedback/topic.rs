@@ -12,17 +12,15 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alerts;
 use crate::config::{Entity, KafkaConfig, Suppression};
+use crate::kafka::{self, Role};
 use crate::store::FindingsStore;
 use keywatch_core::engine::{Engine, Teaching};
 
@@ -66,18 +64,6 @@ pub struct FeedbackTopic {
     topic: String,
 }
 
-fn client(kafka: &KafkaConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (k, v) in kafka.client_properties() {
-        // Security and client properties; the source's group settings are
-        // not this client's.
-        if !k.starts_with("group.") && !k.starts_with("partition.assignment") {
-            client.set(k, v);
-        }
-    }
-    client
-}
-
 impl FeedbackTopic {
     /// Connects, creating the topic when missing, and starts the reader
     /// that applies every message (the instance's own included: applying
@@ -90,23 +76,40 @@ impl FeedbackTopic {
         alerts: Alerts,
         stop: CancellationToken,
     ) -> anyhow::Result<FeedbackTopic> {
-        let client = client(kafka);
         let timeout = kafka.startup_timeout.0;
-        ensure_topic(&client, topic, timeout)?;
-        let producer: ThreadedProducer<DefaultProducerContext> = client
-            .clone()
-            .set("acks", "all")
-            .set("linger.ms", "0")
-            .create()
-            .context("creating the feedback producer")?;
-        let reader: BaseConsumer = client
-            .clone()
-            .set("group.id", format!("{}.feedback-reader", kafka.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "100")
-            .create()
-            .context("creating the feedback reader")?;
+        let own = kafka::OwnTopic {
+            name: topic,
+            key: "store.feedback_topic",
+            partitions: 1,
+            replication: -1,
+            otherwise: "create it yourself, compacted, or leave store.feedback_topic empty",
+        };
+        kafka::ensure_topic(
+            &kafka::client(kafka, Role::Producer, &[], &[]),
+            &own,
+            timeout,
+        )?;
+        let producer: ThreadedProducer<DefaultProducerContext> = kafka::client(
+            kafka,
+            Role::Producer,
+            &[],
+            &[("acks", "all".into()), ("linger.ms", "0".into())],
+        )
+        .create()
+        .context("creating the feedback producer")?;
+        let reader: BaseConsumer = kafka::client(
+            kafka,
+            Role::Reader,
+            &[],
+            &[
+                ("group.id", format!("{}.feedback-reader", kafka.group_id)),
+                ("enable.auto.commit", "false".into()),
+                ("enable.auto.offset.store", "false".into()),
+                ("fetch.wait.max.ms", "100".into()),
+            ],
+        )
+        .create()
+        .context("creating the feedback reader")?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning)
             .context("assigning the feedback topic")?;
@@ -206,33 +209,6 @@ pub fn apply(f: &Feedback, store: &FindingsStore, engine: &Engine, alerts: &Aler
                     tracing::warn!(error = %e, "could not keep a suppression from the feedback topic");
                 }
             }
-        }
-    }
-}
-
-fn ensure_topic(client: &ClientConfig, topic: &str, timeout: Duration) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        client.create().context("creating the Kafka admin client")?;
-    let exists = admin
-        .inner()
-        .fetch_metadata(Some(topic), timeout)
-        .map(|m| {
-            m.topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-        })
-        .unwrap_or(false);
-    if exists {
-        return Ok(());
-    }
-    let opts = AdminOptions::new().operation_timeout(Some(timeout));
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-    let results = crate::changelog::block_on(admin.create_topics([&new], &opts))?
-        .with_context(|| format!("creating store.feedback_topic `{topic}`"))?;
-    match results.into_iter().next() {
-        Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(()),
-        Some(Err((_, code))) => {
-            anyhow::bail!("creating store.feedback_topic `{topic}`: {code}")
         }
     }
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::{ClientContext, Message};
 
 use crate::config::KafkaConfig;
+use crate::kafka::{self, Role};
 use keywatch_core::metrics::Metrics;
 
 /// Counts deliveries as they are confirmed by the broker.
@@ -60,17 +61,7 @@ impl DeadLetter {
         if cfg.dead_letter_topic.is_empty() {
             return Ok(None);
         }
-        let mut client = ClientConfig::new();
-        for (k, v) in cfg.client_properties() {
-            client.set(k, v);
-        }
-        client.set("linger.ms", "20");
-        for (k, v) in &cfg.properties {
-            if !k.starts_with("group.") && !k.starts_with("fetch.") && !k.starts_with("auto.") {
-                client.set(k, v);
-            }
-        }
-        let producer = client
+        let producer = kafka::client(cfg, Role::Producer, &[("linger.ms", "20".into())], &[])
             .create_with_context(Delivery {
                 metrics: metrics.clone(),
             })

@@ -10,11 +10,8 @@
 //! committed synchronously when partitions are revoked and at shutdown.
 //! librdkafka's bounded fetch queue is the backpressure.
 //!
-//! With the changelog on ([`crate::changelog`]), a partition's state moves
-//! with it: on assignment its state is restored and the partition replays
-//! from the offset the state reflects (it is "catching up" until it reaches
-//! the high watermark seen at assignment); on revocation its keys leave the
-//! engine in a final snapshot before the partition is released.
+//! What happens when partitions move (librdkafka's rebalance callbacks) is
+//! [`super::rebalance`]'s: this file is the poll loop.
 //!
 //! Whenever the read position is set from a state (a restore, a local
 //! checkpoint) or may have been reset (after a rebalance, for the partitions
@@ -23,27 +20,25 @@
 //! cannot drop events unseen.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
-};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Message, Offset};
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::{DeadLetter, Origin};
 use super::lanes::{Lanes, Polled};
+use super::rebalance::{commit, lock, SourceContext};
+pub use super::status::SourceStatus;
 use crate::changelog::handoff::Owned;
 use crate::changelog::{Changelog, Handoff};
 use crate::checkpoint::{Checkpoint, Checkpointer, Origins, Resume};
 use crate::config::KafkaConfig;
-use crate::source::start::{StartCheck, Starts};
+use crate::kafka::Role;
+use crate::source::start::StartCheck;
 use crate::telemetry::RateLimited;
 use keywatch_core::metrics::Metrics;
 use keywatch_core::pipeline::{Pipeline, Verdict};
@@ -85,635 +80,6 @@ pub enum StartError {
         /// The client's error.
         error: KafkaError,
     },
-}
-
-/// What the rest of the daemon can see of the source.
-#[derive(Debug, Default)]
-pub struct SourceStatus {
-    /// Subscribed and polling.
-    pub consuming: AtomicBool,
-    /// Messages applied since start.
-    pub messages: AtomicU64,
-    /// Partitions replaying from a restored state, not yet live.
-    pub catching_up: AtomicUsize,
-    /// A partition was assigned since start: before, the instance waits for
-    /// the group (a killed member still in it can hold them for a session
-    /// timeout) and is not ready.
-    pub assigned_once: AtomicBool,
-    /// Since when (epoch ms) no broker has been reachable; 0: one is.
-    pub brokers_down_since_ms: AtomicI64,
-    /// `/readyz` fails once no broker has been reachable this long, ms
-    /// (`kafka.unreachable_after`; 0: its default).
-    pub unreachable_after_ms: AtomicU64,
-}
-
-impl SourceStatus {
-    /// No broker has been reachable since `now_ms - since`: noted once, with
-    /// a WARN line.
-    fn brokers_down(&self, now_ms: i64, why: &str) {
-        if self
-            .brokers_down_since_ms
-            .compare_exchange(0, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            tracing::warn!(
-                why,
-                "no Kafka broker reachable: consumption stalls; /readyz turns not ready after kafka.unreachable_after"
-            );
-        }
-    }
-
-    /// A broker is reachable again.
-    fn brokers_up(&self, now_ms: i64) {
-        let since = self.brokers_down_since_ms.swap(0, Ordering::Relaxed);
-        if since > 0 {
-            tracing::info!(
-                down_s = (now_ms - since).max(0) / 1000,
-                "a Kafka broker is reachable again"
-            );
-        }
-    }
-}
-
-/// A partition replaying from its restored state.
-struct CatchUp {
-    topic: String,
-    partition: i32,
-    /// Live once the next offset to read reaches this (the high watermark
-    /// at assignment).
-    target: i64,
-    from: i64,
-    started: Instant,
-}
-
-/// librdkafka callbacks: commit on revoke, resume from the checkpoint on
-/// assignment, metrics. Nothing here does more than a commit, a seek or a
-/// gauge update.
-pub struct SourceContext {
-    metrics: Arc<Metrics>,
-    errors: RateLimited,
-    /// Where the restored checkpoint says to resume, used once per partition
-    /// (without the changelog).
-    resume: Mutex<HashMap<(String, i32), i64>>,
-    /// Moves partition state in and out (with the changelog; set before subscribing).
-    handoff: std::sync::OnceLock<Arc<Handoff>>,
-    origins: Arc<Origins>,
-    /// Next offset per owned partition, as applied.
-    applied: Arc<Mutex<Resume>>,
-    catchup: Mutex<HashMap<u16, CatchUp>>,
-    /// Partitions read from an offset their state chose: the state and the
-    /// read position must agree.
-    starts: Starts,
-    /// The consumer is leaving the group: partitions assigned now are
-    /// not read, so their state is not restored.
-    closing: AtomicBool,
-    status: Arc<SourceStatus>,
-    /// The apply threads beside the polling thread (none with one lane).
-    lanes: std::sync::OnceLock<Lanes>,
-    /// State is durable (checkpoints or the changelog), and the group's
-    /// committed offsets run ahead of it (they follow what is applied): a
-    /// partition assigned with no state anywhere is read from its earliest
-    /// retained event, not from the committed offset, which may be past
-    /// events no state holds (a `kill -9` before its first checkpoint).
-    replay_stateless: bool,
-    /// Partitions assigned to this process at least once (their state, if
-    /// any, is in the engine).
-    seen: Mutex<std::collections::HashSet<(String, i32)>>,
-    /// Responses received from each broker at the previous statistics: a
-    /// broker connected but stopped (a paused process, a hung disk) keeps
-    /// its connection up and answers nothing.
-    broker_rx: Mutex<HashMap<i32, u64>>,
-}
-
-impl SourceContext {
-    /// Points newly assigned partitions at the checkpoint's offsets: the
-    /// checkpoint, not the group's committed offset, is the source of truth
-    /// for a restored state.
-    fn resume_from_checkpoint(&self, tpl: &mut TopicPartitionList) {
-        let Ok(mut resume) = self.resume.lock() else {
-            return;
-        };
-        let assigned: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        for (topic, partition) in assigned {
-            let first_time = lock(&self.seen).insert((topic.clone(), partition));
-            if first_time && !resume.contains_key(&(topic.clone(), partition)) {
-                self.replay_from_earliest(tpl, &topic, partition);
-            }
-            if let Some(offset) = resume.remove(&(topic.clone(), partition)) {
-                if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(offset))
-                {
-                    tracing::warn!(%topic, partition, error = %e, "cannot resume from the checkpoint");
-                } else {
-                    tracing::info!(%topic, partition, offset, "resuming from the checkpoint");
-                    self.starts
-                        .expect(self.origins.index(&topic, partition), offset);
-                }
-            }
-        }
-    }
-}
-
-impl SourceContext {
-    /// Stores the offsets of the messages the apply threads applied; with
-    /// `drain`, first waits until none is in flight (before a rebalance or
-    /// the shutdown commit, which need every polled message applied).
-    fn settle(&self, consumer: &BaseConsumer<Self>, drain: bool) {
-        let Some(lanes) = self.lanes.get() else {
-            return;
-        };
-        let done = lanes.take_applied(drain);
-        if done.is_empty() {
-            return;
-        }
-        self.status
-            .messages
-            .fetch_add(done.len() as u64, Ordering::Relaxed);
-        // The next offset per partition: each lane reports in offset order.
-        let mut next: Vec<(u16, i64)> = Vec::new();
-        for (origin, offset) in done {
-            match next.iter_mut().find(|n| n.0 == origin) {
-                Some(n) => n.1 = n.1.max(offset + 1),
-                None => next.push((origin, offset + 1)),
-            }
-        }
-        let mut tpl = TopicPartitionList::with_capacity(next.len());
-        {
-            let mut applied = lock(&self.applied);
-            for &(origin, offset) in &next {
-                applied.insert(origin, offset);
-                if let Some((topic, partition)) = self.origins.get(origin) {
-                    let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
-                }
-            }
-        }
-        // The effects are in the state: now the offsets may be committed.
-        if let Err(e) = consumer.store_offsets(&tpl) {
-            if self.errors.allow() {
-                tracing::warn!(error = %e, "storing offsets");
-            }
-        }
-        if self.status.catching_up.load(Ordering::Relaxed) > 0 {
-            for (origin, offset) in next {
-                self.caught_up(origin, offset);
-            }
-        }
-    }
-
-    /// Points a partition with no state anywhere at its earliest retained
-    /// event (see [`SourceContext::replay_stateless`]).
-    fn replay_from_earliest(&self, tpl: &mut TopicPartitionList, topic: &str, partition: i32) {
-        if !self.replay_stateless {
-            return;
-        }
-        match tpl.set_partition_offset(topic, partition, Offset::Beginning) {
-            Ok(()) => tracing::info!(
-                topic,
-                partition,
-                "no state for the partition in a checkpoint or the changelog: reading it from its earliest retained event (the group's committed offset may be past any state)"
-            ),
-            Err(e) => tracing::warn!(topic, partition, error = %e, "cannot read the partition from its earliest event"),
-        }
-    }
-
-    /// Restores newly assigned partitions from the changelog (or the parked
-    /// local checkpoint) and points them at the offsets their state reflects.
-    fn take_over(&self, tpl: &mut TopicPartitionList) {
-        let Some(handoff) = self.handoff.get() else {
-            return self.resume_from_checkpoint(tpl);
-        };
-        if self.closing.load(Ordering::Relaxed) {
-            return;
-        }
-        let parts: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .filter(|(topic, partition)| {
-                // Its state is here and live: a restore would set it back.
-                let owned = handoff.owns(self.origins.index(topic, *partition));
-                if owned {
-                    tracing::warn!(%topic, partition, "assigned a partition this instance already owns; its state stays as it is");
-                }
-                !owned
-            })
-            .collect();
-        if parts.is_empty() {
-            return;
-        }
-        for acquired in handoff.acquire(&parts) {
-            let Some(resume) = acquired.resume else {
-                self.replay_from_earliest(tpl, &acquired.topic, acquired.partition);
-                continue;
-            };
-            let (topic, partition) = (&acquired.topic, acquired.partition);
-            if let Err(e) = tpl.set_partition_offset(topic, partition, Offset::Offset(resume)) {
-                tracing::warn!(%topic, partition, error = %e, "cannot seek to the restored state's offset");
-                continue;
-            }
-            lock(&self.applied).insert(acquired.origin, resume);
-            self.starts.expect(acquired.origin, resume);
-            let target = handoff.high_watermark(topic, partition).unwrap_or(resume);
-            if target > resume {
-                self.metrics
-                    .catchup_lag
-                    .with_label_values(&[topic, &partition.to_string()])
-                    .set(target - resume);
-                lock(&self.catchup).insert(
-                    acquired.origin,
-                    CatchUp {
-                        topic: topic.clone(),
-                        partition,
-                        target,
-                        from: resume,
-                        started: Instant::now(),
-                    },
-                );
-            }
-        }
-        self.status
-            .catching_up
-            .store(lock(&self.catchup).len(), Ordering::Relaxed);
-    }
-
-    /// Hands revoked partitions off: a final snapshot of each, and their
-    /// keys leave the engine. Every fetched message is applied by now.
-    fn hand_off(&self, tpl: &TopicPartitionList, lost: bool) {
-        let Some(handoff) = self.handoff.get() else {
-            return;
-        };
-        let parts: Vec<Owned> = {
-            let mut applied = lock(&self.applied);
-            let mut catchup = lock(&self.catchup);
-            tpl.elements()
-                .iter()
-                .map(|e| {
-                    let origin = self.origins.index(e.topic(), e.partition());
-                    self.starts.forget(origin);
-                    if catchup.remove(&origin).is_some() {
-                        let _ = self
-                            .metrics
-                            .catchup_lag
-                            .remove_label_values(&[e.topic(), &e.partition().to_string()]);
-                    }
-                    Owned {
-                        topic: e.topic().to_owned(),
-                        partition: e.partition(),
-                        origin,
-                        resume: applied.remove(&origin),
-                    }
-                })
-                .collect()
-        };
-        self.status
-            .catching_up
-            .store(lock(&self.catchup).len(), Ordering::Relaxed);
-        if lost {
-            // The session lapsed: another member owns these partitions
-            // already and continues from the changelog. Drop the keys, write
-            // nothing.
-            tracing::warn!(
-                partitions = parts.len(),
-                "partitions lost (the group moved on without this member); their state continues on the new owner"
-            );
-            handoff.forget(&parts);
-        } else {
-            handoff.release(&parts);
-        }
-    }
-
-    /// After a rebalance librdkafka may fetch a partition it kept again from
-    /// the last record the application took: its next record is checked
-    /// like a restored partition's first (see [`crate::source::start`]).
-    /// Partitions just assigned (`new`) start where their own state says.
-    fn recheck_kept(&self, consumer: &BaseConsumer<Self>, new: Option<&TopicPartitionList>) {
-        // Nothing is read after the close; and see `post_rebalance`.
-        if self.closing.load(Ordering::Relaxed) {
-            return;
-        }
-        let Ok(assigned) = consumer.assignment() else {
-            return;
-        };
-        let applied = lock(&self.applied);
-        for e in assigned.elements() {
-            if new.is_some_and(|n| n.find_partition(e.topic(), e.partition()).is_some()) {
-                continue;
-            }
-            let origin = self.origins.index(e.topic(), e.partition());
-            if let Some(&next) = applied.get(&origin) {
-                self.starts.expect_unless_pending(origin, next);
-            }
-        }
-    }
-
-    /// Marks a catching-up partition live once it reached its target.
-    fn caught_up(&self, origin: u16, next: i64) {
-        let mut catchup = lock(&self.catchup);
-        let Some(c) = catchup.get(&origin) else {
-            return;
-        };
-        let partition = c.partition.to_string();
-        if next < c.target {
-            self.metrics
-                .catchup_lag
-                .with_label_values(&[&c.topic, &partition])
-                .set(c.target - next);
-            return;
-        }
-        let _ = self
-            .metrics
-            .catchup_lag
-            .remove_label_values(&[&c.topic, &partition]);
-        tracing::info!(
-            topic = %c.topic,
-            partition = c.partition,
-            replayed = next - c.from,
-            seconds = c.started.elapsed().as_secs_f64(),
-            "partition caught up; live"
-        );
-        catchup.remove(&origin);
-        self.status
-            .catching_up
-            .store(catchup.len(), Ordering::Relaxed);
-    }
-}
-
-impl SourceContext {
-    /// Newly assigned partitions whose start (the restored state's offset,
-    /// or the group's committed one) is below the broker's earliest retained
-    /// record: the records in between were deleted before keywatch applied
-    /// them. That loss is reported (a warning naming the partition and the
-    /// range, and `keywatch_source_offsets_lost_total`), and the partition
-    /// is read from the earliest record the broker still has, whatever
-    /// `auto.offset.reset` says.
-    fn skip_deleted(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        const ASK: Duration = Duration::from_secs(5);
-        let mut starts: Vec<(String, i32, Option<i64>)> = tpl
-            .elements()
-            .iter()
-            .map(|e| {
-                let at = match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
-                (e.topic().to_owned(), e.partition(), at)
-            })
-            .collect();
-        if starts.iter().any(|(_, _, at)| at.is_none()) {
-            // Partitions that start where the group left them.
-            let mut ask = TopicPartitionList::new();
-            for (topic, partition, at) in &starts {
-                if at.is_none() {
-                    ask.add_partition(topic, *partition);
-                }
-            }
-            match consumer.committed_offsets(ask, ASK) {
-                Ok(committed) => {
-                    for (topic, partition, at) in &mut starts {
-                        if at.is_none() {
-                            if let Some(Offset::Offset(o)) = committed
-                                .find_partition(topic, *partition)
-                                .map(|e| e.offset())
-                            {
-                                *at = Some(o);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read the committed offsets to check them against retention")
-                }
-            }
-        }
-        for (topic, partition, at) in starts {
-            let Some(at) = at else { continue };
-            let low = match consumer.fetch_watermarks(&topic, partition, ASK) {
-                Ok((low, _)) => low,
-                Err(e) => {
-                    tracing::debug!(%topic, partition, error = %e, "cannot read the partition's earliest offset");
-                    continue;
-                }
-            };
-            if low <= at {
-                continue;
-            }
-            let lost = low - at;
-            self.metrics
-                .source_offsets_lost
-                .with_label_values(&[&topic, &partition.to_string()])
-                .inc_by(lost as u64);
-            tracing::warn!(
-                %topic,
-                partition,
-                from = at,
-                to = low - 1,
-                records = lost,
-                "records were deleted by the broker before keywatch applied them (retention ran past the offset to resume from); reading from the earliest record the broker still has"
-            );
-            if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(low)) {
-                tracing::warn!(%topic, partition, error = %e, "cannot point the partition at its earliest offset");
-                continue;
-            }
-            let origin = self.origins.index(&topic, partition);
-            let mut applied = lock(&self.applied);
-            if let Some(next) = applied.get_mut(&origin) {
-                *next = low;
-            }
-            drop(applied);
-            if self.starts.is_pending(origin) {
-                self.starts.expect(origin, low);
-            }
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl ClientContext for SourceContext {
-    fn stats(&self, stats: Statistics) {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        // Bootstrap and learned brokers alike: one connection up and
-        // answering is enough. A consumer's fetches are answered within
-        // fetch.wait.max.ms even when idle, so a broker up with requests
-        // waiting and no response since the last statistics has stalled.
-        let brokers = stats.brokers.values().filter(|b| b.nodeid >= 0);
-        let (mut any, mut up, mut answering) = (false, false, false);
-        {
-            let mut seen = lock(&self.broker_rx);
-            for b in brokers {
-                any = true;
-                if b.state == "UP" {
-                    up = true;
-                    let before = seen.insert(b.nodeid, b.rx);
-                    answering |= before != Some(b.rx) || b.waitresp_cnt == 0;
-                }
-            }
-        }
-        if answering {
-            self.status.brokers_up(now_ms);
-        } else if up {
-            self.status.brokers_down(
-                now_ms,
-                "brokers connected but not answering (paused or overloaded)",
-            );
-        } else if any {
-            self.status
-                .brokers_down(now_ms, "no broker connection is up");
-        }
-        for (topic, t) in &stats.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[topic, &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.status
-                .brokers_down(chrono::Utc::now().timestamp_millis(), reason);
-        }
-        if self.errors.allow() {
-            tracing::warn!(%error, reason, "kafka client error");
-        }
-    }
-
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        if matches!(
-            level,
-            RDKafkaLogLevel::Emerg
-                | RDKafkaLogLevel::Alert
-                | RDKafkaLogLevel::Critical
-                | RDKafkaLogLevel::Error
-        ) && self.errors.allow()
-        {
-            tracing::warn!(facility = fac, "librdkafka: {log_message}");
-        }
-    }
-}
-
-impl ConsumerContext for SourceContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        // What the apply threads hold is applied (and its offset stored)
-        // before partitions move, as on a single thread.
-        self.settle(consumer, true);
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.take_over(tpl);
-                self.skip_deleted(consumer, tpl);
-                let rebalance = Rebalance::Assign(tpl);
-                self.pre_rebalance(consumer, &rebalance);
-                let assigned = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = assigned {
-                    tracing::error!(error = %e, "assigning partitions");
-                }
-                self.recheck_kept(consumer, Some(tpl));
-                self.post_rebalance(consumer, &rebalance);
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let rebalance = Rebalance::Revoke(tpl);
-                self.pre_rebalance(consumer, &rebalance);
-                let revoked = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = revoked {
-                    tracing::error!(error = %e, "revoking partitions");
-                }
-                self.recheck_kept(consumer, None);
-                self.post_rebalance(consumer, &rebalance);
-            }
-            other => {
-                let rebalance = Rebalance::Error(KafkaError::Rebalance(other.into()));
-                self.post_rebalance(consumer, &rebalance);
-            }
-        }
-    }
-
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            // Everything polled so far is applied and its offset stored:
-            // hand the state off and commit before the partitions go to
-            // another member.
-            let lost = consumer.assignment_lost();
-            self.hand_off(tpl, lost);
-            if !lost {
-                commit(consumer, "revoke");
-            }
-            tracing::info!(
-                partitions = tpl.count(),
-                list = %partition_list(tpl),
-                "partitions revoked"
-            );
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // Asking librdkafka for the assignment while the consumer closes can
-        // deadlock it (the close waits on this callback, the query on the
-        // close): a closing consumer owns nothing.
-        let owned = if self.closing.load(Ordering::Relaxed) {
-            0
-        } else {
-            consumer.assignment().map(|a| a.count()).unwrap_or(0)
-        };
-        self.metrics.partitions_owned.set(owned as i64);
-        if owned > 0 {
-            self.status.assigned_once.store(true, Ordering::Relaxed);
-        }
-        self.metrics.consumer_lag.reset();
-        match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(
-                assigned = tpl.count(),
-                owned,
-                list = %partition_list(tpl),
-                "partitions assigned"
-            ),
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
-        }
-    }
-}
-
-/// `topic/partition` of each element, comma-separated, for logs.
-fn partition_list(tpl: &TopicPartitionList) -> String {
-    tpl.elements()
-        .iter()
-        .map(|e| format!("{}/{}", e.topic(), e.partition()))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn commit(consumer: &BaseConsumer<SourceContext>, why: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {}
-        // Nothing stored since the last commit.
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(error = %e, why, "offset commit failed"),
-    }
 }
 
 /// What makes the source durable: the partition numbering shared with the
@@ -782,26 +148,20 @@ impl KafkaSource {
             .collect();
         let applied = Arc::new(Mutex::new(applied));
         let consumer: BaseConsumer<SourceContext> = consumer_config(cfg)
-            .create_with_context(SourceContext {
-                metrics: metrics.clone(),
-                errors: RateLimited::new(Duration::from_secs(10)),
-                resume: Mutex::new(durable.resume),
-                handoff: std::sync::OnceLock::new(),
-                origins: durable.origins.clone(),
-                applied: applied.clone(),
-                catchup: Mutex::new(HashMap::new()),
-                starts: Starts::default(),
-                closing: AtomicBool::new(false),
-                status: status.clone(),
-                lanes: std::sync::OnceLock::new(),
-                replay_stateless: (durable.checkpointer.is_some() || durable.changelog.is_some())
+            .create_with_context(SourceContext::new(
+                metrics.clone(),
+                durable.resume,
+                durable.origins.clone(),
+                applied.clone(),
+                status.clone(),
+                // A partition without state is read from its earliest event
+                // when anything keeps state, unless the user asked for latest.
+                (durable.checkpointer.is_some() || durable.changelog.is_some())
                     && !cfg
                         .properties
                         .get("auto.offset.reset")
                         .is_some_and(|v| matches!(v.as_str(), "latest" | "largest" | "end")),
-                seen: Mutex::new(std::collections::HashSet::new()),
-                broker_rx: Mutex::new(HashMap::new()),
-            })
+            ))
             .map_err(StartError::Client)?;
         let timeout = cfg.startup_timeout.0;
         let metadata =
@@ -1176,27 +536,27 @@ impl KafkaSource {
 
 /// The consumer's librdkafka configuration.
 pub fn consumer_config(cfg: &KafkaConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (k, v) in cfg.client_properties() {
-        client.set(k, v);
-    }
-    client
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.offset.store", "false")
-        .set("enable.auto.commit", "true")
-        .set(
-            "auto.commit.interval.ms",
-            cfg.commit_interval.0.as_millis().to_string(),
-        )
-        .set("auto.offset.reset", "earliest")
-        // A rebalance moves only the partitions it must.
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        // librdkafka's 500 ms default caps a consumer of a lightly filled
-        // broker (tansu) at ~34k msg/s; 10 ms costs little on a busy one.
-        .set("fetch.wait.max.ms", "10")
-        .set("statistics.interval.ms", "5000");
-    for (k, v) in &cfg.properties {
-        client.set(k, v);
-    }
-    client
+    crate::kafka::client(
+        cfg,
+        Role::Source,
+        &[
+            ("enable.auto.commit", "true".into()),
+            (
+                "auto.commit.interval.ms",
+                cfg.commit_interval.0.as_millis().to_string(),
+            ),
+            ("auto.offset.reset", "earliest".into()),
+            // A rebalance moves only the partitions it must.
+            ("partition.assignment.strategy", "cooperative-sticky".into()),
+            // librdkafka's 500 ms default caps a consumer of a lightly filled
+            // broker (tansu) at ~34k msg/s; 10 ms costs little on a busy one.
+            ("fetch.wait.max.ms", "10".into()),
+            ("statistics.interval.ms", "5000".into()),
+        ],
+        // At least once: offsets are stored only once applied.
+        &[
+            ("group.id", cfg.group_id.clone()),
+            ("enable.auto.offset.store", "false".into()),
+        ],
+    )
 }

@@ -4,5 +4,6 @@
 pub mod dead_letter;
 pub mod kafka;
 pub mod lanes;
-pub mod produce;
+pub mod rebalance;
 pub mod start;
+pub mod status;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::{FindingsStore, Ingested};
@@ -133,33 +133,24 @@ pub fn start(
     store: FindingsStore,
     stop: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &sink.brokers);
-    // The sink's security settings are this client's too; its producer
+    // The sink's connection settings are this client's too; its producer
     // tuning is not (librdkafka would warn about each such property).
-    for (name, value) in &sink.properties {
-        if name.starts_with("security.")
-            || name.starts_with("sasl.")
-            || name.starts_with("ssl.")
-            || name == "client.dns.lookup"
-            || name == "broker.address.family"
-        {
-            client.set(name, value);
-        }
-    }
-    for (name, value) in &sink.secret_properties {
-        client.set(name, value.expose());
-    }
-    let reader: BaseConsumer = client
-        .set("client.id", "keywatch-findings-reader")
-        // Needed by librdkafka for a consumer, never joined: partitions are
-        // assigned, not subscribed, and offsets live in the store.
-        .set("group.id", "keywatch-findings-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .context("creating the reader of store.findings_topic")?;
+    let reader: BaseConsumer = crate::kafka::for_sink(
+        sink,
+        crate::kafka::Role::Reader,
+        &[],
+        &[
+            ("client.id", "keywatch-findings-reader".into()),
+            // Needed by librdkafka for a consumer, never joined: partitions
+            // are assigned, not subscribed, and offsets live in the store.
+            ("group.id", "keywatch-findings-reader".into()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("fetch.wait.max.ms", "100".into()),
+        ],
+    )
+    .create()
+    .context("creating the reader of store.findings_topic")?;
     let topic = topic.to_owned();
     std::thread::Builder::new()
         .name("findings-reader".into())

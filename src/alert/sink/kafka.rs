@@ -7,7 +7,6 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 
 use super::{DeliveryError, Sink, SinkSetup};
 use crate::alert::shape::EncodedAlert;
@@ -24,19 +23,17 @@ impl KafkaSink {
     /// From `type = "kafka"`: creates the producer (it connects lazily).
     pub fn new(cfg: &KafkaSinkConfig, setup: &SinkSetup<'_>) -> anyhow::Result<KafkaSink> {
         let timeout = setup.cfg.timeout.0;
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &cfg.brokers)
-            // librdkafka gives up on a message when the sink's attempt does,
-            // so a retry never races a late first copy.
-            .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
-            .set("client.id", "keywatch-alerts");
-        for (name, value) in &cfg.properties {
-            client.set(name, value);
-        }
-        for (name, value) in &cfg.secret_properties {
-            client.set(name, value.expose());
-        }
+        let client = crate::kafka::for_sink(
+            cfg,
+            crate::kafka::Role::Producer,
+            &[
+                // librdkafka gives up on a message when the sink's attempt
+                // does, so a retry never races a late first copy.
+                ("message.timeout.ms", timeout.as_millis().max(1).to_string()),
+                ("client.id", "keywatch-alerts".into()),
+            ],
+            &[],
+        );
         let producer = client.create().map_err(|e| {
             // librdkafka's message names the property, never a secret value.
             anyhow::anyhow!("creating the Kafka producer: {e}")

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::cmd::produce::EventProducer;
 use crate::source::kafka::SourceStatus;
-use crate::source::produce::EventProducer;
 use keywatch_core::gen::{Attack, AttackKind, AttackSet, Format, GenConfig, Scenario};
 
 /// Days of past traffic before today: more than every learning period

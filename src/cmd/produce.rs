@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::ClientConfig;
 
 use keywatch_core::gen::GenEvent;
 
@@ -35,12 +34,15 @@ impl EventProducer {
         topic: &str,
         check: Option<Duration>,
     ) -> anyhow::Result<EventProducer> {
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", "500000")
-            .create()
-            .context("creating the Kafka producer")?;
+        let producer: ThreadedProducer<DefaultProducerContext> = crate::kafka::for_brokers(
+            brokers,
+            &[
+                ("linger.ms", "5".into()),
+                ("queue.buffering.max.messages", "500000".into()),
+            ],
+        )
+        .create()
+        .context("creating the Kafka producer")?;
         if let Some(timeout) = check {
             producer
                 .client()
