@@ -35,6 +35,8 @@
 //! - [`config`]: the configuration file and environment: the core's
 //!   sections and the I/O ones, validated before start.
 //! - [`http`]: `/metrics`, health, the JSON API and the triage console.
+//! - [`secret`]: secret values in configuration (`env:`, `file:`), never
+//!   printed.
 //! - [`kafka`]: the one Kafka adapter: every client's properties by role,
 //!   the topics keywatch creates, the blocking admin calls.
 //! - [`daemon`]: `keywatch run`'s wiring.
@@ -52,6 +54,7 @@ pub mod daemon;
 pub mod feedback;
 pub mod http;
 pub mod kafka;
+pub mod secret;
 pub mod source;
 pub mod store;
 pub mod telemetry;

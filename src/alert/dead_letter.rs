@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 
+use super::config::Timestamp;
 use super::shape::EncodedAlert;
 use super::sink_metrics::SinkMetrics;
-use crate::config::Timestamp;
 
 /// Lines the hot path may hand over before the writer catches up; past it
 /// (a stuck disk) alerts are counted as `lost` rather than block detection.

@@ -26,6 +26,7 @@
 //! [`Alerts::adopt`]s it, so findings re-found while catching up are not
 //! delivered twice.
 
+pub mod config;
 mod dead_letter;
 mod delivery;
 mod ledger;
@@ -47,10 +48,10 @@ pub use suppress::{Origin, SuppressionEntry, SuppressionError};
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use crate::config::Entity;
     use keywatch_core::decode::EventSample;
     use keywatch_core::engine::finding::finding_id;
     use keywatch_core::engine::{Detector, Eligibility, Evidence, Finding, Severity};
+    use keywatch_core::types::Entity;
 
     /// A high-severity finding on `key_id` from `source`.
     pub fn finding(key_id: &str, detector: Detector, source: &str) -> Finding {

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::config::{AlertsConfig, SinkConfig, Suppression};
 use super::dead_letter::{DeadLetter, DeadLetterRecord};
 use super::ledger::Ledger;
 use super::redact::Redactor;
@@ -22,7 +23,6 @@ use super::shape::{Alert, EncodedAlert};
 use super::sink;
 use super::suppress::{SuppressionEntry, SuppressionError, Suppressions};
 use super::worker::{Delivery, Queued, RetryPolicy, SinkMetrics};
-use crate::config::{AlertsConfig, SinkConfig, Suppression};
 use keywatch_core::engine::{Detector, Finding, Severity};
 use keywatch_core::metrics::Metrics;
 use keywatch_core::owner::OwnerLookup;
@@ -322,8 +322,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::alert::config::{FileSinkConfig, SinkKind};
     use crate::alert::tests::finding;
-    use crate::config::{FileSinkConfig, SinkKind};
 
     /// One file sink named `audit`, delivering one alert at a time (so in
     /// submission order), into `dir/alerts.jsonl`.

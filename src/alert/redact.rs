@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use regex::{Captures, Regex, RegexSet};
 
-use crate::config::RedactConfig;
+use super::config::RedactConfig;
 
 /// What a masked value becomes.
 pub const MASK: &str = "[redacted]";

@@ -8,7 +8,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
-use crate::config::{Suppression, Timestamp};
+use super::config::{Suppression, Timestamp};
 use keywatch_core::engine::Finding;
 
 /// Where a rule came from.
@@ -168,8 +168,8 @@ mod tests {
 
     use super::*;
     use crate::alert::tests::finding;
-    use crate::config::Cidr;
     use keywatch_core::engine::Detector;
+    use keywatch_core::types::Cidr;
 
     #[test]
     fn every_condition_given_must_match() {

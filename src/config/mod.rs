@@ -4,12 +4,9 @@
 //!
 //! `config/keywatch.toml` is the documented example with every key.
 
-mod alerts;
 mod changelog;
 mod checkpoint;
 mod http;
-mod kafka;
-mod secret;
 mod store;
 
 use std::ops::{Deref, DerefMut};
@@ -17,17 +14,17 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use alerts::{
+pub use crate::alert::config::{
     signing_key, AlertmanagerConfig, AlertsConfig, FileSinkConfig, KafkaSinkConfig,
     PagerDutyConfig, RedactConfig, SinkConfig, SinkKind, SlackConfig, StdoutSinkConfig,
     Suppression, Timestamp, WebhookConfig, SAMPLE_FIELDS,
 };
+pub use crate::kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
+pub use crate::secret::{Secret, SecretError};
 pub use changelog::ChangelogConfig;
 pub use checkpoint::CheckpointConfig;
 pub use http::HttpConfig;
-pub use kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use keywatch_core::config::*;
-pub use secret::{Secret, SecretError};
 pub use store::StoreConfig;
 
 /// The whole configuration: the core's sections (what the engine reads,
@@ -294,7 +291,7 @@ impl Config {
     /// The effective configuration as TOML, secrets masked.
     pub fn to_toml(&self) -> String {
         let rendered = toml::Value::try_from(self).and_then(|mut v| {
-            secret::mask_rendered(&mut v);
+            crate::secret::mask_rendered(&mut v);
             toml::to_string_pretty(&v)
         });
         rendered.unwrap_or_else(|e| format!("# cannot render: {e}\n"))

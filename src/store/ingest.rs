@@ -136,7 +136,7 @@ pub fn start(
     // The sink's connection settings are this client's too; its producer
     // tuning is not (librdkafka would warn about each such property).
     let reader: BaseConsumer = crate::kafka::for_sink(
-        sink,
+        sink.cluster(),
         crate::kafka::Role::Reader,
         &[],
         &[

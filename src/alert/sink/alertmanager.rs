@@ -11,13 +11,63 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
 use crate::alert::worker::SinkMetrics;
-use crate::config::AlertmanagerConfig;
+
+use serde::{Deserialize, Serialize};
+
+/// `type = "alertmanager"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager's base URL; alerts go to `{url}/api/v2/alerts`.
+    pub url: String,
+    /// Active alerts are re-sent this often, with `endsAt` four intervals
+    /// ahead (as Prometheus does), so Alertmanager keeps them firing.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: HumanDuration,
+    /// An alert stays active this long after its last finding, then is sent
+    /// resolved.
+    #[serde(default = "default_active_for")]
+    pub active_for: HumanDuration,
+}
+
+/// Prometheus' default `--rules.alert.resend-delay`.
+fn default_resend_interval() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+
+/// The engine's default cooldown: the finding is "active" until the engine
+/// would raise it again.
+fn default_active_for() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+impl AlertmanagerConfig {
+    /// Checks this sink's own keys, under `at` (`alerts.sinks[i]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_url(&format!("{at}.url"), &self.url)?;
+        check_positive(&format!("{at}.resend_interval"), self.resend_interval)?;
+        check_positive(&format!("{at}.active_for"), self.active_for)?;
+        if self.active_for < self.resend_interval {
+            return Err(invalid(
+                &format!("{at}.active_for"),
+                self.active_for,
+                format!(
+                    "must be at least {at}.resend_interval ({})",
+                    self.resend_interval
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+use super::check::{check_positive, check_url};
+use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// The `alertname` label of every alert keywatch sends.
 pub const ALERTNAME: &str = "KeywatchFinding";

@@ -9,6 +9,39 @@ use std::sync::{Arc, Mutex};
 use super::{DeliveryError, Sink};
 use crate::alert::shape::{Alert, EncodedAlert};
 
+use std::path::PathBuf;
+
+/// `type = "file"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// JSON Lines file alerts are appended to.
+    pub path: PathBuf,
+}
+
+/// `type = "stdout"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    /// A readable multi-line block per alert instead of JSON Lines.
+    #[serde(default)]
+    pub pretty: bool,
+}
+
+impl FileSinkConfig {
+    /// Checks this sink's own keys, under `at` (`alerts.sinks[i]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(invalid(&format!("{at}.path"), "\"\"", "must name a file"));
+        }
+        Ok(())
+    }
+}
+
+use serde::{Deserialize, Serialize};
+
+use keywatch_core::types::{invalid, ConfigError};
+
 /// How an alert is written.
 #[derive(Debug, Clone, Copy)]
 enum Format {

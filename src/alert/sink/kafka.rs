@@ -10,7 +10,56 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::{DeliveryError, Sink, SinkSetup};
 use crate::alert::shape::EncodedAlert;
-use crate::config::KafkaSinkConfig;
+
+use std::collections::BTreeMap;
+
+/// `type = "kafka"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic alerts are produced to.
+    pub topic: String,
+    /// librdkafka producer properties, passed as is.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are secret (`sasl.password`,
+    /// `ssl.key.password`): `env:`/`file:` allowed, never printed.
+    #[serde(default)]
+    pub secret_properties: BTreeMap<String, Secret>,
+}
+
+impl KafkaSinkConfig {
+    /// Its cluster, for the Kafka adapter.
+    pub fn cluster(&self) -> crate::kafka::Cluster<'_> {
+        crate::kafka::Cluster {
+            brokers: &self.brokers,
+            properties: &self.properties,
+            secret_properties: &self.secret_properties,
+        }
+    }
+
+    /// Checks this sink's own keys, under `at` (`alerts.sinks[i]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(invalid(
+                &format!("{at}.brokers"),
+                "\"\"",
+                "must name at least one broker",
+            ));
+        }
+        if self.topic.trim().is_empty() {
+            return Err(invalid(&format!("{at}.topic"), "\"\"", "must name a topic"));
+        }
+        Ok(())
+    }
+}
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use keywatch_core::types::{invalid, ConfigError};
 
 /// Produces alerts to one topic.
 pub struct KafkaSink {
@@ -24,7 +73,7 @@ impl KafkaSink {
     pub fn new(cfg: &KafkaSinkConfig, setup: &SinkSetup<'_>) -> anyhow::Result<KafkaSink> {
         let timeout = setup.cfg.timeout.0;
         let client = crate::kafka::for_sink(
-            cfg,
+            cfg.cluster(),
             crate::kafka::Role::Producer,
             &[
                 // librdkafka gives up on a message when the sink's attempt

@@ -4,6 +4,8 @@
 //! queue, timeouts, retries, pacing and the dead-letter file.
 
 mod alertmanager;
+pub mod check;
+pub mod config;
 mod file;
 mod kafka;
 mod pagerduty;
@@ -18,13 +20,18 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use file::pretty;
+pub use alertmanager::AlertmanagerConfig;
+pub use file::{pretty, FileSinkConfig, StdoutSinkConfig};
+pub use kafka::KafkaSinkConfig;
+pub use pagerduty::PagerDutyConfig;
+pub use slack::SlackConfig;
+pub use webhook::{signing_key, WebhookConfig};
 
 pub use super::delivery::{DeliveryError, Sink};
 use super::retry::parse_retry_after;
 use super::shape::Alert;
 use super::worker::{self, Delivery, Queued, SinkMetrics};
-use crate::config::{SinkConfig, SinkKind};
+use config::{SinkConfig, SinkKind};
 
 /// An HTTP client for one sink: its own connection pool, so a slow
 /// receiver's connections never starve another sink's.

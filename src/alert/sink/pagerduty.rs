@@ -13,8 +13,54 @@ use tokio::time::Instant;
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
 use crate::alert::worker::SinkMetrics;
-use crate::config::{PagerDutyConfig, Secret};
+use crate::secret::Secret;
 use keywatch_core::engine::{Detector, Severity};
+
+use serde::{Deserialize, Serialize};
+
+/// `type = "pagerduty"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// The service's Events API v2 integration key.
+    pub routing_key: Secret,
+    /// Events API base URL; events go to `{url}/v2/enqueue`.
+    #[serde(default = "default_pagerduty_url")]
+    pub url: String,
+    /// An incident is resolved when its key and detector have raised nothing
+    /// for this long.
+    #[serde(default = "default_resolve_after")]
+    pub resolve_after: HumanDuration,
+}
+
+fn default_pagerduty_url() -> String {
+    "https://events.pagerduty.com".to_owned()
+}
+
+/// Two engine cooldowns (1h each by default): a misuse still going on
+/// raises a new finding within one cooldown and keeps the incident open.
+fn default_resolve_after() -> HumanDuration {
+    HumanDuration::secs(7200)
+}
+
+impl PagerDutyConfig {
+    /// Checks this sink's own keys, under `at` (`alerts.sinks[i]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_url(&format!("{at}.url"), &self.url)?;
+        if self.routing_key.expose().trim().is_empty() {
+            return Err(invalid(
+                &format!("{at}.routing_key"),
+                &self.routing_key,
+                "must not be empty",
+            ));
+        }
+        check_positive(&format!("{at}.resolve_after"), self.resolve_after)?;
+        Ok(())
+    }
+}
+
+use super::check::{check_positive, check_url};
+use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// Incidents opened for one key and detector.
 struct Open {

@@ -10,8 +10,51 @@ use serde_json::{json, Value};
 
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
-use crate::config::SlackConfig;
 use keywatch_core::engine::Severity;
+
+use serde::{Deserialize, Serialize};
+
+/// `type = "slack"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL (it is the credential: give it as `env:` or `file:`).
+    pub url: Secret,
+    /// Least time between two messages.
+    #[serde(default = "default_slack_interval")]
+    pub min_interval: HumanDuration,
+}
+
+/// Slack allows one message per second per incoming webhook.
+fn default_slack_interval() -> HumanDuration {
+    HumanDuration::secs(1)
+}
+
+impl SlackConfig {
+    /// Checks this sink's own keys, under `at` (`alerts.sinks[i]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.min_interval > LONGEST {
+            return Err(invalid(
+                &format!("{at}.min_interval"),
+                self.min_interval,
+                "must be at most 30d",
+            ));
+        }
+        // The URL is a secret: name the key, never the value.
+        if let Err(e) = check_url(&format!("{at}.url"), self.url.expose()) {
+            let reason = match e {
+                ConfigError::Invalid { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            return Err(invalid(&format!("{at}.url"), &self.url, reason));
+        }
+        Ok(())
+    }
+}
+
+use super::check::{check_url, LONGEST};
+use crate::secret::Secret;
+use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// Posts alerts to one Slack incoming webhook.
 pub struct SlackSink {

@@ -12,16 +12,83 @@ use sha2::Sha256;
 
 use super::{http_client, send, DeliveryError, Sink, SinkSetup};
 use crate::alert::shape::EncodedAlert;
-use crate::config::WebhookConfig;
+
+use std::collections::BTreeMap;
+
+/// `type = "webhook"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST (`http://` or `https://`).
+    pub url: String,
+    /// Signing secret: `whsec_<base64>` (the Standard Webhooks form) or any
+    /// string, best given as `env:NAME` or `file:PATH`. None: unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// Extra request headers (`Authorization = "env:HOOK_TOKEN"`); values are
+    /// secrets, never printed.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+/// A webhook secret's signing key: `whsec_<base64>` decoded, as the
+/// Standard Webhooks spec says; any other string is used as its bytes.
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine as _;
+    match secret.strip_prefix("whsec_") {
+        Some(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded),
+        None => Ok(secret.as_bytes().to_vec()),
+    }
+}
+
+impl WebhookConfig {
+    /// Checks this sink's own keys, under `at` (`alerts.sinks[i]`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_url(&format!("{at}.url"), &self.url)?;
+        if let Some(secret) = &self.secret {
+            if let Err(e) = signing_key(secret.expose()) {
+                return Err(invalid(
+                    &format!("{at}.secret"),
+                    secret,
+                    format!("the part after `whsec_` must be base64 ({e})"),
+                ));
+            }
+        }
+        for (name, value) in &self.headers {
+            let key = format!("{at}.headers.{name}");
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    &key,
+                    format!("{name:?}"),
+                    "not a valid header name",
+                ));
+            }
+            if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+                return Err(invalid(
+                    &key,
+                    value,
+                    "not a valid header value (control characters or non-ASCII)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+use serde::{Deserialize, Serialize};
+
+use super::check::check_url;
+use crate::secret::Secret;
+use keywatch_core::types::{invalid, ConfigError};
 
 /// A Standard Webhooks signing key.
 #[derive(Clone)]
 pub struct SigningKey(Vec<u8>);
 
 impl SigningKey {
-    /// From the configured secret ([`crate::config::signing_key`]).
+    /// From the configured secret ([`signing_key`]).
     pub fn parse(secret: &str) -> Result<SigningKey, base64::DecodeError> {
-        crate::config::signing_key(secret).map(SigningKey)
+        signing_key(secret).map(SigningKey)
     }
 
     /// The `webhook-signature` value for one message.

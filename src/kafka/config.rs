@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{HumanDuration, Secret};
+use crate::secret::Secret;
+use keywatch_core::types::HumanDuration;
 
 /// `[kafka]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,8 +165,8 @@ impl KafkaConfig {
     }
 
     /// Cross-field checks.
-    pub fn validate(&self) -> Result<(), super::ConfigError> {
-        use super::invalid;
+    pub fn validate(&self) -> Result<(), keywatch_core::types::ConfigError> {
+        use keywatch_core::types::invalid;
         if self.apply_threads > 64 {
             return Err(invalid(
                 "kafka.apply_threads",

@@ -22,6 +22,8 @@
 //! ([`for_sink`]); the traffic generator names only brokers
 //! ([`for_brokers`]).
 
+mod config;
+
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,7 +32,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-use crate::config::{KafkaConfig, KafkaSinkConfig};
+use std::collections::BTreeMap;
+
+use crate::secret::Secret;
+pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 
 /// What a client is for, which decides the user properties it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,13 +105,25 @@ pub fn client(
     client
 }
 
+/// A cluster named by an alert sink of type `kafka`: its brokers and its
+/// librdkafka properties, plain and secret.
+#[derive(Clone, Copy)]
+pub struct Cluster<'a> {
+    /// Bootstrap brokers.
+    pub brokers: &'a str,
+    /// Properties written for the sink's producer.
+    pub properties: &'a BTreeMap<String, String>,
+    /// Properties whose values are secret.
+    pub secret_properties: &'a BTreeMap<String, Secret>,
+}
+
 /// A client of a `kafka` alert sink's cluster: its brokers and secret
 /// properties always; its other properties (written for its producer) in
 /// full for [`Role::Producer`], and only the connection's (`security.`,
 /// `sasl.`, `ssl.`, `client.dns.lookup`, `broker.address.family`) for a
 /// reader. `defaults` go before the sink's properties, `fixed` after.
 pub fn for_sink(
-    sink: &KafkaSinkConfig,
+    sink: Cluster<'_>,
     role: Role,
     defaults: &[(&str, String)],
     fixed: &[(&str, String)],
@@ -119,16 +136,16 @@ pub fn for_sink(
             || name == "broker.address.family"
     };
     let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &sink.brokers);
+    client.set("bootstrap.servers", sink.brokers);
     for (k, v) in defaults {
         client.set(*k, v);
     }
-    for (k, v) in &sink.properties {
+    for (k, v) in sink.properties {
         if role == Role::Producer || connection(k) {
             client.set(k, v);
         }
     }
-    for (k, v) in &sink.secret_properties {
+    for (k, v) in sink.secret_properties {
         client.set(k, v.expose());
     }
     for (k, v) in fixed {
