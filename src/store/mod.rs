@@ -24,7 +24,9 @@
 //!
 //! # Layout
 //!
-//! - this file: the schema, the writer, queries and verdicts;
+//! - this file: the store's types, reads and verdicts;
+//! - `schema`: the tables and opening the file;
+//! - `writer`: the writer thread, its retries and its spill file;
 //! - [`query`]: the filters of `/api/v1/findings`;
 //! - [`ingest`]: the findings of other instances, read from
 //!   `store.findings_topic`;
@@ -33,12 +35,14 @@
 pub mod ingest;
 pub mod query;
 mod salvage;
+mod schema;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +53,8 @@ use crate::config::{StoreConfig, Suppression};
 use keywatch_core::engine::{Finding, Teaching};
 use keywatch_core::metrics::Metrics;
 use keywatch_core::owner::OwnerLookup;
+use schema::*;
+use writer::*;
 
 pub use query::{FindingsQuery, Page};
 
@@ -166,63 +172,6 @@ pub enum StoreError {
     Poisoned,
 }
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS findings (
-    id TEXT PRIMARY KEY,
-    observed_ms INTEGER NOT NULL,
-    stored_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER NOT NULL,
-    repeats INTEGER NOT NULL DEFAULT 1,
-    key_id TEXT NOT NULL,
-    principal TEXT,
-    team TEXT,
-    detector TEXT NOT NULL,
-    severity INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'open',
-    assignee TEXT,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS findings_time ON findings(observed_ms);
-CREATE INDEX IF NOT EXISTS findings_stored ON findings(stored_ms);
-CREATE INDEX IF NOT EXISTS findings_key ON findings(key_id, observed_ms);
-CREATE INDEX IF NOT EXISTS findings_principal ON findings(principal, observed_ms);
-CREATE INDEX IF NOT EXISTS findings_team ON findings(team, observed_ms);
-CREATE INDEX IF NOT EXISTS findings_detector ON findings(detector, observed_ms);
-CREATE INDEX IF NOT EXISTS findings_severity ON findings(severity, observed_ms);
-CREATE INDEX IF NOT EXISTS findings_status ON findings(status, observed_ms);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    finding_id TEXT NOT NULL,
-    at_ms INTEGER NOT NULL,
-    who TEXT NOT NULL,
-    remote TEXT NOT NULL,
-    user_agent TEXT NOT NULL,
-    action TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_finding ON audit(finding_id, seq);
-CREATE TABLE IF NOT EXISTS teachings (
-    seq INTEGER PRIMARY KEY,
-    entity TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    principal TEXT,
-    body TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS teachings_once ON teachings(entity, subject, body);
-CREATE TABLE IF NOT EXISTS suppressions (
-    seq INTEGER PRIMARY KEY,
-    finding_id TEXT NOT NULL,
-    rule TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS suppressions_once ON suppressions(finding_id, rule);
-CREATE TABLE IF NOT EXISTS ingest_offsets (
-    topic TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    next INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition)
-);
-"#;
-
 /// A cheap-to-clone handle to the findings store.
 #[derive(Clone)]
 pub struct FindingsStore {
@@ -272,35 +221,6 @@ pub struct Behind {
     pub error: String,
 }
 
-enum Msg {
-    Finding(Box<Finding>),
-    Ingest(Box<Ingested>),
-    Stop,
-}
-
-/// The instance's own findings in a batch (the rest are ingested messages).
-fn own_findings(batch: &[Msg]) -> usize {
-    batch
-        .iter()
-        .filter(|m| matches!(m, Msg::Finding(_)))
-        .count()
-}
-
-/// Writes the spill file whole (a temporary file renamed over it).
-fn write_spill(path: &Path, findings: &[&Finding]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    for f in findings {
-        serde_json::to_writer(&mut out, f)?;
-        out.write_all(b"\n")?;
-    }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 /// A message read from `store.findings_topic`: another instance's finding
 /// (or nothing, for a message skipped), and the position after it.
 #[derive(Debug, Clone)]
@@ -347,49 +267,6 @@ impl Drop for StoreWriter {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    // WAL: readers never block the writer; NORMAL: a committed transaction
-    // survives the process dying (only a power loss can undo the last ones).
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // 64 MiB of pages per connection (SQLite's default is 2 MiB): the
-    // indexes' inner pages of a million findings stay in memory, so an
-    // insert or a page of results reads few pages from disk.
-    conn.pragma_update(None, "cache_size", -65_536)?;
-    Ok(conn)
-}
-
-/// Why a store file could not be opened.
-enum OpenError {
-    /// It is damaged: SQLite's complaint.
-    Damaged(String),
-    /// Anything else, for the operator.
-    Other(StoreError),
-}
-
-impl From<rusqlite::Error> for OpenError {
-    fn from(e: rusqlite::Error) -> OpenError {
-        if salvage::is_damage(&e) {
-            OpenError::Damaged(e.to_string())
-        } else {
-            OpenError::Other(e.into())
-        }
-    }
-}
-
-/// Opens `path` with the schema and checks it (`PRAGMA quick_check`: a
-/// few seconds for a million findings, once at start). `Err` only for
-/// damage; other errors (a directory that is not there, no permission)
-/// are returned as they are, for the operator.
-fn open_checked(path: &Path) -> Result<Connection, OpenError> {
-    let conn = open_conn(path).map_err(OpenError::from)?;
-    conn.execute_batch(SCHEMA).map_err(OpenError::from)?;
-    salvage::check(&conn).map_err(OpenError::Damaged)?;
-    Ok(conn)
 }
 
 impl FindingsStore {
@@ -827,409 +704,4 @@ fn audit(
         detail.to_string()
     ])?;
     Ok(())
-}
-
-/// Inserts a finding or counts a repeat of it, keeping its latest body (a
-/// run's record shows the latest finding folded into it); `true` when it
-/// was new.
-fn upsert(
-    conn: &Connection,
-    f: &Finding,
-    team: Option<&str>,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let body = serde_json::to_string(f)?;
-    let repeats: i64 = conn
-        .prepare_cached(
-            "INSERT INTO findings (id, observed_ms, stored_ms, last_seen_ms, key_id, principal, \
-             team, detector, severity, body) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-             ON CONFLICT(id) DO UPDATE SET repeats = repeats + 1, last_seen_ms = excluded.last_seen_ms, \
-             body = excluded.body, severity = excluded.severity \
-             RETURNING repeats",
-        )?
-        .query_row(
-            params![
-                f.id,
-                f.observed_at_ms(),
-                now,
-                f.key_id,
-                f.principal,
-                team,
-                f.detector.as_str(),
-                f.severity as i64,
-                body
-            ],
-            |r| r.get(0),
-        )?;
-    Ok(repeats == 1)
-}
-
-/// Inserts another instance's finding unless its id is stored already;
-/// `true` when it was new. Its row says when the instance that raised it
-/// stored it (`stored_ms`) and when this one saw it (`now`).
-fn insert_new(
-    conn: &Connection,
-    f: &Finding,
-    team: Option<&str>,
-    stored_ms: i64,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let body = serde_json::to_string(f)?;
-    let changed = conn
-        .prepare_cached(
-            "INSERT INTO findings (id, observed_ms, stored_ms, last_seen_ms, key_id, principal, \
-             team, detector, severity, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-             ON CONFLICT(id) DO NOTHING",
-        )?
-        .execute(params![
-            f.id,
-            f.observed_at_ms(),
-            stored_ms,
-            now,
-            f.key_id,
-            f.principal,
-            team,
-            f.detector.as_str(),
-            f.severity as i64,
-            body
-        ])?;
-    Ok(changed == 1)
-}
-
-struct Writer {
-    conn: Connection,
-    rx: Receiver<Msg>,
-    metrics: Arc<Metrics>,
-    owners: Option<Arc<dyn OwnerLookup>>,
-    max_age_ms: i64,
-    max_rows: i64,
-    rows: i64,
-    ingest_pending: Arc<AtomicUsize>,
-    health: Arc<Health>,
-    stopping: Arc<AtomicBool>,
-    /// Where findings still unwritten at a stop are kept for the next start.
-    spill_path: PathBuf,
-    /// Findings read from the spill file at start, written first.
-    spilled: Vec<Finding>,
-    /// When the last WARN about failing writes was logged.
-    last_warn: Instant,
-}
-
-/// Findings written per transaction, at most.
-const BATCH: usize = 512;
-/// How often retention runs.
-const PRUNE_EVERY: Duration = Duration::from_secs(30);
-/// The first retry of a failed batch comes this soon; each further one
-/// twice as late, up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-/// The longest wait between two tries of a failed batch.
-const RETRY_MAX: Duration = Duration::from_secs(5);
-/// While writes fail, a WARN line this often (and one at the first failure).
-const WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// `<store>.unwritten.jsonl`: findings the writer held when it stopped
-/// while the store could not write.
-fn spill_path(store: &Path) -> PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push(".unwritten.jsonl");
-    PathBuf::from(name)
-}
-
-/// The findings a previous run spilled; a line that does not read is
-/// logged and skipped (the file is rewritten or removed once they are in).
-fn read_spill(path: &Path) -> Vec<Finding> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "could not read the findings a previous run could not store");
-            return Vec::new();
-        }
-    };
-    let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        match serde_json::from_str(line) {
-            Ok(f) => out.push(f),
-            Err(e) => {
-                tracing::error!(path = %path.display(), line = n + 1, error = %e, "skipping an unreadable spilled finding")
-            }
-        }
-    }
-    tracing::info!(path = %path.display(), findings = out.len(), "storing the findings a previous run could not");
-    out
-}
-
-impl Writer {
-    fn run(mut self) {
-        let mut last_prune = Instant::now();
-        self.prune();
-        if !self.spilled.is_empty() {
-            let batch: Vec<Msg> = std::mem::take(&mut self.spilled)
-                .into_iter()
-                .map(|f| Msg::Finding(Box::new(f)))
-                .collect();
-            if !self.write_retrying(&batch) {
-                return self.give_up(batch);
-            }
-            if let Err(e) = std::fs::remove_file(&self.spill_path) {
-                tracing::warn!(path = %self.spill_path.display(), error = %e, "could not remove the spilled findings, now stored (they would be stored again, as repeats)");
-            }
-        }
-        loop {
-            let first = match self.rx.recv_timeout(PRUNE_EVERY) {
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    self.prune();
-                    return;
-                }
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-            };
-            if let Some(first) = first {
-                let mut batch = vec![first];
-                let mut stop = false;
-                while batch.len() < BATCH {
-                    match self.rx.try_recv() {
-                        Ok(Msg::Stop) => {
-                            stop = true;
-                            break;
-                        }
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
-                    }
-                }
-                if !self.write_retrying(&batch) {
-                    return self.give_up(batch);
-                }
-                if stop {
-                    self.prune();
-                    return;
-                }
-            }
-            if last_prune.elapsed() >= PRUNE_EVERY || self.rows > self.max_rows {
-                self.prune();
-                last_prune = Instant::now();
-            }
-        }
-    }
-
-    /// Writes `batch`, trying again with backoff until it is in; `false`
-    /// when told to stop while it still fails. The queue waits behind it
-    /// (and past its bound, [`FindingsStore::record`] drops and counts).
-    fn write_retrying(&mut self, batch: &[Msg]) -> bool {
-        let own = own_findings(batch);
-        let mut delay = RETRY_FIRST;
-        let mut counted = false;
-        loop {
-            match self.write(batch) {
-                Ok(n) => {
-                    self.written(batch, own, n);
-                    return true;
-                }
-                Err(e) => {
-                    if !counted {
-                        counted = true;
-                        self.metrics
-                            .store_writes
-                            .with_label_values(&["failed"])
-                            .inc_by(own as u64);
-                    }
-                    self.failing(&e);
-                    let until = Instant::now() + delay;
-                    while Instant::now() < until {
-                        if self.stopping.load(Ordering::Acquire) {
-                            return false;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-            }
-        }
-    }
-
-    fn failing(&mut self, e: &StoreError) {
-        let now = now_ms();
-        let since = self.health.failing_since_ms.load(Ordering::Acquire);
-        if let Ok(mut last) = self.health.last_error.lock() {
-            *last = e.to_string();
-        }
-        let unwritten = self.metrics.store_unwritten.get();
-        if since == 0 {
-            self.health.failing_since_ms.store(now, Ordering::Release);
-            self.last_warn = Instant::now();
-            tracing::warn!(error = %e, unwritten, "could not store findings: holding them and retrying; /readyz reports not ready until a write succeeds");
-        } else if self.last_warn.elapsed() >= WARN_EVERY {
-            self.last_warn = Instant::now();
-            tracing::warn!(error = %e, unwritten, failing_for_s = (now - since) / 1000, "still cannot store findings");
-        }
-    }
-
-    fn written(
-        &mut self,
-        batch: &[Msg],
-        own: usize,
-        [inserted, repeated, ingested, known]: [u64; 4],
-    ) {
-        let ingests = batch.len() - own;
-        self.ingest_pending.fetch_sub(ingests, Ordering::AcqRel);
-        self.metrics.store_unwritten.sub(own as i64);
-        self.rows += (inserted + ingested) as i64;
-        self.metrics.store_findings.set(self.rows);
-        let w = &self.metrics.store_writes;
-        w.with_label_values(&["inserted"]).inc_by(inserted);
-        w.with_label_values(&["repeated"]).inc_by(repeated);
-        let i = &self.metrics.store_ingested;
-        i.with_label_values(&["inserted"]).inc_by(ingested);
-        i.with_label_values(&["known"]).inc_by(known);
-        let since = self.health.failing_since_ms.swap(0, Ordering::AcqRel);
-        if since != 0 {
-            tracing::info!(
-                failed_for_s = (now_ms() - since) / 1000,
-                "the findings store writes again"
-            );
-        }
-    }
-
-    /// Stopped while the store still cannot write: one last try of all
-    /// that is held and queued, then the findings go to the spill file
-    /// (ingested messages are read again from their topic: their position
-    /// was not stored); only what cannot even be spilled is dropped, and
-    /// counted.
-    fn give_up(mut self, mut held: Vec<Msg>) {
-        while let Ok(m) = self.rx.recv_timeout(Duration::from_millis(200)) {
-            match m {
-                Msg::Stop => break,
-                m => held.push(m),
-            }
-        }
-        let own = own_findings(&held);
-        if let Ok(n) = self.write(&held) {
-            self.written(&held, own, n);
-            let _ = std::fs::remove_file(&self.spill_path);
-            return;
-        }
-        self.ingest_pending
-            .fetch_sub(held.len() - own, Ordering::AcqRel);
-        let findings: Vec<&Finding> = held
-            .iter()
-            .filter_map(|m| match m {
-                Msg::Finding(f) => Some(&**f),
-                _ => None,
-            })
-            .collect();
-        match write_spill(&self.spill_path, &findings) {
-            Ok(()) => {
-                tracing::warn!(path = %self.spill_path.display(), findings = own, "the findings store still cannot write: the unwritten findings are kept in a file and stored at the next start")
-            }
-            Err(e) => {
-                tracing::error!(path = %self.spill_path.display(), error = %e, findings = own, "the findings store cannot write and the unwritten findings could not be kept: they are lost from the store (the alert sinks had them)");
-                self.metrics.store_dropped.inc_by(own as u64);
-            }
-        }
-        self.metrics.store_unwritten.sub(own as i64);
-    }
-
-    fn write(&mut self, batch: &[Msg]) -> Result<[u64; 4], StoreError> {
-        let now = now_ms();
-        #[cfg(test)]
-        {
-            let limit = self.health.page_limit.load(Ordering::Acquire);
-            let limit = if limit > 0 { limit } else { 1_073_741_823 };
-            self.conn
-                .execute_batch(&format!("PRAGMA max_page_count = {limit}"))?;
-        }
-        let tx = self.conn.transaction()?;
-        // inserted, repeated (own); inserted, known (ingested)
-        let mut n = [0u64; 4];
-        for m in batch {
-            match m {
-                Msg::Finding(f) => {
-                    let team = self
-                        .owners
-                        .as_ref()
-                        .and_then(|o| o.owner_of(&f.key_id))
-                        .and_then(|o| o.team.or(Some(o.owner)));
-                    if upsert(&tx, f, team.as_deref(), now)? {
-                        n[0] += 1;
-                    } else {
-                        n[1] += 1;
-                    }
-                }
-                Msg::Ingest(i) => {
-                    if let Some(f) = &i.finding {
-                        if insert_new(&tx, f, i.team.as_deref(), i.stored_ms, now)? {
-                            n[2] += 1;
-                        } else {
-                            n[3] += 1;
-                        }
-                    }
-                    tx.prepare_cached(
-                        "INSERT INTO ingest_offsets (topic, partition, next) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT(topic, partition) DO UPDATE SET next = max(next, excluded.next)",
-                    )?
-                    .execute(params![i.topic, i.partition, i.offset + 1])?;
-                }
-                Msg::Stop => {}
-            }
-        }
-        tx.commit()?;
-        Ok(n)
-    }
-
-    /// Deletes findings stored longer than `max_age` ago, then the oldest
-    /// past `max_rows`; their audit trails go with them.
-    fn prune(&mut self) {
-        let cutoff = now_ms() - self.max_age_ms;
-        let result = (|| -> rusqlite::Result<(usize, usize)> {
-            let tx = self.conn.transaction()?;
-            tx.execute(
-                "DELETE FROM audit WHERE finding_id IN (SELECT id FROM findings WHERE stored_ms < ?1)",
-                [cutoff],
-            )?;
-            let aged = tx.execute("DELETE FROM findings WHERE stored_ms < ?1", [cutoff])?;
-            let rows: i64 = tx.query_row("SELECT count(*) FROM findings", [], |r| r.get(0))?;
-            let excess = (rows - self.max_rows).max(0);
-            let mut over = 0;
-            if excess > 0 {
-                tx.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY)",
-                    [],
-                )?;
-                tx.execute("DELETE FROM doomed", [])?;
-                tx.execute(
-                    "INSERT INTO doomed SELECT id FROM findings ORDER BY stored_ms, observed_ms LIMIT ?1",
-                    [excess],
-                )?;
-                tx.execute(
-                    "DELETE FROM audit WHERE finding_id IN (SELECT id FROM doomed)",
-                    [],
-                )?;
-                over = tx.execute(
-                    "DELETE FROM findings WHERE id IN (SELECT id FROM doomed)",
-                    [],
-                )?;
-            }
-            tx.commit()?;
-            self.rows = rows - over as i64;
-            // Fresh statistics (sampled: milliseconds) let the planner pick
-            // the narrowest index when filters combine: a key's hundred
-            // findings, not a detector's hundred thousand.
-            self.conn
-                .execute_batch("PRAGMA analysis_limit = 400; ANALYZE;")?;
-            Ok((aged, over))
-        })();
-        match result {
-            Ok((aged, over)) => {
-                let p = &self.metrics.store_pruned;
-                p.with_label_values(&["max_age"]).inc_by(aged as u64);
-                p.with_label_values(&["max_rows"]).inc_by(over as u64);
-                self.metrics.store_findings.set(self.rows);
-            }
-            Err(e) => tracing::warn!(error = %e, "could not prune the findings store"),
-        }
-    }
 }
