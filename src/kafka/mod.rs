@@ -24,6 +24,7 @@
 
 mod config;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,10 +33,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-use std::collections::BTreeMap;
+pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 
 use crate::secret::Secret;
-pub use config::{KafkaConfig, SaslMechanism, SecurityProtocol};
 
 /// What a client is for, which decides the user properties it takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::check::{check_positive, check_url};
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
 use crate::alert::worker::SinkMetrics;
-
-use serde::{Deserialize, Serialize};
+use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// `type = "alertmanager"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,9 +66,6 @@ impl AlertmanagerConfig {
         Ok(())
     }
 }
-
-use super::check::{check_positive, check_url};
-use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// The `alertname` label of every alert keywatch sends.
 pub const ALERTNAME: &str = "KeywatchFinding";

@@ -4,12 +4,14 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 
 use super::{DeliveryError, Sink};
 use crate::alert::shape::{Alert, EncodedAlert};
-
-use std::path::PathBuf;
+use keywatch_core::types::{invalid, ConfigError};
 
 /// `type = "file"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,10 +39,6 @@ impl FileSinkConfig {
         Ok(())
     }
 }
-
-use serde::{Deserialize, Serialize};
-
-use keywatch_core::types::{invalid, ConfigError};
 
 /// How an alert is written.
 #[derive(Debug, Clone, Copy)]

@@ -2,16 +2,18 @@
 //! key's alerts stay in order on one partition), with the alert id in a
 //! `keywatch-alert-id` header for consumers that de-duplicate.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
 
 use super::{DeliveryError, Sink, SinkSetup};
 use crate::alert::shape::EncodedAlert;
-
-use std::collections::BTreeMap;
+use crate::secret::Secret;
+use keywatch_core::types::{invalid, ConfigError};
 
 /// `type = "kafka"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,11 +57,6 @@ impl KafkaSinkConfig {
         Ok(())
     }
 }
-
-use serde::{Deserialize, Serialize};
-
-use crate::secret::Secret;
-use keywatch_core::types::{invalid, ConfigError};
 
 /// Produces alerts to one topic.
 pub struct KafkaSink {

@@ -7,16 +7,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::check::{check_positive, check_url};
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
 use crate::alert::worker::SinkMetrics;
 use crate::secret::Secret;
 use keywatch_core::engine::{Detector, Severity};
-
-use serde::{Deserialize, Serialize};
+use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// `type = "pagerduty"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,9 +59,6 @@ impl PagerDutyConfig {
         Ok(())
     }
 }
-
-use super::check::{check_positive, check_url};
-use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// Incidents opened for one key and detector.
 struct Open {

@@ -6,13 +6,15 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::check::{check_url, LONGEST};
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert};
+use crate::secret::Secret;
 use keywatch_core::engine::Severity;
-
-use serde::{Deserialize, Serialize};
+use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// `type = "slack"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,10 +53,6 @@ impl SlackConfig {
         Ok(())
     }
 }
-
-use super::check::{check_url, LONGEST};
-use crate::secret::Secret;
-use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// Posts alerts to one Slack incoming webhook.
 pub struct SlackSink {

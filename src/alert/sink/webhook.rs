@@ -4,16 +4,20 @@
 //! the attempt's Unix time, and `webhook-signature` is
 //! `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 
+use std::collections::BTreeMap;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::check::check_url;
 use super::{http_client, send, DeliveryError, Sink, SinkSetup};
 use crate::alert::shape::EncodedAlert;
-
-use std::collections::BTreeMap;
+use crate::secret::Secret;
+use keywatch_core::types::{invalid, ConfigError};
 
 /// `type = "webhook"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,9 +38,8 @@ pub struct WebhookConfig {
 /// A webhook secret's signing key: `whsec_<base64>` decoded, as the
 /// Standard Webhooks spec says; any other string is used as its bytes.
 pub fn signing_key(secret: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    use base64::Engine as _;
     match secret.strip_prefix("whsec_") {
-        Some(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded),
+        Some(encoded) => BASE64.decode(encoded),
         None => Ok(secret.as_bytes().to_vec()),
     }
 }
@@ -74,12 +77,6 @@ impl WebhookConfig {
         Ok(())
     }
 }
-
-use serde::{Deserialize, Serialize};
-
-use super::check::check_url;
-use crate::secret::Secret;
-use keywatch_core::types::{invalid, ConfigError};
 
 /// A Standard Webhooks signing key.
 #[derive(Clone)]
