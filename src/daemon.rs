@@ -373,29 +373,46 @@ async fn run_source(
 
     let stop = CancellationToken::new();
     let token = stop.clone();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // `stopped`: everything applied is committed and handed over; `left`:
+    // the consumer has also left the group. A panic drops both senders.
+    let (stopped_tx, mut stopped_rx) = tokio::sync::oneshot::channel();
+    let (left_tx, left_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("kafka-source".into())
         .spawn(move || {
+            let mut source = source;
             source.run(&token);
-            let _ = done_tx.send(());
+            let _ = stopped_tx.send(());
+            drop(source);
+            let _ = left_tx.send(());
         })
         .context("spawning the source thread")?;
 
-    let mut done_rx = done_rx;
     tokio::select! {
         () = shutdown => tracing::info!("shutting down"),
-        _ = &mut done_rx => anyhow::bail!("the Kafka source stopped unexpectedly"),
+        _ = &mut stopped_rx => anyhow::bail!("the Kafka source stopped unexpectedly"),
     }
     stop.cancel();
     let deadline = cfg.kafka.shutdown_timeout.0;
-    match tokio::time::timeout(deadline, done_rx).await {
-        Ok(_) => Ok(()),
+    let started = tokio::time::Instant::now();
+    let within = humantime::format_duration(deadline);
+    match tokio::time::timeout(deadline, stopped_rx).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => anyhow::bail!("the Kafka source failed while stopping (see the log above)"),
         Err(_) => anyhow::bail!(
-            "the source did not stop within kafka.shutdown_timeout ({})",
-            humantime::format_duration(deadline)
+            "the source did not commit and hand over its partitions within kafka.shutdown_timeout ({within})"
         ),
     }
+    // Leaving the group needs the coordinator, which may hold the request
+    // until a rebalance in flight completes. Nothing is at stake by now: the
+    // group gives the partitions out again when this member's session lapses.
+    let rest = deadline.saturating_sub(started.elapsed());
+    if tokio::time::timeout(rest, left_rx).await.is_err() {
+        tracing::warn!(
+            "committed and handed over, but the group coordinator did not confirm the leave within kafka.shutdown_timeout ({within}); the group reassigns the partitions when the session lapses"
+        );
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -239,9 +239,12 @@ impl KafkaSource {
         })
     }
 
-    /// Polls and applies until `shutdown`, then commits and leaves the
-    /// group. Blocking: run it on its own thread.
-    pub fn run(mut self, shutdown: &CancellationToken) {
+    /// Polls and applies until `shutdown`, then commits, hands the owned
+    /// partitions' state over and unsubscribes. Blocking: run it on its own
+    /// thread. When it returns nothing is left to lose; dropping the source
+    /// then leaves the group, which waits on the group coordinator (a
+    /// rebalance in flight can hold that for as long as its timeout).
+    pub fn run(&mut self, shutdown: &CancellationToken) {
         self.status.consuming.store(true, Ordering::Relaxed);
         let poll_errors = RateLimited::new(Duration::from_secs(10));
         let mut moves = Moves::default();

@@ -206,3 +206,9 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, text.split_once("\r\n\r\n")?.1.to_owned()))
 }
+
+/// The last `n` lines of `text`: where a daemon's log says why it stopped.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -111,7 +111,10 @@ impl Instance {
         )?;
         let stop = CancellationToken::new();
         let token = stop.clone();
-        let thread = std::thread::spawn(move || source.run(&token));
+        let thread = std::thread::spawn(move || {
+            let mut source = source;
+            source.run(&token);
+        });
         Ok(Instance {
             engine,
             metrics,

@@ -396,7 +396,11 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
         let producing = s.spawn(|| tansu.produce("audit", &parts[3]));
         std::thread::sleep(Duration::from_millis(500));
         let stopped = a.sigterm();
-        assert!(stopped.success(), "a scales down cleanly:\n{}", a.log());
+        assert!(
+            stopped.success(),
+            "a did not scale down cleanly ({stopped}); the end of its log:\n{}",
+            tail(&a.log(), 40)
+        );
         assert!(a.log().contains("handed off partitions"), "{}", a.log());
         wait_settled("b and d to own a's partitions", &mut [&mut b, &mut d]);
         assert_eq!(producing.join().unwrap(), (cuts[4] - cuts[3]) as u64);
@@ -542,6 +546,12 @@ fn partitions_and_their_state_move_between_instances_while_traffic_flows() {
     );
 
     for m in [&mut b, &mut d] {
-        assert!(m.sigterm().success(), "{}", m.log());
+        let stopped = m.sigterm();
+        assert!(
+            stopped.success(),
+            "{} did not stop cleanly ({stopped}); the end of its log:\n{}",
+            m.name,
+            tail(&m.log(), 40)
+        );
     }
 }
