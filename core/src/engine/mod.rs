@@ -12,6 +12,7 @@
 //! ([`detect::policy`]) also judge each key's use against its entry.
 
 pub mod baseline;
+pub mod config;
 pub mod detect;
 pub mod explain;
 pub mod finding;
@@ -33,11 +34,13 @@ pub use finding::{Detector, Eligibility, Evidence, Finding, Folded, Severity};
 pub use state::{KeyState, Position};
 pub use teach::{Lesson, Teaching};
 
-use crate::config::{Config, DetectorsConfig, Entity};
 use crate::decode::{AuditEvent, Source};
 use crate::inventory::InventoryHandle;
 use crate::netintel::NetIntel;
+use crate::types::Entity;
+pub use config::{EngineConfig, Sections};
 use detect::policy::{Policy, PolicyView};
+use detect::DetectorsConfig;
 use detect::{Ctx, History};
 use org::OrgNetworks;
 
@@ -86,9 +89,9 @@ pub struct Settings {
 
 impl Settings {
     /// Resolves a validated configuration.
-    pub fn from_config(cfg: &Config) -> Settings {
-        let e = &cfg.engine;
-        let d = &cfg.detectors;
+    pub fn from_config(cfg: &dyn Sections) -> Settings {
+        let e = cfg.engine();
+        let d = cfg.detectors();
         Settings {
             entities: e.entities.clone(),
             max_keys: e.max_keys,
@@ -227,34 +230,38 @@ pub struct Engine {
 
 impl Engine {
     /// An empty engine for a validated configuration.
-    pub fn new(cfg: &Config) -> Engine {
+    pub fn new(cfg: &dyn Sections) -> Engine {
         Engine::build(cfg, None)
     }
 
     /// An empty engine that also enforces `inventory` with the policy
     /// detectors `inventory.detectors` turns on. The handle's reloads take
     /// effect on the next event; per-key state is never touched by them.
-    pub fn with_inventory(cfg: &Config, inventory: InventoryHandle) -> Engine {
-        let policy = Policy::new(inventory, cfg.inventory.detectors.clone());
+    pub fn with_inventory(cfg: &dyn Sections, inventory: InventoryHandle) -> Engine {
+        let policy = Policy::new(inventory, cfg.policy_detectors().clone());
         Engine::build(cfg, Some(policy))
     }
 
     /// An empty engine with an optional inventory to enforce and optional
     /// network intelligence to enrich sources with (see [`crate::netintel`]).
     pub fn with_parts(
-        cfg: &Config,
+        cfg: &dyn Sections,
         inventory: Option<InventoryHandle>,
         netintel: Option<NetIntel>,
     ) -> Engine {
-        let policy = inventory.map(|inv| Policy::new(inv, cfg.inventory.detectors.clone()));
+        let policy = inventory.map(|inv| Policy::new(inv, cfg.policy_detectors().clone()));
         Engine::build_with(cfg, policy, netintel)
     }
 
-    fn build(cfg: &Config, policy: Option<Policy>) -> Engine {
+    fn build(cfg: &dyn Sections, policy: Option<Policy>) -> Engine {
         Engine::build_with(cfg, policy, None)
     }
 
-    fn build_with(cfg: &Config, policy: Option<Policy>, netintel: Option<NetIntel>) -> Engine {
+    fn build_with(
+        cfg: &dyn Sections,
+        policy: Option<Policy>,
+        netintel: Option<NetIntel>,
+    ) -> Engine {
         let settings = Settings::from_config(cfg);
         let tracked = settings
             .entities

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::config::Config;
 use crate::decode::{AuditEvent, Outcome, Source};
 
 const DAY: i64 = 86_400;

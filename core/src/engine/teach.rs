@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::detect::new_user_agent::family;
 use super::finding::Detector;
 use super::source::SourceId;
-use crate::config::Entity;
 use crate::decode::{AuditEvent, Source};
+use crate::types::Entity;
 
 /// What became normal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

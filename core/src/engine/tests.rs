@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::*;
+use crate::config::Config;
 use crate::decode::{AuditEvent, Outcome, Source};
 
 const DAY: i64 = 86_400;

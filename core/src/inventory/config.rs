@@ -51,37 +51,28 @@ impl Default for InventoryConfig {
     }
 }
 
-/// `[inventory.detectors]`: each policy detector on or off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PolicyDetectorsConfig {
-    /// A key used that the inventory does not list (once per key).
-    pub unknown_key: bool,
-    /// A key used at or after its `expires`.
-    pub expired_key: bool,
-    /// A key used from an address outside its `allowed_cidrs`.
-    pub outside_allowlist: bool,
-    /// A key used more than its `usage_cap` in one window.
-    pub usage_cap: bool,
-    /// A `one_time` key used a second time.
-    pub one_time_reuse: bool,
-    /// A key calling an action outside its `allowed_actions`.
-    pub scope_violation: bool,
+macro_rules! policy_switches {
+    (
+        behavioural { $( $(#[$bdoc:meta])* $B:ident = $bi:literal, $bname:ident : $bcfg:ty; )* }
+        policy { $( $(#[$doc:meta])* $P:ident = $pi:literal, $name:ident; )* }
+    ) => {
+        /// `[inventory.detectors]`: each policy detector on or off (all on by
+        /// default: an inventory that lists a restriction wants it enforced).
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct PolicyDetectorsConfig {
+            $( $(#[$doc])* pub $name: bool, )*
+        }
+
+        impl Default for PolicyDetectorsConfig {
+            fn default() -> Self {
+                PolicyDetectorsConfig { $( $name: true, )* }
+            }
+        }
+    };
 }
 
-/// All on: an inventory that lists a restriction wants it enforced.
-impl Default for PolicyDetectorsConfig {
-    fn default() -> Self {
-        PolicyDetectorsConfig {
-            unknown_key: true,
-            expired_key: true,
-            outside_allowlist: true,
-            usage_cap: true,
-            one_time_reuse: true,
-            scope_violation: true,
-        }
-    }
-}
+crate::detector_list!(policy_switches);
 
 impl InventoryConfig {
     /// Checks each value; errors name the key and the value.

@@ -16,13 +16,56 @@
 //! still judges the new network, and more severely when it is another
 //! provider or region than the key's.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Ctx, Report};
-use crate::config::Entity;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::KeyState;
 use crate::netintel::{NetInfo, Tables};
+use crate::types::Entity;
+use crate::types::{invalid, ConfigError};
+
+/// `[detectors.cloud_credential_outside_cloud]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudOutsideConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Uses from cloud ranges (and none from outside them within
+    /// `engine.forget_after`) before a credential counts as a cloud one.
+    pub min_cloud_events: u32,
+}
+
+/// 20: the learning minimum of `engine.learning_min_events`; a role's
+/// sessions reach it within minutes, so a workload credential is judged
+/// through its role from its first use.
+fn default_min_cloud_events() -> u32 {
+    20
+}
+
+impl Default for CloudOutsideConfig {
+    fn default() -> Self {
+        CloudOutsideConfig {
+            enabled: true,
+            min_cloud_events: default_min_cloud_events(),
+        }
+    }
+}
+
+impl CloudOutsideConfig {
+    /// Checks the section's values; an error names the key and its value.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.min_cloud_events == 0 {
+            return Err(invalid(
+                &format!("{section}.min_cloud_events"),
+                0,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Whether the event's credential is minted for a workload.
 fn workload(ctx: &Ctx<'_, '_>) -> bool {

@@ -17,11 +17,50 @@
 //! an IAM credential report), dormancy is known from day one: the first use
 //! keywatch sees of a key whose last use was that long ago alerts too.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{human_secs, Ctx, Report, A_MONTH_LATER, DAY};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{KeyState, Secs};
+use crate::types::{invalid, ConfigError, HumanDuration};
+
+/// `[detectors.dormant_revival]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DormantConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Idle this long, a key is dormant; its next use alerts (design default 30d).
+    pub dormant_after: HumanDuration,
+}
+
+fn default_dormant_after() -> HumanDuration {
+    HumanDuration::days(30)
+}
+
+impl Default for DormantConfig {
+    fn default() -> Self {
+        DormantConfig {
+            enabled: true,
+            dormant_after: default_dormant_after(),
+        }
+    }
+}
+
+impl DormantConfig {
+    /// Checks the section's values; an error names the key and its value.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.dormant_after.0.as_secs() < 86_400 {
+            return Err(invalid(
+                &format!("{section}.dormant_after"),
+                self.dormant_after,
+                "must be at least 1d",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A key silent for this many times its longest gap so far is out of its
 /// rhythm: a daily key (longest gap a day, three over a long weekend) is

@@ -6,13 +6,59 @@
 //!
 //! [`RateModel`]: crate::engine::baseline::RateModel
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::rate_spike::{describe, severity};
+use super::rate_spike::{self, describe, severity};
 use super::{Ctx, Report};
 use crate::decode::Outcome;
 use crate::engine::finding::Detector;
 use crate::engine::state::KeyState;
+use crate::types::{ConfigError, HumanDuration};
+
+/// `[detectors.error_spike]`: the same rate model on failed requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErrorSpikeConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Counting bucket.
+    pub bucket: HumanDuration,
+    /// Never alert below this many failed requests in one bucket.
+    pub min_count: u32,
+    /// As `rate_spike.min_score`, on failures.
+    pub min_score: f64,
+    /// As `rate_spike.accept_after`, on failures.
+    pub accept_after: HumanDuration,
+}
+
+/// 20 failures in 5 minutes: a failing deploy retries a few times, a
+/// permission probe fails dozens of times. Score and acceptance as
+/// `rate_spike`.
+impl Default for ErrorSpikeConfig {
+    fn default() -> Self {
+        ErrorSpikeConfig {
+            enabled: true,
+            bucket: rate_spike::default_bucket(),
+            min_count: 20,
+            min_score: rate_spike::default_min_score(),
+            accept_after: rate_spike::default_accept_after(),
+        }
+    }
+}
+
+impl ErrorSpikeConfig {
+    /// Checks the section's values; an error names the key and its value.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        rate_spike::validate_rate_model(
+            section,
+            self.bucket,
+            self.min_count,
+            self.min_score,
+            self.accept_after,
+        )
+    }
+}
 
 /// Counts a failed event into its bucket and checks the bucket.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {

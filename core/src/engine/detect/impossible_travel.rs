@@ -32,14 +32,72 @@
 //! Severity: `high` at 3000 km or more (another continent), `medium` below.
 //! One finding per key, pair of countries and cooldown.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{human_secs, Ctx, Report};
-use crate::config::Entity;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::KeyState;
 use crate::netintel::{distance_km, NetInfo, OwnerClass, Tables};
+use crate::types::Entity;
+use crate::types::{invalid, ConfigError};
+
+/// `[detectors.impossible_travel]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImpossibleTravelConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// The fastest a person travels, km/h.
+    pub max_speed_kmh: f64,
+    /// Distances at or below this (after both accuracy radii are taken off)
+    /// never alert: geolocation of neighbouring cities is not precise enough.
+    pub min_distance_km: f64,
+}
+
+/// 1000 km/h: an airliner's cruising speed with a margin; Datadog's impossible
+/// travel rule uses the same order of magnitude.
+fn default_max_speed_kmh() -> f64 {
+    1000.0
+}
+
+/// 500 km: city-level geolocation of one ISP's addresses is often a few
+/// hundred kilometres off even inside its accuracy radius.
+fn default_min_distance_km() -> f64 {
+    500.0
+}
+
+impl Default for ImpossibleTravelConfig {
+    fn default() -> Self {
+        ImpossibleTravelConfig {
+            enabled: true,
+            max_speed_kmh: default_max_speed_kmh(),
+            min_distance_km: default_min_distance_km(),
+        }
+    }
+}
+
+impl ImpossibleTravelConfig {
+    /// Checks the section's values; an error names the key and its value.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if !(self.max_speed_kmh.is_finite() && self.max_speed_kmh >= 100.0) {
+            return Err(invalid(
+                &format!("{section}.max_speed_kmh"),
+                self.max_speed_kmh,
+                "must be a number of at least 100",
+            ));
+        }
+        if !(self.min_distance_km.is_finite() && self.min_distance_km >= 0.0) {
+            return Err(invalid(
+                &format!("{section}.min_distance_km"),
+                self.min_distance_km,
+                "must be a number of at least 0",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A key seen in more countries than this within `forget_after` is not one
 /// traveller's.

@@ -9,9 +9,9 @@
 use serde_json::json;
 
 use super::{Ctx, Report};
-use crate::config::ListKind;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::KeyState;
+use crate::netintel::config::ListKind;
 use crate::netintel::{NetInfo, Tables};
 
 /// Checks the event's source against the alerting lists.

@@ -5,9 +5,11 @@
 //! event is folded into the state. [`observe`] fixes that order.
 
 pub mod cloud_credential_outside_cloud;
+pub mod config;
 pub mod dormant_revival;
 pub mod error_spike;
 pub mod impossible_travel;
+pub mod list;
 pub mod listed_source;
 pub mod new_action;
 pub mod new_identity;
@@ -21,6 +23,8 @@ pub mod sensitive;
 pub mod share;
 pub mod source_fanout;
 
+pub use config::*;
+
 use std::sync::atomic::Ordering;
 
 use serde_json::Value;
@@ -29,9 +33,9 @@ use super::finding::{finding_id, Detector, Eligibility, Evidence, Finding, Folde
 use super::source::SourceId;
 use super::state::{Eviction, Folding, KeyState, Novel, Secs};
 use super::{Settings, Stats};
-use crate::config::Entity;
 use crate::decode::{AuditEvent, EventSample, Source};
 use crate::engine::org::OrgNetworks;
+use crate::types::Entity;
 
 /// Seconds in a day.
 pub const DAY: u32 = 86_400;

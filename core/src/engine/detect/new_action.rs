@@ -22,6 +22,7 @@
 //! `forget_after`, so a thief's first `s3:GetObject` on the cost report's
 //! key is judged as before.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -29,6 +30,35 @@ use super::share::{habitual, round3, share_text};
 use super::{a_month_apart, sensitive, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, Found, KeyState, Novel, ValueKind};
+use crate::types::ConfigError;
+
+/// `[detectors.new_action]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// A key that has called this many distinct actions is broad by design
+    /// (an admin or CI key) and does not alert on one more.
+    pub broad_after: u16,
+}
+
+/// Service keys call a handful of APIs; 40 distinct actions is an admin key.
+impl Default for ActionConfig {
+    fn default() -> Self {
+        ActionConfig {
+            enabled: true,
+            broad_after: 40,
+        }
+    }
+}
+
+impl ActionConfig {
+    /// Nothing to check across fields: every value is allowed.
+    pub fn validate(&self, _section: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
 
 /// Events per known action before a new call on a known service is news:
 /// with fewer, the key has simply not shown its whole repertoire yet.

@@ -17,11 +17,11 @@
 use serde_json::json;
 
 use super::{sensitive, Ctx, Report};
-use crate::config::Entity;
 use crate::decode::Source;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
 use crate::engine::state::KeyState;
+use crate::types::Entity;
 
 /// Checks a sensitive call by an identity without history.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {

@@ -4,6 +4,7 @@
 //! `stratus-red-team_<uuid>` is one tool whatever its run id. Families live in
 //! their own table (`max_user_agents_per_key`), apart from actions.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -12,6 +13,35 @@ use super::{Ctx, Report};
 use crate::decode::AuditEvent;
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{value_hash, KeyState, Novel, ValueKind};
+use crate::types::ConfigError;
+
+/// `[detectors.new_user_agent]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserAgentConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// A key that has used this many user-agent families is shared by design
+    /// and does not alert on one more.
+    pub broad_after: u16,
+}
+
+/// Most automation uses one or two SDK families; a dozen means a shared key.
+impl Default for UserAgentConfig {
+    fn default() -> Self {
+        UserAgentConfig {
+            enabled: true,
+            broad_after: 12,
+        }
+    }
+}
+
+impl UserAgentConfig {
+    /// Nothing to check across fields: every value is allowed.
+    pub fn validate(&self, _section: &str) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
 
 /// Leading tokens that name no client: SDK metadata and vendor prefixes
 /// (`APN/1.0 HashiCorp/1.0 Terraform/1.6.6` is Terraform).

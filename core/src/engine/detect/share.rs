@@ -3,7 +3,7 @@
 
 /// Whether a key whose past days brought something new at `rate` meets
 /// such things as a habit (`expected`,
-/// [`crate::config::NewSourceConfig::expected_novelty`]): one more says
+/// [`super::NewSourceConfig::expected_novelty`]): one more says
 /// nothing.
 pub fn habitual(rate: f32, expected: f64) -> bool {
     rate as f64 >= expected

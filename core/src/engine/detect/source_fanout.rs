@@ -17,11 +17,99 @@
 //!   nightly bursts keep their size between runs). Far above it (`ratio`,
 //!   never below `known_network_min_sources`) is only LOW.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{human_secs, Ctx, Report, DAY};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::{KeyState, SourceFacts};
+use crate::types::{invalid, ConfigError, HumanDuration};
+
+/// `[detectors.source_fanout]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FanoutConfig {
+    /// Switch the detector on or off.
+    pub enabled: bool,
+    /// Window over which distinct sources are counted.
+    pub window: HumanDuration,
+    /// Never alert (high) below this many networks in one window that the
+    /// key had not established (used for a day) before.
+    pub min_sources: u32,
+    /// Alert above this multiple of the key's usual count per window.
+    pub ratio: f64,
+    /// Addresses inside the key's own established networks (CI runners,
+    /// fleet hosts) alert only above this many in one window (and `ratio`
+    /// times their peak), and only as low.
+    pub known_network_min_sources: u32,
+}
+
+/// One hour, from the design.
+fn default_fanout_window() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+/// Ten networks: a service key is used from a few; a leaked key pasted into a
+/// botnet or public CI shows up in dozens within minutes.
+fn default_fanout_min() -> u32 {
+    10
+}
+
+/// Three times the key's peak per window.
+fn default_fanout_ratio() -> f64 {
+    3.0
+}
+
+/// Fifty addresses inside the key's own networks: a CI pool of a few dozen
+/// runners stays below it even before the key has shown its largest run.
+fn default_known_network_min() -> u32 {
+    50
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            enabled: true,
+            window: default_fanout_window(),
+            min_sources: default_fanout_min(),
+            ratio: default_fanout_ratio(),
+            known_network_min_sources: default_known_network_min(),
+        }
+    }
+}
+
+impl FanoutConfig {
+    /// Checks the section's values; an error names the key and its value.
+    pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if !(self.ratio.is_finite() && self.ratio > 1.0) {
+            return Err(invalid(
+                &format!("{section}.ratio"),
+                self.ratio,
+                "must be a number greater than 1",
+            ));
+        }
+        for (key, min) in [
+            ("min_sources", self.min_sources),
+            ("known_network_min_sources", self.known_network_min_sources),
+        ] {
+            if min == 0 {
+                return Err(invalid(
+                    &format!("{section}.{key}"),
+                    min,
+                    "must be at least 1",
+                ));
+            }
+        }
+        if !(60..=86_400).contains(&self.window.0.as_secs()) {
+            return Err(invalid(
+                &format!("{section}.window"),
+                self.window,
+                "must be between 1m and 1d",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Fixed-point scale of the stored peaks (1/16 of a source).
 const SCALE: f32 = 16.0;

@@ -26,9 +26,9 @@ use serde_json::{json, Value};
 use smallvec::SmallVec;
 
 use super::Ctx;
-use crate::config::PolicyDetectorsConfig;
 use crate::engine::finding::Severity;
 use crate::engine::state::{KeyState, Secs};
+use crate::inventory::config::PolicyDetectorsConfig;
 use crate::inventory::{InventoryHandle, KeyEntry, Privilege};
 
 /// The inventory the engine enforces, with the per-key state its detectors keep.
