@@ -31,6 +31,7 @@ use dashmap::DashMap;
 use wildmatch::WildMatch;
 
 pub use finding::{Detector, Eligibility, Evidence, Finding, Folded, Severity};
+use state::ValueKind;
 pub use state::{KeyState, Position};
 pub use teach::{Lesson, Teaching};
 
@@ -646,7 +647,7 @@ impl Engine {
             return;
         };
         let settings = &self.inner.settings;
-        for (key, state) in keys {
+        for (key, mut state) in keys {
             if tracked.len.load(Ordering::Relaxed) >= settings.max_keys {
                 self.inner
                     .stats
@@ -654,6 +655,15 @@ impl Engine {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            // Tables past today's caps (written under larger ones, or
+            // damaged) are cut to the most recently used.
+            state.sources.keep_recent(settings.max_sources);
+            state
+                .values
+                .keep_recent(ValueKind::Action, settings.max_values);
+            state
+                .values
+                .keep_recent(ValueKind::UserAgent, settings.max_user_agents);
             let last_ms = state.last_seen as i64 * 1000;
             self.inner
                 .epoch

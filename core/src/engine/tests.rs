@@ -910,3 +910,48 @@ fn an_office_key_back_from_a_holiday_fortnight_is_not_dormant() {
         "{findings:#?}"
     );
 }
+
+/// State written under larger caps (an older configuration, or a damaged
+/// checkpoint) is cut to today's caps as it is restored, keeping what the
+/// key used most recently: every later event pays only for what the
+/// configuration says a key keeps.
+#[test]
+fn restored_tables_past_the_caps_keep_the_most_recently_used() {
+    let mut wide = Config::default();
+    wide.engine.max_sources_per_key = 200;
+    wide.engine.max_values_per_key = 200;
+    let before = Engine::new(&wide);
+    let mut out = Vec::new();
+    for i in 0..150i64 {
+        let mut e = ev(
+            T0 + i * 60,
+            "AKIAWIDE",
+            format!("198.51.{}.{}", i / 100, i % 100),
+        );
+        e.action = format!("Action{i}");
+        before.process(&e.audit(), &mut out);
+    }
+    let snapshot = before.snapshot(Entity::KeyId);
+    assert_eq!(snapshot[0].1.sources.entries().len(), 150);
+
+    let engine = Engine::new(&Config::default());
+    engine.restore(Entity::KeyId, snapshot);
+    let (sources, actions, agents, newest, oldest) = engine
+        .with_key(Entity::KeyId, "AKIAWIDE", |s: &KeyState| {
+            let fresh = |kind| s.values.fresh_len(kind, s.last_seen, u32::MAX);
+            let has = |ip: &str| {
+                let id = super::source::SourceId::of(&Source::parse(Cow::Borrowed(ip)).unwrap());
+                s.sources.entries().iter().any(|e| e.id == id)
+            };
+            (
+                s.sources.entries().len(),
+                fresh(ValueKind::Action),
+                fresh(ValueKind::UserAgent),
+                has("198.51.1.49"),
+                has("198.51.0.0"),
+            )
+        })
+        .unwrap();
+    assert_eq!((sources, actions, agents), (64, 64, 1));
+    assert!(newest && !oldest, "the most recent sources stay");
+}

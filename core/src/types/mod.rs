@@ -14,6 +14,45 @@ pub use duration::HumanDuration;
 /// Seconds since the Unix epoch, event time. `u32` lasts until 2106.
 pub type Secs = u32;
 
+/// Keeps the `cap` most recently used (`last_seen`) of the entries `pick`
+/// selects, in their order; the rest of `pick`'s entries are dropped (on a
+/// tie the earlier stay). Others are untouched. Returns how many went.
+///
+/// For state read back from a checkpoint or the changelog: a table written
+/// under a larger cap, or a damaged one, would otherwise make every event
+/// on the key pay for what the configuration says it never keeps.
+pub fn keep_recent<A: smallvec::Array>(
+    entries: &mut SmallVec<A>,
+    cap: usize,
+    last_seen: impl Fn(&A::Item) -> Secs,
+    pick: impl Fn(&A::Item) -> bool,
+) -> usize {
+    let mut times: Vec<Secs> = entries.iter().filter(|e| pick(e)).map(&last_seen).collect();
+    if times.len() <= cap {
+        return 0;
+    }
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    let before = entries.len();
+    if cap == 0 {
+        entries.retain(|e| !pick(e));
+        return before - entries.len();
+    }
+    let cut = times[cap - 1];
+    let mut ties = times[..cap].iter().filter(|&&t| t == cut).count();
+    entries.retain(|e| {
+        if !pick(e) {
+            return true;
+        }
+        let t = last_seen(e);
+        if t == cut && ties > 0 {
+            ties -= 1;
+            return true;
+        }
+        t > cut
+    });
+    before - entries.len()
+}
+
 /// Reads a `SmallVec` without trusting the length its encoding states for
 /// the allocation (smallvec's own `Deserialize` reserves all of it up front):
 /// a corrupt length in a checkpoint must fail when the elements run out,

@@ -251,6 +251,12 @@ impl SourceSet {
         out
     }
 
+    /// Keeps the `cap` most recently used sources (see
+    /// [`crate::types::keep_recent`]); returns how many were dropped.
+    pub fn keep_recent(&mut self, cap: usize) -> usize {
+        crate::types::keep_recent(&mut self.entries, cap, |e| e.last_seen, |_| true)
+    }
+
     /// Records a use; says what was evicted to make room (the least recently
     /// used, the first of them on a tie).
     ///

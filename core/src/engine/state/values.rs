@@ -148,6 +148,17 @@ impl ValueSet {
         evicted
     }
 
+    /// Keeps the `cap` most recently used values of `kind` (see
+    /// [`crate::types::keep_recent`]); returns how many were dropped.
+    pub fn keep_recent(&mut self, kind: ValueKind, cap: usize) -> usize {
+        crate::types::keep_recent(
+            &mut self.entries,
+            cap,
+            |e| e.last_seen,
+            |e| e.hash >> TAG_SHIFT == kind as u32,
+        )
+    }
+
     /// Number of remembered values.
     pub fn len(&self) -> usize {
         self.entries.len()
