@@ -3,8 +3,11 @@
 use std::borrow::Cow;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{Config, InventoryConfig};
 use crate::decode::{AuditEvent, Outcome, Source};
+use crate::engine::state::Secs;
+use crate::engine::{Engine, Finding};
+use crate::inventory::Inventory;
 use crate::inventory::InventoryHandle;
 
 const DAY: Secs = 86_400;
