@@ -8,9 +8,9 @@ use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
 use super::detect::share::{round3, share_text};
 use super::detect::{new_source, source_fanout, DAY};
 use super::finding::Detector;
+use super::settings::Settings;
 use super::source::SourceId;
 use super::state::{KeyState, Novel, Secs, ValueKind};
-use super::Settings;
 use crate::decode::time::format_rfc3339;
 
 /// Which line a rate model draws now, in words.

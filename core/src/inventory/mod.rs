@@ -14,6 +14,7 @@
 //! across keys, are shared rather than copied.
 
 pub mod config;
+mod entry;
 mod handle;
 mod load;
 

@@ -30,9 +30,9 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 
 use super::finding::{finding_id, Detector, Eligibility, Evidence, Finding, Folded, Severity};
+use super::settings::{Settings, Stats};
 use super::source::SourceId;
 use super::state::{Eviction, Folding, KeyState, Novel, Secs};
-use super::{Settings, Stats};
 use crate::decode::{AuditEvent, EventSample, Source};
 use crate::engine::org::OrgNetworks;
 use crate::types::Entity;

@@ -183,7 +183,7 @@ impl FanoutState {
 }
 
 /// Thresholds for the current window: (new networks, addresses inside).
-pub fn thresholds(f: &FanoutState, s: &crate::engine::Settings) -> (u16, u16) {
+pub fn thresholds(f: &FanoutState, s: &crate::engine::settings::Settings) -> (u16, u16) {
     let cfg = &s.detectors.source_fanout;
     let t = |min: u32, peak: f32| {
         (min as f32)

@@ -129,7 +129,7 @@ impl KeyState {
 
     /// Whether the key is still in its learning period at `now` (too young,
     /// or too few events): the detectors that need a baseline stay quiet.
-    pub fn still_learning(&self, now: Secs, settings: &super::Settings) -> bool {
+    pub fn still_learning(&self, now: Secs, settings: &super::settings::Settings) -> bool {
         now.saturating_sub(self.first_seen) < settings.learning_s
             || (self.events as u64) < settings.learning_events
     }
