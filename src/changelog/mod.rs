@@ -19,6 +19,7 @@
 
 pub mod format;
 pub mod handoff;
+mod read;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +31,11 @@ use compact_str::CompactString;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 
 use crate::config::{ChangelogConfig, KafkaConfig};
 use crate::kafka::{self, Role};
-use format::{ChunkHeader, Entry, EntryRef};
+use format::{ChunkHeader, EntryRef};
 use keywatch_core::engine::KeyState;
 
 pub use handoff::Handoff;
@@ -379,228 +380,6 @@ impl Changelog {
             },
         );
     }
-
-    /// Reads the newest complete snapshot of each of `wanted`, within `timeout`.
-    pub fn read(
-        &self,
-        wanted: &[(String, i32)],
-        timeout: Duration,
-    ) -> anyhow::Result<HashMap<(String, i32), Restored>> {
-        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let mut homes: Vec<i32> = wanted.iter().map(|(_, p)| self.home(*p)).collect();
-        homes.sort_unstable();
-        homes.dedup();
-        // Read each partition up to the high watermark it has now. (Not to
-        // an end-of-partition event: one left over from an earlier restore
-        // would end this one before it read anything.)
-        let mut pending: HashMap<i32, i64> = HashMap::new();
-        let mut tpl = TopicPartitionList::new();
-        for &p in &homes {
-            let (low, high) = reader
-                .fetch_watermarks(&self.cfg.topic, p, timeout)
-                .with_context(|| {
-                    format!(
-                        "reading the extent of changelog.topic `{}` partition {p}",
-                        self.cfg.topic
-                    )
-                })?;
-            if high > low {
-                pending.insert(p, high);
-                tpl.add_partition_offset(&self.cfg.topic, p, Offset::Beginning)
-                    .context("assigning the changelog")?;
-            }
-        }
-        reader.assign(&tpl).context("assigning the changelog")?;
-        let deadline = Instant::now() + timeout;
-        let mut partial: HashMap<(String, i32, u64), Partial> = HashMap::new();
-        let mut best: HashMap<(String, i32), Partial> = HashMap::new();
-        // Complete snapshots a newer one replaces: deleted after the read.
-        let mut superseded: Vec<ChunkHeader> = Vec::new();
-        // Where each partition was read to, to check the end once more.
-        let mut reached: HashMap<i32, i64> = pending.clone();
-        let mut rechecks = 0;
-        // Read to the end: the records already fetched are taken too (a
-        // broker that reports the end as the last batch's first record,
-        // as tansu 0.6 does, would otherwise hide the rest of that batch).
-        let mut draining = false;
-        let result = loop {
-            if pending.is_empty() && !draining {
-                // A snapshot written just before the watermark was read may
-                // end past it: read on while the end moves (a few times).
-                if rechecks < 3 {
-                    rechecks += 1;
-                    for (&p, high) in reached.iter_mut() {
-                        if let Ok((_, now)) =
-                            reader.fetch_watermarks(&self.cfg.topic, p, Duration::from_secs(5))
-                        {
-                            if now > *high {
-                                *high = now;
-                                pending.insert(p, now);
-                            }
-                        }
-                    }
-                }
-                draining = pending.is_empty();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() && draining {
-                break Ok(());
-            }
-            if left.is_zero() {
-                let mut left: Vec<&i32> = pending.keys().collect();
-                left.sort();
-                break Err(anyhow::anyhow!(
-                    "reading changelog.topic `{}` partitions {left:?} took longer than changelog.handoff_timeout",
-                    self.cfg.topic
-                ));
-            }
-            let wait = if draining {
-                Duration::ZERO
-            } else {
-                left.min(Duration::from_millis(200))
-            };
-            let msg = match reader.poll(wait) {
-                None if draining => break Ok(()),
-                None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "reading the changelog");
-                    continue;
-                }
-                Some(Ok(msg)) => msg,
-            };
-            if pending
-                .get(&msg.partition())
-                .is_some_and(|&high| msg.offset() + 1 >= high)
-            {
-                pending.remove(&msg.partition());
-            }
-            let Some(payload) = msg.payload() else {
-                continue;
-            };
-            tracing::debug!(
-                partition = msg.partition(),
-                offset = msg.offset(),
-                bytes = payload.len(),
-                "changelog record"
-            );
-            let header = match format::decode_header(payload) {
-                Ok((h, _)) => h,
-                Err(e) => {
-                    tracing::warn!(offset = msg.offset(), partition = msg.partition(), error = %e, "skipping a changelog record");
-                    continue;
-                }
-            };
-            let tp = (header.topic.clone(), header.partition);
-            let ours = header.group == self.group || header.group.is_empty();
-            if !ours || !wanted.contains(&tp) || header.index >= header.count {
-                continue;
-            }
-            let id = (header.topic.clone(), header.partition, header.snapshot);
-            let slot = partial.entry(id.clone()).or_insert_with(|| Partial {
-                header: header.clone(),
-                chunks: vec![None; header.count as usize],
-                have: 0,
-            });
-            if slot.chunks[header.index as usize].is_none() {
-                slot.chunks[header.index as usize] = Some(payload.to_vec());
-                slot.have += 1;
-            }
-            if slot.have == slot.chunks.len() {
-                let Some(done) = partial.remove(&id) else {
-                    continue;
-                };
-                let newer = best.get(&tp).is_none_or(|b| {
-                    (done.header.resume, done.header.written_at_ms)
-                        > (b.header.resume, b.header.written_at_ms)
-                });
-                let loser = if newer {
-                    best.insert(tp, done)
-                } else {
-                    Some(done)
-                };
-                if let Some(l) = loser {
-                    superseded.push(l.header);
-                }
-            }
-        };
-        let _ = reader.unassign();
-        drop(reader);
-        result?;
-        // Older snapshots, complete or left half-written by a writer that
-        // died, are deleted: nobody else knows their keys, and compaction
-        // keeps every distinct key.
-        let order = |h: &ChunkHeader| (h.resume, h.written_at_ms);
-        let mut stale: Vec<ChunkHeader> = superseded;
-        for p in partial.values() {
-            let tp = (p.header.topic.clone(), p.header.partition);
-            if best
-                .get(&tp)
-                .is_some_and(|b| order(&p.header) < order(&b.header))
-            {
-                stale.push(p.header.clone());
-            }
-        }
-        self.delete(&stale);
-        for ((topic, partition, _), p) in &partial {
-            if !best.contains_key(&(topic.clone(), *partition)) {
-                tracing::warn!(%topic, partition, chunks = p.have, of = p.chunks.len(), "only an incomplete snapshot of the partition is on the changelog; skipped");
-            }
-        }
-        let mut out = HashMap::new();
-        for (tp, snapshot) in best {
-            let count = snapshot.header.count;
-            let id = snapshot.header.snapshot;
-            match snapshot.decode() {
-                Ok(restored) => {
-                    self.adopt(&restored.state, id, count);
-                    out.insert(tp, restored);
-                }
-                Err(e) => {
-                    tracing::error!(topic = %tp.0, partition = tp.1, error = %e, "a changelog snapshot does not decode; the partition starts without it")
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// A snapshot being reassembled.
-struct Partial {
-    header: ChunkHeader,
-    chunks: Vec<Option<Vec<u8>>>,
-    have: usize,
-}
-
-impl Partial {
-    fn decode(self) -> Result<Restored, format::ChunkError> {
-        let h = self.header;
-        let mut state = PartitionState {
-            topic: h.topic,
-            partition: h.partition,
-            resume: h.resume,
-            written_at_ms: h.written_at_ms,
-            ..PartitionState::default()
-        };
-        let mut delivered: HashMap<String, Vec<u128>> = HashMap::new();
-        let mut bytes = 0u64;
-        for chunk in self.chunks.into_iter().flatten() {
-            bytes += chunk.len() as u64;
-            let (header, rest) = format::decode_header(&chunk)?;
-            let version = format::version_of(&chunk);
-            for entry in format::decode_entries(rest, header.entries, version)? {
-                match entry {
-                    Entry::Key(k, s) => state.keys.push((k, s)),
-                    Entry::Principal(k, s) => state.principals.push((k, s)),
-                    Entry::PrincipalAt(k, at) => state.principal_positions.push((k, at)),
-                    Entry::Delivered(sink, id) => {
-                        delivered.entry(sink.to_string()).or_default().push(id)
-                    }
-                }
-            }
-        }
-        state.delivered = delivered.into_iter().collect();
-        Ok(Restored { state, bytes })
-    }
 }
 
 /// Cuts a state into framed chunks of at most about `chunk_bytes`.
@@ -712,6 +491,7 @@ fn send(
 
 #[cfg(test)]
 mod tests {
+    use super::read::Partial;
     use super::*;
     use crate::config::Config;
     use keywatch_core::engine::{Engine, Position};
