@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use super::{NetIntel, NetIntelConfig};
+use super::config::NetIntelConfig;
+use super::NetIntel;
 use crate::config::{Config, ListConfig, ListKind};
 use crate::decode::{AuditEvent, Outcome, Source};
 use crate::engine::{Detector, Engine, Finding};

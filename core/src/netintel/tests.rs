@@ -6,12 +6,16 @@
 //! exit is a listed source from the first use. Each quiet rule has an
 //! attacker's test naming the evasion it leaves.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use super::config::NetIntelConfig;
 use super::testing::*;
 use super::*;
 use crate::config::{Config, ListConfig};
 use crate::engine::{Detector, Engine, Finding, Severity};
+use crate::metrics::Metrics;
 
 fn tables() -> Arc<Tables> {
     NetIntel::open(&fixture_config(), None)
