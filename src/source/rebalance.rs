@@ -15,14 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::lanes::Lanes;
 use super::status::SourceStatus;
@@ -48,16 +46,16 @@ struct CatchUp {
 /// assignment, metrics. Nothing here does more than a commit, a seek or a
 /// gauge update.
 pub struct SourceContext {
-    metrics: Arc<Metrics>,
-    errors: RateLimited,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) errors: RateLimited,
     /// Where the restored checkpoint says to resume, used once per partition
     /// (without the changelog).
-    resume: Mutex<HashMap<(String, i32), i64>>,
+    pub(super) resume: Mutex<HashMap<(String, i32), i64>>,
     /// Moves partition state in and out (with the changelog; set before subscribing).
     pub(super) handoff: std::sync::OnceLock<Arc<Handoff>>,
-    origins: Arc<Origins>,
+    pub(super) origins: Arc<Origins>,
     /// Next offset per owned partition, as applied.
-    applied: Arc<Mutex<Resume>>,
+    pub(super) applied: Arc<Mutex<Resume>>,
     catchup: Mutex<HashMap<u16, CatchUp>>,
     /// Partitions read from an offset their state chose: the state and the
     /// read position must agree.
@@ -65,7 +63,7 @@ pub struct SourceContext {
     /// The consumer is leaving the group: partitions assigned now are
     /// not read, so their state is not restored.
     pub(super) closing: AtomicBool,
-    status: Arc<SourceStatus>,
+    pub(super) status: Arc<SourceStatus>,
     /// The apply threads beside the polling thread (none with one lane).
     pub(super) lanes: std::sync::OnceLock<Lanes>,
     /// State is durable (checkpoints or the changelog), and the group's
@@ -73,14 +71,14 @@ pub struct SourceContext {
     /// partition assigned with no state anywhere is read from its earliest
     /// retained event, not from the committed offset, which may be past
     /// events no state holds (a `kill -9` before its first checkpoint).
-    replay_stateless: bool,
+    pub(super) replay_stateless: bool,
     /// Partitions assigned to this process at least once (their state, if
     /// any, is in the engine).
-    seen: Mutex<std::collections::HashSet<(String, i32)>>,
+    pub(super) seen: Mutex<std::collections::HashSet<(String, i32)>>,
     /// Responses received from each broker at the previous statistics: a
     /// broker connected but stopped (a paused process, a hung disk) keeps
     /// its connection up and answers nothing.
-    broker_rx: Mutex<HashMap<i32, u64>>,
+    pub(super) broker_rx: Mutex<HashMap<i32, u64>>,
 }
 
 impl SourceContext {
@@ -372,165 +370,9 @@ impl SourceContext {
     }
 }
 
-impl SourceContext {
-    /// Newly assigned partitions whose start (the restored state's offset,
-    /// or the group's committed one) is below the broker's earliest retained
-    /// record: the records in between were deleted before keywatch applied
-    /// them. That loss is reported (a warning naming the partition and the
-    /// range, and `keywatch_source_offsets_lost_total`), and the partition
-    /// is read from the earliest record the broker still has, whatever
-    /// `auto.offset.reset` says.
-    fn skip_deleted(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        const ASK: Duration = Duration::from_secs(5);
-        let mut starts: Vec<(String, i32, Option<i64>)> = tpl
-            .elements()
-            .iter()
-            .map(|e| {
-                let at = match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
-                (e.topic().to_owned(), e.partition(), at)
-            })
-            .collect();
-        if starts.iter().any(|(_, _, at)| at.is_none()) {
-            // Partitions that start where the group left them.
-            let mut ask = TopicPartitionList::new();
-            for (topic, partition, at) in &starts {
-                if at.is_none() {
-                    ask.add_partition(topic, *partition);
-                }
-            }
-            match consumer.committed_offsets(ask, ASK) {
-                Ok(committed) => {
-                    for (topic, partition, at) in &mut starts {
-                        if at.is_none() {
-                            if let Some(Offset::Offset(o)) = committed
-                                .find_partition(topic, *partition)
-                                .map(|e| e.offset())
-                            {
-                                *at = Some(o);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read the committed offsets to check them against retention")
-                }
-            }
-        }
-        for (topic, partition, at) in starts {
-            let Some(at) = at else { continue };
-            let low = match consumer.fetch_watermarks(&topic, partition, ASK) {
-                Ok((low, _)) => low,
-                Err(e) => {
-                    tracing::debug!(%topic, partition, error = %e, "cannot read the partition's earliest offset");
-                    continue;
-                }
-            };
-            if low <= at {
-                continue;
-            }
-            let lost = low - at;
-            self.metrics
-                .source_offsets_lost
-                .with_label_values(&[&topic, &partition.to_string()])
-                .inc_by(lost as u64);
-            tracing::warn!(
-                %topic,
-                partition,
-                from = at,
-                to = low - 1,
-                records = lost,
-                "records were deleted by the broker before keywatch applied them (retention ran past the offset to resume from); reading from the earliest record the broker still has"
-            );
-            if let Err(e) = tpl.set_partition_offset(&topic, partition, Offset::Offset(low)) {
-                tracing::warn!(%topic, partition, error = %e, "cannot point the partition at its earliest offset");
-                continue;
-            }
-            let origin = self.origins.index(&topic, partition);
-            let mut applied = lock(&self.applied);
-            if let Some(next) = applied.get_mut(&origin) {
-                *next = low;
-            }
-            drop(applied);
-            if self.starts.is_pending(origin) {
-                self.starts.expect(origin, low);
-            }
-        }
-    }
-}
-
 /// A lock that outlives a panicking holder.
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl ClientContext for SourceContext {
-    fn stats(&self, stats: Statistics) {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        // Bootstrap and learned brokers alike: one connection up and
-        // answering is enough. A consumer's fetches are answered within
-        // fetch.wait.max.ms even when idle, so a broker up with requests
-        // waiting and no response since the last statistics has stalled.
-        let brokers = stats.brokers.values().filter(|b| b.nodeid >= 0);
-        let (mut any, mut up, mut answering) = (false, false, false);
-        {
-            let mut seen = lock(&self.broker_rx);
-            for b in brokers {
-                any = true;
-                if b.state == "UP" {
-                    up = true;
-                    let before = seen.insert(b.nodeid, b.rx);
-                    answering |= before != Some(b.rx) || b.waitresp_cnt == 0;
-                }
-            }
-        }
-        if answering {
-            self.status.brokers_up(now_ms);
-        } else if up {
-            self.status.brokers_down(
-                now_ms,
-                "brokers connected but not answering (paused or overloaded)",
-            );
-        } else if any {
-            self.status
-                .brokers_down(now_ms, "no broker connection is up");
-        }
-        for (topic, t) in &stats.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[topic, &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.status
-                .brokers_down(chrono::Utc::now().timestamp_millis(), reason);
-        }
-        if self.errors.allow() {
-            tracing::warn!(%error, reason, "kafka client error");
-        }
-    }
-
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        if matches!(
-            level,
-            RDKafkaLogLevel::Emerg
-                | RDKafkaLogLevel::Alert
-                | RDKafkaLogLevel::Critical
-                | RDKafkaLogLevel::Error
-        ) && self.errors.allow()
-        {
-            tracing::warn!(facility = fac, "librdkafka: {log_message}");
-        }
-    }
 }
 
 impl ConsumerContext for SourceContext {
