@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::decode::{profile, Decoder};
 
-use super::input::{self, Opener};
+use super::input;
 use super::report::Summary;
+use super::stream::Opener;
 
 /// Records sampled per profile when looking for one that fits better.
 const HINT_SAMPLE: u64 = 1000;

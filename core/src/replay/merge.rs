@@ -11,8 +11,9 @@ use std::vec;
 use crate::engine::Finding;
 
 use super::apply::Apply;
-use super::input::{Batch, File, Opener, Stream};
+use super::input::File;
 use super::report::merge_counts;
+use super::stream::{Batch, Opener, Stream};
 use super::window::{Held, Window, MAX_HELD};
 
 /// A file being merged.

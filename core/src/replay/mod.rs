@@ -5,7 +5,7 @@
 //! (an S3 CloudTrail bucket's `AWSLogs/…/CloudTrail/<region>/<yyyy>/<mm>/<dd>/`
 //! layout reads as it is), a gzip file is decompressed as it is read (up to a
 //! per-file limit), JSON Lines are decoded line by line and a JSON array or
-//! CloudTrail `{"Records":[…]}` document record by record ([`input`]).
+//! CloudTrail `{"Records":[…]}` document record by record.
 //!
 //! The files are merged in event time through a reorder window: each file
 //! may be out of order by up to the window, and an event is applied once no
@@ -17,8 +17,8 @@
 //! is what the replay did before it streamed. An event later than the window
 //! allows is applied at once and counted as late, never dropped.
 //!
-//! The files: `input` expands the inputs and opens, decompresses and decodes
-//! the files; `merge` schedules them and merges their events in event time
+//! The files: `input` expands the inputs into files; `stream` opens,
+//! decompresses and decodes each file; `merge` schedules them and merges their events in event time
 //! through the reorder window of `window`; `apply` applies the events to the
 //! engine, on this thread or on the threads of `shards`, while `progress`
 //! draws the progress line; `report` holds the [`Summary`] and prints it, and
@@ -35,6 +35,7 @@ mod merge;
 mod progress;
 mod report;
 mod shards;
+mod stream;
 mod window;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -47,10 +48,11 @@ use crate::engine::{Engine, Finding};
 
 use apply::Apply;
 use hint::profile_hint;
-use input::{Expanded, Opener};
+use input::Expanded;
 use merge::Merge;
 use progress::Progress;
 use report::report_failure;
+use stream::Opener;
 
 pub use bytesize::ByteSize;
 pub use input::{FileFailure, Input};
@@ -164,7 +166,7 @@ pub fn replay_into(
 /// threads that open, decompress and decode.
 fn new_opener(cfg: &Config, opts: &Options) -> anyhow::Result<Opener> {
     let decoder = Decoder::for_profile(&cfg.decode.profile, &cfg.decode.profiles)?
-        .with_limits(input::MAX_LINE_BYTES, cfg.decode.max_key_bytes);
+        .with_limits(stream::MAX_LINE_BYTES, cfg.decode.max_key_bytes);
     Ok(Opener {
         decoder: Arc::new(decoder),
         max_decompressed: opts.max_decompressed,
