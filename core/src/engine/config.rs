@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::detect::DetectorsConfig;
+use super::detect::config::DetectorsConfig;
 use crate::inventory::config::PolicyDetectorsConfig;
 use crate::types::{invalid, Cidr, ConfigError, Entity, HumanDuration};
 

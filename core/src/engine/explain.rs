@@ -144,7 +144,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         })
         .unwrap_or_default();
     let (new_nets, inside) = state.fanout.current();
-    let (new_t, inside_t) = source_fanout::thresholds(&state.fanout, s);
+    let (new_t, inside_t) = source_fanout::thresholds(&state.fanout, &s.detectors.source_fanout);
     let (count, threshold) = state.rate.current();
     let rate = if !cfg.rate_spike.enabled {
         "disabled".to_owned()

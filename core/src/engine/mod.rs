@@ -244,7 +244,7 @@ impl Engine {
                 if self.already_applied(tracked.entity, subject, &state, at) {
                     continue;
                 }
-                if tracked.entity == Entity::KeyId && state.still_learning(now, settings) {
+                if tracked.entity == Entity::KeyId && settings.still_learning(&state, now) {
                     ctx.history.holder_has_history = self.has_history(principal, new_after);
                 }
                 detect::observe(&mut state, &mut ctx);
@@ -361,7 +361,7 @@ impl Engine {
             .and_then(|t| {
                 t.keys
                     .get(p)
-                    .map(|s| s.first_seen < new_after || !s.still_learning(s.last_seen, settings))
+                    .map(|s| s.first_seen < new_after || !settings.still_learning(&s, s.last_seen))
             })
             .unwrap_or(false)
     }

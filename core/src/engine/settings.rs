@@ -8,7 +8,8 @@ use wildmatch::WildMatch;
 
 use super::baseline;
 use super::config::Sections;
-use super::detect::DetectorsConfig;
+use super::detect::config::DetectorsConfig;
+use super::state::{KeyState, Secs};
 use crate::decode::Source;
 use crate::types::Entity;
 
@@ -95,6 +96,13 @@ impl Settings {
             fanout_window_s: d.source_fanout.window.as_secs_u32().max(1),
             dormant_s: d.dormant_revival.dormant_after.as_secs_u32(),
         }
+    }
+
+    /// Whether the key is still in its learning period at `now` (too young,
+    /// or too few events): the detectors that need a baseline stay quiet.
+    pub fn still_learning(&self, state: &KeyState, now: Secs) -> bool {
+        now.saturating_sub(state.first_seen) < self.learning_s
+            || (state.events as u64) < self.learning_events
     }
 
     /// Whether a named source is the provider acting for the key.

@@ -183,8 +183,7 @@ impl FanoutState {
 }
 
 /// Thresholds for the current window: (new networks, addresses inside).
-pub fn thresholds(f: &FanoutState, s: &crate::engine::settings::Settings) -> (u16, u16) {
-    let cfg = &s.detectors.source_fanout;
+pub fn thresholds(f: &FanoutState, cfg: &FanoutConfig) -> (u16, u16) {
     let t = |min: u32, peak: f32| {
         (min as f32)
             .max((cfg.ratio as f32 * peak).ceil())
@@ -209,7 +208,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, countable: bool, facts
     }
     let established =
         facts.network_known && facts.network_first_seen.saturating_add(DAY) <= ctx.now;
-    let (new_t, inside_t) = thresholds(&state.fanout, s);
+    let (new_t, inside_t) = thresholds(&state.fanout, &s.detectors.source_fanout);
     let f = &mut state.fanout;
     if established {
         if !facts.first_in_window {

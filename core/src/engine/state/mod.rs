@@ -127,13 +127,6 @@ impl KeyState {
         }
     }
 
-    /// Whether the key is still in its learning period at `now` (too young,
-    /// or too few events): the detectors that need a baseline stay quiet.
-    pub fn still_learning(&self, now: Secs, settings: &super::settings::Settings) -> bool {
-        now.saturating_sub(self.first_seen) < settings.learning_s
-            || (self.events as u64) < settings.learning_events
-    }
-
     /// Where the latest event applied came from, if from a partition.
     pub fn applied_at(&self) -> Option<Position> {
         Position::unpack_at(self.applied, self.applied_record)
