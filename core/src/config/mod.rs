@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::engine::config::EngineConfig;
 pub use crate::engine::detect::config::*;
+use crate::engine::Sections;
 pub use crate::inventory::config::{InventoryConfig, PolicyDetectorsConfig};
 pub use crate::netintel::config::{ListConfig, ListKind, NetIntelConfig};
 pub use crate::types::{invalid, Cidr, ConfigError, Entity, HumanDuration};
@@ -64,7 +65,7 @@ impl Default for DecodeConfig {
     }
 }
 
-impl crate::engine::Sections for Config {
+impl Sections for Config {
     fn engine(&self) -> &EngineConfig {
         &self.engine
     }
@@ -78,15 +79,15 @@ impl crate::engine::Sections for Config {
 
 /// What dereferences to the core's configuration (the daemon's, an `Arc`)
 /// builds an engine as it would.
-impl<T: std::ops::Deref<Target = Config>> crate::engine::Sections for T {
+impl<T: std::ops::Deref<Target = Config>> Sections for T {
     fn engine(&self) -> &EngineConfig {
-        &self.engine
+        (**self).engine()
     }
     fn detectors(&self) -> &DetectorsConfig {
-        &self.detectors
+        (**self).detectors()
     }
     fn policy_detectors(&self) -> &PolicyDetectorsConfig {
-        &self.inventory.detectors
+        (**self).policy_detectors()
     }
 }
 
