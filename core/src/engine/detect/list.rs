@@ -74,7 +74,6 @@ macro_rules! detector_enum {
         /// The detector that raised a finding.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
-        #[repr(u8)]
         pub enum Detector {
             $( $(#[$bdoc])* $B = $bi, )*
             $( $(#[$pdoc])* $P = $pi, )*
