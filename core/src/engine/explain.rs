@@ -71,8 +71,101 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
     let mut nets = state.sources.summary(now, s.forget_s, state.first_seen);
     (nets.return_days, nets.last_return) = state.returns(now, s.forget_s);
     let cfg = &s.detectors;
-    let expiry = cfg.new_source.roaming_expiry.as_secs_u32();
-    // Wider networks where a new /24 would be pool churn (low) right now.
+    let pool_churn = pool_churn(s, state, now);
+    let net_rate = state.novelty.rate(Novel::Network);
+    // A detector's state in words: off, still learning, or what it would do.
+    let status = |enabled: bool, armed: &dyn Fn() -> String| {
+        if !enabled {
+            "disabled".to_owned()
+        } else if !eligible {
+            learning.clone()
+        } else {
+            armed()
+        }
+    };
+    let new_source = status(cfg.new_source.enabled, &|| {
+        new_source_armed(s, state, net_rate, &nets.sample_display(), &pool_churn)
+    });
+    let (new_nets, inside) = state.fanout.current();
+    let (new_t, inside_t) = source_fanout::thresholds(&state.fanout, &cfg.source_fanout);
+    let (count, threshold) = state.rate.current();
+    let rate = status(cfg.rate_spike.enabled, &|| {
+        format!(
+            "armed: {count} requests in the current bucket, alerts at {threshold} ({})",
+            model_text(&state.rate)
+        )
+    });
+    let (failures, error_threshold) = state.errors.current();
+    let errors = status(cfg.error_spike.enabled, &|| {
+        format!(
+            "armed: {failures} failures in the current bucket, alerts at {error_threshold} ({})",
+            model_text(&state.errors)
+        )
+    });
+    let families = state
+        .values
+        .fresh_len(ValueKind::UserAgent, now, s.forget_s);
+    let user_agent = status(cfg.new_user_agent.enabled, &|| {
+        user_agent_armed(families, cfg.new_user_agent.broad_after)
+    });
+    let action = status(cfg.new_action.enabled, &|| {
+        "armed: an action outside the known set would alert".to_owned()
+    });
+    let fanout = status(cfg.source_fanout.enabled, &|| {
+        format!("armed: {new_nets} new networks in the current window, high at {new_t}; {inside} addresses inside the key's networks, low at {inside_t}")
+    });
+    json!({
+        "key_id": key,
+        "first_seen": at(state.first_seen),
+        "last_seen": at(state.last_seen),
+        "events": state.events,
+        "active_days": state.active_days,
+        "eligible": eligible,
+        "learning": learning,
+        "baseline": {
+            "networks": nets.sample_display(),
+            "network_count": nets.networks,
+            "networks_acquired_later": nets.acquired_later,
+            "networks_acquired_in_bursts": nets.burst_networks,
+            "new_network_days_share": round3(net_rate),
+            "new_user_agent_days_share": round3(state.novelty.rate(Novel::UserAgent)),
+            "new_action_days_share": round3(state.novelty.rate(Novel::Action)),
+            "pool_churn": pool_churn,
+            "sources_remembered": state.sources.entries().len(),
+            "user_agent_families": families,
+            "actions": state.values.fresh_len(ValueKind::Action, now, s.forget_s),
+            "peak_requests_per_bucket": state.rate.level(),
+            "hour_of_day_baseline": state.rate.seasonal().is_some_and(|m| m.warm()),
+            "requests_model": model_json(&state.rate, now),
+            "peak_failures_per_bucket": state.errors.level(),
+            "failures_model": model_json(&state.errors, now),
+            "peak_new_networks_per_window": state.fanout.peak(),
+            "peak_addresses_inside_networks_per_window": state.fanout.inside_peak(),
+            "longest_idle_gap_s": state.longest_gap,
+        },
+        "current": {
+            "requests_in_bucket": count,
+            "request_threshold": threshold,
+            "failures_in_bucket": failures,
+            "failure_threshold": error_threshold,
+        },
+        "open_runs": open_runs(s, state, now),
+        "detectors": {
+            "new_source": new_source,
+            "rate_spike": rate,
+            "error_spike": errors,
+            "new_user_agent": user_agent,
+            "new_action": action,
+            "source_fanout": fanout,
+            "dormant_revival": dormant(s, state, now),
+        },
+    })
+}
+
+/// Wider networks where a new /24 would be pool churn (low) right now, each
+/// with when that ends.
+fn pool_churn(s: &Settings, state: &KeyState, now: Secs) -> Vec<String> {
+    let expiry = s.detectors.new_source.roaming_expiry.as_secs_u32();
     let mut churning: Vec<(u64, String)> = Vec::new();
     for e in state.sources.entries() {
         if e.last_seen < now.saturating_sub(s.forget_s) || e.id.is_named() {
@@ -98,140 +191,82 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             ));
         }
     }
-    let pool_churn: Vec<String> = churning.into_iter().map(|(_, s)| s).collect();
-    let net_rate = state.novelty.rate(Novel::Network);
+    churning.into_iter().map(|(_, s)| s).collect()
+}
+
+/// What `new_source` would do past learning: quiet on a key that meets new
+/// networks by nature, else the severity a new network would get.
+fn new_source_armed(
+    s: &Settings,
+    state: &KeyState,
+    net_rate: f32,
+    networks: &[String],
+    pool_churn: &[String],
+) -> String {
+    let expected = s.detectors.new_source.expected_novelty;
     let net_share = share_text(net_rate, state.novelty.days());
-    let new_source = if !cfg.new_source.enabled {
-        "disabled".to_owned()
-    } else if !eligible {
-        learning.clone()
-    } else {
-        match new_source::surprise(net_rate, cfg.new_source.expected_novelty) {
-            None => format!(
-                "quiet (novelty_expected): the key met a new network {net_share}, at or above expected_novelty {}; a key leaving its cloud ranges is still judged",
-                cfg.new_source.expected_novelty
-            ),
-            Some(severity) => format!(
-                "armed: the key met a new network {net_share}; a use from a network other than {} would alert ({}{})",
-                nets.sample_display().join(", "),
-                severity.as_str(),
-                if pool_churn.is_empty() {
-                    String::new()
-                } else {
-                    format!("; low, pool_churn, inside {}", pool_churn.join(", "))
-                }
-            ),
-        }
-    };
-    let folds: Vec<Value> = state
-        .rare
-        .as_ref()
-        .map(|r| {
-            r.folds
-                .iter()
-                .filter(|f| now.saturating_sub(f.last) < s.fold_quiet_s)
-                .map(|f| {
-                    json!({
-                        "detector": Detector::from_index(f.detector).map(|d| d.as_str()),
-                        "raised": f.raised,
-                        "folded": f.folded,
-                        "since": at(f.since),
-                        "latest": at(f.last),
-                        "ends_if_quiet_until": at(f.last.saturating_add(s.fold_quiet_s)),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let (new_nets, inside) = state.fanout.current();
-    let (new_t, inside_t) = source_fanout::thresholds(&state.fanout, &s.detectors.source_fanout);
-    let (count, threshold) = state.rate.current();
-    let rate = if !cfg.rate_spike.enabled {
-        "disabled".to_owned()
-    } else if !eligible {
-        learning.clone()
+    match new_source::surprise(net_rate, expected) {
+        None => format!(
+            "quiet (novelty_expected): the key met a new network {net_share}, at or above expected_novelty {expected}; a key leaving its cloud ranges is still judged"
+        ),
+        Some(severity) => format!(
+            "armed: the key met a new network {net_share}; a use from a network other than {} would alert ({}{})",
+            networks.join(", "),
+            severity.as_str(),
+            if pool_churn.is_empty() {
+                String::new()
+            } else {
+                format!("; low, pool_churn, inside {}", pool_churn.join(", "))
+            }
+        ),
+    }
+}
+
+/// What `new_user_agent` would do past learning with `families` known.
+fn user_agent_armed(families: usize, broad_after: u16) -> String {
+    if families >= broad_after as usize {
+        format!("quiet (broad): {families} client families known, at or above broad_after {broad_after}")
+    } else if families == 0 {
+        "quiet: no client family known yet; the first one is learned".to_owned()
     } else {
         format!(
-            "armed: {count} requests in the current bucket, alerts at {threshold} ({})",
-            model_text(&state.rate)
+            "armed: {families} client famil{} known; another would alert",
+            if families == 1 { "y" } else { "ies" }
         )
-    };
-    let (failures, error_threshold) = state.errors.current();
-    let errors = if !cfg.error_spike.enabled {
-        "disabled".to_owned()
-    } else if !eligible {
-        learning.clone()
-    } else {
-        format!(
-            "armed: {failures} failures in the current bucket, alerts at {error_threshold} ({})",
-            model_text(&state.errors)
-        )
-    };
+    }
+}
+
+/// `dormant_revival` needs no learning: the key is idle past the line or not.
+fn dormant(s: &Settings, state: &KeyState, now: Secs) -> String {
     let idle = now.saturating_sub(state.last_seen);
-    let dormant = if !cfg.dormant_revival.enabled {
+    if !s.detectors.dormant_revival.enabled {
         "disabled".to_owned()
     } else if idle >= s.dormant_s {
         format!("dormant for {}d: the next use alerts", idle / DAY)
     } else {
         format!("active: idle {}d of {}d", idle / DAY, s.dormant_s / DAY)
+    }
+}
+
+/// The runs of findings still folding (see `engine.fold_after`).
+fn open_runs(s: &Settings, state: &KeyState, now: Secs) -> Vec<Value> {
+    let Some(rare) = state.rare.as_ref() else {
+        return Vec::new();
     };
-    json!({
-        "key_id": key,
-        "first_seen": at(state.first_seen),
-        "last_seen": at(state.last_seen),
-        "events": state.events,
-        "active_days": state.active_days,
-        "eligible": eligible,
-        "learning": learning,
-        "baseline": {
-            "networks": nets.sample_display(),
-            "network_count": nets.networks,
-            "networks_acquired_later": nets.acquired_later,
-            "networks_acquired_in_bursts": nets.burst_networks,
-            "new_network_days_share": round3(net_rate),
-            "new_user_agent_days_share": round3(state.novelty.rate(Novel::UserAgent)),
-            "new_action_days_share": round3(state.novelty.rate(Novel::Action)),
-            "pool_churn": pool_churn,
-            "sources_remembered": state.sources.entries().len(),
-            "user_agent_families": state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s),
-            "actions": state.values.fresh_len(ValueKind::Action, now, s.forget_s),
-            "peak_requests_per_bucket": state.rate.level(),
-            "hour_of_day_baseline": state.rate.seasonal().is_some_and(|m| m.warm()),
-            "requests_model": model_json(&state.rate, now),
-            "peak_failures_per_bucket": state.errors.level(),
-            "failures_model": model_json(&state.errors, now),
-            "peak_new_networks_per_window": state.fanout.peak(),
-            "peak_addresses_inside_networks_per_window": state.fanout.inside_peak(),
-            "longest_idle_gap_s": state.longest_gap,
-        },
-        "current": {
-            "requests_in_bucket": count,
-            "request_threshold": threshold,
-            "failures_in_bucket": failures,
-            "failure_threshold": error_threshold,
-        },
-        "open_runs": folds,
-        "detectors": {
-            "new_source": new_source,
-            "rate_spike": rate,
-            "error_spike": errors,
-            "new_user_agent": if !cfg.new_user_agent.enabled { "disabled".to_owned() } else if !eligible { learning.clone() } else {
-                let families = state.values.fresh_len(ValueKind::UserAgent, now, s.forget_s);
-                if families >= cfg.new_user_agent.broad_after as usize {
-                    format!("quiet (broad): {families} client families known, at or above broad_after {}", cfg.new_user_agent.broad_after)
-                } else if families == 0 {
-                    "quiet: no client family known yet; the first one is learned".to_owned()
-                } else {
-                    format!("armed: {families} client famil{} known; another would alert", if families == 1 { "y" } else { "ies" })
-                }
-            },
-            "new_action": if eligible { "armed: an action outside the known set would alert".to_owned() } else { learning.clone() },
-            "source_fanout": if !cfg.source_fanout.enabled { "disabled".to_owned() } else if eligible {
-                format!("armed: {new_nets} new networks in the current window, high at {new_t}; {inside} addresses inside the key's networks, low at {inside_t}")
-            } else { learning },
-            "dormant_revival": dormant,
-        },
-    })
+    rare.folds
+        .iter()
+        .filter(|f| now.saturating_sub(f.last) < s.fold_quiet_s)
+        .map(|f| {
+            json!({
+                "detector": Detector::from_index(f.detector).map(|d| d.as_str()),
+                "raised": f.raised,
+                "folded": f.folded,
+                "since": at(f.since),
+                "latest": at(f.last),
+                "ends_if_quiet_until": at(f.last.saturating_add(s.fold_quiet_s)),
+            })
+        })
+        .collect()
 }
 
 /// The key's request rate for a chart: what its model expects per bucket at

@@ -955,3 +955,41 @@ fn restored_tables_past_the_caps_keep_the_most_recently_used() {
     assert_eq!((sources, actions, agents), (64, 64, 1));
     assert!(newest && !oldest, "the most recent sources stay");
 }
+
+/// `explain` says which detectors are off: a switched-off detector reads
+/// "disabled", never "armed", whatever the key has learned.
+#[test]
+fn explain_names_switched_off_detectors() {
+    let mut rng = Rng(9);
+    let mut events = office_key("AKIAEXPLAIN", 30, 60.0, &["203.0.113.10"], &mut rng);
+    events.sort_by_key(|e| e.t);
+    let explained = |cfg: &Config| {
+        let engine = Engine::new(cfg);
+        let mut out = Vec::new();
+        for e in &events {
+            engine.process(&e.audit(), &mut out);
+        }
+        engine.explain(Entity::KeyId, "AKIAEXPLAIN").unwrap()["detectors"].clone()
+    };
+    let on = explained(&Config::default());
+    for d in ["new_action", "rate_spike", "source_fanout"] {
+        assert!(
+            on[d].as_str().is_some_and(|t| t.starts_with("armed")),
+            "{d}: {on}"
+        );
+    }
+    let mut cfg = Config::default();
+    cfg.detectors.new_action.enabled = false;
+    cfg.detectors.rate_spike.enabled = false;
+    cfg.detectors.source_fanout.enabled = false;
+    let off = explained(&cfg);
+    for d in ["new_action", "rate_spike", "source_fanout"] {
+        assert_eq!(off[d], "disabled", "{d}: {off}");
+    }
+    assert!(
+        off["new_user_agent"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("armed")),
+        "{off}"
+    );
+}
