@@ -6,7 +6,7 @@
 //! partition is revoked. A snapshot is the partition's keys (and the alert
 //! ids already delivered for them), tagged with the source offset it
 //! reflects and cut into chunks under the broker's message size
-//! ([`format`]). The instance assigned the partition next reads the newest
+//! ([`format`](mod@format)). The instance assigned the partition next reads the newest
 //! complete snapshot, loads it, seeks the partition to its offset and
 //! replays the rest ("catch-up") before the partition counts as live.
 //! Because each key remembers the position of its last applied event, the

@@ -9,7 +9,7 @@
 //! ([`keywatch_core::engine::Engine::process_at`]) — each event reaches each key
 //! exactly once. Files are written atomically (temporary file, fsync,
 //! rename, fsync of the directory) in a versioned binary format with a
-//! CRC-32 ([`format`]).
+//! CRC-32 ([`format`](mod@format)).
 
 pub mod format;
 mod origins;

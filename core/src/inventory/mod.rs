@@ -2,7 +2,7 @@
 //! dates and runtime restrictions (allowed networks and actions, a usage cap,
 //! a one-time flag).
 //!
-//! An [`Inventory`] is immutable once loaded ([`load`]: TOML, JSON or CSV,
+//! An [`Inventory`] is immutable once loaded (`load`: TOML, JSON or CSV,
 //! validated with errors that name the file, line, entry and field). The
 //! engine reads it through an [`InventoryHandle`], which swaps in a new one
 //! atomically when the file changes or on SIGHUP, and keeps the old one when

@@ -8,7 +8,7 @@
 //! cannot be read keeps the previous tables in force (logged, counted).
 //!
 //! The per-event cost is one [`Tables::lookup`] when a key's source changes
-//! (the key's [`NetMemory`] keeps the last answer), and nothing at all when
+//! (the key's [`NetMemory`](crate::engine::net_memory::NetMemory) keeps the last answer), and nothing at all when
 //! no file is configured. An IPv4 address is answered from one table of
 //! every table's IPv4 answers, flattened at load (`flat`: a few memory
 //! reads, where walking a MaxMind tree costs a cache miss per level); an

@@ -67,7 +67,7 @@ pub struct Options {
     pub max_decompressed: u64,
     /// Threads decoding files (1: everything on the calling thread, except
     /// JSON documents, which always have a decode thread of their own), and,
-    /// from 2, threads applying events (see [`shards`]); from 2 too, files
+    /// from 2, threads applying events (see `shards`); from 2 too, files
     /// are opened, decompressed and decoded on up to 4 threads per job, and
     /// their first events found on `jobs` threads, so the calling thread
     /// only merges.

@@ -66,7 +66,7 @@ pub struct Summary {
     pub late_by_ms: i64,
     /// Most events the reorder window held at once.
     pub peak_held: usize,
-    /// Events applied early because the window held [`MAX_HELD`].
+    /// Events applied early because the window held `MAX_HELD` (2,000,000).
     pub forced: u64,
     /// Identities refused by `max_keys`.
     pub refused: Refused,

@@ -300,7 +300,7 @@ impl KeyState {
         }
     }
 
-    /// Remembers that the key forgot `network` ([`SourceId::network`]) for
+    /// Remembers that the key forgot `network` ([`SourceId::network`](crate::engine::source::SourceId::network)) for
     /// lack of room while still using it ([`Eviction::Network`]).
     pub fn forgot_network(&mut self, network: u64) {
         let rare = self.rare.get_or_insert_with(Default::default);

@@ -27,7 +27,7 @@ pub struct Rare {
     /// without a verdict, whose further findings fold into the open one.
     pub folds: Vec<Fold>,
     /// A principal's latest event from each partition other than that of
-    /// its latest event overall (packed [`Position`], record): events of
+    /// its latest event overall (packed [`Position`](super::Position), record): events of
     /// all its partitions replayed after a restore are applied once. Not
     /// part of the state's encoding: checkpoints carry them by topic and
     /// partition (the shell's `checkpoint::Checkpoint::principal_positions`),
@@ -36,7 +36,7 @@ pub struct Rare {
     pub elsewhere: Vec<(u64, u16)>,
 }
 
-/// One detector's run of findings on one key (see [`KeyState::fold`]).
+/// One detector's run of findings on one key (see [`KeyState::fold`](super::KeyState::fold)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Fold {
     /// Detector index.
@@ -56,7 +56,7 @@ pub struct Fold {
     pub last: Secs,
 }
 
-/// What [`KeyState::fold`] decided for a finding about to be raised.
+/// What [`KeyState::fold`](super::KeyState::fold) decided for a finding about to be raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Folding {
     /// Raise it: the run is young, or the finding is graver or far bigger

@@ -83,8 +83,8 @@ pub struct NetworkSummary {
     /// When the newest burst network was first used.
     pub last_burst: Secs,
     /// Distinct days within `forget_after` on which the key came back to a
-    /// network it had forgotten for lack of room, up to [`RETURN_DAYS`]
-    /// (see [`KeyState::returns`]; 0 until filled in from there).
+    /// network it had forgotten for lack of room, up to [`RETURN_DAYS`](super::novelty::RETURN_DAYS)
+    /// (see [`KeyState::returns`](super::KeyState::returns); 0 until filled in from there).
     pub return_days: u16,
     /// When the newest of those days began.
     pub last_return: Secs,
