@@ -158,10 +158,11 @@ pub(super) fn block_of(ip: IpAddr) -> (u128, u128) {
     (lo, lo | ((1u128 << host_bits) - 1))
 }
 
-/// Whether a MaxMind DB's answer for `ip`, found in a network of
-/// `prefix` bits (`v4`: an IPv4 network), holds for the whole block of `ip`
-/// ([`block_of`]); `None`: the network is not known.
-pub(super) fn mmdb_covers_block(ip: IpAddr, network: Option<(bool, u8)>) -> bool {
+/// Whether a MaxMind DB's answer for `ip` holds for the whole block of `ip`
+/// ([`block_of`]), from the network it was found in (an unknown network:
+/// no).
+pub(super) fn found_covers_block(ip: IpAddr, found: &maxminddb::LookupResult<'_, Vec<u8>>) -> bool {
+    let network = found.network().ok().map(|n| (n.is_ipv4(), n.prefix()));
     match (ip, network) {
         (IpAddr::V4(_), Some((true, prefix))) => prefix <= 24,
         // An IPv4 address answered above the database's IPv4 subtree.

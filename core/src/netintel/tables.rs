@@ -14,7 +14,7 @@ use super::cache::{AnswerCache, RecordCache};
 use super::config::{ListKind, NetIntelConfig};
 use super::flat::{self, FlatStats};
 use super::mmdb::{
-    block_of, decode_asn, decode_place, flatten_v4, mmdb_covers_block, open_mmdb, read, AsnNamed,
+    block_of, decode_asn, decode_place, flatten_v4, found_covers_block, open_mmdb, read, AsnNamed,
     CityNames, Place,
 };
 use super::owner_class::{class_of_org, OwnerClass};
@@ -234,10 +234,7 @@ impl Tables {
         if let Some(r) = &self.city {
             match r.lookup(ip) {
                 Ok(found) => {
-                    whole &= mmdb_covers_block(
-                        ip,
-                        found.network().ok().map(|n| (n.is_ipv4(), n.prefix())),
-                    );
+                    whole &= found_covers_block(ip, &found);
                     if let Some(offset) = found.offset() {
                         let place = self.city_records.get(offset, || decode_place(&found));
                         info.country = place.country;
@@ -253,10 +250,7 @@ impl Tables {
         if let Some(r) = &self.asn {
             match r.lookup(ip) {
                 Ok(found) => {
-                    whole &= mmdb_covers_block(
-                        ip,
-                        found.network().ok().map(|n| (n.is_ipv4(), n.prefix())),
-                    );
+                    whole &= found_covers_block(ip, &found);
                     if let Some(offset) = found.offset() {
                         info.asn = self.asn_records.get(offset, || decode_asn(&found));
                     }
