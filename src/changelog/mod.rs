@@ -187,7 +187,6 @@ impl Changelog {
             &[],
             &[
                 ("group.id", format!("{}.changelog-reader", kafka.group_id)),
-                ("enable.auto.commit", "false".into()),
                 ("auto.offset.reset", "earliest".into()),
                 ("fetch.wait.max.ms", "10".into()),
                 // A snapshot is a few large records: fetch many per round trip.

@@ -103,7 +103,6 @@ impl FeedbackTopic {
             &[],
             &[
                 ("group.id", format!("{}.feedback-reader", kafka.group_id)),
-                ("enable.auto.commit", "false".into()),
                 ("enable.auto.offset.store", "false".into()),
                 ("fetch.wait.max.ms", "100".into()),
             ],

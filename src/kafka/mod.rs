@@ -68,6 +68,15 @@ const CONSUMER_ONLY: [&str; 4] = [
 ];
 
 impl Role {
+    /// What the role itself implies, whoever asks: a reader outside the
+    /// group never commits offsets.
+    fn implied(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Role::Reader => &[("enable.auto.commit", "false")],
+            Role::Source | Role::Producer => &[],
+        }
+    }
+
     /// Whether a client of this role takes the user's property `name`.
     pub fn takes(self, name: &str) -> bool {
         let any = |prefixes: &[&str]| prefixes.iter().any(|p| name.starts_with(p));
@@ -80,7 +89,8 @@ impl Role {
 }
 
 /// A client of `[kafka]`'s cluster for `role`: the connection, `defaults`,
-/// the user's properties the role takes, then `fixed`.
+/// the user's properties the role takes, then what the role implies
+/// ([`Role::implied`]) and `fixed`.
 pub fn client(
     cfg: &KafkaConfig,
     role: Role,
@@ -98,6 +108,9 @@ pub fn client(
         if role.takes(k) {
             client.set(k, v);
         }
+    }
+    for (k, v) in role.implied() {
+        client.set(*k, *v);
     }
     for (k, v) in fixed {
         client.set(*k, v);
@@ -121,7 +134,8 @@ pub struct Cluster<'a> {
 /// properties always; its other properties (written for its producer) in
 /// full for [`Role::Producer`], and only the connection's (`security.`,
 /// `sasl.`, `ssl.`, `client.dns.lookup`, `broker.address.family`) for a
-/// reader. `defaults` go before the sink's properties, `fixed` after.
+/// reader. `defaults` go before the sink's properties, what the role
+/// implies and `fixed` after.
 pub fn for_sink(
     sink: Cluster<'_>,
     role: Role,
@@ -147,6 +161,9 @@ pub fn for_sink(
     }
     for (k, v) in sink.secret_properties {
         client.set(k, v.expose());
+    }
+    for (k, v) in role.implied() {
+        client.set(*k, *v);
     }
     for (k, v) in fixed {
         client.set(*k, v);
@@ -274,6 +291,31 @@ mod tests {
             assert_eq!(Role::Reader.takes(name), reader, "{name}");
             assert_eq!(Role::Producer.takes(name), producer, "{name}");
         }
+    }
+
+    /// Every reader outside the group, of `[kafka]`'s cluster or a sink's,
+    /// leaves offsets alone; the source's member commits them.
+    #[test]
+    fn a_reader_never_commits_offsets() {
+        let cfg = KafkaConfig::default();
+        assert_eq!(
+            client(&cfg, Role::Reader, &[], &[]).get("enable.auto.commit"),
+            Some("false")
+        );
+        assert_eq!(
+            client(&cfg, Role::Source, &[], &[]).get("enable.auto.commit"),
+            None
+        );
+        let (properties, secret_properties) = (BTreeMap::new(), BTreeMap::new());
+        let sink = Cluster {
+            brokers: "127.0.0.1:9092",
+            properties: &properties,
+            secret_properties: &secret_properties,
+        };
+        assert_eq!(
+            for_sink(sink, Role::Reader, &[], &[]).get("enable.auto.commit"),
+            Some("false")
+        );
     }
 
     #[test]

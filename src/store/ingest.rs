@@ -144,7 +144,6 @@ pub fn start(
             // Needed by librdkafka for a consumer, never joined: partitions
             // are assigned, not subscribed, and offsets live in the store.
             ("group.id", "keywatch-findings-reader".into()),
-            ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
             ("fetch.wait.max.ms", "100".into()),
         ],
