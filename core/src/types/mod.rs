@@ -27,10 +27,11 @@ pub fn keep_recent<A: smallvec::Array>(
     last_seen: impl Fn(&A::Item) -> Secs,
     pick: impl Fn(&A::Item) -> bool,
 ) -> usize {
-    let mut times: Vec<Secs> = entries.iter().filter(|e| pick(e)).map(&last_seen).collect();
-    if times.len() <= cap {
+    // Every restored key passes here: within the cap (the rule) costs a count.
+    if entries.iter().filter(|e| pick(e)).count() <= cap {
         return 0;
     }
+    let mut times: Vec<Secs> = entries.iter().filter(|e| pick(e)).map(&last_seen).collect();
     times.sort_unstable_by(|a, b| b.cmp(a));
     let before = entries.len();
     if cap == 0 {
