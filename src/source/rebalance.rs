@@ -390,6 +390,30 @@ impl ConsumerContext for SourceContext {
             RebalanceProtocol::Cooperative
         );
         match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                if self.closing.load(Ordering::Relaxed) =>
+            {
+                // Unsubscribed, committed and handed over: partitions
+                // offered now are not taken. An empty assignment answers
+                // the call (the close waits for one) without starting a
+                // partition; a started one can still be in progress when
+                // librdkafka ends the close, which it asserts against
+                // (the process aborts; confluentinc/librdkafka#4792).
+                let none = TopicPartitionList::new();
+                let answered = if cooperative {
+                    consumer.incremental_assign(&none)
+                } else {
+                    consumer.assign(&none)
+                };
+                if let Err(e) = answered {
+                    tracing::debug!(error = %e, "answering an assignment while closing");
+                }
+                tracing::info!(
+                    partitions = tpl.count(),
+                    list = %partition_list(tpl),
+                    "partitions offered while closing; not taken"
+                );
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.take_over(tpl);
                 self.skip_deleted(consumer, tpl);
