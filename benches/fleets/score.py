@@ -432,6 +432,8 @@ def main(argv=None):
               f"{len(r['fps'])} FPs (gen {gen_s:.0f}s, replay {rep_s:.0f}s)", file=sys.stderr)
     out = report(results, runs, args)
     out["wall_s"] = round(time.time() - t_all, 1)
+    out["false_positive_list"] = [
+        {k: v for k, v in f.items() if k != "t"} for r in results for f in r["fps"]]
     print(f"\nwall time {out['wall_s']}s")
     if args.json:
         with open(args.json, "w") as f:

@@ -7,6 +7,7 @@
 //! is ever fatal to the caller: both are counted by reason.
 
 pub mod event;
+pub mod failure;
 pub mod owned;
 pub mod profile;
 pub mod time;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeSeed;
 
 pub use event::{AuditEvent, EventSample, Outcome, Source};
+pub use failure::Failure;
 pub use owned::OwnedEvent;
 pub use profile::{Field, ProfileSpec};
 use walk::{MessageSeed, Record, Scalar, Trie};

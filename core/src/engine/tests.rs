@@ -360,6 +360,31 @@ fn access_denied_storm_is_found_and_throttling_noise_is_not() {
 }
 
 #[test]
+fn a_burst_of_rate_limits_is_the_providers_pacing_not_a_probe() {
+    // An SDK retrying after a rate limit: 300 throttled calls in five
+    // minutes on a key that never saw one. Neither a probe (error_spike)
+    // nor more use (rate_spike): the provider served none of them. The same
+    // burst refused (AccessDenied) is a probe.
+    let mut rng = Rng(8);
+    let base = office_key("AKIATHROTTLE", 30, 100.0, &["203.0.113.10"], &mut rng);
+    let start = T0 + 29 * DAY + 15 * HOUR;
+    let burst = |code: &'static str| {
+        let mut events = base.clone();
+        for i in 0..300 {
+            let mut e = ev(start + i, "AKIATHROTTLE", "203.0.113.10");
+            e.fail = Some(code);
+            events.push(e);
+        }
+        run(events)
+    };
+    assert_quiet(&burst("ThrottlingException"));
+    assert_quiet(&burst("SlowDown"));
+    assert_quiet(&burst("ServiceUnavailable"));
+    let refused = burst("AccessDenied");
+    assert_eq!(of(&refused, Detector::ErrorSpike).len(), 1, "{refused:#?}");
+}
+
+#[test]
 fn fanout_to_fifty_hosts_is_found() {
     let mut rng = Rng(9);
     let mut events = office_key(

@@ -1,6 +1,8 @@
-//! `error_spike`: failed requests (AccessDenied, throttling, 401/403) in the
-//! current bucket above what the key's own history expects — a permission
-//! probe, or a key being used for something it was never granted. The same
+//! `error_spike`: failed requests (AccessDenied, 401/403, names that do not
+//! exist) in the current bucket above what the key's own history expects — a
+//! permission probe, or a key being used for something it was never granted.
+//! Rate limits and the provider's outages are not counted: they are the
+//! provider's failures, not the caller's ([`Failure`]). The same
 //! rate model as `rate_spike` ([`RateModel`]), counting failures only; most
 //! keys hardly fail, so the `min_count` floor does most of the work.
 //!
@@ -11,8 +13,9 @@ use serde_json::json;
 
 use super::rate_spike::{self, describe, severity};
 use super::{Ctx, Report};
-use crate::decode::Outcome;
-use crate::engine::finding::Detector;
+use crate::decode::{Failure, Outcome};
+use crate::engine::baseline::Test;
+use crate::engine::finding::{Detector, Severity};
 use crate::engine::state::KeyState;
 use crate::types::{ConfigError, HumanDuration};
 
@@ -66,7 +69,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let Outcome::Failure { code } = &ctx.ev.outcome else {
         return;
     };
-    if !s.detectors.error_spike.enabled {
+    // Only the caller's failures: a rate limit or an outage is the
+    // provider's, not a probe (see `decode::failure`).
+    if !s.detectors.error_spike.enabled || ctx.ev.outcome.failure() != Some(Failure::Caller) {
         return;
     }
     let (Some(c), _) =
@@ -81,11 +86,22 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     }
     let code = code.as_deref().unwrap_or("unspecified");
     let who = format!("{} (latest error {code})", ctx.who());
-    let (summary, mut observed, baseline) =
+    let (mut summary, mut observed, baseline) =
         describe(&c, &who, "failed requests", "failures", s.errors.bucket_s);
     observed["latest_error_code"] = json!(code);
+    // A settled key with no failure of its own in its history (rate limits
+    // and outages are not its own) failing this often at once is a probe:
+    // high, where a key with no request history at all is only medium.
+    let never_failed = c.test == Test::NoBaseline;
+    if never_failed {
+        summary = summary.replace("no baseline yet", "it had not failed before");
+    }
     let report = Report {
-        severity: severity(&c),
+        severity: if never_failed {
+            Severity::High
+        } else {
+            severity(&c)
+        },
         summary,
         observed,
         baseline,

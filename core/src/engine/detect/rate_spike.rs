@@ -167,7 +167,9 @@ pub const SPIKY_RATIO: f32 = 8.0;
 /// Counts the event into its bucket and checks the bucket.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let s = ctx.settings;
-    if !s.detectors.rate_spike.enabled {
+    // A call the provider did not serve (a rate limit pacing a busy key's
+    // retries, an outage) is not more of its use (see `decode::failure`).
+    if !s.detectors.rate_spike.enabled || ctx.ev.outcome.unserved() {
         return;
     }
     // A key used in bursts at irregular times (a person's sessions, CI and
