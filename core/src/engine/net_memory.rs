@@ -53,7 +53,7 @@ pub struct CloudSeen {
     pub label: u32,
     /// Latest use.
     pub last_seen: Secs,
-    /// Networks (/24, /64) new to the key first seen under this label.
+    /// Networks (/24, /56) new to the key first seen under this label.
     pub networks: u16,
 }
 
@@ -189,7 +189,7 @@ impl NetMemory {
         self.jumped != 0 && now.saturating_sub(self.jumped) < forget_s
     }
 
-    /// Folds one use in: `network_new` when its /24 (/64) was new to the key.
+    /// Folds one use in: `network_new` when its /24 (/56) was new to the key.
     pub fn learn(
         &mut self,
         tables: &Tables,

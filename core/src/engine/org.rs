@@ -1,4 +1,4 @@
-//! What the whole organisation has seen: the networks (/24, /64) any tracked
+//! What the whole organisation has seen: the networks (/24, /56) any tracked
 //! identity has used. A brand-new identity doing something sensitive from a
 //! network nobody in the organisation uses is a stronger signal than the same
 //! from the office egress.

@@ -1,6 +1,14 @@
 //! Compact identities for sources: an address, its network (/24 for IPv4,
-//! /64 for IPv6) and its wider network (/16, /48), packed into a `u64` so a
+//! /56 for IPv6) and its wider network (/16, /48), packed into a `u64` so a
 //! key's remembered sources cost 16 bytes each.
+//!
+//! Why /56: a network is the unit a new use is judged at, and it should hold
+//! about as many subscribers in both families. An IPv4 /24 holds up to 254
+//! addresses, often as many households of one ISP. ISPs delegate a /56 to
+//! a household or small site (the RIPE-690 recommendation), a /60 (16 per
+//! /56) or a /64 (256 per /56, mobile carriers) to some: a /56 holds one to
+//! 256 subscribers, at most what a /24 does. A /64 would make every prefix
+//! the ISP rotates within a household's delegation a new network.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -54,7 +62,7 @@ impl SourceId {
         self.0 & NAMED_TAG == NAMED_TAG
     }
 
-    /// The source's network: /24 for IPv4, /64 (itself) for IPv6, itself for names.
+    /// The source's network: /24 for IPv4, /56 for IPv6, itself for names.
     pub fn network(self) -> u64 {
         self.0 & self.network_mask()
     }
@@ -76,10 +84,11 @@ impl SourceId {
     /// source's top byte 0xff), so one AND per remembered source tells it
     /// without branching on that source's kind.
     pub fn network_mask(self) -> u64 {
-        if self.is_v4() {
-            !0xFF
-        } else {
+        if self.is_named() {
             !0
+        } else {
+            // The low byte: an IPv4 /24, or the /64s of an IPv6 /56.
+            !0xFF
         }
     }
 
@@ -93,14 +102,14 @@ impl SourceId {
         }
     }
 
-    /// The network as text, for evidence (`203.0.113.0/24`, `2001:db8:1:2::/64`).
+    /// The network as text, for evidence (`203.0.113.0/24`, `2001:db8:1:200::/56`).
     pub fn network_display(self) -> String {
         if self.is_named() {
             "named source".to_owned()
         } else if self.is_v4() {
             format!("{}/24", Ipv4Addr::from(self.network() as u32))
         } else {
-            format!("{}/64", Ipv6Addr::from((self.0 as u128) << 64))
+            format!("{}/56", Ipv6Addr::from((self.network() as u128) << 64))
         }
     }
 }
@@ -142,9 +151,19 @@ mod tests {
         let a = id("2001:db8:1:2::10");
         assert!(!a.is_v4() && !a.is_named());
         assert_eq!(a, id("2001:db8:1:2:aaaa::1"), "same /64 is the same source");
-        assert_ne!(a.network(), id("2001:db8:1:3::10").network());
-        assert_eq!(a.wide_network(), id("2001:db8:1:3::10").wide_network());
-        assert_eq!(a.network_display(), "2001:db8:1:2::/64");
+        assert_ne!(a, id("2001:db8:1:3::10"), "another /64 is another source");
+        assert_eq!(
+            a.network(),
+            id("2001:db8:1:3::10").network(),
+            "a household's /56 is one network"
+        );
+        assert_ne!(a.network(), id("2001:db8:1:100::10").network());
+        assert_eq!(a.wide_network(), id("2001:db8:1:100::10").wide_network());
+        assert_eq!(a.network_display(), "2001:db8:1::/56");
+        assert_eq!(
+            id("2001:db8:1:1ff::1").network_display(),
+            "2001:db8:1:100::/56"
+        );
         assert_eq!(id("::ffff:203.0.113.7"), id("203.0.113.7"));
     }
 

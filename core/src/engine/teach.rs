@@ -26,7 +26,7 @@ use crate::types::Entity;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Lesson {
-    /// The network (/24, /64, or the named source) of this source.
+    /// The network (/24, /56, or the named source) of this source.
     Network {
         /// The source as the finding's event gave it.
         source: String,

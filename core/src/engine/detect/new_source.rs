@@ -1,4 +1,4 @@
-//! `new_source`: a settled key used from a network (/24, or /64 for IPv6) it
+//! `new_source`: a settled key used from a network (/24, or /56 for IPv6) it
 //! has not used within `forget_after`.
 //!
 //! How surprising a new network is depends on the key: it is estimated from
@@ -23,7 +23,7 @@
 //! - **pool_churn** (low): the new /24 is in a /16 (/48 in a /48) where the key
 //!   holds two or more /24s and itself acquired one of them after its first
 //!   day, less than `roaming_expiry` ago.
-//! - **same_ipv6_site** (low): a new /64 inside a /48 the key uses (a
+//! - **same_ipv6_site** (low): a new /56 inside a /48 the key uses (a
 //!   site's allocation). The door: a thief in the victim's own /48.
 //! - **same_wider_network** (at most medium): a /16 neighbour of a known /24
 //!   without such churn.
@@ -69,7 +69,7 @@ use crate::types::{invalid, ConfigError, HumanDuration};
 pub struct NewSourceConfig {
     /// Switch the detector on or off.
     pub enabled: bool,
-    /// A key whose recent active days brought a new network (/24, /64) at
+    /// A key whose recent active days brought a new network (/24, /56) at
     /// least this often (the share of days, decayed by the baseline
     /// half-life) meets new networks by nature: one more says nothing and
     /// does not alert. Below it, the rarer new networks are for the key, the
@@ -307,7 +307,7 @@ pub fn check(
         rules.push("pool_churn");
         severity = Severity::Low;
     } else if !id.is_v4() && churn.siblings > 0 {
-        // A /48 is one site's allocation (RFC 6177): a new /64 inside one
+        // A /48 is one site's allocation (RFC 6177): a new /56 inside one
         // the key uses is its own site renumbering or a new subnet of it.
         rules.push("same_ipv6_site");
         severity = Severity::Low;

@@ -3,7 +3,7 @@
 //!
 //! What counts is what is new. Per window the detector counts two things:
 //!
-//! - **new networks**: distinct networks (/24, /64) the key had not
+//! - **new networks**: distinct networks (/24, /56) the key had not
 //!   *established* (used for at least a day, within `forget_after`) before
 //!   this window's first use of them. An outsider can produce these and only
 //!   these. Far above the key's own peak (`ratio`, never below

@@ -74,7 +74,7 @@ pub const PRIOR_QUIET_DAYS: f32 = 3.0;
 /// Which kind of value a first sighting is of, for [`Novelty`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Novel {
-    /// A network (/24, /64) the key had not used within `forget_after`.
+    /// A network (/24, /56) the key had not used within `forget_after`.
     Network = 0,
     /// A user-agent family.
     UserAgent = 1,

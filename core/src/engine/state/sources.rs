@@ -22,9 +22,9 @@ pub struct SourceSeen {
 /// What the remembered sources say about one event's source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceFacts {
-    /// This exact address (or /64) was used within `forget_after`.
+    /// This exact address (or /56) was used within `forget_after`.
     pub address_known: bool,
-    /// Its /24 (/64) was used within `forget_after`.
+    /// Its /24 (/56) was used within `forget_after`.
     pub network_known: bool,
     /// Its wider network (/16, /48) was used within `forget_after`.
     pub wide_known: bool,
