@@ -1033,3 +1033,76 @@ async fn secrets_never_leave_the_process() {
     );
     assert_eq!(run.count("file", "sent"), 1);
 }
+
+// ---------------------------------------------------------------- formats
+
+/// A webhook in `ocsf` and a file in `ecs` carry the same alert in the
+/// SIEM's schema; the signature covers what was sent, and what cannot be
+/// delivered is kept in keywatch's own shape.
+#[tokio::test]
+async fn sinks_write_the_alert_in_their_format() {
+    use keywatch::alert::format::AlertFormat;
+    let receiver = Receiver::answering(200).await;
+    let refusing = Receiver::answering(400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ecs.jsonl");
+    let mut hook = sink("ocsf-hook", webhook(&receiver.url));
+    hook.format = AlertFormat::Ocsf;
+    if let SinkKind::Webhook(w) = &mut hook.kind {
+        w.secret = Some(Secret::resolve("a-shared-secret").unwrap());
+    }
+    let mut file = sink(
+        "ecs-file",
+        SinkKind::File(FileSinkConfig { path: path.clone() }),
+    );
+    file.format = AlertFormat::Ecs;
+    let mut refused = sink("refused", webhook(&refusing.url));
+    refused.format = AlertFormat::Ocsf;
+    let run = Running::start(vec![hook, file, refused]);
+    let f = finding(3);
+    run.alerts.submit(&f);
+
+    let got = receiver.wait_for(1, Duration::from_secs(5)).await;
+    let req = &got[0];
+    let body = req.json();
+    assert_eq!(body["class_uid"], 2004);
+    assert_eq!(body["finding_info"]["uid"], f.id.as_str());
+    assert_eq!(body["severity_id"], 4, "high");
+    assert_eq!(body["evidences"][0]["src_endpoint"]["ip"], "185.220.101.7");
+    assert_eq!(
+        body["unmapped"]["evidence"]["baseline"]["networks"][0],
+        "203.0.113.0/24"
+    );
+    assert_eq!(req.header("webhook-id"), f.id);
+    let ts = req.header("webhook-timestamp");
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"a-shared-secret").unwrap();
+    mac.update(format!("{}.{ts}.", f.id).as_bytes());
+    mac.update(&req.body);
+    let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+    assert_eq!(req.header("webhook-signature"), expected);
+
+    let lines = eventually(Duration::from_secs(5), || {
+        let l = read_json_lines(&path);
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(lines[0]["event"]["kind"], "alert");
+    assert_eq!(lines[0]["rule"]["name"], "new_source");
+    assert_eq!(lines[0]["source"]["ip"], "185.220.101.7");
+    assert_eq!(
+        lines[0]["user"]["name"],
+        "arn:aws:iam::123456789012:user/svc-billing"
+    );
+    assert_eq!(lines[0]["cloud"]["provider"], "aws");
+    assert_eq!(lines[0]["cloud"]["account"]["id"], "123456789012");
+    assert_eq!(lines[0]["@timestamp"], "2026-02-09T03:12:44.000Z");
+
+    let dead = run.wait_dead_letters(1, Duration::from_secs(5)).await;
+    assert_eq!(dead[0]["sink"], "refused");
+    assert_eq!(dead[0]["alert"]["id"], f.id.as_str());
+    assert_eq!(
+        dead[0]["alert"]["detector"], "new_source",
+        "kept as keywatch's alert"
+    );
+    run.stop().await;
+}

@@ -11,6 +11,7 @@ use super::kafka::KafkaSinkConfig;
 use super::pagerduty::PagerDutyConfig;
 use super::slack::SlackConfig;
 use super::webhook::WebhookConfig;
+use crate::alert::format::AlertFormat;
 use keywatch_core::engine::{Detector, Severity};
 use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
@@ -21,6 +22,12 @@ pub struct SinkConfig {
     /// by the kind's table: `deny_unknown_fields` cannot sit beside `flatten`.
     #[serde(flatten)]
     pub kind: SinkKind,
+    /// The schema the alert is written in, for sinks that carry it as JSON
+    /// (`webhook`, `kafka`, `file`, `stdout`): `keywatch` (the alert as
+    /// documented), `ocsf` (an OCSF Detection Finding) or `ecs` (Elastic
+    /// Common Schema).
+    #[serde(default)]
+    pub format: AlertFormat,
     /// Name in metrics, logs and the dead-letter file; defaults to the type.
     /// Must be unique.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +112,7 @@ impl SinkConfig {
     pub fn new(kind: SinkKind) -> SinkConfig {
         SinkConfig {
             kind,
+            format: AlertFormat::default(),
             name: None,
             min_severity: default_min_severity(),
             detectors: Vec::new(),
@@ -206,6 +214,21 @@ impl SinkConfig {
                 format!(
                     "must be at least {at}.timeout ({}), or no attempt can finish",
                     self.timeout
+                ),
+            ));
+        }
+        let carries_json = match &self.kind {
+            SinkKind::Slack(_) | SinkKind::PagerDuty(_) | SinkKind::Alertmanager(_) => false,
+            SinkKind::Stdout(s) => !s.pretty,
+            _ => true,
+        };
+        if self.format != AlertFormat::Keywatch && !carries_json {
+            return Err(invalid(
+                &format!("{at}.format"),
+                format!("\"{}\"", self.format.as_str()),
+                format!(
+                    "a `{}` sink does not carry the alert as JSON; only webhook, kafka, file and stdout (not pretty) take a format",
+                    self.kind.type_name()
                 ),
             ));
         }

@@ -171,7 +171,7 @@ pub fn spawn(
         SinkKind::PagerDuty(c) => start!(pagerduty::PagerDutySink::new(c, &setup)?),
         SinkKind::Alertmanager(c) => start!(alertmanager::AlertmanagerSink::new(c, &setup)?),
         SinkKind::Kafka(c) => start!(kafka::KafkaSink::new(c, &setup)?),
-        SinkKind::File(c) => start!(file::FileSink::file(&c.path)?),
-        SinkKind::Stdout(c) => start!(file::FileSink::stdout(c.pretty)),
+        SinkKind::File(c) => start!(file::FileSink::file(&c.path, setup.cfg.format)?),
+        SinkKind::Stdout(c) => start!(file::FileSink::stdout(c.pretty, setup.cfg.format)),
     })
 }
