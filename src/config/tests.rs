@@ -398,3 +398,20 @@ fn a_sink_format_is_checked_naming_the_key_and_value() {
         "{err}"
     );
 }
+
+#[test]
+fn a_splunk_hec_token_is_never_printed_and_must_be_given() {
+    let cfg = load(
+        "[[alerts.sinks]]\ntype = \"splunk_hec\"\nurl = \"http://127.0.0.1:8088\"\ntoken = \"hec-s3cret-t0ken\"\nacknowledgements = true\n",
+        &[],
+    )
+    .unwrap();
+    assert!(!cfg.to_toml().contains("hec-s3cret-t0ken"));
+    let err = load(
+        "[[alerts.sinks]]\ntype = \"splunk_hec\"\nurl = \"http://127.0.0.1:8088\"\ntoken = \" \"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("alerts.sinks[0].token"), "{err}");
+}

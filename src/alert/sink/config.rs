@@ -10,6 +10,7 @@ use super::file::{FileSinkConfig, StdoutSinkConfig};
 use super::kafka::KafkaSinkConfig;
 use super::pagerduty::PagerDutyConfig;
 use super::slack::SlackConfig;
+use super::splunk_hec::SplunkHecConfig;
 use super::webhook::WebhookConfig;
 use crate::alert::format::AlertFormat;
 use keywatch_core::engine::{Detector, Severity};
@@ -23,7 +24,7 @@ pub struct SinkConfig {
     #[serde(flatten)]
     pub kind: SinkKind,
     /// The schema the alert is written in, for sinks that carry it as JSON
-    /// (`webhook`, `kafka`, `file`, `stdout`): `keywatch` (the alert as
+    /// (`webhook`, `splunk_hec`, `kafka`, `file`, `stdout`): `keywatch` (the alert as
     /// documented), `ocsf` (an OCSF Detection Finding) or `ecs` (Elastic
     /// Common Schema).
     #[serde(default)]
@@ -139,6 +140,8 @@ impl SinkConfig {
 pub enum SinkKind {
     /// A JSON POST of the alert, signed per the Standard Webhooks spec.
     Webhook(WebhookConfig),
+    /// Splunk's HTTP Event Collector, with indexer acknowledgement if asked.
+    SplunkHec(SplunkHecConfig),
     /// A Slack incoming webhook: a message a person reads at a glance.
     Slack(SlackConfig),
     /// PagerDuty Events API v2: trigger, then resolve after a quiet period.
@@ -159,6 +162,7 @@ impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Webhook(_) => "webhook",
+            SinkKind::SplunkHec(_) => "splunk_hec",
             SinkKind::Slack(_) => "slack",
             SinkKind::PagerDuty(_) => "pagerduty",
             SinkKind::Alertmanager(_) => "alertmanager",
@@ -227,13 +231,14 @@ impl SinkConfig {
                 &format!("{at}.format"),
                 format!("\"{}\"", self.format.as_str()),
                 format!(
-                    "a `{}` sink does not carry the alert as JSON; only webhook, kafka, file and stdout (not pretty) take a format",
+                    "a `{}` sink does not carry the alert as JSON; only webhook, splunk_hec, kafka, file and stdout (not pretty) take a format",
                     self.kind.type_name()
                 ),
             ));
         }
         match &self.kind {
             SinkKind::Webhook(w) => w.validate(at),
+            SinkKind::SplunkHec(h) => h.validate(at),
             SinkKind::Slack(s) => s.validate(at),
             SinkKind::PagerDuty(p) => p.validate(at),
             SinkKind::Alertmanager(a) => a.validate(at),
