@@ -99,7 +99,7 @@ pub struct ReplayArgs {
     #[arg(short, long)]
     pub config: Option<PathBuf>,
     /// Mapping profile, overriding `decode.profile`: generic, cloudtrail,
-    /// vault, kubernetes, github or a configured one.
+    /// vault, kubernetes, github, gcp, azure, okta or a configured one.
     #[arg(short, long)]
     pub profile: Option<String>,
     /// Files to replay, or directories walked recursively for event logs
@@ -274,4 +274,10 @@ pub enum GenFormat {
     Generic,
     /// CloudTrail records, the `cloudtrail` profile.
     Cloudtrail,
+    /// Google Cloud Audit Log entries, the `gcp` profile.
+    Gcp,
+    /// Entra ID service-principal sign-ins, the `azure` profile.
+    Azure,
+    /// Okta System Log events, the `okta` profile.
+    Okta,
 }

@@ -12,7 +12,7 @@ use super::sink::check::{check_positive, check_url};
 pub use super::sink::config::{SinkConfig, SinkKind};
 pub use super::sink::{
     signing_key, AlertmanagerConfig, FileSinkConfig, KafkaSinkConfig, PagerDutyConfig, SlackConfig,
-    StdoutSinkConfig, WebhookConfig,
+    SplunkHecConfig, StdoutSinkConfig, WebhookConfig,
 };
 use keywatch_core::engine::Detector;
 use keywatch_core::types::{invalid, Cidr, ConfigError, HumanDuration};

@@ -18,7 +18,9 @@
 //! A worker per sink (`worker.rs`) delivers with a timeout, retries with
 //! backoff and jitter or as `Retry-After` says (`retry.rs`), and
 //! dead-letters what it gives up on. One sink per file under `sink/`:
-//! webhook, Slack, PagerDuty, Alertmanager, Kafka, file and stdout.
+//! webhook, Splunk HTTP Event Collector, Slack, PagerDuty, Alertmanager,
+//! Kafka, file and stdout. The sinks that carry the alert as JSON write it
+//! in the sink's [`format`]: keywatch's own, OCSF or ECS.
 //!
 //! What a sink delivers is also recorded per source partition
 //! (`ledger.rs`): [`Alerts::delivered`] lists it for the partition's
@@ -29,6 +31,7 @@
 pub mod config;
 mod dead_letter;
 mod delivery;
+pub mod format;
 mod ledger;
 mod pipeline;
 pub mod redact;

@@ -43,6 +43,9 @@ pub fn scenario(args: &GenArgs) -> Result<Scenario, Failure> {
         format: match args.format {
             GenFormat::Generic => Format::Generic,
             GenFormat::Cloudtrail => Format::CloudTrail,
+            GenFormat::Gcp => Format::Gcp,
+            GenFormat::Azure => Format::Azure,
+            GenFormat::Okta => Format::Okta,
         },
         volume: args.volume,
         attack_set: match args.attack_set {

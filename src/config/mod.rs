@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::alert::config::{
     signing_key, AlertmanagerConfig, AlertsConfig, FileSinkConfig, KafkaSinkConfig,
-    PagerDutyConfig, RedactConfig, SinkConfig, SinkKind, SlackConfig, StdoutSinkConfig,
-    Suppression, Timestamp, WebhookConfig, SAMPLE_FIELDS,
+    PagerDutyConfig, RedactConfig, SinkConfig, SinkKind, SlackConfig, SplunkHecConfig,
+    StdoutSinkConfig, Suppression, Timestamp, WebhookConfig, SAMPLE_FIELDS,
 };
 pub use crate::kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use crate::secret::{Secret, SecretError};

@@ -364,3 +364,54 @@ fn the_findings_topic_must_be_a_kafka_sinks_topic_with_a_store() {
     .unwrap();
     assert_eq!(cfg.findings_sink().unwrap().brokers, "127.0.0.1:9092");
 }
+
+#[test]
+fn a_sink_format_is_checked_naming_the_key_and_value() {
+    let cfg = load(
+        "[[alerts.sinks]]\ntype = \"file\"\npath = \"/tmp/kw-alerts.jsonl\"\nformat = \"ocsf\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.alerts.sinks[0].format,
+        crate::alert::format::AlertFormat::Ocsf
+    );
+    assert!(cfg.to_toml().contains("format = \"ocsf\""));
+    let err = load(
+        "[[alerts.sinks]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nformat = \"splunk\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("alerts.sinks[0].format") && err.contains("splunk"),
+        "{err}"
+    );
+    let err = load(
+        "[[alerts.sinks]]\ntype = \"slack\"\nurl = \"http://127.0.0.1:9/\"\nformat = \"ecs\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("alerts.sinks[0].format") && err.contains("\"ecs\"") && err.contains("slack"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_splunk_hec_token_is_never_printed_and_must_be_given() {
+    let cfg = load(
+        "[[alerts.sinks]]\ntype = \"splunk_hec\"\nurl = \"http://127.0.0.1:8088\"\ntoken = \"hec-s3cret-t0ken\"\nacknowledgements = true\n",
+        &[],
+    )
+    .unwrap();
+    assert!(!cfg.to_toml().contains("hec-s3cret-t0ken"));
+    let err = load(
+        "[[alerts.sinks]]\ntype = \"splunk_hec\"\nurl = \"http://127.0.0.1:8088\"\ntoken = \" \"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("alerts.sinks[0].token"), "{err}");
+}

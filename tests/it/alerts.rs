@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use keywatch::alert::Alerts;
 use keywatch::config::{
     AlertmanagerConfig, AlertsConfig, Entity, FileSinkConfig, HumanDuration, KafkaSinkConfig,
-    PagerDutyConfig, RedactConfig, Secret, SinkConfig, SinkKind, SlackConfig, Suppression,
-    Timestamp, WebhookConfig,
+    PagerDutyConfig, RedactConfig, Secret, SinkConfig, SinkKind, SlackConfig, SplunkHecConfig,
+    Suppression, Timestamp, WebhookConfig,
 };
 use keywatch::decode::EventSample;
 use keywatch::engine::finding::finding_id;
@@ -1032,4 +1032,286 @@ async fn secrets_never_leave_the_process() {
         "identifiers stay readable"
     );
     assert_eq!(run.count("file", "sent"), 1);
+}
+
+// ---------------------------------------------------------------- formats
+
+/// A webhook in `ocsf` and a file in `ecs` carry the same alert in the
+/// SIEM's schema; the signature covers what was sent, and what cannot be
+/// delivered is kept in keywatch's own shape.
+#[tokio::test]
+async fn sinks_write_the_alert_in_their_format() {
+    use keywatch::alert::format::AlertFormat;
+    let receiver = Receiver::answering(200).await;
+    let refusing = Receiver::answering(400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ecs.jsonl");
+    let mut hook = sink("ocsf-hook", webhook(&receiver.url));
+    hook.format = AlertFormat::Ocsf;
+    if let SinkKind::Webhook(w) = &mut hook.kind {
+        w.secret = Some(Secret::resolve("a-shared-secret").unwrap());
+    }
+    let mut file = sink(
+        "ecs-file",
+        SinkKind::File(FileSinkConfig { path: path.clone() }),
+    );
+    file.format = AlertFormat::Ecs;
+    let mut refused = sink("refused", webhook(&refusing.url));
+    refused.format = AlertFormat::Ocsf;
+    let run = Running::start(vec![hook, file, refused]);
+    let f = finding(3);
+    run.alerts.submit(&f);
+
+    let got = receiver.wait_for(1, Duration::from_secs(5)).await;
+    let req = &got[0];
+    let body = req.json();
+    assert_eq!(body["class_uid"], 2004);
+    assert_eq!(body["finding_info"]["uid"], f.id.as_str());
+    assert_eq!(body["severity_id"], 4, "high");
+    assert_eq!(body["evidences"][0]["src_endpoint"]["ip"], "185.220.101.7");
+    assert_eq!(
+        body["unmapped"]["evidence"]["baseline"]["networks"][0],
+        "203.0.113.0/24"
+    );
+    assert_eq!(req.header("webhook-id"), f.id);
+    let ts = req.header("webhook-timestamp");
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"a-shared-secret").unwrap();
+    mac.update(format!("{}.{ts}.", f.id).as_bytes());
+    mac.update(&req.body);
+    let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+    assert_eq!(req.header("webhook-signature"), expected);
+
+    let lines = eventually(Duration::from_secs(5), || {
+        let l = read_json_lines(&path);
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(lines[0]["event"]["kind"], "alert");
+    assert_eq!(lines[0]["rule"]["name"], "new_source");
+    assert_eq!(lines[0]["source"]["ip"], "185.220.101.7");
+    assert_eq!(
+        lines[0]["user"]["name"],
+        "arn:aws:iam::123456789012:user/svc-billing"
+    );
+    assert_eq!(lines[0]["cloud"]["provider"], "aws");
+    assert_eq!(lines[0]["cloud"]["account"]["id"], "123456789012");
+    assert_eq!(lines[0]["@timestamp"], "2026-02-09T03:12:44.000Z");
+
+    let dead = run.wait_dead_letters(1, Duration::from_secs(5)).await;
+    assert_eq!(dead[0]["sink"], "refused");
+    assert_eq!(dead[0]["alert"]["id"], f.id.as_str());
+    assert_eq!(
+        dead[0]["alert"]["detector"], "new_source",
+        "kept as keywatch's alert"
+    );
+    run.stop().await;
+}
+
+// ---------------------------------------------------------------- Splunk HEC
+
+/// A local HTTP Event Collector answering as Splunk documents: a token in
+/// `Authorization: Splunk <token>`, `{"text":"Success","code":0}` (with an
+/// `ackId` when acknowledgements are on, which then need a channel), and
+/// `/services/collector/ack` saying an id is indexed from its second query.
+#[derive(Clone)]
+struct Hec {
+    token: &'static str,
+    acks: bool,
+    /// Status for the n-th event request (from 0); 200 otherwise.
+    fail: Arc<dyn Fn(usize) -> Option<u16> + Send + Sync>,
+    events: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    ack_queries: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+}
+
+impl Hec {
+    async fn start(
+        token: &'static str,
+        acks: bool,
+        fail: impl Fn(usize) -> Option<u16> + Send + Sync + 'static,
+    ) -> (Hec, String) {
+        let hec = Hec {
+            token,
+            acks,
+            fail: Arc::new(fail),
+            events: Arc::default(),
+            ack_queries: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/services/collector/event", axum::routing::post(hec_event))
+            .route("/services/collector/ack", axum::routing::post(hec_ack))
+            .with_state(hec.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (hec, url)
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> Option<Response> {
+        let want = format!("Splunk {}", self.token);
+        match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            None => Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"text": "Token is required", "code": 2})),
+                )
+                    .into_response(),
+            ),
+            Some(got) if got != want => Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(json!({"text": "Invalid token", "code": 4})),
+                )
+                    .into_response(),
+            ),
+            Some(_) => None,
+        }
+    }
+
+    fn events(&self) -> Vec<(HeaderMap, Value)> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+async fn hec_event(State(hec): State<Hec>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = hec.authorised(&headers) {
+        return refused;
+    }
+    let n = {
+        let mut events = hec.events.lock().unwrap();
+        events.push((
+            headers.clone(),
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        ));
+        events.len() - 1
+    };
+    if let Some(status) = (hec.fail)(n) {
+        let text = if status == 503 {
+            "Server is busy"
+        } else {
+            "Invalid data format"
+        };
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            axum::Json(json!({"text": text, "code": 9})),
+        )
+            .into_response();
+    }
+    if !hec.acks {
+        return axum::Json(json!({"text": "Success", "code": 0})).into_response();
+    }
+    if headers.get("x-splunk-request-channel").is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"text": "Data channel is missing", "code": 10})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"text": "Success", "code": 0, "ackId": n})).into_response()
+}
+
+async fn hec_ack(State(hec): State<Hec>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = hec.authorised(&headers) {
+        return refused;
+    }
+    let query: Value = serde_json::from_slice(&body).unwrap();
+    let asked = {
+        let mut queries = hec.ack_queries.lock().unwrap();
+        queries.push((headers, query.clone()));
+        queries.len()
+    };
+    // Indexed from the second question on.
+    let acks: serde_json::Map<String, Value> = query["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| (id.to_string(), Value::Bool(asked > 1)))
+        .collect();
+    axum::Json(json!({ "acks": acks })).into_response()
+}
+
+fn hec(url: &str, token: &str, acknowledgements: bool) -> SinkKind {
+    SinkKind::SplunkHec(SplunkHecConfig {
+        url: url.to_owned(),
+        token: Secret::resolve(token).unwrap(),
+        index: Some("security".into()),
+        source: "keywatch".into(),
+        sourcetype: None,
+        host: None,
+        acknowledgements,
+        ack_poll_interval: ms(50),
+    })
+}
+
+#[tokio::test]
+async fn splunk_hec_delivers_once_indexed_with_acknowledgements() {
+    let (receiver, url) = Hec::start("hec-t0ken", true, |_| None).await;
+    let run = Running::start(vec![sink("splunk", hec(&url, "hec-t0ken", true))]);
+    let f = finding(4);
+    run.alerts.submit(&f);
+
+    eventually(Duration::from_secs(5), || {
+        (run.count("splunk", "sent") == 1).then_some(())
+    })
+    .await;
+    let events = receiver.events();
+    assert_eq!(events.len(), 1);
+    let (headers, body) = &events[0];
+    let channel = headers["x-splunk-request-channel"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(channel.len(), 36, "a UUID: {channel}");
+    assert_eq!(body["index"], "security");
+    assert_eq!(body["source"], "keywatch");
+    assert_eq!(body["sourcetype"], "keywatch:alert");
+    assert_eq!(body["time"], 1_770_606_764.0);
+    assert_eq!(body["event"]["id"], f.id.as_str());
+    assert_eq!(body["event"]["detector"], "new_source");
+    // Delivered only after the collector said the event was indexed: the
+    // first question was answered "not yet".
+    let queries = receiver.ack_queries.lock().unwrap().clone();
+    assert_eq!(queries.len(), 2);
+    assert_eq!(queries[1].1, json!({ "acks": [0] }));
+    assert_eq!(queries[1].0["x-splunk-request-channel"], channel.as_str());
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn splunk_hec_retries_a_busy_collector_and_dead_letters_a_refused_token() {
+    // Busy once, then fine: retried, delivered once, in the sink's format.
+    let (busy, url) = Hec::start("hec-t0ken", false, |n| (n == 0).then_some(503)).await;
+    let mut ocsf = sink("splunk", hec(&url, "hec-t0ken", false));
+    ocsf.format = keywatch::alert::format::AlertFormat::Ocsf;
+    // A wrong token: refused with 403, not retried, kept in the dead-letter file.
+    let (refusing, url) = Hec::start("the-real-token", false, |_| None).await;
+    let wrong = sink("splunk-wrong", hec(&url, "not-the-token", false));
+    let run = Running::start(vec![ocsf, wrong]);
+    let f = finding(5);
+    run.alerts.submit(&f);
+
+    eventually(Duration::from_secs(5), || {
+        (run.count("splunk", "sent") == 1).then_some(())
+    })
+    .await;
+    let events = busy.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].1["sourcetype"], "ocsf:detection_finding");
+    assert_eq!(events[1].1["event"]["class_uid"], 2004);
+    assert_eq!(events[1].1["event"]["finding_info"]["uid"], f.id.as_str());
+    assert_eq!(run.count("splunk", "retried"), 1);
+    assert_eq!(run.failures("splunk", "status_5xx"), 1);
+
+    let dead = run.wait_dead_letters(1, Duration::from_secs(5)).await;
+    assert_eq!(dead[0]["sink"], "splunk-wrong");
+    assert_eq!(dead[0]["reason"], "status_4xx");
+    assert_eq!(dead[0]["attempts"], 1);
+    assert!(
+        dead[0]["error"].as_str().unwrap().contains("403"),
+        "{}",
+        dead[0]
+    );
+    assert_eq!(dead[0]["alert"]["id"], f.id.as_str());
+    assert_eq!(refusing.events().len(), 0, "refused before it was read");
+    let run = run.stop().await;
+    assert_eq!(run.count("splunk", "sent"), 1, "not sent twice");
 }

@@ -231,3 +231,52 @@ fn generated_inventory_has_unknown_stale_and_overdue_keys() {
     assert_eq!(count("stale"), 2, "{review:#}");
     assert_eq!(count("rotation_overdue"), 2, "{review:#}");
 }
+
+/// `gen --format gcp|azure|okta` writes the fleet of the generic format in
+/// that provider's records, and `replay --profile` of each finds what the
+/// generic one finds: the same ids, in the same order.
+#[test]
+fn each_provider_format_replays_to_the_findings_of_its_generic_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let findings = |format: &str| {
+        let events = dir.path().join(format!("{format}.jsonl"));
+        let o = run(keywatch()
+            .args(["gen", "--format", format, "--keys", "8", "--days", "50"])
+            .args([
+                "--volume",
+                "0.05",
+                "--attacks",
+                "--attack-set",
+                "classic",
+                "-o",
+            ])
+            .arg(&events));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = run(keywatch()
+            .args(["replay", "--profile", format])
+            .arg(&events));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("skipped records: none"),
+            "{format}: {}",
+            stderr(&o)
+        );
+        json_lines(&stdout(&o))
+            .iter()
+            .map(|f| {
+                let field = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+                [
+                    field("id"),
+                    field("detector"),
+                    field("key_id"),
+                    field("observed_at"),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
+    let generic = findings("generic");
+    assert!(generic.len() >= 10, "{generic:?}");
+    for format in ["gcp", "azure", "okta"] {
+        assert_eq!(findings(format), generic, "{format}");
+    }
+}

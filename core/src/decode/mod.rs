@@ -1,7 +1,7 @@
 //! Decoding: raw message bytes → [`AuditEvent`]s, through a mapping profile.
 //!
-//! A message holds one event, a JSON array of events, or a CloudTrail
-//! `{"Records": [...]}` envelope. A message that is not JSON fails whole
+//! A message holds one event, a JSON array of events, or an envelope: a
+//! CloudTrail `{"Records": [...]}` or Azure `{"records": [...]}`. A message that is not JSON fails whole
 //! ([`DecodeError`]); a record inside it that cannot become an event (no key,
 //! bad time, wrong type) is skipped on its own with a [`SkipReason`]. Neither
 //! is ever fatal to the caller: both are counted by reason.
@@ -21,7 +21,7 @@ use serde::de::DeserializeSeed;
 pub use event::{AuditEvent, EventSample, Outcome, Source};
 pub use failure::Failure;
 pub use owned::OwnedEvent;
-pub use profile::{Field, ProfileSpec};
+pub use profile::{Field, OneOf, ProfileSpec};
 use walk::{MessageSeed, Record, Scalar, Trie};
 
 /// Why a whole message could not be decoded.
@@ -104,7 +104,8 @@ pub enum SkipReason {
     WrongType(Field),
     /// `count` not an integer in 0..=4294967295.
     BadCount,
-    /// Excluded by the profile's `only_if` (not an error: e.g. Vault request entries).
+    /// Excluded by the profile's `only_if` or `skip_if` (not an error: e.g.
+    /// Vault request entries, Azure calls made by users).
     Filtered,
 }
 
@@ -195,6 +196,8 @@ fn fold(base: ProfileSpec, chain: &[&ProfileSpec]) -> ProfileSpec {
 #[derive(Debug)]
 pub struct Decoder {
     trie: Trie,
+    /// The profile's `success_codes`, when it has them.
+    success_codes: Option<Box<[Box<str>]>>,
     max_message_bytes: usize,
     max_key_bytes: usize,
 }
@@ -209,6 +212,10 @@ impl Decoder {
     pub fn new(spec: &ProfileSpec) -> Result<Decoder, walk::BadPointer> {
         Ok(Decoder {
             trie: Trie::compile(spec)?,
+            success_codes: spec
+                .success_codes
+                .as_ref()
+                .map(|codes| codes.iter().map(|c| c.as_str().into()).collect()),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
         })
@@ -392,7 +399,11 @@ impl Decoder {
         let action = string(Field::Action)?;
         let action_namespace = string(Field::ActionNamespace)?;
         let region = string(Field::Region)?;
-        let outcome = outcome(rec.take(Field::Outcome), rec.take(Field::ErrorCode));
+        let outcome = outcome(
+            rec.take(Field::Outcome),
+            rec.take(Field::ErrorCode),
+            self.success_codes.as_deref(),
+        );
         Ok(AuditEvent {
             time_ms,
             key_id,
@@ -426,8 +437,6 @@ fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// Failure when the outcome says so, or an error code is present (a numeric
-/// code counts only from 400 up, as HTTP statuses do).
 /// Outcome words that mean a failed use, in any case.
 const FAILED_OUTCOMES: [&str; 8] = [
     "failure",
@@ -440,11 +449,30 @@ const FAILED_OUTCOMES: [&str; 8] = [
     "unauthorized",
 ];
 
-fn outcome<'de>(outcome: Option<Scalar<'de>>, code: Option<Scalar<'de>>) -> Outcome<'de> {
-    let code = match code {
-        Some(Scalar::Str(s)) if !s.trim().is_empty() => Some(s),
-        Some(Scalar::U64(n)) if n >= 400 => Some(Cow::Owned(n.to_string())),
-        Some(Scalar::F64(n)) if n >= 400.0 => Some(Cow::Owned(format!("{n}"))),
+/// Failure when the outcome says so, or an error code is present: with
+/// `success_codes`, any code not among them; without, a string code, or a
+/// numeric one from 400 up, as HTTP statuses do.
+fn outcome<'de>(
+    outcome: Option<Scalar<'de>>,
+    code: Option<Scalar<'de>>,
+    success_codes: Option<&[Box<str>]>,
+) -> Outcome<'de> {
+    let code = match (code, success_codes) {
+        (Some(Scalar::Str(s)), Some(ok)) => {
+            let t = s.trim();
+            (!t.is_empty() && !ok.iter().any(|c| **c == *t)).then_some(s)
+        }
+        (Some(Scalar::U64(n)), Some(ok)) => {
+            let n = n.to_string();
+            (!ok.iter().any(|c| **c == *n)).then_some(Cow::Owned(n))
+        }
+        (Some(Scalar::I64(n)), Some(ok)) => {
+            let n = n.to_string();
+            (!ok.iter().any(|c| **c == *n)).then_some(Cow::Owned(n))
+        }
+        (Some(Scalar::Str(s)), None) if !s.trim().is_empty() => Some(s),
+        (Some(Scalar::U64(n)), None) if n >= 400 => Some(Cow::Owned(n.to_string())),
+        (Some(Scalar::F64(n)), None) if n >= 400.0 => Some(Cow::Owned(format!("{n}"))),
         _ => None,
     };
     let failed_by_outcome = match &outcome {

@@ -108,10 +108,67 @@ pub struct ProfileSpec {
     /// Weight of a pre-aggregated usage record (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<Vec<String>>,
-    /// Keep a record only if every pointer here holds the given string
-    /// (e.g. Vault logs each call twice: keep `/type` = `response`).
+    /// Error codes that mean success (Azure's `resultType` `0`, a Google
+    /// RPC status code `0`). When set, any other code, string or number,
+    /// marks a failure; when unset, a string code does and a numeric one
+    /// from 400 up (an HTTP status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub only_if: Option<BTreeMap<String, String>>,
+    pub success_codes: Option<Vec<String>>,
+    /// Keep a record only if every pointer here holds the given string, or
+    /// one of the given strings (e.g. Vault logs each call twice: keep
+    /// `/type` = `response`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<BTreeMap<String, OneOf>>,
+    /// Skip a record if any pointer here holds the given string, or one of
+    /// the given strings (e.g. Azure Activity Log calls made by users, not by
+    /// a service principal's credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_if: Option<BTreeMap<String, OneOf>>,
+}
+
+/// One string, or a list of strings any of which matches: written in
+/// configuration as `"x"` or `["x", "y"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOf(pub Vec<String>);
+
+impl OneOf {
+    /// The strings that match.
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<&str> for OneOf {
+    fn from(s: &str) -> OneOf {
+        OneOf(vec![s.to_owned()])
+    }
+}
+
+impl Serialize for OneOf {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OneOf, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            One(String),
+            Many(Vec<String>),
+        }
+        match Written::deserialize(d)? {
+            Written::One(s) => Ok(OneOf(vec![s])),
+            Written::Many(v) if v.is_empty() => {
+                Err(serde::de::Error::custom("an empty list matches nothing"))
+            }
+            Written::Many(v) => Ok(OneOf(v)),
+        }
+    }
 }
 
 impl ProfileSpec {
@@ -160,8 +217,14 @@ impl ProfileSpec {
                 *out.field_mut(f) = Some(v.clone());
             }
         }
+        if let Some(codes) = &self.success_codes {
+            out.success_codes = Some(codes.clone());
+        }
         if let Some(only) = &self.only_if {
             out.only_if = Some(only.clone());
+        }
+        if let Some(skip) = &self.skip_if {
+            out.skip_if = Some(skip.clone());
         }
         out.extends = None;
         out
@@ -169,10 +232,33 @@ impl ProfileSpec {
 }
 
 /// Names of the built-in profiles.
-pub const BUILTIN: [&str; 5] = ["generic", "cloudtrail", "vault", "kubernetes", "github"];
+pub const BUILTIN: [&str; 8] = [
+    "generic",
+    "cloudtrail",
+    "vault",
+    "kubernetes",
+    "github",
+    "gcp",
+    "azure",
+    "okta",
+];
 
 fn ptrs(list: &[&str]) -> Option<Vec<String>> {
     Some(list.iter().map(|s| (*s).to_owned()).collect())
+}
+
+/// Conditions of `only_if` / `skip_if`: each pointer with the strings it matches.
+fn conditions(list: &[(&str, &[&str])]) -> Option<BTreeMap<String, OneOf>> {
+    Some(
+        list.iter()
+            .map(|(p, v)| {
+                (
+                    (*p).to_owned(),
+                    OneOf(v.iter().map(|s| (*s).to_owned()).collect()),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// A built-in profile by name.
@@ -219,10 +305,7 @@ pub fn builtin(name: &str) -> Option<ProfileSpec> {
             action_namespace: ptrs(&["/request/operation"]),
             error_code: ptrs(&["/error"]),
             region: ptrs(&["/request/namespace/path"]),
-            only_if: Some(BTreeMap::from([(
-                "/type".to_owned(),
-                "response".to_owned(),
-            )])),
+            only_if: conditions(&[("/type", &["response"])]),
             ..ProfileSpec::default()
         },
         // Kubernetes audit.k8s.io/v1 Event. The credential is the token's
@@ -240,10 +323,7 @@ pub fn builtin(name: &str) -> Option<ProfileSpec> {
             action: ptrs(&["/verb"]),
             action_namespace: ptrs(&["/objectRef/resource"]),
             error_code: ptrs(&["/responseStatus/code"]),
-            only_if: Some(BTreeMap::from([(
-                "/stage".to_owned(),
-                "ResponseComplete".to_owned(),
-            )])),
+            only_if: conditions(&[("/stage", &["ResponseComplete"])]),
             ..ProfileSpec::default()
         },
         // GitHub enterprise/organization audit log (REST or streaming). Web
@@ -256,6 +336,83 @@ pub fn builtin(name: &str) -> Option<ProfileSpec> {
             user_agent: ptrs(&["/user_agent"]),
             action: ptrs(&["/action"]),
             region: ptrs(&["/actor_location/country_code"]),
+            ..ProfileSpec::default()
+        },
+        // Google Cloud Audit Logs: a LogEntry whose protoPayload is an
+        // AuditLog, as a log sink writes it (Pub/Sub message, Cloud Storage
+        // JSON line). Only calls authenticated with a user-managed service
+        // account key name one; calls by users, attached service accounts
+        // and Google's own agents are skipped as `no_key`. `status` is an RPC
+        // status: empty or code 0 on success.
+        "gcp" => ProfileSpec {
+            time: ptrs(&["/timestamp", "/receiveTimestamp"]),
+            key_id: ptrs(&["/protoPayload/authenticationInfo/serviceAccountKeyName"]),
+            principal: ptrs(&["/protoPayload/authenticationInfo/principalEmail"]),
+            source: ptrs(&["/protoPayload/requestMetadata/callerIp"]),
+            user_agent: ptrs(&["/protoPayload/requestMetadata/callerSuppliedUserAgent"]),
+            action: ptrs(&["/protoPayload/methodName"]),
+            action_namespace: ptrs(&["/protoPayload/serviceName"]),
+            error_code: ptrs(&["/protoPayload/status/code"]),
+            success_codes: ptrs(&["0"]),
+            region: ptrs(&[
+                "/protoPayload/resourceLocation/currentLocations/0",
+                "/resource/labels/location",
+                "/resource/labels/region",
+                "/resource/labels/zone",
+            ]),
+            ..ProfileSpec::default()
+        },
+        // Azure through diagnostic settings (Event Hubs, storage: records in
+        // a `{"records": [...]}` envelope). Two kinds of record:
+        // - Entra ID service-principal sign-ins: the key is the credential's
+        //   key id (a secret's or certificate's `keyId`), the principal the
+        //   service principal's object id, the action the resource signed
+        //   into; `resultType` is `0` or the AADSTS error number.
+        // - Activity Log (Administrative) calls by a service principal: they
+        //   name no credential, so the key is the application (client) id,
+        //   and the principal is the same object id as in its sign-ins.
+        //   Users' calls and the `Start` / `Accept` records of an operation
+        //   (its `Success` or `Failure` follows) are skipped as `filtered`.
+        // Other categories (users' sign-ins, audit logs) are `filtered` too.
+        "azure" => ProfileSpec {
+            time: ptrs(&["/time", "/properties/createdDateTime"]),
+            key_id: ptrs(&[
+                "/properties/servicePrincipalCredentialKeyId",
+                "/properties/federatedCredentialId",
+                "/identity/claims/appid",
+            ]),
+            principal: ptrs(&[
+                "/properties/servicePrincipalId",
+                "/identity/claims/http:~1~1schemas.microsoft.com~1identity~1claims~1objectidentifier",
+                "/properties/appId",
+            ]),
+            source: ptrs(&["/properties/ipAddress", "/callerIpAddress"]),
+            user_agent: ptrs(&["/properties/userAgent"]),
+            action: ptrs(&["/properties/resourceDisplayName", "/operationName"]),
+            error_code: ptrs(&["/resultType"]),
+            success_codes: ptrs(&["0", "Success"]),
+            only_if: conditions(&[("/category", &["ServicePrincipalSignInLogs", "Administrative"])]),
+            skip_if: conditions(&[
+                ("/resultType", &["Start", "Accept"]),
+                ("/identity/authorization/evidence/principalType", &["User", "Group"]),
+            ]),
+            ..ProfileSpec::default()
+        },
+        // Okta System Log (the System Log API's LogEvent, or Log Streaming).
+        // An API token's use names its token id in the transaction detail;
+        // sign-ins, sessions and OAuth clients carry none and are skipped as
+        // `no_key`. The actor is the admin the token acts as.
+        "okta" => ProfileSpec {
+            time: ptrs(&["/published"]),
+            key_id: ptrs(&[
+                "/transaction/detail/requestApiTokenId",
+                "/debugContext/debugData/requestApiTokenId",
+            ]),
+            principal: ptrs(&["/actor/alternateId", "/actor/id"]),
+            source: ptrs(&["/client/ipAddress"]),
+            user_agent: ptrs(&["/client/userAgent/rawUserAgent"]),
+            action: ptrs(&["/eventType"]),
+            outcome: ptrs(&["/outcome/result"]),
             ..ProfileSpec::default()
         },
         _ => return None,

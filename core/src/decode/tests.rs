@@ -364,3 +364,248 @@ fn huge_values_are_bounded() {
     );
     assert_eq!(one(&small, &long_key), Err(SkipReason::KeyTooLong));
 }
+
+/// A sample file of `tests/data/profiles/` (at the workspace root), decoded
+/// whole with `profile`.
+fn sample(profile: &str, file: &str) -> Vec<Result<OwnedEvent, SkipReason>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/profiles")
+        .join(file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let d = decoder(profile);
+    let mut out = Vec::new();
+    let mut values = 0;
+    d.decode_values(&bytes, &mut values, |r| {
+        out.push(r.map(|e| OwnedEvent::from(&e)))
+    })
+    .unwrap();
+    out
+}
+
+/// What a user reads off a decoded event: key, principal, source, action,
+/// failure code (`None` for a success) and time.
+type Seen = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+fn seen(e: &OwnedEvent) -> Seen {
+    let ev = e.event();
+    (
+        ev.key_id.to_string(),
+        ev.principal.as_deref().map(str::to_owned),
+        ev.source.as_ref().map(ToString::to_string),
+        ev.action_display(),
+        match &ev.outcome {
+            Outcome::Success => None,
+            Outcome::Failure { code } => Some(code.as_deref().unwrap_or("").to_owned()),
+        },
+        time::format_rfc3339(ev.time_ms),
+    )
+}
+
+fn s(x: &str) -> Option<String> {
+    Some(x.to_owned())
+}
+
+#[test]
+fn gcp_audit_log_entries_of_a_service_account_key() {
+    let out = sample("gcp", "gcp.jsonl");
+    let key = "//iam.googleapis.com/projects/acme-billing-prod/serviceAccounts/invoice-exporter@acme-billing-prod.iam.gserviceaccount.com/keys/6f1c0b7e93a24d58b1e0c4a7d2f9e8130b5a6c47";
+    let sa = s("invoice-exporter@acme-billing-prod.iam.gserviceaccount.com");
+    let events: Vec<_> = out
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(seen)
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (
+                key.to_owned(),
+                sa.clone(),
+                s("203.0.113.45"),
+                s("storage:storage.objects.get"),
+                None,
+                "2026-02-09T08:14:03.098Z".to_owned()
+            ),
+            (
+                key.to_owned(),
+                sa,
+                s("185.220.101.7"),
+                s("iam:google.iam.admin.v1.CreateServiceAccountKey"),
+                s("7"),
+                "2026-02-09T08:21:47.553Z".to_owned()
+            ),
+        ]
+    );
+    let first = out[0].as_ref().unwrap().event();
+    assert_eq!(first.region.as_deref(), Some("europe-west1"));
+    assert!(first
+        .user_agent
+        .as_deref()
+        .unwrap()
+        .starts_with("gcloud-python/3.14.1"));
+    // A person's call and an attached service account's carry no key.
+    let skipped: Vec<_> = out
+        .iter()
+        .filter_map(|r| r.as_ref().err().copied())
+        .collect();
+    assert_eq!(skipped, vec![SkipReason::NoKey, SkipReason::NoKey]);
+}
+
+#[test]
+fn azure_service_principal_sign_ins_and_its_activity_log_calls() {
+    let out = sample("azure", "azure.json");
+    let principal = s("a41e7b2c-9d03-4f6a-8c51-e2b7d0f93c18");
+    let results: Vec<_> = out
+        .iter()
+        .map(|r| r.as_ref().map(seen).map_err(|e| *e))
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            Ok((
+                "e8d1c4b2-7a6f-4a39-9e05-3b2c1f7d8a64".to_owned(),
+                principal.clone(),
+                s("203.0.113.45"),
+                s("Azure Key Vault"),
+                None,
+                "2026-02-09T08:14:03.442Z".to_owned()
+            )),
+            Ok((
+                "e8d1c4b2-7a6f-4a39-9e05-3b2c1f7d8a64".to_owned(),
+                principal.clone(),
+                s("185.220.101.7"),
+                s("Microsoft Graph"),
+                s("7000215"),
+                "2026-02-09T08:21:47.110Z".to_owned()
+            )),
+            // An operation's `Start` is skipped: its `Success` counts it once.
+            Err(SkipReason::Filtered),
+            // Activity Log names no credential: the application is the key,
+            // and the principal is the one its sign-ins name.
+            Ok((
+                "3f9a1c6e-2d4b-4e7a-b815-c06d9e2f4a71".to_owned(),
+                principal,
+                s("203.0.113.45"),
+                s("MICROSOFT.KEYVAULT/VAULTS/WRITE"),
+                None,
+                "2026-02-09T08:30:14.512Z".to_owned()
+            )),
+            // A user's call, and a user's sign-in.
+            Err(SkipReason::Filtered),
+            Err(SkipReason::Filtered),
+        ]
+    );
+}
+
+#[test]
+fn azure_falls_back_past_an_empty_credential_and_reads_failures() {
+    let d = decoder("azure");
+    // A workload-identity-federation sign-in names no key id, `""`, but its
+    // federated credential.
+    let e = one(
+        &d,
+        r#"{"time":"2026-02-09T10:00:00Z","category":"ServicePrincipalSignInLogs","resultType":"0",
+            "properties":{"servicePrincipalCredentialKeyId":"","federatedCredentialId":"fic-7","servicePrincipalId":"sp-1","ipAddress":"192.0.2.9"}}"#,
+    )
+    .unwrap();
+    assert_eq!(e.key_id, "fic-7");
+    assert!(!e.is_failure());
+    let failed = one(
+        &d,
+        r#"{"time":"2026-02-09T10:00:00Z","category":"Administrative","resultType":"Failure",
+            "operationName":"MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE","identity":{"claims":{"appid":"app-1"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        failed.outcome,
+        Outcome::Failure {
+            code: Some(Cow::Borrowed("Failure"))
+        }
+    );
+    let none = r#"{"time":"2026-02-09T10:00:00Z","category":"ServicePrincipalSignInLogs","resultType":"0",
+                   "properties":{"servicePrincipalCredentialKeyId":"","servicePrincipalId":"sp-1"}}"#;
+    assert_eq!(one(&d, none), Err(SkipReason::NoKey));
+}
+
+#[test]
+fn okta_api_token_use() {
+    let out = sample("okta", "okta.json");
+    let results: Vec<_> = out
+        .iter()
+        .map(|r| r.as_ref().map(seen).map_err(|e| *e))
+        .collect();
+    let admin = s("svc-provisioning@acme.example");
+    assert_eq!(
+        results,
+        vec![
+            Ok((
+                "00T1b8x9sQe4LkM2d5d7".to_owned(),
+                admin.clone(),
+                s("203.0.113.45"),
+                s("user.lifecycle.create"),
+                None,
+                "2026-02-09T08:14:03.217Z".to_owned()
+            )),
+            Ok((
+                "00T1b8x9sQe4LkM2d5d7".to_owned(),
+                admin,
+                s("185.220.101.7"),
+                s("group.user_membership.add"),
+                s(""),
+                "2026-02-09T08:21:47.904Z".to_owned()
+            )),
+            // A person signing in uses no API token.
+            Err(SkipReason::NoKey),
+        ]
+    );
+    let first = out[0].as_ref().unwrap().event();
+    assert_eq!(
+        first.user_agent.as_deref(),
+        Some("okta-sdk-python/2.9.2 python/3.11.6 Linux/6.1.0-18-amd64")
+    );
+    let d = decoder("okta");
+    for (result, failed) in [("DENY", true), ("SUCCESS", false), ("ALLOW", false)] {
+        let line = format!(
+            r#"{{"published":"2026-02-09T10:00:00Z","transaction":{{"detail":{{"requestApiTokenId":"00T1"}}}},"outcome":{{"result":"{result}"}}}}"#
+        );
+        assert_eq!(one(&d, &line).unwrap().is_failure(), failed, "{result}");
+    }
+}
+
+#[test]
+fn skip_if_and_lists_in_only_if_are_configurable() {
+    let spec: ProfileSpec = toml::from_str(
+        r#"
+        extends = "generic"
+        only_if = { "/kind" = ["use", "call"] }
+        skip_if = { "/by" = "robot" }
+        success_codes = ["0", "OK"]
+        "#,
+    )
+    .unwrap();
+    let custom = BTreeMap::from([("mine".to_owned(), spec)]);
+    let d = Decoder::for_profile("mine", &custom).unwrap();
+    let rec = |kind: &str, by: &str, code: &str| {
+        one(
+            &d,
+            &format!(
+                r#"{{"time":"2026-01-01T00:00:00Z","key_id":"k","kind":"{kind}","by":"{by}","error_code":"{code}"}}"#
+            ),
+        )
+        .map(|e| e.is_failure())
+    };
+    assert_eq!(rec("use", "me", "0"), Ok(false));
+    assert_eq!(rec("call", "me", "OK"), Ok(false));
+    assert_eq!(rec("call", "me", "E42"), Ok(true));
+    assert_eq!(rec("other", "me", "0"), Err(SkipReason::Filtered));
+    assert_eq!(rec("use", "robot", "0"), Err(SkipReason::Filtered));
+    let empty: Result<ProfileSpec, _> = toml::from_str(r#"only_if = { "/kind" = [] }"#);
+    assert!(empty.is_err());
+}

@@ -17,8 +17,10 @@ use super::profile::{pointer_tokens, Field, ProfileSpec};
 enum Capture {
     /// The value fills `field`; lower `priority` wins when several pointers match.
     Field { field: Field, priority: u8 },
-    /// An `only_if` condition: the value must equal the filter's string.
+    /// An `only_if` condition: the value must equal one of the filter's strings.
     Filter(u8),
+    /// A `skip_if` condition: a value equal to one of its strings skips the record.
+    Skip(u8),
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +85,10 @@ impl KeyId {
 #[derive(Debug)]
 pub struct Trie {
     nodes: Vec<Node>,
-    filters: Vec<Box<str>>,
+    /// Each `only_if` condition's strings.
+    filters: Vec<Box<[Box<str>]>>,
+    /// Each `skip_if` condition's strings.
+    skips: Vec<Box<[Box<str>]>>,
 }
 
 /// A pointer in a profile that is not a JSON pointer.
@@ -102,6 +107,7 @@ impl Trie {
         let mut trie = Trie {
             nodes: vec![Node::default()],
             filters: Vec::new(),
+            skips: Vec::new(),
         };
         for field in Field::ALL {
             for (priority, pointer) in spec.pointers(field).iter().enumerate() {
@@ -112,11 +118,20 @@ impl Trie {
                 });
             }
         }
+        let strings = |v: &super::profile::OneOf| -> Box<[Box<str>]> {
+            v.values().iter().map(|s| s.as_str().into()).collect()
+        };
         for (pointer, value) in spec.only_if.iter().flatten() {
             let node = trie.insert("only_if", pointer)?;
             let idx = trie.filters.len() as u8;
-            trie.filters.push(value.as_str().into());
+            trie.filters.push(strings(value));
             trie.nodes[node].captures.push(Capture::Filter(idx));
+        }
+        for (pointer, value) in spec.skip_if.iter().flatten() {
+            let node = trie.insert("skip_if", pointer)?;
+            let idx = trie.skips.len() as u8;
+            trie.skips.push(strings(value));
+            trie.nodes[node].captures.push(Capture::Skip(idx));
         }
         Ok(trie)
     }
@@ -190,6 +205,8 @@ pub enum Scalar<'de> {
 pub struct Record<'de> {
     fields: [Option<(u8, Scalar<'de>)>; Field::ALL.len()],
     filters_met: u32,
+    /// A `skip_if` condition held.
+    skipped: bool,
     /// A mapped field held an object or array instead of a scalar.
     pub wrong_type: Option<Field>,
 }
@@ -200,15 +217,20 @@ impl<'de> Record<'de> {
         self.fields[field as usize].take().map(|(_, v)| v)
     }
 
-    /// Whether every `only_if` condition held.
+    /// Whether every `only_if` condition held and no `skip_if` one did.
     pub fn passes_filters(&self, trie: &Trie) -> bool {
-        self.filters_met.count_ones() as usize == trie.filter_count()
+        !self.skipped && self.filters_met.count_ones() as usize == trie.filter_count()
     }
 
     fn capture(&mut self, trie: &Trie, node: u32, value: Scalar<'de>) {
         for cap in &trie.nodes[node as usize].captures {
             match *cap {
                 Capture::Field { field, priority } => {
+                    // An empty string is no value: the next pointer may hold one
+                    // (Azure writes `""` for a credential a sign-in did not use).
+                    if matches!(&value, Scalar::Str(s) if s.is_empty()) {
+                        continue;
+                    }
                     let slot = &mut self.fields[field as usize];
                     if slot.as_ref().is_none_or(|(p, _)| priority < *p) {
                         *slot = Some((priority, value.clone()));
@@ -216,8 +238,15 @@ impl<'de> Record<'de> {
                 }
                 Capture::Filter(idx) => {
                     if let Scalar::Str(s) = &value {
-                        if *s == *trie.filters[idx as usize] {
+                        if trie.filters[idx as usize].iter().any(|f| **f == **s) {
                             self.filters_met |= 1 << idx;
+                        }
+                    }
+                }
+                Capture::Skip(idx) => {
+                    if let Scalar::Str(s) = &value {
+                        if trie.skips[idx as usize].iter().any(|f| **f == **s) {
+                            self.skipped = true;
                         }
                     }
                 }
@@ -391,8 +420,9 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 }
 
-/// Walks a whole message: one record, an array of records, or a CloudTrail
-/// `{"Records": [...]}` envelope. Each finished record is handed to `emit`.
+/// Walks a whole message: one record, an array of records, or an envelope
+/// holding an array of records under `Records` (CloudTrail) or `records`
+/// (Azure diagnostic settings). Each finished record is handed to `emit`.
 pub struct MessageSeed<'t, 'f, F> {
     /// The compiled profile.
     pub trie: &'t Trie,
@@ -485,7 +515,7 @@ impl<'de> Visitor<'de> for RootKeySeed<'_> {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RootKey, E> {
-        if v == b"Records" {
+        if v == b"Records" || v == b"records" {
             return Ok(RootKey::Records);
         }
         Ok(self.trie.child(0, v).map_or(RootKey::Other, RootKey::Child))

@@ -131,11 +131,7 @@ pub fn run_fleet(cfg: &Config, shape: &FleetShape, seed: u64) -> anyhow::Result<
         bytes.push(b'\n');
     }
     let mut cfg = cfg.clone();
-    cfg.decode.profile = match format {
-        Format::CloudTrail => "cloudtrail",
-        Format::Generic => "generic",
-    }
-    .to_owned();
+    cfg.decode.profile = format.profile().to_owned();
     let mut seen = Vec::new();
     let summary = replay(&cfg, &[Input::bytes(format!("fleet-{seed}"), bytes)], |f| {
         seen.push(Seen {

@@ -1,5 +1,14 @@
-//! Rendering a [`Call`] as one JSON line: the flat `generic` profile, or a
-//! CloudTrail record shaped like the ones CloudTrail writes.
+//! Rendering a [`Call`] as one JSON line: the flat `generic` profile, a
+//! CloudTrail record shaped like the ones CloudTrail writes, or a Google
+//! Cloud Audit Log entry, an Azure service-principal sign-in or an Okta
+//! System Log event.
+//!
+//! The fleet is an AWS fleet: its keys, principals and calls keep their AWS
+//! names in every format, so a replay of one format finds what a replay of
+//! another finds (the engine's rules for session keys, roles and sensitive
+//! calls read those names). The other formats change the record around
+//! them: its shape, nesting, times, status codes and outcome words are the
+//! provider's.
 
 use std::net::Ipv4Addr;
 
@@ -32,6 +41,9 @@ pub(crate) fn render(format: Format, call: &Call, identity: &Identity, agent: &s
             region,
         }),
         Format::CloudTrail => serde_json::to_string(&cloudtrail(call, identity, agent, region)),
+        Format::Gcp => serde_json::to_string(&gcp(call, identity, agent, region)),
+        Format::Azure => serde_json::to_string(&azure(call, identity, agent)),
+        Format::Okta => serde_json::to_string(&okta(call, identity, agent)),
     };
     out.expect("generated records always serialize")
 }
@@ -146,6 +158,169 @@ fn cloudtrail<'a>(
             "Management"
         },
     }
+}
+
+/// A Cloud Audit Logs entry (a `LogEntry` with an `AuditLog` payload) for a
+/// call made with a service-account key. `status` is an RPC status: empty
+/// on success.
+fn gcp(call: &Call, identity: &Identity, agent: &str, region: &str) -> Value {
+    let action = call.action;
+    let project = format!("fleet-{}", identity.account_id);
+    let status = match call.error {
+        None => json!({}),
+        Some(e) => json!({ "code": rpc_code(e), "message": rpc_message(action, e) }),
+    };
+    let log = if action.read_only() || action.data_event {
+        "data_access"
+    } else {
+        "activity"
+    };
+    json!({
+        "insertId": format!("{:012x}", mix(call.nonce, 2) >> 16),
+        "logName": format!("projects/{project}/logs/cloudaudit.googleapis.com%2F{log}"),
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "status": status,
+            "authenticationInfo": {
+                "principalEmail": identity.arn,
+                "serviceAccountKeyName": identity.key_id,
+            },
+            "requestMetadata": {
+                "callerIp": call.source,
+                "callerSuppliedUserAgent": agent,
+                "requestAttributes": {},
+                "destinationAttributes": {},
+            },
+            "serviceName": service_host(action),
+            "methodName": action.event_name(),
+            "resourceName": format!("projects/{project}/resources/{}", identity.resource),
+            "resourceLocation": { "currentLocations": [region] },
+        },
+        "resource": {
+            "type": "audited_resource",
+            "labels": {
+                "project_id": project,
+                "service": service_host(action),
+                "method": action.event_name(),
+            },
+        },
+        "timestamp": timestamp(call.time_ms, SecondsFormat::Micros),
+        "severity": if call.error.is_some() { "ERROR" } else { "INFO" },
+        "receiveTimestamp": timestamp(call.time_ms + 612, SecondsFormat::Micros),
+    })
+}
+
+/// The call's service as a host name: the IAM prefix keeps the action's
+/// service what it is in the `generic` format (`cloudwatch`, not CloudTrail's
+/// `monitoring`).
+fn service_host(action: &ActionDef) -> String {
+    format!("{}.amazonaws.com", action.service())
+}
+
+/// The `google.rpc.Code` of a kind of failure.
+fn rpc_code(error: ErrorKind) -> u32 {
+    match error {
+        ErrorKind::NotFound => 5,
+        ErrorKind::AccessDenied => 7,
+        ErrorKind::Throttled => 8,
+    }
+}
+
+fn rpc_message(action: &ActionDef, error: ErrorKind) -> String {
+    match error {
+        ErrorKind::NotFound => "Requested entity was not found.".to_owned(),
+        ErrorKind::AccessDenied => format!(
+            "Permission '{}' denied on resource (or it may not exist).",
+            action.name
+        ),
+        ErrorKind::Throttled => "Quota exceeded for quota metric 'Requests'.".to_owned(),
+    }
+}
+
+/// An Entra ID `ServicePrincipalSignInLogs` record as diagnostic settings
+/// write it, one per use of the credential: `resultType` is `0` or the
+/// AADSTS error number; the resource signed into is the call.
+fn azure(call: &Call, identity: &Identity, agent: &str) -> Value {
+    let tenant = uuid(mix(fnv(&identity.account_id), 7));
+    let time = timestamp(call.time_ms, SecondsFormat::Micros);
+    let result = match call.error {
+        None => "0",
+        Some(ErrorKind::AccessDenied) => "7000215",
+        Some(ErrorKind::Throttled) => "50196",
+        Some(ErrorKind::NotFound) => "500011",
+    };
+    json!({
+        "time": format!("{}0Z", time.trim_end_matches('Z')),
+        "resourceId": format!("/tenants/{tenant}/providers/Microsoft.aadiam"),
+        "operationName": "Sign-in activity",
+        "operationVersion": "1.0",
+        "category": "ServicePrincipalSignInLogs",
+        "tenantId": tenant,
+        "resultType": result,
+        "resultSignature": "None",
+        "durationMs": 0,
+        "callerIpAddress": call.source,
+        "correlationId": uuid(mix(call.nonce, 1)),
+        "Level": 4,
+        "properties": {
+            "id": uuid(mix(call.nonce, 2)),
+            "createdDateTime": time,
+            "appId": uuid(mix(fnv(&identity.principal_id), 1)),
+            "servicePrincipalId": identity.arn,
+            "servicePrincipalName": identity.user_name,
+            "servicePrincipalCredentialKeyId": identity.key_id,
+            "servicePrincipalCredentialThumbprint": "",
+            "ipAddress": call.source,
+            "userAgent": agent,
+            "resourceDisplayName": call.action.name,
+            "status": { "errorCode": result.parse::<u32>().unwrap_or_default() },
+        },
+    })
+}
+
+/// An Okta System Log event of a call made with an API token.
+fn okta(call: &Call, identity: &Identity, agent: &str) -> Value {
+    let (result, reason) = match call.error {
+        None => ("SUCCESS", None),
+        Some(ErrorKind::AccessDenied) => ("DENY", Some("INSUFFICIENT_PERMISSIONS")),
+        Some(ErrorKind::Throttled) => ("FAILURE", Some("RATE_LIMIT_EXCEEDED")),
+        Some(ErrorKind::NotFound) => ("FAILURE", Some("RESOURCE_NOT_FOUND")),
+    };
+    let request = format!("{:016x}", mix(call.nonce, 1));
+    json!({
+        "uuid": uuid(mix(call.nonce, 2)),
+        "published": timestamp(call.time_ms, SecondsFormat::Millis),
+        "eventType": call.action.name,
+        "version": "0",
+        "severity": if call.error.is_some() { "WARN" } else { "INFO" },
+        "displayMessage": call.action.event_name(),
+        "actor": {
+            "id": format!("00u{}", identity.principal_id.chars().skip(4).take(17).collect::<String>()),
+            "type": "User",
+            "alternateId": identity.arn,
+            "displayName": identity.user_name,
+        },
+        "client": {
+            "userAgent": { "rawUserAgent": agent, "os": "Unknown", "browser": "UNKNOWN" },
+            "zone": "null",
+            "device": "Unknown",
+            "ipAddress": call.source,
+        },
+        "outcome": { "result": result, "reason": reason },
+        "transaction": {
+            "type": "WEB",
+            "id": request,
+            "detail": { "requestApiTokenId": identity.key_id },
+        },
+        "debugContext": { "debugData": { "requestId": request } },
+    })
+}
+
+/// FNV-1a of a string: a stable seed for ids derived from a name.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The small `requestParameters` object CloudTrail logs for the call.

@@ -128,6 +128,35 @@ pub enum Format {
     Generic,
     /// One AWS CloudTrail record per event (as in a `Records` array).
     CloudTrail,
+    /// One Google Cloud Audit Log entry per event, as a log sink writes it.
+    Gcp,
+    /// One Entra ID service-principal sign-in record per event, as Azure
+    /// diagnostic settings write it.
+    Azure,
+    /// One Okta System Log event per event, as the System Log API returns it.
+    Okta,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 5] = [
+        Format::Generic,
+        Format::CloudTrail,
+        Format::Gcp,
+        Format::Azure,
+        Format::Okta,
+    ];
+
+    /// The built-in mapping profile that decodes this format.
+    pub fn profile(self) -> &'static str {
+        match self {
+            Format::Generic => "generic",
+            Format::CloudTrail => "cloudtrail",
+            Format::Gcp => "gcp",
+            Format::Azure => "azure",
+            Format::Okta => "okta",
+        }
+    }
 }
 
 /// One generated event.

@@ -10,7 +10,9 @@ use super::file::{FileSinkConfig, StdoutSinkConfig};
 use super::kafka::KafkaSinkConfig;
 use super::pagerduty::PagerDutyConfig;
 use super::slack::SlackConfig;
+use super::splunk_hec::SplunkHecConfig;
 use super::webhook::WebhookConfig;
+use crate::alert::format::AlertFormat;
 use keywatch_core::engine::{Detector, Severity};
 use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
@@ -21,6 +23,12 @@ pub struct SinkConfig {
     /// by the kind's table: `deny_unknown_fields` cannot sit beside `flatten`.
     #[serde(flatten)]
     pub kind: SinkKind,
+    /// The schema the alert is written in, for sinks that carry it as JSON
+    /// (`webhook`, `splunk_hec`, `kafka`, `file`, `stdout`): `keywatch` (the alert as
+    /// documented), `ocsf` (an OCSF Detection Finding) or `ecs` (Elastic
+    /// Common Schema).
+    #[serde(default)]
+    pub format: AlertFormat,
     /// Name in metrics, logs and the dead-letter file; defaults to the type.
     /// Must be unique.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +113,7 @@ impl SinkConfig {
     pub fn new(kind: SinkKind) -> SinkConfig {
         SinkConfig {
             kind,
+            format: AlertFormat::default(),
             name: None,
             min_severity: default_min_severity(),
             detectors: Vec::new(),
@@ -131,6 +140,8 @@ impl SinkConfig {
 pub enum SinkKind {
     /// A JSON POST of the alert, signed per the Standard Webhooks spec.
     Webhook(WebhookConfig),
+    /// Splunk's HTTP Event Collector, with indexer acknowledgement if asked.
+    SplunkHec(SplunkHecConfig),
     /// A Slack incoming webhook: a message a person reads at a glance.
     Slack(SlackConfig),
     /// PagerDuty Events API v2: trigger, then resolve after a quiet period.
@@ -151,6 +162,7 @@ impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Webhook(_) => "webhook",
+            SinkKind::SplunkHec(_) => "splunk_hec",
             SinkKind::Slack(_) => "slack",
             SinkKind::PagerDuty(_) => "pagerduty",
             SinkKind::Alertmanager(_) => "alertmanager",
@@ -209,8 +221,24 @@ impl SinkConfig {
                 ),
             ));
         }
+        let carries_json = match &self.kind {
+            SinkKind::Slack(_) | SinkKind::PagerDuty(_) | SinkKind::Alertmanager(_) => false,
+            SinkKind::Stdout(s) => !s.pretty,
+            _ => true,
+        };
+        if self.format != AlertFormat::Keywatch && !carries_json {
+            return Err(invalid(
+                &format!("{at}.format"),
+                format!("\"{}\"", self.format.as_str()),
+                format!(
+                    "a `{}` sink does not carry the alert as JSON; only webhook, splunk_hec, kafka, file and stdout (not pretty) take a format",
+                    self.kind.type_name()
+                ),
+            ));
+        }
         match &self.kind {
             SinkKind::Webhook(w) => w.validate(at),
+            SinkKind::SplunkHec(h) => h.validate(at),
             SinkKind::Slack(s) => s.validate(at),
             SinkKind::PagerDuty(p) => p.validate(at),
             SinkKind::Alertmanager(a) => a.validate(at),

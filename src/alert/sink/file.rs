@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use super::{DeliveryError, Sink};
+use crate::alert::format::AlertFormat;
 use crate::alert::shape::{Alert, EncodedAlert};
 use keywatch_core::types::{invalid, ConfigError};
 
@@ -43,7 +44,7 @@ impl FileSinkConfig {
 /// How an alert is written.
 #[derive(Debug, Clone, Copy)]
 enum Format {
-    JsonLines,
+    JsonLines(AlertFormat),
     Pretty,
 }
 
@@ -54,8 +55,9 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    /// Appends JSON Lines to `path` (created with its directory if missing).
-    pub fn file(path: &Path) -> anyhow::Result<FileSink> {
+    /// Appends JSON Lines in `format` to `path` (created with its directory
+    /// if missing).
+    pub fn file(path: &Path, format: AlertFormat) -> anyhow::Result<FileSink> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -66,18 +68,18 @@ impl FileSink {
             .map_err(|e| anyhow::anyhow!("opening `{}`: {e}", path.display()))?;
         Ok(FileSink {
             out: Arc::new(Mutex::new(Box::new(file))),
-            format: Format::JsonLines,
+            format: Format::JsonLines(format),
         })
     }
 
-    /// Writes to standard output, JSON Lines or `pretty` blocks.
-    pub fn stdout(pretty: bool) -> FileSink {
+    /// Writes to standard output, JSON Lines in `format` or `pretty` blocks.
+    pub fn stdout(pretty: bool, format: AlertFormat) -> FileSink {
         FileSink {
             out: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
             format: if pretty {
                 Format::Pretty
             } else {
-                Format::JsonLines
+                Format::JsonLines(format)
             },
         }
     }
@@ -86,7 +88,7 @@ impl FileSink {
 impl Sink for FileSink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
         let text = match self.format {
-            Format::JsonLines => format!("{}\n", alert.json()),
+            Format::JsonLines(format) => format!("{}\n", format.render(alert)),
             Format::Pretty => pretty(&alert.decode()),
         };
         let out = self.out.clone();

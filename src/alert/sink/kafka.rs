@@ -11,6 +11,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 use super::{DeliveryError, Sink, SinkSetup};
+use crate::alert::format::AlertFormat;
 use crate::alert::shape::EncodedAlert;
 use crate::secret::Secret;
 use keywatch_core::types::{invalid, ConfigError};
@@ -63,6 +64,7 @@ pub struct KafkaSink {
     producer: FutureProducer,
     topic: String,
     timeout: Duration,
+    format: AlertFormat,
 }
 
 impl KafkaSink {
@@ -88,6 +90,7 @@ impl KafkaSink {
             producer,
             topic: cfg.topic.clone(),
             timeout,
+            format: setup.cfg.format,
         })
     }
 }
@@ -108,9 +111,10 @@ fn permanent(e: &KafkaError) -> bool {
 
 impl Sink for KafkaSink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
+        let payload = self.format.render(alert);
         let record = FutureRecord::to(&self.topic)
             .key(alert.key_id())
-            .payload(alert.json())
+            .payload(payload.as_ref())
             .headers(OwnedHeaders::new().insert(Header {
                 key: "keywatch-alert-id",
                 value: Some(alert.id()),

@@ -10,6 +10,7 @@ mod file;
 mod kafka;
 mod pagerduty;
 mod slack;
+mod splunk_hec;
 mod webhook;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use file::{pretty, FileSinkConfig, StdoutSinkConfig};
 pub use kafka::KafkaSinkConfig;
 pub use pagerduty::PagerDutyConfig;
 pub use slack::SlackConfig;
+pub use splunk_hec::SplunkHecConfig;
 pub use webhook::{signing_key, WebhookConfig};
 
 pub use super::delivery::{DeliveryError, Sink};
@@ -167,11 +169,12 @@ pub fn spawn(
     }
     Ok(match &setup.cfg.kind {
         SinkKind::Webhook(c) => start!(webhook::WebhookSink::new(c, &setup)?),
+        SinkKind::SplunkHec(c) => start!(splunk_hec::SplunkHecSink::new(c, &setup)?),
         SinkKind::Slack(c) => start!(slack::SlackSink::new(c, &setup)?),
         SinkKind::PagerDuty(c) => start!(pagerduty::PagerDutySink::new(c, &setup)?),
         SinkKind::Alertmanager(c) => start!(alertmanager::AlertmanagerSink::new(c, &setup)?),
         SinkKind::Kafka(c) => start!(kafka::KafkaSink::new(c, &setup)?),
-        SinkKind::File(c) => start!(file::FileSink::file(&c.path)?),
-        SinkKind::Stdout(c) => start!(file::FileSink::stdout(c.pretty)),
+        SinkKind::File(c) => start!(file::FileSink::file(&c.path, setup.cfg.format)?),
+        SinkKind::Stdout(c) => start!(file::FileSink::stdout(c.pretty, setup.cfg.format)),
     })
 }

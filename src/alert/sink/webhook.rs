@@ -15,6 +15,7 @@ use sha2::Sha256;
 
 use super::check::check_url;
 use super::{http_client, send, DeliveryError, Sink, SinkSetup};
+use crate::alert::format::AlertFormat;
 use crate::alert::shape::EncodedAlert;
 use crate::secret::Secret;
 use keywatch_core::types::{invalid, ConfigError};
@@ -107,6 +108,7 @@ pub struct WebhookSink {
     url: reqwest::Url,
     key: Option<SigningKey>,
     headers: HeaderMap,
+    format: AlertFormat,
 }
 
 impl WebhookSink {
@@ -130,13 +132,15 @@ impl WebhookSink {
             url: reqwest::Url::parse(&cfg.url)?,
             key,
             headers,
+            format: setup.cfg.format,
         })
     }
 }
 
 impl Sink for WebhookSink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
-        let body = alert.json().as_bytes();
+        let rendered = self.format.render(alert);
+        let body = rendered.as_bytes();
         let timestamp = chrono::Utc::now().timestamp();
         let mut request = self
             .client

@@ -1,0 +1,149 @@
+//! An alert as an Elastic Common Schema (8.x) document, with the fields
+//! Elastic Security's detection rules and alert views read: `event.*`
+//! (`kind: alert`, `severity`, `risk_score`), `rule.*`, `user.*`,
+//! `source.ip`, `user_agent.original`, `cloud.*`, `related.*`. keywatch's
+//! own fields (the key, owner, team, evidence) sit under `keywatch`.
+
+use serde_json::{json, Map, Value};
+
+use super::{observed_ms, sample_str, source_ip};
+use crate::alert::shape::Alert;
+use keywatch_core::engine::Severity;
+
+/// The ECS version the documents follow.
+const ECS_VERSION: &str = "8.11.0";
+
+/// Elastic Security's numeric severity (its rules' `risk_score` bands:
+/// low 21, medium 47, high 73, critical 99).
+fn risk(s: Severity) -> u8 {
+    match s {
+        Severity::Info => 0,
+        Severity::Low => 21,
+        Severity::Medium => 47,
+        Severity::High => 73,
+        Severity::Critical => 99,
+    }
+}
+
+/// The cloud a credential belongs to, when its shape says.
+fn provider(alert: &Alert) -> Option<&'static str> {
+    let key = alert.key_id.as_str();
+    let principal = alert.principal.as_deref().unwrap_or("");
+    if principal.starts_with("arn:aws") || key.starts_with("AKIA") || key.starts_with("ASIA") {
+        Some("aws")
+    } else if key.starts_with("//iam.googleapis.com/")
+        || principal.ends_with(".gserviceaccount.com")
+    {
+        Some("gcp")
+    } else {
+        None
+    }
+}
+
+/// The ECS document for `alert`.
+pub fn document(alert: &Alert) -> Value {
+    let detector = alert.detector.as_str();
+    let outcome = match sample_str(alert, "outcome") {
+        Some("failure") => "failure",
+        Some("success") => "success",
+        _ => "unknown",
+    };
+    let event = json!({
+        "kind": "alert",
+        "category": ["iam"],
+        "type": ["info"],
+        "action": detector,
+        "id": alert.id,
+        "severity": risk(alert.severity),
+        "risk_score": risk(alert.severity),
+        "outcome": outcome,
+        "reason": alert.summary,
+        "provider": "keywatch",
+        "module": "keywatch",
+        "dataset": "keywatch.alert",
+        "start": alert.observed_at,
+    });
+
+    let mut doc = json!({
+        "@timestamp": chrono::DateTime::from_timestamp_millis(observed_ms(alert))
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "message": alert.summary,
+        "ecs": { "version": ECS_VERSION },
+        "event": event,
+        "rule": {
+            "id": detector,
+            "name": detector,
+            "ruleset": "keywatch",
+            "category": "credential misuse",
+            "description": alert.summary,
+        },
+        "observer": { "vendor": "keywatch", "product": "keywatch", "type": "detector" },
+        "tags": ["keywatch", detector],
+        "keywatch": {
+            "alert_id": alert.id,
+            "key_id": alert.key_id,
+            "severity": alert.severity,
+            "owner": alert.owner,
+            "team": alert.team,
+            "evidence": alert.evidence,
+            "sample": alert.sample,
+        },
+    });
+
+    let mut user = Map::new();
+    if let Some(p) = &alert.principal {
+        user.insert("name".into(), json!(p));
+        user.insert("id".into(), json!(p));
+    }
+    if let Some(owner) = &alert.owner {
+        user.insert("email".into(), json!(owner));
+    }
+    if !user.is_empty() {
+        doc["user"] = Value::Object(user);
+    }
+
+    let mut related_ip = Vec::new();
+    if let Some(source) = sample_str(alert, "source") {
+        doc["source"] = match source_ip(alert) {
+            Some(ip) => {
+                related_ip.push(ip.to_string());
+                json!({ "ip": ip.to_string(), "address": source })
+            }
+            None => json!({ "address": source }),
+        };
+    }
+    if let Some(ua) = sample_str(alert, "user_agent") {
+        doc["user_agent"] = json!({ "original": ua });
+    }
+
+    let mut cloud = Map::new();
+    if let Some(p) = provider(alert) {
+        cloud.insert("provider".into(), json!(p));
+    }
+    if let Some(region) = sample_str(alert, "region") {
+        cloud.insert("region".into(), json!(region));
+    }
+    if let Some(account) = alert
+        .principal
+        .as_deref()
+        .and_then(|p| p.strip_prefix("arn:aws"))
+        .and_then(|rest| rest.split(':').nth(3))
+        .filter(|a| !a.is_empty())
+    {
+        cloud.insert("account".into(), json!({ "id": account }));
+    }
+    if let Some((service, _)) = sample_str(alert, "action").and_then(|a| a.split_once(':')) {
+        cloud.insert("service".into(), json!({ "name": service }));
+    }
+    if !cloud.is_empty() {
+        doc["cloud"] = Value::Object(cloud);
+    }
+
+    let mut related_user = vec![json!(alert.key_id)];
+    if let Some(p) = &alert.principal {
+        related_user.push(json!(p));
+    }
+    doc["related"] = json!({ "user": related_user, "ip": related_ip });
+    doc
+}
