@@ -45,6 +45,9 @@ const THROTTLED: &[&str] = &[
     "priorrequestnotcomplete",
     "429",
     "resource_exhausted",
+    // Google's RPC status code for RESOURCE_EXHAUSTED, as the `gcp` profile
+    // maps `status.code` (HTTP statuses have three digits, so no clash).
+    "8",
     "e0000047",
 ];
 
@@ -65,6 +68,9 @@ const PROVIDER: &[&str] = &[
     "servicefailure",
     "unavailable",
     "internal",
+    // Google's RPC INTERNAL, UNAVAILABLE.
+    "13",
+    "14",
     "500",
     "502",
     "503",
@@ -128,6 +134,10 @@ mod tests {
             "LimitExceeded",
             "403",
             "PERMISSION_DENIED",
+            // Google's PERMISSION_DENIED, UNAUTHENTICATED, NOT_FOUND.
+            "7",
+            "16",
+            "5",
             "permission denied",
         ] {
             assert_eq!(Failure::of_code(Some(code)), Failure::Caller, "{code}");
@@ -150,6 +160,7 @@ mod tests {
             "Rate exceeded",
             "429",
             "RESOURCE_EXHAUSTED",
+            "8",
             "E0000047",
         ] {
             assert_eq!(Failure::of_code(Some(code)), Failure::Throttled, "{code}");
@@ -165,6 +176,7 @@ mod tests {
             "ServiceUnavailableException",
             "503",
             "UNAVAILABLE",
+            "14",
         ] {
             assert_eq!(Failure::of_code(Some(code)), Failure::Provider, "{code}");
         }

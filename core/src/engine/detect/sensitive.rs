@@ -4,10 +4,14 @@
 //! key, however broad its repertoire; `new_identity_sensitive_action` judges
 //! them on identities with no history.
 //!
-//! Each row names the service (the CloudTrail event source's short name,
-//! `iam` for `iam.amazonaws.com`) and the action. An action given without a
-//! service (a flat `action` field with no `service:` prefix) matches on its
-//! name alone.
+//! Each row names the service (the event source's short name: `iam` for
+//! `iam.amazonaws.com` or `iam.googleapis.com`) and the action, as the
+//! built-in profiles map them: CloudTrail's eventName, Google Cloud's
+//! methodName, Azure's Activity Log operation, Okta's eventType. An action
+//! given without a service (a flat `action` field with no `service:`
+//! prefix, as Azure's and Okta's are) matches on its name alone. Names
+//! match without regard to case (Azure writes its operations in capitals
+//! in diagnostic exports, in mixed case in the Activity Log API).
 
 use serde::Serialize;
 
@@ -40,7 +44,7 @@ impl Category {
 use Category::{Credentials, Logging, Permissions, Secrets};
 
 /// Service, action, category.
-pub const SENSITIVE: [(&str, &str, Category); 40] = [
+pub const SENSITIVE: [(&str, &str, Category); 65] = [
     ("iam", "CreateAccessKey", Credentials),
     ("iam", "CreateLoginProfile", Credentials),
     ("iam", "UpdateLoginProfile", Credentials),
@@ -81,13 +85,91 @@ pub const SENSITIVE: [(&str, &str, Category); 40] = [
     ("secretsmanager", "BatchGetSecretValue", Secrets),
     ("ssm", "GetParametersByPath", Secrets),
     ("iam", "CreateSAMLProvider", Permissions),
+    // Google Cloud (the `gcp` profile: the service's short name, the
+    // audit log's methodName).
+    (
+        "iam",
+        "google.iam.admin.v1.CreateServiceAccountKey",
+        Credentials,
+    ),
+    (
+        "iam",
+        "google.iam.admin.v1.UploadServiceAccountKey",
+        Credentials,
+    ),
+    ("iamcredentials", "GenerateAccessToken", Credentials),
+    ("iamcredentials", "SignJwt", Credentials),
+    ("cloudresourcemanager", "SetIamPolicy", Permissions),
+    ("iam", "google.iam.admin.v1.SetIAMPolicy", Permissions),
+    ("iam", "google.iam.admin.v1.CreateRole", Permissions),
+    ("iam", "google.iam.admin.v1.UpdateRole", Permissions),
+    (
+        "logging",
+        "google.logging.v2.ConfigServiceV2.DeleteSink",
+        Logging,
+    ),
+    (
+        "logging",
+        "google.logging.v2.ConfigServiceV2.UpdateSink",
+        Logging,
+    ),
+    (
+        "logging",
+        "google.logging.v2.ConfigServiceV2.DeleteBucket",
+        Logging,
+    ),
+    (
+        "secretmanager",
+        "google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion",
+        Secrets,
+    ),
+    // Azure Activity Log operations (the `azure` profile: a flat action,
+    // matched by name without regard to case).
+    (
+        "azure",
+        "Microsoft.Authorization/roleAssignments/write",
+        Permissions,
+    ),
+    (
+        "azure",
+        "Microsoft.Authorization/roleDefinitions/write",
+        Permissions,
+    ),
+    (
+        "azure",
+        "Microsoft.KeyVault/vaults/accessPolicies/write",
+        Permissions,
+    ),
+    (
+        "azure",
+        "Microsoft.Insights/diagnosticSettings/delete",
+        Logging,
+    ),
+    (
+        "azure",
+        "Microsoft.Insights/diagnosticSettings/write",
+        Logging,
+    ),
+    ("azure", "Microsoft.Web/sites/config/list/action", Secrets),
+    (
+        "azure",
+        "Microsoft.Storage/storageAccounts/listKeys/action",
+        Credentials,
+    ),
+    // Okta System Log event types (the `okta` profile).
+    ("okta", "system.api_token.create", Credentials),
+    ("okta", "user.account.reset_password", Credentials),
+    ("okta", "user.account.privilege.grant", Permissions),
+    ("okta", "group.privilege.grant", Permissions),
+    ("okta", "system.log_stream.lifecycle.deactivate", Logging),
+    ("okta", "system.log_stream.lifecycle.delete", Logging),
 ];
 
 /// Why `action` of `service` is sensitive, if it is.
 pub fn category(service: Option<&str>, action: &str) -> Option<Category> {
     SENSITIVE
         .iter()
-        .find(|(s, a, _)| *a == action && service.is_none_or(|svc| svc == *s))
+        .find(|(s, a, _)| a.eq_ignore_ascii_case(action) && service.is_none_or(|svc| svc == *s))
         .map(|r| r.2)
 }
 
@@ -114,6 +196,25 @@ mod tests {
         // Same name, other service: not the sensitive call.
         assert_eq!(category(Some("s3"), "CreateUser"), None);
         assert_eq!(category(Some("s3"), "GetObject"), None);
+    }
+
+    #[test]
+    fn other_providers_sensitive_calls_are_in_the_table() {
+        assert_eq!(
+            category(Some("iam"), "google.iam.admin.v1.CreateServiceAccountKey"),
+            Some(Credentials)
+        );
+        assert_eq!(
+            category(Some("cloudresourcemanager"), "SetIamPolicy"),
+            Some(Permissions)
+        );
+        assert_eq!(
+            category(None, "MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE"),
+            Some(Permissions)
+        );
+        assert_eq!(category(None, "system.api_token.create"), Some(Credentials));
+        // Reading an object is not a secret's read, on any provider.
+        assert_eq!(category(Some("storage"), "storage.objects.get"), None);
     }
 
     #[test]
