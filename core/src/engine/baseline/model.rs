@@ -313,7 +313,14 @@ impl RateModel {
             .seasonal
             .as_deref()
             .is_some_and(|s| s.alerted != u32::MAX && s.alerted / bph == hour);
-        let top_in = if clamp && alerted {
+        // Nor does a month's end run at last month's level: that is the
+        // calendar's, not the size of the key's bursts (which, raised, would
+        // let a burst three times the month-end's pass on any other day).
+        let calendar = self
+            .seasonal
+            .as_deref()
+            .is_some_and(|s| s.month_factor(hour) > 1.0);
+        let top_in = if clamp && (alerted || calendar) {
             top.min(self.level.get())
         } else if clamp {
             top.min((3.0 * self.level.get()).max(1.0))

@@ -49,6 +49,10 @@ pub(super) const RECUR_MASK: u8 = 0x7F;
 /// Decay of an hour-of-week's envelope each week it is seen again (0.7
 /// until the weekend batches of nightly jobs alerted on their bigger weeks).
 pub(super) const WEEKLY_DECAY: f32 = 0.85;
+/// Largest month-end factor remembered: a month's last day at fifty times
+/// its hours' means is already beyond any billing run; more is not
+/// learned as usual.
+pub(super) const MONTH_END_MAX: f32 = 50.0;
 /// Hours in a week.
 pub(super) const WEEK_HOURS: usize = 168;
 /// The week's envelope adds its own uncertainty only beyond this multiple

@@ -126,6 +126,33 @@ pub struct Seasonal {
     /// for one hour, so it is not part of the saved state.
     #[serde(skip)]
     pub(super) carry_all: bool,
+    /// The month's last two days (UTC; the last, the day before): how far
+    /// the previous month's ran above their hours' means, as a factor (0:
+    /// not seen yet). A month-end peak (billing, reports) is expected on
+    /// the same days of the next month.
+    #[serde(default)]
+    pub(super) month_end: [Half; 2],
+    /// The current month-end day's hourly means so far, and what their
+    /// slots expected.
+    #[serde(default)]
+    pub(super) month_observed: f32,
+    #[serde(default)]
+    pub(super) month_expected: f32,
+}
+
+/// Days from 0001-01-01 to 1970-01-01 (chrono's day count from the CE).
+const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
+/// Where the UTC day of `hour` (since the epoch) lies at its month's end: 0
+/// on the last day, 1 on the day before; `None` on any other day.
+pub(super) fn month_end_position(hour: u32) -> Option<usize> {
+    use chrono::{Datelike, Days, NaiveDate};
+    let day = i32::try_from(hour as i64 / 24 + EPOCH_DAYS_FROM_CE).ok()?;
+    let date = NaiveDate::from_num_days_from_ce_opt(day)?;
+    (0..2).find(|&k| {
+        date.checked_add_days(Days::new(k as u64 + 1))
+            .is_some_and(|d| d.day() == 1)
+    })
 }
 
 impl Seasonal {
@@ -149,6 +176,9 @@ impl Seasonal {
             recent_observed: 0.0,
             recent_expected: 0.0,
             carry_all: false,
+            month_end: [Half::default(); 2],
+            month_observed: 0.0,
+            month_expected: 0.0,
         }
     }
 
@@ -204,7 +234,19 @@ impl Seasonal {
         // As far as the week's envelope sets the expectation, its own
         // uncertainty (a sample a week) is added.
         let share = (1.0 - WEEKLY_SURE * base / weekly.max(base)).clamp(0.0, 1.0);
-        slot.resid_phi() + share * PHI_PRIOR
+        // A month-end level is one sample a month: its own uncertainty too.
+        let monthly = if self.month_factor(hour) > 1.0 {
+            PHI_PRIOR
+        } else {
+            0.0
+        };
+        slot.resid_phi() + share * PHI_PRIOR + monthly
+    }
+
+    /// The factor the same day of last month's end ran at, on the month's
+    /// last two days (UTC); 0 on other days or when not seen.
+    pub(super) fn month_factor(&self, hour: u32) -> f32 {
+        month_end_position(hour).map_or(0.0, |k| self.month_end[k].get())
     }
 
     /// The hour's expected count per bucket on a usual day, and the hour of
@@ -241,7 +283,8 @@ impl Seasonal {
         self.allowance = Half::new(self.day_level(slot.phi()).max(0.0));
         let mut lambda = (slot.mean.max(LAMBDA_MIN) * self.allowance.get().exp())
             .max(base)
-            .max(weekly);
+            .max(weekly)
+            .max(slot.mean * self.month_factor(hour));
         if first_half || self.carry_all {
             let c = self.carry.get();
             lambda = lambda.max(c - 2.0 * c.sqrt());
@@ -318,6 +361,7 @@ impl Seasonal {
             let i = hour as usize % WEEK_HOURS;
             w[i] = Half::new((w[i].get() * WEEKLY_DECAY).max(top.min(cap)));
         }
+        self.learn_month_end(hour, mean);
         let day = self.day_level(self.slots[(hour % 24) as usize].phi());
         let slot = &mut self.slots[(hour % 24) as usize];
         // A slot never learned has no dispersion yet (learning sets one).
@@ -384,6 +428,30 @@ impl Seasonal {
             slot.mean += alpha * (m - m0);
         }
         slot.top = slot.top.max(b);
+    }
+
+    /// On a month's last two days, adds the closed hour's mean (and its
+    /// slot's) to the day's, and at the day's last hour keeps how far the
+    /// day ran above its slots, for the same day of the next month. Learned
+    /// as it was, once: what recurs at a month's end is the key's, and one
+    /// month is all a key has before the next. The door: a thief who struck
+    /// on the last day of a month (and was found then) is expected at the
+    /// same size on the last day of the next.
+    fn learn_month_end(&mut self, hour: u32, mean: f32) {
+        let Some(k) = month_end_position(hour) else {
+            return;
+        };
+        if hour % 24 == 0 {
+            self.month_observed = 0.0;
+            self.month_expected = 0.0;
+        }
+        let m0 = self.slots[(hour % 24) as usize].mean;
+        self.month_observed += mean;
+        self.month_expected += m0;
+        if hour % 24 == 23 && self.month_expected > 0.0 {
+            let factor = (self.month_observed + 0.1) / (self.month_expected + 0.1);
+            self.month_end[k] = Half::new(factor.min(MONTH_END_MAX));
+        }
     }
 
     /// One active day passes: the envelopes decay.

@@ -624,12 +624,14 @@ fn the_seasonal_model_is_boxed() {
     // In place: 24 bytes per counter (requests, failures); the hour-of-day
     // model is allocated only for keys whose bucket reached min_count / 4,
     // its hour-of-week envelopes (2 bytes an hour) after a week of history.
+    // 448 bytes until the month's end was remembered (two factors and the
+    // day's two sums: 16 bytes).
     let inline = std::mem::size_of::<crate::engine::baseline::RateModel>();
     let boxed = std::mem::size_of::<crate::engine::baseline::Seasonal>();
     let weekly = 168 * std::mem::size_of::<crate::engine::baseline::Half>();
     eprintln!("RateModel {inline} B in place, Seasonal {boxed} B boxed, weekly {weekly} B boxed");
     assert!(inline <= 24, "{inline}");
-    assert!(boxed <= 448, "{boxed}");
+    assert!(boxed <= 464, "{boxed}");
     assert!(weekly <= 336, "{weekly}");
 }
 
@@ -840,4 +842,45 @@ fn a_nightly_job_an_hour_later_after_the_clocks_go_back_is_not_a_spike() {
         1,
         "the job's size in the hour after the job ran is a spike"
     );
+}
+
+#[test]
+fn a_month_end_peak_is_news_once_and_usual_the_next_month() {
+    // A billing key at 4 calls per bucket, ten times that on a month's last
+    // day (UTC) and five times on the day before: January's end (days 25
+    // and 26 from Monday 5 January) is news; February's (days 53 and 54)
+    // is what the key did at the end of last month. A burst of the same
+    // size on an ordinary day still alerts.
+    for seed in SEEDS {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut cfg = Config::default();
+        cfg.engine.fold_after = 0;
+        let mut f = Feed::new(&cfg, "AKIABILLING");
+        let peak = |d: u32| match d {
+            26 | 54 => 10.0,
+            25 | 53 => 5.0,
+            _ => 1.0,
+        };
+        feed_days(&mut f, &mut rng, 0..40, |d, _| 4.0 * peak(d));
+        assert!(
+            !f.spikes().is_empty(),
+            "seed {seed}: the first month-end peak is news"
+        );
+        let first = f.spikes().len();
+        feed_days(&mut f, &mut rng, 40..56, |d, _| 4.0 * peak(d));
+        let later: Vec<_> = f.spikes()[first..].iter().map(|x| &x.summary).collect();
+        assert!(
+            later.is_empty(),
+            "seed {seed}: the next month's end is usual: {later:#?}"
+        );
+        // 1 March: the same tenfold level, on a day that is not a month's end.
+        for b in 120..132 {
+            let n = poisson(&mut rng, 40.0);
+            f.bucket(bucket_start(56, b), n, false);
+        }
+        assert!(
+            f.spikes().len() > first,
+            "seed {seed}: a tenfold hour on an ordinary day"
+        );
+    }
 }
