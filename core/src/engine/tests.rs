@@ -152,6 +152,42 @@ fn daily_rhythm_is_quiet() {
 }
 
 #[test]
+fn an_ipv6_households_own_prefixes_are_one_network() {
+    // A host on a household's /56 whose ISP hands it a new /64 now and
+    // then: the /64s are one network. A new /56 in the site's /48 is low
+    // (same_ipv6_site); a /48 the key never used is a new network, high on
+    // a key that never met one.
+    let mut rng = Rng(21);
+    let home = ["2001:db8:7:10::5", "2001:db8:7:10::6"];
+    let events = office_key("AKIAV6HOME", 30, 60.0, &home, &mut rng);
+    let at = T0 + 30 * DAY + 10 * HOUR;
+    let with = |source: &str| {
+        let mut all = events.clone();
+        all.push(ev(at, "AKIAV6HOME", source));
+        of(&run(all), Detector::NewSource)
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        with("2001:db8:7:2f::9").is_empty(),
+        "another /64 of the /56"
+    );
+    let site = with("2001:db8:7:300::9");
+    assert_eq!(site.len(), 1, "{site:#?}");
+    assert_eq!(site[0].severity, Severity::Low);
+    assert_eq!(site[0].evidence.observed["rules"][0], "same_ipv6_site");
+    assert!(
+        site[0].summary.contains("2001:db8:7:300::/56"),
+        "{}",
+        site[0].summary
+    );
+    let away = with("2a00:1450:4001:81c::200e");
+    assert_eq!(away.len(), 1, "{away:#?}");
+    assert_eq!(away[0].severity, Severity::High);
+}
+
+#[test]
 fn stolen_key_from_a_new_network_is_found() {
     let mut rng = Rng(2);
     let mut events = office_key("AKIASTOLEN", 30, 60.0, &["203.0.113.10"], &mut rng);
