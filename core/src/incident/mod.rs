@@ -519,8 +519,9 @@ impl Tracker {
     }
 
     /// Adds a finding to its identity's open incident, or opens one. A
-    /// folded finding (a run's record, already counted) should not be
-    /// passed: it would count twice.
+    /// finding already in the incident's timeline changes nothing. A folded
+    /// finding (a run's record, already counted) should not be passed: it
+    /// would count twice.
     pub fn observe(&mut self, f: &Finding) -> Observed {
         let at_ms = f.observed_at_ms();
         let key = self.identity_of(f);
@@ -542,6 +543,16 @@ impl Tracker {
             {
                 let mut old = self.open.remove(&oldest).expect("present");
                 events.push(Self::resolve(&mut old));
+            }
+        }
+        if let Some(incident) = self.open.get(&key) {
+            // The same finding again (re-found while a partition catches
+            // up): already in, nothing changes.
+            if incident.timeline.iter().any(|s| s.finding_id == f.id) {
+                return Observed {
+                    incident_id: incident.id.clone(),
+                    events,
+                };
             }
         }
         let max_timeline = self.max_timeline;

@@ -164,6 +164,17 @@ fn one_attack_is_one_incident_with_a_stable_id() {
 }
 
 #[test]
+fn the_same_finding_twice_changes_nothing() {
+    let mut t = tracker();
+    let f = &stolen_key()[0];
+    let first = t.observe(f);
+    let again = t.observe(f);
+    assert_eq!(again.incident_id, first.incident_id);
+    assert!(again.events.is_empty(), "no event for a finding already in");
+    assert_eq!(t.open_incidents()[0].findings, 1);
+}
+
+#[test]
 fn the_score_is_a_noisy_or_over_detectors_and_only_rises() {
     let mut t = tracker();
     let net = "198.51.100.7";

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use prometheus::core::Collector;
 
 use super::traffic::{headline, now_ms, Plan, Progress, FIRST_ATTACK, HISTORY_DAYS};
-use crate::alert::{pretty, Alert};
+use crate::alert::{pretty, Alert, IncidentAlert};
 use crate::config::Entity;
 use crate::source::kafka::SourceStatus;
 use keywatch_core::engine::{Engine, Severity};
@@ -82,21 +82,29 @@ pub struct Console {
 
 impl Console {
     /// Runs until `stop`, then prints what is still held; returns every
-    /// alert seen.
-    pub fn run(self, stop: &AtomicBool) -> Vec<Alert> {
+    /// alert and incident event seen.
+    pub fn run(self, stop: &AtomicBool) -> Seen {
         let tty = std::io::stderr().is_terminal();
         let mut tail = Tail::new(self.alerts.clone());
         let mut held: BTreeMap<(String, String), Alert> = BTreeMap::new();
-        let mut seen = Vec::new();
+        let mut seen = Seen::default();
         let mut warm_up_shown = false;
         let mut line = StatusLine::new(tty);
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            for alert in tail.read_new() {
-                if alert.severity >= PRINTED {
-                    held.insert((alert.observed_at.clone(), alert.id.clone()), alert.clone());
+            for record in tail.read_new() {
+                match record {
+                    Record::Finding(alert) => {
+                        if alert.severity >= PRINTED {
+                            held.insert(
+                                (alert.observed_at.clone(), alert.id.clone()),
+                                alert.clone(),
+                            );
+                        }
+                        seen.alerts.push(alert);
+                    }
+                    Record::Incident(incident) => seen.incidents.push(incident),
                 }
-                seen.push(alert);
             }
             let live_since = self.progress.live_since_ms.load(Ordering::Relaxed);
             if !warm_up_shown && (live_since > 0 || stopping) {
@@ -171,8 +179,65 @@ fn print_live(held: &mut BTreeMap<(String, String), Alert>, until: i64, line: &m
     let _ = out.flush();
 }
 
+/// Whether an incident is on an attack's key (or principal) and not over
+/// before the attack began.
+fn belongs(incident: &IncidentAlert, attack: &Attack) -> bool {
+    (incident.key_ids.contains(&attack.key_id)
+        || (attack.principal.is_some() && incident.principal == attack.principal))
+        && at_ms(&incident.last_seen) >= attack.start_ms
+}
+
+/// "1 incident (critical, 9 findings, initial access → discovery)" for the
+/// incidents on an attack's key since it began, as they last stood.
+fn incidents_of(attack: &Attack, incidents: &[IncidentAlert]) -> Option<String> {
+    let mut latest: BTreeMap<&str, &IncidentAlert> = BTreeMap::new();
+    for i in incidents.iter().filter(|i| belongs(i, attack)) {
+        latest.insert(&i.incident_id, i);
+    }
+    if latest.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = latest
+        .values()
+        .map(|i| {
+            let chain: Vec<_> = i.tactics.iter().map(|t| t.text()).collect();
+            format!(
+                "{}, {} findings, {}",
+                i.severity.as_str(),
+                i.findings,
+                if chain.is_empty() {
+                    "no tactic".to_owned()
+                } else {
+                    chain.join(" → ")
+                }
+            )
+        })
+        .collect();
+    Some(format!(
+        "as {} incident{}: {}",
+        latest.len(),
+        if latest.len() == 1 { "" } else { "s" },
+        each.join("; ")
+    ))
+}
+
 fn at_ms(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(0, |t| t.timestamp_millis())
+}
+
+/// What the demo's all-alerts file held.
+#[derive(Default)]
+pub struct Seen {
+    /// Every finding's alert.
+    pub alerts: Vec<Alert>,
+    /// Every incident event.
+    pub incidents: Vec<IncidentAlert>,
+}
+
+/// One line of the all-alerts file.
+enum Record {
+    Finding(Alert),
+    Incident(IncidentAlert),
 }
 
 /// Follows a JSON Lines file as it grows.
@@ -191,8 +256,8 @@ impl Tail {
         }
     }
 
-    /// The alerts on the lines completed since the last call.
-    fn read_new(&mut self) -> Vec<Alert> {
+    /// The alerts and incident events on the lines completed since the last call.
+    fn read_new(&mut self) -> Vec<Record> {
         if self.reader.is_none() {
             self.reader = std::fs::File::open(&self.path).ok().map(BufReader::new);
         }
@@ -204,8 +269,12 @@ impl Tail {
             match reader.read_line(&mut self.partial) {
                 Ok(0) | Err(_) => break,
                 Ok(_) if self.partial.ends_with('\n') => {
-                    if let Ok(alert) = serde_json::from_str::<Alert>(&self.partial) {
-                        out.push(alert);
+                    if self.partial.contains(r#""type":"incident""#) {
+                        if let Ok(incident) = serde_json::from_str(&self.partial) {
+                            out.push(Record::Incident(incident));
+                        }
+                    } else if let Ok(alert) = serde_json::from_str(&self.partial) {
+                        out.push(Record::Finding(alert));
                     }
                     self.partial.clear();
                 }
@@ -343,7 +412,8 @@ fn severity_counts(metrics: &Metrics) -> BTreeMap<Severity, u64> {
 
 /// The closing summary, on stderr: what was found, which attacks were
 /// caught, where to look next.
-pub fn summary(metrics: &Metrics, attacks: &[Attack], alerts: &[Alert], ran: Duration) {
+pub fn summary(metrics: &Metrics, attacks: &[Attack], seen: &Seen, ran: Duration) {
+    let alerts = &seen.alerts;
     let events: u64 = metrics
         .events
         .collect()
@@ -401,6 +471,28 @@ pub fn summary(metrics: &Metrics, attacks: &[Attack], alerts: &[Alert], ran: Dur
             None => format!("not caught (yet) by {}", attack.detector),
         };
         text.push_str(&format!("  {:<66} {verdict}\n", headline(attack.kind)));
+        if let Some(line) = incidents_of(attack, &seen.incidents) {
+            text.push_str(&format!("  {:<66} {line}\n", ""));
+        }
+    }
+    let live_since = attacks.iter().map(|a| a.start_ms).min().unwrap_or(i64::MAX);
+    let mut other: Vec<&str> = seen
+        .incidents
+        .iter()
+        .filter(|i| {
+            at_ms(&i.first_seen) >= live_since
+                && i.severity >= PRINTED
+                && !attacks.iter().any(|a| belongs(i, a))
+        })
+        .map(|i| i.incident_id.as_str())
+        .collect();
+    other.sort_unstable();
+    other.dedup();
+    if !attacks.is_empty() {
+        text.push_str(&format!(
+            "  incidents of medium severity and above on keys under no attack since the first attack: {}\n",
+            other.len()
+        ));
     }
     text.push_str(
         "\nWhere to look next:\n\
