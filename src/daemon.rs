@@ -257,6 +257,12 @@ async fn serve(
         ));
     }
     let (store, store_writer) = open_store(&cfg, &daemon, &alerts)?;
+    if let (Some(store), Some(incidents)) = (&store, alerts.incidents()) {
+        let store = store.clone();
+        incidents.listen(Arc::new(move |event| {
+            store.record_incident(&event.incident)
+        }));
+    }
     let feedback_stop = CancellationToken::new();
     let feedback = match &store {
         Some(store) if !cfg.store.feedback_topic.is_empty() => {

@@ -3,11 +3,18 @@
 //! changes is counted, told to whoever listens (the findings store) and
 //! sent to the sinks that take incidents.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use keywatch_core::engine::Finding;
-use keywatch_core::incident::{Change, IncidentEvent, IncidentsConfig, Observed, Tracker};
+use keywatch_core::incident::{
+    Change, Filter, Incident, IncidentEvent, IncidentsConfig, Observed, Tracker,
+};
 use keywatch_core::metrics::Metrics;
+
+/// Incidents kept in memory for the API when there is no findings store:
+/// the last thousand opened (a few KB each), as they last stood.
+const RECENT: usize = 1000;
 
 /// Told every incident event (the findings store keeps them).
 pub type IncidentListener = Arc<dyn Fn(&IncidentEvent) + Send + Sync>;
@@ -17,6 +24,14 @@ pub struct Incidents {
     tracker: Mutex<Tracker>,
     metrics: Arc<Metrics>,
     listener: OnceLock<IncidentListener>,
+    recent: Mutex<Recent>,
+}
+
+/// The latest state of the incidents opened last, oldest first.
+#[derive(Default)]
+struct Recent {
+    by_id: HashMap<String, Incident>,
+    order: VecDeque<String>,
 }
 
 impl Incidents {
@@ -26,7 +41,33 @@ impl Incidents {
             tracker: Mutex::new(Tracker::new(cfg, by_principal)),
             metrics,
             listener: OnceLock::new(),
+            recent: Mutex::new(Recent::default()),
         }
+    }
+
+    /// The recent incidents matching `filter` (open ones, and resolved ones
+    /// among the last [`RECENT`] opened), the latest last finding first.
+    pub fn list(&self, filter: &Filter, limit: usize) -> Vec<Incident> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Incident> = recent
+            .by_id
+            .values()
+            .filter(|i| filter.matches(i))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            b.last_seen_ms()
+                .cmp(&a.last_seen_ms())
+                .then(a.id.cmp(&b.id))
+        });
+        out.truncate(limit);
+        out
+    }
+
+    /// A recent incident by id.
+    pub fn get(&self, id: &str) -> Option<Incident> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.by_id.get(id).cloned()
     }
 
     /// Sets who is told every event; only the first call counts.
@@ -50,14 +91,24 @@ impl Incidents {
         events
     }
 
-    /// The open incidents, newest last finding first.
-    pub fn open(&self) -> Vec<keywatch_core::incident::Incident> {
-        let tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-        tracker.open_incidents().into_iter().cloned().collect()
-    }
-
-    /// Counts `event` and tells the listener.
+    /// Counts `event`, keeps it for the API and tells the listener.
     pub fn record(&self, event: &IncidentEvent) {
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let incident = &event.incident;
+            if recent
+                .by_id
+                .insert(incident.id.clone(), incident.clone())
+                .is_none()
+            {
+                recent.order.push_back(incident.id.clone());
+                if recent.order.len() > RECENT {
+                    if let Some(old) = recent.order.pop_front() {
+                        recent.by_id.remove(&old);
+                    }
+                }
+            }
+        }
         if matches!(event.change, Change::Opened | Change::Escalated) {
             self.metrics
                 .incidents

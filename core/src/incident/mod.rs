@@ -323,6 +323,18 @@ impl Incident {
         }
     }
 
+    /// Restores the times kept out of its JSON (an incident read back from
+    /// the store or a topic) from `first_seen` and `last_seen`.
+    pub fn restore_times(&mut self) {
+        let ms = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_default()
+        };
+        self.first_ms = ms(&self.first_seen);
+        self.last_ms = ms(&self.last_seen);
+    }
+
     /// Event time of its last finding, epoch milliseconds.
     pub fn last_seen_ms(&self) -> i64 {
         self.last_ms
@@ -458,6 +470,49 @@ impl Incident {
             s = if self.findings == 1 { "" } else { "s" },
             score = self.score,
         )
+    }
+}
+
+/// Which incidents a list shows (`/api/v1/incidents`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Open or resolved.
+    pub status: Option<Status>,
+    /// Lowest severity.
+    pub severity: Option<Severity>,
+    /// The key or principal it is about.
+    pub identity: Option<String>,
+    /// One of its keys.
+    pub key_id: Option<String>,
+    /// One of its tactics.
+    pub tactic: Option<Tactic>,
+    /// Attack sequences only (or none of them).
+    pub attack_sequence: Option<bool>,
+    /// Last finding at or after (epoch ms).
+    pub since_ms: Option<i64>,
+    /// First finding before (epoch ms).
+    pub until_ms: Option<i64>,
+}
+
+impl Filter {
+    /// Whether `incident` is in the list.
+    pub fn matches(&self, incident: &Incident) -> bool {
+        self.status.is_none_or(|s| incident.status == s)
+            && self.severity.is_none_or(|s| incident.severity >= s)
+            && self
+                .identity
+                .as_ref()
+                .is_none_or(|i| &incident.identity == i)
+            && self
+                .key_id
+                .as_ref()
+                .is_none_or(|k| incident.key_ids.contains(k))
+            && self.tactic.is_none_or(|t| incident.tactics.contains(&t))
+            && self
+                .attack_sequence
+                .is_none_or(|a| incident.attack_sequence == a)
+            && self.since_ms.is_none_or(|t| incident.last_ms >= t)
+            && self.until_ms.is_none_or(|t| incident.first_ms < t)
     }
 }
 
