@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::redact::Redactor;
 use keywatch_core::engine::{Detector, Evidence, Finding, Severity};
-use keywatch_core::incident::{Change, IncidentEvent, Status, Step, Tactic};
+use keywatch_core::incident::{Change, Incident, IncidentEvent, Status, Step, Tactic};
 use keywatch_core::owner::Owner;
 use keywatch_core::types::Entity;
 
@@ -140,9 +140,25 @@ pub struct IncidentAlert {
     pub actions: Vec<String>,
     /// Each finding with its event.
     pub timeline: Vec<Step>,
+    /// The incident's revision: bumped by every change, so a receiver can
+    /// tell the newest state of an incident from an older one arriving late.
+    pub revision: u32,
 }
 
 impl IncidentAlert {
+    /// The incident as it stood at this event (another instance's, read
+    /// back from the findings topic).
+    pub fn incident(&self) -> Incident {
+        let mut value = serde_json::to_value(self).expect("an incident always serialises");
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("id".into(), self.incident_id.clone().into());
+        }
+        let mut incident: Incident =
+            serde_json::from_value(value).expect("an incident event holds its incident");
+        incident.restore_times();
+        incident
+    }
+
     /// The alert for `event`, owned by `owner`, every string scrubbed.
     pub fn from_event(
         event: &IncidentEvent,
@@ -191,6 +207,7 @@ impl IncidentAlert {
             clients: i.clients.iter().map(|c| scrub(c)).collect(),
             actions: i.actions.clone(),
             timeline,
+            revision: i.revision,
         }
     }
 }

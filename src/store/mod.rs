@@ -232,6 +232,8 @@ pub struct Behind {
 pub struct Ingested {
     /// The finding, when the message held one to store.
     pub finding: Option<Finding>,
+    /// The incident, when the message was an incident event.
+    pub incident: Option<Incident>,
     /// Its team, from the alert.
     pub team: Option<String>,
     /// When it was stored by the instance that raised it (the message's

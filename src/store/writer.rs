@@ -418,6 +418,9 @@ impl Writer {
                     }
                 }
                 Msg::Ingest(i) => {
+                    if let Some(incident) = &i.incident {
+                        upsert_incident(&tx, incident, now)?;
+                    }
                     if let Some(f) = &i.finding {
                         if insert_new(&tx, f, i.team.as_deref(), i.stored_ms, now)? {
                             n[2] += 1;
