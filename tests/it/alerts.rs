@@ -991,20 +991,26 @@ async fn one_attack_is_one_notification_per_paging_sink_updated_then_resolved() 
     let alertmanager = Receiver::answering(200).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("alerts.jsonl");
+    // The webhook and PagerDuty one request at a time, so their order is
+    // the incident's; Slack with the default concurrency (4): requests side
+    // by side must still open the incident once.
     let mut signed = sink("hook", webhook(&hook.url));
+    signed.concurrency = 1;
     if let SinkKind::Webhook(w) = &mut signed.kind {
         w.secret = Some(Secret::resolve("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap());
     }
+    let mut pagerduty_sink = sink(
+        "pagerduty",
+        SinkKind::PagerDuty(PagerDutyConfig {
+            routing_key: Secret::resolve("R0UTINGKEY").unwrap(),
+            url: pagerduty.url.clone(),
+            resolve_after: ms(600),
+        }),
+    );
+    pagerduty_sink.concurrency = 1;
     let run = Running::with_incidents(
         vec![
-            sink(
-                "pagerduty",
-                SinkKind::PagerDuty(PagerDutyConfig {
-                    routing_key: Secret::resolve("R0UTINGKEY").unwrap(),
-                    url: pagerduty.url.clone(),
-                    resolve_after: ms(600),
-                }),
-            ),
+            pagerduty_sink,
             sink(
                 "slack",
                 SinkKind::Slack(SlackConfig {

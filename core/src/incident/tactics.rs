@@ -1,8 +1,10 @@
 //! The one table from what a finding shows to the MITRE ATT&CK tactic it
 //! is a step of. Rows are tried in order and the first match wins, so the
 //! specific rows (a `Get…` that reads a secret) come before the wide ones
-//! (`Get*` as reconnaissance). A finding's tactics are its detector's (a
-//! new network is initial access, whatever call it made) and its action's.
+//! (`Get*` as reconnaissance). A finding's tactic is its detector's when
+//! the detector has one (a new network is initial access, whatever call it
+//! made: the call is incidental, often the key's usual work) and otherwise
+//! its action's (a first `iam:CreateAccessKey` is persistence).
 //!
 //! Actions are written as the built-in profiles give them: `service:Name`
 //! (`iam:CreateAccessKey`), the service being the event source's short name.
@@ -246,15 +248,12 @@ pub fn of_action(action: &str) -> Option<Tactic> {
         })
 }
 
-/// The tactics a finding is a step of: its detector's, then its action's.
+/// The tactics a finding is a step of: its detector's, else its action's.
 pub fn of_finding(detector: Detector, action: Option<&str>) -> Vec<Tactic> {
-    let mut out: Vec<Tactic> = of_detector(detector).into_iter().collect();
-    if let Some(t) = action.and_then(of_action) {
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    out
+    of_detector(detector)
+        .or_else(|| action.and_then(of_action))
+        .into_iter()
+        .collect()
 }
 
 fn matches(pattern: &str, service: &str, name: &str) -> bool {

@@ -539,9 +539,15 @@ fn the_table_maps_the_issues_actions() {
     assert_eq!(of_action("s3:PutObject"), None);
     assert_eq!(of_action("sts:AssumeRole"), None);
     assert_eq!(
-        of_finding(Detector::NewSource, Some("iam:CreateUser")),
-        [Tactic::InitialAccess, Tactic::Persistence]
+        of_finding(Detector::NewSource, Some("s3:GetObject")),
+        [Tactic::InitialAccess],
+        "a new network's call is incidental"
     );
+    assert_eq!(
+        of_finding(Detector::NewAction, Some("iam:CreateUser")),
+        [Tactic::Persistence]
+    );
+    assert!(of_finding(Detector::NewAction, Some("s3:PutObject")).is_empty());
     assert_eq!(
         of_finding(Detector::ErrorSpike, Some("iam:ListUsers")),
         [Tactic::Discovery]

@@ -120,6 +120,8 @@ impl SlackSink {
     }
 
     /// One incident event: sent, or held until the update interval passes.
+    /// The incident's slot is taken before the request, so deliveries
+    /// running side by side (`concurrency`) never both open it.
     async fn incident(&self, incident: IncidentAlert) -> Result<(), DeliveryError> {
         let now = Instant::now();
         let first = {
@@ -130,25 +132,41 @@ impl SlackSink {
                     t.held = Some(incident);
                     return Ok(());
                 }
-                Some(_) => false,
-                None => true,
+                Some(t) => {
+                    t.last = now;
+                    t.held = None;
+                    false
+                }
+                None => {
+                    threads.insert(
+                        incident.incident_id.clone(),
+                        Thread {
+                            last: now,
+                            held: None,
+                        },
+                    );
+                    true
+                }
             }
         };
-        self.post(&incident_message(&incident, first, &self.links))
-            .await?;
+        let sent = self
+            .post(&incident_message(&incident, first, &self.links))
+            .await;
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        if incident.event == Change::Resolved {
-            threads.remove(&incident.incident_id);
-        } else {
-            threads.insert(
-                incident.incident_id.clone(),
-                Thread {
-                    last: Instant::now(),
-                    held: None,
-                },
-            );
+        match sent {
+            // Not opened after all: the retry opens it.
+            Err(e) if first => {
+                threads.remove(&incident.incident_id);
+                Err(e)
+            }
+            Err(e) => Err(e),
+            Ok(()) => {
+                if incident.event == Change::Resolved {
+                    threads.remove(&incident.incident_id);
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 

@@ -202,9 +202,10 @@ fn incidents_of(attack: &Attack, incidents: &[IncidentAlert]) -> Option<String> 
         .map(|i| {
             let chain: Vec<_> = i.tactics.iter().map(|t| t.text()).collect();
             format!(
-                "{}, {} findings, {}",
+                "{}, {} finding{}, {}",
                 i.severity.as_str(),
                 i.findings,
+                if i.findings == 1 { "" } else { "s" },
                 if chain.is_empty() {
                     "no tactic".to_owned()
                 } else {
