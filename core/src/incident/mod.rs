@@ -237,12 +237,17 @@ pub fn severity_of_score(score: f64) -> Severity {
     }
 }
 
-/// Noisy-OR: the chance at least one of independent signals is real.
+/// Noisy-OR: the chance at least one of independent signals is real,
+/// rounded to 1e-9 so that one finding's score is its weight exactly
+/// (1 − (1 − 0.2) is 0.19999999999999996 in floating point, below the line
+/// of `low`).
 pub fn noisy_or(weights: impl IntoIterator<Item = f64>) -> f64 {
-    1.0 - weights
-        .into_iter()
-        .map(|p| 1.0 - p.clamp(0.0, 1.0))
-        .product::<f64>()
+    let p = 1.0
+        - weights
+            .into_iter()
+            .map(|p| 1.0 - p.clamp(0.0, 1.0))
+            .product::<f64>();
+    (p * 1e9).round() / 1e9
 }
 
 /// Detectors whose finding says the key met a source or client new to it.

@@ -251,6 +251,34 @@ fn the_score_is_a_noisy_or_over_detectors_and_only_rises() {
 }
 
 #[test]
+fn one_finding_keeps_its_own_weight_and_severity() {
+    for severity in [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ] {
+        let mut t = tracker();
+        let o = t.observe(&finding(
+            "AKIA1",
+            Detector::NewAction,
+            severity,
+            0,
+            "198.51.100.7",
+            "s3:PutObject",
+        ));
+        let inc = &o.events[0].incident;
+        assert_eq!(inc.score, finding_weight(severity), "{severity}");
+        assert_eq!(
+            severity_of_score(inc.score),
+            severity,
+            "the score alone says {severity}"
+        );
+        assert_eq!(inc.severity, severity);
+    }
+}
+
+#[test]
 fn a_finding_past_the_window_resolves_the_old_incident_and_opens_a_new_one() {
     let mut t = tracker();
     let net = "198.51.100.7";
