@@ -31,18 +31,21 @@
 //! in its summary.
 
 pub mod config;
+mod score;
 pub mod tactics;
 #[cfg(test)]
 mod tests;
+mod tracker;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 pub use config::IncidentsConfig;
+pub use score::{finding_weight, noisy_or, severity_of_score};
 pub use tactics::Tactic;
+pub use tracker::{Observed, Tracker};
 
 use crate::engine::{Detector, Finding, Severity};
 use crate::types::Entity;
@@ -205,49 +208,6 @@ impl IncidentEvent {
             incident: incident.clone(),
         }
     }
-}
-
-/// The probability a finding of this severity stands for: the scale the
-/// detectors' own severities are set on (a high `new_source` is a network
-/// new to a key that almost never meets one).
-pub fn finding_weight(severity: Severity) -> f64 {
-    match severity {
-        Severity::Info => 0.05,
-        Severity::Low => 0.2,
-        Severity::Medium => 0.4,
-        Severity::High => 0.7,
-        Severity::Critical => 0.95,
-    }
-}
-
-/// The severity of a combined score: each line is a single finding's
-/// weight, so one finding keeps its severity and only combined evidence
-/// moves an incident up.
-pub fn severity_of_score(score: f64) -> Severity {
-    if score >= 0.95 {
-        Severity::Critical
-    } else if score >= 0.7 {
-        Severity::High
-    } else if score >= 0.4 {
-        Severity::Medium
-    } else if score >= 0.2 {
-        Severity::Low
-    } else {
-        Severity::Info
-    }
-}
-
-/// Noisy-OR: the chance at least one of independent signals is real,
-/// rounded to 1e-9 so that one finding's score is its weight exactly
-/// (1 − (1 − 0.2) is 0.19999999999999996 in floating point, below the line
-/// of `low`).
-pub fn noisy_or(weights: impl IntoIterator<Item = f64>) -> f64 {
-    let p = 1.0
-        - weights
-            .into_iter()
-            .map(|p| 1.0 - p.clamp(0.0, 1.0))
-            .product::<f64>();
-    (p * 1e9).round() / 1e9
 }
 
 /// Detectors whose finding says the key met a source or client new to it.
@@ -518,153 +478,5 @@ impl Filter {
                 .is_none_or(|a| incident.attack_sequence == a)
             && self.since_ms.is_none_or(|t| incident.last_ms >= t)
             && self.until_ms.is_none_or(|t| incident.first_ms < t)
-    }
-}
-
-/// What one finding did to the incidents.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
-    /// The incident the finding joined.
-    pub incident_id: String,
-    /// What changed, in order: an incident the finding found stale resolved
-    /// first, then the one it opened or changed.
-    pub events: Vec<IncidentEvent>,
-}
-
-/// The open incidents, keyed by identity. Deterministic: the same findings
-/// in the same order give the same incidents and events.
-#[derive(Debug)]
-pub struct Tracker {
-    window_ms: i64,
-    max_open: usize,
-    max_timeline: usize,
-    by_principal: bool,
-    open: HashMap<(Entity, String), Incident>,
-}
-
-impl Tracker {
-    /// A tracker per `cfg`; `by_principal` when the engine judges principals
-    /// (`engine.entities` names `principal`): a principal's keys then share
-    /// their incidents.
-    pub fn new(cfg: &IncidentsConfig, by_principal: bool) -> Tracker {
-        Tracker {
-            window_ms: i64::try_from(cfg.window.0.as_millis()).unwrap_or(i64::MAX),
-            max_open: cfg.max_open,
-            max_timeline: cfg.max_timeline,
-            by_principal,
-            open: HashMap::new(),
-        }
-    }
-
-    /// Incidents open now.
-    pub fn open_count(&self) -> usize {
-        self.open.len()
-    }
-
-    /// The open incidents, newest last finding first.
-    pub fn open_incidents(&self) -> Vec<&Incident> {
-        let mut v: Vec<_> = self.open.values().collect();
-        v.sort_by(|a, b| b.last_ms.cmp(&a.last_ms).then(a.id.cmp(&b.id)));
-        v
-    }
-
-    /// The identity a finding's incident is about.
-    fn identity_of(&self, f: &Finding) -> (Entity, String) {
-        match &f.principal {
-            Some(p) if self.by_principal || f.entity == Entity::Principal => {
-                (Entity::Principal, p.clone())
-            }
-            _ => (Entity::KeyId, f.key_id.clone()),
-        }
-    }
-
-    /// Adds a finding to its identity's open incident, or opens one. A
-    /// finding already in the incident's timeline changes nothing. A folded
-    /// finding (a run's record, already counted) should not be passed: it
-    /// would count twice.
-    pub fn observe(&mut self, f: &Finding) -> Observed {
-        let at_ms = f.observed_at_ms();
-        let key = self.identity_of(f);
-        let mut events = Vec::new();
-        let stale = self
-            .open
-            .get(&key)
-            .is_some_and(|i| at_ms.saturating_sub(i.last_ms) >= self.window_ms);
-        if stale {
-            let mut old = self.open.remove(&key).expect("present");
-            events.push(Self::resolve(&mut old));
-        }
-        if !self.open.contains_key(&key) && self.open.len() >= self.max_open {
-            if let Some(oldest) = self
-                .open
-                .iter()
-                .min_by(|a, b| a.1.last_ms.cmp(&b.1.last_ms).then(a.1.id.cmp(&b.1.id)))
-                .map(|(k, _)| k.clone())
-            {
-                let mut old = self.open.remove(&oldest).expect("present");
-                events.push(Self::resolve(&mut old));
-            }
-        }
-        if let Some(incident) = self.open.get(&key) {
-            // The same finding again (re-found while a partition catches
-            // up): already in, nothing changes.
-            if incident.timeline.iter().any(|s| s.finding_id == f.id) {
-                return Observed {
-                    incident_id: incident.id.clone(),
-                    events,
-                };
-            }
-        }
-        let max_timeline = self.max_timeline;
-        let (incident, change) = match self.open.get_mut(&key) {
-            Some(incident) => {
-                let escalated = incident.add(f, at_ms, max_timeline);
-                let change = if escalated {
-                    Change::Escalated
-                } else {
-                    Change::Updated
-                };
-                (incident, change)
-            }
-            None => {
-                let mut incident = Incident::open(key.0, &key.1, f, at_ms);
-                incident.add(f, at_ms, max_timeline);
-                (self.open.entry(key).or_insert(incident), Change::Opened)
-            }
-        };
-        events.push(IncidentEvent::new(change, incident));
-        Observed {
-            incident_id: incident.id.clone(),
-            events,
-        }
-    }
-
-    /// Resolves every incident whose last finding is at least
-    /// `incidents.window` before `now_ms`, oldest first.
-    pub fn resolve_idle(&mut self, now_ms: i64) -> Vec<IncidentEvent> {
-        let mut idle: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(_, i)| now_ms.saturating_sub(i.last_ms) >= self.window_ms)
-            .map(|(k, i)| (i.last_ms, i.id.clone(), k.clone()))
-            .collect();
-        idle.sort();
-        idle.into_iter()
-            .map(|(_, _, k)| {
-                let mut incident = self.open.remove(&k).expect("present");
-                Self::resolve(&mut incident)
-            })
-            .collect()
-    }
-
-    /// Resolves every open incident (the end of a replay).
-    pub fn resolve_all(&mut self) -> Vec<IncidentEvent> {
-        self.resolve_idle(i64::MAX)
-    }
-
-    fn resolve(incident: &mut Incident) -> IncidentEvent {
-        incident.status = Status::Resolved;
-        incident.revision += 1;
-        IncidentEvent::new(Change::Resolved, incident)
     }
 }
