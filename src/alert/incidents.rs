@@ -75,10 +75,14 @@ impl Incidents {
         let _ = self.listener.set(listener);
     }
 
-    /// `finding` joins its incident.
-    pub fn observe(&self, finding: &Finding) -> Observed {
+    /// `finding` joins its incident, as evidence of its event's time, or of
+    /// `at_ms` when given (a verdict's re-notification).
+    pub fn observe(&self, finding: &Finding, at_ms: Option<i64>) -> Observed {
         let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
-        let observed = tracker.observe(finding);
+        let observed = match at_ms {
+            Some(at) => tracker.observe_at(finding, at),
+            None => tracker.observe(finding),
+        };
         self.metrics.incidents_open.set(tracker.open_count() as i64);
         observed
     }

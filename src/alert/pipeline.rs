@@ -182,6 +182,20 @@ impl Alerts {
     /// alert to the dead-letter file. With incidents on, the finding joins
     /// its incident first, and the incident's events follow it.
     pub fn submit(&self, finding: &Finding) {
+        self.submit_at(finding, None);
+    }
+
+    /// A finding sent again because a responder confirmed it: as
+    /// [`Alerts::submit`], but its incident takes it as evidence of now (the
+    /// wall clock, or its event time if later), so a confirmation of an old
+    /// finding opens an incident that pages, rather than one already past
+    /// its window.
+    pub fn renotify(&self, finding: &Finding) {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.submit_at(finding, Some(now.max(finding.observed_at_ms())));
+    }
+
+    fn submit_at(&self, finding: &Finding, at_ms: Option<i64>) {
         let shared = &*self.shared;
         if shared.sinks.is_empty() && shared.incidents.is_none() {
             return;
@@ -190,7 +204,7 @@ impl Alerts {
             shared.muted.inc();
             return;
         }
-        let observed = shared.incidents.as_ref().map(|i| i.observe(finding));
+        let observed = shared.incidents.as_ref().map(|i| i.observe(finding, at_ms));
         if !shared.sinks.is_empty() {
             let mut alert =
                 Alert::from_finding(finding, self.owner_of(&finding.key_id), &shared.redactor);

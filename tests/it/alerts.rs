@@ -1152,6 +1152,53 @@ async fn one_attack_is_one_notification_per_paging_sink_updated_then_resolved() 
 }
 
 #[tokio::test]
+async fn a_confirmed_old_finding_pages_as_an_incident_that_stays_open() {
+    let pagerduty = Receiver::answering(202).await;
+    let mut pd = sink(
+        "pagerduty",
+        SinkKind::PagerDuty(PagerDutyConfig {
+            routing_key: Secret::resolve("R0UTINGKEY").unwrap(),
+            url: pagerduty.url.clone(),
+            resolve_after: ms(600),
+        }),
+    );
+    pd.concurrency = 1;
+    let run = Running::with_incidents(vec![pd], None);
+    let f = &stolen_key_findings()[0];
+    run.alerts.submit(f);
+    run.alerts.resolve_idle_incidents(T0_MS + 2 * 3_600_000);
+    // Months later a responder confirms it: the copy is news of now.
+    let mut confirmed = f.clone();
+    confirmed.id = format!("{}-confirmed", f.id);
+    confirmed.severity = Severity::Critical;
+    run.alerts.renotify(&confirmed);
+    run.alerts.resolve_idle_incidents(T0_MS + 3 * 3_600_000);
+    let events: Vec<Value> = pagerduty
+        .wait_for(3, Duration::from_secs(5))
+        .await
+        .iter()
+        .map(Received::json)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pagerduty.received().len(), 3, "{events:#?}");
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve", "trigger"]);
+    assert_ne!(
+        events[2]["dedup_key"], events[0]["dedup_key"],
+        "a new incident"
+    );
+    assert_eq!(events[2]["payload"]["severity"], "critical");
+    assert_eq!(
+        run.metrics.incidents_open.get(),
+        1,
+        "open until an hour of quiet from now"
+    );
+}
+
+#[tokio::test]
 async fn incident_events_follow_the_sinks_severity_and_format() {
     let hook = Receiver::answering(200).await;
     let ocsf = Receiver::answering(200).await;

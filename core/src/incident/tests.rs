@@ -329,6 +329,40 @@ fn a_finding_past_the_window_resolves_the_old_incident_and_opens_a_new_one() {
 }
 
 #[test]
+fn evidence_given_later_joins_an_open_incident_or_opens_one_of_its_own() {
+    let net = "198.51.100.7";
+    let f = finding(
+        "AKIA1",
+        Detector::NewSource,
+        Severity::High,
+        0,
+        net,
+        "s3:GetObject",
+    );
+    let mut confirmed = f.clone();
+    confirmed.id = format!("{}-confirmed", f.id);
+    confirmed.severity = Severity::Critical;
+
+    // Within the window: the open incident escalates.
+    let mut t = tracker();
+    let opened = t.observe(&f);
+    let later = t.observe_at(&confirmed, T0 + 30 * MIN);
+    assert_eq!(later.incident_id, opened.incident_id);
+    assert_eq!(later.events[0].change, Change::Escalated);
+    assert_eq!(later.events[0].incident.severity, Severity::Critical);
+
+    // A day on: the old incident resolves, a new one is open from now, so
+    // the clock does not resolve it at once.
+    let mut t = tracker();
+    t.observe(&f);
+    let later = t.observe_at(&confirmed, T0 + 24 * 60 * MIN);
+    assert_eq!(later.events[0].change, Change::Resolved);
+    assert_eq!(later.events[1].change, Change::Opened);
+    assert!(t.resolve_idle(T0 + 24 * 60 * MIN + 30 * MIN).is_empty());
+    assert_eq!(t.open_incidents()[0].severity, Severity::Critical);
+}
+
+#[test]
 fn the_window_is_configurable() {
     let cfg = IncidentsConfig {
         window: HumanDuration::secs(600),

@@ -68,7 +68,13 @@ impl Tracker {
     /// finding (a run's record, already counted) should not be passed: it
     /// would count twice.
     pub fn observe(&mut self, f: &Finding) -> Observed {
-        let at_ms = f.observed_at_ms();
+        self.observe_at(f, f.observed_at_ms())
+    }
+
+    /// As [`Tracker::observe`], the finding taken as evidence at `at_ms`
+    /// rather than its event's time: a responder's `confirmed` verdict,
+    /// given now on a finding of any age, is news of now.
+    pub fn observe_at(&mut self, f: &Finding, at_ms: i64) -> Observed {
         let key = self.identity_of(f);
         let mut events = Vec::new();
         let stale = self
