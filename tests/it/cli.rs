@@ -149,6 +149,19 @@ fn demo_prints_each_finding_once_in_event_order_and_leaves_nothing() {
         err.contains("Injected attacks:") && err.contains("caught  by new_source"),
         "{err}"
     );
+    // The stolen key's findings are one incident: opened once, printed
+    // after its first finding, and summed up under the attack.
+    assert!(out.contains(">> incident opened HIGH"), "{out}");
+    let stolen = err
+        .lines()
+        .skip_while(|l| !l.starts_with("Injected attacks:"))
+        .skip_while(|l| !l.contains("a stolen key used from a network"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        stolen.contains("as 1 incident: ") && stolen.contains("initial access"),
+        "{err}"
+    );
     assert_eq!(left_in(tmp.path()), Vec::<String>::new());
 }
 

@@ -4,7 +4,8 @@
 //! Findings are read back from the demo's all-alerts JSON Lines file, the
 //! alert pipeline's own output, by one thread that orders them: the
 //! warm-up's at the switch to live (one line each), live ones held for
-//! [`HOLD`] so a slower one is printed before a later one (a block each).
+//! [`HOLD`] so a slower one is printed before a later one (a block each),
+//! and a line after the finding that opened or escalated an incident.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -21,6 +22,7 @@ use crate::config::Entity;
 use crate::source::kafka::SourceStatus;
 use keywatch_core::engine::{Engine, Severity};
 use keywatch_core::gen::Attack;
+use keywatch_core::incident::Change;
 use keywatch_core::metrics::Metrics;
 
 /// How long a live finding waits for earlier ones still in the pipeline.
@@ -86,7 +88,7 @@ impl Console {
     pub fn run(self, stop: &AtomicBool) -> Seen {
         let tty = std::io::stderr().is_terminal();
         let mut tail = Tail::new(self.alerts.clone());
-        let mut held: BTreeMap<(String, String), Alert> = BTreeMap::new();
+        let mut held: Held = BTreeMap::new();
         let mut seen = Seen::default();
         let mut warm_up_shown = false;
         let mut line = StatusLine::new(tty);
@@ -98,12 +100,24 @@ impl Console {
                         if alert.severity >= PRINTED {
                             held.insert(
                                 (alert.observed_at.clone(), alert.id.clone()),
-                                alert.clone(),
+                                Printed::Finding(alert.clone()),
                             );
                         }
                         seen.alerts.push(alert);
                     }
-                    Record::Incident(incident) => seen.incidents.push(incident),
+                    Record::Incident(incident) => {
+                        // Printed as it opens and as it escalates, after
+                        // the finding that did it (same time, later key).
+                        if incident.severity >= PRINTED
+                            && matches!(incident.event, Change::Opened | Change::Escalated)
+                        {
+                            held.insert(
+                                (incident.last_seen.clone(), format!("~{}", incident.id)),
+                                Printed::Incident(incident.clone()),
+                            );
+                        }
+                        seen.incidents.push(incident);
+                    }
                 }
             }
             let live_since = self.progress.live_since_ms.load(Ordering::Relaxed);
@@ -130,21 +144,33 @@ impl Console {
     }
 }
 
-/// The warm-up's findings, one line each, in event order.
-fn print_warm_up(held: &mut BTreeMap<(String, String), Alert>, live_since: i64) {
+/// What waits to be printed, by (event time, id).
+type Held = BTreeMap<(String, String), Printed>;
+
+/// A finding's block, or an incident's line as it opens or escalates.
+enum Printed {
+    Finding(Alert),
+    Incident(IncidentAlert),
+}
+
+/// The warm-up's findings, one line each, in event order (its incidents
+/// are left out: the lines say as much).
+fn print_warm_up(held: &mut Held, live_since: i64) {
     let mut out = std::io::stdout().lock();
     let past: Vec<_> = held
         .keys()
         .filter(|(at, _)| live_since == 0 || at_ms(at) < live_since)
         .cloned()
         .collect();
+    held.retain(|k, p| !(past.contains(k) && matches!(p, Printed::Incident(_))));
+    let past: Vec<_> = past.into_iter().filter(|k| held.contains_key(k)).collect();
     let _ = writeln!(
         out,
         "Found in the {HISTORY_DAYS} days of past traffic (medium and above, in event order): {}",
         past.len()
     );
     for k in past {
-        if let Some(a) = held.remove(&k) {
+        if let Some(Printed::Finding(a)) = held.remove(&k) {
             let _ = writeln!(
                 out,
                 "  {}  {:<8} {:<22} {}",
@@ -160,7 +186,7 @@ fn print_warm_up(held: &mut BTreeMap<(String, String), Alert>, live_since: i64) 
 }
 
 /// Live findings up to event time `until`, a block each, in event order.
-fn print_live(held: &mut BTreeMap<(String, String), Alert>, until: i64, line: &mut StatusLine) {
+fn print_live(held: &mut Held, until: i64, line: &mut StatusLine) {
     let due: Vec<_> = held
         .keys()
         .take_while(|(at, _)| at_ms(at) <= until)
@@ -172,8 +198,23 @@ fn print_live(held: &mut BTreeMap<(String, String), Alert>, until: i64, line: &m
     line.clear();
     let mut out = std::io::stdout().lock();
     for k in due {
-        if let Some(a) = held.remove(&k) {
-            let _ = out.write_all(pretty(&a).as_bytes());
+        match held.remove(&k) {
+            Some(Printed::Finding(a)) => {
+                let _ = out.write_all(pretty(&a).as_bytes());
+            }
+            Some(Printed::Incident(i)) => {
+                let _ = writeln!(
+                    out,
+                    ">> incident {} {} ({} finding{}): {}\n   id {}\n",
+                    i.event.as_str(),
+                    i.severity.as_str().to_uppercase(),
+                    i.findings,
+                    if i.findings == 1 { "" } else { "s" },
+                    i.summary,
+                    i.incident_id
+                );
+            }
+            None => {}
         }
     }
     let _ = out.flush();
