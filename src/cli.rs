@@ -125,6 +125,11 @@ pub struct ReplayArgs {
     /// identity on one of them in event-time order (same findings, same order).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
+    /// Also group the findings into incidents (as `[incidents]` says, even
+    /// when it is off) and write each, as it finally stood, to this JSON
+    /// Lines file; their count goes to the summary.
+    #[arg(long, value_name = "FILE")]
+    pub incidents: Option<PathBuf>,
 }
 
 /// `keywatch review`.

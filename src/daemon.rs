@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::Alerts;
+use crate::alert::{Alerts, Incidents};
 use crate::checkpoint::{Checkpointer, Origins, Store};
 use crate::config::Config;
 use crate::feedback::topic::FeedbackTopic;
@@ -24,6 +24,7 @@ use keywatch_core::metrics::Metrics;
 use keywatch_core::netintel::NetIntel;
 use keywatch_core::owner::OwnerLookup;
 use keywatch_core::pipeline::{FindingHandler, Pipeline};
+use keywatch_core::types::Entity;
 
 /// The parts of a running daemon other components (HTTP, tests) look at.
 #[derive(Clone)]
@@ -178,6 +179,32 @@ fn finding_handler(
     })
 }
 
+/// Resolves the incidents quiet for `incidents.window`, on the engine's
+/// clock: the newest event time applied. Live, that is the wall clock; while
+/// catching up on a backlog it is the backlog's time, so incidents in it
+/// close as they did when it happened, not all at once.
+async fn resolve_incidents(
+    alerts: Alerts,
+    engine: Engine,
+    window: Duration,
+    stop: CancellationToken,
+) {
+    let every = (window / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                let now = engine.stats().watermark_ms.load(Ordering::Relaxed);
+                if now > 0 {
+                    alerts.resolve_idle_incidents(now);
+                }
+            }
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` resolves or the source stops: the
 /// source stops fetching and commits first, then the alert sinks drain and
 /// the HTTP server stops. A run that fails leaves no empty checkpoint
@@ -207,13 +234,35 @@ async fn serve(
         .inventory
         .clone()
         .map(|i| Arc::new(i) as Arc<dyn OwnerLookup>);
-    let (alerts, alerts_done) = Alerts::start(
+    let incidents = cfg.incidents.enabled.then(|| {
+        Incidents::new(
+            &cfg.incidents,
+            cfg.engine.entities.contains(&Entity::Principal),
+            daemon.metrics.clone(),
+        )
+    });
+    let (alerts, alerts_done) = Alerts::start_with(
         &cfg.alerts,
+        incidents,
         daemon.metrics.clone(),
         owners,
         alerts_stop.clone(),
     )?;
+    if cfg.incidents.enabled {
+        tokio::spawn(resolve_incidents(
+            alerts.clone(),
+            daemon.engine.clone(),
+            cfg.incidents.window.0,
+            alerts_stop.clone(),
+        ));
+    }
     let (store, store_writer) = open_store(&cfg, &daemon, &alerts)?;
+    if let (Some(store), Some(incidents)) = (&store, alerts.incidents()) {
+        let store = store.clone();
+        incidents.listen(Arc::new(move |event| {
+            store.record_incident(&event.incident)
+        }));
+    }
     let feedback_stop = CancellationToken::new();
     let feedback = match &store {
         Some(store) if !cfg.store.feedback_topic.is_empty() => {

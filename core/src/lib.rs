@@ -19,6 +19,8 @@
 //!   each; the policy detectors in [`engine::detect::policy`]) → findings.
 //! - [`pipeline`]: one message through decode and engine, counted.
 //! - [`replay`]: recorded events through the engine in event-time order.
+//! - [`incident`]: findings on one identity, while they keep arriving, as one
+//!   incident with a combined score and its ATT&CK tactics.
 //!
 //! What the engine reads:
 //!
@@ -50,6 +52,7 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod gen;
+pub mod incident;
 pub mod inventory;
 pub mod metrics;
 pub mod netintel;

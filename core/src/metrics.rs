@@ -61,6 +61,11 @@ pub struct Metrics {
     pub anomaly_active: IntGaugeVec,
     /// Findings not exported in `keywatch_anomaly_active` because of its cap.
     pub anomaly_active_dropped: IntCounter,
+    /// Incidents open now.
+    pub incidents_open: IntGauge,
+    /// Incidents that reached a severity, by severity: counted when one
+    /// opens, and again under the new severity when it escalates.
+    pub incidents: IntCounterVec,
     /// Findings in the findings store.
     pub store_findings: IntGauge,
     /// Findings written to the store, by result (`inserted`, `repeated`: same
@@ -291,6 +296,15 @@ impl Metrics {
             anomaly_active_dropped: plain_counter(
                 "keywatch_anomaly_active_dropped_total",
                 "Findings not exported in keywatch_anomaly_active because of its cap.",
+            ),
+            incidents_open: int_gauge(
+                "keywatch_incidents_open",
+                "Incidents open now (one identity's findings while they keep arriving).",
+            ),
+            incidents: counter(
+                "keywatch_incidents_total",
+                "Incidents that reached a severity: counted on opening, and under the new severity on escalation.",
+                &["severity"],
             ),
             store_findings: int_gauge(
                 "keywatch_store_findings",

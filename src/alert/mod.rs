@@ -8,10 +8,14 @@
 //!
 //! 1. suppression rules ([`suppress`]: key glob, principal, detector, source
 //!    network, optional expiry) may mute it;
-//! 2. it becomes an [`Alert`] ([`shape`]): the one JSON shape every sink
-//!    carries, with the key's owner attached and secrets masked ([`redact`]);
-//! 3. each sink's route (minimum severity, detectors, teams) and memory of
-//!    delivered ids decide whether it wants it;
+//! 2. with incidents on, it joins its identity's incident (`incidents.rs`,
+//!    the tracker of [`keywatch_core::incident`]), whose events follow it;
+//!    it becomes an [`Alert`] ([`shape`]): the one JSON shape every sink
+//!    carries, with the key's owner attached and secrets masked ([`redact`]),
+//!    and its incident's id; incident events become [`IncidentAlert`]s;
+//! 3. what the sink takes (findings, incident events or both:
+//!    `SinkConfig::takes`), its route (minimum severity, detectors, teams)
+//!    and memory of delivered ids decide whether it wants it;
 //! 4. it joins that sink's bounded queue; a full queue sends it to the
 //!    dead-letter file (`dead_letter.rs`) instead.
 //!
@@ -32,6 +36,7 @@ pub mod config;
 mod dead_letter;
 mod delivery;
 pub mod format;
+mod incidents;
 mod ledger;
 mod pipeline;
 pub mod redact;
@@ -43,9 +48,10 @@ mod sink_metrics;
 pub mod suppress;
 mod worker;
 
+pub use incidents::{IncidentListener, Incidents};
 pub use pipeline::Alerts;
 pub use redact::Redactor;
-pub use shape::Alert;
+pub use shape::{Alert, IncidentAlert};
 pub use sink::pretty;
 pub use suppress::{Origin, SuppressionEntry, SuppressionError};
 

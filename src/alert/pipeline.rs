@@ -15,17 +15,20 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use super::config::{AlertsConfig, SinkConfig, Suppression};
 use super::dead_letter::{DeadLetter, DeadLetterRecord};
+use super::incidents::Incidents;
 use super::ledger::Ledger;
 use super::redact::Redactor;
 use super::retry::{Backoff, Pacer};
 use super::seen::SeenIds;
-use super::shape::{Alert, EncodedAlert};
+use super::shape::{Alert, EncodedAlert, IncidentAlert};
 use super::sink;
+use super::sink::config::Takes;
 use super::suppress::{SuppressionEntry, SuppressionError, Suppressions};
 use super::worker::{Delivery, Queued, RetryPolicy, SinkMetrics};
 use keywatch_core::engine::{Detector, Finding, Severity};
+use keywatch_core::incident::IncidentEvent;
 use keywatch_core::metrics::Metrics;
-use keywatch_core::owner::OwnerLookup;
+use keywatch_core::owner::{Owner, OwnerLookup};
 
 /// The running alert pipeline. Cheap to clone; every clone feeds the same
 /// sinks.
@@ -40,11 +43,13 @@ struct Shared {
     redactor: Redactor,
     owners: Option<Arc<dyn OwnerLookup>>,
     muted: IntCounter,
+    incidents: Option<Incidents>,
 }
 
 /// The submitting side of one sink.
 struct SinkEntry {
     route: Route,
+    takes: Takes,
     queue: mpsc::Sender<Queued>,
     seen: Option<Arc<Mutex<SeenIds>>>,
     /// Ids delivered per source partition; present exactly when `seen` is.
@@ -72,11 +77,24 @@ impl Route {
     fn wants(&self, alert: &Alert) -> bool {
         alert.severity >= self.min_severity
             && (self.detectors.is_empty() || self.detectors.contains(&alert.detector))
-            && (self.teams.is_empty()
+            && self.wants_team(alert.team.as_deref())
+    }
+
+    /// An incident by its severity now (it never falls, so a sink that got
+    /// none of an incident's events gets no `resolved` either), any of its
+    /// detectors, and its first key's team.
+    fn wants_incident(&self, alert: &IncidentAlert) -> bool {
+        alert.severity >= self.min_severity
+            && (self.detectors.is_empty()
                 || alert
-                    .team
-                    .as_ref()
-                    .is_some_and(|t| self.teams.iter().any(|x| x == t)))
+                    .detectors
+                    .iter()
+                    .any(|(d, _)| self.detectors.contains(d)))
+            && self.wants_team(alert.team.as_deref())
+    }
+
+    fn wants_team(&self, team: Option<&str>) -> bool {
+        self.teams.is_empty() || team.is_some_and(|t| self.teams.iter().any(|x| x == t))
     }
 }
 
@@ -95,7 +113,20 @@ impl Alerts {
         owners: Option<Arc<dyn OwnerLookup>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Alerts, JoinHandle<()>)> {
+        Alerts::start_with(cfg, None, metrics, owners, shutdown)
+    }
+
+    /// [`Alerts::start`], with findings grouped into `incidents` (when
+    /// given): the sinks are then sent what [`SinkConfig::takes`] says.
+    pub fn start_with(
+        cfg: &AlertsConfig,
+        incidents: Option<Incidents>,
+        metrics: Arc<Metrics>,
+        owners: Option<Arc<dyn OwnerLookup>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Alerts, JoinHandle<()>)> {
         cfg.validate()?;
+        let incidents_on = incidents.is_some();
         let redactor = Redactor::new(&cfg.redact).context("alerts.redact.patterns")?;
         let links = sink::Links::new(&cfg.public_url).context("alerts.public_url")?;
         let alerts = |sinks| Alerts {
@@ -105,6 +136,7 @@ impl Alerts {
                 redactor,
                 owners,
                 muted: metrics.suppressed.with_label_values(&["mute"]),
+                incidents,
             }),
         };
         if cfg.sinks.is_empty() {
@@ -120,10 +152,16 @@ impl Alerts {
         let mut sinks = Vec::with_capacity(cfg.sinks.len());
         let mut workers = Vec::with_capacity(cfg.sinks.len());
         for (i, sink_cfg) in cfg.sinks.iter().enumerate() {
-            let (entry, worker) =
-                start_sink(cfg, sink_cfg, &metrics, &links, &dead_letter, &shutdown).with_context(
-                    || format!("setting up alerts.sinks[{i}] ({})", sink_cfg.name()),
-                )?;
+            let (entry, worker) = start_sink(
+                cfg,
+                sink_cfg,
+                incidents_on,
+                &metrics,
+                &links,
+                &dead_letter,
+                &shutdown,
+            )
+            .with_context(|| format!("setting up alerts.sinks[{i}] ({})", sink_cfg.name()))?;
             sinks.push(entry);
             workers.push(worker);
         }
@@ -141,27 +179,107 @@ impl Alerts {
     /// Hands a finding to the sinks. Never waits: the caller is detection.
     /// A muted finding is counted and dropped; a finding a sink already
     /// delivered (same id) is not sent to it again; a full queue sends the
-    /// alert to the dead-letter file.
+    /// alert to the dead-letter file. With incidents on, the finding joins
+    /// its incident first, and the incident's events follow it.
     pub fn submit(&self, finding: &Finding) {
+        self.submit_at(finding, None);
+    }
+
+    /// A finding sent again because a responder confirmed it: as
+    /// [`Alerts::submit`], but its incident takes it as evidence of now (the
+    /// wall clock, or its event time if later), so a confirmation of an old
+    /// finding opens an incident that pages, rather than one already past
+    /// its window.
+    pub fn renotify(&self, finding: &Finding) {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.submit_at(finding, Some(now.max(finding.observed_at_ms())));
+    }
+
+    fn submit_at(&self, finding: &Finding, at_ms: Option<i64>) {
         let shared = &*self.shared;
-        if shared.sinks.is_empty() {
+        if shared.sinks.is_empty() && shared.incidents.is_none() {
             return;
         }
         if shared.suppressions.mutes(finding) {
             shared.muted.inc();
             return;
         }
-        let owner = shared
-            .owners
-            .as_ref()
-            .and_then(|o| o.owner_of(&finding.key_id));
-        let alert = Alert::from_finding(finding, owner, &shared.redactor);
+        let observed = shared.incidents.as_ref().map(|i| i.observe(finding, at_ms));
+        if !shared.sinks.is_empty() {
+            let mut alert =
+                Alert::from_finding(finding, self.owner_of(&finding.key_id), &shared.redactor);
+            alert.incident_id = observed.as_ref().map(|o| o.incident_id.clone());
+            self.enqueue(
+                &alert.id,
+                |sink| sink.takes.findings && sink.route.wants(&alert),
+                || EncodedAlert::new(&alert),
+                finding.origin,
+            );
+        }
+        for event in observed.iter().flat_map(|o| &o.events) {
+            self.incident_event(event, finding.origin);
+        }
+    }
+
+    /// Resolves the incidents quiet for `incidents.window` before `now_ms`
+    /// (event time) and sends their `resolved` events.
+    pub fn resolve_idle_incidents(&self, now_ms: i64) {
+        let Some(incidents) = &self.shared.incidents else {
+            return;
+        };
+        for event in incidents.resolve_idle(now_ms) {
+            self.incident_event(&event, 0);
+        }
+    }
+
+    /// The incidents, when they are on.
+    pub fn incidents(&self) -> Option<&Incidents> {
+        self.shared.incidents.as_ref()
+    }
+
+    fn owner_of(&self, key_id: &str) -> Option<Owner> {
+        self.shared.owners.as_ref().and_then(|o| o.owner_of(key_id))
+    }
+
+    /// Counts and records an incident event, and queues it for the sinks
+    /// that take incidents.
+    fn incident_event(&self, event: &IncidentEvent, origin: u16) {
+        let shared = &*self.shared;
+        if let Some(incidents) = &shared.incidents {
+            incidents.record(event);
+        }
+        if shared.sinks.iter().all(|s| !s.takes.incidents) {
+            return;
+        }
+        let owner = event
+            .incident
+            .key_ids
+            .first()
+            .and_then(|k| self.owner_of(k));
+        let alert = IncidentAlert::from_event(event, owner, &shared.redactor);
+        self.enqueue(
+            &alert.id,
+            |sink| sink.takes.incidents && sink.route.wants_incident(&alert),
+            || EncodedAlert::incident(&alert),
+            origin,
+        );
+    }
+
+    /// Queues one record (encoded once, for the first sink that wants it)
+    /// on every sink `wants` picks and that has not delivered `id` yet.
+    fn enqueue(
+        &self,
+        id: &str,
+        wants: impl Fn(&SinkEntry) -> bool,
+        encode: impl FnOnce() -> EncodedAlert,
+        origin: u16,
+    ) {
         let raised = Instant::now();
-        let id_hash = xxh3_128(alert.id.as_bytes());
-        // Encoded once, for the first sink that wants it, and shared.
+        let id_hash = xxh3_128(id.as_bytes());
+        let mut encode = Some(encode);
         let mut encoded: Option<Arc<EncodedAlert>> = None;
-        for sink in &shared.sinks {
-            if !sink.route.wants(&alert) {
+        for sink in &self.shared.sinks {
+            if !wants(sink) {
                 sink.metrics.filtered.inc();
                 continue;
             }
@@ -175,13 +293,14 @@ impl Alerts {
                     continue;
                 }
             }
-            let encoded = encoded.get_or_insert_with(|| Arc::new(EncodedAlert::new(&alert)));
+            let encoded =
+                encoded.get_or_insert_with(|| Arc::new((encode.take().expect("encoded once"))()));
             sink.metrics.depth.inc();
             let queued = Queued {
                 alert: encoded.clone(),
                 raised,
                 id_hash,
-                origin: finding.origin,
+                origin,
             };
             let (reason, error) = match sink.queue.try_send(queued) {
                 Ok(()) => continue,
@@ -274,6 +393,7 @@ impl Alerts {
 fn start_sink(
     cfg: &AlertsConfig,
     sink_cfg: &SinkConfig,
+    incidents: bool,
     metrics: &Metrics,
     links: &sink::Links,
     dead_letter: &DeadLetter,
@@ -308,6 +428,7 @@ fn start_sink(
     let worker = sink::spawn(setup, rx, delivery, cfg.drain_timeout.0, shutdown.clone())?;
     let entry = SinkEntry {
         route: Route::new(sink_cfg),
+        takes: sink_cfg.takes(incidents),
         queue: tx,
         seen,
         ledger,

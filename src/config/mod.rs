@@ -83,6 +83,9 @@ struct Sections {
     /// Network intelligence: geolocation, ASN, cloud ranges, labelled lists.
     #[serde(default)]
     pub netintel: NetIntelConfig,
+    /// How findings are grouped into incidents.
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
     /// Where events come from (`keywatch run`).
     #[serde(default)]
     pub kafka: KafkaConfig,
@@ -112,6 +115,7 @@ impl From<Sections> for Config {
                 detectors: s.detectors,
                 inventory: s.inventory,
                 netintel: s.netintel,
+                incidents: s.incidents,
             },
             kafka: s.kafka,
             http: s.http,
@@ -132,6 +136,7 @@ impl From<Config> for Sections {
             detectors: core.detectors,
             inventory: core.inventory,
             netintel: core.netintel,
+            incidents: core.incidents,
             kafka: c.kafka,
             http: c.http,
             checkpoint: c.checkpoint,

@@ -153,7 +153,7 @@ pub fn apply(
             effect.suppression_id = Some(sid);
         }
         Status::Confirmed => {
-            alerts.submit(&confirmed(f, actor));
+            alerts.renotify(&confirmed(f, actor));
             store.note(id, actor, "renotified", serde_json::json!("critical"))?;
             effect.renotified = true;
         }

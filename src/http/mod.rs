@@ -7,12 +7,13 @@
 //! `head` the request-head limits checked before hyper parses a head;
 //! [`recent`] the findings the API lists without the store; `triage` the
 //! findings store's endpoints (filters, verdicts, audit trail) and the
-//! console page at `/`.
+//! console page at `/`; `incidents` the incidents (`/api/v1/incidents`).
 
 mod api;
 mod conn;
 mod error;
 mod head;
+mod incidents;
 mod query;
 pub mod recent;
 mod triage;
@@ -76,6 +77,8 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/api/v1/keys/{key_id}", get(api::key))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}", get(incidents::one))
         .route("/api/v1/findings", get(api::findings))
         .route("/api/v1/findings/{id}", get(api::finding))
         .route("/api/v1/findings/{id}/verdict", post(triage::verdict))

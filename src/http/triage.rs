@@ -32,7 +32,7 @@ fn no_store() -> ApiError {
 }
 
 /// Runs a store call off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     store: &FindingsStore,
     f: impl FnOnce(&FindingsStore) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -14,6 +14,8 @@
 //!   behind them in the writer's queue and changes nothing.
 //! - A `confirmed` verdict re-sends a finding at `critical` under the id
 //!   `ID-confirmed`: that copy is not stored as a finding of its own.
+//! - An incident event (`"type": "incident"`) stores its incident, the
+//!   newest revision winning, so every console lists the same incidents.
 //! - A message that is not an alert is counted
 //!   (`keywatch_store_ingest_rejected_total{reason}`), logged and skipped.
 //!
@@ -31,7 +33,7 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::{FindingsStore, Ingested};
-use crate::alert::Alert;
+use crate::alert::{Alert, IncidentAlert};
 use crate::config::{Entity, KafkaSinkConfig};
 use keywatch_core::decode::EventSample;
 use keywatch_core::engine::Finding;
@@ -66,6 +68,13 @@ impl Rejected {
             Rejected::NotAnAlert(_) => "not_an_alert",
         }
     }
+}
+
+/// The incident of an incident event as the Kafka sink wrote it; `None`
+/// for anything else.
+pub fn incident_of(payload: Option<&[u8]>) -> Option<keywatch_core::incident::Incident> {
+    let event: IncidentAlert = serde_json::from_slice(payload?).ok()?;
+    Some(event.incident())
 }
 
 /// Reads an alert as the Kafka sink wrote it back into a finding, with the
@@ -259,6 +268,7 @@ impl Reader {
             .unwrap_or(now);
         let mut item = Ingested {
             finding: None,
+            incident: None,
             team: None,
             stored_ms,
             topic: self.topic.clone(),
@@ -266,6 +276,14 @@ impl Reader {
             offset: msg.offset(),
         };
         let metrics = self.store.metrics();
+        if let Some(incident) = incident_of(msg.payload()) {
+            metrics
+                .store_ingested
+                .with_label_values(&["incident"])
+                .inc();
+            item.incident = Some(incident);
+            return item;
+        }
         match finding_of(msg.payload()) {
             Ok((f, _)) if f.id.ends_with(CONFIRMED_SUFFIX) => {
                 metrics

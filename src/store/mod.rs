@@ -49,11 +49,12 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::config::StoreConfig;
 use keywatch_core::engine::Finding;
+use keywatch_core::incident::{Filter, Incident};
 use keywatch_core::metrics::Metrics;
 use keywatch_core::owner::OwnerLookup;
 use schema::*;
@@ -231,6 +232,8 @@ pub struct Behind {
 pub struct Ingested {
     /// The finding, when the message held one to store.
     pub finding: Option<Finding>,
+    /// The incident, when the message was an incident event.
+    pub incident: Option<Incident>,
     /// Its team, from the alert.
     pub team: Option<String>,
     /// When it was stored by the instance that raised it (the message's
@@ -380,6 +383,77 @@ impl FindingsStore {
                 self.inner.metrics.store_dropped.inc();
             }
         }
+    }
+
+    /// Queues an incident as it stands after a change; never waits. The
+    /// newest revision of each incident is kept, pruned with the findings
+    /// (`store.max_age`, counted from its last change).
+    pub fn record_incident(&self, incident: &Incident) {
+        if self
+            .inner
+            .queue
+            .try_send(Msg::Incident(Box::new(incident.clone())))
+            .is_err()
+        {
+            self.inner.metrics.store_dropped.inc();
+        }
+    }
+
+    /// Incidents matching `filter`, the latest last finding first, at most
+    /// `limit`.
+    pub fn incidents(&self, filter: &Filter, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT body FROM incidents WHERE last_ms >= ?1 AND first_ms < ?2 \
+                 AND severity >= ?3 AND (?4 IS NULL OR identity = ?4) ORDER BY last_ms DESC, id",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    filter.since_ms.unwrap_or(i64::MIN),
+                    filter.until_ms.unwrap_or(i64::MAX),
+                    filter.severity.map_or(0, |s| s as i64),
+                    filter.identity,
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            let mut out = Vec::new();
+            for body in rows {
+                let mut incident: Incident = serde_json::from_str(&body?)?;
+                incident.restore_times();
+                if filter.matches(&incident) {
+                    out.push(incident);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// One incident with its stored findings, in its timeline's order.
+    pub fn incident(&self, id: &str) -> Result<(Incident, Vec<StoredFinding>), StoreError> {
+        self.with_conn(|conn| {
+            let body: String = conn
+                .query_row("SELECT body FROM incidents WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            let mut incident: Incident = serde_json::from_str(&body)?;
+            incident.restore_times();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {} FROM findings WHERE id = ?1",
+                query::COLUMNS
+            ))?;
+            let mut findings = Vec::new();
+            for step in &incident.timeline {
+                if let Some(f) = stmt.query_row([&step.finding_id], query::row).optional()? {
+                    findings.push(f?);
+                }
+            }
+            Ok((incident, findings))
+        })
     }
 
     /// Tests: limits the writer's file to `pages` (0: no limit); SQLite

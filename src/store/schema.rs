@@ -57,6 +57,19 @@ CREATE TABLE IF NOT EXISTS suppressions (
     rule TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS suppressions_once ON suppressions(finding_id, rule);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    stored_ms INTEGER NOT NULL,
+    identity TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_last ON incidents(last_ms);
+CREATE INDEX IF NOT EXISTS incidents_identity ON incidents(identity, last_ms);
 CREATE TABLE IF NOT EXISTS ingest_offsets (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,

@@ -195,6 +195,7 @@ fn findings_of_other_instances_are_stored_once_and_the_position_survives_a_reope
     at(&mut other, 1_770_000_001_000);
     let item = |f: Option<&Finding>, offset: i64| Ingested {
         finding: f.cloned(),
+        incident: None,
         team: Some("blue".into()),
         stored_ms: now_ms() - 60_000,
         topic: "findings".into(),
@@ -448,4 +449,64 @@ fn a_runs_record_keeps_the_latest_evidence_and_counts_its_updates() {
     assert_eq!(stored.finding.summary, "the latest, from 185.220.101.7");
     assert_eq!(stored.finding.folded.unwrap().folded, 2);
     drop(writer);
+}
+
+/// Another instance's incident events, read from the findings topic, keep
+/// the incident's newest revision, however late an older one arrives; this
+/// instance's own incident is stored the same way.
+#[test]
+fn incidents_keep_their_newest_revision_from_every_instance() {
+    use crate::alert::IncidentAlert;
+    use keywatch_core::incident::{Filter, IncidentsConfig, Status as IncidentStatus, Tracker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&config(dir.path()), metrics.clone(), None).unwrap();
+    let mut tracker = Tracker::new(&IncidentsConfig::default(), true);
+    let mut first = finding("AKIAOTHER", Detector::NewSource, "198.51.100.8");
+    at(&mut first, 1_770_000_000_000);
+    let mut second = finding("AKIAOTHER", Detector::NewAction, "198.51.100.8");
+    at(&mut second, 1_770_000_060_000);
+    let opened = tracker.observe(&first).events.remove(0);
+    let updated = tracker.observe(&second).events.remove(0);
+    let resolved = tracker.resolve_all().remove(0);
+    let redactor = crate::alert::Redactor::new(&Default::default()).unwrap();
+    let payload = |e: &keywatch_core::incident::IncidentEvent| {
+        serde_json::to_vec(&IncidentAlert::from_event(e, None, &redactor)).unwrap()
+    };
+    let item = |e, offset| Ingested {
+        finding: None,
+        incident: super::ingest::incident_of(Some(&payload(e))),
+        team: None,
+        stored_ms: now_ms(),
+        topic: "findings".into(),
+        partition: 0,
+        offset,
+    };
+    assert!(store.ingest(item(&opened, 1)));
+    assert!(store.ingest(item(&resolved, 2)));
+    assert!(store.ingest(item(&updated, 3)), "late and older: ignored");
+    drop(writer);
+
+    let all = store.incidents(&Filter::default(), 10).unwrap();
+    assert_eq!(all.len(), 1);
+    let incident = &all[0];
+    assert_eq!(incident.id, opened.incident.id);
+    assert_eq!(incident.status, IncidentStatus::Resolved);
+    assert_eq!(incident.findings, 2);
+    assert_eq!(incident.last_seen_ms(), 1_770_000_060_000);
+    let open = Filter {
+        status: Some(IncidentStatus::Open),
+        ..Filter::default()
+    };
+    assert!(store.incidents(&open, 10).unwrap().is_empty());
+    let (_, findings) = store.incident(&incident.id).unwrap();
+    assert!(
+        findings.is_empty(),
+        "the findings themselves were not on the topic"
+    );
+    assert!(matches!(
+        store.incident("nope"),
+        Err(StoreError::NotFound(_))
+    ));
 }

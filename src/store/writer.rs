@@ -14,13 +14,50 @@ use rusqlite::{params, Connection};
 
 use super::{now_ms, Health, Ingested, StoreError};
 use keywatch_core::engine::Finding;
+use keywatch_core::incident::Incident;
 use keywatch_core::metrics::Metrics;
 use keywatch_core::owner::OwnerLookup;
 
 pub(super) enum Msg {
     Finding(Box<Finding>),
     Ingest(Box<Ingested>),
+    /// An incident as it stands after a change; the newest revision wins.
+    Incident(Box<Incident>),
     Stop,
+}
+
+/// Messages read from the findings topic in a batch.
+fn ingest_count(batch: &[Msg]) -> usize {
+    batch.iter().filter(|m| matches!(m, Msg::Ingest(_))).count()
+}
+
+/// Stores an incident unless a newer revision of it is stored already.
+pub(super) fn upsert_incident(
+    conn: &Connection,
+    incident: &Incident,
+    now: i64,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(incident)?;
+    conn.prepare_cached(
+        "INSERT INTO incidents (id, first_ms, last_ms, stored_ms, identity, severity, status, \
+         revision, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT(id) DO UPDATE SET first_ms = excluded.first_ms, last_ms = excluded.last_ms, \
+         stored_ms = excluded.stored_ms, severity = excluded.severity, status = excluded.status, \
+         revision = excluded.revision, body = excluded.body \
+         WHERE excluded.revision >= incidents.revision",
+    )?
+    .execute(params![
+        incident.id,
+        incident.first_seen_ms(),
+        incident.last_seen_ms(),
+        now,
+        incident.identity,
+        incident.severity as i64,
+        incident.status.as_str(),
+        incident.revision,
+        body
+    ])?;
+    Ok(())
 }
 
 /// The instance's own findings in a batch (the rest are ingested messages).
@@ -295,8 +332,8 @@ impl Writer {
         own: usize,
         [inserted, repeated, ingested, known]: [u64; 4],
     ) {
-        let ingests = batch.len() - own;
-        self.ingest_pending.fetch_sub(ingests, Ordering::AcqRel);
+        self.ingest_pending
+            .fetch_sub(ingest_count(batch), Ordering::AcqRel);
         self.metrics.store_unwritten.sub(own as i64);
         self.rows += (inserted + ingested) as i64;
         self.metrics.store_findings.set(self.rows);
@@ -334,7 +371,7 @@ impl Writer {
             return;
         }
         self.ingest_pending
-            .fetch_sub(held.len() - own, Ordering::AcqRel);
+            .fetch_sub(ingest_count(&held), Ordering::AcqRel);
         let findings: Vec<&Finding> = held
             .iter()
             .filter_map(|m| match m {
@@ -381,6 +418,9 @@ impl Writer {
                     }
                 }
                 Msg::Ingest(i) => {
+                    if let Some(incident) = &i.incident {
+                        upsert_incident(&tx, incident, now)?;
+                    }
                     if let Some(f) = &i.finding {
                         if insert_new(&tx, f, i.team.as_deref(), i.stored_ms, now)? {
                             n[2] += 1;
@@ -394,6 +434,7 @@ impl Writer {
                     )?
                     .execute(params![i.topic, i.partition, i.offset + 1])?;
                 }
+                Msg::Incident(incident) => upsert_incident(&tx, incident, now)?,
                 Msg::Stop => {}
             }
         }
@@ -412,6 +453,7 @@ impl Writer {
                 [cutoff],
             )?;
             let aged = tx.execute("DELETE FROM findings WHERE stored_ms < ?1", [cutoff])?;
+            tx.execute("DELETE FROM incidents WHERE stored_ms < ?1", [cutoff])?;
             let rows: i64 = tx.query_row("SELECT count(*) FROM findings", [], |r| r.get(0))?;
             let excess = (rows - self.max_rows).max(0);
             let mut over = 0;

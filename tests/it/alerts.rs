@@ -20,11 +20,11 @@ use sha2::Sha256;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use keywatch::alert::Alerts;
+use keywatch::alert::{Alerts, Incidents};
 use keywatch::config::{
-    AlertmanagerConfig, AlertsConfig, Entity, FileSinkConfig, HumanDuration, KafkaSinkConfig,
-    PagerDutyConfig, RedactConfig, Secret, SinkConfig, SinkKind, SlackConfig, SplunkHecConfig,
-    Suppression, Timestamp, WebhookConfig,
+    AlertmanagerConfig, AlertsConfig, Entity, FileSinkConfig, HumanDuration, IncidentsConfig,
+    KafkaSinkConfig, PagerDutyConfig, RedactConfig, Secret, SinkConfig, SinkKind, SlackConfig,
+    SplunkHecConfig, Suppression, Timestamp, WebhookConfig,
 };
 use keywatch::decode::EventSample;
 use keywatch::engine::finding::finding_id;
@@ -219,6 +219,37 @@ impl Running {
         let shutdown = CancellationToken::new();
         let (alerts, done) =
             Alerts::start(&cfg, metrics.clone(), owners, shutdown.clone()).unwrap();
+        Running {
+            alerts,
+            done,
+            shutdown,
+            metrics,
+            dead_letter_path: cfg.dead_letter_path,
+            _dir: dir,
+        }
+    }
+
+    /// With findings grouped into incidents (window 1h, by principal).
+    fn with_incidents(sinks: Vec<SinkConfig>, owners: Option<Arc<dyn OwnerLookup>>) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AlertsConfig {
+            dead_letter_path: dir.path().join("dead-letter.jsonl"),
+            drain_timeout: ms(500),
+            public_url: "https://keywatch.example.com".into(),
+            sinks,
+            ..AlertsConfig::default()
+        };
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let incidents = Incidents::new(&IncidentsConfig::default(), true, metrics.clone());
+        let (alerts, done) = Alerts::start_with(
+            &cfg,
+            Some(incidents),
+            metrics.clone(),
+            owners,
+            shutdown.clone(),
+        )
+        .unwrap();
         Running {
             alerts,
             done,
@@ -736,6 +767,7 @@ async fn slack_messages_are_routed_per_team_and_read_at_a_glance() {
             SinkKind::Slack(SlackConfig {
                 url: Secret::resolve(url).unwrap(),
                 min_interval: ms(10),
+                update_interval: ms(10),
             }),
         );
         s.teams = vec![team.to_owned()];
@@ -904,6 +936,296 @@ async fn alertmanager_re_sends_active_alerts_until_they_end() {
         got.len(),
         "nothing after the resolution"
     );
+}
+
+// ---------------------------------------------------------------- incidents
+
+const T0_MS: i64 = 1_770_606_764_000;
+
+/// The stolen key of the demo, as a responder's sinks see it: a new
+/// network, a listed source, a first `iam:ListUsers` and a first
+/// `iam:CreateAccessKey`, all on key 2 within four minutes.
+fn stolen_key_findings() -> Vec<Finding> {
+    [
+        (
+            Detector::NewSource,
+            Severity::High,
+            0,
+            "sts:GetCallerIdentity",
+        ),
+        (
+            Detector::ListedSource,
+            Severity::High,
+            0,
+            "sts:GetCallerIdentity",
+        ),
+        (Detector::NewAction, Severity::Medium, 2, "iam:ListUsers"),
+        (
+            Detector::NewAction,
+            Severity::Medium,
+            4,
+            "iam:CreateAccessKey",
+        ),
+    ]
+    .into_iter()
+    .map(|(detector, severity, minute, action)| {
+        let mut f = finding(2);
+        let at = T0_MS + minute * 60_000;
+        f.id = finding_id(Entity::KeyId, &f.key_id, detector, action.len() as u64, at);
+        f.detector = detector;
+        f.severity = severity;
+        f.observed_at = chrono::DateTime::from_timestamp_millis(at)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        f.sample.action = Some(action.to_owned());
+        f
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn one_attack_is_one_notification_per_paging_sink_updated_then_resolved() {
+    let pagerduty = Receiver::answering(202).await;
+    let slack = Receiver::answering(200).await;
+    let hook = Receiver::answering(200).await;
+    let alertmanager = Receiver::answering(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alerts.jsonl");
+    // The webhook and PagerDuty one request at a time, so their order is
+    // the incident's; Slack with the default concurrency (4): requests side
+    // by side must still open the incident once.
+    let mut signed = sink("hook", webhook(&hook.url));
+    signed.concurrency = 1;
+    if let SinkKind::Webhook(w) = &mut signed.kind {
+        w.secret = Some(Secret::resolve("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap());
+    }
+    let mut pagerduty_sink = sink(
+        "pagerduty",
+        SinkKind::PagerDuty(PagerDutyConfig {
+            routing_key: Secret::resolve("R0UTINGKEY").unwrap(),
+            url: pagerduty.url.clone(),
+            resolve_after: ms(600),
+        }),
+    );
+    pagerduty_sink.concurrency = 1;
+    let run = Running::with_incidents(
+        vec![
+            pagerduty_sink,
+            sink(
+                "slack",
+                SinkKind::Slack(SlackConfig {
+                    url: Secret::resolve(&slack.url).unwrap(),
+                    min_interval: ms(10),
+                    update_interval: ms(400),
+                }),
+            ),
+            signed,
+            sink(
+                "alertmanager",
+                SinkKind::Alertmanager(AlertmanagerConfig {
+                    url: alertmanager.url.clone(),
+                    resend_interval: HumanDuration::secs(60),
+                    active_for: HumanDuration::secs(3600),
+                }),
+            ),
+            sink(
+                "audit",
+                SinkKind::File(FileSinkConfig { path: file.clone() }),
+            ),
+        ],
+        Some(Arc::new(Teams)),
+    );
+    let findings = stolen_key_findings();
+    for f in &findings {
+        run.alerts.submit(f);
+    }
+    // Re-found (a partition catching up): nothing new anywhere.
+    run.alerts.submit(&findings[1]);
+
+    // Slack: one message on opening; the three changes after it inside the
+    // update interval make one update, sent once the interval has passed.
+    let got = slack.wait_for(2, Duration::from_secs(5)).await;
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(400),
+        "the update waited for its interval"
+    );
+    let opened = got[0].json().to_string();
+    assert!(opened.contains("incident opened"), "{opened}");
+    assert!(
+        opened.contains("https://keywatch.example.com/api/v1/incidents/"),
+        "{opened}"
+    );
+    let update = got[1].json().to_string();
+    assert!(update.contains("CRITICAL · incident escalated"), "{update}");
+    assert!(
+        update.contains("attack sequence (initial access → discovery → persistence)"),
+        "{update}"
+    );
+    assert!(update.contains("4 findings"), "{update}");
+
+    // The incident goes quiet for its window (1h of event time).
+    run.alerts
+        .resolve_idle_incidents(T0_MS + 4 * 60_000 + 3_600_000);
+    let got = slack.wait_for(3, Duration::from_secs(5)).await;
+    assert!(got[2].json().to_string().contains("incident resolved"));
+
+    // PagerDuty: every event on one dedup_key, the incident's; triggers,
+    // the last at critical, then one resolve.
+    let events: Vec<Value> = pagerduty
+        .wait_for(5, Duration::from_secs(5))
+        .await
+        .iter()
+        .map(Received::json)
+        .collect();
+    let incident_id = events[0]["dedup_key"].as_str().unwrap().to_owned();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["dedup_key"] == incident_id.as_str()),
+        "{events:#?}"
+    );
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["trigger", "trigger", "trigger", "trigger", "resolve"]
+    );
+    assert_eq!(events[0]["payload"]["severity"], "error", "opened high");
+    assert_eq!(events[3]["payload"]["severity"], "critical");
+    assert_eq!(events[3]["payload"]["class"], "attack_sequence");
+    assert_eq!(events[3]["payload"]["group"], "payments");
+    assert_eq!(
+        events[3]["payload"]["custom_details"]["tactics"],
+        json!(["initial_access", "discovery", "persistence"])
+    );
+
+    // Webhook: the four findings and the five incident events, each once,
+    // each signed with its own id.
+    let got = hook.wait_for(9, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.received().len(), 9, "nothing twice");
+    let ids: BTreeSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 9);
+    let bodies: Vec<Value> = got.iter().map(Received::json).collect();
+    let changes: Vec<&str> = bodies
+        .iter()
+        .filter(|b| b["type"] == "incident")
+        .map(|b| b["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changes,
+        ["opened", "updated", "updated", "escalated", "resolved"]
+    );
+    for b in &bodies {
+        assert_eq!(b["incident_id"], incident_id.as_str(), "{b}");
+    }
+    let findings_sent: Vec<&Value> = bodies.iter().filter(|b| b.get("type").is_none()).collect();
+    assert_eq!(findings_sent.len(), 4);
+    assert!(
+        findings_sent
+            .iter()
+            .all(|b| b["detector"].is_string() && b["evidence"].is_object()),
+        "findings keep their shape"
+    );
+    assert!(got
+        .iter()
+        .all(|r| r.header("webhook-signature").starts_with("v1,")));
+
+    // Alertmanager: the findings, labelled with their incident.
+    let got = alertmanager.wait_for(4, Duration::from_secs(5)).await;
+    for r in &got {
+        assert_eq!(r.json()[0]["labels"]["incident_id"], incident_id.as_str());
+    }
+
+    // The file: findings and incident events, one line each.
+    let run = run.stop().await;
+    let lines = read_json_lines(&file);
+    assert_eq!(lines.len(), 9);
+    assert_eq!(run.metrics.incidents_open.get(), 0);
+    assert_eq!(run.metrics.incidents.with_label_values(&["high"]).get(), 1);
+    assert_eq!(
+        run.metrics.incidents.with_label_values(&["critical"]).get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_confirmed_old_finding_pages_as_an_incident_that_stays_open() {
+    let pagerduty = Receiver::answering(202).await;
+    let mut pd = sink(
+        "pagerduty",
+        SinkKind::PagerDuty(PagerDutyConfig {
+            routing_key: Secret::resolve("R0UTINGKEY").unwrap(),
+            url: pagerduty.url.clone(),
+            resolve_after: ms(600),
+        }),
+    );
+    pd.concurrency = 1;
+    let run = Running::with_incidents(vec![pd], None);
+    let f = &stolen_key_findings()[0];
+    run.alerts.submit(f);
+    run.alerts.resolve_idle_incidents(T0_MS + 2 * 3_600_000);
+    // Months later a responder confirms it: the copy is news of now.
+    let mut confirmed = f.clone();
+    confirmed.id = format!("{}-confirmed", f.id);
+    confirmed.severity = Severity::Critical;
+    run.alerts.renotify(&confirmed);
+    run.alerts.resolve_idle_incidents(T0_MS + 3 * 3_600_000);
+    let events: Vec<Value> = pagerduty
+        .wait_for(3, Duration::from_secs(5))
+        .await
+        .iter()
+        .map(Received::json)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pagerduty.received().len(), 3, "{events:#?}");
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve", "trigger"]);
+    assert_ne!(
+        events[2]["dedup_key"], events[0]["dedup_key"],
+        "a new incident"
+    );
+    assert_eq!(events[2]["payload"]["severity"], "critical");
+    assert_eq!(
+        run.metrics.incidents_open.get(),
+        1,
+        "open until an hour of quiet from now"
+    );
+}
+
+#[tokio::test]
+async fn incident_events_follow_the_sinks_severity_and_format() {
+    let hook = Receiver::answering(200).await;
+    let ocsf = Receiver::answering(200).await;
+    let mut critical = sink("critical", webhook(&hook.url));
+    critical.min_severity = Severity::Critical;
+    let mut siem = sink("siem", webhook(&ocsf.url));
+    siem.format = keywatch::alert::format::AlertFormat::Ocsf;
+    let run = Running::with_incidents(vec![critical, siem], None);
+    for f in &stolen_key_findings() {
+        run.alerts.submit(f);
+    }
+    run.alerts.resolve_idle_incidents(T0_MS + 2 * 3_600_000);
+    // The critical sink: no finding (all are high or medium), and the
+    // incident from the moment it became critical, resolved included.
+    let got = hook.wait_for(2, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let changes: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(changes, ["escalated", "resolved"], "{got:?}");
+    // OCSF carries findings only.
+    let got = ocsf.wait_for(4, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ocsf.received().len(), 4);
+    assert!(got.iter().all(|r| r.json()["class_uid"] == 2004));
 }
 
 // ---------------------------------------------------------------- Kafka, files, redaction

@@ -40,6 +40,31 @@ fn bad_config_exits_64_naming_key_and_value() {
 }
 
 #[test]
+fn incidents_section_is_checked_like_the_others() {
+    let o = run(keywatch()
+        .args(["check-config", "-c", "config/keywatch.toml"])
+        .env("KEYWATCH__INCIDENTS__WINDOW", "30m"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("[incidents]"), "{text}");
+    assert!(text.contains("window = \"30m\""), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    for (section, key, value) in [
+        ("window = \"10s\"", "incidents.window", "10s"),
+        ("max_open = 0", "incidents.max_open", "0"),
+        ("windows = \"1h\"", "windows", "windows"),
+    ] {
+        std::fs::write(&path, format!("[incidents]\n{section}\n")).unwrap();
+        let o = run(keywatch().arg("check-config").arg("-c").arg(&path));
+        assert_eq!(o.status.code(), Some(64), "{section}");
+        let err = stderr(&o);
+        assert!(err.contains(key) && err.contains(value), "{section}: {err}");
+    }
+}
+
+#[test]
 fn bad_env_override_exits_64() {
     let o = run(keywatch()
         .args(["check-config", "-c", "config/keywatch.toml"])
@@ -122,6 +147,19 @@ fn demo_prints_each_finding_once_in_event_order_and_leaves_nothing() {
     );
     assert!(
         err.contains("Injected attacks:") && err.contains("caught  by new_source"),
+        "{err}"
+    );
+    // The stolen key's findings are one incident: opened once, printed
+    // after its first finding, and summed up under the attack.
+    assert!(out.contains(">> incident opened HIGH"), "{out}");
+    let stolen = err
+        .lines()
+        .skip_while(|l| !l.starts_with("Injected attacks:"))
+        .skip_while(|l| !l.contains("a stolen key used from a network"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        stolen.contains("as 1 incident: ") && stolen.contains("initial access"),
         "{err}"
     );
     assert_eq!(left_in(tmp.path()), Vec::<String>::new());

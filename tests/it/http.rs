@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keywatch::alert::Alerts;
+use keywatch::alert::{Alerts, Incidents};
 use keywatch::config::{Config, HttpConfig, HumanDuration, Secret};
 use keywatch::decode::{AuditEvent, Outcome, Source};
 use keywatch::engine::Engine;
@@ -52,7 +52,19 @@ async fn server_over(
     let engine = Engine::new(&cfg);
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
-    let (alerts, _) = Alerts::start(&cfg.alerts, metrics.clone(), None, stop.clone()).unwrap();
+    let incidents = Incidents::new(&cfg.incidents, true, metrics.clone());
+    let (alerts, _) = Alerts::start_with(
+        &cfg.alerts,
+        Some(incidents),
+        metrics.clone(),
+        None,
+        stop.clone(),
+    )
+    .unwrap();
+    if let (Some(store), Some(incidents)) = (&store, alerts.incidents()) {
+        let store = store.clone();
+        incidents.listen(Arc::new(move |e| store.record_incident(&e.incident)));
+    }
     let recent = Arc::new(RecentFindings::new(
         100,
         max_active,
@@ -83,6 +95,7 @@ async fn server_over(
     assert_eq!(found.len(), 6, "{found:#?}");
     for f in &found {
         recent.record(f);
+        alerts.submit(f);
     }
     let state = AppState {
         engine,
@@ -761,5 +774,91 @@ async fn a_full_disk_makes_the_store_behind_and_not_ready_and_loses_no_finding()
     assert_eq!(metrics.store_dropped.get(), 0);
     drop(store);
     drop(s);
+    drop(writer);
+}
+
+/// Each victim's two findings (a new network, a new client) are one
+/// incident; the list filters, and one incident comes with its findings.
+async fn check_incidents(s: &Server) {
+    let (status, body) = s.json("/api/v1/incidents").await;
+    assert_eq!(status, 200, "{body}");
+    let list = body["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{body:#}");
+    for i in list {
+        assert_eq!(i["findings"], 2, "{i}");
+        assert_eq!(i["entity"], "key_id");
+        assert_eq!(i["status"], "open");
+        assert_eq!(i["timeline"].as_array().unwrap().len(), 2);
+        assert!(i["summary"].as_str().unwrap().contains("2 findings"), "{i}");
+    }
+    let (_, one) = s.json("/api/v1/incidents?key_id=AKIAVICTIM1").await;
+    let one = one["incidents"].as_array().unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["key_ids"], serde_json::json!(["AKIAVICTIM1"]));
+    assert_eq!(one[0]["networks"], serde_json::json!(["45.9.20.0/24"]));
+    let (_, none) = s.json("/api/v1/incidents?severity=critical").await;
+    assert!(none["incidents"].as_array().unwrap().is_empty(), "{none}");
+    let (_, none) = s.json("/api/v1/incidents?status=resolved").await;
+    assert!(none["incidents"].as_array().unwrap().is_empty(), "{none}");
+    let (_, limited) = s.json("/api/v1/incidents?limit=2").await;
+    assert_eq!(limited["incidents"].as_array().unwrap().len(), 2);
+
+    let id = one[0]["id"].as_str().unwrap();
+    let (status, got) = s.json(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["incident"]["id"], id);
+    let findings = got["findings"].as_array().unwrap();
+    let detectors: Vec<&str> = findings
+        .iter()
+        .map(|f| f["detector"].as_str().unwrap())
+        .collect();
+    assert_eq!(detectors, ["new_source", "new_user_agent"], "{got:#}");
+    assert!(findings.iter().all(|f| f["key_id"] == "AKIAVICTIM1"));
+
+    let (status, _) = s.get("/api/v1/incidents/0123456789abcdef").await;
+    assert_eq!(status, 404);
+    let (status, body) = s.get("/api/v1/incidents?tactic=sideways").await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn incidents_are_listed_and_opened_from_memory() {
+    check_incidents(&server(100).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_are_listed_and_opened_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let store_cfg = keywatch::config::StoreConfig {
+        path: dir.path().join("findings.db"),
+        ..Default::default()
+    };
+    let (store, writer) =
+        keywatch::store::FindingsStore::open(&store_cfg, metrics.clone(), None).unwrap();
+    let http_cfg = HttpConfig {
+        listen: "127.0.0.1:0".into(),
+        ..HttpConfig::default()
+    };
+    let s = server_over(100, http_cfg, Some(store.clone())).await;
+    for f in s.state.recent.list(100, |_| true).iter() {
+        store.record(f);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.store_findings.get() < 6 {
+        assert!(Instant::now() < deadline, "findings not stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The incidents were queued before the findings: they are in too.
+    check_incidents(&s).await;
+    let (_, got) = s.json("/api/v1/incidents?key_id=AKIAVICTIM2").await;
+    let id = got["incidents"][0]["id"].as_str().unwrap().to_owned();
+    let (_, one) = s.json(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(
+        one["findings"][0]["status"], "open",
+        "stored findings carry their verdict status: {one}"
+    );
+    drop(s);
+    drop(store);
     drop(writer);
 }

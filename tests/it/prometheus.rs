@@ -253,6 +253,24 @@ fn example_rules_and_configs_pass_promtool_and_amtool() {
             &["alertname=KeywatchFinding", "severity=low"][..],
             "security-digest",
         ),
+        // With incidents on, one incident's findings are one group
+        // whatever their severities.
+        (
+            &[
+                "alertname=KeywatchFinding",
+                "severity=low",
+                "incident_id=5c0f6f7e0f1b8a0e6b1f3d8e2a9c4b71",
+            ][..],
+            "security-team",
+        ),
+        (
+            &[
+                "alertname=KeywatchCriticalIncident",
+                "kind=finding",
+                "severity=critical",
+            ][..],
+            "security-pager",
+        ),
         (
             &["alertname=KeywatchDown", "kind=health", "severity=high"][..],
             "keywatch-operators",
@@ -491,6 +509,40 @@ backoff_max = "200ms"
         assert!(
             !found["findings"].as_array().unwrap().is_empty(),
             "keywatch sent {a} but has no finding for its key"
+        );
+    }
+
+    // keywatch's findings carry their incident, and the example route makes
+    // each incident one notification: one group per incident id, whatever
+    // the severities of its findings.
+    assert!(
+        from_sink
+            .iter()
+            .all(|a| a["labels"]["incident_id"].is_string()),
+        "{from_sink:?}"
+    );
+    let groups = eventually(
+        "an incident's findings notified as one group at /security-team",
+        Duration::from_secs(60),
+        async || {
+            let got = notifications.lock().unwrap().clone();
+            let groups: Vec<Value> = got
+                .into_iter()
+                .filter(|(p, body)| {
+                    p == "/security-team" && body["groupLabels"]["incident_id"].is_string()
+                })
+                .map(|(_, body)| body)
+                .collect();
+            (!groups.is_empty()).then_some(groups)
+        },
+    )
+    .await;
+    for g in &groups {
+        let id = &g["groupLabels"]["incident_id"];
+        let alerts = g["alerts"].as_array().unwrap();
+        assert!(
+            alerts.iter().all(|a| &a["labels"]["incident_id"] == id),
+            "one notification holds one incident's findings: {g}"
         );
     }
 

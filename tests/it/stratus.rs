@@ -62,10 +62,13 @@ fn stolen_instance_credentials_are_found_by_principal() {
         "[decode]\nprofile = \"cloudtrail\"\n[engine]\nentities = [\"key_id\", \"principal\"]\n",
     )
     .unwrap();
+    let incidents = tmp.path().join("incidents.jsonl");
     let o = run(keywatch()
         .arg("replay")
         .arg("-c")
         .arg(&cfg)
+        .arg("--incidents")
+        .arg(&incidents)
         .arg(&baseline)
         .arg(&attack));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -86,4 +89,15 @@ fn stolen_instance_credentials_are_found_by_principal() {
             .all(|f| f["observed_at"].as_str().unwrap() >= "2024-08-02"),
         "nothing in the baseline month alerts: {findings:#?}"
     );
+    // Every finding of the theft is one incident on the role, which the
+    // technique's calls map to the tactic Stratus files it under.
+    let incidents = json_lines(&std::fs::read_to_string(&incidents).unwrap());
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let i = &incidents[0];
+    assert_eq!(i["entity"], "principal");
+    assert_eq!(i["identity"], role);
+    assert_eq!(i["findings"].as_u64().unwrap() as usize, findings.len());
+    assert_eq!(i["status"], "resolved");
+    assert_eq!(i["tactics"][0], "initial_access", "{i:#}");
+    assert!(stderr(&o).contains("incidents: 1 ("), "{}", stderr(&o));
 }

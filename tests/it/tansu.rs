@@ -136,7 +136,10 @@ fn alerts_in(path: &Path) -> Vec<serde_json::Value> {
     std::io::BufReader::new(f)
         .lines()
         .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        // The findings' alerts: incident events beside them (`"type":
+        // "incident"`) are checked in alerts.rs.
+        .filter(|a| a.get("type").is_none())
         .collect()
 }
 

@@ -3,7 +3,9 @@
 //!
 //! - Findings and verdicts survive `kill -9` of the daemon.
 //! - In a real browser (Debian's `chromium` driven by `chromedriver` over
-//!   WebDriver): findings appear, filtering works, `Expected` on a
+//!   WebDriver): the default view lists incidents, a copied incident link
+//!   opens its timeline beside the key's baseline, and a verdict on it
+//!   reaches each of its findings; findings appear, filtering works, `Expected` on a
 //!   `new_source` finding teaches the key (the key page says so, and the
 //!   next use from that network raises nothing), `False positive` creates a
 //!   suppression the suppressions page lists. Screenshots go to
@@ -487,7 +489,33 @@ fn console_in_a_real_browser() {
     let browser = Browser::start(&driver);
     browser.go(&format!("{}/#token={TOKEN}", s.base));
 
+    // The default view lists incidents, one per attacked key, appearing on
+    // their own (the list polls).
+    browser.wait_for("tr.incident", "AKIABROWSER1");
+    browser.wait_for("tr.incident", "AKIABROWSER2");
+    browser.wait_for("tr.incident", "Initial access");
+    browser.screenshot(&shots, "0-incidents");
+
+    // A copied link opens one incident on its timeline, the key's baseline
+    // beside it.
+    let incident_of = |key: &str| {
+        let list = s
+            .get(&format!("/api/v1/incidents?key_id={key}"))
+            .expect("the incidents API answers");
+        let list = list["incidents"].as_array().unwrap().clone();
+        assert_eq!(list.len(), 1, "one incident per attacked key: {list:?}");
+        list[0].clone()
+    };
+    let second = incident_of("AKIABROWSER2");
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    browser.go(&format!("{}/#/incidents/{second_id}", s.base));
+    browser.wait_for("#timeline-steps tr.step", "Used from a new network");
+    browser.wait_for("main", "its baseline");
+    browser.wait_for("#baseline", "Events");
+    browser.screenshot(&shots, "0-incident");
+
     // The findings appear on their own (the list polls).
+    browser.go(&format!("{}/#/findings", s.base));
     browser.wait_for("tr.finding", "AKIABROWSER1");
     browser.wait_for("tr.finding", "AKIABROWSER2");
     browser.screenshot(&shots, "1-findings");
@@ -556,9 +584,33 @@ fn console_in_a_real_browser() {
         .as_str()
         .unwrap()
         .to_owned();
-    browser.go(&format!("{}/#/finding/{id}", s.base));
+    // The deep link as copied from the address bar: /#/findings/ID.
+    browser.go(&format!("{}/#/findings/{id}", s.base));
     browser.wait_for("main", "What was seen");
     browser.wait_for("main", "taught");
     assert!(!browser.find_all("svg.chart").is_empty(), "no rate chart");
     browser.screenshot(&shots, "6-finding");
+
+    // One verdict on an incident is given on each of its findings.
+    browser.go(&format!("{}/#/incidents/{second_id}", s.base));
+    browser.wait_for("#timeline-steps tr.step", "Used from a new network");
+    browser.click_css("#incident-verdict button[data-verdict=resolved]");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = s.get("/api/v1/findings?key_id=AKIABROWSER2").unwrap();
+        let statuses: Vec<String> = findings(&list)
+            .iter()
+            .map(|f| f["status"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if !statuses.is_empty() && statuses.iter().all(|st| st == "resolved") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the incident's findings stay {statuses:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    browser.wait_for("#timeline-steps tr.step", "Resolved");
+    browser.screenshot(&shots, "7-incident-resolved");
 }

@@ -1,5 +1,6 @@
 //! The core's configuration: the sections the engine and its parts read
-//! (`[decode]`, `[engine]`, `[detectors]`, `[inventory]`, `[netintel]`), each
+//! (`[decode]`, `[engine]`, `[detectors]`, `[inventory]`, `[netintel]`,
+//! `[incidents]`), each
 //! deserialised with unknown keys refused and checked across fields by
 //! [`Config::validate`]. The daemon's configuration (`keywatch::config`)
 //! adds the I/O sections around it and loads the file and environment.
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::engine::config::EngineConfig;
 pub use crate::engine::detect::config::*;
 use crate::engine::Sections;
+pub use crate::incident::IncidentsConfig;
 pub use crate::inventory::config::{InventoryConfig, PolicyDetectorsConfig};
 pub use crate::netintel::config::{ListConfig, ListKind, NetIntelConfig};
 pub use crate::types::{invalid, Cidr, ConfigError, Entity, HumanDuration};
@@ -37,6 +39,9 @@ pub struct Config {
     /// Network intelligence: geolocation, ASN, cloud ranges, labelled lists.
     #[serde(default)]
     pub netintel: NetIntelConfig,
+    /// How findings are grouped into incidents.
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
 }
 
 /// `[decode]`.
@@ -99,6 +104,7 @@ impl Config {
         self.detectors.validate()?;
         self.inventory.validate()?;
         self.netintel.validate()?;
+        self.incidents.validate()?;
         decode::Decoder::for_profile(&self.decode.profile, &self.decode.profiles)
             .map_err(|err| invalid("decode.profile", &self.decode.profile, err.to_string()))?;
         for name in self.decode.profiles.keys() {

@@ -50,11 +50,13 @@ impl AlertFormat {
 
     /// The alert in this format as a JSON value (for sinks that wrap it).
     pub fn value(self, alert: &EncodedAlert) -> serde_json::Value {
+        if self == AlertFormat::Keywatch {
+            // A finding or an incident event, as queued.
+            return serde_json::from_str(alert.json()).expect("an encoded alert is JSON");
+        }
         let decoded = alert.decode();
         match self {
-            AlertFormat::Keywatch => {
-                serde_json::to_value(&decoded).expect("an alert always serialises")
-            }
+            AlertFormat::Keywatch => unreachable!("returned above"),
             AlertFormat::Ocsf => ocsf::finding(&decoded),
             AlertFormat::Ecs => ecs::document(&decoded),
         }

@@ -1,7 +1,8 @@
 //! `alertmanager`: `POST /api/v2/alerts`, as Alertmanager clients should.
 //! Labels identify the alert (`alertname`, `detector`, `severity`, `key_id`,
-//! and `team` when the inventory knows it); annotations carry the summary
-//! and evidence. An alert stays active for `active_for` after its last
+//! `team` when the inventory knows it, and `incident_id` when incidents are
+//! on: a route grouping by it makes one incident one notification);
+//! annotations carry the summary and evidence. An alert stays active for `active_for` after its last
 //! finding: until then it is re-sent every `resend_interval` with `endsAt`
 //! four intervals ahead (as Prometheus does), so Alertmanager keeps it
 //! firing; then it is sent once more with `endsAt` in the past, resolved.
@@ -146,6 +147,9 @@ impl AlertmanagerSink {
         ]);
         if let Some(team) = &alert.team {
             labels.insert("team", team.clone());
+        }
+        if let Some(incident) = &alert.incident_id {
+            labels.insert("incident_id", incident.clone());
         }
         labels
     }

@@ -132,6 +132,34 @@ impl SinkConfig {
     pub fn name(&self) -> &str {
         self.name.as_deref().unwrap_or(self.kind.type_name())
     }
+
+    /// What this sink is sent when incidents are on (`incidents`) or off.
+    /// The paging sinks notify per incident: PagerDuty and Slack get the
+    /// incident's events instead of its findings, Alertmanager its findings
+    /// labelled with `incident_id` (its route groups them into one
+    /// notification). The JSON sinks get both, incident events in
+    /// keywatch's own format only (OCSF and ECS have no incident here yet).
+    pub fn takes(&self, incidents: bool) -> Takes {
+        let (findings, incidents) = match &self.kind {
+            _ if !incidents => (true, false),
+            SinkKind::Slack(_) | SinkKind::PagerDuty(_) => (false, true),
+            SinkKind::Alertmanager(_) => (true, false),
+            _ => (true, self.format == AlertFormat::Keywatch),
+        };
+        Takes {
+            findings,
+            incidents,
+        }
+    }
+}
+
+/// What a sink is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Takes {
+    /// Each finding's alert.
+    pub findings: bool,
+    /// Incident events (`opened`, `updated`, `escalated`, `resolved`).
+    pub incidents: bool,
 }
 
 /// The kind of a sink, by its `type` key.

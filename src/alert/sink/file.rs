@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DeliveryError, Sink};
 use crate::alert::format::AlertFormat;
-use crate::alert::shape::{Alert, EncodedAlert};
+use crate::alert::shape::{Alert, EncodedAlert, IncidentAlert};
 use keywatch_core::types::{invalid, ConfigError};
 
 /// `type = "file"`.
@@ -89,7 +89,10 @@ impl Sink for FileSink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
         let text = match self.format {
             Format::JsonLines(format) => format!("{}\n", format.render(alert)),
-            Format::Pretty => pretty(&alert.decode()),
+            Format::Pretty => match alert.decode_incident() {
+                Some(incident) => pretty_incident(&incident),
+                None => pretty(&alert.decode()),
+            },
         };
         let out = self.out.clone();
         // A blocking write, off the runtime's threads; one writer at a time,
@@ -107,6 +110,77 @@ impl Sink for FileSink {
 
 /// A block a person reads in a terminal.
 pub fn pretty(alert: &Alert) -> String {
+    let mut rows = alert_rows(alert);
+    if let Some(incident) = &alert.incident_id {
+        rows.push(("incident", incident.clone()));
+    }
+    block(
+        &format!(
+            "{} {}",
+            alert.severity.as_str().to_uppercase(),
+            alert.detector
+        ),
+        rows,
+    )
+}
+
+/// An incident event as a readable block: what changed, the identity, the
+/// tactic chain and the timeline, one line per finding.
+pub fn pretty_incident(incident: &IncidentAlert) -> String {
+    let mut rows = vec![(
+        "identity",
+        format!("{} {}", incident.entity.as_str(), incident.identity),
+    )];
+    if incident.key_ids.len() > 1 || incident.entity == keywatch_core::types::Entity::Principal {
+        rows.push(("keys", incident.key_ids.join(", ")));
+    }
+    rows.extend([
+        (
+            "seen",
+            format!("{} → {}", incident.first_seen, incident.last_seen),
+        ),
+        ("summary", incident.summary.clone()),
+        ("score", format!("{:.2}", incident.score)),
+    ]);
+    if !incident.tactics.is_empty() {
+        let chain: Vec<_> = incident.tactics.iter().map(|t| t.text()).collect();
+        rows.push(("tactics", chain.join(" → ")));
+    }
+    for step in &incident.timeline {
+        rows.push((
+            "finding",
+            format!(
+                "{} {} {} {}",
+                step.observed_at,
+                step.severity.as_str(),
+                step.detector,
+                step.action.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    rows.push(("id", incident.incident_id.clone()));
+    block(
+        &format!(
+            "{} INCIDENT {}",
+            incident.severity.as_str().to_uppercase(),
+            incident.event.as_str()
+        ),
+        rows,
+    )
+}
+
+fn block(title: &str, rows: Vec<(&str, String)>) -> String {
+    let title = format!("── {title} ");
+    let rule = "─".repeat(72usize.saturating_sub(title.chars().count()));
+    let mut block = format!("{title}{rule}\n");
+    for (label, value) in rows {
+        block.push_str(&format!("  {label:<10} {value}\n"));
+    }
+    block.push('\n');
+    block
+}
+
+fn alert_rows(alert: &Alert) -> Vec<(&'static str, String)> {
     let compact = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();
     let mut rows = vec![("key", alert.key_id.clone())];
     if let Some(p) = &alert.principal {
@@ -130,16 +204,5 @@ pub fn pretty(alert: &Alert) -> String {
         ),
         ("id", alert.id.clone()),
     ]);
-    let title = format!(
-        "── {} {} ",
-        alert.severity.as_str().to_uppercase(),
-        alert.detector
-    );
-    let rule = "─".repeat(72usize.saturating_sub(title.chars().count()));
-    let mut block = format!("{title}{rule}\n");
-    for (label, value) in rows {
-        block.push_str(&format!("  {label:<10} {value}\n"));
-    }
-    block.push('\n');
-    block
+    rows
 }

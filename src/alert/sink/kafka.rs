@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DeliveryError, Sink, SinkSetup};
 use crate::alert::format::AlertFormat;
-use crate::alert::shape::EncodedAlert;
+use crate::alert::shape::{EncodedAlert, Kind};
 use crate::secret::Secret;
 use keywatch_core::types::{invalid, ConfigError};
 
@@ -109,16 +109,30 @@ fn permanent(e: &KafkaError) -> bool {
     )
 }
 
+/// `keywatch-alert-id` (the record's id), and on an incident event
+/// `keywatch-record: incident`, so a reader can tell it from a finding
+/// without parsing it.
+fn headers(alert: &EncodedAlert) -> OwnedHeaders {
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "keywatch-alert-id",
+        value: Some(alert.id()),
+    });
+    match alert.kind() {
+        Kind::Finding => headers,
+        Kind::Incident => headers.insert(Header {
+            key: "keywatch-record",
+            value: Some("incident"),
+        }),
+    }
+}
+
 impl Sink for KafkaSink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
         let payload = self.format.render(alert);
         let record = FutureRecord::to(&self.topic)
             .key(alert.key_id())
             .payload(payload.as_ref())
-            .headers(OwnedHeaders::new().insert(Header {
-                key: "keywatch-alert-id",
-                value: Some(alert.id()),
-            }));
+            .headers(headers(alert));
         self.producer
             .send(record, self.timeout)
             .await

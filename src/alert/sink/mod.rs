@@ -138,7 +138,17 @@ impl Links {
 
     /// The key's baseline and why it alerts.
     pub fn key(&self, alert: &Alert) -> String {
-        self.under(&["api", "v1", "keys", &alert.key_id])
+        self.key_id(&alert.key_id)
+    }
+
+    /// A key's baseline, by its id.
+    pub fn key_id(&self, key_id: &str) -> String {
+        self.under(&["api", "v1", "keys", key_id])
+    }
+
+    /// An incident with its findings.
+    pub fn incident(&self, incident_id: &str) -> String {
+        self.under(&["api", "v1", "incidents", incident_id])
     }
 }
 

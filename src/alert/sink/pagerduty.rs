@@ -1,7 +1,10 @@
-//! `pagerduty`: Events API v2. Each alert is a `trigger` whose `dedup_key`
-//! is the alert id (a re-sent alert never opens a second incident); once a
-//! key and detector have been quiet for `resolve_after`, their incidents are
-//! sent a `resolve`.
+//! `pagerduty`: Events API v2. With incidents on, one PagerDuty incident per
+//! keywatch incident: its `dedup_key` is the incident id, each change is a
+//! `trigger` with that key (PagerDuty adds it to the same alert), and the
+//! incident's `resolved` is a `resolve`. With incidents off, each alert is a
+//! `trigger` whose `dedup_key` is the alert id (a re-sent alert never opens
+//! a second incident); once a key and detector have been quiet for
+//! `resolve_after`, their incidents are sent a `resolve`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,10 +16,11 @@ use tokio::time::Instant;
 
 use super::check::{check_positive, check_url};
 use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
-use crate::alert::shape::{Alert, EncodedAlert};
+use crate::alert::shape::{Alert, EncodedAlert, IncidentAlert};
 use crate::alert::worker::SinkMetrics;
 use crate::secret::Secret;
 use keywatch_core::engine::{Detector, Severity};
+use keywatch_core::incident::Change;
 use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// `type = "pagerduty"`.
@@ -124,6 +128,67 @@ impl PagerDutySink {
         })
     }
 
+    /// An incident's change: a `trigger` for the same `dedup_key` each time,
+    /// then a `resolve`.
+    fn incident_event(&self, incident: &IncidentAlert) -> Value {
+        if incident.event == Change::Resolved {
+            return json!({
+                "routing_key": self.routing_key.expose(),
+                "event_action": "resolve",
+                "dedup_key": incident.incident_id,
+            });
+        }
+        let summary: String = incident.summary.chars().take(1024).collect();
+        let timeline: Vec<String> = incident
+            .timeline
+            .iter()
+            .take(30)
+            .map(|s| {
+                format!(
+                    "{} {} {} {}",
+                    s.observed_at,
+                    s.severity.as_str(),
+                    s.detector,
+                    s.action.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        let link = self.links.incident(&incident.incident_id);
+        json!({
+            "routing_key": self.routing_key.expose(),
+            "event_action": "trigger",
+            "dedup_key": incident.incident_id,
+            "payload": {
+                "summary": summary,
+                "source": incident.identity,
+                "severity": severity(incident.severity),
+                "timestamp": incident.last_seen,
+                "component": incident.principal,
+                "group": incident.team,
+                "class": if incident.attack_sequence { "attack_sequence" } else { "incident" },
+                "custom_details": {
+                    "event": incident.event,
+                    "score": incident.score,
+                    "tactics": incident.tactics,
+                    "findings": incident.findings,
+                    "detectors": incident.detectors,
+                    "key_ids": incident.key_ids,
+                    "networks": incident.networks,
+                    "clients": incident.clients,
+                    "actions": incident.actions,
+                    "first_seen": incident.first_seen,
+                    "timeline": timeline,
+                },
+            },
+            "client": "keywatch",
+            "client_url": link,
+            "links": [
+                {"href": link, "text": "Incident in keywatch"},
+                {"href": self.links.key_id(&incident.key_id), "text": "Key history"},
+            ],
+        })
+    }
+
     async fn resolve(&self, dedup_key: &str) -> Result<(), DeliveryError> {
         let event = json!({
             "routing_key": self.routing_key.expose(),
@@ -148,6 +213,12 @@ fn severity(s: Severity) -> &'static str {
 
 impl Sink for PagerDutySink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
+        if let Some(incident) = alert.decode_incident() {
+            let event = self.incident_event(&incident);
+            return send(self.client.post(self.enqueue.clone()).json(&event))
+                .await
+                .map(drop);
+        }
         let alert = &alert.decode();
         send(
             self.client

@@ -4,7 +4,8 @@
 //! Findings are read back from the demo's all-alerts JSON Lines file, the
 //! alert pipeline's own output, by one thread that orders them: the
 //! warm-up's at the switch to live (one line each), live ones held for
-//! [`HOLD`] so a slower one is printed before a later one (a block each).
+//! [`HOLD`] so a slower one is printed before a later one (a block each),
+//! and a line after the finding that opened or escalated an incident.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -16,11 +17,12 @@ use std::time::{Duration, Instant};
 use prometheus::core::Collector;
 
 use super::traffic::{headline, now_ms, Plan, Progress, FIRST_ATTACK, HISTORY_DAYS};
-use crate::alert::{pretty, Alert};
+use crate::alert::{pretty, Alert, IncidentAlert};
 use crate::config::Entity;
 use crate::source::kafka::SourceStatus;
 use keywatch_core::engine::{Engine, Severity};
 use keywatch_core::gen::Attack;
+use keywatch_core::incident::Change;
 use keywatch_core::metrics::Metrics;
 
 /// How long a live finding waits for earlier ones still in the pipeline.
@@ -82,21 +84,41 @@ pub struct Console {
 
 impl Console {
     /// Runs until `stop`, then prints what is still held; returns every
-    /// alert seen.
-    pub fn run(self, stop: &AtomicBool) -> Vec<Alert> {
+    /// alert and incident event seen.
+    pub fn run(self, stop: &AtomicBool) -> Seen {
         let tty = std::io::stderr().is_terminal();
         let mut tail = Tail::new(self.alerts.clone());
-        let mut held: BTreeMap<(String, String), Alert> = BTreeMap::new();
-        let mut seen = Vec::new();
+        let mut held: Held = BTreeMap::new();
+        let mut seen = Seen::default();
         let mut warm_up_shown = false;
         let mut line = StatusLine::new(tty);
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            for alert in tail.read_new() {
-                if alert.severity >= PRINTED {
-                    held.insert((alert.observed_at.clone(), alert.id.clone()), alert.clone());
+            for record in tail.read_new() {
+                match record {
+                    Record::Finding(alert) => {
+                        if alert.severity >= PRINTED {
+                            held.insert(
+                                (alert.observed_at.clone(), alert.id.clone()),
+                                Printed::Finding(alert.clone()),
+                            );
+                        }
+                        seen.alerts.push(alert);
+                    }
+                    Record::Incident(incident) => {
+                        // Printed as it opens and as it escalates, after
+                        // the finding that did it (same time, later key).
+                        if incident.severity >= PRINTED
+                            && matches!(incident.event, Change::Opened | Change::Escalated)
+                        {
+                            held.insert(
+                                (incident.last_seen.clone(), format!("~{}", incident.id)),
+                                Printed::Incident(incident.clone()),
+                            );
+                        }
+                        seen.incidents.push(incident);
+                    }
                 }
-                seen.push(alert);
             }
             let live_since = self.progress.live_since_ms.load(Ordering::Relaxed);
             if !warm_up_shown && (live_since > 0 || stopping) {
@@ -122,21 +144,33 @@ impl Console {
     }
 }
 
-/// The warm-up's findings, one line each, in event order.
-fn print_warm_up(held: &mut BTreeMap<(String, String), Alert>, live_since: i64) {
+/// What waits to be printed, by (event time, id).
+type Held = BTreeMap<(String, String), Printed>;
+
+/// A finding's block, or an incident's line as it opens or escalates.
+enum Printed {
+    Finding(Alert),
+    Incident(IncidentAlert),
+}
+
+/// The warm-up's findings, one line each, in event order (its incidents
+/// are left out: the lines say as much).
+fn print_warm_up(held: &mut Held, live_since: i64) {
     let mut out = std::io::stdout().lock();
     let past: Vec<_> = held
         .keys()
         .filter(|(at, _)| live_since == 0 || at_ms(at) < live_since)
         .cloned()
         .collect();
+    held.retain(|k, p| !(past.contains(k) && matches!(p, Printed::Incident(_))));
+    let past: Vec<_> = past.into_iter().filter(|k| held.contains_key(k)).collect();
     let _ = writeln!(
         out,
         "Found in the {HISTORY_DAYS} days of past traffic (medium and above, in event order): {}",
         past.len()
     );
     for k in past {
-        if let Some(a) = held.remove(&k) {
+        if let Some(Printed::Finding(a)) = held.remove(&k) {
             let _ = writeln!(
                 out,
                 "  {}  {:<8} {:<22} {}",
@@ -152,7 +186,7 @@ fn print_warm_up(held: &mut BTreeMap<(String, String), Alert>, live_since: i64) 
 }
 
 /// Live findings up to event time `until`, a block each, in event order.
-fn print_live(held: &mut BTreeMap<(String, String), Alert>, until: i64, line: &mut StatusLine) {
+fn print_live(held: &mut Held, until: i64, line: &mut StatusLine) {
     let due: Vec<_> = held
         .keys()
         .take_while(|(at, _)| at_ms(at) <= until)
@@ -164,15 +198,88 @@ fn print_live(held: &mut BTreeMap<(String, String), Alert>, until: i64, line: &m
     line.clear();
     let mut out = std::io::stdout().lock();
     for k in due {
-        if let Some(a) = held.remove(&k) {
-            let _ = out.write_all(pretty(&a).as_bytes());
+        match held.remove(&k) {
+            Some(Printed::Finding(a)) => {
+                let _ = out.write_all(pretty(&a).as_bytes());
+            }
+            Some(Printed::Incident(i)) => {
+                let _ = writeln!(
+                    out,
+                    ">> incident {} {} ({} finding{}): {}\n   id {}\n",
+                    i.event.as_str(),
+                    i.severity.as_str().to_uppercase(),
+                    i.findings,
+                    if i.findings == 1 { "" } else { "s" },
+                    i.summary,
+                    i.incident_id
+                );
+            }
+            None => {}
         }
     }
     let _ = out.flush();
 }
 
+/// Whether an incident is on an attack's key (or principal) and not over
+/// before the attack began.
+fn belongs(incident: &IncidentAlert, attack: &Attack) -> bool {
+    (incident.key_ids.contains(&attack.key_id)
+        || (attack.principal.is_some() && incident.principal == attack.principal))
+        && at_ms(&incident.last_seen) >= attack.start_ms
+}
+
+/// "1 incident (critical, 9 findings, initial access → discovery)" for the
+/// incidents on an attack's key since it began, as they last stood.
+fn incidents_of(attack: &Attack, incidents: &[IncidentAlert]) -> Option<String> {
+    let mut latest: BTreeMap<&str, &IncidentAlert> = BTreeMap::new();
+    for i in incidents.iter().filter(|i| belongs(i, attack)) {
+        latest.insert(&i.incident_id, i);
+    }
+    if latest.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = latest
+        .values()
+        .map(|i| {
+            let chain: Vec<_> = i.tactics.iter().map(|t| t.text()).collect();
+            format!(
+                "{}, {} finding{}, {}",
+                i.severity.as_str(),
+                i.findings,
+                if i.findings == 1 { "" } else { "s" },
+                if chain.is_empty() {
+                    "no tactic".to_owned()
+                } else {
+                    chain.join(" → ")
+                }
+            )
+        })
+        .collect();
+    Some(format!(
+        "as {} incident{}: {}",
+        latest.len(),
+        if latest.len() == 1 { "" } else { "s" },
+        each.join("; ")
+    ))
+}
+
 fn at_ms(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(0, |t| t.timestamp_millis())
+}
+
+/// What the demo's all-alerts file held.
+#[derive(Default)]
+pub struct Seen {
+    /// Every finding's alert.
+    pub alerts: Vec<Alert>,
+    /// Every incident event.
+    pub incidents: Vec<IncidentAlert>,
+}
+
+/// One line of the all-alerts file.
+enum Record {
+    Finding(Alert),
+    Incident(IncidentAlert),
 }
 
 /// Follows a JSON Lines file as it grows.
@@ -191,8 +298,8 @@ impl Tail {
         }
     }
 
-    /// The alerts on the lines completed since the last call.
-    fn read_new(&mut self) -> Vec<Alert> {
+    /// The alerts and incident events on the lines completed since the last call.
+    fn read_new(&mut self) -> Vec<Record> {
         if self.reader.is_none() {
             self.reader = std::fs::File::open(&self.path).ok().map(BufReader::new);
         }
@@ -204,8 +311,12 @@ impl Tail {
             match reader.read_line(&mut self.partial) {
                 Ok(0) | Err(_) => break,
                 Ok(_) if self.partial.ends_with('\n') => {
-                    if let Ok(alert) = serde_json::from_str::<Alert>(&self.partial) {
-                        out.push(alert);
+                    if self.partial.contains(r#""type":"incident""#) {
+                        if let Ok(incident) = serde_json::from_str(&self.partial) {
+                            out.push(Record::Incident(incident));
+                        }
+                    } else if let Ok(alert) = serde_json::from_str(&self.partial) {
+                        out.push(Record::Finding(alert));
                     }
                     self.partial.clear();
                 }
@@ -343,7 +454,8 @@ fn severity_counts(metrics: &Metrics) -> BTreeMap<Severity, u64> {
 
 /// The closing summary, on stderr: what was found, which attacks were
 /// caught, where to look next.
-pub fn summary(metrics: &Metrics, attacks: &[Attack], alerts: &[Alert], ran: Duration) {
+pub fn summary(metrics: &Metrics, attacks: &[Attack], seen: &Seen, ran: Duration) {
+    let alerts = &seen.alerts;
     let events: u64 = metrics
         .events
         .collect()
@@ -401,6 +513,28 @@ pub fn summary(metrics: &Metrics, attacks: &[Attack], alerts: &[Alert], ran: Dur
             None => format!("not caught (yet) by {}", attack.detector),
         };
         text.push_str(&format!("  {:<66} {verdict}\n", headline(attack.kind)));
+        if let Some(line) = incidents_of(attack, &seen.incidents) {
+            text.push_str(&format!("  {:<66} {line}\n", ""));
+        }
+    }
+    let live_since = attacks.iter().map(|a| a.start_ms).min().unwrap_or(i64::MAX);
+    let mut other: Vec<&str> = seen
+        .incidents
+        .iter()
+        .filter(|i| {
+            at_ms(&i.first_seen) >= live_since
+                && i.severity >= PRINTED
+                && !attacks.iter().any(|a| belongs(i, a))
+        })
+        .map(|i| i.incident_id.as_str())
+        .collect();
+    other.sort_unstable();
+    other.dedup();
+    if !attacks.is_empty() {
+        text.push_str(&format!(
+            "  incidents of medium severity and above on keys under no attack since the first attack: {}\n",
+            other.len()
+        ));
     }
     text.push_str(
         "\nWhere to look next:\n\

@@ -23,6 +23,13 @@ const STATUSES = {
   expected: "Expected (normal)", false_positive: "False positive", confirmed: "Confirmed compromise",
 };
 const SEVERITIES = ["critical", "high", "medium", "low", "info"];
+const TACTICS = {
+  initial_access: "Initial access", discovery: "Discovery", execution: "Execution",
+  persistence: "Persistence", privilege_escalation: "Privilege escalation",
+  credential_access: "Credential access", defense_evasion: "Defense evasion",
+  lateral_movement: "Lateral movement", exfiltration: "Exfiltration", impact: "Impact",
+};
+const INCIDENT_STATUSES = { open: "Open", resolved: "Resolved" };
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -242,6 +249,149 @@ async function viewFindings() {
   list.timer = setInterval(() => loadFindings().catch(() => {}), 3000);
 }
 
+// ---- incidents: one identity's findings while they keep arriving
+const incidents = { items: [], selected: 0, filters: {} };
+const chain = (ts) => (ts || []).map((t) => `<span class="tactic">${esc(TACTICS[t] || words(t))}</span>`).join(" → ");
+
+// A verdict on an incident is given on each of its findings: `expected`
+// teaches each what it showed; `confirmed` marks the key compromised once
+// (on the first finding; the others are acknowledged with a note), so the
+// incident pages at critical once, not once per finding.
+async function incidentVerdict(inc, status) {
+  const ids = (inc.timeline || []).map((s) => s.finding_id);
+  if (!ids.length) return false;
+  if (status !== "confirmed") {
+    let ok = true;
+    for (const id of ids) ok = (await giveVerdict(id, status)) && ok;
+    return ok;
+  }
+  if (!(await giveVerdict(ids[0], "confirmed"))) return false;
+  for (const id of ids.slice(1)) await giveVerdict(id, "acknowledged", { note: `confirmed with incident ${inc.id}` });
+  return true;
+}
+
+function incidentButtons(inc) {
+  return `<span class="incident-actions" data-incident="${esc(inc.id)}">
+    <button data-verdict="expected" title="Normal for these keys: teach each finding's baseline (x)">Expected</button>
+    <button data-verdict="confirmed" class="danger" title="A real compromise: mark the key compromised once (c)">Confirmed</button>
+    <button data-verdict="resolved" title="Dealt with: resolve every finding (r)">Resolve</button>
+  </span>`;
+}
+
+function incidentFilterForm() {
+  const f = incidents.filters;
+  const opts = (all, cur, label) => `<option value="">${label}</option>` +
+    Object.entries(all).map(([k, v]) => `<option value="${esc(k)}" ${cur === k ? "selected" : ""}>${esc(v)}</option>`).join("");
+  return `<form class="filters" id="incident-filters">
+    <label>Severity at least<select name="severity">${opts(Object.fromEntries(SEVERITIES.map((s) => [s, s])), f.severity, "any")}</select></label>
+    <label>Tactic<select name="tactic">${opts(TACTICS, f.tactic, "any")}</select></label>
+    <label>Status<select name="status">${opts(INCIDENT_STATUSES, f.status, "any")}</select></label>
+    <label>Key<input name="key_id" value="${esc(f.key_id || "")}" placeholder="key id"></label>
+    <label>Identity<input name="identity" value="${esc(f.identity || "")}" placeholder="key or principal"></label>
+    <button type="submit" class="primary">Filter</button>
+    <button type="button" id="incident-clear">Clear</button>
+    <span class="muted" id="incident-count"></span>
+  </form>`;
+}
+
+async function loadIncidents() {
+  const p = new URLSearchParams({ limit: "200" });
+  for (const [k, v] of Object.entries(incidents.filters)) if (v) p.set(k, v);
+  const body = await api("/api/v1/incidents?" + p);
+  const items = body.incidents || [];
+  const sig = items.map((i) => `${i.id}:${i.revision}:${i.status}`).join(",");
+  if (sig === incidents.sig && $("#incident-rows tr")) return;
+  incidents.sig = sig;
+  incidents.items = items;
+  if (incidents.selected >= items.length) incidents.selected = Math.max(0, items.length - 1);
+  renderIncidentRows();
+}
+
+function renderIncidentRows() {
+  const tbody = $("#incident-rows");
+  if (!tbody) return;
+  $("#incident-count").textContent = `${incidents.items.length} incident${incidents.items.length === 1 ? "" : "s"}, latest first; updates every 3 s`;
+  if (!incidents.items.length) {
+    tbody.innerHTML = `<tr><td colspan="8" class="empty">No incidents match yet. The demo's first ones appear after its warm-up (about half a minute).</td></tr>`;
+    return;
+  }
+  tbody.innerHTML = incidents.items.map((inc, i) => `<tr class="incident ${i === incidents.selected ? "selected" : ""}" data-i="${i}" data-id="${esc(inc.id)}" data-identity="${esc(inc.identity)}" data-keys="${esc((inc.key_ids || []).join(" "))}" data-status="${esc(inc.status)}">
+      <td>${sev(inc.severity)}${inc.attack_sequence ? ' <span class="sequence">attack sequence</span>' : ""}</td>
+      <td><a href="#/incidents/${encodeURIComponent(inc.id)}">${esc(inc.identity)}</a></td>
+      <td>${chain(inc.tactics) || '<span class="muted">none mapped</span>'}</td>
+      <td class="muted">${when(inc.first_seen)}</td>
+      <td class="muted">${when(inc.last_seen)}</td>
+      <td>${esc(inc.findings)}</td>
+      <td><span class="status ${esc(inc.status)}">${esc(INCIDENT_STATUSES[inc.status] || inc.status)}</span></td>
+      <td>${incidentButtons(inc)}</td>
+    </tr>`).join("");
+}
+
+async function onIncidentVerdictClick(ev, after) {
+  const b = ev.target.closest("button[data-verdict]");
+  const span = b && b.closest("[data-incident]");
+  if (!span) return false;
+  ev.stopPropagation();
+  const inc = incidents.items.find((i) => i.id === span.dataset.incident) || incidents.current;
+  if (inc && await incidentVerdict(inc, b.dataset.verdict)) after();
+  return true;
+}
+
+async function viewIncidents() {
+  $("#view").innerHTML = `<h1>Incidents</h1><p class="muted">One identity's findings while they keep arriving (an hour apart at most), with a combined severity and the ATT&amp;CK tactics they show. A verdict here is given on every finding of the incident.</p>${incidentFilterForm()}
+    <table><thead><tr><th>Severity</th><th>Identity</th><th>Tactics</th><th>First seen</th><th>Last seen</th><th>Findings</th><th>Status</th><th>Verdict</th></tr></thead>
+    <tbody id="incident-rows"><tr><td colspan="8" class="empty">Loading…</td></tr></tbody></table>`;
+  $("#incident-filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    incidents.filters = Object.fromEntries(new FormData(e.target).entries());
+    incidents.selected = 0;
+    incidents.sig = null;
+    loadIncidents().catch(showError);
+  });
+  $("#incident-clear").addEventListener("click", () => { incidents.filters = {}; incidents.sig = null; viewIncidents(); });
+  $("#incident-rows").addEventListener("click", async (e) => {
+    if (e.target.closest("a")) return;
+    if (await onIncidentVerdictClick(e, () => { incidents.sig = null; loadIncidents().catch(showError); })) return;
+    const tr = e.target.closest("tr.incident");
+    if (tr) location.hash = "#/incidents/" + encodeURIComponent(incidents.items[+tr.dataset.i].id);
+  });
+  await loadIncidents();
+  list.timer = setInterval(() => loadIncidents().catch(() => {}), 3000);
+}
+
+async function viewIncident(id) {
+  const body = await api("/api/v1/incidents/" + encodeURIComponent(id));
+  const inc = body.incident;
+  incidents.current = inc;
+  const statusOf = Object.fromEntries((body.findings || []).map((f) => [f.id, f.status]));
+  const key = (inc.key_ids || [])[0] || inc.identity;
+  $("#view").innerHTML = `<p><a href="#/incidents">← All incidents</a></p>
+    <h1>${sev(inc.severity)} Incident on ${esc(inc.entity === "principal" ? "principal" : "key")} ${esc(inc.identity)}${inc.attack_sequence ? ' <span class="sequence">attack sequence</span>' : ""}</h1>
+    <div class="card"><p class="lead">${esc(inc.summary)}</p>
+      <p><span class="status ${esc(inc.status)}">${esc(INCIDENT_STATUSES[inc.status] || inc.status)}</span>
+      <span class="muted">${when(inc.first_seen)} → ${when(inc.last_seen)}, ${esc(inc.findings)} finding${inc.findings === 1 ? "" : "s"}, score ${esc(Number(inc.score).toFixed(2))}</span></p>
+      <p>Tactics: ${chain(inc.tactics) || '<span class="muted">none mapped</span>'}</p>
+      <p id="incident-verdict">${incidentButtons(inc)}</p></div>
+    <div class="grid"><div>
+      <h2>Timeline</h2>
+      <table id="timeline-steps"><thead><tr><th>When (event time)</th><th>Severity</th><th>What happened</th><th>Tactics</th><th>Call</th><th>From</th><th>Status</th></tr></thead><tbody>
+      ${(inc.timeline || []).map((st) => `<tr class="finding step" data-id="${esc(st.finding_id)}" onclick="location.hash='#/findings/${encodeURIComponent(st.finding_id)}'">
+        <td class="muted">${when(st.observed_at)}</td><td>${sev(st.severity)}</td><td>${esc(detectorText(st.detector))}</td>
+        <td>${chain(st.tactics)}</td><td>${esc(st.action || "")}</td><td>${esc(st.source || "")}</td><td>${statusBadge(statusOf[st.finding_id])}</td></tr>`).join("")}
+      </tbody></table>
+      <h2>Involved</h2><div class="card">${table({ keys: inc.key_ids, principal: inc.principal, networks: inc.networks, clients: inc.clients, actions: inc.actions })}</div>
+    </div><div>
+      <h2>Key <a href="#/key/${encodeURIComponent(key)}">${esc(key)}</a>: its baseline</h2><div class="card" id="baseline"><span class="muted">Loading…</span></div>
+      <h2>Requests against the baseline</h2><div class="card" id="chart"><span class="muted">Loading…</span></div>
+    </div></div>`;
+  $("#incident-verdict").addEventListener("click", (e) => onIncidentVerdictClick(e, () => route()));
+  api("/api/v1/keys/" + encodeURIComponent(key)).then((k) => {
+    $("#baseline").innerHTML = `<dl class="kv"><dt>First used</dt><dd>${when(k.first_seen)}</dd><dt>Events</dt><dd>${esc(k.events)} on ${esc(k.active_days)} days</dd></dl>${table(k.baseline)}`;
+  }).catch((e) => { $("#baseline").innerHTML = `<span class="muted">No baseline here: ${esc(e.message)}</span>`; });
+  api(`/api/v1/keys/${encodeURIComponent(key)}/rate`).then((r) => { $("#chart").innerHTML = rateChart(r, null); })
+    .catch((e) => { $("#chart").innerHTML = `<span class="muted">No rate baseline: ${esc(e.message)}</span>`; });
+}
+
 // ---- one finding
 function table(obj) {
   if (obj === null || obj === undefined || obj === "") return '<span class="muted">—</span>';
@@ -391,12 +541,16 @@ async function route() {
   clearInterval(list.timer);
   const h = location.hash;
   const m = h.match(/#token=([^&]+)/);
-  if (m) { session.set(decodeURIComponent(m[1]), session.who); history.replaceState(null, "", "#/findings"); showLogin(); }
-  const [, view, arg] = (location.hash.match(/^#\/([a-z]+)\/?(.*)$/) || [null, "findings", ""]);
+  if (m) { session.set(decodeURIComponent(m[1]), session.who); history.replaceState(null, "", "#/incidents"); showLogin(); }
+  const [, view, arg] = (location.hash.match(/^#\/([a-z]+)\/?(.*)$/) || [null, "incidents", ""]);
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
   try {
-    if (view === "finding") await viewFinding(decodeURIComponent(arg));
-    else if (view === "key") await viewKey(decodeURIComponent(arg));
+    if (view === "finding" || (view === "findings" && arg)) await viewFinding(decodeURIComponent(arg));
+    else if (view === "incidents" && arg) await viewIncident(decodeURIComponent(arg));
+    else if (view === "incidents") {
+      // With incidents off, the findings are the default view.
+      try { await viewIncidents(); } catch (e) { if (e.status === 404) await viewFindings(); else throw e; }
+    } else if (view === "key") await viewKey(decodeURIComponent(arg));
     else if (view === "suppressions") await viewSuppressions();
     else if (view === "review") await viewReview();
     else await viewFindings();
@@ -405,6 +559,19 @@ async function route() {
 
 document.addEventListener("keydown", async (e) => {
   if (e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+  const inIncidents = !!$("#incident-rows");
+  const incident = inIncidents ? incidents.items[incidents.selected] : ($("#incident-verdict") ? incidents.current : null);
+  const incidentVerdicts = { x: "expected", c: "confirmed", r: "resolved" };
+  if (inIncidents && (e.key === "j" || e.key === "k")) {
+    incidents.selected = Math.max(0, Math.min(incidents.items.length - 1, incidents.selected + (e.key === "j" ? 1 : -1)));
+    renderIncidentRows();
+    const row = $("tr.incident.selected");
+    if (row) row.scrollIntoView({ block: "nearest" });
+    return;
+  }
+  if (inIncidents && e.key === "Enter" && incident) { location.hash = "#/incidents/" + encodeURIComponent(incident.id); return; }
+  if (incident && incidentVerdicts[e.key]) { if (await incidentVerdict(incident, incidentVerdicts[e.key])) route(); return; }
+  if ($("#incident-verdict") && e.key === "Escape") { location.hash = "#/incidents"; return; }
   const inList = !!$("#rows");
   const current = () => {
     if (inList) return list.items[list.selected];
