@@ -37,8 +37,6 @@ pub mod tactics;
 mod tests;
 mod tracker;
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -136,7 +134,7 @@ pub struct Incident {
     pub findings: u32,
     /// Findings per detector.
     pub detectors: Vec<(Detector, u32)>,
-    /// Networks of the tripping events (/24 or /64, or a named source).
+    /// Networks of the tripping events (/24 or /56, or a named source).
     pub networks: Vec<String>,
     /// User agents of the tripping events.
     pub clients: Vec<String>,
@@ -225,18 +223,14 @@ fn new_origin(detector: Detector) -> bool {
     )
 }
 
-/// The network of a source: its /24 (IPv4) or /64 (IPv6), or the name.
+/// The network of a source as the detectors judge it: its /24 (IPv4) or
+/// /56 (IPv6), or the name.
 fn network_of(source: &str) -> String {
-    match source.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => {
-            let [a, b, c, _] = a.octets();
-            format!("{a}.{b}.{c}.0/24")
+    match crate::decode::Source::parse(std::borrow::Cow::Borrowed(source)) {
+        Some(ip @ crate::decode::Source::Ip(_)) => {
+            crate::engine::source::SourceId::of(&ip).network_display()
         }
-        Ok(IpAddr::V6(a)) => {
-            let s = a.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Err(_) => source.to_owned(),
+        _ => source.to_owned(),
     }
 }
 
