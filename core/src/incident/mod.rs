@@ -99,6 +99,20 @@ pub struct Step {
     pub action: Option<String>,
 }
 
+impl Step {
+    /// One line of a timeline for a chat or paging message: time,
+    /// severity, detector and action.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.observed_at,
+            self.severity.as_str(),
+            self.detector,
+            self.action.as_deref().unwrap_or("")
+        )
+    }
+}
+
 /// One identity's findings while they keep arriving.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {

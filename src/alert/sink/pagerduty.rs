@@ -20,7 +20,7 @@ use crate::alert::shape::{Alert, EncodedAlert, IncidentAlert};
 use crate::alert::worker::SinkMetrics;
 use crate::secret::Secret;
 use keywatch_core::engine::{Detector, Severity};
-use keywatch_core::incident::Change;
+use keywatch_core::incident::{Change, Step};
 use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
 /// `type = "pagerduty"`.
@@ -139,20 +139,7 @@ impl PagerDutySink {
             });
         }
         let summary: String = incident.summary.chars().take(1024).collect();
-        let timeline: Vec<String> = incident
-            .timeline
-            .iter()
-            .take(30)
-            .map(|s| {
-                format!(
-                    "{} {} {} {}",
-                    s.observed_at,
-                    s.severity.as_str(),
-                    s.detector,
-                    s.action.as_deref().unwrap_or("")
-                )
-            })
-            .collect();
+        let timeline: Vec<String> = incident.timeline.iter().take(30).map(Step::line).collect();
         let link = self.links.incident(&incident.incident_id);
         json!({
             "routing_key": self.routing_key.expose(),

@@ -22,7 +22,7 @@ use super::{http_client, send, DeliveryError, Links, Sink, SinkSetup};
 use crate::alert::shape::{Alert, EncodedAlert, IncidentAlert};
 use crate::secret::Secret;
 use keywatch_core::engine::Severity;
-use keywatch_core::incident::Change;
+use keywatch_core::incident::{Change, Step};
 use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 use tokio::time::Instant;
 
@@ -306,20 +306,7 @@ pub fn incident_message(incident: &IncidentAlert, first: bool, links: &Links) ->
         (None, None) => "unknown".to_owned(),
     };
     let chain: Vec<_> = incident.tactics.iter().map(|t| t.text()).collect();
-    let timeline: Vec<String> = incident
-        .timeline
-        .iter()
-        .take(15)
-        .map(|s| {
-            format!(
-                "{} {} {} {}",
-                s.observed_at,
-                s.severity.as_str(),
-                s.detector,
-                s.action.as_deref().unwrap_or("")
-            )
-        })
-        .collect();
+    let timeline: Vec<String> = incident.timeline.iter().take(15).map(Step::line).collect();
     let link = links.incident(&incident.incident_id);
     json!({
         "text": text(&format!("{} {severity} incident {what} on {}: {}", icon(incident.severity), incident.identity, incident.summary), 2900),
