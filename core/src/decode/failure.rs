@@ -83,14 +83,17 @@ impl Failure {
         let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
             return Failure::Caller;
         };
-        // Error codes are short; a long string is a message, not a code, and
-        // is matched by its fragments only.
-        let lower = code.to_ascii_lowercase();
-        if THROTTLED.contains(&lower.as_str())
-            || THROTTLED_FRAGMENTS.iter().any(|f| lower.contains(f))
-        {
+        // Compared in place, without a lowercased copy: this runs for every
+        // failed call, once by each rate detector.
+        let is = |table: &[&str]| table.iter().any(|c| c.eq_ignore_ascii_case(code));
+        let contains = |fragment: &str| {
+            code.as_bytes()
+                .windows(fragment.len())
+                .any(|w| w.eq_ignore_ascii_case(fragment.as_bytes()))
+        };
+        if is(THROTTLED) || THROTTLED_FRAGMENTS.iter().any(|f| contains(f)) {
             Failure::Throttled
-        } else if PROVIDER.contains(&lower.as_str()) {
+        } else if is(PROVIDER) {
             Failure::Provider
         } else {
             Failure::Caller

@@ -71,7 +71,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     };
     // Only the caller's failures: a rate limit or an outage is the
     // provider's, not a probe (see `decode::failure`).
-    if !s.detectors.error_spike.enabled || ctx.ev.outcome.failure() != Some(Failure::Caller) {
+    if !s.detectors.error_spike.enabled || Failure::of_code(code.as_deref()) != Failure::Caller {
         return;
     }
     let (Some(c), _) =
