@@ -147,16 +147,7 @@ pub fn pretty_incident(incident: &IncidentAlert) -> String {
         rows.push(("tactics", chain.join(" → ")));
     }
     for step in &incident.timeline {
-        rows.push((
-            "finding",
-            format!(
-                "{} {} {} {}",
-                step.observed_at,
-                step.severity.as_str(),
-                step.detector,
-                step.action.as_deref().unwrap_or("")
-            ),
-        ));
+        rows.push(("finding", step.line()));
     }
     rows.push(("id", incident.incident_id.clone()));
     block(
