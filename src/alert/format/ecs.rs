@@ -44,6 +44,20 @@ fn provider(key: &str, principal: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// ECS `user`: the principal as name and id, the owner as email; `None`
+/// when neither is known.
+fn user(principal: Option<&str>, owner: Option<&str>) -> Option<Value> {
+    let mut user = Map::new();
+    if let Some(p) = principal {
+        user.insert("name".into(), json!(p));
+        user.insert("id".into(), json!(p));
+    }
+    if let Some(owner) = owner {
+        user.insert("email".into(), json!(owner));
+    }
+    (!user.is_empty()).then_some(Value::Object(user))
+}
+
 /// The ECS document for `alert`.
 pub fn document(alert: &Alert) -> Value {
     let detector = alert.detector.as_str();
@@ -95,16 +109,8 @@ pub fn document(alert: &Alert) -> Value {
         },
     });
 
-    let mut user = Map::new();
-    if let Some(p) = &alert.principal {
-        user.insert("name".into(), json!(p));
-        user.insert("id".into(), json!(p));
-    }
-    if let Some(owner) = &alert.owner {
-        user.insert("email".into(), json!(owner));
-    }
-    if !user.is_empty() {
-        doc["user"] = Value::Object(user);
+    if let Some(user) = user(alert.principal.as_deref(), alert.owner.as_deref()) {
+        doc["user"] = user;
     }
 
     let mut related_ip = Vec::new();
@@ -194,16 +200,8 @@ pub fn incident(i: &IncidentAlert) -> Value {
             },
         });
     }
-    let mut user = Map::new();
-    if let Some(p) = &i.principal {
-        user.insert("name".into(), json!(p));
-        user.insert("id".into(), json!(p));
-    }
-    if let Some(owner) = &i.owner {
-        user.insert("email".into(), json!(owner));
-    }
-    if !user.is_empty() {
-        doc["user"] = Value::Object(user);
+    if let Some(user) = user(i.principal.as_deref(), i.owner.as_deref()) {
+        doc["user"] = user;
     }
     if let Some(p) = provider(&i.key_id, i.principal.as_deref()) {
         doc["cloud"] = json!({ "provider": p });
