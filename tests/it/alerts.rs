@@ -622,34 +622,30 @@ async fn a_stalled_sink_does_not_delay_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_never_blocks_and_a_full_queue_loses_nothing() {
+    // The receiver never answers: a submit that waited for room in the full
+    // queue would wait for a delivery to time out (a minute each), so 2000
+    // of them finishing before the first could have is the proof that none
+    // waited (a bound on behaviour, not on the machine's speed).
     let receiver = Receiver::start(|_| Reply::Hang).await;
     let mut hook = sink("hook", webhook(&receiver.url));
     hook.queue_capacity = 4;
     hook.concurrency = 1;
-    hook.timeout = ms(10_000);
+    hook.timeout = ms(60_000);
     let run = Running::start(vec![hook]);
 
     let total = 2000;
     let t0 = Instant::now();
-    let mut slowest = Duration::ZERO;
     let mut ids = BTreeSet::new();
     for n in 0..total {
         let f = finding(n);
-        let call = Instant::now();
         run.alerts.submit(&f);
-        slowest = slowest.max(call.elapsed());
         ids.insert(f.id);
     }
     let took = t0.elapsed();
     assert!(
-        took < Duration::from_secs(1),
-        "{total} submits took {took:?}"
+        took < Duration::from_secs(30),
+        "{total} submits took {took:?}: one waited for the hung delivery"
     );
-    assert!(
-        slowest < Duration::from_millis(100),
-        "slowest submit {slowest:?}"
-    );
-
     let run = run.stop().await;
     let dead = run.dead_letters();
     let dead_ids: BTreeSet<String> = dead
