@@ -8,6 +8,7 @@ pub mod produce;
 pub mod replay;
 pub mod review;
 pub mod run;
+pub mod token;
 
 use crate::config::{Config, ConfigError};
 use keywatch_core::engine::Engine;

@@ -7,15 +7,19 @@
 //! `head` the request-head limits checked before hyper parses a head;
 //! [`recent`] the findings the API lists without the store; `triage` the
 //! findings store's endpoints (filters, verdicts, audit trail) and the
-//! console page at `/`; `incidents` the incidents (`/api/v1/incidents`).
+//! console page at `/`; `incidents` the incidents (`/api/v1/incidents`);
+//! `guard` who may call each route ([`crate::auth`]) and the security
+//! headers; `tls` the listener's TLS.
 
 mod api;
 mod conn;
 mod error;
+mod guard;
 mod head;
 mod incidents;
 mod query;
 pub mod recent;
+pub mod tls;
 mod triage;
 
 use std::net::SocketAddr;
@@ -30,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use recent::RecentFindings;
 
 use crate::alert::Alerts;
+use crate::auth::Access;
 use crate::config::{Entity, HttpConfig, InventoryConfig, Secret};
 use crate::source::kafka::SourceStatus;
 use keywatch_core::engine::Engine;
@@ -69,9 +74,11 @@ pub struct AppState {
     pub feedback: Option<crate::feedback::topic::FeedbackTopic>,
 }
 
-/// The routes, with body limit and request timeout; every error is JSON.
-pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
+/// The routes, behind `access`, with body limit and request timeout and
+/// the security headers; every error is JSON.
+pub fn router(state: AppState, cfg: &HttpConfig, access: Arc<Access>) -> Router {
     let timeout = cfg.request_timeout.0;
+    let tls = cfg.tls.is_some();
     Router::new()
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
@@ -94,12 +101,23 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
             get(api::suppressions).post(api::add_suppression),
         )
         .route("/api/v1/suppressions/{id}", delete(api::remove_suppression))
+        .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/tokens", get(api::tokens))
+        // Only matched routes: the guard reads the route as registered.
+        .route_layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            guard::admit,
+        ))
         .fallback(api::not_found)
+        .layer(axum::Extension(access))
         .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
             error::with_timeout(req, next, timeout)
         }))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::security_headers(tls, req, next)
+        }))
         .with_state(state)
 }
 
@@ -113,10 +131,20 @@ pub async fn serve(
     let listener = conn::bind(&cfg.listen)
         .with_context(|| format!("binding the HTTP server to {} (http.listen)", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let app = router(state.clone(), cfg);
+    let tls = match &cfg.tls {
+        Some(tls) => Some(tls::acceptor(tls, state.metrics.clone())?),
+        None => None,
+    };
+    let access = Arc::new(Access::new(
+        cfg,
+        state.api_token.clone(),
+        state.metrics.clone(),
+    ));
+    warn_about_access(cfg, &access);
+    let app = router(state.clone(), cfg, access);
     let server = tokio::spawn({
         let (cfg, metrics, shutdown) = (cfg.clone(), state.metrics.clone(), shutdown.clone());
-        async move { conn::serve(listener, app, &cfg, metrics, shutdown).await }
+        async move { conn::serve(listener, app, &cfg, tls, metrics, shutdown).await }
     });
     let interval = cfg.gauges_interval.0;
     tokio::spawn(async move {
@@ -128,8 +156,35 @@ pub async fn serve(
             }
         }
     });
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1 and the console at /");
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "serving /metrics, /healthz, /readyz, /api/v1 and the console at /");
     Ok((addr, server))
+}
+
+/// Says at start what an operator would otherwise learn from a leak or a
+/// wall of 401s: reads open beyond loopback, or reads that need an
+/// identity nobody can prove.
+fn warn_about_access(cfg: &HttpConfig, access: &Access) {
+    let loopback = crate::auth::config::is_loopback(&cfg.listen);
+    if !loopback && !access.reads_need_identity() {
+        tracing::warn!(
+            listen = %cfg.listen,
+            "reads are open (http.access.reads = \"open\") on an address beyond loopback: anyone who reaches the port sees findings, principals, addresses and the audit trail"
+        );
+    }
+    if access.reads_need_identity() && !access.any_method() {
+        tracing::warn!(
+            listen = %cfg.listen,
+            "reads need an identity (http.listen is beyond loopback) and no way to sign in is configured: every API read answers 401 (open: {}). Configure http.access.proxy, http.access.tokens_path, http.access.users or http.api_token, or set http.access.reads = \"open\"",
+            cfg.access.open_paths.join(", ")
+        );
+    }
+    if !loopback && cfg.tls.is_none() && access.any_method() {
+        tracing::warn!(
+            listen = %cfg.listen,
+            "credentials cross the network in clear: no [http.tls] (fine behind a proxy that terminates TLS on the same host)"
+        );
+    }
 }
 
 /// Age buckets of `keywatch_keys_by_age`, by days since first use.

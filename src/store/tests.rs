@@ -116,6 +116,7 @@ fn statuses_and_the_audit_trail_survive_a_reopen_without_a_close() {
     store.store_now(&f).unwrap();
     let actor = Actor {
         who: "alice".into(),
+        method: "proxy".into(),
         remote: "127.0.0.1:5000".into(),
         user_agent: "curl/8".into(),
     };
