@@ -226,6 +226,8 @@ pub struct Access {
 
 struct Proxy {
     header: HeaderName,
+    /// The header's name as configured, for messages.
+    name: String,
     trusted: Vec<ipnet::IpNet>,
     default_role: Role,
     roles: HashMap<String, Role>,
@@ -248,6 +250,7 @@ impl Access {
         let proxy = a.proxy.as_ref().map(|p| Proxy {
             header: HeaderName::try_from(p.header.as_str())
                 .unwrap_or(HeaderName::from_static("x-forwarded-email")),
+            name: p.header.clone(),
             trusted: p.trusted.iter().map(|c| c.0).collect(),
             default_role: p.default_role,
             roles: p.roles.clone().into_iter().collect(),
@@ -408,7 +411,7 @@ impl Access {
             let user = value.to_str().map(str::trim).unwrap_or_default();
             if !trusted {
                 return Err(Denied::UntrustedProxy {
-                    header: proxy.header.to_string(),
+                    header: proxy.name.clone(),
                 });
             }
             if user.is_empty() {
