@@ -164,6 +164,11 @@ pub enum Denied {
     },
     /// A write, and no way to authenticate is configured at all.
     WritesDisabled,
+    /// The route has no such method (not a refusal of the caller).
+    NotAllowed {
+        /// The route's methods, for `Allow`.
+        allow: &'static str,
+    },
 }
 
 impl Denied {
@@ -176,6 +181,7 @@ impl Denied {
             Denied::Throttled { .. } => "throttled",
             Denied::Forbidden { .. } => "forbidden",
             Denied::WritesDisabled => "writes_disabled",
+            Denied::NotAllowed { .. } => "not_allowed",
         }
     }
 
@@ -332,7 +338,8 @@ impl Access {
     /// Decides a request to `path` (the route as registered, e.g.
     /// `/api/v1/findings/{id}`): its identity, if any, when it may go on.
     /// Every refusal is counted; wrong credentials count toward the
-    /// address's throttle.
+    /// address's throttle. A method the route does not have is
+    /// [`Denied::NotAllowed`], whoever asks.
     pub async fn admit(
         &self,
         method: &axum::http::Method,
@@ -342,7 +349,12 @@ impl Access {
         cert: Option<&ClientCert>,
     ) -> Result<Option<Identity>, Denied> {
         let decided = self.decide(method, path, peer, headers, cert).await;
-        if let Err(denied) = &decided {
+        let refused = match &decided {
+            // A wrong method is the client's mistake, not a refusal of who it is.
+            Err(Denied::NotAllowed { .. }) | Ok(_) => None,
+            Err(denied) => Some(denied),
+        };
+        if let Some(denied) = refused {
             self.metrics
                 .http_auth_failures
                 .with_label_values(&[denied.method(), denied.reason()])
@@ -364,23 +376,26 @@ impl Access {
         headers: &HeaderMap,
         cert: Option<&ClientCert>,
     ) -> Result<Option<Identity>, Denied> {
-        let identity = self.authenticate(peer, headers, cert).await?;
         let need = match policy::need(method, path) {
-            Need::Open => return Ok(identity),
+            Need::NotAllowed(allow) => return Err(Denied::NotAllowed { allow }),
+            Need::Open => return self.authenticate(peer, headers, cert).await,
             Need::Role(Role::Viewer)
                 if !self.reads_need_identity || self.open_paths.iter().any(|p| p == path) =>
             {
-                return Ok(identity)
+                return self.authenticate(peer, headers, cert).await
+            }
+            Need::Role(role) if role > Role::Viewer && !self.any_method() => {
+                return Err(Denied::WritesDisabled)
             }
             Need::Role(role) => role,
         };
+        let identity = self.authenticate(peer, headers, cert).await?;
         match identity {
             Some(id) if id.role >= need => Ok(Some(id)),
             Some(id) => Err(Denied::Forbidden {
                 identity: id,
                 needs: need,
             }),
-            None if need > Role::Viewer && !self.any_method() => Err(Denied::WritesDisabled),
             None => Err(Denied::Missing),
         }
     }

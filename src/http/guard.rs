@@ -94,6 +94,16 @@ fn refusal(denied: &Denied, method: &axum::http::Method, route: &str) -> Respons
             })),
         )
             .into_response(),
+        Denied::NotAllowed { allow } => {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} {route}: method not allowed (allowed: {allow})"),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            r
+        }
         Denied::WritesDisabled => error(
             StatusCode::FORBIDDEN,
             "writes are disabled: set http.api_token (or per-user tokens, users or a proxy in [http.access]) to allow them",

@@ -140,7 +140,9 @@ pub async fn serve(
         state.api_token.clone(),
         state.metrics.clone(),
     ));
-    warn_about_access(cfg, &access);
+    for warning in access_warnings(cfg, &access) {
+        tracing::warn!("{warning}");
+    }
     let app = router(state.clone(), cfg, access);
     let server = tokio::spawn({
         let (cfg, metrics, shutdown) = (cfg.clone(), state.metrics.clone(), shutdown.clone());
@@ -161,30 +163,32 @@ pub async fn serve(
     Ok((addr, server))
 }
 
-/// Says at start what an operator would otherwise learn from a leak or a
-/// wall of 401s: reads open beyond loopback, or reads that need an
-/// identity nobody can prove.
-fn warn_about_access(cfg: &HttpConfig, access: &Access) {
+/// What an operator would otherwise learn from a leak or a wall of 401s,
+/// said once at start: reads open beyond loopback, reads that need an
+/// identity nobody can prove, credentials in clear beyond loopback.
+fn access_warnings(cfg: &HttpConfig, access: &Access) -> Vec<String> {
     let loopback = crate::auth::config::is_loopback(&cfg.listen);
+    let mut warnings = Vec::new();
     if !loopback && !access.reads_need_identity() {
-        tracing::warn!(
-            listen = %cfg.listen,
-            "reads are open (http.access.reads = \"open\") on an address beyond loopback: anyone who reaches the port sees findings, principals, addresses and the audit trail"
-        );
+        warnings.push(format!(
+            "reads are open (http.access.reads = \"open\") on {}, beyond loopback: anyone who reaches the port sees findings, principals, addresses and the audit trail",
+            cfg.listen
+        ));
     }
     if access.reads_need_identity() && !access.any_method() {
-        tracing::warn!(
-            listen = %cfg.listen,
-            "reads need an identity (http.listen is beyond loopback) and no way to sign in is configured: every API read answers 401 (open: {}). Configure http.access.proxy, http.access.tokens_path, http.access.users or http.api_token, or set http.access.reads = \"open\"",
+        warnings.push(format!(
+            "reads need an identity on {} and no way to sign in is configured: every API read answers 401 (open: {}); configure http.access.proxy, http.access.tokens_path, http.access.users or http.api_token, or set http.access.reads = \"open\"",
+            cfg.listen,
             cfg.access.open_paths.join(", ")
-        );
+        ));
     }
     if !loopback && cfg.tls.is_none() && access.any_method() {
-        tracing::warn!(
-            listen = %cfg.listen,
-            "credentials cross the network in clear: no [http.tls] (fine behind a proxy that terminates TLS on the same host)"
-        );
+        warnings.push(format!(
+            "credentials reach {} in clear: no [http.tls] (fine behind a proxy on the same host that terminates TLS)",
+            cfg.listen
+        ));
     }
+    warnings
 }
 
 /// Age buckets of `keywatch_keys_by_age`, by days since first use.
@@ -245,5 +249,33 @@ async fn refresh_gauges(state: &AppState) {
             keywatch_core::review::status(&input).export(&metrics);
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings(listen: &str, access: &str, token: bool) -> Vec<String> {
+        let mut cfg: HttpConfig = toml::from_str(&format!("[access]\n{access}")).unwrap();
+        cfg.listen = listen.to_owned();
+        let token = token.then(|| Secret::resolve("a-token-long-enough").unwrap());
+        access_warnings(&cfg, &Access::new(&cfg, token, Arc::new(Metrics::new())))
+    }
+
+    #[test]
+    fn start_warns_about_open_reads_beyond_loopback_and_locked_out_reads() {
+        assert!(warnings("127.0.0.1:9464", "", false).is_empty());
+        assert!(warnings("127.0.0.1:9464", "reads = \"open\"", true).is_empty());
+        let open = warnings("0.0.0.0:9464", "reads = \"open\"", false);
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert!(open[0].contains("reads are open") && open[0].contains("0.0.0.0:9464"));
+        // The container's default: beyond loopback, nobody can sign in.
+        let locked = warnings("0.0.0.0:9464", "", false);
+        assert_eq!(locked.len(), 1, "{locked:?}");
+        assert!(locked[0].contains("every API read answers 401") && locked[0].contains("/metrics"));
+        let clear = warnings("0.0.0.0:9464", "", true);
+        assert_eq!(clear.len(), 1, "{clear:?}");
+        assert!(clear[0].contains("in clear"));
     }
 }

@@ -1248,3 +1248,54 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn check_config_masks_every_access_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("correct horse battery", 4).unwrap();
+    let path = dir.path().join("keywatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[http]
+listen = "0.0.0.0:9464"
+api_token = "{SHARED}"
+[http.access]
+tokens_path = "{}"
+[http.access.proxy]
+trusted = ["10.0.0.5/32"]
+roles = {{ "alice@example.com" = "admin" }}
+[[http.access.users]]
+name = "carol"
+role = "responder"
+password_hash = "{hash}"
+"#,
+            dir.path().join("tokens.json").display()
+        ),
+    )
+    .unwrap();
+    let o = run(keywatch().args(["check-config", "-c"]).arg(&path));
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.contains(SHARED) && !out.contains(&hash), "{out}");
+    assert!(!out.contains(&hash[7..]), "no part of the hash: {out}");
+    assert!(out.contains("password_hash = \"********\""), "{out}");
+    assert!(
+        out.contains("alice@example.com") && out.contains("10.0.0.5/32"),
+        "{out}"
+    );
+    // A bad one is refused by name, without showing it.
+    std::fs::write(
+        &path,
+        "[[http.access.users]]\nname = \"carol\"\nrole = \"viewer\"\npassword_hash = \"plain-password\"\n",
+    )
+    .unwrap();
+    let o = run(keywatch().args(["check-config", "-c"]).arg(&path));
+    assert_eq!(o.status.code(), Some(64));
+    let err = stderr(&o);
+    assert!(
+        err.contains("http.access.users[0].password_hash") && !err.contains("plain-password"),
+        "{err}"
+    );
+}
