@@ -764,6 +764,26 @@ async fn tls_with_a_test_ca_reloads_its_certificate_and_signs_in_client_certific
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let first = peer_cert(&r);
+    // TLS 1.2 is the oldest spoken: a client that offers nothing newer
+    // than 1.1 gets no connection.
+    let only = |v: reqwest::tls::Version| {
+        reqwest::Client::builder()
+            .tls_certs_only([pki.ca_cert()])
+            .min_tls_version(v)
+            .max_tls_version(v)
+            .build()
+            .unwrap()
+    };
+    let r = only(reqwest::tls::Version::TLS_1_2)
+        .get(https("localhost", "/healthz"))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status().as_u16(), 200, "TLS 1.2");
+    assert!(only(reqwest::tls::Version::TLS_1_1)
+        .get(https("localhost", "/healthz"))
+        .send()
+        .await
+        .is_err());
     // A client that does not trust the CA, and plain HTTP, get nothing.
     assert!(reqwest::Client::new()
         .get(https("localhost", "/healthz"))
