@@ -1319,3 +1319,110 @@ password_hash = "{hash}"
         "{err}"
     );
 }
+
+/// A `keywatch run` process, killed when the test ends.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_running_daemon_refuses_a_token_revoked_through_the_cli_at_once() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
+    let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
+    cluster.create_topic("audit", 1, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_loopback_addr();
+    let config = dir.path().join("keywatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+brokers = "{}"
+topics = ["audit"]
+group_id = "access"
+startup_timeout = "10s"
+[http]
+listen = "{listen}"
+[http.access]
+reads = "identity"
+tokens_path = "{}"
+[checkpoint]
+dir = "{}"
+[changelog]
+enabled = false
+"#,
+            cluster.bootstrap_servers(),
+            dir.path().join("tokens.json").display(),
+            dir.path().join("state").display(),
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let o = run(keywatch().arg("token").args(args));
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let token = cli(&["create", "-c", c, "--user", "frank", "--role", "responder"]);
+    let token = token.trim();
+    let log = dir.path().join("run.log");
+    let _daemon = Daemon(
+        keywatch()
+            .args(["run", "-c", c])
+            .env("KEYWATCH_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::blocking::Client::new();
+    let findings = |token: &str| {
+        client
+            .get(format!("http://{listen}/api/v1/findings"))
+            .bearer_auth(token)
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while findings(token) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never let the token read; its log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rule = json!({"key": "AKIADAEMON", "reason": "test"});
+    let add = |token: &str| {
+        client
+            .post(format!("http://{listen}/api/v1/suppressions"))
+            .bearer_auth(token)
+            .json(&rule)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(add(token), 201, "a responder adds a suppression");
+    // A token created while the daemon runs works at once too.
+    let late = cli(&["create", "-c", c, "--user", "gina", "--role", "viewer"]);
+    assert_eq!(findings(late.trim()), 200);
+    assert_eq!(add(late.trim()), 403, "a viewer may not");
+    let id = token.split('_').nth(1).unwrap();
+    cli(&["revoke", "-c", c, id]);
+    assert_eq!(
+        findings(token),
+        401,
+        "revoked: refused from the next request"
+    );
+    assert_eq!(add(token), 401);
+    assert_eq!(findings(late.trim()), 200, "other tokens unaffected");
+}
