@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{policy, Role};
-use crate::config::{invalid, Cidr, ConfigError, Secret};
+use crate::secret::Secret;
+use keywatch_core::config::{invalid, Cidr, ConfigError};
 
 /// `[http.access]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

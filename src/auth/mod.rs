@@ -21,6 +21,7 @@
 pub mod config;
 pub mod policy;
 pub mod throttle;
+pub mod tls;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -36,8 +37,9 @@ use sha2::{Digest, Sha256};
 
 pub use config::{AccessConfig, ProxyConfig, Reads, UserConfig};
 pub use policy::Need;
+pub use tls::TlsConfig;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use keywatch_core::metrics::Metrics;
 
 /// What a caller may do; each role may do everything the ones before it may.
@@ -240,10 +242,13 @@ struct Proxy {
 }
 
 impl Access {
-    /// Access for `[http]`, with the shared token `api_token` (the
-    /// daemon's `http.api_token`). The configuration is validated already.
+    /// Access for `[http.access]` on a server listening on `listen`, with
+    /// client certificates when `tls` asks for them, and the shared token
+    /// `api_token` (`http.api_token`). The configuration is validated already.
     pub fn new(
-        cfg: &crate::config::HttpConfig,
+        a: &AccessConfig,
+        listen: &str,
+        tls: Option<&TlsConfig>,
         api_token: Option<Secret>,
         metrics: Arc<Metrics>,
     ) -> Access {
@@ -252,7 +257,6 @@ impl Access {
                 .http_auth_failures
                 .with_label_values(&[method, reason]);
         }
-        let a = &cfg.access;
         let proxy = a.proxy.as_ref().map(|p| Proxy {
             header: HeaderName::try_from(p.header.as_str())
                 .unwrap_or(HeaderName::from_static("x-forwarded-email")),
@@ -276,7 +280,7 @@ impl Access {
             bcrypt::hash("keywatch decoy", cost).unwrap_or_default()
         });
         Access {
-            reads_need_identity: a.reads_need_identity(&cfg.listen),
+            reads_need_identity: a.reads_need_identity(listen),
             open_paths: a.open_paths.clone(),
             api_token: api_token.filter(|t| !t.expose().trim().is_empty()),
             proxy,
@@ -285,9 +289,7 @@ impl Access {
             basic_ok: Mutex::new(HashMap::new()),
             tokens: (!a.tokens_path.as_os_str().is_empty())
                 .then(|| tokens::TokenIndex::new(a.tokens_path.clone())),
-            client_cert_role: cfg
-                .tls
-                .as_ref()
+            client_cert_role: tls
                 .filter(|t| t.client_ca.is_some())
                 .map(|t| t.client_cert_role),
             throttle: throttle::Throttle::new(a.max_failures_per_minute, Duration::from_secs(60)),

@@ -13,7 +13,11 @@ fn access(toml_access: &str, listen: &str) -> (Access, Arc<Metrics>) {
     cfg.listen = listen.to_owned();
     let metrics = Arc::new(Metrics::new());
     let shared = Some(Secret::resolve(SHARED).unwrap());
-    (Access::new(&cfg, shared, metrics.clone()), metrics)
+    (access_for(&cfg, shared, metrics.clone()), metrics)
+}
+
+fn access_for(cfg: &HttpConfig, token: Option<Secret>, metrics: Arc<Metrics>) -> Access {
+    Access::new(&cfg.access, &cfg.listen, cfg.tls.as_ref(), token, metrics)
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -316,7 +320,7 @@ async fn per_user_tokens_from_the_file_and_client_certificates() {
 #[tokio::test]
 async fn writes_without_any_way_to_sign_in_say_how_to_enable_them() {
     let cfg = HttpConfig::default();
-    let a = Access::new(&cfg, None, Arc::new(Metrics::new()));
+    let a = access_for(&cfg, None, Arc::new(Metrics::new()));
     assert_eq!(
         a.admit(
             &Http::POST,
@@ -329,7 +333,7 @@ async fn writes_without_any_way_to_sign_in_say_how_to_enable_them() {
         Err(Denied::WritesDisabled)
     );
     // An empty shared token never authorises.
-    let a = Access::new(
+    let a = access_for(
         &cfg,
         Some(Secret::resolve("").unwrap()),
         Arc::new(Metrics::new()),

@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, ConfigError, HumanDuration, Secret};
-use crate::auth::AccessConfig;
-use crate::http::tls::TlsConfig;
+use crate::auth::{AccessConfig, TlsConfig};
 
 /// `[http]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

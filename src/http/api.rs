@@ -341,7 +341,7 @@ pub async fn whoami(
     identity: Option<Extension<Identity>>,
 ) -> Json<serde_json::Value> {
     let reads = !access.reads_need_identity();
-    let body = match identity {
+    let mut body = match identity {
         Some(Extension(id)) => json!({
             "signed_in": true,
             "user": id.user,
@@ -358,7 +358,6 @@ pub async fn whoami(
             "may": { "read": reads, "respond": false, "admin": false },
         }),
     };
-    let mut body = body;
     body["reads_need_identity"] = json!(!reads);
     body["methods"] = json!(access.methods());
     Json(body)

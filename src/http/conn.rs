@@ -356,7 +356,7 @@ pub(super) async fn serve(
             };
             match accepted {
                 Ok(Ok(stream)) => {
-                    let cert = super::tls::client_cert(stream.get_ref().1);
+                    let cert = crate::auth::tls::client_cert(stream.get_ref().1);
                     serve_connection(stream, peer, cert, guard, http, router, shutdown).await
                 }
                 Ok(Err(e)) => {

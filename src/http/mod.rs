@@ -9,7 +9,7 @@
 //! findings store's endpoints (filters, verdicts, audit trail) and the
 //! console page at `/`; `incidents` the incidents (`/api/v1/incidents`);
 //! `guard` who may call each route ([`crate::auth`]) and the security
-//! headers; `tls` the listener's TLS.
+//! headers.
 
 mod api;
 mod conn;
@@ -19,7 +19,6 @@ mod head;
 mod incidents;
 mod query;
 pub mod recent;
-pub mod tls;
 mod triage;
 
 use std::net::SocketAddr;
@@ -132,11 +131,13 @@ pub async fn serve(
         .with_context(|| format!("binding the HTTP server to {} (http.listen)", cfg.listen))?;
     let addr = listener.local_addr()?;
     let tls = match &cfg.tls {
-        Some(tls) => Some(tls::acceptor(tls, state.metrics.clone())?),
+        Some(tls) => Some(crate::auth::tls::acceptor(tls, state.metrics.clone())?),
         None => None,
     };
     let access = Arc::new(Access::new(
-        cfg,
+        &cfg.access,
+        &cfg.listen,
+        cfg.tls.as_ref(),
         state.api_token.clone(),
         state.metrics.clone(),
     ));
@@ -260,7 +261,14 @@ mod tests {
         let mut cfg: HttpConfig = toml::from_str(&format!("[access]\n{access}")).unwrap();
         cfg.listen = listen.to_owned();
         let token = token.then(|| Secret::resolve("a-token-long-enough").unwrap());
-        access_warnings(&cfg, &Access::new(&cfg, token, Arc::new(Metrics::new())))
+        let access = Access::new(
+            &cfg.access,
+            &cfg.listen,
+            None,
+            token,
+            Arc::new(Metrics::new()),
+        );
+        access_warnings(&cfg, &access)
     }
 
     #[test]

@@ -66,6 +66,13 @@ const session = {
   may(what) { return !this.me || !this.me.signed_in || !!(this.me.may || {})[what]; },
 };
 
+// The name to assign a finding to: the signed-in user's, or the one typed
+// beside the shared token.
+function signedInName() {
+  const me = session.me;
+  return me && me.signed_in && me.method !== "api_token" ? me.user : session.who;
+}
+
 async function refreshMe() {
   try { session.me = await api("/api/v1/whoami"); } catch (e) {
     session.me = null;
@@ -496,7 +503,7 @@ async function viewFinding(id) {
     </div></div>`;
   const refresh = () => route();
   $("#verdict").addEventListener("click", (e) => onVerdictClick(e, () => f, refresh));
-  $("#ack").addEventListener("click", async () => { if (await giveVerdict(f.id, "acknowledged", { assignee: session.who || undefined, note: $("#note").value || undefined })) refresh(); });
+  $("#ack").addEventListener("click", async () => { if (await giveVerdict(f.id, "acknowledged", { assignee: signedInName() || undefined, note: $("#note").value || undefined })) refresh(); });
   api(`/api/v1/keys/${encodeURIComponent(f.key_id)}/rate`).then((r) => { $("#chart").innerHTML = rateChart(r, f); })
     .catch((e) => { $("#chart").innerHTML = `<span class="muted">No rate baseline: ${esc(e.message)}</span>`; });
   api(`/api/v1/findings?key_id=${encodeURIComponent(f.key_id)}&limit=20`).then((b) => {

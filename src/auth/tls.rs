@@ -1,4 +1,5 @@
-//! TLS on the listener (`[http.tls]`): rustls with the ring provider,
+//! TLS on the listener (`[http.tls]`), which also proves who machine
+//! callers are: rustls with the ring provider,
 //! TLS 1.2 and 1.3 only. The certificate and key files are re-read when
 //! they change (a renewal by cert-manager or certbot needs no restart),
 //! checked at most once a second, on a handshake; a pair that cannot be
@@ -19,8 +20,8 @@ use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::{ClientCert, Role};
-use crate::config::{invalid, ConfigError};
+use super::{ClientCert, Role};
+use keywatch_core::config::{invalid, ConfigError};
 use keywatch_core::metrics::Metrics;
 
 /// `[http.tls]`.
