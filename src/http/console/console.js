@@ -284,6 +284,8 @@ async function viewFindings() {
     list.sig = null;
     loadFindings().catch(showError);
   });
+  // A fresh table: drawn whether or not the list changed since last shown.
+  list.sig = null;
   $("#clear").addEventListener("click", () => { list.filters = {}; list.sig = null; viewFindings(); });
   $("#rows").addEventListener("click", async (e) => {
     if (e.target.closest("a")) return;
@@ -395,6 +397,7 @@ async function viewIncidents() {
     incidents.sig = null;
     loadIncidents().catch(showError);
   });
+  incidents.sig = null;
   $("#incident-clear").addEventListener("click", () => { incidents.filters = {}; incidents.sig = null; viewIncidents(); });
   $("#incident-rows").addEventListener("click", async (e) => {
     if (e.target.closest("a")) return;
