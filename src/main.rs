@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Review(args) => cmd::review::run(args),
         Command::Gen(args) => cmd::gen::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::NetIntel(args) => cmd::netintel::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
