@@ -159,8 +159,9 @@ pub async fn serve(
             }
         }
     });
-    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, scheme, "serving /metrics, /healthz, /readyz, /api/v1 and the console at /");
+    // The address stays the line's last field: scripts and tests read it there.
+    let over = if cfg.tls.is_some() { " over TLS" } else { "" };
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1 and the console at /{over}");
     Ok((addr, server))
 }
 
