@@ -56,10 +56,47 @@ pub enum Command {
     Review(ReviewArgs),
     /// Generate realistic key-usage traffic, optionally with injected attacks.
     Gen(GenArgs),
+    /// Per-user API tokens (the file `http.access.tokens_path` names):
+    /// create one (shown once, stored hashed), list them, revoke one. The
+    /// running daemon sees each change from its next request on.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Network intelligence files: `update` fetches current country, ASN
     /// and cloud range data from their publishers.
     #[command(name = "netintel")]
     NetIntel(NetIntelArgs),
+}
+
+/// `keywatch token`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a user and print it (only this once).
+    Create {
+        /// Configuration file (the same one `run` uses).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Whom the token signs in: the name the audit trail records.
+        #[arg(long)]
+        user: String,
+        /// What the token may do: viewer, responder or admin.
+        #[arg(long)]
+        role: crate::auth::Role,
+    },
+    /// List the tokens (never the tokens themselves): id, user, role,
+    /// created, revoked.
+    List {
+        /// Configuration file (the same one `run` uses).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Revoke a token by its id, or every token of a user by the user's name.
+    Revoke {
+        /// Configuration file (the same one `run` uses).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The token's id (as `list` shows it) or a user name.
+        id: String,
+    },
 }
 
 /// `keywatch netintel`.

@@ -35,6 +35,8 @@
 //! - [`config`]: the configuration file and environment: the core's
 //!   sections and the I/O ones, validated before start.
 //! - [`http`]: `/metrics`, health, the JSON API and the triage console.
+//! - [`auth`]: who a request comes from (proxy header, tokens, basic auth,
+//!   client certificates) and which role each route needs.
 //! - [`secret`]: secret values in configuration (`env:`, `file:`), never
 //!   printed.
 //! - [`kafka`]: the one Kafka adapter: every client's properties by role,
@@ -45,6 +47,7 @@
 //! - [`telemetry`]: logging setup.
 
 pub mod alert;
+pub mod auth;
 pub mod changelog;
 pub mod checkpoint;
 pub mod cli;

@@ -95,6 +95,14 @@ pub struct Metrics {
     /// (`shed_idle`, `over_capacity`, `header_timeout`, `idle_timeout`,
     /// `accept_error`).
     pub http_connections_rejected: IntCounterVec,
+    /// Requests refused for who they come from, by how the caller tried
+    /// (`none`, `proxy`, `token`, `api_token`, `basic`) and reason
+    /// (`missing`, `invalid`, `untrusted_proxy`, `throttled`, `forbidden`,
+    /// `writes_disabled`).
+    pub http_auth_failures: IntCounterVec,
+    /// Reloads of the TLS certificate and key after their files changed,
+    /// by result (`ok`, `error`: the previous pair stays in use).
+    pub http_tls_reloads: IntCounterVec,
     /// Seconds since the last successful checkpoint.
     pub checkpoint_age: Gauge,
     /// Seconds the last checkpoint took to write.
@@ -363,6 +371,16 @@ impl Metrics {
                 "keywatch_http_connections_rejected_total",
                 "HTTP connections closed or refused by the server, by reason.",
                 &["reason"],
+            ),
+            http_auth_failures: counter(
+                "keywatch_http_auth_failures_total",
+                "HTTP requests refused for who they come from, by method tried and reason.",
+                &["method", "reason"],
+            ),
+            http_tls_reloads: counter(
+                "keywatch_http_tls_reloads_total",
+                "Reloads of the TLS certificate and key after their files changed, by result.",
+                &["result"],
             ),
             checkpoint_age: gauge(
                 "keywatch_checkpoint_age_seconds",

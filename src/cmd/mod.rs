@@ -9,6 +9,7 @@ pub mod produce;
 pub mod replay;
 pub mod review;
 pub mod run;
+pub mod token;
 
 use crate::config::{Config, ConfigError};
 use keywatch_core::engine::Engine;

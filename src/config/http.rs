@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, ConfigError, HumanDuration, Secret};
+use crate::auth::{AccessConfig, TlsConfig};
 
 /// `[http]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,9 +12,15 @@ pub struct HttpConfig {
     /// Address the server binds: loopback by default, so nothing is exposed
     /// until you choose to (`0.0.0.0:9464` in a container).
     pub listen: String,
-    /// Bearer token that allows adding and removing suppressions through the
-    /// API (`env:NAME` / `file:PATH`). Unset: the API is read-only.
+    /// Shared bearer token for automation (`env:NAME` / `file:PATH`): an
+    /// admin, named `api_token` in the audit trail (with the `"by"` the
+    /// caller gives). Per-user tokens, users and a proxy are in
+    /// `[http.access]`.
     pub api_token: Option<Secret>,
+    /// Who may read and act, and how they sign in.
+    pub access: AccessConfig,
+    /// TLS on the listener; unset: plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// Findings kept for `/api/v1/findings`.
     pub recent_findings: usize,
     /// Series `keywatch_anomaly_active` may hold at once; past it findings are
@@ -48,6 +55,8 @@ impl Default for HttpConfig {
             // Prometheus' registered default port for keywatch-like exporters' range; loopback only.
             listen: "127.0.0.1:9464".to_owned(),
             api_token: None,
+            access: AccessConfig::default(),
+            tls: None,
             // A day of findings for a large fleet; ~2 KB each.
             recent_findings: 1000,
             // A thousand keys in trouble at once is an incident of its own;
@@ -123,6 +132,10 @@ impl HttpConfig {
         }
         if self.max_connections == 0 {
             return Err(invalid("http.max_connections", 0, "must be at least 1"));
+        }
+        self.access.validate()?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
         }
         Ok(())
     }

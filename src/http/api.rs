@@ -1,17 +1,20 @@
 //! Handlers. Every error is JSON: `{"error": "..."}` with a fitting status.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{authorize, error, field_error, ApiError};
+use super::error::{error, field_error, ApiError};
 use super::query::{time_param, FindingsQuery, KeyQuery};
 use super::AppState;
+use crate::auth::{Access, Identity, Role};
 use crate::config::{ConfigError, Entity, Suppression};
 
 /// `GET /metrics`: Prometheus text. Only cheap gauges are refreshed here;
@@ -286,14 +289,13 @@ pub async fn suppressions(State(s): State<AppState>) -> Json<serde_json::Value> 
     Json(json!({ "suppressions": s.alerts.suppressions() }))
 }
 
-/// `POST /api/v1/suppressions` (bearer token): adds a rule; answers its id.
+/// `POST /api/v1/suppressions` (a responder): adds a rule; answers its id.
+/// The guard has checked who asks before the body is read: a client
+/// without the right cannot keep a connection busy sending a body slowly.
 pub async fn add_suppression(
     State(s): State<AppState>,
     req: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    // The token before the body: a client without one cannot keep a
-    // connection busy by sending a body slowly.
-    authorize(s.api_token.as_ref(), req.headers())?;
     let body = axum::body::Bytes::from_request(req, &s)
         .await
         .map_err(|e| error(e.status(), e.body_text()))?;
@@ -317,13 +319,11 @@ pub async fn add_suppression(
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
-/// `DELETE /api/v1/suppressions/{id}` (bearer token).
+/// `DELETE /api/v1/suppressions/{id}` (a responder).
 pub async fn remove_suppression(
     State(s): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(s.api_token.as_ref(), &headers)?;
     let removed = s.alerts.remove_suppression(id).map_err(|e| {
         let status = match e {
             crate::alert::SuppressionError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -332,6 +332,57 @@ pub async fn remove_suppression(
         error(status, e.to_string())
     })?;
     Ok(Json(json!({ "removed": removed })))
+}
+
+/// `GET /api/v1/whoami`: who the request is signed in as and what they
+/// may do, for the console (anyone may ask; wrong credentials answer 401).
+pub async fn whoami(
+    Extension(access): Extension<Arc<Access>>,
+    identity: Option<Extension<Identity>>,
+) -> Json<serde_json::Value> {
+    let reads = !access.reads_need_identity();
+    let mut body = match identity {
+        Some(Extension(id)) => json!({
+            "signed_in": true,
+            "user": id.user,
+            "role": id.role,
+            "method": id.method,
+            "may": {
+                "read": true,
+                "respond": id.role >= Role::Responder,
+                "admin": id.role >= Role::Admin,
+            },
+        }),
+        None => json!({
+            "signed_in": false,
+            "may": { "read": reads, "respond": false, "admin": false },
+        }),
+    };
+    body["reads_need_identity"] = json!(!reads);
+    body["methods"] = json!(access.methods());
+    Json(body)
+}
+
+/// `GET /api/v1/tokens` (an admin): the per-user tokens, never their hashes.
+pub async fn tokens(
+    Extension(access): Extension<Arc<Access>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(path) = access.tokens_path().map(|p| p.to_owned()) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "per-user tokens are off (http.access.tokens_path)",
+        ));
+    };
+    let list =
+        tokio::task::spawn_blocking(move || crate::auth::tokens::TokenFileStore::new(path).list())
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let tokens: Vec<serde_json::Value> = list
+        .iter()
+        .map(|t| json!({"id": t.id, "user": t.user, "role": t.role, "created": t.created, "revoked": t.revoked}))
+        .collect();
+    Ok(Json(json!({ "tokens": tokens })))
 }
 
 /// Anything else.

@@ -8,8 +8,11 @@
 //! idle sockets cannot keep `/healthz` or `/metrics` out; a keep-alive
 //! connection idle for `http.idle_timeout` is closed; and the cap is kept
 //! below the open-files limit, so `accept` never fails for lack of one.
+//! With `[http.tls]` each connection's TLS handshake runs on its own task
+//! within `http.header_read_timeout`, after it was admitted.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,11 +24,14 @@ use hyper::server::conn::http1;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::head::{Answered, HeadLimit};
+use crate::auth::ClientCert;
 use crate::config::HttpConfig;
 use keywatch_core::metrics::Metrics;
 
@@ -36,12 +42,13 @@ const FD_RESERVE: u64 = 256;
 
 /// Labels of `keywatch_http_connections_rejected_total`, exported from the
 /// start so a rate over them is defined before the first.
-const REJECT_REASONS: [&str; 5] = [
+const REJECT_REASONS: [&str; 6] = [
     "shed_idle",
     "over_capacity",
     "header_timeout",
     "idle_timeout",
     "accept_error",
+    "tls_handshake",
 ];
 
 /// One open connection, as the cap and the idle sweep see it.
@@ -279,12 +286,14 @@ pub(super) fn bind(listen: &str) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets the requests in
-/// flight finish and returns once every connection is closed.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`,
+/// then lets the requests in flight finish and returns once every
+/// connection is closed.
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     cfg: &HttpConfig,
+    tls: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -294,6 +303,7 @@ pub(super) async fn serve(
         .header_read_timeout(cfg.header_read_timeout.0);
     let http = Arc::new(http);
     let idle_timeout = cfg.idle_timeout.0;
+    let handshake_timeout = cfg.header_read_timeout.0;
     let sweeper = {
         let (conns, stop) = (conns.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -331,38 +341,64 @@ pub(super) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            guard,
-            http.clone(),
-            router.clone(),
-            shutdown.clone(),
-        ));
+        let (http, router, shutdown) = (http.clone(), router.clone(), shutdown.clone());
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let peer = stream.peer_addr().ok();
+            let Some(tls) = tls else {
+                return serve_connection(stream, peer, None, guard, http, router, shutdown).await;
+            };
+            // The handshake has the time a plain client has for its headers.
+            let close = guard.close.clone();
+            let accepted = tokio::select! {
+                a = tokio::time::timeout(handshake_timeout, tls.accept(stream)) => a,
+                () = close.cancelled() => return,
+            };
+            match accepted {
+                Ok(Ok(stream)) => {
+                    let cert = crate::auth::tls::client_cert(stream.get_ref().1);
+                    serve_connection(stream, peer, cert, guard, http, router, shutdown).await
+                }
+                Ok(Err(e)) => {
+                    guard.conns.count("tls_handshake");
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                }
+                Err(_) => guard.conns.count("tls_handshake"),
+            }
+        });
     }
     drop(listener);
     sweeper.abort();
     conns.closed().await;
 }
 
-/// One connection, until the client leaves, a timeout or the cap closes it,
-/// or shutdown lets its request in flight finish.
-async fn serve_connection(
-    stream: TcpStream,
+/// One connection (`peer`, with its verified client certificate `cert`),
+/// until the client leaves, a timeout or the cap closes it, or shutdown
+/// lets its request in flight finish.
+async fn serve_connection<S>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    cert: Option<ClientCert>,
     guard: ConnGuard,
     http: Arc<http1::Builder>,
     router: Router,
     shutdown: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let router = TowerToHyperService::new(router);
     let (conns, id) = (guard.conns.clone(), guard.id);
-    // Handlers that keep an audit trail read where a request came from.
-    let peer = stream.peer_addr().ok();
     let answered = Answered::new();
     let io = TokioIo::new(HeadLimit::new(stream, answered.clone()));
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // The guard reads where a request came from and its certificate;
+        // handlers that keep an audit trail read the address too.
         if let Some(peer) = peer {
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
+        }
+        if let Some(cert) = &cert {
+            req.extensions_mut().insert(cert.clone());
         }
         let busy = Busy::new(conns.clone(), id);
         // Where the next head starts, for `HeadLimit`.

@@ -1,18 +1,16 @@
 //! Every error the HTTP server answers is JSON: `{"error": ...}`, with the
 //! refused field and value when one field is to blame. The helpers that
-//! make them, the middleware that turns other rejections into them, and the
-//! bearer-token check for writes, in one place.
+//! make them and the middleware that turns other rejections into them, in
+//! one place.
 
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-
-use crate::config::Secret;
 
 /// A JSON error response: `{"error": ...}`, with the refused field and value
 /// when one field is to blame.
@@ -102,66 +100,5 @@ pub fn field_error(
         status,
         message: message.into(),
         field: Some((field.to_owned(), value.to_owned())),
-    }
-}
-
-/// Writes need `Authorization: Bearer <http.api_token>`; without a token
-/// configured they are refused.
-pub fn authorize(api_token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
-    // An empty token never authorises (configuration refuses one too).
-    let Some(token) = api_token.filter(|t| !t.expose().trim().is_empty()) else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "writes are disabled: set http.api_token to allow them",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !given.is_empty() && constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        ))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bearer(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, value.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn no_header_never_matches_a_token() {
-        let none = HeaderMap::new();
-        let empty = Secret::resolve("").unwrap();
-        let blank = Secret::resolve("   ").unwrap();
-        let token = Secret::resolve("t0ken-of-sixteen+").unwrap();
-        for (t, h) in [
-            (Some(&empty), &none),
-            (Some(&empty), &bearer("Bearer ")),
-            (Some(&blank), &bearer("Bearer    ")),
-            (None, &none),
-            (Some(&token), &none),
-            (Some(&token), &bearer("Bearer ")),
-            (Some(&token), &bearer("t0ken-of-sixteen+")),
-            (Some(&token), &bearer("Bearer t0ken-of-sixteen")),
-        ] {
-            assert!(authorize(t, h).is_err(), "{t:?} {h:?}");
-        }
-        assert!(authorize(Some(&token), &bearer("Bearer t0ken-of-sixteen+")).is_ok());
     }
 }

@@ -7,11 +7,14 @@
 //! `head` the request-head limits checked before hyper parses a head;
 //! [`recent`] the findings the API lists without the store; `triage` the
 //! findings store's endpoints (filters, verdicts, audit trail) and the
-//! console page at `/`; `incidents` the incidents (`/api/v1/incidents`).
+//! console page at `/`; `incidents` the incidents (`/api/v1/incidents`);
+//! `guard` who may call each route ([`crate::auth`]) and the security
+//! headers.
 
 mod api;
 mod conn;
 mod error;
+mod guard;
 mod head;
 mod incidents;
 mod query;
@@ -30,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use recent::RecentFindings;
 
 use crate::alert::Alerts;
+use crate::auth::Access;
 use crate::config::{Entity, HttpConfig, InventoryConfig, Secret};
 use crate::source::kafka::SourceStatus;
 use keywatch_core::engine::Engine;
@@ -69,9 +73,11 @@ pub struct AppState {
     pub feedback: Option<crate::feedback::topic::FeedbackTopic>,
 }
 
-/// The routes, with body limit and request timeout; every error is JSON.
-pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
+/// The routes, behind `access`, with body limit and request timeout and
+/// the security headers; every error is JSON.
+pub fn router(state: AppState, cfg: &HttpConfig, access: Arc<Access>) -> Router {
     let timeout = cfg.request_timeout.0;
+    let tls = cfg.tls.is_some();
     Router::new()
         .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
@@ -94,12 +100,23 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
             get(api::suppressions).post(api::add_suppression),
         )
         .route("/api/v1/suppressions/{id}", delete(api::remove_suppression))
+        .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/tokens", get(api::tokens))
+        // Only matched routes: the guard reads the route as registered.
+        .route_layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            guard::admit,
+        ))
         .fallback(api::not_found)
+        .layer(axum::Extension(access))
         .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
             error::with_timeout(req, next, timeout)
         }))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard::security_headers(tls, req, next)
+        }))
         .with_state(state)
 }
 
@@ -113,10 +130,24 @@ pub async fn serve(
     let listener = conn::bind(&cfg.listen)
         .with_context(|| format!("binding the HTTP server to {} (http.listen)", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let app = router(state.clone(), cfg);
+    let tls = match &cfg.tls {
+        Some(tls) => Some(crate::auth::tls::acceptor(tls, state.metrics.clone())?),
+        None => None,
+    };
+    let access = Arc::new(Access::new(
+        &cfg.access,
+        &cfg.listen,
+        cfg.tls.as_ref(),
+        state.api_token.clone(),
+        state.metrics.clone(),
+    ));
+    for warning in access_warnings(cfg, &access) {
+        tracing::warn!("{warning}");
+    }
+    let app = router(state.clone(), cfg, access);
     let server = tokio::spawn({
         let (cfg, metrics, shutdown) = (cfg.clone(), state.metrics.clone(), shutdown.clone());
-        async move { conn::serve(listener, app, &cfg, metrics, shutdown).await }
+        async move { conn::serve(listener, app, &cfg, tls, metrics, shutdown).await }
     });
     let interval = cfg.gauges_interval.0;
     tokio::spawn(async move {
@@ -128,8 +159,38 @@ pub async fn serve(
             }
         }
     });
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1 and the console at /");
+    // The address stays the line's last field: scripts and tests read it there.
+    let over = if cfg.tls.is_some() { " over TLS" } else { "" };
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1 and the console at /{over}");
     Ok((addr, server))
+}
+
+/// What an operator would otherwise learn from a leak or a wall of 401s,
+/// said once at start: reads open beyond loopback, reads that need an
+/// identity nobody can prove, credentials in clear beyond loopback.
+fn access_warnings(cfg: &HttpConfig, access: &Access) -> Vec<String> {
+    let loopback = crate::auth::config::is_loopback(&cfg.listen);
+    let mut warnings = Vec::new();
+    if !loopback && !access.reads_need_identity() {
+        warnings.push(format!(
+            "reads are open (http.access.reads = \"open\") on {}, beyond loopback: anyone who reaches the port sees findings, principals, addresses and the audit trail",
+            cfg.listen
+        ));
+    }
+    if access.reads_need_identity() && !access.any_method() {
+        warnings.push(format!(
+            "reads need an identity on {} and no way to sign in is configured: every API read answers 401 (open: {}); configure http.access.proxy, http.access.tokens_path, http.access.users or http.api_token, or set http.access.reads = \"open\"",
+            cfg.listen,
+            cfg.access.open_paths.join(", ")
+        ));
+    }
+    if !loopback && cfg.tls.is_none() && access.any_method() {
+        warnings.push(format!(
+            "credentials reach {} in clear: no [http.tls] (fine behind a proxy on the same host that terminates TLS)",
+            cfg.listen
+        ));
+    }
+    warnings
 }
 
 /// Age buckets of `keywatch_keys_by_age`, by days since first use.
@@ -190,5 +251,40 @@ async fn refresh_gauges(state: &AppState) {
             keywatch_core::review::status(&input).export(&metrics);
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings(listen: &str, access: &str, token: bool) -> Vec<String> {
+        let mut cfg: HttpConfig = toml::from_str(&format!("[access]\n{access}")).unwrap();
+        cfg.listen = listen.to_owned();
+        let token = token.then(|| Secret::resolve("a-token-long-enough").unwrap());
+        let access = Access::new(
+            &cfg.access,
+            &cfg.listen,
+            None,
+            token,
+            Arc::new(Metrics::new()),
+        );
+        access_warnings(&cfg, &access)
+    }
+
+    #[test]
+    fn start_warns_about_open_reads_beyond_loopback_and_locked_out_reads() {
+        assert!(warnings("127.0.0.1:9464", "", false).is_empty());
+        assert!(warnings("127.0.0.1:9464", "reads = \"open\"", true).is_empty());
+        let open = warnings("0.0.0.0:9464", "reads = \"open\"", false);
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert!(open[0].contains("reads are open") && open[0].contains("0.0.0.0:9464"));
+        // The container's default: beyond loopback, nobody can sign in.
+        let locked = warnings("0.0.0.0:9464", "", false);
+        assert_eq!(locked.len(), 1, "{locked:?}");
+        assert!(locked[0].contains("every API read answers 401") && locked[0].contains("/metrics"));
+        let clear = warnings("0.0.0.0:9464", "", true);
+        assert_eq!(clear.len(), 1, "{clear:?}");
+        assert!(clear[0].contains("in clear"));
     }
 }

@@ -1,5 +1,5 @@
 //! The findings store over HTTP: filtered pages of findings, one finding
-//! with its audit trail, verdicts (bearer token), a key's rate for the
+//! with its audit trail, verdicts (a responder), a key's rate for the
 //! console's chart, and the console page itself.
 
 use std::net::SocketAddr;
@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::error::{authorize, error, ApiError};
+use super::error::{error, ApiError};
 use super::query::{FindingsQuery, KeyQuery};
 use super::AppState;
+use crate::auth::Identity;
 use crate::config::Entity;
 use crate::feedback::{self, Verdict, VerdictError};
 use crate::store::{self, Actor, FindingsStore, StoreError};
@@ -90,14 +91,16 @@ pub async fn finding(
     Ok(Json(v))
 }
 
-/// `POST /api/v1/findings/{id}/verdict` (bearer token): sets the status
-/// and acts on it (see [`crate::feedback`]).
+/// `POST /api/v1/findings/{id}/verdict` (a responder): sets the status
+/// and acts on it (see [`crate::feedback`]). The audit trail names the
+/// signed-in user; a `"by"` in the body counts only with the shared
+/// `http.api_token`, which names nobody.
 pub async fn verdict(
     State(s): State<AppState>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(s.api_token.as_ref(), req.headers())?;
+    let identity = req.extensions().get::<Identity>().cloned();
     let store = s.store.clone().ok_or_else(no_store)?;
     let remote = req
         .extensions()
@@ -117,16 +120,23 @@ pub async fn verdict(
         .map_err(|e| error(e.status(), e.body_text()))?;
     let v: Verdict = serde_json::from_slice(&body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid verdict: {e}")))?;
-    let who =
+    let claimed = || {
         v.by.as_deref()
             .map(str::trim)
             .filter(|w| !w.is_empty())
             .unwrap_or("api")
             .chars()
             .take(128)
-            .collect();
+            .collect()
+    };
+    let (who, method) = match &identity {
+        Some(id) if id.is_personal() => (id.user.clone(), id.method.as_str()),
+        Some(id) => (claimed(), id.method.as_str()),
+        None => (claimed(), ""),
+    };
     let actor = Actor {
         who,
+        method: method.to_owned(),
         remote,
         user_agent,
     };

@@ -115,8 +115,14 @@ impl Status {
 /// Who made a change, for the audit trail.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    /// The name the responder gave (the console asks for one).
+    /// The signed-in user; with the shared `http.api_token`, the name the
+    /// caller gave (`"by"`).
     pub who: String,
+    /// How `who` was proved (`proxy`, `token`, `basic`, `client_cert`;
+    /// `api_token`: a name given with the shared token, not proved).
+    /// Empty in entries written before access control.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
     /// The client's address.
     pub remote: String,
     /// The client's `User-Agent`.
@@ -562,7 +568,7 @@ impl FindingsStore {
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(id.to_owned()))??;
             let mut stmt = conn.prepare_cached(
-                "SELECT at_ms, who, remote, user_agent, action, detail FROM audit \
+                "SELECT at_ms, who, remote, user_agent, action, detail, method FROM audit \
                  WHERE finding_id = ?1 ORDER BY seq",
             )?;
             let trail = stmt
@@ -571,6 +577,7 @@ impl FindingsStore {
                         at: keywatch_core::decode::time::format_rfc3339(r.get(0)?),
                         actor: Actor {
                             who: r.get(1)?,
+                            method: r.get(6)?,
                             remote: r.get(2)?,
                             user_agent: r.get(3)?,
                         },

@@ -5,6 +5,7 @@
 //! into it, table by table, in rowid order, stepping over the ranges a
 //! damaged page makes unreadable.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::Value;
@@ -105,10 +106,19 @@ fn io(e: std::io::Error) -> StoreError {
 
 /// Copies the rows of `table` that read; returns (rows, ranges skipped).
 fn copy_table(old: &Connection, new: &Connection, table: &str) -> Result<(u64, u32), StoreError> {
-    let columns: Vec<String> = new
-        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let columns_of = |conn: &Connection| -> rusqlite::Result<Vec<String>> {
+        conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    };
+    let mut columns = columns_of(new)?;
+    // A file from an older keywatch lacks the columns added since: they
+    // take their defaults. (Unreadable, its schema is taken to be current.)
+    if let Ok(old_columns) = columns_of(old).map(|c| c.into_iter().collect::<HashSet<_>>()) {
+        if !old_columns.is_empty() {
+            columns.retain(|c| old_columns.contains(c));
+        }
+    }
     let list = columns.join(", ");
     // `>=` the next candidate, not `>` the last read: seeking past a row
     // lands on that row's own page, which may be the damaged one.

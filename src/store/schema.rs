@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS audit (
     remote TEXT NOT NULL,
     user_agent TEXT NOT NULL,
     action TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    method TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_finding ON audit(finding_id, seq);
 CREATE TABLE IF NOT EXISTS teachings (
@@ -110,6 +111,27 @@ impl From<rusqlite::Error> for OpenError {
     }
 }
 
+/// Columns added since a table was first created: a file written by an
+/// older keywatch gains them (with their defaults) when opened.
+const ADDED_COLUMNS: [(&str, &str, &str); 1] = [
+    // How the audit trail's `who` was proved (access control).
+    ("audit", "method", "TEXT NOT NULL DEFAULT ''"),
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let has: bool = conn.query_row(
+            &format!("SELECT count(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens `path` with the schema and checks it (`PRAGMA quick_check`: a
 /// few seconds for a million findings, once at start). `Err` only for
 /// damage; other errors (a directory that is not there, no permission)
@@ -117,6 +139,7 @@ impl From<rusqlite::Error> for OpenError {
 pub(super) fn open_checked(path: &Path) -> Result<Connection, OpenError> {
     let conn = open_conn(path).map_err(OpenError::from)?;
     conn.execute_batch(SCHEMA).map_err(OpenError::from)?;
+    migrate(&conn).map_err(OpenError::from)?;
     salvage::check(&conn).map_err(OpenError::Damaged)?;
     Ok(conn)
 }

@@ -116,6 +116,7 @@ fn statuses_and_the_audit_trail_survive_a_reopen_without_a_close() {
     store.store_now(&f).unwrap();
     let actor = Actor {
         who: "alice".into(),
+        method: "proxy".into(),
         remote: "127.0.0.1:5000".into(),
         user_agent: "curl/8".into(),
     };
@@ -509,6 +510,43 @@ fn incidents_keep_their_newest_revision_from_every_instance() {
         store.incident("nope"),
         Err(StoreError::NotFound(_))
     ));
+}
+
+#[test]
+fn an_audit_trail_written_before_access_control_opens_and_gains_the_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("findings.db");
+    let f = finding("AKIAOLDFILE", Detector::NewSource, "203.0.113.9");
+    {
+        // The audit table as keywatch created it before `method`.
+        let old = SCHEMA.replace(",\n    method TEXT NOT NULL DEFAULT ''", "");
+        assert_ne!(old, SCHEMA);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&old).unwrap();
+        conn.execute(
+            "INSERT INTO audit (finding_id, at_ms, who, remote, user_agent, action, detail) \
+             VALUES (?1, 1, 'carol', '127.0.0.1:1', 'curl/8', 'note', '\"old\"')",
+            [&f.id],
+        )
+        .unwrap();
+    }
+    let (store, _writer) =
+        FindingsStore::open(&config(dir.path()), Arc::new(Metrics::new()), None).unwrap();
+    store.store_now(&f).unwrap();
+    let actor = Actor {
+        who: "alice@example.com".into(),
+        method: "proxy".into(),
+        ..Actor::default()
+    };
+    store
+        .note(&f.id, &actor, "note", serde_json::json!("new"))
+        .unwrap();
+    let (_, trail) = store.get(&f.id).unwrap();
+    let who: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|e| (e.actor.who.as_str(), e.actor.method.as_str()))
+        .collect();
+    assert_eq!(who, [("carol", ""), ("alice@example.com", "proxy")]);
 }
 
 /// A restart in the middle of an attack: the incident open when the process

@@ -189,8 +189,8 @@ fn audit(
     detail: serde_json::Value,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO audit (finding_id, at_ms, who, remote, user_agent, action, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit (finding_id, at_ms, who, remote, user_agent, action, detail, method) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         id,
@@ -199,7 +199,8 @@ fn audit(
         actor.remote,
         actor.user_agent,
         action,
-        detail.to_string()
+        detail.to_string(),
+        actor.method
     ])?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the `keywatch` binary and library end to end, as a
 //! user would drive them. One test crate, so it links once.
 
+mod access;
 mod alerts;
 mod alloc;
 mod cli;

@@ -80,8 +80,10 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     if !keep_store {
         cfg.store.path = workdir.path().join("findings.db");
     }
-    // Verdicts need a token: one for this run, in the console link (a token
-    // from the user's configuration is a secret, never printed).
+    // Verdicts need a token: one for this run, in the console link's
+    // fragment (`#token=`), which a browser never sends to a server, so no
+    // access log holds it (a token from the user's configuration is a
+    // secret, never printed).
     let console_url = if cfg.http.api_token.is_none() {
         let token = demo_token();
         cfg.http.api_token =

@@ -42,23 +42,65 @@ const when = (t) => {
   return isNaN(d) ? esc(t) : esc(d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"));
 };
 
-// ---- session: the write token and the responder's name, for this tab only.
+// ---- session: the token (or password) and name, for this tab only; who
+// the server says we are (`/api/v1/whoami`: a proxy's single sign-on needs
+// nothing stored here).
 const session = {
   get token() { return sessionStorage.getItem("keywatch.token") || ""; },
   get who() { return sessionStorage.getItem("keywatch.who") || ""; },
-  set(token, who) {
+  get scheme() { return sessionStorage.getItem("keywatch.scheme") || "Bearer"; },
+  me: null,
+  set(token, who, scheme) {
     if (token) sessionStorage.setItem("keywatch.token", token); else sessionStorage.removeItem("keywatch.token");
     if (who) sessionStorage.setItem("keywatch.who", who);
+    sessionStorage.setItem("keywatch.scheme", scheme || "Bearer");
   },
+  // The Authorization header: a bearer token, or basic auth with the name.
+  authorization() {
+    if (!this.token) return null;
+    if (this.scheme !== "Basic") return "Bearer " + this.token;
+    const bytes = new TextEncoder().encode(`${this.who}:${this.token}`);
+    return "Basic " + btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+  },
+  // What the signed-in role may do; unknown (not asked yet): let the server say.
+  may(what) { return !this.me || !this.me.signed_in || !!(this.me.may || {})[what]; },
 };
 
+// The name to assign a finding to: the signed-in user's, or the one typed
+// beside the shared token.
+function signedInName() {
+  const me = session.me;
+  return me && me.signed_in && me.method !== "api_token" ? me.user : session.who;
+}
+
+async function refreshMe() {
+  try { session.me = await api("/api/v1/whoami"); } catch (e) {
+    session.me = null;
+    // A stored token that no longer works (revoked, expired password): forget it.
+    if (e.status === 401 && session.token) {
+      sessionStorage.removeItem("keywatch.token");
+      return refreshMe();
+    }
+  }
+  showLogin();
+  return session.me;
+}
+
 function showLogin() {
-  const signed = !!session.token;
-  $("#who-label").textContent = signed ? `Signed in${session.who ? " as " + session.who : ""}` : "Signed out: read only";
+  const me = session.me;
+  const signed = !!(me && me.signed_in);
+  const viaStored = signed && ["token", "basic", "api_token"].includes(me.method);
+  let label = me && me.reads_need_identity ? "Signed out: sign in to see findings" : "Signed out: read only";
+  if (signed && me.method === "api_token") label = `Signed in with the API token${session.who ? " as " + session.who : ""}`;
+  else if (signed) label = `Signed in as ${me.user} (${me.role}, ${words(me.method)})`;
+  $("#who-label").textContent = label;
+  $("#who").hidden = signed && me.method !== "api_token";
   $("#token").hidden = signed;
   $("#login-button").hidden = signed;
   $("#who").value = session.who;
-  $("#logout").hidden = !signed;
+  $("#logout").hidden = !viaStored;
+  // Hides what the role may not do (console.css).
+  document.body.dataset.may = !signed ? "" : me.may.respond ? "respond" : "read";
 }
 
 function toast(text) {
@@ -72,7 +114,8 @@ function toast(text) {
 async function api(path, opts = {}) {
   const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
   if (opts.body) headers["Content-Type"] = "application/json";
-  if (opts.write) headers["Authorization"] = "Bearer " + session.token;
+  const auth = session.authorization();
+  if (auth) headers["Authorization"] = auth;
   const res = await fetch(path, { method: opts.method || "GET", headers, body: opts.body });
   const type = res.headers.get("content-type") || "";
   const body = type.includes("json") ? await res.json() : await res.text();
@@ -87,8 +130,12 @@ async function api(path, opts = {}) {
 
 // ---- verdicts
 async function giveVerdict(id, status, extra = {}) {
-  if (!session.token) {
-    toast("Sign in with the API token (top right) to give a verdict.");
+  if (!session.may("respond")) {
+    toast(`Your role (${session.me.role}) may look, not give verdicts.`);
+    return false;
+  }
+  if (!session.token && !(session.me && session.me.signed_in)) {
+    toast("Sign in (top right) to give a verdict.");
     $("#token").focus();
     return false;
   }
@@ -103,7 +150,7 @@ async function giveVerdict(id, status, extra = {}) {
     toast(text);
     return true;
   } catch (err) {
-    toast(err.status === 401 ? "The API token was refused: sign in again." : `Not done: ${err.message}`);
+    toast(err.status === 401 ? "Your sign-in was refused: sign in again." : `Not done: ${err.message}`);
     return false;
   }
 }
@@ -237,6 +284,8 @@ async function viewFindings() {
     list.sig = null;
     loadFindings().catch(showError);
   });
+  // A fresh table: drawn whether or not the list changed since last shown.
+  list.sig = null;
   $("#clear").addEventListener("click", () => { list.filters = {}; list.sig = null; viewFindings(); });
   $("#rows").addEventListener("click", async (e) => {
     if (e.target.closest("a")) return;
@@ -348,6 +397,7 @@ async function viewIncidents() {
     incidents.sig = null;
     loadIncidents().catch(showError);
   });
+  incidents.sig = null;
   $("#incident-clear").addEventListener("click", () => { incidents.filters = {}; incidents.sig = null; viewIncidents(); });
   $("#incident-rows").addEventListener("click", async (e) => {
     if (e.target.closest("a")) return;
@@ -375,7 +425,7 @@ async function viewIncident(id) {
     <div class="grid"><div>
       <h2>Timeline</h2>
       <table id="timeline-steps"><thead><tr><th>When (event time)</th><th>Severity</th><th>What happened</th><th>Tactics</th><th>Call</th><th>From</th><th>Status</th></tr></thead><tbody>
-      ${(inc.timeline || []).map((st) => `<tr class="finding step" data-id="${esc(st.finding_id)}" onclick="location.hash='#/findings/${encodeURIComponent(st.finding_id)}'">
+      ${(inc.timeline || []).map((st) => `<tr class="finding step" data-id="${esc(st.finding_id)}" data-href="#/findings/${encodeURIComponent(st.finding_id)}">
         <td class="muted">${when(st.observed_at)}</td><td>${sev(st.severity)}</td><td>${esc(detectorText(st.detector))}</td>
         <td>${chain(st.tactics)}</td><td>${esc(st.action || "")}</td><td>${esc(st.source || "")}</td><td>${statusBadge(statusOf[st.finding_id])}</td></tr>`).join("")}
       </tbody></table>
@@ -411,7 +461,7 @@ function evidenceTable(f) {
   for (const [k, v] of Object.entries(e)) {
     if (!["observed", "baseline", "threshold", "eligibility"].includes(k)) rows.push([words(k), v]);
   }
-  return `<table>${rows.map(([k, v]) => `<tr><th style="width:14em">${esc(k)}</th><td>${table(v)}</td></tr>`).join("")}</table>`;
+  return `<table>${rows.map(([k, v]) => `<tr><th class="w14">${esc(k)}</th><td>${table(v)}</td></tr>`).join("")}</table>`;
 }
 
 function rateChart(rate, f) {
@@ -444,7 +494,7 @@ async function viewFinding(id) {
       <p>${statusBadge(f.status)} ${f.assignee ? `<span class="muted">assigned to ${esc(f.assignee)}</span>` : ""}
       <span class="muted">seen ${when(f.observed_at)}${f.repeats > 1 ? `, raised ${f.repeats} times` : ""}${f.team ? `, team ${esc(f.team)}` : ""}</span></p>
       <p id="verdict">${verdictButtons(f)}</p>
-      <p><label>Note for the audit trail: <input id="note" size="50" placeholder="optional"></label>
+      <p class="write"><label>Note for the audit trail: <input id="note" size="50" placeholder="optional"></label>
       <button id="ack">Acknowledge (a)</button></p></div>
     <div class="grid"><div>
       <h2>Evidence</h2>${evidenceTable(f)}
@@ -456,12 +506,12 @@ async function viewFinding(id) {
     </div></div>`;
   const refresh = () => route();
   $("#verdict").addEventListener("click", (e) => onVerdictClick(e, () => f, refresh));
-  $("#ack").addEventListener("click", async () => { if (await giveVerdict(f.id, "acknowledged", { assignee: session.who || undefined, note: $("#note").value || undefined })) refresh(); });
+  $("#ack").addEventListener("click", async () => { if (await giveVerdict(f.id, "acknowledged", { assignee: signedInName() || undefined, note: $("#note").value || undefined })) refresh(); });
   api(`/api/v1/keys/${encodeURIComponent(f.key_id)}/rate`).then((r) => { $("#chart").innerHTML = rateChart(r, f); })
     .catch((e) => { $("#chart").innerHTML = `<span class="muted">No rate baseline: ${esc(e.message)}</span>`; });
   api(`/api/v1/findings?key_id=${encodeURIComponent(f.key_id)}&limit=20`).then((b) => {
     const items = (b.findings || []).slice().reverse();
-    $("#timeline").innerHTML = `<table>${items.map((x) => `<tr class="finding" onclick="location.hash='#/finding/${encodeURIComponent(x.id)}'"><td class="muted">${when(x.observed_at)}</td><td>${sev(x.severity)}</td><td>${esc(detectorText(x.detector))}${x.id === f.id ? " <b>(this one)</b>" : ""}</td><td>${statusBadge(x.status)}</td></tr>`).join("")}</table>`;
+    $("#timeline").innerHTML = `<table>${items.map((x) => `<tr class="finding" data-href="#/finding/${encodeURIComponent(x.id)}"><td class="muted">${when(x.observed_at)}</td><td>${sev(x.severity)}</td><td>${esc(detectorText(x.detector))}${x.id === f.id ? " <b>(this one)</b>" : ""}</td><td>${statusBadge(x.status)}</td></tr>`).join("")}</table>`;
   }).catch(() => {});
 }
 
@@ -479,7 +529,7 @@ async function viewKey(key) {
       <div class="card"><dl class="kv"><dt>First used</dt><dd>${when(k.first_seen)}</dd><dt>Last used</dt><dd>${when(k.last_seen)}</dd>
         <dt>Events</dt><dd>${esc(k.events)} on ${esc(k.active_days)} days</dd><dt>Learning</dt><dd>${esc(k.learning)}</dd></dl></div>
       <h2>What each detector would do now</h2>
-      <table>${Object.entries(k.detectors || {}).map(([d, s]) => `<tr><th style="width:16em">${esc(detectorText(d))}</th><td>${esc(s)}</td></tr>`).join("")}</table>
+      <table>${Object.entries(k.detectors || {}).map(([d, s]) => `<tr><th class="w16">${esc(detectorText(d))}</th><td>${esc(s)}</td></tr>`).join("")}</table>
       <h2>Taught by responders</h2>
       ${taught.length ? `<table>${taught.map((t) => `<tr><td><span class="taught">${esc(lessonText(t))}</span> is normal</td><td>taught by <b>${esc(t.by)}</b></td><td class="muted">${when(t.at)}</td><td><a href="#/finding/${encodeURIComponent(t.finding_id)}">from this finding</a></td></tr>`).join("")}</table>` : '<p class="muted">Nothing yet: marking one of its findings “Expected” teaches it.</p>'}
       <h2>Baseline</h2>${table(k.baseline)}
@@ -490,7 +540,7 @@ async function viewKey(key) {
   api(`/api/v1/keys/${encodeURIComponent(key)}/rate`).then((r) => { $("#chart").innerHTML = rateChart(r, null); }).catch(() => {});
   api(`/api/v1/findings?key_id=${encodeURIComponent(key)}&limit=30`).then((b) => {
     const items = (b.findings || []).slice().reverse();
-    $("#timeline").innerHTML = items.length ? `<table>${items.map((x) => `<tr class="finding" onclick="location.hash='#/finding/${encodeURIComponent(x.id)}'"><td class="muted">${when(x.observed_at)}</td><td>${sev(x.severity)}</td><td>${esc(detectorText(x.detector))}</td><td>${statusBadge(x.status)}</td></tr>`).join("")}</table>` : "None.";
+    $("#timeline").innerHTML = items.length ? `<table>${items.map((x) => `<tr class="finding" data-href="#/finding/${encodeURIComponent(x.id)}"><td class="muted">${when(x.observed_at)}</td><td>${sev(x.severity)}</td><td>${esc(detectorText(x.detector))}</td><td>${statusBadge(x.status)}</td></tr>`).join("")}</table>` : "None.";
   }).catch(() => {});
   api("/api/v1/compromised").then((b) => {
     if ((b.keys || []).includes(key)) $("#compromised").innerHTML = '<span class="compromised">— confirmed compromised</span>';
@@ -508,7 +558,7 @@ async function viewSuppressions() {
   if (t) t.addEventListener("click", async (e) => {
     const b = e.target.closest("button.remove");
     if (!b) return;
-    if (!session.token) { toast("Sign in with the API token to remove a suppression."); return; }
+    if (!session.token && !(session.me && session.me.signed_in)) { toast("Sign in to remove a suppression."); return; }
     try {
       await api("/api/v1/suppressions/" + b.closest("tr").dataset.id, { method: "DELETE", write: true });
       toast("Suppression removed.");
@@ -541,7 +591,9 @@ async function route() {
   clearInterval(list.timer);
   const h = location.hash;
   const m = h.match(/#token=([^&]+)/);
-  if (m) { session.set(decodeURIComponent(m[1]), session.who); history.replaceState(null, "", "#/incidents"); showLogin(); }
+  // The demo's link carries its token in the fragment, which a browser
+  // never sends to a server; it is taken out of the address at once.
+  if (m) { session.set(decodeURIComponent(m[1]), session.who, "Bearer"); history.replaceState(null, "", "#/incidents"); await refreshMe(); }
   const [, view, arg] = (location.hash.match(/^#\/([a-z]+)\/?(.*)$/) || [null, "incidents", ""]);
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
   try {
@@ -596,15 +648,29 @@ document.addEventListener("keydown", async (e) => {
   }
 });
 
-$("#login").addEventListener("submit", (e) => {
+// A token, or a name and password (basic auth): the token is tried first.
+$("#login").addEventListener("submit", async (e) => {
   e.preventDefault();
-  session.set($("#token").value.trim() || session.token, $("#who").value.trim());
+  const secret = $("#token").value.trim() || session.token, who = $("#who").value.trim();
   $("#token").value = "";
-  showLogin();
-  toast(session.token ? "Signed in for this browser tab." : "Give the API token (http.api_token) to sign in.");
+  if (!secret) { toast("Give a token, or your name and password, to sign in."); return; }
+  session.set(secret, who, "Bearer");
+  let me = await refreshMe();
+  if (!(me && me.signed_in) && who) {
+    session.set(secret, who, "Basic");
+    me = await refreshMe();
+  }
+  if (me && me.signed_in) { toast("Signed in for this browser tab."); route(); return; }
+  session.set("", who);
+  await refreshMe();
+  toast("Sign-in refused: wrong token, name or password.");
 });
-$("#who").addEventListener("change", () => session.set(session.token, $("#who").value.trim()));
-$("#logout").addEventListener("click", () => { sessionStorage.removeItem("keywatch.token"); showLogin(); });
+$("#who").addEventListener("change", () => session.set(session.token, $("#who").value.trim(), session.scheme));
+$("#logout").addEventListener("click", async () => { sessionStorage.removeItem("keywatch.token"); await refreshMe(); route(); });
+// Rows that open a page (no inline handlers: the page's policy forbids them).
+document.addEventListener("click", (e) => {
+  const row = e.target.closest("tr[data-href]");
+  if (row && !e.target.closest("a, button")) location.hash = row.dataset.href;
+});
 window.addEventListener("hashchange", route);
-showLogin();
-route();
+refreshMe().then(route);
