@@ -59,8 +59,8 @@ impl Daemon {
     /// is wrong with it).
     pub fn new(cfg: &Config) -> Result<Daemon, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let inventory = match &cfg.inventory.path {
-            Some(path) => Some(InventoryHandle::open(path, Some(&metrics))?),
+        let inventory = match cfg.inventory.sources() {
+            Some(sources) => Some(InventoryHandle::open(sources, Some(&metrics))?),
             None => None,
         };
         let netintel = NetIntel::from_config(&cfg.netintel, Some(&metrics))?;

@@ -22,6 +22,9 @@
 //!   and audit trail, for the console and `/api/v1/findings`.
 //! - [`feedback`]: verdicts that act: `expected` teaches the baseline,
 //!   `false_positive` mutes, `confirmed` re-notifies at critical.
+//! - [`response`]: a confirmed compromise (or a named detector's finding)
+//!   acts on the key at its provider: AWS deactivation, signed webhooks;
+//!   dry run by default, rate-limited, audited.
 //!
 //! Durable state:
 //!
@@ -54,6 +57,7 @@ pub mod daemon;
 pub mod feedback;
 pub mod http;
 pub mod kafka;
+pub mod response;
 pub mod secret;
 pub mod source;
 pub mod store;

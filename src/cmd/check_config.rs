@@ -7,12 +7,18 @@ use keywatch_core::inventory::Inventory;
 use super::{load_config, Failure};
 
 /// Loads, validates and prints; secrets are masked by their own `Serialize`.
-/// A configured inventory file is validated too.
+/// The configured inventory files (providers' exports and the owner
+/// mapping included) are validated too.
 pub fn run(args: CheckConfigArgs) -> Result<(), Failure> {
     let cfg = load_config(Some(&args.config))?;
-    if let Some(path) = &cfg.inventory.path {
-        let inventory = Inventory::load(path)?;
-        eprintln!("inventory {}: {} keys", path.display(), inventory.len());
+    if let Some(sources) = cfg.inventory.sources() {
+        let inventory = Inventory::load_sources(&sources)?;
+        let files: Vec<String> = sources
+            .paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!("inventory {}: {} keys", files.join(" + "), inventory.len());
     }
     println!(
         "# effective configuration of {} (file + KEYWATCH__* environment), secrets masked",

@@ -20,6 +20,7 @@ pub use crate::alert::config::{
     StdoutSinkConfig, Suppression, Timestamp, WebhookConfig, SAMPLE_FIELDS,
 };
 pub use crate::kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
+pub use crate::response::config::ResponseRule;
 pub use crate::secret::{Secret, SecretError};
 pub use changelog::ChangelogConfig;
 pub use checkpoint::CheckpointConfig;
@@ -47,6 +48,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The findings store behind the console.
     pub store: StoreConfig,
+    /// `[[response]]`: what to do to a key confirmed compromised.
+    pub response: Vec<ResponseRule>,
 }
 
 impl Deref for Config {
@@ -104,6 +107,9 @@ struct Sections {
     /// The findings store behind the console.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[[response]]`: what to do to a key confirmed compromised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response: Vec<ResponseRule>,
 }
 
 impl From<Sections> for Config {
@@ -123,6 +129,7 @@ impl From<Sections> for Config {
             changelog: s.changelog,
             alerts: s.alerts,
             store: s.store,
+            response: s.response,
         }
     }
 }
@@ -143,6 +150,7 @@ impl From<Config> for Sections {
             changelog: c.changelog,
             alerts: c.alerts,
             store: c.store,
+            response: c.response,
         }
     }
 }
@@ -283,6 +291,14 @@ impl Config {
         self.changelog.validate()?;
         self.store.validate()?;
         self.alerts.validate()?;
+        crate::response::validate(&self.response)?;
+        if self.response.iter().any(|r| !r.dry_run) && !self.store.enabled() {
+            return Err(invalid(
+                "store.path",
+                "\"\"",
+                "must be set when a [[response]] rule has dry_run = false: every action goes to the finding's audit trail",
+            ));
+        }
         if !self.store.findings_topic.is_empty() && self.findings_sink().is_none() {
             return Err(invalid(
                 "store.findings_topic",

@@ -311,7 +311,7 @@ pub struct KeyRow {
     pub uses: u64,
     /// Findings in the period.
     pub findings: u32,
-    /// Every list the key is on: `unknown`, `expired`, `expired_in_use`,
+    /// Every list the key is on: `unknown`, `expired`, `disabled`, `expired_in_use`,
     /// `stale`, `rotation_overdue`, `least_privilege`.
     pub status: Vec<&'static str>,
     /// Risk score (see [`Ranked`]).
