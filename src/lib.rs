@@ -20,6 +20,8 @@
 //!   delivered goes to a dead-letter file.
 //! - [`store`]: every finding in one SQLite file, with its status, assignee
 //!   and audit trail, for the console and `/api/v1/findings`.
+//! - [`cadence`]: the key review made on a schedule, stored with what
+//!   changed since the previous one, and delivered.
 //! - [`feedback`]: verdicts that act: `expected` teaches the baseline,
 //!   `false_positive` mutes, `confirmed` re-notifies at critical.
 //! - [`response`]: a confirmed compromise (or a named detector's finding)
@@ -48,6 +50,7 @@
 //! - [`telemetry`]: logging setup.
 
 pub mod alert;
+pub mod cadence;
 pub mod changelog;
 pub mod checkpoint;
 pub mod cli;

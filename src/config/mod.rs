@@ -19,6 +19,7 @@ pub use crate::alert::config::{
     PagerDutyConfig, RedactConfig, SinkConfig, SinkKind, SlackConfig, SplunkHecConfig,
     StdoutSinkConfig, Suppression, Timestamp, WebhookConfig, SAMPLE_FIELDS,
 };
+pub use crate::cadence::config::ReviewConfig;
 pub use crate::kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
 pub use crate::response::config::ResponseRule;
 pub use crate::secret::{Secret, SecretError};
@@ -50,6 +51,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[[response]]`: what to do to a key confirmed compromised.
     pub response: Vec<ResponseRule>,
+    /// `[review]`: the key review on a cadence, and where it goes.
+    pub review: ReviewConfig,
 }
 
 impl Deref for Config {
@@ -110,6 +113,9 @@ struct Sections {
     /// `[[response]]`: what to do to a key confirmed compromised.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response: Vec<ResponseRule>,
+    /// `[review]`: the key review on a cadence, and where it goes.
+    #[serde(default)]
+    pub review: ReviewConfig,
 }
 
 impl From<Sections> for Config {
@@ -130,6 +136,7 @@ impl From<Sections> for Config {
             alerts: s.alerts,
             store: s.store,
             response: s.response,
+            review: s.review,
         }
     }
 }
@@ -151,6 +158,7 @@ impl From<Config> for Sections {
             alerts: c.alerts,
             store: c.store,
             response: c.response,
+            review: c.review,
         }
     }
 }
@@ -292,6 +300,7 @@ impl Config {
         self.store.validate()?;
         self.alerts.validate()?;
         crate::response::validate(&self.response)?;
+        self.review.validate(self.inventory.path.is_some())?;
         if self.response.iter().any(|r| !r.dry_run) && !self.store.enabled() {
             return Err(invalid(
                 "store.path",

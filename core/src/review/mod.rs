@@ -13,6 +13,7 @@
 //! lists the keys on the lists a CI gate requires empty (`--fail-on`).
 
 mod build;
+mod changes;
 mod gate;
 mod input;
 mod judge;
@@ -20,6 +21,7 @@ mod markdown;
 mod report;
 
 pub use build::review;
+pub use changes::{Changes, Digest};
 pub use gate::{Class, Offence};
 pub use input::{ReviewInput, Thresholds};
 pub use report::*;

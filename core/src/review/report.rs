@@ -82,7 +82,7 @@ impl Review {
 }
 
 /// How many keys each list holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Keys in the inventory.
     pub listed: usize,
