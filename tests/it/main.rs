@@ -15,6 +15,7 @@ mod inventory;
 mod kafka;
 mod netintel;
 mod prometheus;
+mod providers;
 mod replay;
 mod scaleout;
 mod scenario;

@@ -210,6 +210,12 @@ impl<'o> Collector<'o> {
         self
     }
 
+    /// Counts an element the source leaves out (a Google-managed key), so
+    /// that entry numbers stay the elements' positions.
+    pub(super) fn skip(&mut self) {
+        self.seen += 1;
+    }
+
     /// Counts an entry refused before validation (a provider's field).
     pub(super) fn reject(&mut self, line: Option<usize>, key_id: Option<&str>, bad: Bad) {
         self.seen += 1;

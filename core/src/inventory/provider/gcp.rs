@@ -35,6 +35,7 @@ pub(in super::super) fn read(text: &str, collect: &mut Collector) -> Result<(), 
     for (n, (line, raw)) in elements(text)?.into_iter().enumerate() {
         let key: Key = record("element", n + 1, line, raw)?;
         if key.key_type.as_deref() == Some("SYSTEM_MANAGED") {
+            collect.skip();
             continue;
         }
         let id = format!("{AUDIT_PREFIX}{}", key.name.trim_start_matches('/'));

@@ -25,7 +25,11 @@ pub(super) fn elements(text: &str) -> Result<Vec<(usize, &RawValue)>, SyntaxErro
     let mut out = Vec::new();
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
     for doc in stream.by_ref() {
-        let doc = doc.map_err(|e| (Some(e.line()), e.to_string()))?;
+        let doc = doc.map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg);
+            (Some(e.line()), format!("{msg} (column {})", e.column()))
+        })?;
         flatten(text, doc, &mut lines, &mut out)?;
     }
     Ok(out)
