@@ -160,13 +160,12 @@ fn gate(
     for o in &offences {
         let _ = writeln!(err, "fail-on {o}");
     }
-    let mut counts: Vec<String> = Vec::new();
-    for class in classes {
-        let n = offences.iter().filter(|o| o.class == *class).count();
-        if n > 0 {
-            counts.push(format!("{n} {class}"));
-        }
-    }
+    let counts: Vec<String> = keywatch_core::review::Class::ALL
+        .into_iter()
+        .map(|class| (class, offences.iter().filter(|o| o.class == class).count()))
+        .filter(|&(_, n)| n > 0)
+        .map(|(class, n)| format!("{n} {class}"))
+        .collect();
     Err(Failure::Gate(format!(
         "review gate failed: {} (--fail-on {})",
         counts.join(", "),

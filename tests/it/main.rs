@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod durability;
 mod eval;
+mod gate;
 mod helpers;
 mod hostile;
 mod http;
