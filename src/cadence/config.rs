@@ -150,7 +150,7 @@ impl std::str::FromStr for Cadence {
             other => humantime::parse_duration(other)
                 .map(Cadence::Every)
                 .map_err(|e| {
-                    format!("{e}; write a duration (\"30d\") or \"monthly\" or \"weekly\"")
+                    format!("{other:?} is neither a duration ({e}) nor \"monthly\" or \"weekly\"")
                 }),
         }
     }

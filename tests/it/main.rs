@@ -14,6 +14,7 @@ mod http;
 mod instances;
 mod inventory;
 mod kafka;
+mod lifecycle;
 mod netintel;
 mod prometheus;
 mod providers;

@@ -258,8 +258,9 @@ fn findings_and_verdicts_survive_kill_9() {
     );
 }
 
-/// A WebDriver session with headless chromium.
-struct Browser {
+/// A WebDriver session with headless chromium (also driven by
+/// `lifecycle.rs`).
+pub(crate) struct Browser {
     client: reqwest::blocking::Client,
     session: String,
     driver: Child,
@@ -283,7 +284,7 @@ impl Drop for Browser {
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
-    fn start(driver: &str) -> Browser {
+    pub(crate) fn start(driver: &str) -> Browser {
         let addr = free_loopback_addr();
         let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
         let child = std::process::Command::new(driver)
@@ -331,7 +332,12 @@ impl Browser {
         }
     }
 
-    fn try_cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, String> {
+    pub(crate) fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, String> {
         let url = format!(
             "http://127.0.0.1:{}/session/{}{path}",
             self.port, self.session
@@ -351,14 +357,14 @@ impl Browser {
         Ok(r["value"].clone())
     }
 
-    fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         self.try_cmd(method, path, body)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Clicks the first element `css` matches, retrying (up to a minute)
     /// while there is none or the page re-draws it under the click.
-    fn click_css(&self, css: &str) {
+    pub(crate) fn click_css(&self, css: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let clicked = self
@@ -383,11 +389,11 @@ impl Browser {
         }
     }
 
-    fn go(&self, url: &str) {
+    pub(crate) fn go(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", json!({ "url": url }));
     }
 
-    fn find_all(&self, css: &str) -> Vec<String> {
+    pub(crate) fn find_all(&self, css: &str) -> Vec<String> {
         self.cmd(
             reqwest::Method::POST,
             "/elements",
@@ -402,7 +408,7 @@ impl Browser {
 
     /// Waits (up to a minute) until `css` matches at least one element
     /// whose text contains `text`; returns the first.
-    fn wait_for(&self, css: &str, text: &str) -> String {
+    pub(crate) fn wait_for(&self, css: &str, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             for e in self.find_all(css) {
@@ -420,7 +426,7 @@ impl Browser {
     }
 
     /// The element's text; empty when it is gone (the page re-drew it).
-    fn text(&self, el: &str) -> String {
+    pub(crate) fn text(&self, el: &str) -> String {
         self.try_cmd(
             reqwest::Method::GET,
             &format!("/element/{el}/text"),
@@ -431,7 +437,7 @@ impl Browser {
         .unwrap_or_default()
     }
 
-    fn click(&self, el: &str) {
+    pub(crate) fn click(&self, el: &str) {
         self.cmd(
             reqwest::Method::POST,
             &format!("/element/{el}/click"),
@@ -439,7 +445,7 @@ impl Browser {
         );
     }
 
-    fn type_into(&self, el: &str, text: &str) {
+    pub(crate) fn type_into(&self, el: &str, text: &str) {
         self.cmd(
             reqwest::Method::POST,
             &format!("/element/{el}/clear"),
@@ -452,7 +458,7 @@ impl Browser {
         );
     }
 
-    fn screenshot(&self, dir: &Path, name: &str) {
+    pub(crate) fn screenshot(&self, dir: &Path, name: &str) {
         use base64::Engine as _;
         let png = self.cmd(reqwest::Method::GET, "/screenshot", json!(null));
         let bytes = base64::engine::general_purpose::STANDARD
@@ -462,7 +468,7 @@ impl Browser {
     }
 }
 
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
