@@ -14,7 +14,8 @@
 //! - an action is retried (three attempts, seconds apart) only while the
 //!   failure may pass (unreachable, throttled, 5xx), with the same
 //!   idempotent request; a key a rule has acted on is not acted on again;
-//!   a failure is logged as an error and never retried later;
+//!   a failure is logged as an error, and later findings do not retry it
+//!   (only a responder's `confirmed` verdict does);
 //! - every decision and its result goes to the finding's audit trail
 //!   (shown in the console) and to `keywatch_response_actions_total{action,result}`.
 //!
@@ -124,6 +125,9 @@ pub enum Outcome {
     NeverTouch,
     /// Not done again: the rule has already acted on this key.
     AlreadyDone,
+    /// Not tried again: the rule failed on this key before; only a
+    /// responder's `confirmed` verdict tries again.
+    Held,
 }
 
 impl Outcome {
@@ -136,6 +140,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::NeverTouch => "never_touch",
             Outcome::AlreadyDone => "already_done",
+            Outcome::Held => "held",
         }
     }
 }
@@ -190,6 +195,7 @@ impl Responder {
             metrics,
             client,
             done: HashSet::new(),
+            failed: HashSet::new(),
             recent: HashMap::new(),
         };
         tokio::spawn(worker.run(rx, stop));
@@ -230,6 +236,9 @@ struct Worker {
     client: reqwest::Client,
     /// (rule, key) acted on successfully.
     done: HashSet<(String, String)>,
+    /// (rule, key) whose action failed: findings do not retry it (a storm
+    /// against a failing provider), a responder's verdict does.
+    failed: HashSet<(String, String)>,
     /// Per rule, the times of its actions in the last hour.
     recent: HashMap<String, VecDeque<Instant>>,
 }
@@ -278,7 +287,8 @@ impl Worker {
                 continue;
             }
             let action = self.action_for(i, &finding);
-            let (outcome, error, attempts) = self.decide_and_act(i, &action).await;
+            let by_responder = why == "confirmed";
+            let (outcome, error, attempts) = self.decide_and_act(i, &action, by_responder).await;
             self.record(i, &finding, &action, outcome, error, attempts, &by, &why)
                 .await;
         }
@@ -308,6 +318,7 @@ impl Worker {
         &mut self,
         i: usize,
         action: &Action,
+        by_responder: bool,
     ) -> (Outcome, Option<String>, u32) {
         let rule = &self.rules[i];
         let key = match action {
@@ -319,6 +330,9 @@ impl Worker {
         let done_key = (rule.name.clone(), key.clone());
         if self.done.contains(&done_key) {
             return (Outcome::AlreadyDone, None, 0);
+        }
+        if self.failed.contains(&done_key) && !by_responder {
+            return (Outcome::Held, None, 0);
         }
         let window = self.recent.entry(rule.name.clone()).or_default();
         let now = Instant::now();
@@ -349,6 +363,7 @@ impl Worker {
                 });
             match result {
                 Ok(()) => {
+                    self.failed.remove(&done_key);
                     self.done.insert(done_key);
                     return (Outcome::Ok, None, attempts);
                 }
@@ -356,7 +371,10 @@ impl Worker {
                     tracing::warn!(rule = %rule.name, action = action.name(), attempt = attempts, error = %e, "response action failed; retrying");
                     tokio::time::sleep(RETRY_PAUSE * attempts).await;
                 }
-                Err(e) => return (Outcome::Failed, Some(e.to_string()), attempts),
+                Err(e) => {
+                    self.failed.insert(done_key);
+                    return (Outcome::Failed, Some(e.to_string()), attempts);
+                }
             }
         }
     }
@@ -441,7 +459,7 @@ impl Worker {
                 tracing::info!(rule = %rule.name, key_id = %f.key_id, "response dry run: would {what}")
             }
             Outcome::Failed => {
-                tracing::error!(rule = %rule.name, key_id = %f.key_id, error = error.as_deref().unwrap_or_default(), attempts, "RESPONSE ACTION FAILED: could not {what}; not retried again, act by hand")
+                tracing::error!(rule = %rule.name, key_id = %f.key_id, error = error.as_deref().unwrap_or_default(), attempts, "RESPONSE ACTION FAILED: could not {what}; findings will not retry it: act by hand, or confirm again to retry")
             }
             Outcome::RateLimited => {
                 tracing::error!(rule = %rule.name, key_id = %f.key_id, max_per_hour = rule.max_per_hour, "response refused by the hourly limit: did not {what}; act by hand")
@@ -451,6 +469,9 @@ impl Worker {
             }
             Outcome::AlreadyDone => {
                 tracing::info!(rule = %rule.name, key_id = %f.key_id, "response skipped: already done for this key")
+            }
+            Outcome::Held => {
+                tracing::warn!(rule = %rule.name, key_id = %f.key_id, "response held: it failed on this key before; a confirmed verdict tries again")
             }
         }
         let Some(store) = self.store.clone() else {
@@ -506,7 +527,10 @@ fn iam_user(principal: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit {
     use super::*;
 
     #[test]
