@@ -326,6 +326,39 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_credential_report_alone_reloads_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys.json");
+        let report = dir.path().join("report.csv");
+        write(
+            &keys,
+            r#"{"AccessKeyMetadata": [{"UserName": "alice", "AccessKeyId": "AKIA1", "Status": "Active", "CreateDate": "2025-01-01T00:00:00+00:00"}]}"#,
+        );
+        let header = "user,user_creation_time,access_key_1_last_rotated,access_key_1_last_used_date,access_key_2_last_rotated,access_key_2_last_used_date,access_key_1_active,access_key_2_active\n";
+        write(
+            &report,
+            &format!("{header}alice,N/A,2025-01-01T00:00:00+00:00,N/A,N/A,N/A,true,false\n"),
+        );
+        let sources = Sources {
+            files: vec![crate::inventory::Source {
+                path: keys,
+                format: crate::inventory::SourceFormat::Aws,
+                credential_report: Some(report.clone()),
+            }],
+            owners: None,
+        };
+        let handle = InventoryHandle::open(sources, None).unwrap();
+        assert_eq!(handle.current().get("AKIA1").unwrap().last_used, None);
+        assert!(handle.reload_if_changed().is_none(), "nothing changed");
+        write(&report, &format!("{header}alice,N/A,2025-01-01T00:00:00+00:00,2025-06-01T10:00:00+00:00,N/A,N/A,true,false\n"));
+        assert!(handle.reload_if_changed().unwrap().is_ok());
+        assert_eq!(
+            handle.current().get("AKIA1").unwrap().last_used,
+            Some(1_748_772_000)
+        );
+    }
+
+    #[test]
     fn reload_keeps_the_old_inventory_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("inventory.csv");

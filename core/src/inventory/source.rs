@@ -251,3 +251,160 @@ fn merge(first: KeyEntry, more: KeyEntry, more_wins: bool) -> KeyEntry {
         owner: win.owner,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AWS: &str = r#"{"AccessKeyMetadata": [
+  {"UserName": "alice", "AccessKeyId": "AKIA1", "Status": "Active", "CreateDate": "2025-01-01T00:00:00+00:00"},
+  {"UserName": "alice", "AccessKeyId": "AKIA2", "Status": "Inactive", "CreateDate": "2025-03-01T00:00:00+00:00"},
+  {"UserName": "nobody", "AccessKeyId": "AKIA3", "Status": "Active", "CreateDate": "2025-04-01T00:00:00+00:00"}
+]}"#;
+
+    const REPORT: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated
+alice,arn:aws:iam::1:user/alice,2024-12-01T00:00:00+00:00,false,N/A,N/A,N/A,false,true,2025-01-01T00:00:00+00:00,2025-06-01T00:00:00+00:00,us-east-1,s3,false,2025-02-15T00:00:00+00:00,2025-05-01T00:00:00+00:00,us-east-1,s3,false,N/A,false,N/A
+";
+
+    fn sources(owners: bool) -> Sources {
+        Sources {
+            files: vec![
+                Source {
+                    path: "keys.toml".into(),
+                    format: SourceFormat::Keywatch,
+                    credential_report: None,
+                },
+                Source {
+                    path: "keys.json".into(),
+                    format: SourceFormat::Aws,
+                    credential_report: Some("report.csv".into()),
+                },
+            ],
+            owners: owners.then(|| "owners.csv".into()),
+        }
+    }
+
+    fn day(d: &str) -> Option<u32> {
+        Some(
+            (chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp()) as u32,
+        )
+    }
+
+    #[test]
+    fn keywatch_wins_where_it_speaks_the_export_fills_the_rest() {
+        let own =
+            "[[keys]]\nkey_id = \"AKIA1\"\nowner = \"billing-team\"\nlast_used = \"2025-02-01\"\n";
+        let inv =
+            Inventory::parse_sources(&sources(false), &[own.into(), AWS.into(), REPORT.into()])
+                .unwrap();
+        let a1 = inv.get("AKIA1").unwrap();
+        assert_eq!(&*a1.owner, "billing-team", "keywatch's own owner");
+        assert_eq!(
+            a1.principal.as_deref(),
+            Some("alice"),
+            "the export's principal"
+        );
+        assert_eq!(a1.created, day("2025-01-01"));
+        assert_eq!(a1.last_used, day("2025-06-01"), "the later last use");
+        // Slot 2's rotation is not AKIA2's creation: no report data for it.
+        let a2 = inv.get("AKIA2").unwrap();
+        assert!(a2.disabled);
+        assert_eq!((a2.last_used, a2.last_rotated), (None, None));
+        // A user the report does not know: the listing alone.
+        let a3 = inv.get("AKIA3").unwrap();
+        assert_eq!(&*a3.owner, "nobody");
+        assert_eq!(a3.system.as_deref(), Some("aws"));
+        assert_eq!(inv.len(), 3);
+    }
+
+    #[test]
+    fn the_owner_mapping_fills_providers_keys_and_names_its_bad_rows() {
+        let owners = "match,owner,team,system,privilege\nAKIA3,ops,infra,,\nali*,alice@x,payments,billing,admin\n";
+        let inv = Inventory::parse_sources(
+            &sources(true),
+            &["".into(), AWS.into(), REPORT.into(), owners.into()],
+        )
+        .unwrap();
+        let a1 = inv.get("AKIA1").unwrap();
+        assert_eq!(
+            (&*a1.owner, a1.team.as_deref()),
+            ("alice@x", Some("payments"))
+        );
+        assert_eq!(a1.privilege, Some(crate::inventory::Privilege::Admin));
+        let a3 = inv.get("AKIA3").unwrap();
+        assert_eq!(
+            (&*a3.owner, a3.system.as_deref()),
+            ("ops", Some("aws")),
+            "an empty cell keeps the export's"
+        );
+        let err = Inventory::parse_sources(
+            &sources(true),
+            &[
+                "".into(),
+                AWS.into(),
+                REPORT.into(),
+                "match,owner,privilege\nalice,a,root\n".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "inventory owners.csv, line 2: row 1: `privilege` = \"root\": must be one of read, write, admin"
+        );
+        let err = Inventory::parse_sources(
+            &sources(true),
+            &[
+                "".into(),
+                AWS.into(),
+                REPORT.into(),
+                "match,owner,colour\nalice,a,red\n".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("owners.csv, line 2") && err.contains("colour"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_credential_report_is_read_from_its_api_response_too() {
+        use base64::Engine as _;
+        let response = serde_json::json!({
+            "Content": base64::engine::general_purpose::STANDARD.encode(REPORT),
+            "ReportFormat": "text/csv",
+        })
+        .to_string();
+        let inv =
+            Inventory::parse_sources(&sources(false), &["".into(), AWS.into(), response.into()])
+                .unwrap();
+        assert_eq!(inv.get("AKIA1").unwrap().last_used, day("2025-06-01"));
+        let err = Inventory::parse_sources(
+            &sources(false),
+            &["".into(), AWS.into(), "{\"Content\": \"%%%\"}".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("inventory report.csv: `Content` is not base64"),
+            "{err}"
+        );
+        let err = Inventory::parse_sources(
+            &sources(false),
+            &["".into(), AWS.into(), "user,arn\nalice,x\n".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("report.csv, line 1") && err.contains("user_creation_time"),
+            "{err}"
+        );
+    }
+}
