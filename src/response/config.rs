@@ -132,14 +132,12 @@ impl ResponseRule {
         self.timeout.0
     }
 
-    /// Whether the rule may act on `key`: in `keys`, not in `never`.
-    pub fn covers(&self, key: &str) -> bool {
-        let any = |globs: &[String]| {
-            globs
-                .iter()
-                .any(|g| WildMatch::new_case_insensitive(g).matches(key))
-        };
-        any(&self.keys) && !self.never_touches(key)
+    /// Whether `key` is one of the rule's `keys` (the never-touch list
+    /// is checked apart, so that a refusal is recorded).
+    pub fn in_scope(&self, key: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|g| WildMatch::new_case_insensitive(g).matches(key))
     }
 
     /// Whether `key` is on the never-touch list.

@@ -63,6 +63,25 @@ enum Trigger {
     Detected(Box<Finding>),
 }
 
+/// Why the rules were asked: what the audit trail records as `trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// A responder's `confirmed` verdict: every rule covering the key acts,
+    /// and a failed key is tried again.
+    Confirmed,
+    /// A finding of a detector some rule names: only those rules act.
+    Detector(keywatch_core::engine::Detector),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Confirmed => f.write_str("confirmed"),
+            Why::Detector(d) => write!(f, "detector {}", d.as_str()),
+        }
+    }
+}
+
 /// One action on one key, as decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -263,7 +282,7 @@ impl Worker {
                 let id = finding_id.clone();
                 let got = tokio::task::spawn_blocking(move || store.get(&id)).await;
                 match got {
-                    Ok(Ok((stored, _))) => (stored.finding, by, "confirmed".to_owned()),
+                    Ok(Ok((stored, _))) => (stored.finding, by, Why::Confirmed),
                     other => {
                         tracing::error!(finding = %finding_id, result = ?other.map(|r| r.err()), "response: cannot read the confirmed finding; no action taken");
                         return;
@@ -271,25 +290,22 @@ impl Worker {
                 }
             }
             Trigger::Detected(f) => {
-                let why = format!("detector {}", f.detector.as_str());
+                let why = Why::Detector(f.detector);
                 (*f, "keywatch".to_owned(), why)
             }
         };
         for i in 0..self.rules.len() {
             let rule = &self.rules[i];
-            let applies = why == "confirmed" || rule.detectors.contains(&finding.detector);
-            let key = finding.key_id.as_str();
-            let in_scope = rule
-                .keys
-                .iter()
-                .any(|g| wildmatch::WildMatch::new_case_insensitive(g).matches(key));
-            if !applies || !in_scope {
+            let applies = match why {
+                Why::Confirmed => true,
+                Why::Detector(d) => rule.detectors.contains(&d),
+            };
+            if !applies || !rule.in_scope(&finding.key_id) {
                 continue;
             }
             let action = self.action_for(i, &finding);
-            let by_responder = why == "confirmed";
-            let (outcome, error, attempts) = self.decide_and_act(i, &action, by_responder).await;
-            self.record(i, &finding, &action, outcome, error, attempts, &by, &why)
+            let (outcome, error, attempts) = self.decide_and_act(i, &action, why).await;
+            self.record(i, &finding, &action, outcome, error, attempts, &by, why)
                 .await;
         }
     }
@@ -318,7 +334,7 @@ impl Worker {
         &mut self,
         i: usize,
         action: &Action,
-        by_responder: bool,
+        why: Why,
     ) -> (Outcome, Option<String>, u32) {
         let rule = &self.rules[i];
         let key = match action {
@@ -331,7 +347,7 @@ impl Worker {
         if self.done.contains(&done_key) {
             return (Outcome::AlreadyDone, None, 0);
         }
-        if self.failed.contains(&done_key) && !by_responder {
+        if self.failed.contains(&done_key) && why != Why::Confirmed {
             return (Outcome::Held, None, 0);
         }
         let window = self.recent.entry(rule.name.clone()).or_default();
@@ -443,7 +459,7 @@ impl Worker {
         error: Option<String>,
         attempts: u32,
         by: &str,
-        why: &str,
+        why: Why,
     ) {
         let rule = &self.rules[i];
         self.metrics
@@ -481,7 +497,7 @@ impl Worker {
             "rule": rule.name,
             "result": outcome,
             "dry_run": rule.dry_run,
-            "trigger": why,
+            "trigger": why.to_string(),
             "requested_by": by,
         });
         if let (Some(obj), Ok(serde_json::Value::Object(a))) =

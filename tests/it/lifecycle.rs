@@ -397,6 +397,16 @@ path = "{}"
             .contains(r#"keywatch_review_deliveries_total{destination="webhook",result="ok"} 2"#),
         "{metrics}"
     );
+
+    // The console's Key review page lists both, the newest with its changes.
+    if let Some(driver) = external_tool(&["chromedriver"]) {
+        let browser = Browser::start(&driver);
+        browser.go(&format!("{}/#/review", env.base));
+        browser.wait_for("#reviews tr.review-row", "AKIASOONSTALE");
+        browser.wait_for("#reviews tr.review-row", "AKIANEWCOMER");
+        browser.wait_for("#reviews tr.review-row", "the first review");
+        browser.screenshot(&screenshot_dir(), "10-past-reviews");
+    }
 }
 
 /// moto's IAM emulator, as a user would run it.
