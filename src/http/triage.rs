@@ -146,10 +146,12 @@ pub async fn verdict(
     metrics.verdicts.with_label_values(&[status.as_str()]).inc();
     // A confirmed compromise goes to the response rules, which act (or,
     // in a dry run, say what they would do) in the finding's audit trail.
+    let mut body = json!({ "status": status, "effect": effect });
     if let (store::Status::Confirmed, Some(responder)) = (status, &s.responder) {
         responder.confirmed(&finding_id, &by);
+        body["response"] = json!("queued");
     }
-    Ok(Json(json!({ "status": status, "effect": effect })))
+    Ok(Json(body))
 }
 
 /// `GET /api/v1/keys/{key_id}/rate`: what the key's model expects per

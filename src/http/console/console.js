@@ -100,6 +100,7 @@ async function giveVerdict(id, status, extra = {}) {
     if (e.taught) text += ` The key now treats ${lessonText(e.taught)} as normal.`;
     if (e.suppression_id !== undefined) text += ` Suppression #${e.suppression_id} created (see Suppressions).`;
     if (e.renotified) text += " Sent again to the alert sinks as critical.";
+    if (r.response === "queued") text += " Response rules act on the key: see the audit trail.";
     toast(text);
     return true;
   } catch (err) {
