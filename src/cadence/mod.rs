@@ -18,10 +18,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::InventoryConfig;
 use crate::http::RecentFindings;
 use crate::store::FindingsStore;
 use config::ReviewConfig;
+use keywatch_core::config::InventoryConfig;
 use keywatch_core::engine::{Engine, Finding};
 use keywatch_core::inventory::InventoryHandle;
 use keywatch_core::metrics::Metrics;
