@@ -199,3 +199,123 @@ fn slack_text(review: &Review, changes: &Changes) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::{ClientConfig, Message};
+
+    use super::*;
+    use crate::cadence::config::{FileDelivery, SlackDelivery};
+    use crate::secret::Secret;
+    use keywatch_core::review::Digest;
+
+    /// A review of one stale key, with the changes that name it.
+    fn a_review() -> (Review, Changes) {
+        let cfg = keywatch_core::config::Config::default();
+        let engine = keywatch_core::engine::Engine::new(&cfg);
+        let inventory = keywatch_core::inventory::Inventory::parse(
+            b"key_id,owner,last_used\nAKIASTALE,bob,2025-01-01\n",
+            keywatch_core::inventory::Format::Csv,
+            std::path::Path::new("keys.csv"),
+        )
+        .unwrap();
+        let review = keywatch_core::review::review(&keywatch_core::review::ReviewInput {
+            engine: &engine,
+            inventory: &inventory,
+            findings: &[],
+            now: 1_764_547_200,
+            observed_since: None,
+            thresholds: keywatch_core::review::Thresholds::from_config(&cfg.inventory),
+        });
+        let changes = review
+            .digest()
+            .changes_since(&Digest::default(), Some("2025-11-01T00:00:00.000Z".into()));
+        (review, changes)
+    }
+
+    #[tokio::test]
+    async fn slack_kafka_and_file_each_get_the_review() {
+        let (review, changes) = a_review();
+        // Slack: a local receiver keeps the message.
+        let got = Arc::new(Mutex::new(Vec::<String>::new()));
+        let keep = got.clone();
+        let app = axum::Router::new().fallback(move |body: String| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(body);
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let slack = format!("http://{}/services/T/B/X", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("reviews", 1, 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out/review.md");
+        let kafka: crate::alert::config::KafkaSinkConfig = toml::from_str(&format!(
+            "brokers = \"{}\"\ntopic = \"reviews\"\n",
+            cluster.bootstrap_servers()
+        ))
+        .unwrap();
+        let cfg = ReviewConfig {
+            deliver: vec![
+                Delivery::Slack(SlackDelivery {
+                    url: Secret::resolve(&slack).unwrap(),
+                }),
+                Delivery::Kafka(kafka),
+                Delivery::File(FileDelivery { path: file.clone() }),
+            ],
+            ..ReviewConfig::default()
+        };
+        let metrics = Metrics::new();
+        Deliveries::new(&cfg)
+            .unwrap()
+            .deliver(&review, &changes, &metrics, Duration::from_secs(10))
+            .await;
+        for d in ["slack", "kafka", "file"] {
+            assert_eq!(
+                metrics
+                    .review_deliveries
+                    .with_label_values(&[d, "ok"])
+                    .get(),
+                1,
+                "{d}"
+            );
+        }
+        let slack: serde_json::Value = serde_json::from_str(&got.lock().unwrap()[0]).unwrap();
+        let text = slack["text"].as_str().unwrap();
+        assert!(
+            text.contains("*1* stale") && text.contains("went stale: `AKIASTALE`"),
+            "{text}"
+        );
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "t")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["reviews"]).unwrap();
+        let msg = loop {
+            if let Some(m) = consumer.poll(Duration::from_secs(5)) {
+                break m.unwrap().detach();
+            }
+        };
+        assert_eq!(msg.key(), Some(&b"review"[..]));
+        let doc: serde_json::Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
+        assert_eq!(doc["type"], "keywatch.review");
+        assert_eq!(
+            doc["changes"]["went_stale"],
+            serde_json::json!(["AKIASTALE"])
+        );
+        let md = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            md.contains("**Keys that went stale** (1): `AKIASTALE`"),
+            "{md}"
+        );
+    }
+}
