@@ -15,15 +15,29 @@ use crate::alert::tests::finding;
 use keywatch_core::engine::Detector;
 use keywatch_core::metrics::Metrics;
 
-/// A receiver that records each body and answers 403 for bodies naming
+/// Each request: its `webhook-id` and `webhook-signature`, and its body.
+type Got = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A receiver that records each request and answers 403 for bodies naming
 /// `K403`, 503 for `K503`, 200 otherwise.
-async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
+async fn receiver() -> (String, Got) {
+    let got: Got = Arc::new(Mutex::new(Vec::new()));
     let keep = got.clone();
-    let app = axum::Router::new().fallback(move |body: String| {
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
         let keep = keep.clone();
         async move {
-            keep.lock().unwrap().push(body.clone());
+            let header = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            keep.lock().unwrap().push((
+                header("webhook-id"),
+                header("webhook-signature"),
+                body.clone(),
+            ));
             if body.contains("K403") {
                 StatusCode::FORBIDDEN
             } else if body.contains("K503") {
@@ -98,9 +112,13 @@ async fn an_hourly_limit_and_one_action_per_key() {
     assert_eq!(count(&metrics, "ok"), 2);
     assert_eq!(count(&metrics, "already_done"), 1, "K1 once");
     assert_eq!(count(&metrics, "rate_limited"), 1, "K3 past the limit");
-    let bodies = got.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 2, "{bodies:?}");
-    assert!(bodies[0].contains("\"key_id\":\"K1\"") && bodies[1].contains("\"key_id\":\"K2\""));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].2.contains("\"key_id\":\"K1\"") && got[1].2.contains("\"key_id\":\"K2\""));
+    assert!(
+        got.iter().all(|(_, sig, _)| sig.starts_with("v1,")),
+        "signed: {got:?}"
+    );
 }
 
 #[tokio::test]
@@ -128,11 +146,19 @@ async fn failures_are_retried_only_when_they_may_pass_and_then_held() {
         got.lock()
             .unwrap()
             .iter()
-            .filter(|b| b.contains(key))
+            .filter(|(_, _, b)| b.contains(key))
             .count()
     };
     assert_eq!(tries("K403"), 1, "a refusal is not asked again");
     assert_eq!(tries("K503"), 3, "an outage is tried three times");
+    let ids: std::collections::BTreeSet<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, b)| b.contains("K503"))
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "every attempt is the same message: {ids:?}");
     // The next findings on the failed key do not start it over.
     r.detected(&finding("K503", Detector::ExpiredKey, "198.51.100.8"));
     r.detected(&finding("K503", Detector::ExpiredKey, "198.51.100.9"));

@@ -375,6 +375,32 @@ alice,arn:aws:iam::1:user/alice,2024-12-01T00:00:00+00:00,false,N/A,N/A,N/A,fals
     }
 
     #[test]
+    fn the_owner_mapping_may_be_toml() {
+        let mut s = sources(true);
+        s.owners = Some("owners.toml".into());
+        let owners = "[[owners]]\nmatch = \"alice\"\nteam = \"payments\"\n\n[[owners]]\nmatch = \"*\"\nowner = \"security@x\"\nprivilege = \"sudo\"\n";
+        let err =
+            Inventory::parse_sources(&s, &["".into(), AWS.into(), REPORT.into(), owners.into()])
+                .unwrap_err()
+                .to_string();
+        assert_eq!(
+            err,
+            "inventory owners.toml, line 5: row 2: `privilege` = \"sudo\": must be one of read, write, admin"
+        );
+        let owners = owners.replace("sudo", "read");
+        let inv =
+            Inventory::parse_sources(&s, &["".into(), AWS.into(), REPORT.into(), owners.into()])
+                .unwrap();
+        let a1 = inv.get("AKIA1").unwrap();
+        assert_eq!(
+            (&*a1.owner, a1.team.as_deref()),
+            ("alice", Some("payments")),
+            "the first match only"
+        );
+        assert_eq!(&*inv.get("AKIA3").unwrap().owner, "security@x");
+    }
+
+    #[test]
     fn a_credential_report_is_read_from_its_api_response_too() {
         use base64::Engine as _;
         let response = serde_json::json!({
