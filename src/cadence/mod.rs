@@ -100,7 +100,9 @@ impl Scheduler {
             .map_or_else(wall_secs, |(t, _)| cadence.next_after(*t));
         tracing::info!(every = %cadence, "scheduled reviews on");
         loop {
-            let wait = Duration::from_secs(due.saturating_sub(wall_secs()).max(0) as u64);
+            // Woken at least hourly: the due time is on the wall clock, which
+            // a month-long sleep on the monotonic clock would drift from.
+            let wait = Duration::from_secs(due.saturating_sub(wall_secs()).clamp(0, 3600) as u64);
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
