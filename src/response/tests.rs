@@ -166,3 +166,67 @@ async fn failures_are_retried_only_when_they_may_pass_and_then_held() {
     assert_eq!(count(&metrics, "held"), 2);
     assert_eq!(tries("K503"), 3, "no storm against a failing endpoint");
 }
+
+#[tokio::test]
+async fn a_confirmed_verdict_tries_a_held_key_again_and_the_trail_says_each_step() {
+    let (url, got) = receiver().await;
+    let metrics = Arc::new(Metrics::new());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::config::StoreConfig {
+        path: dir.path().join("findings.db"),
+        ..Default::default()
+    };
+    let (store, writer) = crate::store::FindingsStore::open(&cfg, metrics.clone(), None).unwrap();
+    let f = finding("K503", Detector::ExpiredKey, "198.51.100.7");
+    store.record(&f);
+    drop(writer);
+    let r = Responder::start(
+        vec![rule(&url, "dry_run = false")],
+        Some(store.clone()),
+        None,
+        metrics.clone(),
+        CancellationToken::new(),
+    )
+    .unwrap()
+    .unwrap();
+    r.detected(&f);
+    r.detected(&f);
+    decisions(&metrics, 2).await;
+    r.confirmed(&f.id, "erin");
+    decisions(&metrics, 3).await;
+    assert_eq!(
+        count(&metrics, "failed"),
+        2,
+        "the finding's try and the verdict's"
+    );
+    assert_eq!(count(&metrics, "held"), 1);
+    assert_eq!(got.lock().unwrap().len(), 6, "three attempts each");
+    let (_, trail) = store.get(&f.id).unwrap();
+    let steps: Vec<(String, String, String)> = trail
+        .iter()
+        .filter(|a| a.action == "response")
+        .map(|a| {
+            (
+                a.detail["result"].as_str().unwrap().to_owned(),
+                a.detail["trigger"].as_str().unwrap().to_owned(),
+                a.detail["requested_by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let step = |r: &str, t: &str, b: &str| (r.to_owned(), t.to_owned(), b.to_owned());
+    assert_eq!(
+        steps,
+        [
+            step("failed", "detector expired_key", "keywatch"),
+            step("held", "detector expired_key", "keywatch"),
+            step("failed", "confirmed", "erin"),
+        ]
+    );
+    let first = trail.iter().find(|a| a.action == "response").unwrap();
+    assert_eq!(first.actor.who, super::AUDIT_WHO);
+    assert!(
+        first.detail["error"].as_str().unwrap().contains("503"),
+        "{}",
+        first.detail
+    );
+}
