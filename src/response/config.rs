@@ -54,6 +54,8 @@ fn default_dry_run() -> bool {
     true
 }
 
+/// Every key: a rule is narrowed by `never` and by being a dry run, and a
+/// confirmed compromise is worth acting on whatever the key.
 fn default_keys() -> Vec<String> {
     vec!["*".to_owned()]
 }
