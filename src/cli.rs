@@ -56,6 +56,57 @@ pub enum Command {
     Review(ReviewArgs),
     /// Generate realistic key-usage traffic, optionally with injected attacks.
     Gen(GenArgs),
+    /// Network intelligence files: `update` fetches current country, ASN
+    /// and cloud range data from their publishers.
+    #[command(name = "netintel")]
+    NetIntel(NetIntelArgs),
+}
+
+/// `keywatch netintel`.
+#[derive(Debug, clap::Args)]
+pub struct NetIntelArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: NetIntelCommand,
+}
+
+/// `keywatch netintel` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum NetIntelCommand {
+    /// Fetch the country database, the ASN ranges and the AWS and Google
+    /// Cloud ranges into a directory, each checked by the daemon's loader
+    /// and swapped in atomically; a running daemon with `netintel.dir`
+    /// there picks them up without a restart. Exit 1 when any source
+    /// failed (its previous file stays).
+    Update(NetIntelUpdateArgs),
+}
+
+/// `keywatch netintel update`.
+#[derive(Debug, clap::Args)]
+pub struct NetIntelUpdateArgs {
+    /// Directory to write (default: `netintel.dir` of `--config`, else
+    /// `$XDG_DATA_HOME/keywatch/netintel`, i.e. `~/.local/share/keywatch/netintel`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Configuration file whose `netintel.dir` is the directory.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Only these sources (comma-separated): country, asn, aws, gcp.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// npm registry (or mirror) to fetch the country and ASN packages from.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Where AWS publishes its ranges (a mirror's address instead).
+    #[arg(long)]
+    pub aws_url: Option<String>,
+    /// Where Google Cloud publishes its ranges (a mirror's address instead).
+    #[arg(long)]
+    pub gcp_url: Option<String>,
+    /// Accept a new file even when it holds less than half the entries of
+    /// the one it replaces.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `keywatch run`.

@@ -230,6 +230,29 @@ pub async fn run(
     result
 }
 
+/// Takes back the incidents the findings store holds open, so a restart in
+/// the middle of an attack keeps its incident (and its page).
+pub(crate) fn restore_incidents(store: &FindingsStore, incidents: &Incidents, max_open: usize) {
+    let filter = keywatch_core::incident::Filter {
+        status: Some(keywatch_core::incident::Status::Open),
+        ..Default::default()
+    };
+    match store.incidents(&filter, max_open) {
+        Ok(open) if open.is_empty() => {}
+        Ok(open) => {
+            let taken = incidents.restore(open);
+            tracing::info!(
+                incidents = taken,
+                "open incidents taken back from the findings store"
+            );
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not read the open incidents from the findings store; findings open new ones"
+        ),
+    }
+}
+
 async fn serve(
     cfg: Config,
     daemon: Daemon,
@@ -264,6 +287,7 @@ async fn serve(
     }
     let (store, store_writer) = open_store(&cfg, &daemon, &alerts)?;
     if let (Some(store), Some(incidents)) = (&store, alerts.incidents()) {
+        restore_incidents(store, incidents, cfg.incidents.max_open);
         let store = store.clone();
         incidents.listen(Arc::new(move |event| {
             store.record_incident(&event.incident)

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => cmd::check_config::run(args),
         Command::Review(args) => cmd::review::run(args),
         Command::Gen(args) => cmd::gen::run(args),
+        Command::NetIntel(args) => cmd::netintel::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -87,6 +87,25 @@ impl Incidents {
         observed
     }
 
+    /// Takes back the incidents open when the process stopped (see
+    /// [`Tracker::restore`]); they are listed by the API as before.
+    pub fn restore(&self, incidents: Vec<Incident>) -> usize {
+        let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        for incident in &incidents {
+            if recent
+                .by_id
+                .insert(incident.id.clone(), incident.clone())
+                .is_none()
+            {
+                recent.order.push_back(incident.id.clone());
+            }
+        }
+        let taken = tracker.restore(incidents);
+        self.metrics.incidents_open.set(tracker.open_count() as i64);
+        taken
+    }
+
     /// Resolves the incidents quiet for the window before `now_ms`.
     pub fn resolve_idle(&self, now_ms: i64) -> Vec<IncidentEvent> {
         let mut tracker = self.tracker.lock().unwrap_or_else(|e| e.into_inner());

@@ -283,6 +283,26 @@ impl EncodedAlert {
         &self.json
     }
 
+    /// Event time of the record in epoch milliseconds: a finding's
+    /// `observed_at`, an incident event's `last_seen`.
+    pub fn event_time_ms(&self) -> Option<i64> {
+        #[derive(Deserialize)]
+        struct Times<'a> {
+            #[serde(borrow)]
+            observed_at: Option<&'a str>,
+            #[serde(borrow)]
+            last_seen: Option<&'a str>,
+        }
+        let t: Times<'_> = serde_json::from_str(&self.json).ok()?;
+        let at = match self.kind {
+            Kind::Finding => t.observed_at,
+            Kind::Incident => t.last_seen,
+        }?;
+        chrono::DateTime::parse_from_rfc3339(at)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+
     /// The alert back as a struct, for sinks that reshape it. Only for a
     /// finding: incident events reach the sinks that reshape through
     /// [`EncodedAlert::decode_incident`].

@@ -4,6 +4,7 @@
 pub mod check_config;
 pub mod demo;
 pub mod gen;
+pub mod netintel;
 pub mod produce;
 pub mod replay;
 pub mod review;

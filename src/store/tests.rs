@@ -510,3 +510,64 @@ fn incidents_keep_their_newest_revision_from_every_instance() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+/// A restart in the middle of an attack: the incident open when the process
+/// stopped is taken back from the store, so the next finding joins it under
+/// its id (one incident, one page) instead of opening a second one.
+#[test]
+fn an_incident_open_at_a_restart_takes_the_next_finding_under_its_id() {
+    use crate::alert::Incidents;
+    use keywatch_core::incident::{Change, Filter, IncidentsConfig, Status as IncidentStatus};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = IncidentsConfig::default();
+    let mut first = finding("AKIARESTART", Detector::NewSource, "198.51.100.8");
+    at(&mut first, 1_770_000_000_000);
+    let mut second = finding("AKIARESTART", Detector::NewAction, "198.51.100.8");
+    at(&mut second, 1_770_000_060_000);
+    let open = Filter {
+        status: Some(IncidentStatus::Open),
+        ..Filter::default()
+    };
+    let opened_id = {
+        let metrics = Arc::new(Metrics::new());
+        let (store, writer) =
+            FindingsStore::open(&config(dir.path()), metrics.clone(), None).unwrap();
+        let incidents = Incidents::new(&cfg, true, metrics.clone());
+        let observed = incidents.observe(&first, None);
+        assert_eq!(observed.events[0].change, Change::Opened);
+        for e in &observed.events {
+            store.record_incident(&e.incident);
+        }
+        wait_until("the incident stored", || {
+            store.incidents(&open, 10).unwrap().len() == 1
+        });
+        drop(writer);
+        observed.incident_id
+    };
+
+    // Started again on the same store.
+    let metrics = Arc::new(Metrics::new());
+    let (store, writer) = FindingsStore::open(&config(dir.path()), metrics.clone(), None).unwrap();
+    let incidents = Incidents::new(&cfg, true, metrics.clone());
+    crate::daemon::restore_incidents(&store, &incidents, cfg.max_open);
+    assert_eq!(metrics.incidents_open.get(), 1);
+    assert!(
+        incidents.get(&opened_id).is_some(),
+        "listed by the API again"
+    );
+    let observed = incidents.observe(&second, None);
+    assert_eq!(observed.incident_id, opened_id, "the same incident");
+    assert_ne!(observed.events[0].change, Change::Opened);
+    assert_eq!(observed.events[0].incident.findings, 2);
+    assert!(
+        incidents.observe(&first, None).events.is_empty(),
+        "the first finding found again while catching up changes nothing"
+    );
+    // Without it, the same finding would have opened a second incident.
+    let forgetful = Incidents::new(&cfg, true, Arc::new(Metrics::new()));
+    let fresh = forgetful.observe(&second, None);
+    assert_eq!(fresh.events[0].change, Change::Opened);
+    assert_ne!(fresh.incident_id, opened_id);
+    drop(writer);
+}

@@ -1221,11 +1221,75 @@ async fn incident_events_follow_the_sinks_severity_and_format() {
         .map(|r| r.json()["event"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(changes, ["escalated", "resolved"], "{got:?}");
-    // OCSF carries findings only.
-    let got = ocsf.wait_for(4, Duration::from_secs(5)).await;
+    // The OCSF sink: the four findings as Detection Findings, and the
+    // incident's events as Incident Findings of one incident, created
+    // first and closed last.
+    ocsf.wait_for(4 + changes.len(), Duration::from_secs(5))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(ocsf.received().len(), 4);
-    assert!(got.iter().all(|r| r.json()["class_uid"] == 2004));
+    let got = ocsf.received();
+    let class = |uid: i64| -> Vec<serde_json::Value> {
+        got.iter()
+            .map(|r| r.json())
+            .filter(|v| v["class_uid"] == uid)
+            .collect()
+    };
+    assert_eq!(class(2004).len(), 4, "{got:?}");
+    let incident = class(2005);
+    assert!(incident.len() >= 2, "{got:?}");
+    assert_eq!(got.len(), 4 + incident.len(), "nothing else");
+    assert_eq!(incident[0]["activity_id"], 1);
+    assert_eq!(incident.last().unwrap()["activity_id"], 3);
+    let id = &incident[0]["unmapped"]["incident_id"];
+    assert!(incident.iter().all(|v| &v["unmapped"]["incident_id"] == id));
+    assert_eq!(
+        incident.last().unwrap()["finding_info_list"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "the closing event lists every finding"
+    );
+}
+
+#[tokio::test]
+async fn splunk_hec_takes_incident_events_with_their_own_sourcetype_and_time() {
+    let (receiver, url) = Hec::start("hec-t0ken", false, |_| None).await;
+    let run = Running::with_incidents(vec![sink("splunk", hec(&url, "hec-t0ken", false))], None);
+    let findings = stolen_key_findings();
+    for f in &findings {
+        run.alerts.submit(f);
+    }
+    run.alerts.resolve_idle_incidents(T0_MS + 2 * 3_600_000);
+    eventually(Duration::from_secs(5), || {
+        receiver
+            .events()
+            .iter()
+            .any(|(_, b)| b["event"]["event"] == "resolved")
+            .then_some(())
+    })
+    .await;
+    let events = receiver.events();
+    let (alerts, incidents): (Vec<_>, Vec<_>) = events
+        .iter()
+        .map(|(_, b)| b)
+        .partition(|b| b["sourcetype"] == "keywatch:alert");
+    assert_eq!(alerts.len(), findings.len());
+    assert!(incidents
+        .iter()
+        .all(|b| b["sourcetype"] == "keywatch:incident"));
+    let last = incidents.last().unwrap();
+    let last_seen =
+        chrono::DateTime::parse_from_rfc3339(last["event"]["last_seen"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+    assert_eq!(
+        last["time"],
+        last_seen as f64 / 1000.0,
+        "the incident's time"
+    );
+    assert_eq!(run.failures("splunk", "status_5xx"), 0);
+    run.stop().await;
 }
 
 // ---------------------------------------------------------------- Kafka, files, redaction

@@ -130,6 +130,27 @@ impl Tracker {
         }
     }
 
+    /// Takes back incidents that were open when the process stopped (read
+    /// from the findings store at start), so a finding after a restart joins
+    /// its identity's incident, under the same id, instead of opening a
+    /// second one and paging again. Open ones only, at most `max_open`
+    /// (pass the latest first); an identity already open here keeps its
+    /// own. The number taken back.
+    pub fn restore(&mut self, incidents: impl IntoIterator<Item = Incident>) -> usize {
+        let mut taken = 0;
+        for incident in incidents {
+            if incident.status != Status::Open || self.open.len() >= self.max_open {
+                continue;
+            }
+            let key = (incident.entity, incident.identity.clone());
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.open.entry(key) {
+                slot.insert(incident);
+                taken += 1;
+            }
+        }
+        taken
+    }
+
     /// Resolves every incident whose last finding is at least
     /// `incidents.window` before `now_ms`, oldest first.
     pub fn resolve_idle(&mut self, now_ms: i64) -> Vec<IncidentEvent> {

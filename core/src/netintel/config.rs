@@ -12,12 +12,21 @@ use crate::types::{invalid, ConfigError, HumanDuration};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetIntelConfig {
+    /// A directory of files as `keywatch netintel update` writes them:
+    /// `country.mmdb` (or `city.mmdb`), `asn.csv` (or `asn.mmdb`) and
+    /// `cloud-*.json`. Each file found there is used where the matching key
+    /// below is not set; a file that appears later (the first update) is
+    /// loaded at the next check, like a changed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
     /// A MaxMind DB (`.mmdb`) with country, city, coordinates and accuracy
     /// radius (GeoLite2-City, GeoIP2-City, DB-IP City Lite, IPinfo Lite...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub city_db: Option<PathBuf>,
-    /// A MaxMind DB with `autonomous_system_number` and
-    /// `autonomous_system_organization` (GeoLite2-ASN and compatible).
+    /// Who owns each address: a MaxMind DB with `autonomous_system_number`
+    /// and `autonomous_system_organization` (GeoLite2-ASN and compatible),
+    /// or a `.csv` of address ranges, `first,last,asn[,organisation]` per
+    /// line (ip-location-db's `asn`, DB-IP's IP-to-ASN Lite).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asn_db: Option<PathBuf>,
     /// Cloud provider ranges in their published formats: AWS
@@ -29,6 +38,10 @@ pub struct NetIntelConfig {
     pub lists: Vec<ListConfig>,
     /// How often the files are checked for changes.
     pub check_interval: HumanDuration,
+    /// Files older than this (by modification time) are reported by
+    /// `check-config` and at start: addresses change hands, and a stale
+    /// database places them wrongly.
+    pub max_age: HumanDuration,
 }
 
 /// One labelled list of networks.
@@ -99,14 +112,36 @@ fn default_check_interval() -> HumanDuration {
     HumanDuration::secs(60)
 }
 
+/// The published databases change daily; a month without an update means
+/// the update job has stopped.
+fn default_max_age() -> HumanDuration {
+    HumanDuration::secs(30 * 86_400)
+}
+
+/// The names `keywatch netintel update` writes in [`NetIntelConfig::dir`].
+pub mod dir_files {
+    /// Country (or city) database.
+    pub const COUNTRY: &str = "country.mmdb";
+    /// A city database placed there by hand is preferred to the country one.
+    pub const CITY: &str = "city.mmdb";
+    /// Address ranges and their autonomous systems.
+    pub const ASN_CSV: &str = "asn.csv";
+    /// An ASN MaxMind DB placed there by hand.
+    pub const ASN_MMDB: &str = "asn.mmdb";
+    /// Cloud ranges: `cloud-<provider>.json`.
+    pub const CLOUD_PREFIX: &str = "cloud-";
+}
+
 impl Default for NetIntelConfig {
     fn default() -> Self {
         NetIntelConfig {
+            dir: None,
             city_db: None,
             asn_db: None,
             cloud_ranges: Vec::new(),
             lists: Vec::new(),
             check_interval: default_check_interval(),
+            max_age: default_max_age(),
         }
     }
 }
@@ -114,26 +149,83 @@ impl Default for NetIntelConfig {
 impl NetIntelConfig {
     /// Whether any file is configured.
     pub fn enabled(&self) -> bool {
-        self.city_db.is_some()
+        self.dir.is_some()
+            || self.city_db.is_some()
             || self.asn_db.is_some()
             || !self.cloud_ranges.is_empty()
             || !self.lists.is_empty()
     }
 
+    /// The files in force now: the configured ones, and where a key is not
+    /// set, what [`NetIntelConfig::dir`] holds at this moment (read again on
+    /// every check, so the first `netintel update` is picked up).
+    pub fn in_force(&self) -> NetIntelConfig {
+        let mut cfg = self.clone();
+        let Some(dir) = &self.dir else {
+            return cfg;
+        };
+        let found = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+        if cfg.city_db.is_none() {
+            cfg.city_db = found(&[dir_files::CITY, dir_files::COUNTRY]);
+        }
+        if cfg.asn_db.is_none() {
+            cfg.asn_db = found(&[dir_files::ASN_MMDB, dir_files::ASN_CSV]);
+        }
+        if cfg.cloud_ranges.is_empty() {
+            let mut cloud: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension().is_some_and(|e| e == "json")
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with(dir_files::CLOUD_PREFIX))
+                })
+                .collect();
+            cloud.sort();
+            cfg.cloud_ranges = cloud;
+        }
+        cfg
+    }
+
+    /// Every file in force (see [`NetIntelConfig::in_force`]) last modified
+    /// more than [`NetIntelConfig::max_age`] before `now`, with its age.
+    pub fn stale_files(&self, now: std::time::SystemTime) -> Vec<(PathBuf, std::time::Duration)> {
+        let cfg = self.in_force();
+        cfg.city_db
+            .iter()
+            .chain(cfg.asn_db.iter())
+            .chain(cfg.cloud_ranges.iter())
+            .chain(cfg.lists.iter().map(|l| &l.path))
+            .filter_map(|p| {
+                let modified = std::fs::metadata(p).ok()?.modified().ok()?;
+                let age = now.duration_since(modified).ok()?;
+                (age > self.max_age.0).then(|| (p.clone(), age))
+            })
+            .collect()
+    }
+
     /// Checks each value; errors name the key and the value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (key, path) in [
-            ("netintel.city_db", &self.city_db),
-            ("netintel.asn_db", &self.asn_db),
-        ] {
-            if let Some(p) = path {
-                if p.extension().and_then(|e| e.to_str()) != Some("mmdb") {
-                    return Err(invalid(
-                        key,
-                        p.display(),
-                        "must be a MaxMind DB file ending in .mmdb",
-                    ));
-                }
+        if let Some(p) = &self.city_db {
+            if p.extension().and_then(|e| e.to_str()) != Some("mmdb") {
+                return Err(invalid(
+                    "netintel.city_db",
+                    p.display(),
+                    "must be a MaxMind DB file ending in .mmdb",
+                ));
+            }
+        }
+        if let Some(p) = &self.asn_db {
+            if !matches!(p.extension().and_then(|e| e.to_str()), Some("mmdb" | "csv")) {
+                return Err(invalid(
+                    "netintel.asn_db",
+                    p.display(),
+                    "must be a MaxMind DB file ending in .mmdb or a range file ending in .csv",
+                ));
             }
         }
         for (i, list) in self.lists.iter().enumerate() {

@@ -10,11 +10,15 @@ use serde::Deserialize;
 
 use super::flat;
 use super::ranges::{addr_key, RangeTable};
+use super::tables::Owners;
 use super::NetIntelError;
 
 /// The fields read on every lookup, borrowed from the database.
 #[derive(Deserialize)]
 struct CityFast<'a> {
+    /// ip-location-db's and IPinfo Lite's country databases: the code alone.
+    #[serde(borrow)]
+    country_code: Option<&'a str>,
     #[serde(borrow)]
     country: Option<CountryCode<'a>>,
     #[serde(borrow)]
@@ -69,7 +73,8 @@ fn place(rec: CityFast<'_>) -> Place {
     let code = rec
         .country
         .and_then(|c| c.iso_code)
-        .or_else(|| rec.registered_country.and_then(|c| c.iso_code));
+        .or_else(|| rec.registered_country.and_then(|c| c.iso_code))
+        .or(rec.country_code);
     if let Some(&[a, b]) = code.map(str::as_bytes) {
         out.country = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
     }
@@ -110,7 +115,7 @@ pub(super) fn decode_asn(found: &maxminddb::LookupResult<'_, Vec<u8>>) -> u32 {
 /// Every table's IPv4 answers merged into one [`flat::FlatV4`].
 pub(super) fn flatten_v4(
     city: Option<&Reader<Vec<u8>>>,
-    asn: Option<&Reader<Vec<u8>>>,
+    asn: Option<&Owners>,
     cloud: &RangeTable<u32>,
     lists: &RangeTable<u64>,
 ) -> Option<flat::FlatV4> {
@@ -120,7 +125,13 @@ pub(super) fn flatten_v4(
         None => vec![(0, Place::default())],
     };
     let asn = match asn {
-        Some(r) => flat::mmdb_steps(r, decode_asn)?,
+        Some(Owners::Mmdb(r)) => flat::mmdb_steps(r, decode_asn)?,
+        Some(Owners::Ranges(t)) => t
+            .table
+            .v4_steps()
+            .into_iter()
+            .map(|(s, v)| (s, v.unwrap_or(0)))
+            .collect(),
         None => vec![(0, 0)],
     };
     Some(flat::FlatV4::build(

@@ -1,9 +1,10 @@
 //! Network intelligence: who owns a source address, where it is, and whether
 //! it belongs to a cloud provider, a VPN, an office or a known attacker.
 //!
-//! Everything comes from files the user supplies (`[netintel]`): MaxMind DB
-//! files (`.mmdb`) for the place and for the ASN, the cloud providers'
-//! published ranges, and labelled lists. [`NetIntel`] holds them as one
+//! Everything comes from files (`[netintel]`), written by `keywatch
+//! netintel update` into `netintel.dir` or supplied by the user: MaxMind DB
+//! files (`.mmdb`) for the place, a MaxMind DB or a range file (`.csv`) for
+//! the ASN, the cloud providers' published ranges, and labelled lists. [`NetIntel`] holds them as one
 //! [`Tables`] value, swapped atomically when a file changes; a file that
 //! cannot be read keeps the previous tables in force (logged, counted).
 //!
@@ -19,12 +20,13 @@
 //!
 //! The files: `mod.rs` holds the error, [`NetInfo`] and [`ListLabel`];
 //! `owner_class` the owner classes and the organisation-name heuristic;
-//! `mmdb` the reading of MaxMind DBs; `tables` the [`Tables`] and their
+//! `mmdb` the reading of MaxMind DBs; `asn_ranges` the ASN range files; `tables` the [`Tables`] and their
 //! lookups, with `cache` for their per-load caches; `reload` the
 //! [`NetIntel`] handle, which loads and reloads the tables; `ranges` the
 //! cloud ranges and lists; `flat` the flattened IPv4 table; `config` the
 //! `[netintel]` section.
 
+mod asn_ranges;
 mod cache;
 pub mod config;
 mod flat;

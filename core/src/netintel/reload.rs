@@ -1,7 +1,7 @@
 //! [`NetIntel`]: the handle to the tables in force, which loads them, and
 //! reloads them when a configured file changes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -64,8 +64,23 @@ impl NetIntel {
         let entries = metrics.map(|m| {
             ["city", "asn", "cloud", "list"].map(|k| m.netintel_entries.with_label_values(&[k]))
         });
+        if let Some(dir) = cfg.dir.as_deref().filter(|d| !d.is_dir()) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "netintel.dir does not exist yet: no country, ASN or cloud knowledge until \
+                 `keywatch netintel update --dir` writes it (picked up without a restart)"
+            );
+        }
+        for (path, age) in cfg.stale_files(SystemTime::now()) {
+            tracing::warn!(
+                path = %path.display(),
+                age_days = age.as_secs() / 86_400,
+                max_age = %cfg.max_age,
+                "network intelligence file older than netintel.max_age: run `keywatch netintel update`"
+            );
+        }
         let seen = stamps(cfg);
-        let tables = Tables::load(cfg, counters.clone())?;
+        let tables = Tables::load(&cfg.in_force(), counters.clone())?;
         tracing::info!(entries = ?tables.entries, "network intelligence loaded");
         let handle = NetIntel {
             inner: Arc::new(Shared {
@@ -113,7 +128,7 @@ impl NetIntel {
     /// Re-reads every file now. Valid files replace the tables; a file that
     /// cannot be used is logged by name and counted, and the previous tables stay.
     pub fn reload(&self) -> Result<(), NetIntelError> {
-        match Tables::load(&self.inner.cfg, self.inner.counters.clone()) {
+        match Tables::load(&self.inner.cfg.in_force(), self.inner.counters.clone()) {
             Ok(tables) => {
                 tracing::info!(entries = ?tables.entries, "network intelligence reloaded");
                 self.inner.current.store(Arc::new(tables));
@@ -152,19 +167,21 @@ impl NetIntel {
     }
 }
 
-/// Every configured file, in order.
-fn files(cfg: &NetIntelConfig) -> Vec<&Path> {
+/// Every file in force, in order (see [`NetIntelConfig::in_force`]).
+fn files(cfg: &NetIntelConfig) -> Vec<PathBuf> {
     cfg.city_db
         .iter()
         .chain(cfg.asn_db.iter())
         .chain(cfg.cloud_ranges.iter())
-        .map(PathBuf::as_path)
-        .chain(cfg.lists.iter().map(|l| l.path.as_path()))
+        .chain(cfg.lists.iter().map(|l| &l.path))
+        .cloned()
         .collect()
 }
 
+/// Modification time and size of every file in force: a file that appears
+/// in `netintel.dir` changes them as a modified one does.
 fn stamps(cfg: &NetIntelConfig) -> Vec<(Option<SystemTime>, u64)> {
-    files(cfg)
+    files(&cfg.in_force())
         .into_iter()
         .map(|p| match std::fs::metadata(p) {
             Ok(m) => (m.modified().ok(), m.len()),

@@ -10,6 +10,7 @@ use prometheus::IntCounter;
 use serde_json::{json, Value};
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::asn_ranges::AsnRanges;
 use super::cache::{AnswerCache, RecordCache};
 use super::config::{ListKind, NetIntelConfig};
 use super::flat::{self, FlatStats};
@@ -37,7 +38,7 @@ pub struct Counters {
 /// Everything loaded from the enrichment files.
 pub struct Tables {
     pub(super) city: Option<Reader<Vec<u8>>>,
-    pub(super) asn: Option<Reader<Vec<u8>>>,
+    pub(super) asn: Option<Owners>,
     pub(super) cloud: RangeTable<u32>,
     cloud_labels: Vec<(u32, String)>,
     pub(super) lists: RangeTable<u64>,
@@ -73,6 +74,44 @@ impl std::fmt::Debug for Tables {
     }
 }
 
+/// Where the owners of addresses come from: a MaxMind DB, or a range file.
+pub(super) enum Owners {
+    /// GeoLite2-ASN and compatible.
+    Mmdb(Reader<Vec<u8>>),
+    /// `first,last,asn[,organisation]` lines.
+    Ranges(AsnRanges),
+}
+
+impl Owners {
+    /// Opens `path` by its extension: `.csv` is a range file.
+    fn open(path: &std::path::Path) -> Result<Owners, NetIntelError> {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            Ok(Owners::Ranges(AsnRanges::parse(path, &read(path)?)?))
+        } else {
+            open_mmdb(path, &["asn", "isp", "as"]).map(Owners::Mmdb)
+        }
+    }
+
+    /// The MaxMind DB, when the owners come from one.
+    pub(super) fn mmdb(&self) -> Option<&Reader<Vec<u8>>> {
+        match self {
+            Owners::Mmdb(r) => Some(r),
+            Owners::Ranges(_) => None,
+        }
+    }
+
+    /// Entries held: the database's nodes, or the ranges.
+    fn len(&self) -> usize {
+        match self {
+            Owners::Mmdb(r) => r.metadata().node_count as usize,
+            Owners::Ranges(t) => t.len(),
+        }
+    }
+}
+
 /// Label hash as [`NetInfo::cloud`] carries it (never 0).
 fn label_hash(label: &str) -> u32 {
     (xxh3_64(label.as_bytes()) as u32).max(1)
@@ -85,10 +124,7 @@ impl Tables {
             Some(p) => Some(open_mmdb(p, &["city", "country", "geo", "location"])?),
             None => None,
         };
-        let asn = match &cfg.asn_db {
-            Some(p) => Some(open_mmdb(p, &["asn", "isp", "as"])?),
-            None => None,
-        };
+        let asn = cfg.asn_db.as_deref().map(Owners::open).transpose()?;
         let mut cloud_prefixes = Vec::new();
         let mut cloud_labels: Vec<(u32, String)> = Vec::new();
         for path in &cfg.cloud_ranges {
@@ -149,13 +185,15 @@ impl Tables {
                 "a MaxMind DB's IPv4 networks are not in order; IPv4 lookups walk its tree"
             ),
         }
-        let mmdb_len = |r: &Option<Reader<Vec<u8>>>| {
-            r.as_ref().map_or(0, |r| r.metadata().node_count as usize)
-        };
+
         Ok(Tables {
             entries: [
-                ("city", mmdb_len(&city)),
-                ("asn", mmdb_len(&asn)),
+                (
+                    "city",
+                    city.as_ref()
+                        .map_or(0, |r| r.metadata().node_count as usize),
+                ),
+                ("asn", asn.as_ref().map_or(0, Owners::len)),
                 ("cloud", cloud_entries),
                 ("list", list_entries),
             ],
@@ -247,7 +285,12 @@ impl Tables {
                 Err(_) => whole = false,
             }
         }
-        if let Some(r) = &self.asn {
+        if let Some(Owners::Ranges(t)) = &self.asn {
+            let (asn, asn_whole) = t.table.get_block(addr_key(ip), lo, hi);
+            info.asn = asn.unwrap_or(0);
+            whole &= asn_whole;
+        }
+        if let Some(r) = self.asn.as_ref().and_then(Owners::mmdb) {
             match r.lookup(ip) {
                 Ok(found) => {
                     whole &= found_covers_block(ip, &found);
@@ -301,7 +344,13 @@ impl Tables {
 
     /// The organisation owning `ip`, from the ASN database.
     pub fn org(&self, ip: IpAddr) -> Option<(u32, String)> {
-        let r = self.asn.as_ref()?;
+        let r = match self.asn.as_ref()? {
+            Owners::Ranges(t) => {
+                let asn = t.asn(ip);
+                return (asn != 0).then(|| (asn, t.org(asn).unwrap_or("").to_owned()));
+            }
+            Owners::Mmdb(r) => r,
+        };
         let rec = r.lookup(ip).ok()?.decode::<AsnNamed<'_>>().ok()??;
         Some((
             rec.autonomous_system_number.unwrap_or(0),

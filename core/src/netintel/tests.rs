@@ -614,7 +614,10 @@ fn assert_flat_is_exact(t: &Tables, random: usize, every: usize) -> Seen {
             check(a);
         }
     };
-    for r in [&t.city, &t.asn].into_iter().flatten() {
+    for r in [t.city.as_ref(), t.asn.as_ref().and_then(|o| o.mmdb())]
+        .into_iter()
+        .flatten()
+    {
         let all = r
             .within("0.0.0.0/0".parse().unwrap(), Default::default())
             .unwrap();
@@ -748,4 +751,139 @@ fn a_key_whose_places_already_jump_is_the_travel_rules_door() {
         1,
         "{found:#?}"
     );
+}
+
+/// `dir` holding what `keywatch netintel update` writes: ip-location-db's
+/// country database (a top-level `country_code`, no coordinates), an ASN
+/// range file and AWS's ranges.
+fn update_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        ("country-code.mmdb", config::dir_files::COUNTRY),
+        ("asn-ranges.csv", config::dir_files::ASN_CSV),
+        ("ip-ranges.json", "cloud-aws.json"),
+    ] {
+        std::fs::copy(fixture(from), dir.path().join(to)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn the_files_netintel_update_writes_give_country_owner_and_cloud() {
+    let dir = update_dir();
+    let cfg = NetIntelConfig {
+        dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
+    let t = NetIntel::open(&cfg, None).unwrap().snapshot().clone();
+    let berlin = t.lookup(ip("81.0.3.4"));
+    assert_eq!((berlin.country_str(), berlin.asn), (Some("DE"), 3320));
+    assert!(!berlin.located, "a country database has no coordinates");
+    let d = t.describe(ip("24.0.1.1"));
+    assert_eq!(d["country"], "US");
+    assert_eq!(d["org"], "Comcast Cable Communications, LLC");
+    assert_eq!(d["class"], "isp");
+    assert_eq!(
+        t.cloud_label(t.lookup(ip("3.81.2.3")).cloud),
+        Some("aws:ec2:us-east-1")
+    );
+    // The two halves of one /24 of different owners answer on their own,
+    // in the flattened IPv4 table and in the tables themselves.
+    for (a, asn) in [("81.2.5.1", 3320), ("81.2.5.200", 6805)] {
+        assert_eq!(t.lookup(ip(a)).asn, asn, "{a}");
+        assert_eq!(t.lookup_uncached(ip(a)).asn, asn, "{a}");
+    }
+    assert_eq!(t.lookup(ip("2001:db8:5::1")).asn, 64496, "IPv6 ranges");
+    assert_eq!(
+        t.lookup(ip("9.9.9.9")),
+        NetInfo::default(),
+        "outside every file"
+    );
+}
+
+#[test]
+fn a_roaming_key_used_from_another_country_is_a_new_country_with_the_update_files() {
+    let dir = update_dir();
+    let cfg = NetIntelConfig {
+        dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
+    let engine = Engine::with_parts(
+        &Config::default(),
+        None,
+        Some(NetIntel::open(&cfg, None).unwrap()),
+    );
+    let mut events = settled_in_berlin("AKIAROAM", 14);
+    let last = events.last().unwrap().t;
+    // Munich: a new network in the key's own country and ISP.
+    events.push(ev(last + DAY, "AKIAROAM", "81.1.9.9"));
+    // Sydney, a day later: a country the key never used.
+    events.push(ev(last + 2 * DAY, "AKIAROAM", "101.0.4.4"));
+    let found = run_on(&engine, events);
+    let new = of(&found, Detector::NewSource);
+    assert_eq!(new.len(), 2, "{found:#?}");
+    let rules = |f: &Finding| f.evidence.observed["rules"].to_string();
+    assert!(!rules(new[0]).contains("new_country"), "{}", rules(new[0]));
+    assert!(new[0].severity < Severity::High);
+    assert_eq!(new[1].severity, Severity::High);
+    assert!(rules(new[1]).contains("new_country"), "{}", rules(new[1]));
+    assert_eq!(new[1].evidence.network.as_ref().unwrap()["country"], "AU");
+}
+
+#[test]
+fn a_database_that_appears_in_the_dir_is_loaded_at_the_next_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = NetIntelConfig {
+        dir: Some(dir.path().join("netintel")),
+        ..Default::default()
+    };
+    assert!(cfg.enabled());
+    // Before the first update: nothing known, nothing fails.
+    let intel = NetIntel::open(&cfg, None).unwrap();
+    assert_eq!(intel.snapshot().lookup(ip("81.0.3.4")).country_str(), None);
+    assert!(intel.reload_if_changed().is_none(), "nothing changed");
+    std::fs::create_dir(dir.path().join("netintel")).unwrap();
+    std::fs::copy(
+        fixture("country-code.mmdb"),
+        dir.path().join("netintel").join(config::dir_files::COUNTRY),
+    )
+    .unwrap();
+    assert!(matches!(intel.reload_if_changed(), Some(Ok(()))));
+    assert_eq!(
+        intel.snapshot().lookup(ip("81.0.3.4")).country_str(),
+        Some("DE")
+    );
+    // A file set by hand wins over the directory's.
+    let explicit = NetIntelConfig {
+        city_db: Some(fixture("city.mmdb")),
+        ..cfg.clone()
+    };
+    assert_eq!(explicit.in_force().city_db, Some(fixture("city.mmdb")));
+    assert_eq!(
+        cfg.in_force().city_db,
+        Some(dir.path().join("netintel").join(config::dir_files::COUNTRY))
+    );
+}
+
+#[test]
+fn files_older_than_max_age_are_named() {
+    let dir = update_dir();
+    let cfg = NetIntelConfig {
+        dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now();
+    assert!(cfg.stale_files(now).is_empty(), "just written");
+    let old = now - std::time::Duration::from_secs(40 * 86_400);
+    let asn = dir.path().join(config::dir_files::ASN_CSV);
+    std::fs::File::options()
+        .write(true)
+        .open(&asn)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let stale = cfg.stale_files(now);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].0, asn);
+    assert!(stale[0].1.as_secs() >= 40 * 86_400);
 }

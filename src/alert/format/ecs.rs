@@ -3,11 +3,16 @@
 //! (`kind: alert`, `severity`, `risk_score`), `rule.*`, `user.*`,
 //! `source.ip`, `user_agent.original`, `cloud.*`, `related.*`. keywatch's
 //! own fields (the key, owner, team, evidence) sit under `keywatch`.
+//!
+//! An incident event is an alert document too (`event.dataset:
+//! keywatch.incident`, `event.action: incident_<event>`), with its
+//! tactics as ECS `threat.tactic.*`, its networks' addresses in
+//! `related.ip` and the incident under `keywatch.incident`.
 
 use serde_json::{json, Map, Value};
 
 use super::{observed_ms, sample_str, source_ip};
-use crate::alert::shape::Alert;
+use crate::alert::shape::{Alert, IncidentAlert};
 use keywatch_core::engine::Severity;
 
 /// The ECS version the documents follow.
@@ -26,9 +31,8 @@ fn risk(s: Severity) -> u8 {
 }
 
 /// The cloud a credential belongs to, when its shape says.
-fn provider(alert: &Alert) -> Option<&'static str> {
-    let key = alert.key_id.as_str();
-    let principal = alert.principal.as_deref().unwrap_or("");
+fn provider(key: &str, principal: Option<&str>) -> Option<&'static str> {
+    let principal = principal.unwrap_or("");
     if principal.starts_with("arn:aws") || key.starts_with("AKIA") || key.starts_with("ASIA") {
         Some("aws")
     } else if key.starts_with("//iam.googleapis.com/")
@@ -38,6 +42,20 @@ fn provider(alert: &Alert) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// ECS `user`: the principal as name and id, the owner as email; `None`
+/// when neither is known.
+fn user(principal: Option<&str>, owner: Option<&str>) -> Option<Value> {
+    let mut user = Map::new();
+    if let Some(p) = principal {
+        user.insert("name".into(), json!(p));
+        user.insert("id".into(), json!(p));
+    }
+    if let Some(owner) = owner {
+        user.insert("email".into(), json!(owner));
+    }
+    (!user.is_empty()).then_some(Value::Object(user))
 }
 
 /// The ECS document for `alert`.
@@ -91,16 +109,8 @@ pub fn document(alert: &Alert) -> Value {
         },
     });
 
-    let mut user = Map::new();
-    if let Some(p) = &alert.principal {
-        user.insert("name".into(), json!(p));
-        user.insert("id".into(), json!(p));
-    }
-    if let Some(owner) = &alert.owner {
-        user.insert("email".into(), json!(owner));
-    }
-    if !user.is_empty() {
-        doc["user"] = Value::Object(user);
+    if let Some(user) = user(alert.principal.as_deref(), alert.owner.as_deref()) {
+        doc["user"] = user;
     }
 
     let mut related_ip = Vec::new();
@@ -118,7 +128,7 @@ pub fn document(alert: &Alert) -> Value {
     }
 
     let mut cloud = Map::new();
-    if let Some(p) = provider(alert) {
+    if let Some(p) = provider(&alert.key_id, alert.principal.as_deref()) {
         cloud.insert("provider".into(), json!(p));
     }
     if let Some(region) = sample_str(alert, "region") {
@@ -143,6 +153,73 @@ pub fn document(alert: &Alert) -> Value {
     let mut related_user = vec![json!(alert.key_id)];
     if let Some(p) = &alert.principal {
         related_user.push(json!(p));
+    }
+    doc["related"] = json!({ "user": related_user, "ip": related_ip });
+    doc
+}
+
+/// The ECS document for an incident event.
+pub fn incident(i: &IncidentAlert) -> Value {
+    let event = json!({
+        "kind": "alert",
+        "category": ["iam"],
+        "type": ["info"],
+        "action": format!("incident_{}", i.event.as_str()),
+        "id": i.id,
+        "severity": risk(i.severity),
+        "risk_score": risk(i.severity),
+        "reason": i.summary,
+        "provider": "keywatch",
+        "module": "keywatch",
+        "dataset": "keywatch.incident",
+        "start": i.first_seen,
+        "end": i.last_seen,
+    });
+    let mut doc = json!({
+        "@timestamp": i.last_seen,
+        "message": i.summary,
+        "ecs": { "version": ECS_VERSION },
+        "event": event,
+        "rule": {
+            "id": "incident",
+            "name": "keywatch incident",
+            "ruleset": "keywatch",
+            "category": "credential misuse",
+            "description": i.summary,
+        },
+        "observer": { "vendor": "keywatch", "product": "keywatch", "type": "detector" },
+        "tags": ["keywatch", "incident"],
+        "keywatch": { "incident": i },
+    });
+    if !i.tactics.is_empty() {
+        doc["threat"] = json!({
+            "framework": "MITRE ATT&CK",
+            "tactic": {
+                "id": i.tactics.iter().map(|t| t.attack_id()).collect::<Vec<_>>(),
+                "name": i.tactics.iter().map(|t| t.text()).collect::<Vec<_>>(),
+            },
+        });
+    }
+    if let Some(user) = user(i.principal.as_deref(), i.owner.as_deref()) {
+        doc["user"] = user;
+    }
+    if let Some(p) = provider(&i.key_id, i.principal.as_deref()) {
+        doc["cloud"] = json!({ "provider": p });
+    }
+    let related_ip: Vec<String> = i
+        .timeline
+        .iter()
+        .filter_map(|s| s.source.as_deref()?.parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_string())
+        .fold(Vec::new(), |mut v, ip| {
+            if !v.contains(&ip) {
+                v.push(ip);
+            }
+            v
+        });
+    let mut related_user: Vec<&str> = i.key_ids.iter().map(String::as_str).collect();
+    if let Some(p) = &i.principal {
+        related_user.push(p);
     }
     doc["related"] = json!({ "user": related_user, "ip": related_ip });
     doc

@@ -1,6 +1,7 @@
 //! The schema a JSON-carrying sink writes an alert in: keywatch's own alert
 //! (the default, unchanged), an OCSF Detection Finding, or an Elastic Common
-//! Schema document. One alert, three shapes of the same facts; the
+//! Schema document; an incident event likewise (an OCSF Incident Finding,
+//! an ECS alert document). One alert, three shapes of the same facts; the
 //! dead-letter file always keeps the keywatch shape, so what is kept can be
 //! sent again in any.
 
@@ -11,7 +12,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::shape::{Alert, EncodedAlert};
+use super::shape::{Alert, EncodedAlert, Kind};
 
 pub use ocsf::OCSF_VERSION;
 
@@ -43,8 +44,7 @@ impl AlertFormat {
     pub fn render(self, alert: &EncodedAlert) -> Cow<'_, str> {
         match self {
             AlertFormat::Keywatch => Cow::Borrowed(alert.json()),
-            AlertFormat::Ocsf => Cow::Owned(to_line(&ocsf::finding(&alert.decode()))),
-            AlertFormat::Ecs => Cow::Owned(to_line(&ecs::document(&alert.decode()))),
+            _ => Cow::Owned(to_line(&self.value(alert))),
         }
     }
 
@@ -54,13 +54,20 @@ impl AlertFormat {
             // A finding or an incident event, as queued.
             return serde_json::from_str(alert.json()).expect("an encoded alert is JSON");
         }
-        let decoded = alert.decode();
-        match self {
-            AlertFormat::Keywatch => unreachable!("returned above"),
-            AlertFormat::Ocsf => ocsf::finding(&decoded),
-            AlertFormat::Ecs => ecs::document(&decoded),
+        match (self, alert.kind()) {
+            (AlertFormat::Keywatch, _) => unreachable!("returned above"),
+            (AlertFormat::Ocsf, Kind::Finding) => ocsf::finding(&alert.decode()),
+            (AlertFormat::Ecs, Kind::Finding) => ecs::document(&alert.decode()),
+            (AlertFormat::Ocsf, Kind::Incident) => ocsf::incident(&incident_of(alert)),
+            (AlertFormat::Ecs, Kind::Incident) => ecs::incident(&incident_of(alert)),
         }
     }
+}
+
+fn incident_of(alert: &EncodedAlert) -> super::shape::IncidentAlert {
+    alert
+        .decode_incident()
+        .expect("an incident record decodes as an incident")
 }
 
 fn to_line(v: &serde_json::Value) -> String {

@@ -3,12 +3,18 @@
 //! baseline, threshold, eligibility) travels whole in `unmapped.evidence`;
 //! the tripping event is an evidence artifact: its actor (the principal and
 //! the credential), its source endpoint and its API operation.
+//!
+//! An incident event as an OCSF 1.3.0 Incident Finding (class 2005):
+//! opened is Create, updated and escalated Update, resolved Close; its
+//! findings are `finding_info_list`, its tactics `attacks`, and the routed
+//! team (or `unassigned`) the `assignee_group` the class requires.
 
 use serde_json::{json, Map, Value};
 
 use super::{observed_ms, sample_str, source_ip};
-use crate::alert::shape::Alert;
+use crate::alert::shape::{Alert, IncidentAlert};
 use keywatch_core::engine::Severity;
+use keywatch_core::incident::{Change, Status};
 
 /// The OCSF schema version the findings follow.
 pub const OCSF_VERSION: &str = "1.3.0";
@@ -22,6 +28,102 @@ fn severity(s: Severity) -> (u8, &'static str) {
         Severity::High => (4, "High"),
         Severity::Critical => (5, "Critical"),
     }
+}
+
+/// The `metadata` of every event: the schema version and the product.
+fn metadata(uid: &str) -> Value {
+    json!({
+        "version": OCSF_VERSION,
+        "uid": uid,
+        "product": {
+            "name": "keywatch",
+            "vendor_name": "keywatch",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}
+
+/// Milliseconds of an RFC 3339 time (0 if unreadable, which keywatch never
+/// writes).
+fn ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(0, |t| t.timestamp_millis())
+}
+
+/// The Incident Finding for an incident event.
+pub fn incident(i: &IncidentAlert) -> Value {
+    let (severity_id, severity) = severity(i.severity);
+    let (activity_id, activity_name) = match i.event {
+        Change::Opened => (1, "Create"),
+        Change::Updated | Change::Escalated => (2, "Update"),
+        Change::Resolved => (3, "Close"),
+    };
+    let (status_id, status) = match i.status {
+        Status::Open => (1, "New"),
+        Status::Resolved => (4, "Resolved"),
+    };
+    let findings: Vec<Value> = i
+        .timeline
+        .iter()
+        .map(|s| {
+            let t = ms(&s.observed_at);
+            json!({
+                "uid": s.finding_id,
+                "title": format!("{} on key {}", s.detector.as_str(), s.key_id),
+                "desc": s.summary,
+                "types": [s.detector.as_str()],
+                "first_seen_time": t,
+                "last_seen_time": t,
+                "analytic": { "name": s.detector.as_str(), "uid": s.detector.as_str(), "type_id": 2, "type": "Behavioral" },
+            })
+        })
+        .collect();
+    let attacks: Vec<Value> = i
+        .tactics
+        .iter()
+        .map(|t| json!({ "tactic": { "name": t.text(), "uid": t.attack_id() }, "version": "15" }))
+        .collect();
+    let time = ms(&i.last_seen);
+    let mut out = json!({
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "category_uid": 2,
+        "category_name": "Findings",
+        "class_uid": 2005,
+        "class_name": "Incident Finding",
+        "type_uid": 200_500 + activity_id,
+        "type_name": format!("Incident Finding: {activity_name}"),
+        "time": time,
+        "start_time": ms(&i.first_seen),
+        "end_time": time,
+        "severity_id": severity_id,
+        "severity": severity,
+        "status_id": status_id,
+        "status": status,
+        "desc": i.summary,
+        "message": i.summary,
+        "metadata": metadata(&i.id),
+        "finding_info_list": findings,
+        "assignee_group": { "name": i.team.as_deref().unwrap_or("unassigned") },
+        "is_suspected_breach": i.attack_sequence,
+        "unmapped": {
+            "incident_id": i.incident_id,
+            "event": i.event,
+            "revision": i.revision,
+            "score": i.score,
+            "entity": i.entity,
+            "identity": i.identity,
+            "key_ids": i.key_ids,
+            "principal": i.principal,
+            "owner": i.owner,
+            "networks": i.networks,
+            "clients": i.clients,
+            "actions": i.actions,
+        },
+    });
+    if !attacks.is_empty() {
+        out["attacks"] = Value::Array(attacks);
+    }
+    out
 }
 
 /// The Detection Finding for `alert`.
@@ -86,15 +188,7 @@ pub fn finding(alert: &Alert) -> Value {
         "status_id": 1,
         "status": "New",
         "message": alert.summary,
-        "metadata": {
-            "version": OCSF_VERSION,
-            "uid": alert.id,
-            "product": {
-                "name": "keywatch",
-                "vendor_name": "keywatch",
-                "version": env!("CARGO_PKG_VERSION"),
-            },
-        },
+        "metadata": metadata(&alert.id),
         "finding_info": {
             "uid": alert.id,
             "title": format!("{detector} on key {}", alert.key_id),

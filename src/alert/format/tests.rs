@@ -10,10 +10,8 @@ use keywatch_core::engine::{Detector, Severity};
 use keywatch_core::gen::{AttackSet, Format, GenConfig, Scenario};
 use keywatch_core::replay::{replay, Input};
 
-/// Alerts from real findings: a generated fleet with every attack family
-/// replayed, then one alert per detector the engine has (a real alert
-/// relabelled where the fleet raised none of that detector).
-fn alerts() -> Vec<Alert> {
+/// The findings of a generated fleet with every attack family.
+fn fleet_findings() -> Vec<keywatch_core::engine::Finding> {
     let scenario = Scenario::new(GenConfig {
         keys: 10,
         days: 50,
@@ -28,13 +26,45 @@ fn alerts() -> Vec<Alert> {
         bytes.extend_from_slice(ev.json.as_bytes());
         bytes.push(b'\n');
     }
-    let redactor = Redactor::new(&RedactConfig::default()).unwrap();
     let mut out = Vec::new();
     replay(&Config::default(), &[Input::bytes("fleet", bytes)], |f| {
-        out.push(Alert::from_finding(f, None, &redactor));
+        out.push(f.clone());
         Ok(())
     })
     .unwrap();
+    out
+}
+
+/// Every incident event the fleet's findings make, the last ones resolved.
+fn incident_events() -> Vec<crate::alert::shape::IncidentAlert> {
+    use keywatch_core::incident::{IncidentsConfig, Tracker};
+    let redactor = Redactor::new(&RedactConfig::default()).unwrap();
+    let mut tracker = Tracker::new(&IncidentsConfig::default(), true);
+    let mut events = Vec::new();
+    for f in fleet_findings() {
+        events.extend(tracker.observe(&f).events);
+    }
+    events.extend(tracker.resolve_all());
+    events
+        .iter()
+        .map(|e| crate::alert::shape::IncidentAlert::from_event(e, None, &redactor))
+        .collect()
+}
+
+fn schema(name: &str) -> Value {
+    let path = format!("{}/tests/data/ocsf/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Alerts from real findings: a generated fleet with every attack family
+/// replayed, then one alert per detector the engine has (a real alert
+/// relabelled where the fleet raised none of that detector).
+fn alerts() -> Vec<Alert> {
+    let redactor = Redactor::new(&RedactConfig::default()).unwrap();
+    let mut out: Vec<Alert> = fleet_findings()
+        .iter()
+        .map(|f| Alert::from_finding(f, None, &redactor))
+        .collect();
     let seen: BTreeSet<Detector> = out.iter().map(|a| a.detector).collect();
     assert!(seen.len() >= 6, "{seen:?}");
     let template = out[0].clone();
@@ -124,7 +154,16 @@ fn ocsf_violations(schema: &Value, finding: &Value) -> Vec<String> {
     if finding["class_uid"] != schema["class_uid"]
         || finding["category_uid"] != schema["category_uid"]
     {
-        bad.push("not a Detection Finding".into());
+        bad.push(format!("not of class {}", schema["class_uid"]));
+    }
+    if let Some(one_of) = schema.get("at_least_one") {
+        let one_of = strings(one_of);
+        if !one_of
+            .iter()
+            .any(|k| at(finding, k).is_some_and(|v| !v.is_null()))
+        {
+            bad.push(format!("none of {one_of:?}"));
+        }
     }
     let type_uid = finding["class_uid"].as_i64().unwrap_or(0) * 100
         + finding["activity_id"].as_i64().unwrap_or(0);
@@ -158,14 +197,7 @@ fn ocsf_violations(schema: &Value, finding: &Value) -> Vec<String> {
 
 #[test]
 fn ocsf_findings_of_every_detector_validate_against_the_schema() {
-    let schema: Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/ocsf/detection_finding-1.3.0.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let schema = schema("detection_finding-1.3.0.json");
     let alerts = alerts();
     let mut detectors = BTreeSet::new();
     for alert in &alerts {
@@ -270,4 +302,111 @@ fn the_keywatch_format_is_the_alert_unchanged() {
     let enc = encoded(alert);
     assert_eq!(AlertFormat::Keywatch.render(&enc), enc.json());
     assert_eq!(AlertFormat::default(), AlertFormat::Keywatch);
+}
+
+#[test]
+fn ocsf_incident_events_are_incident_findings_that_validate() {
+    use keywatch_core::incident::Change;
+    let schema = schema("incident_finding-1.3.0.json");
+    let events = incident_events();
+    let mut seen = BTreeSet::new();
+    for i in &events {
+        let v = AlertFormat::Ocsf.value(&EncodedAlert::incident(i));
+        let bad = ocsf_violations(&schema, &v);
+        assert!(bad.is_empty(), "{:?}: {bad:?}\n{v:#}", i.event);
+        let activity = match i.event {
+            Change::Opened => 1,
+            Change::Updated | Change::Escalated => 2,
+            Change::Resolved => 3,
+        };
+        assert_eq!(v["activity_id"], activity);
+        assert_eq!(v["unmapped"]["incident_id"], i.incident_id.as_str());
+        assert_eq!(v["metadata"]["uid"], i.id.as_str());
+        let uids: Vec<&str> = v["finding_info_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["uid"].as_str().unwrap())
+            .collect();
+        let timeline: Vec<&str> = i.timeline.iter().map(|s| s.finding_id.as_str()).collect();
+        assert_eq!(uids, timeline, "its findings, in order");
+        let tactics: Vec<&str> = v["attacks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t["tactic"]["uid"].as_str().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected: Vec<&str> = i.tactics.iter().map(|t| t.attack_id()).collect();
+        assert_eq!(tactics, expected);
+        assert_eq!(v["is_suspected_breach"], i.attack_sequence);
+        seen.insert(activity);
+    }
+    assert_eq!(seen, BTreeSet::from([1, 2, 3]), "create, update and close");
+    assert!(events.iter().any(|i| !i.tactics.is_empty()));
+    // The check catches an incident without findings or an assignee.
+    let mut broken = AlertFormat::Ocsf.value(&EncodedAlert::incident(&events[0]));
+    let obj = broken.as_object_mut().unwrap();
+    obj.remove("finding_info_list");
+    obj.remove("assignee_group");
+    assert_eq!(
+        ocsf_violations(&schema, &broken),
+        [
+            "missing required finding_info_list",
+            "none of [\"assignee\", \"assignee_group\"]",
+        ]
+    );
+    // A Detection Finding is not an Incident Finding.
+    let finding = rendered(AlertFormat::Ocsf, &alerts()[0]);
+    assert!(ocsf_violations(&schema, &finding).contains(&"not of class 2005".to_owned()));
+}
+
+#[test]
+fn ecs_incident_events_carry_tactics_users_and_addresses() {
+    for i in incident_events() {
+        let doc = AlertFormat::Ecs.value(&EncodedAlert::incident(&i));
+        assert_eq!(doc["event"]["kind"], "alert");
+        assert_eq!(doc["event"]["dataset"], "keywatch.incident");
+        assert_eq!(
+            doc["event"]["action"],
+            format!("incident_{}", i.event.as_str())
+        );
+        assert_eq!(doc["event"]["id"], i.id.as_str());
+        assert_eq!(doc["rule"]["name"], "keywatch incident");
+        assert_eq!(
+            doc["keywatch"]["incident"]["incident_id"],
+            i.incident_id.as_str()
+        );
+        let tactic_ids: Vec<&str> = i.tactics.iter().map(|t| t.attack_id()).collect();
+        if tactic_ids.is_empty() {
+            assert!(doc.get("threat").is_none());
+        } else {
+            assert_eq!(doc["threat"]["tactic"]["id"], serde_json::json!(tactic_ids));
+        }
+        for key in &i.key_ids {
+            assert!(doc["related"]["user"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(key.as_str())));
+        }
+        if let Some(p) = &i.principal {
+            assert_eq!(doc["user"]["name"], p.as_str());
+        }
+        let ips = doc["related"]["ip"].as_array().unwrap();
+        for s in &i.timeline {
+            if let Some(ip) = s
+                .source
+                .as_deref()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            {
+                assert!(ips.contains(&Value::from(ip.to_string())), "{doc:#}");
+            }
+        }
+        // One line, as a file or Kafka sink writes it.
+        let encoded = EncodedAlert::incident(&i);
+        let line = AlertFormat::Ecs.render(&encoded);
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), doc);
+    }
 }

@@ -137,14 +137,14 @@ impl SinkConfig {
     /// The paging sinks notify per incident: PagerDuty and Slack get the
     /// incident's events instead of its findings, Alertmanager its findings
     /// labelled with `incident_id` (its route groups them into one
-    /// notification). The JSON sinks get both, incident events in
-    /// keywatch's own format only (OCSF and ECS have no incident here yet).
+    /// notification). The JSON sinks get both, in their `format`
+    /// (an OCSF Incident Finding, an ECS alert document).
     pub fn takes(&self, incidents: bool) -> Takes {
         let (findings, incidents) = match &self.kind {
             _ if !incidents => (true, false),
             SinkKind::Slack(_) | SinkKind::PagerDuty(_) => (false, true),
             SinkKind::Alertmanager(_) => (true, false),
-            _ => (true, self.format == AlertFormat::Keywatch),
+            _ => (true, true),
         };
         Takes {
             findings,

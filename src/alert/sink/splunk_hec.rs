@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::check::{check_positive, check_url};
 use super::{http_client, send, DeliveryError, Sink, SinkSetup};
 use crate::alert::format::AlertFormat;
-use crate::alert::shape::EncodedAlert;
+use crate::alert::shape::{EncodedAlert, Kind};
 use crate::secret::Secret;
 use keywatch_core::types::{invalid, ConfigError, HumanDuration};
 
@@ -39,8 +39,9 @@ pub struct SplunkHecConfig {
     /// Event `source`.
     #[serde(default = "default_source")]
     pub source: String,
-    /// Event `sourcetype`; none: `keywatch:alert`, `ocsf:detection_finding`
-    /// or `keywatch:ecs` by the sink's `format`.
+    /// Event `sourcetype`; none: by the sink's `format`, `keywatch:alert`
+    /// (`keywatch:incident` for incident events), `ocsf:detection_finding`
+    /// (`ocsf:incident_finding`) or `keywatch:ecs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sourcetype: Option<String>,
     /// Event `host`; none: left to HEC (the sender's address).
@@ -117,17 +118,11 @@ impl SplunkHecSink {
             headers.insert("x-splunk-request-channel", HeaderValue::from_str(c)?);
         }
         let format = setup.cfg.format;
-        let sourcetype = cfg.sourcetype.clone().unwrap_or_else(|| {
-            match format {
-                AlertFormat::Keywatch => "keywatch:alert",
-                AlertFormat::Ocsf => "ocsf:detection_finding",
-                AlertFormat::Ecs => "keywatch:ecs",
-            }
-            .to_owned()
-        });
         let mut fields = serde_json::Map::new();
         fields.insert("source".into(), cfg.source.clone().into());
-        fields.insert("sourcetype".into(), sourcetype.into());
+        if let Some(sourcetype) = &cfg.sourcetype {
+            fields.insert("sourcetype".into(), sourcetype.clone().into());
+        }
         if let Some(index) = &cfg.index {
             fields.insert("index".into(), index.clone().into());
         }
@@ -192,6 +187,18 @@ struct EventAnswer {
 }
 
 /// HEC's answer to an acknowledgement query: `{"acks":{"7":true}}`.
+/// The `sourcetype` of a record when the sink names none: by its format
+/// and whether it is a finding or an incident event.
+fn sourcetype(format: AlertFormat, kind: Kind) -> &'static str {
+    match (format, kind) {
+        (AlertFormat::Keywatch, Kind::Finding) => "keywatch:alert",
+        (AlertFormat::Keywatch, Kind::Incident) => "keywatch:incident",
+        (AlertFormat::Ocsf, Kind::Finding) => "ocsf:detection_finding",
+        (AlertFormat::Ocsf, Kind::Incident) => "ocsf:incident_finding",
+        (AlertFormat::Ecs, _) => "keywatch:ecs",
+    }
+}
+
 #[derive(Deserialize)]
 struct AckAnswer {
     acks: std::collections::HashMap<String, bool>,
@@ -200,12 +207,14 @@ struct AckAnswer {
 impl Sink for SplunkHecSink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
         let mut body = self.fields.clone();
-        let observed = alert.decode().observed_at;
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&observed) {
+        if !body.contains_key("sourcetype") {
             body.insert(
-                "time".into(),
-                serde_json::json!(t.timestamp_millis() as f64 / 1000.0),
+                "sourcetype".into(),
+                sourcetype(self.format, alert.kind()).into(),
             );
+        }
+        if let Some(ms) = alert.event_time_ms() {
+            body.insert("time".into(), serde_json::json!(ms as f64 / 1000.0));
         }
         body.insert("event".into(), self.format.value(alert));
         let response = send(

@@ -95,10 +95,16 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     }));
     file.name = Some("all-alerts".to_owned());
     cfg.alerts.sinks.insert(0, file);
-    let listed = !cfg.netintel.enabled();
-    if listed {
-        list_thieves(workdir.path(), &mut cfg)?;
+    // The databases `keywatch netintel update` keeps, when nothing else is
+    // configured and it has run (country and owner of every address).
+    let updated = (!cfg.netintel.enabled())
+        .then(crate::cmd::netintel::update::default_dir)
+        .flatten()
+        .filter(|d| d.is_dir());
+    if let Some(dir) = &updated {
+        cfg.netintel.dir = Some(dir.clone());
     }
+    list_thieves(workdir.path(), &mut cfg)?;
     cfg.validate()?;
 
     let plan = traffic::Plan::new(args.seed, args.keys, args.rate);
@@ -119,12 +125,20 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         }
     );
 
-    if listed {
-        eprintln!(
-            "Network intelligence: the demo lists the thieves' networks as Tor exits and a \
-             threat feed ({}), so listed_source also finds each use from them, from the first call.\n",
-            workdir.path().display()
-        );
+    eprintln!(
+        "Network intelligence: the demo lists the thieves' networks as Tor exits and a \
+         threat feed ({}), so listed_source also finds each use from them, from the first call.",
+        workdir.path().display()
+    );
+    match &updated {
+        Some(dir) => eprintln!(
+            "Country and owner of every address: {} (from `keywatch netintel update`).\n",
+            dir.display()
+        ),
+        None if cfg.netintel.dir.is_none() && cfg.netintel.city_db.is_none() => eprintln!(
+            "No country or owner data: run `keywatch netintel update` once and the demo uses it.\n"
+        ),
+        None => eprintln!(),
     }
     let daemon = Daemon::new(&cfg)?;
     let progress = Arc::new(traffic::Progress::default());

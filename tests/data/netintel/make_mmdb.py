@@ -8,7 +8,9 @@ documentation and ordinary public ranges; nothing here is real data).
 Output: city.mmdb (GeoIP2-City layout) and asn.mmdb (GeoLite2-ASN layout);
 city-v4.mmdb, the same places in an IPv4-only database, and asn-v6.mmdb, an
 IPv6 database without an IPv4 subtree whose one record covers ::/1 (so
-every IPv4 address), for the flattened IPv4 table's other tree shapes.
+every IPv4 address), for the flattened IPv4 table's other tree shapes;
+country-code.mmdb, the countries alone in ip-location-db's layout (a
+top-level country_code, as `keywatch netintel update` fetches it).
 """
 
 import os
@@ -73,6 +75,11 @@ def main():
         "autonomous_system_organization": "Example Wide Net",
     })
     asn6.to_db_file(os.path.join(HERE, "asn-v6.mmdb"))
+    country = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="country ipvAll",
+                         languages=["en"], description={"en": "keywatch test fixture"})
+    for net, (cc, *_rest) in PLACES.items():
+        country.insert_network(IPSet([net]), {"country_code": cc})
+    country.to_db_file(os.path.join(HERE, "country-code.mmdb"))
 
 
 if __name__ == "__main__":
