@@ -73,6 +73,7 @@ async fn median_scrape(keys: usize) -> (Duration, usize) {
         started: Instant::now(),
         store: None,
         feedback: None,
+        responder: None,
     };
     let http_cfg = HttpConfig {
         listen: "127.0.0.1:0".into(),

@@ -254,6 +254,11 @@ pub struct ReviewArgs {
     /// learned; FILES, if any, are replayed on top.
     #[arg(long, value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
+    /// A gate for CI/CD: exit 2 when any of these lists is non-empty
+    /// (comma-separated: expired-in-use, unknown, stale, rotation-overdue,
+    /// compromised), with one line per offending key on stderr.
+    #[arg(long, value_delimiter = ',', value_name = "CLASSES")]
+    pub fail_on: Vec<keywatch_core::review::Class>,
     /// Recorded events, as `replay` reads them; `-` is stdin. None: the
     /// inventory alone.
     pub files: Vec<PathBuf>,

@@ -12,10 +12,12 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::{Alerts, Incidents};
+use crate::cadence::Scheduler;
 use crate::checkpoint::{Checkpointer, Origins, Store};
 use crate::config::Config;
 use crate::feedback::topic::FeedbackTopic;
 use crate::http::{self, AppState, RecentFindings};
+use crate::response::Responder;
 use crate::source::kafka::{ChangelogSetup, Durable, KafkaSource, SourceStatus};
 use crate::store::{FindingsStore, StoreWriter};
 use keywatch_core::engine::{Engine, Finding};
@@ -59,8 +61,8 @@ impl Daemon {
     /// is wrong with it).
     pub fn new(cfg: &Config) -> Result<Daemon, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let inventory = match &cfg.inventory.path {
-            Some(path) => Some(InventoryHandle::open(path, Some(&metrics))?),
+        let inventory = match cfg.inventory.sources() {
+            Some(sources) => Some(InventoryHandle::open(sources, Some(&metrics))?),
             None => None,
         };
         let netintel = NetIntel::from_config(&cfg.netintel, Some(&metrics))?;
@@ -158,11 +160,15 @@ fn finding_handler(
     alerts: Alerts,
     recent: Arc<RecentFindings>,
     store: Option<FindingsStore>,
+    responder: Option<Responder>,
 ) -> FindingHandler {
     Arc::new(move |f: &Finding| {
         recent.record(f);
         if let Some(store) = &store {
             store.record(f);
+        }
+        if let Some(responder) = &responder {
+            responder.detected(f);
         }
         tracing::info!(
             target: "keywatch::finding",
@@ -319,6 +325,14 @@ async fn serve(
         )
         .context("store.findings_topic")?;
     }
+    let responder = Responder::start(
+        cfg.response.clone(),
+        store.clone(),
+        daemon.inventory.clone(),
+        daemon.metrics.clone(),
+        alerts_stop.clone(),
+    )
+    .context("starting the response rules")?;
     let durable = durability(&cfg, &daemon, &alerts)?;
     if let Some(inv) = &daemon.inventory {
         tokio::spawn(
@@ -362,13 +376,26 @@ async fn serve(
         started: Instant::now(),
         store: store.clone(),
         feedback: feedback.clone(),
+        responder: responder.clone(),
     };
     let (_, http_done) = http::serve(&cfg.http, state, http_stop.clone()).await?;
+    if let (Some(inventory), Some(_)) = (&daemon.inventory, cfg.review.every) {
+        let scheduler = Scheduler {
+            cfg: cfg.review.clone(),
+            inventory_cfg: cfg.inventory.clone(),
+            engine: daemon.engine.clone(),
+            inventory: inventory.clone(),
+            recent: recent.clone(),
+            store: store.clone(),
+            metrics: daemon.metrics.clone(),
+        };
+        tokio::spawn(scheduler.run(alerts_stop.clone()));
+    }
     let result = run_source(
         &cfg,
         &daemon,
         durable,
-        finding_handler(alerts, recent, store),
+        finding_handler(alerts, recent, store, responder),
         shutdown,
     )
     .await;

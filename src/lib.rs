@@ -20,8 +20,13 @@
 //!   delivered goes to a dead-letter file.
 //! - [`store`]: every finding in one SQLite file, with its status, assignee
 //!   and audit trail, for the console and `/api/v1/findings`.
+//! - [`cadence`]: the key review made on a schedule, stored with what
+//!   changed since the previous one, and delivered.
 //! - [`feedback`]: verdicts that act: `expected` teaches the baseline,
 //!   `false_positive` mutes, `confirmed` re-notifies at critical.
+//! - [`response`]: a confirmed compromise (or a named detector's finding)
+//!   acts on the key at its provider: AWS deactivation, signed webhooks;
+//!   dry run by default, rate-limited, audited.
 //!
 //! Durable state:
 //!
@@ -48,6 +53,7 @@
 
 pub mod alert;
 pub mod auth;
+pub mod cadence;
 pub mod changelog;
 pub mod checkpoint;
 pub mod cli;
@@ -57,6 +63,7 @@ pub mod daemon;
 pub mod feedback;
 pub mod http;
 pub mod kafka;
+pub mod response;
 pub mod secret;
 pub mod source;
 pub mod store;

@@ -1,5 +1,6 @@
 //! The `keywatch` binary: parse the command line, set up logging, run one
-//! command, map its error to an exit code (0 ok, 64 usage/config, 1 runtime).
+//! command, map its error to an exit code (0 ok, 64 usage/config, 1 runtime,
+//! 2 a `review --fail-on` gate that found keys).
 
 use std::process::ExitCode;
 

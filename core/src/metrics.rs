@@ -135,6 +135,18 @@ pub struct Metrics {
     pub source_offsets_lost: IntCounterVec,
     /// Inventory reloads, by result (`ok`, `failed`: rejected, previous kept).
     pub inventory_reloads: IntCounterVec,
+    /// When the daemon last produced a scheduled review (Unix seconds).
+    pub review_last_run: Gauge,
+    /// The review cadence, seconds (a calendar cadence: its longest period),
+    /// so an alert rule can tell an overdue review.
+    pub review_interval: Gauge,
+    /// Scheduled review deliveries, by destination (`slack`, `webhook`,
+    /// `kafka`, `file`) and result (`ok`, `failed`).
+    pub review_deliveries: IntCounterVec,
+    /// Response actions, by action (`aws_deactivate_key`, `webhook`) and
+    /// result (`ok`, `failed`, `dry_run`, `rate_limited`, `never_touch`,
+    /// `already_done`).
+    pub response_actions: IntCounterVec,
     /// Keys by inventory status: `known` (listed), `unknown` (seen in traffic,
     /// not listed), and, among the known, `expired`, `stale`, `rotation_overdue`.
     pub inventory_keys: IntGaugeVec,
@@ -447,6 +459,24 @@ impl Metrics {
                 "keywatch_inventory_reloads_total",
                 "Inventory file reloads, by result; a failed one keeps the previous inventory.",
                 &["result"],
+            ),
+            review_last_run: gauge(
+                "keywatch_review_last_run_timestamp_seconds",
+                "When the daemon last produced a scheduled key review (Unix seconds).",
+            ),
+            review_interval: gauge(
+                "keywatch_review_interval_seconds",
+                "The scheduled review's cadence, seconds (calendar cadences: their longest period).",
+            ),
+            review_deliveries: counter(
+                "keywatch_review_deliveries_total",
+                "Scheduled review deliveries, by destination and result.",
+                &["destination", "result"],
+            ),
+            response_actions: counter(
+                "keywatch_response_actions_total",
+                "Response actions on keys (deactivation at the provider, webhooks), by action and result.",
+                &["action", "result"],
             ),
             inventory_keys: gauge_vec(
                 "keywatch_inventory_keys",

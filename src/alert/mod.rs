@@ -48,11 +48,12 @@ mod sink_metrics;
 pub mod suppress;
 mod worker;
 
+pub use delivery::DeliveryError;
 pub use incidents::{IncidentListener, Incidents};
 pub use pipeline::Alerts;
 pub use redact::Redactor;
 pub use shape::{Alert, IncidentAlert};
-pub use sink::pretty;
+pub use sink::{http_client, pretty, send};
 pub use suppress::{Origin, SuppressionEntry, SuppressionError};
 
 #[cfg(test)]

@@ -46,6 +46,8 @@ const ROUTES: &[(&str, &[(&str, Need)])] = &[
     ("/api/v1/findings/{id}/verdict", &[("POST", RESPOND)]),
     ("/api/v1/compromised", &[("GET", READ)]),
     ("/api/v1/review", &[("GET", READ)]),
+    ("/api/v1/reviews", &[("GET", READ)]),
+    ("/api/v1/reviews/{seq}", &[("GET", READ)]),
     ("/api/v1/suppressions", &[("GET", READ), ("POST", RESPOND)]),
     ("/api/v1/suppressions/{id}", &[("DELETE", RESPOND)]),
     ("/api/v1/tokens", &[("GET", Need::Role(Role::Admin))]),

@@ -9,14 +9,20 @@ use keywatch_core::netintel::NetIntel;
 use super::{load_config, Failure};
 
 /// Loads, validates and prints; secrets are masked by their own `Serialize`.
-/// A configured inventory file and the network intelligence files are
-/// loaded too (a file that does not load is the error), and files older
-/// than `netintel.max_age` are warned about.
+/// The configured inventory files (providers' exports, their credential
+/// reports and the owner mapping included) and the network intelligence
+/// files are loaded too (a file that does not load is the error), and files
+/// older than `netintel.max_age` are warned about.
 pub fn run(args: CheckConfigArgs) -> Result<(), Failure> {
     let cfg = load_config(Some(&args.config))?;
-    if let Some(path) = &cfg.inventory.path {
-        let inventory = Inventory::load(path)?;
-        eprintln!("inventory {}: {} keys", path.display(), inventory.len());
+    if let Some(sources) = cfg.inventory.sources() {
+        let inventory = Inventory::load_sources(&sources)?;
+        let files: Vec<String> = sources
+            .paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!("inventory {}: {} keys", files.join(" + "), inventory.len());
     }
     check_netintel(&cfg.netintel)?;
     println!(

@@ -30,6 +30,10 @@ pub enum Failure {
     /// A configured network intelligence file cannot be used: exit 64.
     #[error(transparent)]
     NetIntel(#[from] keywatch_core::netintel::NetIntelError),
+    /// `review --fail-on`: a list it gates on is not empty (the keys are
+    /// already printed): exit 2.
+    #[error("{0}")]
+    Gate(String),
     /// Anything that went wrong while running: exit 1.
     #[error(transparent)]
     Runtime(#[from] anyhow::Error),
@@ -53,6 +57,7 @@ impl Failure {
             | Failure::Inventory(_)
             | Failure::NetIntel(_) => 64,
             Failure::Runtime(_) => 1,
+            Failure::Gate(_) => 2,
         }
     }
 }
@@ -65,8 +70,8 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<Config, Failure> {
 /// An engine for `cfg`, enforcing its inventory and reading its network
 /// intelligence files when they are configured.
 pub fn open_engine(cfg: &Config) -> Result<Engine, Failure> {
-    let inventory = match &cfg.inventory.path {
-        Some(path) => Some(InventoryHandle::open(path, None)?),
+    let inventory = match cfg.inventory.sources() {
+        Some(sources) => Some(InventoryHandle::open(sources, None)?),
         None => None,
     };
     let netintel = keywatch_core::netintel::NetIntel::from_config(&cfg.netintel, None)?;

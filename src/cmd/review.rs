@@ -34,7 +34,17 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
         cfg.store.path = path;
     }
     cfg.validate()?;
-    let path = cfg.inventory.path.clone().ok_or_else(|| {
+    if args
+        .fail_on
+        .contains(&keywatch_core::review::Class::Compromised)
+        && !cfg.store.enabled()
+    {
+        return Err(Failure::Usage(
+            "--fail-on compromised needs the findings store: pass --store FILE or set store.path"
+                .to_owned(),
+        ));
+    }
+    let sources = cfg.inventory.sources().ok_or_else(|| {
         Failure::Usage(
             "review needs an inventory: pass --inventory FILE or set inventory.path".to_owned(),
         )
@@ -56,7 +66,7 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
         .then(|| crate::store::compromised_keys_in(&cfg.store.path))
         .transpose()
         .map_err(Failure::Usage)?;
-    let inventory = InventoryHandle::open(&path, None)?;
+    let inventory = InventoryHandle::open(sources, None)?;
     let engine = Engine::with_inventory(&cfg, inventory.clone());
     if let Some(dir) = &args.checkpoint {
         let store = Store::open(dir, cfg.checkpoint.keep).context("--checkpoint")?;
@@ -130,5 +140,39 @@ pub fn run(args: ReviewArgs) -> Result<(), Failure> {
             .map(|k| format!("; {} keys confirmed compromised (findings store)", k.len()))
             .unwrap_or_default()
     );
-    Ok(())
+    gate(&report, &args.fail_on)
+}
+
+/// `--fail-on`: one line per offending key on stderr, then exit 2 when
+/// there is any.
+fn gate(
+    report: &keywatch_core::review::Review,
+    classes: &[keywatch_core::review::Class],
+) -> Result<(), Failure> {
+    if classes.is_empty() {
+        return Ok(());
+    }
+    let offences = report.offences(classes);
+    if offences.is_empty() {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    for o in &offences {
+        let _ = writeln!(err, "fail-on {o}");
+    }
+    let counts: Vec<String> = keywatch_core::review::Class::ALL
+        .into_iter()
+        .map(|class| (class, offences.iter().filter(|o| o.class == class).count()))
+        .filter(|&(_, n)| n > 0)
+        .map(|(class, n)| format!("{n} {class}"))
+        .collect();
+    Err(Failure::Gate(format!(
+        "review gate failed: {} (--fail-on {})",
+        counts.join(", "),
+        classes
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    )))
 }

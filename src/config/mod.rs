@@ -19,7 +19,9 @@ pub use crate::alert::config::{
     PagerDutyConfig, RedactConfig, SinkConfig, SinkKind, SlackConfig, SplunkHecConfig,
     StdoutSinkConfig, Suppression, Timestamp, WebhookConfig, SAMPLE_FIELDS,
 };
+pub use crate::cadence::config::ReviewConfig;
 pub use crate::kafka::{KafkaConfig, SaslMechanism, SecurityProtocol};
+pub use crate::response::config::ResponseRule;
 pub use crate::secret::{Secret, SecretError};
 pub use changelog::ChangelogConfig;
 pub use checkpoint::CheckpointConfig;
@@ -47,6 +49,10 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The findings store behind the console.
     pub store: StoreConfig,
+    /// `[[response]]`: what to do to a key confirmed compromised.
+    pub response: Vec<ResponseRule>,
+    /// `[review]`: the key review on a cadence, and where it goes.
+    pub review: ReviewConfig,
 }
 
 impl Deref for Config {
@@ -104,6 +110,12 @@ struct Sections {
     /// The findings store behind the console.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[[response]]`: what to do to a key confirmed compromised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response: Vec<ResponseRule>,
+    /// `[review]`: the key review on a cadence, and where it goes.
+    #[serde(default)]
+    pub review: ReviewConfig,
 }
 
 impl From<Sections> for Config {
@@ -123,6 +135,8 @@ impl From<Sections> for Config {
             changelog: s.changelog,
             alerts: s.alerts,
             store: s.store,
+            response: s.response,
+            review: s.review,
         }
     }
 }
@@ -143,6 +157,8 @@ impl From<Config> for Sections {
             changelog: c.changelog,
             alerts: c.alerts,
             store: c.store,
+            response: c.response,
+            review: c.review,
         }
     }
 }
@@ -283,6 +299,15 @@ impl Config {
         self.changelog.validate()?;
         self.store.validate()?;
         self.alerts.validate()?;
+        crate::response::validate(&self.response)?;
+        self.review.validate(self.inventory.path.is_some())?;
+        if self.response.iter().any(|r| !r.dry_run) && !self.store.enabled() {
+            return Err(invalid(
+                "store.path",
+                "\"\"",
+                "must be set when a [[response]] rule has dry_run = false: every action goes to the finding's audit trail",
+            ));
+        }
         if !self.store.findings_topic.is_empty() && self.findings_sink().is_none() {
             return Err(invalid(
                 "store.findings_topic",

@@ -415,3 +415,52 @@ fn a_splunk_hec_token_is_never_printed_and_must_be_given() {
     .to_string();
     assert!(err.contains("alerts.sinks[0].token"), "{err}");
 }
+
+#[test]
+fn lifecycle_sections_name_key_and_value() {
+    for (text, wants) in [
+        (
+            "[review]\nevery = \"fortnightly\"\n",
+            &["review.every", "fortnightly", "monthly"][..],
+        ),
+        (
+            "[review]\nevery = \"30d\"\n",
+            &["review.every", "30days", "inventory.path"][..],
+        ),
+        (
+            "[inventory]\npath = \"k.csv\"\n[[response]]\nname = \"a\"\ndry_run = false\n[response.aws_deactivate_key]\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n",
+            &["store.path", "dry_run = false"][..],
+        ),
+        (
+            "[[response]]\nname = \"a\"\n",
+            &["response[0]", "\"a\"", "exactly one action"][..],
+        ),
+        (
+            "[[response]]\nname = \"a\"\nmax_per_hour = 0\n[response.webhook]\nurl = \"http://127.0.0.1:9/\"\n",
+            &["response[0].max_per_hour", "0"][..],
+        ),
+        (
+            "[inventory]\npath = \"k.json\"\ncredential_report = \"r.csv\"\n",
+            &["inventory.credential_report", "r.csv", "format = \"aws\""][..],
+        ),
+        (
+            "[inventory]\npath = \"keys.txt\"\nformat = \"keywatch\"\n",
+            &["inventory.path", "keys.txt", "format = \"aws\""][..],
+        ),
+    ] {
+        let err = load(text, &[]).unwrap_err().to_string();
+        for want in wants {
+            assert!(err.contains(want), "{text}: {err} lacks {want}");
+        }
+    }
+    let ok = load(
+        "[inventory]\npath = \"keys.json\"\nformat = \"aws\"\ncredential_report = \"report.csv\"\nowners = \"owners.csv\"\n[[inventory.sources]]\npath = \"gcp.json\"\nformat = \"gcp\"\n[review]\nevery = \"monthly\"\n[[response]]\nname = \"rehearsal\"\n[response.aws_deactivate_key]\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n",
+        &[],
+    )
+    .unwrap();
+    assert!(
+        ok.response[0].dry_run,
+        "a rule is a dry run unless switched"
+    );
+    assert_eq!(ok.inventory.sources().unwrap().paths().len(), 4);
+}

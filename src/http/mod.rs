@@ -71,6 +71,9 @@ pub struct AppState {
     pub store: Option<crate::store::FindingsStore>,
     /// Where verdicts are published for the other instances; `None`: off.
     pub feedback: Option<crate::feedback::topic::FeedbackTopic>,
+    /// The `[[response]]` rules' worker: a `confirmed` verdict triggers it;
+    /// `None`: no rules.
+    pub responder: Option<crate::response::Responder>,
 }
 
 /// The routes, behind `access`, with body limit and request timeout and
@@ -95,6 +98,8 @@ pub fn router(state: AppState, cfg: &HttpConfig, access: Arc<Access>) -> Router 
         .route("/console/console.js", get(triage::console_script))
         .route("/console/console.css", get(triage::console_style))
         .route("/api/v1/review", get(api::review))
+        .route("/api/v1/reviews", get(triage::reviews))
+        .route("/api/v1/reviews/{seq}", get(triage::stored_review))
         .route(
             "/api/v1/suppressions",
             get(api::suppressions).post(api::add_suppression),

@@ -143,6 +143,7 @@ pub async fn verdict(
     let (engine, alerts, metrics) = (s.engine.clone(), s.alerts.clone(), s.metrics.clone());
     let topic = s.feedback.clone();
     let status = v.status;
+    let (finding_id, by) = (id.clone(), actor.who.clone());
     let effect = tokio::task::spawn_blocking(move || {
         feedback::apply(&store, &engine, &alerts, topic.as_ref(), &id, &v, &actor)
     })
@@ -153,7 +154,14 @@ pub async fn verdict(
         VerdictError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
     })?;
     metrics.verdicts.with_label_values(&[status.as_str()]).inc();
-    Ok(Json(json!({ "status": status, "effect": effect })))
+    // A confirmed compromise goes to the response rules, which act (or,
+    // in a dry run, say what they would do) in the finding's audit trail.
+    let mut body = json!({ "status": status, "effect": effect });
+    if let (store::Status::Confirmed, Some(responder)) = (status, &s.responder) {
+        responder.confirmed(&finding_id, &by);
+        body["response"] = json!("queued");
+    }
+    Ok(Json(body))
 }
 
 /// `GET /api/v1/keys/{key_id}/rate`: what the key's model expects per
@@ -180,6 +188,23 @@ pub async fn compromised(State(s): State<AppState>) -> Result<Json<serde_json::V
     let store = s.store.clone().ok_or_else(no_store)?;
     let keys = blocking(&store, |s| s.compromised_keys()).await?;
     Ok(Json(json!({ "keys": keys })))
+}
+
+/// `GET /api/v1/reviews`: the scheduled reviews kept, newest first (at
+/// most 100), each with its counts and what changed since the one before.
+pub async fn reviews(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = s.store.clone().ok_or_else(no_store)?;
+    let list = blocking(&store, |s| s.reviews(100)).await?;
+    Ok(Json(json!({ "reviews": list })))
+}
+
+/// `GET /api/v1/reviews/{seq}`: one kept review, whole.
+pub async fn stored_review(
+    State(s): State<AppState>,
+    Path(seq): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = s.store.clone().ok_or_else(no_store)?;
+    blocking(&store, move |s| s.review(seq)).await.map(Json)
 }
 
 /// The console's files, built into the binary.

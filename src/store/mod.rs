@@ -27,6 +27,8 @@
 //! - this file: the store's types, opening it, recording and reading;
 //! - `verdicts`: statuses, notes, teachings and suppressions, each with
 //!   its audit entry, and the keys confirmed compromised;
+//! - `reviews`: the scheduled key reviews, each with what changed since
+//!   the one before;
 //! - `schema`: the tables and opening the file;
 //! - `writer`: the writer thread, its retries and its spill file;
 //! - [`query`]: the filters of `/api/v1/findings`;
@@ -36,6 +38,7 @@
 
 pub mod ingest;
 pub mod query;
+mod reviews;
 mod salvage;
 mod schema;
 #[cfg(test)]
@@ -61,6 +64,7 @@ use schema::*;
 use writer::*;
 
 pub use query::{FindingsQuery, Page};
+pub use reviews::StoredReview;
 pub use verdicts::compromised_keys_in;
 
 /// What a responder says a finding is.

@@ -71,6 +71,13 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE INDEX IF NOT EXISTS incidents_last ON incidents(last_ms);
 CREATE INDEX IF NOT EXISTS incidents_identity ON incidents(identity, last_ms);
+CREATE TABLE IF NOT EXISTS reviews (
+    seq INTEGER PRIMARY KEY,
+    generated_ms INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ingest_offsets (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,

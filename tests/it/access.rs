@@ -129,6 +129,7 @@ impl Server {
             started: Instant::now(),
             store: Some(store.clone()),
             feedback: None,
+            responder: None,
         };
         let scheme = if cfg.tls.is_some() { "https" } else { "http" };
         let (addr, _) = http::serve(&cfg, state, stop.clone()).await.unwrap();
@@ -237,6 +238,8 @@ async fn with_access_control_on_every_read_route_needs_an_identity() {
         "/api/v1/keys/AKIAREAD/rate".to_owned(),
         "/api/v1/compromised".to_owned(),
         "/api/v1/review".to_owned(),
+        "/api/v1/reviews".to_owned(),
+        "/api/v1/reviews/1".to_owned(),
         "/api/v1/suppressions".to_owned(),
         "/api/v1/tokens".to_owned(),
     ];
@@ -259,7 +262,7 @@ async fn with_access_control_on_every_read_route_needs_an_identity() {
         let expected: &[u16] = match path.as_str() {
             "/api/v1/tokens" => &[403],
             // No such incident; no inventory for the review.
-            "/api/v1/incidents/nope" | "/api/v1/review" => &[404],
+            "/api/v1/incidents/nope" | "/api/v1/review" | "/api/v1/reviews/1" => &[404],
             _ => &[200],
         };
         assert!(

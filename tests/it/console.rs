@@ -135,6 +135,7 @@ impl Console {
             started: std::time::Instant::now(),
             store: Some(store.clone()),
             feedback,
+            responder: None,
         };
         let http_cfg = HttpConfig {
             listen: "127.0.0.1:0".into(),

@@ -112,6 +112,7 @@ async fn server_over(
         started: std::time::Instant::now(),
         store,
         feedback: None,
+        responder: None,
     };
     let (addr, _) = http::serve(&http_cfg, state.clone(), stop.clone())
         .await

@@ -258,7 +258,8 @@ fn findings_and_verdicts_survive_kill_9() {
     );
 }
 
-/// A WebDriver session with headless chromium (the access tests drive one too).
+/// A WebDriver session with headless chromium (also driven by the access
+/// tests and `lifecycle.rs`).
 pub(crate) struct Browser {
     client: reqwest::blocking::Client,
     session: String,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Format;
+use super::{Format, Source, SourceFormat, Sources};
 use crate::types::{invalid, ConfigError, HumanDuration};
 
 /// `[inventory]`.
@@ -16,6 +16,23 @@ pub struct InventoryConfig {
     /// working directory. Unset: no inventory, and the policy detectors are off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// What `path` is: `keywatch` (keywatch's own TOML, JSON or CSV, by
+    /// extension), `aws` (`aws iam list-access-keys` JSON), `gcp` (`gcloud
+    /// iam service-accounts keys list --format=json`) or `github` (the
+    /// organization's fine-grained personal access tokens, REST JSON).
+    pub format: SourceFormat,
+    /// `format = "aws"`: the IAM credential report (the CSV, or
+    /// `aws iam get-credential-report`'s JSON), joined for last use and rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_report: Option<PathBuf>,
+    /// More files merged with `path` (`[[inventory.sources]]`, each with
+    /// its own `path`, `format` and `credential_report`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceConfig>,
+    /// Owner mapping (`.csv` or `.toml`): owner, team, system and privilege
+    /// for providers' keys, by key id or principal (globs allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owners: Option<PathBuf>,
     /// How often the file is checked for changes (it is also re-read on SIGHUP).
     pub check_interval: HumanDuration,
     /// `keywatch review`: a key still valid but unused this long is stale.
@@ -39,10 +56,28 @@ fn default_review_days() -> HumanDuration {
     HumanDuration::days(90)
 }
 
+/// `[[inventory.sources]]`: one more inventory file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// What it is (see `inventory.format`).
+    #[serde(default)]
+    pub format: SourceFormat,
+    /// `format = "aws"`: the IAM credential report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_report: Option<PathBuf>,
+}
+
 impl Default for InventoryConfig {
     fn default() -> Self {
         InventoryConfig {
             path: None,
+            format: SourceFormat::Keywatch,
+            credential_report: None,
+            sources: Vec::new(),
+            owners: None,
             check_interval: default_check_interval(),
             stale_after: default_review_days(),
             rotation_after: default_review_days(),
@@ -75,14 +110,79 @@ macro_rules! policy_switches {
 crate::detector_list!(policy_switches);
 
 impl InventoryConfig {
+    /// Every inventory file, when `path` is set.
+    pub fn sources(&self) -> Option<Sources> {
+        let path = self.path.clone()?;
+        let first = Source {
+            path,
+            format: self.format,
+            credential_report: self.credential_report.clone(),
+        };
+        let more = self.sources.iter().map(|s| Source {
+            path: s.path.clone(),
+            format: s.format,
+            credential_report: s.credential_report.clone(),
+        });
+        Some(Sources {
+            files: std::iter::once(first).chain(more).collect(),
+            owners: self.owners.clone(),
+        })
+    }
+
     /// Checks each value; errors name the key and the value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(path) = &self.path {
-            if Format::of_path(path).is_none() {
+        if self.path.is_none() && (!self.sources.is_empty() || self.owners.is_some()) {
+            return Err(invalid(
+                "inventory.path",
+                "(unset)",
+                "is required with inventory.sources or inventory.owners: it is the first inventory file",
+            ));
+        }
+        let first = self.path.as_ref().map(|p| {
+            (
+                "inventory".to_owned(),
+                p,
+                self.format,
+                self.credential_report.as_ref(),
+            )
+        });
+        let more = self.sources.iter().enumerate().map(|(i, s)| {
+            (
+                format!("inventory.sources[{i}]"),
+                &s.path,
+                s.format,
+                s.credential_report.as_ref(),
+            )
+        });
+        for (at, path, format, report) in first.into_iter().chain(more) {
+            if format == SourceFormat::Keywatch && Format::of_path(path).is_none() {
                 return Err(invalid(
-                    "inventory.path",
+                    &format!("{at}.path"),
                     path.display(),
-                    "must end in .toml, .json or .csv (the format is read from the extension)",
+                    "must end in .toml, .json or .csv (the format is read from the extension), or set format = \"aws\", \"gcp\" or \"github\" for a provider's export",
+                ));
+            }
+            if let (Some(report), false) = (report, format == SourceFormat::Aws) {
+                return Err(invalid(
+                    &format!("{at}.credential_report"),
+                    report.display(),
+                    format!(
+                        "is read with format = \"aws\" only (this source is {})",
+                        format.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(owners) = &self.owners {
+            let ext = owners
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
+            if !ext.eq_ignore_ascii_case("csv") && !ext.eq_ignore_ascii_case("toml") {
+                return Err(invalid(
+                    "inventory.owners",
+                    owners.display(),
+                    "must end in .csv or .toml",
                 ));
             }
         }

@@ -33,10 +33,12 @@ pub(super) struct RawEntry<'a> {
     pub(super) allowed_actions: RawList<'a>,
     pub(super) usage_cap: Option<Cow<'a, str>>,
     pub(super) one_time: Option<RawFlag<'a>>,
+    pub(super) principal: Option<Cow<'a, str>>,
+    pub(super) disabled: Option<RawFlag<'a>>,
 }
 
 /// The CSV columns, which are the entry fields.
-pub(super) const FIELDS: [&str; 13] = [
+pub(super) const FIELDS: [&str; 15] = [
     "key_id",
     "owner",
     "team",
@@ -50,6 +52,8 @@ pub(super) const FIELDS: [&str; 13] = [
     "allowed_actions",
     "usage_cap",
     "one_time",
+    "principal",
+    "disabled",
 ];
 
 impl<'a> RawEntry<'a> {
@@ -69,7 +73,9 @@ impl<'a> RawEntry<'a> {
             9 => self.allowed_cidrs = RawList::Joined(cell.into()),
             10 => self.allowed_actions = RawList::Joined(cell.into()),
             11 => self.usage_cap = text,
-            _ => self.one_time = text.map(RawFlag::Text),
+            12 => self.one_time = text.map(RawFlag::Text),
+            13 => self.principal = text,
+            _ => self.disabled = text.map(RawFlag::Text),
         }
     }
 }
@@ -252,6 +258,7 @@ pub(super) fn build(raw: &RawEntry<'_>, interner: &mut Interner) -> Result<KeyEn
     })?;
     let team = text(&raw.team);
     let system = text(&raw.system);
+    let principal = text(&raw.principal);
     let privilege = match raw.privilege.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(p) => Some(p.parse::<Privilege>().map_err(|r| bad("privilege", p, r))?),
@@ -287,15 +294,8 @@ pub(super) fn build(raw: &RawEntry<'_>, interner: &mut Interner) -> Result<KeyEn
         None | Some("") => None,
         Some(c) => Some(c.parse::<UsageCap>().map_err(|r| bad("usage_cap", c, r))?),
     };
-    let one_time = match &raw.one_time {
-        None => false,
-        Some(RawFlag::Bool(b)) => *b,
-        Some(RawFlag::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
-            "" | "false" | "no" | "0" => false,
-            "true" | "yes" | "1" => true,
-            _ => return Err(bad("one_time", t.as_ref(), "must be true or false")),
-        },
-    };
+    let one_time = flag("one_time", &raw.one_time)?;
+    let disabled = flag("disabled", &raw.disabled)?;
     Ok(KeyEntry {
         key_id: CompactString::from(key_id),
         owner,
@@ -310,7 +310,21 @@ pub(super) fn build(raw: &RawEntry<'_>, interner: &mut Interner) -> Result<KeyEn
         allowed_actions,
         usage_cap,
         one_time,
+        principal,
+        disabled,
     })
+}
+
+fn flag(field: &'static str, raw: &Option<RawFlag<'_>>) -> Result<bool, Bad> {
+    match raw {
+        None => Ok(false),
+        Some(RawFlag::Bool(b)) => Ok(*b),
+        Some(RawFlag::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+            "" | "false" | "no" | "0" => Ok(false),
+            "true" | "yes" | "1" => Ok(true),
+            _ => Err(bad(field, t.as_ref(), "must be true or false")),
+        },
+    }
 }
 
 pub(super) fn format_time(t: Secs) -> String {

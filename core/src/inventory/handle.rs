@@ -4,7 +4,7 @@
 //! never wait for a reload, and per-key state is never touched by one.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inventory, InventoryError};
+use super::{Inventory, InventoryError, Sources};
 use crate::metrics::Metrics;
 use crate::owner::{Owner, OwnerLookup};
 
@@ -23,11 +23,11 @@ pub struct InventoryHandle {
 }
 
 struct Shared {
-    path: PathBuf,
+    sources: Sources,
     current: ArcSwap<Inventory>,
-    /// The file as last read (loaded or rejected), so polling re-reads only a
-    /// changed file and reports a bad one once.
-    seen: Mutex<Seen>,
+    /// The files as last read (loaded or rejected), so polling re-reads only
+    /// changed files and reports a bad one once.
+    seen: Mutex<Vec<Seen>>,
     reloads: Option<[IntCounter; 2]>,
 }
 
@@ -42,61 +42,69 @@ struct Seen {
 impl std::fmt::Debug for InventoryHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InventoryHandle")
-            .field("path", &self.inner.path)
+            .field("sources", &self.inner.sources)
             .field("keys", &self.inner.current.load().len())
             .finish()
     }
 }
 
-/// Reads the file with what identifies this version of it.
-fn read(path: &Path) -> Result<(Vec<u8>, Seen), InventoryError> {
-    let fail = |source| InventoryError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(fail)?;
-    let bytes = std::fs::read(path).map_err(fail)?;
-    let seen = Seen {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        content: xxhash_rust::xxh3::xxh3_64(&bytes),
-        missing: false,
-    };
-    Ok((bytes, seen))
+/// Reads every file with what identifies this version of it.
+fn read(sources: &Sources) -> Result<(Vec<Vec<u8>>, Vec<Seen>), InventoryError> {
+    let mut files = Vec::new();
+    let mut seen = Vec::new();
+    for path in sources.paths() {
+        let fail = |source| InventoryError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(fail)?;
+        let bytes = std::fs::read(path).map_err(fail)?;
+        seen.push(Seen {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            content: xxhash_rust::xxh3::xxh3_64(&bytes),
+            missing: false,
+        });
+        files.push(bytes);
+    }
+    Ok((files, seen))
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Inventory, InventoryError> {
-    let format = super::Format::of_path(path).ok_or_else(|| InventoryError::UnknownFormat {
-        path: path.to_owned(),
-    })?;
-    Inventory::parse(bytes, format, path)
+fn parse(sources: &Sources, files: &[Vec<u8>]) -> Result<Inventory, InventoryError> {
+    Inventory::parse_sources(sources, files)
 }
 
 impl InventoryHandle {
-    /// Loads the inventory at `path`. With `metrics`, every later reload is
-    /// counted in `keywatch_inventory_reloads_total` by result.
+    /// Loads the inventory from `sources` (a path: one keywatch-format
+    /// file). With `metrics`, every later reload is counted in
+    /// `keywatch_inventory_reloads_total` by result.
     pub fn open(
-        path: impl Into<PathBuf>,
+        sources: impl Into<Sources>,
         metrics: Option<&Metrics>,
     ) -> Result<InventoryHandle, InventoryError> {
-        let path = path.into();
-        let (bytes, seen) = read(&path)?;
-        let inventory = parse(&path, &bytes)?;
-        tracing::info!(path = %path.display(), keys = inventory.len(), "inventory loaded");
+        let sources = sources.into();
+        let (files, seen) = read(&sources)?;
+        let inventory = parse(&sources, &files)?;
+        tracing::info!(path = %sources.main_path().display(), files = files.len(), keys = inventory.len(), "inventory loaded");
         Ok(InventoryHandle {
             inner: Arc::new(Shared {
                 current: ArcSwap::from_pointee(inventory),
                 seen: Mutex::new(seen),
                 reloads: metrics
                     .map(|m| ["ok", "failed"].map(|r| m.inventory_reloads.with_label_values(&[r]))),
-                path,
+                sources,
             }),
         })
     }
 
-    /// The inventory file.
+    /// The inventory's (first) file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.sources.main_path()
+    }
+
+    /// Every file the inventory is read from.
+    pub fn sources(&self) -> &Sources {
+        &self.inner.sources
     }
 
     /// The inventory in force now; it stays valid however many reloads follow.
@@ -113,39 +121,49 @@ impl InventoryHandle {
     /// Re-reads the file now. A valid file replaces the inventory; an invalid
     /// one is rejected, logged and counted, and the previous inventory stays.
     pub fn reload(&self) -> Result<Arc<Inventory>, InventoryError> {
-        let path = &self.inner.path;
-        let read = read(path).inspect(|(_, seen)| *self.lock_seen() = *seen);
-        self.apply(read.and_then(|(bytes, _)| parse(path, &bytes)))
+        let sources = &self.inner.sources;
+        let read = read(sources).inspect(|(_, seen)| *self.lock_seen() = seen.clone());
+        self.apply(read.and_then(|(files, _)| parse(sources, &files)))
     }
 
     /// Reloads if the file's modification time or size changed and its
     /// content did too; `None` when there was nothing new.
     fn reload_if_changed(&self) -> Option<Result<Arc<Inventory>, InventoryError>> {
-        let path = &self.inner.path;
+        let sources = &self.inner.sources;
         let mut seen = self.lock_seen();
-        let meta = match std::fs::metadata(path) {
-            Ok(meta) => meta,
-            Err(e) => {
-                // Editors that save by delete-and-write leave a moment without
-                // a file: wait for the next poll, and say so once.
-                if !seen.missing {
-                    seen.missing = true;
-                    tracing::warn!(path = %path.display(), error = %e, "inventory file unreadable; keeping the current inventory");
+        let mut changed_meta = seen.len() != sources.paths().len();
+        for (i, path) in sources.paths().into_iter().enumerate() {
+            let meta = match std::fs::metadata(path) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    // Editors that save by delete-and-write leave a moment without
+                    // a file: wait for the next poll, and say so once.
+                    if let Some(s) = seen.get_mut(i).filter(|s| !s.missing) {
+                        s.missing = true;
+                        tracing::warn!(path = %path.display(), error = %e, "inventory file unreadable; keeping the current inventory");
+                    }
+                    return None;
                 }
-                return None;
-            }
-        };
-        if !seen.missing && (meta.modified().ok(), meta.len()) == (seen.modified, seen.len) {
+            };
+            changed_meta |= seen.get(i).is_none_or(|s| {
+                s.missing || (meta.modified().ok(), meta.len()) != (s.modified, s.len)
+            });
+        }
+        if !changed_meta {
             return None;
         }
-        let (bytes, now) = read(path).ok()?;
-        let changed = now.content != seen.content;
+        let (files, now) = read(sources).ok()?;
+        let changed = now.len() != seen.len()
+            || now
+                .iter()
+                .zip(seen.iter())
+                .any(|(a, b)| a.content != b.content);
         *seen = now;
         drop(seen);
-        changed.then(|| self.apply(parse(path, &bytes)))
+        changed.then(|| self.apply(parse(sources, &files)))
     }
 
-    fn lock_seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+    fn lock_seen(&self) -> std::sync::MutexGuard<'_, Vec<Seen>> {
         self.inner.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -165,7 +183,7 @@ impl InventoryHandle {
                 let old = self.inner.current.swap(inventory.clone());
                 counter(0);
                 tracing::info!(
-                    path = %self.inner.path.display(),
+                    path = %self.path().display(),
                     keys = inventory.len(),
                     previous_keys = old.len(),
                     swap_ms = started.elapsed().as_millis() as u64,
@@ -305,6 +323,39 @@ mod tests {
         until("the reload", || handle.current().len() == 2).await;
         stop.cancel();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn a_changed_credential_report_alone_reloads_the_inventory() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys.json");
+        let report = dir.path().join("report.csv");
+        write(
+            &keys,
+            r#"{"AccessKeyMetadata": [{"UserName": "alice", "AccessKeyId": "AKIA1", "Status": "Active", "CreateDate": "2025-01-01T00:00:00+00:00"}]}"#,
+        );
+        let header = "user,user_creation_time,access_key_1_last_rotated,access_key_1_last_used_date,access_key_2_last_rotated,access_key_2_last_used_date,access_key_1_active,access_key_2_active\n";
+        write(
+            &report,
+            &format!("{header}alice,N/A,2025-01-01T00:00:00+00:00,N/A,N/A,N/A,true,false\n"),
+        );
+        let sources = Sources {
+            files: vec![crate::inventory::Source {
+                path: keys,
+                format: crate::inventory::SourceFormat::Aws,
+                credential_report: Some(report.clone()),
+            }],
+            owners: None,
+        };
+        let handle = InventoryHandle::open(sources, None).unwrap();
+        assert_eq!(handle.current().get("AKIA1").unwrap().last_used, None);
+        assert!(handle.reload_if_changed().is_none(), "nothing changed");
+        write(&report, &format!("{header}alice,N/A,2025-01-01T00:00:00+00:00,2025-06-01T10:00:00+00:00,N/A,N/A,true,false\n"));
+        assert!(handle.reload_if_changed().unwrap().is_ok());
+        assert_eq!(
+            handle.current().get("AKIA1").unwrap().last_used,
+            Some(1_748_772_000)
+        );
     }
 
     #[test]

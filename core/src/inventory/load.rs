@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::entry::{build, Interner, RawEntry, FIELDS};
+use super::entry::{build, Bad, Interner, RawEntry, FIELDS};
+use super::owners::OwnerMap;
 use super::{Inventory, KeyEntry};
 
 /// Invalid entries reported at most; a file with more says how many it left out.
@@ -176,8 +177,10 @@ impl Inventory {
 
 /// Validates entries as the reader hands them over, and keeps what the
 /// error messages need.
-struct Collector {
+pub(super) struct Collector<'o> {
     format: Format,
+    /// Fills what providers' entries lack, before validation.
+    owners: Option<&'o OwnerMap>,
     interner: Interner,
     entries: Vec<KeyEntry>,
     /// Line and 1-based entry number of each entry kept.
@@ -187,10 +190,11 @@ struct Collector {
     more: usize,
 }
 
-impl Collector {
-    fn new(format: Format) -> Collector {
+impl<'o> Collector<'o> {
+    pub(super) fn new(format: Format) -> Collector<'o> {
         Collector {
             format,
+            owners: None,
             interner: Interner::default(),
             entries: Vec::new(),
             located: Vec::new(),
@@ -200,12 +204,41 @@ impl Collector {
         }
     }
 
+    /// Applies `owners` to each entry before it is validated.
+    pub(super) fn with_owners(mut self, owners: Option<&'o OwnerMap>) -> Collector<'o> {
+        self.owners = owners;
+        self
+    }
+
+    /// Counts an element the source leaves out (a Google-managed key), so
+    /// that entry numbers stay the elements' positions.
+    pub(super) fn skip(&mut self) {
+        self.seen += 1;
+    }
+
+    /// Counts an entry refused before validation (a provider's field).
+    pub(super) fn reject(&mut self, line: Option<usize>, key_id: Option<&str>, bad: Bad) {
+        self.seen += 1;
+        self.report(EntryError {
+            format: self.format,
+            line,
+            entry: self.seen,
+            key_id: key_id.map(str::to_owned),
+            field: bad.field,
+            value: bad.value,
+            reason: bad.reason,
+        });
+    }
+
     fn reserve(&mut self, entries: usize) {
         self.entries.reserve_exact(entries);
         self.located.reserve_exact(entries);
     }
 
-    fn push(&mut self, line: Option<usize>, raw: RawEntry<'_>) {
+    pub(super) fn push(&mut self, line: Option<usize>, mut raw: RawEntry<'_>) {
+        if let Some(owners) = self.owners {
+            owners.apply(&mut raw);
+        }
         self.seen += 1;
         let entry = self.seen;
         match build(&raw, &mut self.interner) {
@@ -241,7 +274,7 @@ impl Collector {
         }
     }
 
-    fn finish(mut self, path: &Path) -> Result<Inventory, InventoryError> {
+    pub(super) fn finish(mut self, path: &Path) -> Result<Inventory, InventoryError> {
         let located = std::mem::take(&mut self.located);
         let mut duplicates = Vec::new();
         let inventory = Inventory::index_unique(
@@ -279,14 +312,14 @@ impl Collector {
 
 /// Keeps a running line count so that locating each of a million entries
 /// costs one pass over the file, not one per entry.
-struct Lines<'a> {
+pub(super) struct Lines<'a> {
     text: &'a [u8],
     offset: usize,
     line: usize,
 }
 
 impl<'a> Lines<'a> {
-    fn new(text: &'a [u8]) -> Lines<'a> {
+    pub(super) fn new(text: &'a [u8]) -> Lines<'a> {
         Lines {
             text,
             offset: 0,
@@ -295,7 +328,7 @@ impl<'a> Lines<'a> {
     }
 
     /// The 1-based line of byte `offset`.
-    fn at(&mut self, offset: usize) -> usize {
+    pub(super) fn at(&mut self, offset: usize) -> usize {
         let offset = offset.min(self.text.len());
         if offset < self.offset {
             self.offset = 0;
@@ -310,9 +343,10 @@ impl<'a> Lines<'a> {
     }
 }
 
-type SyntaxError = (Option<usize>, String);
+/// Where a file stops being readable, and why.
+pub(super) type SyntaxError = (Option<usize>, String);
 
-fn read_toml(text: &str, collect: &mut Collector) -> Result<(), SyntaxError> {
+fn read_toml(text: &str, collect: &mut Collector<'_>) -> Result<(), SyntaxError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct File {
@@ -332,7 +366,7 @@ fn read_toml(text: &str, collect: &mut Collector) -> Result<(), SyntaxError> {
     Ok(())
 }
 
-fn read_json(text: &str, collect: &mut Collector) -> Result<(), SyntaxError> {
+fn read_json(text: &str, collect: &mut Collector<'_>) -> Result<(), SyntaxError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct File<'a> {
@@ -360,7 +394,7 @@ fn read_json(text: &str, collect: &mut Collector) -> Result<(), SyntaxError> {
     Ok(())
 }
 
-fn read_csv(bytes: &[u8], collect: &mut Collector) -> Result<(), SyntaxError> {
+fn read_csv(bytes: &[u8], collect: &mut Collector<'_>) -> Result<(), SyntaxError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .comment(Some(b'#'))

@@ -3,7 +3,10 @@
 //! a one-time flag).
 //!
 //! An [`Inventory`] is immutable once loaded (`load`: TOML, JSON or CSV,
-//! validated with errors that name the file, line, entry and field). The
+//! validated with errors that name the file, line, entry and field). It may
+//! also be made of providers' own exports (`provider`: AWS, Google Cloud,
+//! GitHub), merged with keywatch's own file and completed by an owner
+//! mapping (`source`, `owners`). The
 //! engine reads it through an [`InventoryHandle`], which swaps in a new one
 //! atomically when the file changes or on SIGHUP, and keeps the old one when
 //! the new file is bad. Per-key engine state lives elsewhere and is never
@@ -17,6 +20,9 @@ pub mod config;
 mod entry;
 mod handle;
 mod load;
+mod owners;
+mod provider;
+mod source;
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -30,6 +36,7 @@ use wildmatch::WildMatch;
 
 pub use handle::InventoryHandle;
 pub use load::{EntryError, Format, InventoryError};
+pub use source::{Source, SourceFormat, Sources};
 
 use crate::owner::{Owner, OwnerLookup};
 use crate::types::Secs;
@@ -192,7 +199,7 @@ impl PartialEq for ActionPattern {
 }
 
 /// One known key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeyEntry {
     /// The credential's identifier, as events carry it.
     pub key_id: CompactString,
@@ -221,6 +228,14 @@ pub struct KeyEntry {
     pub usage_cap: Option<UsageCap>,
     /// The key is meant to be used once (a provisioning or enrolment key).
     pub one_time: bool,
+    /// The identity the key belongs to at its provider (an IAM user name,
+    /// a service account's email, a GitHub login): what an owner mapping
+    /// matches, and whom a response action names to the provider.
+    pub principal: Option<Arc<str>>,
+    /// The provider says the key is switched off (AWS `Inactive`, Google
+    /// Cloud `disabled`): it cannot be used, so it is neither stale nor
+    /// overdue for rotation.
+    pub disabled: bool,
 }
 
 impl KeyEntry {

@@ -91,6 +91,9 @@ impl<'a> Builder<'a> {
         if j.expired {
             status.push("expired");
         }
+        if entry.disabled {
+            status.push("disabled");
+        }
         if let (Some(after), Some(expires), Some((used, _))) =
             (j.expired_in_use, entry.expires, j.last_use)
         {

@@ -69,7 +69,7 @@ pub(super) fn judge(
     };
     let stale = idle_since
         .map(|(since, basis)| (now.saturating_sub(since), basis))
-        .filter(|&(idle, _)| !expired && idle >= t.stale_after_s)
+        .filter(|&(idle, _)| !expired && !entry.disabled && idle >= t.stale_after_s)
         .map(|(idle, basis)| (days(idle), basis));
     let overdue = [
         entry.last_rotated.map(|r| (r, "last_rotated")),
@@ -79,7 +79,7 @@ pub(super) fn judge(
     .flatten()
     .next()
     .map(|(r, basis)| (r, basis, now.saturating_sub(r)))
-    .filter(|&(_, _, since)| !expired && since >= t.rotation_after_s)
+    .filter(|&(_, _, since)| !expired && !entry.disabled && since >= t.rotation_after_s)
     .map(|(r, basis, since)| (r, basis, days(since)));
     let expired_in_use = match (entry.expires, last_use) {
         (Some(e), Some((used, _))) if expired && used >= e => Some(days(used - e)),

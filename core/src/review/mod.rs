@@ -9,15 +9,20 @@
 //! `keywatch review` (over replayed events), the daemon's API and a
 //! checkpoint file can all feed it. Its serde form is the JSON for machines;
 //! [`Review::to_markdown`] is the report for people. [`status`] counts the
-//! same classification for the inventory metrics.
+//! same classification for the inventory metrics. [`Review::offences`]
+//! lists the keys on the lists a CI gate requires empty (`--fail-on`).
 
 mod build;
+mod changes;
+mod gate;
 mod input;
 mod judge;
 mod markdown;
 mod report;
 
 pub use build::review;
+pub use changes::{Changes, Digest};
+pub use gate::{Class, Offence};
 pub use input::{ReviewInput, Thresholds};
 pub use report::*;
 

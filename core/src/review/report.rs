@@ -82,7 +82,7 @@ impl Review {
 }
 
 /// How many keys each list holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Keys in the inventory.
     pub listed: usize,
@@ -311,7 +311,7 @@ pub struct KeyRow {
     pub uses: u64,
     /// Findings in the period.
     pub findings: u32,
-    /// Every list the key is on: `unknown`, `expired`, `expired_in_use`,
+    /// Every list the key is on: `unknown`, `expired`, `disabled`, `expired_in_use`,
     /// `stale`, `rotation_overdue`, `least_privilege`.
     pub status: Vec<&'static str>,
     /// Risk score (see [`Ranked`]).

@@ -147,6 +147,7 @@ async function giveVerdict(id, status, extra = {}) {
     if (e.taught) text += ` The key now treats ${lessonText(e.taught)} as normal.`;
     if (e.suppression_id !== undefined) text += ` Suppression #${e.suppression_id} created (see Suppressions).`;
     if (e.renotified) text += " Sent again to the alert sinks as critical.";
+    if (r.response === "queued") text += " Response rules act on the key: see the audit trail.";
     toast(text);
     return true;
   } catch (err) {
@@ -569,7 +570,16 @@ async function viewSuppressions() {
 
 // ---- review
 async function viewReview() {
-  $("#view").innerHTML = `<h1>Key security review</h1><div id="comp"></div><div id="review" class="muted">Loading…</div>`;
+  $("#view").innerHTML = `<h1>Key security review</h1><div id="comp"></div><h2>Past reviews</h2><div id="past" class="muted">Loading…</div><h2>Now</h2><div id="review" class="muted">Loading…</div>`;
+  api("/api/v1/reviews").then((b) => {
+    const list = b.reviews || [];
+    const keys = (ks) => ks.length ? ks.map((k) => `<a href="#/key/${encodeURIComponent(k)}">${esc(k)}</a>`).join(", ") : '<span class="muted">none</span>';
+    $("#past").innerHTML = list.length ? `<table id="reviews"><tr><th>Review</th><th>Listed</th><th>Unknown</th><th>Stale</th><th>Rotation overdue</th><th>Changes since the previous one</th></tr>${list.map((r) => {
+      const c = r.changes;
+      const changes = c.since ? `<b>new unknown</b>: ${keys(c.new_unknown)}<br><b>went stale</b>: ${keys(c.went_stale)}<br><b>rotated</b>: ${keys(c.rotated)}${c.added.length ? `<br><b>added</b>: ${keys(c.added)}` : ""}${c.removed.length ? `<br><b>removed</b>: ${keys(c.removed)}` : ""}` : '<span class="muted">the first review</span>';
+      return `<tr class="review-row" data-seq="${r.seq}"><td>${when(r.generated_at)}</td><td>${r.summary.listed}</td><td>${r.summary.unknown}</td><td>${r.summary.stale}</td><td>${r.summary.rotation_overdue}</td><td>${changes}</td></tr>`;
+    }).join("")}</table>` : '<p class="empty">No scheduled review yet ([review] every).</p>';
+  }).catch((e) => { $("#past").innerHTML = `<p class="empty">${esc(e.message)}</p>`; });
   api("/api/v1/compromised").then((b) => {
     const keys = b.keys || [];
     $("#comp").innerHTML = `<div class="card"><b>Keys confirmed compromised</b> (until their findings are resolved): ${keys.length ? keys.map((k) => `<a class="compromised" href="#/key/${encodeURIComponent(k)}">${esc(k)}</a>`).join(", ") : "none"}</div>`;
