@@ -1039,12 +1039,10 @@ async fn one_attack_is_one_notification_per_paging_sink_updated_then_resolved() 
     run.alerts.submit(&findings[1]);
 
     // Slack: one message on opening; the three changes after it inside the
-    // update interval make one update, sent once the interval has passed.
+    // update interval make one update (its "4 findings" below: had it not
+    // waited, it would be the second finding's alone). Not timed: on a busy
+    // machine the opening message can reach the receiver late.
     let got = slack.wait_for(2, Duration::from_secs(5)).await;
-    assert!(
-        got[1].at - got[0].at >= Duration::from_millis(400),
-        "the update waited for its interval"
-    );
     let opened = got[0].json().to_string();
     assert!(opened.contains("incident opened"), "{opened}");
     assert!(
@@ -1059,9 +1057,9 @@ async fn one_attack_is_one_notification_per_paging_sink_updated_then_resolved() 
     );
     assert!(update.contains("4 findings"), "{update}");
 
-    // The incident goes quiet for its window (1h of event time).
+    // The incident goes quiet for its window (90 minutes of event time).
     run.alerts
-        .resolve_idle_incidents(T0_MS + 4 * 60_000 + 3_600_000);
+        .resolve_idle_incidents(T0_MS + 4 * 60_000 + 90 * 60_000);
     let got = slack.wait_for(3, Duration::from_secs(5)).await;
     assert!(got[2].json().to_string().contains("incident resolved"));
 

@@ -280,6 +280,9 @@ fn one_finding_keeps_its_own_weight_and_severity() {
 
 #[test]
 fn a_finding_past_the_window_resolves_the_old_incident_and_opens_a_new_one() {
+    // The default window, in minutes (90: the engine's cooldown and half an hour).
+    let w = (IncidentsConfig::default().window.0.as_secs() / 60) as i64;
+    assert_eq!(w, 90);
     let mut t = tracker();
     let net = "198.51.100.7";
     let a = t.observe(&finding(
@@ -290,26 +293,27 @@ fn a_finding_past_the_window_resolves_the_old_incident_and_opens_a_new_one() {
         net,
         "iam:ListUsers",
     ));
-    // 59 minutes later: still the same incident, and the window restarts.
+    // A minute short of the window later: still the same incident, and the
+    // window restarts.
     let b = t.observe(&finding(
         "AKIA1",
         Detector::NewAction,
         Severity::Medium,
-        59,
+        w - 1,
         net,
         "iam:ListRoles",
     ));
     assert_eq!(a.incident_id, b.incident_id);
     assert!(
-        t.resolve_idle(T0 + 100 * MIN).is_empty(),
-        "59 + 60 min have not passed"
+        t.resolve_idle(T0 + (2 * w - 2) * MIN).is_empty(),
+        "a window since the last one has not passed"
     );
-    // 60 minutes after the last one: a new incident.
+    // A window after the last one: a new incident.
     let c = t.observe(&finding(
         "AKIA1",
         Detector::NewAction,
         Severity::Medium,
-        119,
+        2 * w - 1,
         net,
         "iam:ListGroups",
     ));
@@ -321,11 +325,38 @@ fn a_finding_past_the_window_resolves_the_old_incident_and_opens_a_new_one() {
     assert_eq!(c.events[1].change, Change::Opened);
 
     // Quiet for the window: resolved by the clock.
-    assert!(t.resolve_idle(T0 + 178 * MIN).is_empty());
-    let done = t.resolve_idle(T0 + 179 * MIN);
+    assert!(t.resolve_idle(T0 + (3 * w - 2) * MIN).is_empty());
+    let done = t.resolve_idle(T0 + (3 * w - 1) * MIN);
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].incident.id, c.incident_id);
     assert_eq!(t.open_count(), 0);
+}
+
+/// A detector that re-raises as soon as its cooldown (an hour) lets it, a
+/// rate bucket later, is the same attack going on: a slow ramp is one
+/// incident, not two pages.
+#[test]
+fn a_detector_re_raising_after_its_cooldown_stays_in_the_incident() {
+    let mut t = tracker();
+    let net = "198.51.100.7";
+    let first = t.observe(&finding(
+        "AKIA1",
+        Detector::RateSpike,
+        Severity::Medium,
+        0,
+        net,
+        "s3:GetObject",
+    ));
+    let again = t.observe(&finding(
+        "AKIA1",
+        Detector::RateSpike,
+        Severity::Medium,
+        65,
+        net,
+        "s3:GetObject",
+    ));
+    assert_eq!(again.incident_id, first.incident_id);
+    assert_ne!(again.events[0].change, Change::Opened);
 }
 
 #[test]
