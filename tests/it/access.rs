@@ -1343,16 +1343,6 @@ password_hash = "{hash}"
     );
 }
 
-/// A `keywatch run` process, killed when the test ends.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_running_daemon_refuses_a_token_revoked_through_the_cli_at_once() {
     use rdkafka::mocking::MockCluster;
@@ -1396,7 +1386,7 @@ enabled = false
     let token = cli(&["create", "-c", c, "--user", "frank", "--role", "responder"]);
     let token = token.trim();
     let log = dir.path().join("run.log");
-    let _daemon = Daemon(
+    let _daemon = KillOnDrop(
         keywatch()
             .args(["run", "-c", c])
             .env("KEYWATCH_LOG", "info")

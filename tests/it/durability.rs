@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
@@ -77,31 +77,8 @@ enabled = {changelog}
     cfg
 }
 
-/// A `keywatch run` process, killed if the test fails before stopping it.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Daemon {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Daemon {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-fn start(cfg: &Path, log: &Path) -> Daemon {
-    Daemon(
+fn start(cfg: &Path, log: &Path) -> KillOnDrop {
+    KillOnDrop(
         keywatch()
             .arg("run")
             .arg("-c")

@@ -15,7 +15,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,16 +31,6 @@ const TOPIC: &str = "audit";
 const TOKEN: &str = "lifecycle-test-token-0123456789";
 const DAY: i64 = 86_400;
 
-/// A child process killed when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A `keywatch run` over a mock cluster, with `extra` configuration.
 struct Env {
     _cluster: MockCluster<'static, DefaultProducerContext>,
@@ -48,7 +38,7 @@ struct Env {
     dir: tempfile::TempDir,
     base: String,
     http: reqwest::blocking::Client,
-    _daemon: Option<Process>,
+    _daemon: Option<KillOnDrop>,
 }
 
 impl Env {
@@ -110,7 +100,7 @@ path = "{}"
         )
         .unwrap();
         self.base = format!("http://{listen}");
-        self._daemon = Some(Process(
+        self._daemon = Some(KillOnDrop(
             keywatch()
                 .arg("run")
                 .arg("-c")
@@ -413,7 +403,7 @@ path = "{}"
 struct Moto {
     url: String,
     http: reqwest::blocking::Client,
-    _process: Process,
+    _process: KillOnDrop,
 }
 
 impl Moto {
@@ -426,7 +416,7 @@ impl Moto {
         }
         let addr = free_loopback_addr();
         let port = addr.rsplit(':').next().unwrap().to_owned();
-        let process = Process(
+        let process = KillOnDrop(
             std::process::Command::new("python3")
                 .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port])
                 .stdout(Stdio::null())

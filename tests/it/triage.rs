@@ -32,16 +32,6 @@ const TOKEN: &str = "console-test-token-0123456789";
 const T0: i64 = 1_767_571_200;
 const DAY: i64 = 86_400;
 
-/// A `keywatch run` process, killed if the test fails before stopping it.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Setup {
     _cluster: MockCluster<'static, DefaultProducerContext>,
     producer: ThreadedProducer<DefaultProducerContext>,
@@ -106,8 +96,8 @@ path = "{}"
         }
     }
 
-    fn start(&self, log: &str) -> Daemon {
-        Daemon(
+    fn start(&self, log: &str) -> KillOnDrop {
+        KillOnDrop(
             keywatch()
                 .arg("run")
                 .arg("-c")
