@@ -4,7 +4,7 @@ use crate::cli::CheckConfigArgs;
 
 use keywatch_core::inventory::Inventory;
 use keywatch_core::netintel::config::NetIntelConfig;
-use keywatch_core::netintel::NetIntel;
+use keywatch_core::netintel::{Counters, Tables};
 
 use super::{load_config, Failure};
 
@@ -54,8 +54,9 @@ fn check_netintel(cfg: &NetIntelConfig) -> Result<(), Failure> {
             );
         }
     }
-    let intel = NetIntel::open(cfg, None)?;
-    let entries = intel.snapshot().entries;
+    // The tables alone: the daemon's start-up warnings are this command's
+    // own lines below, said once.
+    let entries = Tables::load(&cfg.in_force(), Counters::detached())?.entries;
     eprintln!(
         "netintel: {}",
         entries

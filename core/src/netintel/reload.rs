@@ -52,10 +52,7 @@ impl NetIntel {
                 looked_up: m.netintel_lookups.with_label_values(&["looked_up"]),
                 cached: m.netintel_lookups.with_label_values(&["cached"]),
             },
-            None => Counters {
-                looked_up: unregistered("looked_up"),
-                cached: unregistered("cached"),
-            },
+            None => Counters::detached(),
         };
         let reloads = match metrics {
             Some(m) => ["ok", "failed"].map(|r| m.netintel_reloads.with_label_values(&[r])),

@@ -35,6 +35,18 @@ pub struct Counters {
     pub cached: IntCounter,
 }
 
+impl Counters {
+    /// Counters no registry exports: for loading the tables only to check
+    /// or measure them (`check-config`, `netintel update`).
+    pub fn detached() -> Counters {
+        let counter = |name: &str| IntCounter::new(name, "unregistered").expect("valid metric");
+        Counters {
+            looked_up: counter("looked_up"),
+            cached: counter("cached"),
+        }
+    }
+}
+
 /// Everything loaded from the enrichment files.
 pub struct Tables {
     pub(super) city: Option<Reader<Vec<u8>>>,

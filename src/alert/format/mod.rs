@@ -74,10 +74,15 @@ fn to_line(v: &serde_json::Value) -> String {
     serde_json::to_string(v).expect("a JSON value always serialises")
 }
 
-/// The alert's event time in epoch milliseconds (0 if unreadable, which
-/// the engine never writes).
+/// An RFC 3339 time in epoch milliseconds (0 if unreadable, which keywatch
+/// never writes).
+fn epoch_ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(0, |t| t.timestamp_millis())
+}
+
+/// The alert's event time in epoch milliseconds.
 fn observed_ms(alert: &Alert) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(&alert.observed_at).map_or(0, |t| t.timestamp_millis())
+    epoch_ms(&alert.observed_at)
 }
 
 /// A sample field as text.

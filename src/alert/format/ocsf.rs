@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{observed_ms, sample_str, source_ip};
+use super::{epoch_ms, observed_ms, sample_str, source_ip};
 use crate::alert::shape::{Alert, IncidentAlert};
 use keywatch_core::engine::Severity;
 use keywatch_core::incident::{Change, Status};
@@ -43,12 +43,6 @@ fn metadata(uid: &str) -> Value {
     })
 }
 
-/// Milliseconds of an RFC 3339 time (0 if unreadable, which keywatch never
-/// writes).
-fn ms(rfc3339: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339).map_or(0, |t| t.timestamp_millis())
-}
-
 /// The Incident Finding for an incident event.
 pub fn incident(i: &IncidentAlert) -> Value {
     let (severity_id, severity) = severity(i.severity);
@@ -65,7 +59,7 @@ pub fn incident(i: &IncidentAlert) -> Value {
         .timeline
         .iter()
         .map(|s| {
-            let t = ms(&s.observed_at);
+            let t = epoch_ms(&s.observed_at);
             json!({
                 "uid": s.finding_id,
                 "title": format!("{} on key {}", s.detector.as_str(), s.key_id),
@@ -82,7 +76,7 @@ pub fn incident(i: &IncidentAlert) -> Value {
         .iter()
         .map(|t| json!({ "tactic": { "name": t.text(), "uid": t.attack_id() }, "version": "15" }))
         .collect();
-    let time = ms(&i.last_seen);
+    let time = epoch_ms(&i.last_seen);
     let mut out = json!({
         "activity_id": activity_id,
         "activity_name": activity_name,
@@ -93,7 +87,7 @@ pub fn incident(i: &IncidentAlert) -> Value {
         "type_uid": 200_500 + activity_id,
         "type_name": format!("Incident Finding: {activity_name}"),
         "time": time,
-        "start_time": ms(&i.first_seen),
+        "start_time": epoch_ms(&i.first_seen),
         "end_time": time,
         "severity_id": severity_id,
         "severity": severity,

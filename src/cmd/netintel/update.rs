@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use keywatch_core::netintel::config::{dir_files, NetIntelConfig};
-use keywatch_core::netintel::NetIntel;
+use keywatch_core::netintel::{Counters, Tables};
 use serde::Serialize;
 
 /// Where a source's data comes from.
@@ -318,8 +318,7 @@ fn entries_of(role: Role, path: &Path) -> anyhow::Result<usize> {
             "cloud"
         }
     };
-    let intel = NetIntel::open(&cfg, None)?;
-    let tables = intel.snapshot();
+    let tables = Tables::load(&cfg, Counters::detached())?;
     Ok(tables
         .entries
         .iter()
