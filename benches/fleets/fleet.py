@@ -10,8 +10,11 @@ standard library only; everything follows from --seed.
 It shares no code or parameters with keywatch's own generator (src/gen), which
 keywatch was tuned on. Each key is one of 16 benign *kinds* whose parameters
 (rates, hours, time zones, pool sizes) are drawn at random per key; 1-3 role
-keys (hourly STS sessions) come on top. Ten attack families are then planted,
-each on a key of its own with at least 21 days of history.
+keys (hourly STS sessions) come on top. Eleven attack families are then
+planted, each on a key of its own with at least 21 days of history. One of
+them, stolen_key_blending_in, is the careful thief: only the network is new
+(the key's own calls, its own client), so it measures what a new network
+alone is worth on each kind of key.
 
 The default start (2026-09-15) puts four DST transitions inside a 50-day span
 (Pacific/Auckland 27 Sep, Australia/Sydney 4 Oct, Europe 25 Oct, North America
@@ -64,6 +67,7 @@ FAMILIES = {
     "stolen_sessions": "new_source",
     "new_identity": "new_identity_sensitive_action",
     "broad_key_sensitive": "new_action",
+    "stolen_key_blending_in": "new_source",
 }
 _GENERAL = [k for k in KINDS if k not in ("monthly_job", "sparse")]
 # Which kinds each family may be planted on (monthly/sparse never: the signal
@@ -81,6 +85,7 @@ ELIGIBLE = {
     "stolen_sessions": ["role_session"],
     "new_identity": [],
     "broad_key_sensitive": ["deploy_key"],
+    "stolen_key_blending_in": _GENERAL,
 }
 
 # ---------------------------------------------------------------- address space
@@ -1302,6 +1307,23 @@ class Planter:
                              region_of(a, last[7])))
         self.record("stolen_key_new_network", k, last[1], last[2], ts[0], ts[-1],
                     network=p24 + ".0/24", calls=n, user_agent="usual" if ua == last[4] else ua)
+
+    def stolen_key_blending_in(self, k: Key):
+        """A careful thief: from a network of his own, the key's own calls
+        with its own client (replayed from its last two weeks), at a
+        random time. Only the network is new."""
+        rng = self.rng
+        start = self.start_time()
+        _, recent = self.usual(k, start)
+        sample = recent[-2000:]
+        p24 = self.F.nets.attacker24(rng)
+        host = Nets.host(p24, rng)
+        n = rng.randint(10, 40)
+        ts = sorted([start] + [start + int(rng.random() * HOUR) for _ in range(n - 1)])
+        for t in ts:
+            self.clone(k, rng.choice(sample), t, src=host, key_id=sample[-1][1])
+        self.record("stolen_key_blending_in", k, sample[-1][1], sample[-1][2], ts[0], ts[-1],
+                    network=p24 + ".0/24", calls=n)
 
     def burst(self, k: Key):
         rng = self.rng

@@ -62,6 +62,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         ("duplicate", &stats.suppressed_duplicate),
         ("folded", &stats.folded),
         ("taught", &stats.suppressed_taught),
+        ("uncorroborated", &stats.uncorroborated),
     ] {
         let c = s.metrics.suppressed.with_label_values(&[rule]);
         c.inc_by(n.load(Ordering::Relaxed).saturating_sub(c.get()));

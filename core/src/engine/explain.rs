@@ -6,11 +6,11 @@ use serde_json::{json, Value};
 
 use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
 use super::detect::share::{round3, share_text};
-use super::detect::{new_source, source_fanout, DAY};
+use super::detect::{human_secs, new_source, source_fanout, DAY};
 use super::finding::Detector;
 use super::settings::Settings;
 use super::source::SourceId;
-use super::state::{KeyState, Novel, Secs, ValueKind};
+use super::state::{KeyState, NetworkSummary, Novel, Secs, ValueKind};
 use crate::decode::time::format_rfc3339;
 
 /// Which line a rate model draws now, in words.
@@ -84,7 +84,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
         }
     };
     let new_source = status(cfg.new_source.enabled, &|| {
-        new_source_armed(s, state, net_rate, &nets.sample_display(), &pool_churn)
+        new_source_armed(s, state, net_rate, &nets, &pool_churn, now)
     });
     let (new_nets, inside) = state.fanout.current();
     let (new_t, inside_t) = source_fanout::thresholds(&state.fanout, &cfg.source_fanout);
@@ -200,24 +200,42 @@ fn new_source_armed(
     s: &Settings,
     state: &KeyState,
     net_rate: f32,
-    networks: &[String],
+    nets: &NetworkSummary,
     pool_churn: &[String],
+    now: Secs,
 ) -> String {
-    let expected = s.detectors.new_source.expected_novelty;
+    let cfg = &s.detectors.new_source;
+    let expected = cfg.expected_novelty;
     let net_share = share_text(net_rate, state.novelty.days());
+    let networks = nets.sample_display();
+    let upper = state.novelty.upper(Novel::Network);
+    let acquired_for = now.saturating_sub(nets.newest_first_seen.max(nets.last_burst));
+    let held = if new_source::judged_alone(cfg, upper, acquired_for) {
+        String::new()
+    } else {
+        format!(
+            "; held for corroboration: a new network alone is raised only if, within {}, it calls what the key has not called, uses a client it has not used, or makes a sensitive call (share with one more {:.0}%, alone_below {}; newest network acquired {} ago, alone_after {})",
+            cfg.corroborate_within,
+            upper * 100.0,
+            cfg.alone_below,
+            human_secs(u64::from(acquired_for)),
+            cfg.alone_after,
+        )
+    };
     match new_source::surprise(net_rate, expected) {
         None => format!(
             "quiet (novelty_expected): the key met a new network {net_share}, at or above expected_novelty {expected}; a key leaving its cloud ranges is still judged"
         ),
         Some(severity) => format!(
-            "armed: the key met a new network {net_share}; a use from a network other than {} would alert ({}{})",
+            "armed: the key met a new network {net_share}; a use from a network other than {} would alert ({}{}{})",
             networks.join(", "),
             severity.as_str(),
             if pool_churn.is_empty() {
                 String::new()
             } else {
                 format!("; low, pool_churn, inside {}", pool_churn.join(", "))
-            }
+            },
+            held,
         ),
     }
 }

@@ -38,6 +38,12 @@ fn ev(t: i64, key: &'static str, source: impl Into<String>) -> Ev {
 }
 
 impl Ev {
+    /// The same use, calling `action` instead.
+    fn calling(mut self, action: &str) -> Ev {
+        self.action = action.to_owned();
+        self
+    }
+
     fn ua(mut self, ua: impl Into<String>) -> Ev {
         self.ua = ua.into();
         self
@@ -51,7 +57,9 @@ impl Ev {
             source: Source::parse(Cow::Borrowed(&self.source)),
             user_agent: Some(Cow::Borrowed(&self.ua)),
             action: Some(Cow::Borrowed(&self.action)),
-            action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
+            // `secretsmanager:GetSecretValue` names its own service.
+            action_namespace: (!self.action.contains(':'))
+                .then_some(Cow::Borrowed("s3.amazonaws.com")),
             outcome: Outcome::Success,
             region: None,
             count: 1,
@@ -347,18 +355,44 @@ fn a_thief_right_after_the_owners_move_is_still_found_with_the_usual_client() {
     let mut rng = Rng(82);
     let mut events = steady("AKIAMOVED", 0, 30, &["203.0.113.10"], &mut rng);
     events.extend(steady("AKIAMOVED", 26, 4, &["198.51.100.20"], &mut rng));
-    // Same client family as the owner: aws-cli.
-    events.push(ev(T0 + 30 * DAY + 3 * HOUR, "AKIAMOVED", "185.220.101.7"));
+    // Same client family as the owner: aws-cli, and the owner's call. A
+    // key that met a new network four days ago has not shown that a new
+    // one is news: this is held, and alone it would be dropped (the door
+    // a careful thief walks through, see docs/detectors.md).
+    let thief = ev(T0 + 30 * DAY + 3 * HOUR, "AKIAMOVED", "185.220.101.7");
+    events.push(thief.clone());
+    let ns = |findings: &[Finding]| -> Vec<Finding> {
+        of(findings, Detector::NewSource)
+            .into_iter()
+            .filter(|f| f.summary.contains("185.220.101.7"))
+            .cloned()
+            .collect()
+    };
+    assert!(ns(&run(events.clone())).is_empty());
+    // Two minutes later, from it, a call the owner never made: the held
+    // finding is raised, at the severity the network had (one move in a
+    // month: medium or more), with the call in its evidence.
+    events.push(Ev {
+        t: thief.t + 120,
+        ..thief.calling("ListBuckets")
+    });
     let findings = run(events);
-    // The owner's own move on day 26 is a finding of its own (high); one
-    // move in a month leaves the thief's network at medium or more.
-    let ns: Vec<_> = of(&findings, Detector::NewSource)
-        .into_iter()
-        .filter(|f| f.summary.contains("185.220.101.7"))
-        .collect();
+    let ns = ns(&findings);
     assert_eq!(ns.len(), 1, "{findings:#?}");
     assert!(ns[0].severity >= Severity::Medium);
     assert_eq!(ns[0].evidence.observed["usual_client"], true);
+    assert_eq!(
+        ns[0].evidence.observed["corroboration"],
+        serde_json::json!({"rule": "new_action", "value": "s3:ListBuckets", "after_s": 120})
+    );
+    assert!(
+        ns[0].summary.ends_with(
+            "From it 2m later, it called s3:ListBuckets, an action it has not called before."
+        ),
+        "{}",
+        ns[0].summary
+    );
+    assert_eq!(ns[0].sample.source.as_deref(), Some("185.220.101.7"));
 }
 
 #[test]
@@ -395,7 +429,9 @@ fn pool_churn_only_where_the_key_churned() {
         &mut rng,
     ));
     events.extend(steady("AKIACHURN", 20, 10, &["100.64.3.10"], &mut rng));
-    events.push(ev(T0 + 30 * DAY + 3 * HOUR, "AKIACHURN", "100.64.9.5"));
+    // (A call it never made: the churning key's days bring new networks,
+    // and a new one alone would be held.)
+    events.push(ev(T0 + 30 * DAY + 3 * HOUR, "AKIACHURN", "100.64.9.5").calling("DeleteObject"));
     let (engine, findings) = engine_run(events);
     // The churning key's own move to 100.64.3.0/24 on day 20 is a finding
     // too (medium: no churn shown before it).
@@ -425,8 +461,9 @@ fn a_fanout_does_not_make_the_key_roam() {
     let mut rng = Rng(85);
     let mut events = steady("AKIAAFTER", 0, 40, &["203.0.113.10"], &mut rng);
     events.extend(botnet("AKIAAFTER", T0 + 30 * DAY + 10 * HOUR, 51, 50, 0));
-    // Three days later, one new network.
-    events.push(ev(T0 + 33 * DAY + 3 * HOUR, "AKIAAFTER", "185.220.101.7"));
+    // Three days later, one new network, calling what the key never did
+    // (alone it would be held: see the attacker's test below).
+    events.push(ev(T0 + 33 * DAY + 3 * HOUR, "AKIAAFTER", "185.220.101.7").calling("ListBuckets"));
     let (engine, findings) = engine_run(events);
     let ns = of(&findings, Detector::NewSource);
     assert_eq!(
@@ -523,10 +560,12 @@ fn a_fanout_that_overflows_the_memory_does_not_quiet_the_key() {
     let home: Vec<&str> = home.iter().map(String::as_str).collect();
     let mut events = steady("AKIAONCE", 0, 40, &home, &mut rng);
     events.extend(botnet("AKIAONCE", T0 + 30 * DAY + 10 * HOUR, 100, 100, 0));
-    events.push(ev(T0 + 32 * DAY + 3 * HOUR, "AKIAONCE", "185.220.101.7"));
+    // (Each doing what the key never did: after a fan-out's day a new
+    // network alone is held, see the next test.)
+    events.push(ev(T0 + 32 * DAY + 3 * HOUR, "AKIAONCE", "185.220.101.7").calling("ListBuckets"));
     // One of the fan-out's networks (the 41st, see `botnet`; among the
     // latest forgotten), on the next day.
-    events.push(ev(T0 + 33 * DAY + 3 * HOUR, "AKIAONCE", "91.40.120.200"));
+    events.push(ev(T0 + 33 * DAY + 3 * HOUR, "AKIAONCE", "91.40.120.200").calling("DeleteObject"));
     // A pool key that settled on one network five weeks ago: its share of
     // days bringing new networks has decayed below `expected_novelty` (the
     // baseline half-life, 14 days, more than twice over), and a new network
@@ -731,4 +770,165 @@ fn generated_fleets_per_archetype() {
     }
     println!("worst fleet per detector: {worst:?}");
     println!("recall: {recall:?}");
+}
+
+/// A person between home, office and now and then a new network: a new
+/// network with the key's own calls and client is held and dropped after
+/// `corroborate_within`, counted; the same network calling what the key
+/// never called, using a client it never used, or making a sensitive call
+/// (even one the key makes) raises the held finding.
+#[test]
+fn a_new_network_on_a_key_that_meets_them_now_and_then_waits_for_a_call_the_key_does_not_make() {
+    let mut rng = Rng(95);
+    let person = |key: &'static str, rng: &mut Rng| {
+        let mut events = steady(key, 0, 21, &["203.0.113.10", "198.51.100.4"], rng);
+        // A cafe on day 12: the key's days now bring a new network now and then.
+        events.extend(steady(key, 12, 1, &["192.0.2.77"], rng));
+        events
+    };
+    let at = T0 + 21 * DAY + 10 * HOUR;
+    let cafe = "100.70.8.9";
+    let mut events = person("AKIACAFE", &mut rng);
+    events.extend((0..30).map(|i| ev(at + i * 60, "AKIACAFE", cafe)));
+    // Its next use of that network, two hours on: the hold is over.
+    events.push(ev(at + 2 * HOUR, "AKIACAFE", cafe).calling("ListBuckets"));
+    let mut thieves = Vec::new();
+    for (key, odd) in [
+        ("AKIANEWCALL", ev(0, "", "").calling("ListBuckets")),
+        ("AKIANEWCLIENT", ev(0, "", "").ua("python-requests/2.31.0")),
+        (
+            "AKIASENSITIVE",
+            ev(0, "", "").calling("secretsmanager:GetSecretValue"),
+        ),
+    ] {
+        let mut events = person(key, &mut rng);
+        if key == "AKIASENSITIVE" {
+            // It reads its secret every day: the call is not new to it.
+            events.extend((0..21).map(|d| {
+                ev(T0 + d * DAY + 5 * HOUR, key, "203.0.113.10")
+                    .calling("secretsmanager:GetSecretValue")
+            }));
+        }
+        events.extend((0..5).map(|i| ev(at + i * 60, key, cafe)));
+        events.push(Ev {
+            t: at + 10 * 60,
+            key,
+            source: cafe.into(),
+            ..odd
+        });
+        thieves.push((key, events));
+    }
+    for (_, e) in &thieves {
+        events.extend(e.iter().cloned());
+    }
+    let (engine, findings) = engine_run(events);
+    let on = |key: &str| -> Vec<&Finding> {
+        of(&findings, Detector::NewSource)
+            .into_iter()
+            .filter(|f| f.key_id == key && f.observed_at.as_str() >= "2026-01-26")
+            .collect()
+    };
+    assert!(on("AKIACAFE").is_empty(), "{:#?}", on("AKIACAFE"));
+    assert!(
+        engine.stats().uncorroborated.load(Ordering::Relaxed) >= 1,
+        "the dropped hold is counted"
+    );
+    for (key, rule) in [
+        ("AKIANEWCALL", "new_action"),
+        ("AKIANEWCLIENT", "new_user_agent"),
+        ("AKIASENSITIVE", "sensitive_action"),
+    ] {
+        let found = on(key);
+        assert_eq!(found.len(), 1, "{key}: {findings:#?}");
+        let f = found[0];
+        assert_eq!(f.evidence.observed["corroboration"]["rule"], rule, "{f:#?}");
+        assert_eq!(f.evidence.observed["corroboration"]["after_s"], 600);
+        assert_eq!(f.evidence.observed["network"], "100.70.8.0/24");
+        assert!(rules(f).contains(&"corroborated"), "{f:#?}");
+        assert!(f.severity >= Severity::Medium, "{f:#?}");
+    }
+}
+
+/// A service on the same networks for a month needs no corroboration: its
+/// first new network, with its own calls and client, is high at once. So
+/// is a weekly job's, once its one network is a month old, however few
+/// its active days.
+#[test]
+fn a_key_settled_for_a_month_is_judged_on_a_new_network_alone() {
+    let mut rng = Rng(96);
+    let mut events = steady("AKIASETTLED", 0, 31, &["203.0.113.10"], &mut rng);
+    events.push(ev(T0 + 31 * DAY + 3 * HOUR, "AKIASETTLED", "185.220.101.7"));
+    for w in 0..5 {
+        events.extend(steady(
+            "AKIAWEEKLYJOB",
+            w * 7,
+            1,
+            &["198.51.100.4"],
+            &mut rng,
+        ));
+    }
+    events.push(ev(
+        T0 + 33 * DAY + 3 * HOUR,
+        "AKIAWEEKLYJOB",
+        "185.220.101.7",
+    ));
+    // The same job three weeks old: not yet.
+    for w in 0..3 {
+        events.extend(steady(
+            "AKIAYOUNGJOB",
+            7 + w * 7,
+            1,
+            &["198.51.100.5"],
+            &mut rng,
+        ));
+    }
+    events.push(ev(
+        T0 + 26 * DAY + 3 * HOUR,
+        "AKIAYOUNGJOB",
+        "185.220.101.7",
+    ));
+    let findings = run(events);
+    let on = |key: &str| {
+        of(&findings, Detector::NewSource)
+            .into_iter()
+            .find(|f| f.key_id == key)
+    };
+    let settled = on("AKIASETTLED").expect("a month on one network");
+    assert_eq!(settled.severity, Severity::High, "{settled:#?}");
+    assert!(settled.evidence.observed.get("corroboration").is_none());
+    assert!(on("AKIAWEEKLYJOB").is_some(), "{findings:#?}");
+    assert!(on("AKIAYOUNGJOB").is_none(), "{findings:#?}");
+}
+
+/// Attacker's test for the hold: a thief who first fans out (raising
+/// `source_fanout`) makes the key's days bring new networks; his later use
+/// from yet another network, doing only what the key does, is held and
+/// dropped. The door costs him the fan-out's finding; a call the key never
+/// made closes it.
+#[test]
+fn after_a_fanout_a_blending_thief_is_held_the_fanout_was_the_finding() {
+    let mut rng = Rng(97);
+    let mut events = steady("AKIAFANNED", 0, 40, &["203.0.113.10"], &mut rng);
+    events.extend(botnet("AKIAFANNED", T0 + 30 * DAY + 10 * HOUR, 60, 30, 0));
+    events.push(ev(T0 + 32 * DAY + 3 * HOUR, "AKIAFANNED", "185.220.101.7"));
+    let mut cfg = Config::default();
+    cfg.engine.fold_after = 0;
+    let findings = engine_run_with(&cfg, events.clone()).1;
+    assert!(
+        !of(&findings, Detector::SourceFanout).is_empty(),
+        "{findings:#?}"
+    );
+    let blend = |f: &&Finding| f.summary.contains("185.220.101.7");
+    assert!(
+        of(&findings, Detector::NewSource).iter().all(|f| !blend(f)),
+        "{findings:#?}"
+    );
+    events.push(
+        ev(T0 + 32 * DAY + 3 * HOUR + 30, "AKIAFANNED", "185.220.101.7").calling("ListBuckets"),
+    );
+    let findings = engine_run_with(&cfg, events).1;
+    assert!(
+        of(&findings, Detector::NewSource).iter().any(blend),
+        "{findings:#?}"
+    );
 }

@@ -144,6 +144,10 @@ pub struct Stats {
     /// Findings dropped because a responder taught the identity that what
     /// they show is normal (a verdict of `expected`).
     pub suppressed_taught: AtomicU64,
+    /// New networks held for corroboration (`new_source` on a key that
+    /// meets new networks now and then) that did nothing the key does not
+    /// before their hold ended: no finding.
+    pub uncorroborated: AtomicU64,
     /// Principal findings dropped because the key's own baseline raised the
     /// same detector on the same event (one event, one finding per detector).
     pub suppressed_duplicate: AtomicU64,

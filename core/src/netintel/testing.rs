@@ -55,6 +55,8 @@ pub struct Ev {
     pub key: String,
     pub principal: Option<String>,
     pub source: String,
+    /// The S3 action called (`GetObject` unless [`Ev::calling`] says).
+    pub action: &'static str,
 }
 
 /// A use of `key` from `source` at `t`.
@@ -64,10 +66,17 @@ pub fn ev(t: i64, key: &str, source: &str) -> Ev {
         key: key.to_owned(),
         principal: None,
         source: source.to_owned(),
+        action: "GetObject",
     }
 }
 
 impl Ev {
+    /// The same use, calling `action` instead.
+    pub fn calling(mut self, action: &'static str) -> Ev {
+        self.action = action;
+        self
+    }
+
     /// The event the engine sees.
     pub fn audit(&self) -> AuditEvent<'_> {
         AuditEvent {
@@ -76,7 +85,7 @@ impl Ev {
             principal: self.principal.as_deref().map(Cow::Borrowed),
             source: Source::parse(Cow::Borrowed(&self.source)),
             user_agent: Some(Cow::Borrowed("aws-cli/2.15.0 Python/3.11.6 Linux/6.1")),
-            action: Some(Cow::Borrowed("GetObject")),
+            action: Some(Cow::Borrowed(self.action)),
             action_namespace: Some(Cow::Borrowed("s3.amazonaws.com")),
             outcome: Outcome::Success,
             region: None,

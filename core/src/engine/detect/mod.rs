@@ -113,6 +113,7 @@ pub struct History<'a> {
 }
 
 /// The numbers a detector reports.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// Severity.
     pub severity: Severity,
@@ -405,7 +406,11 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             network_new = !facts.network_known;
             // A network the key forgot for lack of room, used again.
             let returned = network_new && state.came_back(id.network(), now);
-            new_source::check(state, ctx, id, &facts, returned, located.as_ref());
+            if network_new {
+                new_source::check(state, ctx, id, &facts, returned, located.as_ref());
+            } else {
+                new_source::corroborate(state, ctx, id);
+            }
             // The key's first day shows where it is used, not how often
             // that changes.
             if network_new && state.active_days > 0 {

@@ -76,27 +76,38 @@ fn browser(family: &str) -> bool {
         || family.starts_with("signin.")
 }
 
+/// An action's value hash in the key's [`ValueSet`](crate::engine::state::ValueSet), tagged with its service.
+pub fn hash(ns: Option<&str>, action: &str) -> u32 {
+    let service = ns.map_or(0, |n| xxh3_64(n.as_bytes()));
+    value_hash(
+        ValueKind::Action,
+        service,
+        xxh3_64_with_seed(action.as_bytes(), service),
+    )
+}
+
+/// Whether an action the key's table answered `found` for is new: not
+/// called within `forget` seconds, and not what the key's monthly job
+/// called a month ago.
+pub fn is_new(found: Found, now: u32, forget: u32) -> bool {
+    let monthly = found
+        .last_seen()
+        .is_some_and(|last| a_month_apart(last, now));
+    !found.fresh(now, forget) && !monthly
+}
+
 /// Checks the event's action; records it and its service.
 pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     // `iam:CreateUser` in a flat action field names its service too.
     let Some((ns, action)) = ctx.ev.action_parts() else {
         return;
     };
-    let service = ns.map_or(0, |n| xxh3_64(n.as_bytes()));
-    let action_hash = value_hash(
-        ValueKind::Action,
-        service,
-        xxh3_64_with_seed(action.as_bytes(), service),
-    );
+    let action_hash = hash(ns, action);
     let s = ctx.settings;
     let cfg = &s.detectors.new_action;
     let (now, forget) = (ctx.now, s.forget_s);
     let found = state.values.find(action_hash);
-    // The key's monthly job calling what it called a month ago.
-    let monthly = found
-        .last_seen()
-        .is_some_and(|last| a_month_apart(last, now));
-    let new = !found.fresh(now, forget) && !monthly;
+    let new = is_new(found, now, forget);
     if cfg.enabled && ctx.eligible && new {
         let known = state.values.fresh_len(ValueKind::Action, now, forget);
         let sensitive = sensitive::category(ns, action);

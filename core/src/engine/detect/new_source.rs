@@ -55,11 +55,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use std::sync::atomic::Ordering;
+
 use super::share::{habitual, round3, share_text};
-use super::{human_secs, Ctx, Report};
+use super::{human_secs, new_action, sensitive, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
-use crate::engine::state::{KeyState, Novel, SourceFacts};
+use crate::engine::state::{Held, KeyState, Novel, SourceFacts, ValueKind, HELD};
 use crate::netintel::{NetInfo, OwnerClass, Tables};
 use crate::types::{invalid, ConfigError, HumanDuration};
 
@@ -78,6 +80,20 @@ pub struct NewSourceConfig {
     /// Pool churn's span: a new /24 beside the key's /24s of one /16 is churn
     /// (low) only if the key itself acquired one of them this recently.
     pub roaming_expiry: HumanDuration,
+    /// A new network alone is a finding only on a key that has shown new
+    /// networks are rarer than this for it ([`Novelty::upper`]: its share
+    /// of days with a new network, counting one more). On any other key it
+    /// is held until the network does something the key does not: 0 holds
+    /// every new network, 1 none.
+    ///
+    /// [`Novelty::upper`]: crate::engine::state::Novelty::upper
+    pub alone_below: f64,
+    /// How long a held new network waits for corroboration.
+    pub corroborate_within: HumanDuration,
+    /// A key that has not acquired a network for this long is judged on a
+    /// new network alone, however few its active days (a weekly job on its
+    /// one network for a month).
+    pub alone_after: HumanDuration,
 }
 
 /// About one day in seven. Keys that meet new networks as a matter of
@@ -100,12 +116,37 @@ fn default_roaming_expiry() -> HumanDuration {
     HumanDuration::days(14)
 }
 
+/// One in fifteen. A key used every day (or every weekday) for a month
+/// without meeting a new network measures 1/24 (1/18) and is judged on a
+/// new network alone; a key a week old (1/10), or one that met a new
+/// network on one of its last 20 days (2/23), has not shown that a new
+/// network is news for it, and its new network waits for corroboration.
+fn default_alone_below() -> f64 {
+    0.066
+}
+
+/// An hour: a thief's first session from a new network makes calls the key
+/// does not within minutes (the evaluation's: 1 to 4); a person's cafe
+/// session is over in one.
+fn default_corroborate_within() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+/// As long as a key remembers networks (`engine.forget_after`'s default):
+/// the key's whole memory shows no new network.
+fn default_alone_after() -> HumanDuration {
+    HumanDuration::days(30)
+}
+
 impl Default for NewSourceConfig {
     fn default() -> Self {
         NewSourceConfig {
             enabled: true,
             expected_novelty: default_expected_novelty(),
             roaming_expiry: default_roaming_expiry(),
+            alone_below: default_alone_below(),
+            corroborate_within: default_corroborate_within(),
+            alone_after: default_alone_after(),
         }
     }
 }
@@ -119,6 +160,21 @@ impl NewSourceConfig {
                 &format!("{section}.expected_novelty"),
                 n,
                 "must be a share of days above 0 and at most 1 (1: only keys that meet a new network every day are quiet)",
+            ));
+        }
+        let a = self.alone_below;
+        if !(0.0..=1.0).contains(&a) {
+            return Err(invalid(
+                &format!("{section}.alone_below"),
+                a,
+                "must be a share of days from 0 (hold every new network for corroboration) to 1 (never)",
+            ));
+        }
+        if self.corroborate_within.as_secs_u32() == 0 {
+            return Err(invalid(
+                &format!("{section}.corroborate_within"),
+                self.corroborate_within,
+                "must be longer than zero (alone_below = 0 holds every new network; this is how long)",
             ));
         }
         Ok(())
@@ -315,12 +371,16 @@ pub fn check(
         rules.push("same_wider_network");
         severity = severity.min(Severity::Medium);
     }
+    // The key leaving its cloud ranges, or a place it never used (by
+    // netintel), is news on its own: it is raised without waiting.
+    let mut placed = leaves;
     if let Some((tables, ip, info)) = located.filter(|_| !id.is_named()) {
         match judge(state, tables, *ip, info, ctx) {
             Some(Judged::CloudPool) => return,
             // Never above what the network rules allow for churn within a
             // provider's pool, never below what the owner says otherwise.
             Some(Judged::Rated(s, rule)) => {
+                placed |= PLACED.contains(&rule);
                 rules.push(rule);
                 severity = if pool_churn && s > Severity::Low && rule == "new_asn" {
                     Severity::Low
@@ -387,5 +447,165 @@ pub fn check(
             "roaming_expiry_s": expiry,
         }),
     };
+    let upper = state.novelty.upper(level);
+    // Any network acquired counts here, a fan-out's too: a thief's fan-out
+    // must not make the key look settled.
+    let acquired_for = now.saturating_sub(known.newest_first_seen.max(known.last_burst));
+    let alone = judged_alone(cfg, upper, acquired_for);
+    match corroboration(state, ctx) {
+        Some(c) => {
+            let mut report = report;
+            corroborated(&mut report, &c, 0);
+            ctx.emit(state, Detector::NewSource, 0, report);
+        }
+        None if alone || placed => ctx.emit(state, Detector::NewSource, 0, report),
+        None => hold(state, ctx, id, report, upper),
+    }
+}
+
+/// Whether a new network alone is a finding on a key whose share of days
+/// bringing one, counting one more, is `upper` ([`Novelty::upper`]), and
+/// which acquired its newest network (a fan-out's included) `acquired_for`
+/// seconds ago. Otherwise it is held for corroboration.
+///
+/// [`Novelty::upper`]: crate::engine::state::Novelty::upper
+pub fn judged_alone(cfg: &NewSourceConfig, upper: f32, acquired_for: u32) -> bool {
+    f64::from(upper) < cfg.alone_below || acquired_for >= cfg.alone_after.as_secs_u32()
+}
+
+/// Rules of netintel's [`judge`] that name a place the key never used:
+/// corroboration enough.
+const PLACED: [&str; 4] = [
+    "new_country",
+    "hosting_vpn_or_tor",
+    "outside_cloud",
+    "new_cloud_region",
+];
+
+/// What an event from a new network does that the key does not: the first
+/// of a sensitive call, an action it has not called within `forget_after`,
+/// a client family it has not used.
+pub struct Corroboration {
+    /// `sensitive_action`, `new_action` or `new_user_agent`.
+    pub rule: &'static str,
+    /// The action or client, as shown.
+    pub value: String,
+    /// What it did, for the summary: "called iam:ListUsers, an action it
+    /// has not called before".
+    pub text: String,
+}
+
+/// Whether the event does something its key does not (see [`Corroboration`]).
+/// Read before `new_action` and `new_user_agent` learn the event.
+pub fn corroboration(state: &KeyState, ctx: &Ctx<'_, '_>) -> Option<Corroboration> {
+    let (now, forget) = (ctx.now, ctx.settings.forget_s);
+    if let Some((ns, action)) = ctx.ev.action_parts() {
+        let shown = ctx.ev.action_display().unwrap_or_default();
+        if let Some(c) = sensitive::category(ns, action) {
+            return Some(Corroboration {
+                text: format!("made a sensitive call, {shown} ({})", c.text()),
+                rule: "sensitive_action",
+                value: shown,
+            });
+        }
+        let hash = new_action::hash(ns, action);
+        let knows_actions = state.values.fresh_len(ValueKind::Action, now, forget) > 0;
+        if knows_actions && new_action::is_new(state.values.find(hash), now, forget) {
+            return Some(Corroboration {
+                text: format!("called {shown}, an action it has not called before"),
+                rule: "new_action",
+                value: shown,
+            });
+        }
+    }
+    let (family, hash) = ctx.user_agent?;
+    let knows_clients = state.values.fresh_len(ValueKind::UserAgent, now, forget) > 0;
+    (knows_clients && !state.values.knows(hash, now, forget)).then(|| Corroboration {
+        text: format!("used the client \"{family}\", which it has not used before"),
+        rule: "new_user_agent",
+        value: family.to_owned(),
+    })
+}
+
+/// Writes the corroboration into a held (or immediate) finding.
+fn corroborated(report: &mut Report, c: &Corroboration, after_s: u32) {
+    let when = if after_s >= 60 {
+        format!(" {} later", human_secs(u64::from(after_s)))
+    } else {
+        String::new()
+    };
+    report.summary = format!("{} From it{when}, it {}.", report.summary, c.text);
+    if let Some(rules) = report.observed["rules"].as_array_mut() {
+        rules.push(json!("corroborated"));
+    }
+    report.observed["corroboration"] = json!({
+        "rule": c.rule,
+        "value": c.value,
+        "after_s": after_s,
+    });
+}
+
+/// Holds a new network's finding until the network does something the key
+/// does not, or `corroborate_within` passes.
+fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, mut report: Report, upper: f32) {
+    let cfg = &ctx.settings.detectors.new_source;
+    let now = ctx.now;
+    report.threshold["alone_below"] = json!(cfg.alone_below);
+    report.baseline["new_network_days_share_upper"] = json!(round3(upper));
+    let held = &mut state.rare.get_or_insert_with(Default::default).held;
+    let before = held.len();
+    held.retain(|h| h.until > now);
+    let mut dropped = before - held.len();
+    if held.len() >= HELD {
+        held.remove(0);
+        dropped += 1;
+    }
+    held.push(Held {
+        network: id.network(),
+        since: now,
+        until: now.saturating_add(cfg.corroborate_within.as_secs_u32()),
+        report: Box::new(report),
+    });
+    if dropped > 0 {
+        ctx.stats
+            .uncorroborated
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+    }
+}
+
+/// An event from a network the key knows: if it is a held new network's
+/// and does something the key does not, the held finding is raised now.
+/// Holds past their time are dropped (and counted).
+pub fn corroborate(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId) {
+    let now = ctx.now;
+    let network = id.network();
+    let Some(rare) = state.rare.as_deref_mut() else {
+        return;
+    };
+    if rare.held.is_empty() {
+        return;
+    }
+    let before = rare.held.len();
+    rare.held.retain(|h| h.until > now);
+    let expired = before - rare.held.len();
+    if expired > 0 {
+        ctx.stats
+            .uncorroborated
+            .fetch_add(expired as u64, Ordering::Relaxed);
+    }
+    let Some(i) = rare.held.iter().position(|h| h.network == network) else {
+        return;
+    };
+    let Some(c) = corroboration(state, ctx) else {
+        return;
+    };
+    let Some(held) = state.rare.as_deref_mut().map(|r| r.held.swap_remove(i)) else {
+        return;
+    };
+    if ctx.quiet(state, Detector::NewSource, 0) {
+        return;
+    }
+    let mut report = *held.report;
+    corroborated(&mut report, &c, now.saturating_sub(held.since));
     ctx.emit(state, Detector::NewSource, 0, report);
 }

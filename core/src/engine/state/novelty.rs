@@ -34,6 +34,35 @@ pub struct Rare {
     /// as the numbers of partitions are this process's own.
     #[serde(skip)]
     pub elsewhere: Vec<(u64, u16)>,
+    /// New networks whose `new_source` finding waits for the network to do
+    /// something the key does not (see [`Held`]). Not part of the state's
+    /// encoding: a hold lasts an hour at most, and one open at a restart is
+    /// dropped (its network's later calls are still `new_action`'s and
+    /// `new_user_agent`'s).
+    #[serde(skip)]
+    pub held: Vec<Held>,
+}
+
+/// New networks a key holds at most, waiting for corroboration: a person
+/// between a few new networks in an hour, not a fan-out (that is
+/// `source_fanout`'s).
+pub const HELD: usize = 4;
+
+/// A new network on a key that meets new networks now and then, whose
+/// `new_source` finding is written but not raised: it is raised at the
+/// first call from that network that the key does not make (an action it
+/// has not called, a client it has not used, a sensitive call) before
+/// `until`, and dropped after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    /// The network ([`crate::engine::source::SourceId::network`]).
+    pub network: u64,
+    /// When it was first used.
+    pub since: Secs,
+    /// The hold ends.
+    pub until: Secs,
+    /// The finding as it would have been raised at the first use.
+    pub report: Box<crate::engine::detect::Report>,
 }
 
 /// One detector's run of findings on one key (see [`KeyState::fold`](super::KeyState::fold)).
@@ -136,6 +165,18 @@ impl Novelty {
     pub fn rate(&self, kind: Novel) -> f32 {
         let days = self.days.get() + PRIOR_QUIET_DAYS;
         (self.new_days[kind as usize].get() / days).clamp(0.0, 1.0)
+    }
+
+    /// How often the key could meet a new value of `kind` without having
+    /// shown it yet: the share with one more day that brought one
+    /// ([`Novelty::rate`] plus one in the numerator). A key whose share is
+    /// zero is believed to meet new values rarely only after enough days
+    /// to make one more unlikely: about 1/10 after a week of daily use,
+    /// 1/24 after a month (the decay caps the days a key can show at about
+    /// 21, or 15 for one used on weekdays).
+    pub fn upper(&self, kind: Novel) -> f32 {
+        let days = self.days.get() + PRIOR_QUIET_DAYS;
+        ((self.new_days[kind as usize].get() + 1.0) / days).clamp(0.0, 1.0)
     }
 
     /// Past active days the estimate rests on (decayed).
