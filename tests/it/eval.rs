@@ -10,7 +10,7 @@
 //! An independent one (`benches/fleets/fleet.py`, which shares no code or
 //! parameters with keywatch and has sixteen benign kinds with parameters
 //! drawn at random): one fleet of a seed never tuned on, every family found
-//! but the one case the quiet rules (docs/detectors.md) leave to other detectors, and
+//! but the two cases the quiet rules (docs/detectors.md) leave open, and
 //! no benign key raising one detector more than its fold allows.
 //! `benches/fleets/score.py` runs many such fleets, per kind.
 
@@ -133,7 +133,7 @@ fn held_out_kinds_every_family_found_and_no_benign_storm() {
         .map(|k| (k["key_id"].as_str().unwrap(), k["kind"].as_str().unwrap()))
         .collect();
     let attacks = truth["attacks"].as_array().unwrap();
-    assert_eq!(attacks.len(), 10, "every family planted");
+    assert_eq!(attacks.len(), 11, "every family planted");
     let on = |f: &(String, Option<String>, &str, &str, i64, String), a: &serde_json::Value| {
         f.0 == a["key_id"].as_str().unwrap()
             || (a["family"] == "stolen_sessions"
@@ -146,11 +146,25 @@ fn held_out_kinds_every_family_found_and_no_benign_storm() {
                 && f.2 == a["detector"].as_str().unwrap()
                 && (start - 1000..=deadline).contains(&f.4)
         });
-        // The documented door: a key that meets new networks on most days
+        // The documented doors: a key that meets new networks on most days
         // (serverless, mobile) is not judged on a new /24 in a /16 it
-        // uses; anything else must be found.
-        let door = a["family"] == "stolen_key_new_network"
-            && ["serverless", "mobile_person"].contains(&a["kind"].as_str().unwrap_or(""));
+        // uses; and a careful thief, who brings only a new network (the
+        // key's own calls and client), is held and dropped on a key that
+        // meets new networks now and then, as people do. Anything else,
+        // a careful thief on any service key included, must be found.
+        let kind = a["kind"].as_str().unwrap_or("");
+        let door = match a["family"].as_str().unwrap_or("") {
+            "stolen_key_new_network" => ["serverless", "mobile_person"].contains(&kind),
+            "stolen_key_blending_in" => [
+                "serverless",
+                "mobile_person",
+                "office_person",
+                "vpn_person",
+                "traveller",
+            ]
+            .contains(&kind),
+            _ => false,
+        };
         assert!(
             hit || door,
             "{} on a {} key not found in time by {}",
