@@ -577,14 +577,10 @@ fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, mut report: Repor
 /// and does something the key does not, the held finding is raised now.
 /// Holds past their time are dropped (and counted).
 pub fn corroborate(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId) {
-    let now = ctx.now;
-    let network = id.network();
-    let Some(rare) = state.rare.as_deref_mut() else {
+    let Some(rare) = state.rare.as_deref_mut().filter(|r| !r.held.is_empty()) else {
         return;
     };
-    if rare.held.is_empty() {
-        return;
-    }
+    let (now, network) = (ctx.now, id.network());
     let before = rare.held.len();
     rare.held.retain(|h| h.until > now);
     let expired = before - rare.held.len();
