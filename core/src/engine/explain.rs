@@ -150,6 +150,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "failure_threshold": error_threshold,
         },
         "open_runs": open_runs(s, state, now),
+        "held_networks": held_networks(state, now),
         "detectors": {
             "new_source": new_source,
             "rate_spike": rate,
@@ -282,6 +283,26 @@ fn open_runs(s: &Settings, state: &KeyState, now: Secs) -> Vec<Value> {
                 "since": at(f.since),
                 "latest": at(f.last),
                 "ends_if_quiet_until": at(f.last.saturating_add(s.fold_quiet_s)),
+            })
+        })
+        .collect()
+}
+
+/// New networks whose `new_source` finding waits for corroboration: the
+/// network, when it was first used and when the hold ends.
+fn held_networks(state: &KeyState, now: Secs) -> Vec<Value> {
+    let Some(rare) = state.rare.as_ref() else {
+        return Vec::new();
+    };
+    rare.held
+        .iter()
+        .filter(|h| h.until > now)
+        .map(|h| {
+            json!({
+                "network": h.id.network_display(),
+                "since": at(h.since),
+                "until": at(h.until),
+                "severity": h.report.severity.as_str(),
             })
         })
         .collect()

@@ -368,7 +368,18 @@ fn a_thief_right_after_the_owners_move_is_still_found_with_the_usual_client() {
             .cloned()
             .collect()
     };
-    assert!(ns(&run(events.clone())).is_empty());
+    let (engine, held) = engine_run(events.clone());
+    assert!(ns(&held).is_empty());
+    // The key's page says what waits, and until when.
+    let explained = engine.explain(Entity::KeyId, "AKIAMOVED").unwrap();
+    assert_eq!(
+        explained["held_networks"][0]["network"], "185.220.101.0/24",
+        "{explained}"
+    );
+    assert!(explained["detectors"]["new_source"]
+        .as_str()
+        .unwrap()
+        .contains("held for corroboration"));
     // Two minutes later, from it, a call the owner never made: the held
     // finding is raised, at the severity the network had (one move in a
     // month: medium or more), with the call in its evidence.

@@ -561,7 +561,7 @@ fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, mut report: Repor
         dropped += 1;
     }
     held.push(Held {
-        network: id.network(),
+        id,
         since: now,
         until: now.saturating_add(cfg.corroborate_within.as_secs_u32()),
         report: Box::new(report),
@@ -589,7 +589,7 @@ pub fn corroborate(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId) {
             .uncorroborated
             .fetch_add(expired as u64, Ordering::Relaxed);
     }
-    let Some(i) = rare.held.iter().position(|h| h.network == network) else {
+    let Some(i) = rare.held.iter().position(|h| h.id.network() == network) else {
         return;
     };
     let Some(c) = corroboration(state, ctx) else {

@@ -55,8 +55,8 @@ pub const HELD: usize = 4;
 /// `until`, and dropped after.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
-    /// The network ([`crate::engine::source::SourceId::network`]).
-    pub network: u64,
+    /// The source first seen from the network.
+    pub id: crate::engine::source::SourceId,
     /// When it was first used.
     pub since: Secs,
     /// The hold ends.
