@@ -452,14 +452,17 @@ pub fn check(
     // must not make the key look settled.
     let acquired_for = now.saturating_sub(known.newest_first_seen.max(known.last_burst));
     let alone = judged_alone(cfg, upper, acquired_for);
+    let mut report = report;
+    report.baseline["new_network_days_share_upper"] = json!(round3(upper));
+    report.threshold["alone_below"] = json!(cfg.alone_below);
+    report.threshold["alone_after_s"] = json!(cfg.alone_after.as_secs_u32());
     match corroboration(state, ctx) {
         Some(c) => {
-            let mut report = report;
             corroborated(&mut report, &c, 0);
             ctx.emit(state, Detector::NewSource, 0, report);
         }
         None if alone || placed => ctx.emit(state, Detector::NewSource, 0, report),
-        None => hold(state, ctx, id, report, upper),
+        None => hold(state, ctx, id, report),
     }
 }
 
@@ -547,11 +550,9 @@ fn corroborated(report: &mut Report, c: &Corroboration, after_s: u32) {
 
 /// Holds a new network's finding until the network does something the key
 /// does not, or `corroborate_within` passes.
-fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, mut report: Report, upper: f32) {
+fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, report: Report) {
     let cfg = &ctx.settings.detectors.new_source;
     let now = ctx.now;
-    report.threshold["alone_below"] = json!(cfg.alone_below);
-    report.baseline["new_network_days_share_upper"] = json!(round3(upper));
     let held = &mut state.rare.get_or_insert_with(Default::default).held;
     let before = held.len();
     held.retain(|h| h.until > now);
