@@ -16,6 +16,19 @@
 //! cannot make a key look like one that roams without raising the findings
 //! of the days it takes.
 //!
+//! A new network alone is a finding only on a key that has shown new
+//! networks are rare for it ([`judged_alone`]: its share of days with one,
+//! counting one more, under `alone_below`, or no network acquired for
+//! `alone_after`). On any other key (a person, a young key, a key that met
+//! a new network this month) the finding is written and **held** for
+//! `corroborate_within`: the first call from that network that the key
+//! does not make ([`corroboration`]: an action it has not called, a client
+//! family it has not used, a sensitive call) raises it, naming the call;
+//! without one it is dropped and counted (`uncorroborated`). A place
+//! netintel says the key never used, or leaving its cloud ranges, is
+//! corroboration enough. The door: a careful thief on such a key who makes
+//! only the key's own calls with its own client.
+//!
 //! The rules that lower the severity close by themselves, are scoped to what
 //! the key itself did recently, and are named in the finding's
 //! `observed.rules`:
