@@ -6,7 +6,7 @@
 Recall on planted attacks says little about a rule that keeps `new_source`
 quiet: each fleet has one stolen key, on whichever key the dice chose. This
 probe asks every key instead. After each fleet's last event, every benign
-key (and role session key) gets one call, a minute after its own last one,
+key (the latest key of a principal whose keys were rotated) gets one call, a minute after its own last one,
 from an address in a /24 and a /16 no key ever used, with the key's own
 last user agent, action and region: a thief who copied the client. The
 keys whose probe raises `new_source` (or `source_fanout`) on the key or its
@@ -45,12 +45,17 @@ def probes(events: Path, truth: dict) -> tuple[list[dict], dict[str, str]]:
     # keys are not benign.
     kind = {k["key_id"]: k["kind"] for k in truth["keys"]
             if k["kind"] != "role_session" and not k["kind"].startswith("attack")}
+    # One probe per unit (a principal with its rotated keys): its latest
+    # key. Probing every key of a principal within minutes would let the
+    # first probe unsettle the principal for the others.
+    unit = {k["key_id"]: k.get("unit") or k["key_id"] for k in truth["keys"]}
     last: dict[str, dict] = {}
     with events.open() as f:
         for line in f:
             ev = json.loads(line)
             if ev["key_id"] in kind and ev["key_id"] not in attacked:
-                last[ev["key_id"]] = ev
+                last[unit[ev["key_id"]]] = ev
+    last = {ev["key_id"]: ev for ev in last.values()}
     out, kinds = [], {}
     # 5.0.0.0/8 onwards: first octets no fleet key uses (fleet.py keeps
     # attackers on octets disjoint from benign traffic; these are past both).
