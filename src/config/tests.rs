@@ -87,6 +87,20 @@ fn bad_values_are_named_with_their_value() {
         err.contains("detectors.rate_spike.min_score") && err.contains("1.5"),
         "{err}"
     );
+    let err = load("[detectors.new_source]\nalone_below = 1.5\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("detectors.new_source.alone_below") && err.contains("1.5"),
+        "{err}"
+    );
+    let err = load("[detectors.new_source]\ncorroborate_within = \"0s\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("detectors.new_source.corroborate_within") && err.contains("0s"),
+        "{err}"
+    );
     let err = load("[detectors.error_spike]\naccept_after = \"1h\"\n", &[])
         .unwrap_err()
         .to_string();
