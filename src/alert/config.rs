@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::sink::check::{check_positive, check_url};
 pub use super::sink::config::{SinkConfig, SinkKind};
 pub use super::sink::{
-    signing_key, AlertmanagerConfig, FileSinkConfig, KafkaSinkConfig, PagerDutyConfig, SigningKey,
-    SlackConfig, SplunkHecConfig, StdoutSinkConfig, WebhookConfig,
+    signing_key, standard_webhook, AlertmanagerConfig, FileSinkConfig, KafkaSinkConfig,
+    PagerDutyConfig, SigningKey, SlackConfig, SplunkHecConfig, StdoutSinkConfig, WebhookConfig,
 };
 use keywatch_core::engine::Detector;
 use keywatch_core::types::{invalid, Cidr, ConfigError, HumanDuration};

@@ -10,7 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::config::{Delivery, ReviewConfig};
 use super::Delivered;
-use crate::alert::config::SigningKey;
+use crate::alert::config::{standard_webhook, SigningKey};
 use crate::alert::DeliveryError;
 use keywatch_core::metrics::Metrics;
 use keywatch_core::review::{Changes, Review};
@@ -100,24 +100,16 @@ impl Deliveries {
         match (target, http) {
             (Delivery::Webhook(hook), Some(http)) => {
                 let id = format!("review-{}", review.generated_at);
-                let timestamp = chrono::Utc::now().timestamp();
-                let mut request = http
-                    .post(&hook.url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header("webhook-id", &id)
-                    .header("webhook-timestamp", timestamp);
+                let mut request = http.post(&hook.url);
                 for (name, value) in &hook.headers {
                     request = request.header(name.as_str(), value.expose());
                 }
-                if let Some(secret) = &hook.secret {
-                    if let Ok(key) = SigningKey::parse(secret.expose()) {
-                        request =
-                            request.header("webhook-signature", key.sign(&id, timestamp, json));
-                    }
-                }
-                crate::alert::send(request.body(json.to_vec()))
-                    .await
-                    .map(drop)
+                let key = hook
+                    .secret
+                    .as_ref()
+                    .and_then(|secret| SigningKey::parse(secret.expose()).ok());
+                let request = standard_webhook(request, &id, key.as_ref(), json.to_vec());
+                crate::alert::send(request).await.map(drop)
             }
             (Delivery::Slack(slack), Some(http)) => {
                 let body = serde_json::json!({ "text": slack_text(review, changes) });

@@ -34,7 +34,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::config::SigningKey;
+use crate::alert::config::{standard_webhook, SigningKey};
 use crate::store::{Actor, FindingsStore};
 use config::{ActionConfig, ResponseRule};
 use keywatch_core::engine::Finding;
@@ -423,25 +423,19 @@ impl Worker {
             "key_id": key_id,
         })
         .to_string();
-        let timestamp = chrono::Utc::now().timestamp();
-        let mut request = self
-            .client
-            .post(&hook.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp);
+        let mut request = self.client.post(&hook.url);
         for (name, value) in &hook.headers {
             request = request.header(name.as_str(), value.expose());
         }
-        if let Some(secret) = &hook.secret {
-            let key = SigningKey::parse(secret.expose())
-                .map_err(|e| ActionError::Fatal(format!("webhook secret: {e}")))?;
-            request = request.header(
-                "webhook-signature",
-                key.sign(&id, timestamp, body.as_bytes()),
-            );
-        }
-        match crate::alert::send(request.body(body)).await {
+        let key = match &hook.secret {
+            Some(secret) => Some(
+                SigningKey::parse(secret.expose())
+                    .map_err(|e| ActionError::Fatal(format!("webhook secret: {e}")))?,
+            ),
+            None => None,
+        };
+        let request = standard_webhook(request, &id, key.as_ref(), body.into_bytes());
+        match crate::alert::send(request).await {
             Ok(_) => Ok(()),
             Err(e) if e.retryable() => Err(ActionError::Retryable(e.to_string())),
             Err(e) => Err(ActionError::Fatal(e.to_string())),

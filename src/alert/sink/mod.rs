@@ -27,7 +27,7 @@ pub use kafka::KafkaSinkConfig;
 pub use pagerduty::PagerDutyConfig;
 pub use slack::SlackConfig;
 pub use splunk_hec::SplunkHecConfig;
-pub use webhook::{signing_key, SigningKey, WebhookConfig};
+pub use webhook::{signing_key, standard_webhook, SigningKey, WebhookConfig};
 
 pub use super::delivery::{DeliveryError, Sink};
 use super::retry::parse_retry_after;

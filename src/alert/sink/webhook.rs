@@ -102,6 +102,27 @@ impl SigningKey {
     }
 }
 
+/// A Standard Webhooks message: `body` as JSON with `webhook-id` `id`, the
+/// attempt's `webhook-timestamp`, and `webhook-signature` when keyed. The
+/// one shape every signed POST keywatch makes (alerts, reviews, response
+/// actions) takes.
+pub fn standard_webhook(
+    request: reqwest::RequestBuilder,
+    id: &str,
+    key: Option<&SigningKey>,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let timestamp = chrono::Utc::now().timestamp();
+    let mut request = request
+        .header(CONTENT_TYPE, "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp);
+    if let Some(key) = key {
+        request = request.header("webhook-signature", key.sign(id, timestamp, &body));
+    }
+    request.body(body)
+}
+
 /// POSTs alerts to one URL.
 pub struct WebhookSink {
     client: reqwest::Client,
@@ -126,7 +147,6 @@ impl WebhookSink {
             value.set_sensitive(true);
             headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(WebhookSink {
             client: http_client(setup.cfg.timeout.0)?,
             url: reqwest::Url::parse(&cfg.url)?,
@@ -139,19 +159,19 @@ impl WebhookSink {
 
 impl Sink for WebhookSink {
     async fn deliver(&self, alert: &EncodedAlert) -> Result<(), DeliveryError> {
-        let rendered = self.format.render(alert);
-        let body = rendered.as_bytes();
-        let timestamp = chrono::Utc::now().timestamp();
-        let mut request = self
+        let body = self.format.render(alert).as_bytes().to_vec();
+        let request = self
             .client
             .post(self.url.clone())
-            .headers(self.headers.clone())
-            .header("webhook-id", alert.id())
-            .header("webhook-timestamp", timestamp);
-        if let Some(key) = &self.key {
-            request = request.header("webhook-signature", key.sign(alert.id(), timestamp, body));
-        }
-        send(request.body(body.to_vec())).await.map(drop)
+            .headers(self.headers.clone());
+        send(standard_webhook(
+            request,
+            alert.id(),
+            self.key.as_ref(),
+            body,
+        ))
+        .await
+        .map(drop)
     }
 }
 
