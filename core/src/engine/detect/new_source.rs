@@ -567,12 +567,10 @@ fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, report: Report) {
     let cfg = &ctx.settings.detectors.new_source;
     let now = ctx.now;
     let held = &mut state.rare.get_or_insert_with(Default::default).held;
-    let before = held.len();
-    held.retain(|h| h.until > now);
-    let mut dropped = before - held.len();
+    drop_expired(held, ctx);
     if held.len() >= HELD {
         held.remove(0);
-        dropped += 1;
+        ctx.stats.uncorroborated.fetch_add(1, Ordering::Relaxed);
     }
     held.push(Held {
         id,
@@ -580,10 +578,17 @@ fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, report: Report) {
         until: now.saturating_add(cfg.corroborate_within.as_secs_u32()),
         report: Box::new(report),
     });
-    if dropped > 0 {
+}
+
+/// Drops the holds whose time is over, counting them as uncorroborated.
+fn drop_expired(held: &mut Vec<Held>, ctx: &Ctx<'_, '_>) {
+    let before = held.len();
+    held.retain(|h| h.until > ctx.now);
+    let expired = before - held.len();
+    if expired > 0 {
         ctx.stats
             .uncorroborated
-            .fetch_add(dropped as u64, Ordering::Relaxed);
+            .fetch_add(expired as u64, Ordering::Relaxed);
     }
 }
 
@@ -595,14 +600,7 @@ pub fn corroborate(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId) {
         return;
     };
     let (now, network) = (ctx.now, id.network());
-    let before = rare.held.len();
-    rare.held.retain(|h| h.until > now);
-    let expired = before - rare.held.len();
-    if expired > 0 {
-        ctx.stats
-            .uncorroborated
-            .fetch_add(expired as u64, Ordering::Relaxed);
-    }
+    drop_expired(&mut rare.held, ctx);
     let Some(i) = rare.held.iter().position(|h| h.id.network() == network) else {
         return;
     };
