@@ -79,6 +79,9 @@ pub struct Crossing {
     /// The line a key used in bursts at irregular times had to cross (three
     /// times its largest usual bucket) when it was above the model's; 0 otherwise.
     pub burst_floor: u32,
+    /// Whether the bucket fell on a month's end the model had not yet seen
+    /// (only tenfold the hour's expectation alerts there).
+    pub month_end_unseen: bool,
 }
 
 /// Counts per bucket of one key with its rate model: the current bucket,
@@ -165,12 +168,14 @@ impl RateModel {
             span_observed: count as f32,
             span_expected: 0.0,
             burst_floor: 0,
+            month_end_unseen: false,
         };
         match self.seasonal.as_deref_mut() {
             Some(s) if s.warm() => {
                 c.days = s.days;
                 c.expected = s.lambda;
                 c.upper_band = s.band;
+                c.month_end_unseen = s.calendar_line > 0;
                 let hour = self.bucket / p.buckets_per_hour();
                 let (base, weekly) = s.expectation(hour);
                 c.dispersion = s.test_phi(hour);
@@ -366,7 +371,7 @@ impl RateModel {
         self.threshold = match self.seasonal.as_deref_mut() {
             Some(s) if s.warm() => {
                 s.prepare(self.bucket / bph, self.bucket % bph < bph / 2, p);
-                s.band.min(s.sustained_line(p))
+                s.band.min(s.sustained_line(p)).max(s.calendar_line)
             }
             _ => warmup,
         };

@@ -138,6 +138,11 @@ pub struct Seasonal {
     pub(super) month_observed: f32,
     #[serde(default)]
     pub(super) month_expected: f32,
+    /// On a month's last two days that the model has not yet seen with
+    /// this key, the line is at least [`WARMUP_RATIO`] times the hour's
+    /// expectation (0 on any other hour): cached with the hour's lines.
+    #[serde(skip)]
+    pub(super) calendar_line: u32,
 }
 
 /// Days from 0001-01-01 to 1970-01-01 (chrono's day count from the CE).
@@ -179,6 +184,7 @@ impl Seasonal {
             month_end: [Half::default(); 2],
             month_observed: 0.0,
             month_expected: 0.0,
+            calendar_line: 0,
         }
     }
 
@@ -290,6 +296,21 @@ impl Seasonal {
             lambda = lambda.max(c - 2.0 * c.sqrt());
         }
         let phi = self.test_phi(hour);
+        // A month's end the model has not seen yet (the first after it was
+        // made, or after a restore from a state without it) is a day whose
+        // level nobody knows: billing and reports run at many times their
+        // usual on it, rising through the day. As in warm-up (tenfold the
+        // key's level so far), only a tenfold departure from what the day
+        // so far expects of the hour alerts; the next month's end is
+        // judged by this one's. The door: on those two days, once, a thief
+        // within tenfold of the day's expectation (a day already running
+        // high lifts it, by the day's allowance) is not a rate spike.
+        let unseen = month_end_position(hour).is_some_and(|k| self.month_end[k].get() == 0.0);
+        self.calendar_line = if unseen {
+            (WARMUP_RATIO * lambda).ceil().min(u32::MAX as f32) as u32
+        } else {
+            0
+        };
         self.half = half;
         self.lambda = lambda;
         self.sigma = Half::new((1.0 / (lambda + 1.0) + phi).sqrt());

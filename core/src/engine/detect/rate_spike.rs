@@ -253,7 +253,7 @@ pub(super) fn describe(
     let span = human_secs(bucket_s as u64);
     let times = c.count as f32 / c.expected.max(0.1);
     let score = round_score(c.score);
-    let summary = match c.test {
+    let mut summary = match c.test {
         Test::Bucket => format!(
             "{who} made {} {noun} in the {span} starting {start}, {times:.1}x the {:.1} expected for {:02}:00 UTC from {} days of history (upper band {}; score {score}).",
             c.count, c.expected, c.hour, c.days, c.upper_band
@@ -271,6 +271,13 @@ pub(super) fn describe(
             c.count, c.threshold
         ),
     };
+    if c.month_end_unseen {
+        summary.pop();
+        summary.push_str(&format!(
+            "; a month's end it has not seen yet, where only {WARMUP_RATIO:.0}x the expected alerts ({})."
+            , c.threshold
+        ));
+    }
     let mut observed = json!({
         "bucket_start": start,
         "bucket_s": bucket_s,
@@ -299,6 +306,7 @@ pub(super) fn describe(
             "from_hour_of_week": c.from_weekly,
             "day_factor": round3(c.day_factor),
             "key_level": round1(c.level),
+            "month_end_unseen": c.month_end_unseen,
         }),
         Test::WarmUp => json!({
             "model": "warm_up",
