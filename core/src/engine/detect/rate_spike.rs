@@ -16,7 +16,7 @@
 //! A key used in bursts at irregular times is judged by the size of its
 //! bursts instead: a bucket alerts only above three times the key's largest usual
 //! bucket ([`BURST_FLOOR`]). Irregular means its days bring bursts the
-//! hourly model does not expect, as a habit (on `expected_novelty` of its
+//! hourly model does not expect, as a habit (on [`BURST_HABIT`] of its
 //! days or more: a person's console sessions, CI runs and deploys at random
 //! times), or its largest usual bucket is [`SPIKY_RATIO`] times its busiest
 //! hour's mean per bucket. Keys whose load comes at fixed times (nightly
@@ -27,7 +27,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::share::{habitual, round3, share_text};
+use super::share::{round3, share_text};
 use super::{human_secs, Ctx, Report};
 use crate::engine::baseline::{Crossing, Test, WARMUP_RATIO, WARM_DAYS};
 use crate::engine::finding::{Detector, Severity};
@@ -158,6 +158,19 @@ pub(super) fn default_bucket() -> HumanDuration {
 /// this multiple of the key's largest usual bucket (decayed peak).
 pub const BURST_FLOOR: f32 = 3.0;
 
+/// A key whose days bring a burst its hourly model does not expect on at
+/// least this share of them (decayed, as every novelty share) is used in
+/// bursts at irregular times. The hourly model's line is crossed by chance
+/// about once in ten years of buckets; a key that crosses it on one day in
+/// fifteen is showing a habit the model cannot describe, not an anomaly.
+/// One in fifteen is the share at which `new_source` stops believing new
+/// networks rare for a key (`alone_below`'s default, the lowest a key used
+/// on weekdays can reach with one more): about two such days in a key's
+/// memory of three weeks. It was `expected_novelty` (0.15): people, CI
+/// runners and deploy keys at 10-15% were judged by the hour's mean, and a
+/// session at an hour they seldom work was "150x the 0.1 expected".
+pub const BURST_HABIT: f32 = 0.066;
+
 /// A key whose largest usual bucket is this many times its busiest hour's
 /// mean per bucket does its work in short bursts (a person's
 /// session, a deploy): steady keys, daily peaks and nightly batches run at
@@ -178,7 +191,6 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     // bring bursts its hourly model does not expect, as a habit, or its
     // usual bucket dwarfs what any hour of the day expects.
     let habit = state.novelty.rate(Novel::Burst);
-    let expected = s.detectors.new_source.expected_novelty;
     let (crossing, over_line) =
         state
             .rate
@@ -187,7 +199,7 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 let spiky = m
                     .seasonal()
                     .is_some_and(|x| x.busiest_mean() * SPIKY_RATIO < level);
-                if habitual(habit, expected) || spiky {
+                if habit >= BURST_HABIT || spiky {
                     // Saturating: a level near u32::MAX (a record with
                     // count 4e9; found by fuzzing) must not wrap to 0.
                     ((BURST_FLOOR * level).ceil() as u32).saturating_add(1)
@@ -195,14 +207,24 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                     0
                 }
             });
-    if over_line {
-        state.novelty.saw(Novel::Burst);
-    }
+    // What the habit is made of: bursts over the model's line that were not
+    // judged anomalous (in learning, under a burst key's floor), that a
+    // verdict called benign, or that folded into a run already raised. A
+    // burst that alerts is not one: else a thief's first burst would make
+    // the key "bursty" and buy the next ones the higher floor.
     let Some(c) = crossing else {
+        if over_line {
+            state.novelty.saw(Novel::Burst);
+        }
         return;
     };
-    if ctx.quiet(state, Detector::RateSpike, 0) || ctx.is_taught(Detector::RateSpike, Some(c.count))
-    {
+    if ctx.quiet(state, Detector::RateSpike, 0) {
+        return;
+    }
+    if ctx.is_taught(Detector::RateSpike, Some(c.count)) {
+        if over_line {
+            state.novelty.saw(Novel::Burst);
+        }
         return;
     }
     let who = ctx.who();
@@ -225,7 +247,14 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         baseline,
         threshold: json!(c.threshold),
     };
+    let folded = state.folded_in_run(Detector::RateSpike as u8);
     ctx.emit_sized(state, Detector::RateSpike, 0, report, c.count);
+    // A burst that folded into an open run (two raised already, no verdict
+    // yet) is more of what the key does, as the recurrence rule learns a
+    // level seen on three days: it joins the habit.
+    if over_line && state.folded_in_run(Detector::RateSpike as u8) > folded {
+        state.novelty.saw(Novel::Burst);
+    }
 }
 
 /// High when the bucket is ten times what was expected or the score is

@@ -226,6 +226,17 @@ impl KeyState {
         });
     }
 
+    /// Findings of `detector` folded so far into its open run on this key
+    /// (0 without one).
+    pub fn folded_in_run(&self, detector: u8) -> u32 {
+        self.rare.as_ref().map_or(0, |r| {
+            r.folds
+                .iter()
+                .find(|f| f.detector == detector)
+                .map_or(0, |f| f.folded)
+        })
+    }
+
     /// Ends every cooldown of `detector`.
     pub fn uncool(&mut self, detector: u8) {
         if let Some(r) = &mut self.rare {
