@@ -113,9 +113,11 @@ pub enum Novel {
     /// `forget_after`, with its new network.
     Wide = 4,
 
-    /// A burst the key's hour-of-day rate model did not expect (a bucket
-    /// over its line, whether or not it was reported): a key whose days
-    /// bring these as a habit is used in bursts at irregular times.
+    /// A burst the key's hour-of-day rate model did not expect and did not
+    /// alert on (a bucket over its line in learning, under a burst key's
+    /// floor, called benign by a verdict, or folded into a run already
+    /// raised): a key whose days bring these as a habit is used in bursts
+    /// at irregular times.
     Burst = 3,
 }
 
