@@ -175,8 +175,8 @@ impl RateModel {
                 c.days = s.days;
                 c.expected = s.lambda;
                 c.upper_band = s.band;
-                c.month_end_unseen = s.calendar_line > 0;
                 let hour = self.bucket / p.buckets_per_hour();
+                c.month_end_unseen = s.calendar_line(hour) > 0;
                 let (base, weekly) = s.expectation(hour);
                 c.dispersion = s.test_phi(hour);
                 c.day_factor = s.allowance.get().exp();
@@ -371,7 +371,8 @@ impl RateModel {
         self.threshold = match self.seasonal.as_deref_mut() {
             Some(s) if s.warm() => {
                 s.prepare(self.bucket / bph, self.bucket % bph < bph / 2, p);
-                s.band.min(s.sustained_line(p)).max(s.calendar_line)
+                let hour = self.bucket / bph;
+                s.band.min(s.sustained_line(p)).max(s.calendar_line(hour))
             }
             _ => warmup,
         };

@@ -138,12 +138,16 @@ pub struct Seasonal {
     pub(super) month_observed: f32,
     #[serde(default)]
     pub(super) month_expected: f32,
-    /// On a month's last two days that the model has not yet seen with
-    /// this key, the line is at least [`WARMUP_RATIO`] times the hour's
-    /// expectation (0 on any other hour): cached with the hour's lines.
+    /// Whether an hour falls on a month's end the model has not yet seen
+    /// ([`Seasonal::calendar_line`]), cached for one hour: the hour since
+    /// the epoch plus one, with [`UNSEEN`] set if so; 0 until computed, as
+    /// after a restore.
     #[serde(skip)]
-    pub(super) calendar_line: u32,
+    pub(super) calendar: u32,
 }
+
+/// The bit of [`Seasonal::calendar`] that marks an unseen month's end.
+const UNSEEN: u32 = 1 << 31;
 
 /// Days from 0001-01-01 to 1970-01-01 (chrono's day count from the CE).
 const EPOCH_DAYS_FROM_CE: i64 = 719_163;
@@ -184,7 +188,7 @@ impl Seasonal {
             month_end: [Half::default(); 2],
             month_observed: 0.0,
             month_expected: 0.0,
-            calendar_line: 0,
+            calendar: 0,
         }
     }
 
@@ -296,25 +300,33 @@ impl Seasonal {
             lambda = lambda.max(c - 2.0 * c.sqrt());
         }
         let phi = self.test_phi(hour);
-        // A month's end the model has not seen yet (the first after it was
-        // made, or after a restore from a state without it) is a day whose
-        // level nobody knows: billing and reports run at many times their
-        // usual on it, rising through the day. As in warm-up (tenfold the
-        // key's level so far), only a tenfold departure from what the day
-        // so far expects of the hour alerts; the next month's end is
-        // judged by this one's. The door: on those two days, once, a thief
-        // within tenfold of the day's expectation (a day already running
-        // high lifts it, by the day's allowance) is not a rate spike.
-        let unseen = month_end_position(hour).is_some_and(|k| self.month_end[k].get() == 0.0);
-        self.calendar_line = if unseen {
-            (WARMUP_RATIO * lambda).ceil().min(u32::MAX as f32) as u32
-        } else {
-            0
-        };
         self.half = half;
         self.lambda = lambda;
         self.sigma = Half::new((1.0 / (lambda + 1.0) + phi).sqrt());
         self.band = threshold_for(lambda as f64, phi as f64, p.p).max(p.min_count);
+    }
+
+    /// The least line of the hour `hour` (since the epoch; its lines
+    /// prepared) on a month's end the model has not seen yet, 0 on any
+    /// other. Such a day (the first month's end after the model was made,
+    /// or after a restore from a state without one) is a day whose level
+    /// nobody knows: billing and reports run at many times their usual on
+    /// it, rising through the day. As in warm-up (tenfold the key's level
+    /// so far), only a tenfold departure from what the day so far expects
+    /// of the hour alerts; the next month's end is judged by this one's.
+    /// The door: on those two days, once, a thief within tenfold of the
+    /// day's expectation (a day already running high lifts it, by the
+    /// day's allowance) is not a rate spike.
+    pub(super) fn calendar_line(&mut self, hour: u32) -> u32 {
+        let key = hour.wrapping_add(1) & !UNSEEN;
+        if self.calendar & !UNSEEN != key {
+            let unseen = month_end_position(hour).is_some_and(|k| self.month_end[k].get() == 0.0);
+            self.calendar = key | if unseen { UNSEEN } else { 0 };
+        }
+        if self.calendar & UNSEEN == 0 {
+            return 0;
+        }
+        (WARMUP_RATIO * self.lambda).ceil().min(u32::MAX as f32) as u32
     }
 
     /// The count at which the running CUSUM would cross `h` in this bucket.
