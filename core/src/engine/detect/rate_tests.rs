@@ -699,6 +699,30 @@ fn a_persons_ordinary_sessions_are_not_rate_spikes() {
     }
 }
 
+/// A person at work from 09:00 to 17:00 (about 8 calls per bucket, their
+/// tools polling as they go) and, on the days `evening(d)` names (`Some(n)`),
+/// an evening session of 15-40 calls at 18:00 + n mod 6: another hour each
+/// time.
+fn worker_with_evenings(
+    rng: &mut SmallRng,
+    f: &mut Feed,
+    days: std::ops::Range<u32>,
+    evening: impl Fn(u32) -> Option<u32>,
+) {
+    for d in days {
+        for b in 9 * 12..17 * 12 {
+            let n = poisson(rng, 8.0);
+            if n > 0 {
+                f.bucket(bucket_start(d, b), n, false);
+            }
+        }
+        if let Some(n) = evening(d) {
+            let b = (18 + n % 6) * 12 + rng.gen_range(0..12);
+            f.bucket(bucket_start(d, b), rng.gen_range(15..=40), false);
+        }
+    }
+}
+
 #[test]
 fn a_persons_session_at_an_hour_they_seldom_work_is_not_a_rate_spike() {
     // A person at work from 09:00 to 17:00 (about 8 calls per bucket, their
@@ -713,19 +737,7 @@ fn a_persons_session_at_an_hour_they_seldom_work_is_not_a_rate_spike() {
     for seed in SEEDS {
         let mut rng = SmallRng::seed_from_u64(1700 + seed);
         let mut f = Feed::new(&Config::default(), "AKIAPERSON");
-        for d in 0..45 {
-            for b in 9 * 12..17 * 12 {
-                let n = poisson(&mut rng, 8.0);
-                if n > 0 {
-                    f.bucket(bucket_start(d, b), n, false);
-                }
-            }
-            if d % 6 == 3 {
-                let hour = 18 + (d / 6) % 6;
-                let b = hour * 12 + rng.gen_range(0..12);
-                f.bucket(bucket_start(d, b), rng.gen_range(15..=40), false);
-            }
-        }
+        worker_with_evenings(&mut rng, &mut f, 0..45, |d| (d % 6 == 3).then_some(d / 6));
         let late = spikes_after(&f, bucket_start(14, 0));
         assert!(late.is_empty(), "seed {seed}: {late:#?}");
     }
@@ -741,19 +753,9 @@ fn a_habit_taken_up_after_learning_folds_and_is_then_learned() {
     for seed in SEEDS {
         let mut rng = SmallRng::seed_from_u64(1800 + seed);
         let mut f = Feed::new(&Config::default(), "AKIAPERSON");
-        for d in 0..50 {
-            for b in 9 * 12..17 * 12 {
-                let n = poisson(&mut rng, 8.0);
-                if n > 0 {
-                    f.bucket(bucket_start(d, b), n, false);
-                }
-            }
-            if d >= 14 && d % 3 == 0 {
-                let hour = 18 + (d / 3) % 6;
-                let b = hour * 12 + rng.gen_range(0..12);
-                f.bucket(bucket_start(d, b), rng.gen_range(15..=40), false);
-            }
-        }
+        worker_with_evenings(&mut rng, &mut f, 0..50, |d| {
+            (d >= 14 && d % 3 == 0).then_some(d / 3)
+        });
         let raised = f.spikes().len();
         let all = f
             .out
