@@ -10,6 +10,15 @@ fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     )
 }
 
+/// Loads `toml` (with `env`), which must be refused with an error naming
+/// every one of `wants` (the key, its value, what would fit).
+fn assert_refused(toml: &str, env: &[(&str, &str)], wants: &[&str]) {
+    let err = load(toml, env).unwrap_err().to_string();
+    for want in wants {
+        assert!(err.contains(want), "{toml}: {err} lacks {want}");
+    }
+}
+
 #[test]
 fn empty_file_gives_defaults() {
     let cfg = load("", &[]).unwrap();
@@ -65,55 +74,57 @@ fn unknown_keys_are_named() {
 
 #[test]
 fn bad_values_are_named_with_their_value() {
-    let err = load("[engine]\nlearning_period = \"7x\"\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("7x") && err.contains("learning_period"),
-        "{err}"
-    );
-    let err = load("[engine]\nmax_keys = \"lots\"\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("lots") && err.contains("max_keys"), "{err}");
-    let err = load("[engine]\nallowlist_networks = [\"10.0.0.0/33\"]\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("10.0.0.0/33"), "{err}");
-    let err = load("[detectors.rate_spike]\nmin_score = 1.5\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("detectors.rate_spike.min_score") && err.contains("1.5"),
-        "{err}"
-    );
-    let err = load("[detectors.new_source]\nalone_below = 1.5\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("detectors.new_source.alone_below") && err.contains("1.5"),
-        "{err}"
-    );
-    let err = load("[detectors.new_source]\ncorroborate_within = \"0s\"\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("detectors.new_source.corroborate_within") && err.contains("0s"),
-        "{err}"
-    );
-    let err = load("[detectors.error_spike]\naccept_after = \"1h\"\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("detectors.error_spike.accept_after") && err.contains("1h"),
-        "{err}"
-    );
-    let err = load("[kafka]\napply_threads = 65\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("kafka.apply_threads") && err.contains("65"),
-        "{err}"
+    for (toml, wants) in [
+        (
+            "[engine]\nlearning_period = \"7x\"\n",
+            &["7x", "learning_period"][..],
+        ),
+        ("[engine]\nmax_keys = \"lots\"\n", &["lots", "max_keys"]),
+        (
+            "[engine]\nallowlist_networks = [\"10.0.0.0/33\"]\n",
+            &["10.0.0.0/33"],
+        ),
+        (
+            "[detectors.rate_spike]\nmin_score = 1.5\n",
+            &["detectors.rate_spike.min_score", "1.5"],
+        ),
+        (
+            "[detectors.new_source]\nalone_below = 1.5\n",
+            &["detectors.new_source.alone_below", "1.5"],
+        ),
+        (
+            "[detectors.new_source]\ncorroborate_within = \"0s\"\n",
+            &["detectors.new_source.corroborate_within", "0s"],
+        ),
+        (
+            "[detectors.error_spike]\naccept_after = \"1h\"\n",
+            &["detectors.error_spike.accept_after", "1h"],
+        ),
+        (
+            "[kafka]\napply_threads = 65\n",
+            &["kafka.apply_threads", "65"],
+        ),
+        // The removed key is an error.
+        ("[detectors.rate_spike]\nratio = 3.0\n", &["ratio"]),
+        (
+            "[detectors.rate_spike]\nbucket = \"7m\"\n",
+            &["bucket", "7m"],
+        ),
+        (
+            "[engine]\nlearning_period = \"30d\"\nforget_after = \"7d\"\n",
+            &["engine.forget_after", "learning_period"],
+        ),
+        (
+            "[decode]\nprofile = \"splunk\"\n",
+            &["splunk", "decode.profile"],
+        ),
+    ] {
+        assert_refused(toml, &[], wants);
+    }
+    assert_refused(
+        "",
+        &[("KEYWATCH__ENGINE__MAX_KEYS", "-3")],
+        &["-3", "max_keys"],
     );
     let cfg = load("[kafka]\napply_threads = 3\n", &[]).unwrap();
     assert_eq!(cfg.kafka.apply_lanes(), 3);
@@ -122,35 +133,6 @@ fn bad_values_are_named_with_their_value() {
     assert_eq!(cfg.kafka.pipelines(), 4);
     let cfg = load("[kafka]\napply_threads = 1\n", &[]).unwrap();
     assert_eq!(cfg.kafka.pipelines(), 1);
-    let err = load("[detectors.rate_spike]\nratio = 3.0\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("ratio"), "the removed key is an error: {err}");
-    let err = load("[detectors.rate_spike]\nbucket = \"7m\"\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("bucket") && err.contains("7m"), "{err}");
-    let err = load(
-        "[engine]\nlearning_period = \"30d\"\nforget_after = \"7d\"\n",
-        &[],
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("engine.forget_after") && err.contains("learning_period"),
-        "{err}"
-    );
-    let err = load("[decode]\nprofile = \"splunk\"\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("splunk") && err.contains("decode.profile"),
-        "{err}"
-    );
-    let err = load("", &[("KEYWATCH__ENGINE__MAX_KEYS", "-3")])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("-3") && err.contains("max_keys"), "{err}");
 }
 
 #[test]
@@ -462,10 +444,7 @@ fn lifecycle_sections_name_key_and_value() {
             &["inventory.path", "keys.txt", "format = \"aws\""][..],
         ),
     ] {
-        let err = load(text, &[]).unwrap_err().to_string();
-        for want in wants {
-            assert!(err.contains(want), "{text}: {err} lacks {want}");
-        }
+        assert_refused(text, &[], wants);
     }
     let ok = load(
         "[inventory]\npath = \"keys.json\"\nformat = \"aws\"\ncredential_report = \"report.csv\"\nowners = \"owners.csv\"\n[[inventory.sources]]\npath = \"gcp.json\"\nformat = \"gcp\"\n[review]\nevery = \"monthly\"\n[[response]]\nname = \"rehearsal\"\n[response.aws_deactivate_key]\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n",
