@@ -210,7 +210,7 @@ fn new_source_armed(
     let net_share = share_text(net_rate, state.novelty.days());
     let networks = nets.sample_display();
     let upper = state.novelty.upper(Novel::Network);
-    let acquired_for = now.saturating_sub(nets.newest_first_seen.max(nets.last_burst));
+    let acquired_for = now.saturating_sub(nets.last_acquired());
     let held = if new_source::judged_alone(cfg, upper, acquired_for) {
         String::new()
     } else {

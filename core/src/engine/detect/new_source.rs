@@ -461,9 +461,7 @@ pub fn check(
         }),
     };
     let upper = state.novelty.upper(level);
-    // Any network acquired counts here, a fan-out's too: a thief's fan-out
-    // must not make the key look settled.
-    let acquired_for = now.saturating_sub(known.newest_first_seen.max(known.last_burst));
+    let acquired_for = now.saturating_sub(known.last_acquired());
     let alone = judged_alone(cfg, upper, acquired_for);
     let mut report = report;
     report.baseline["new_network_days_share_upper"] = json!(round3(upper));

@@ -94,6 +94,12 @@ pub struct NetworkSummary {
 }
 
 impl NetworkSummary {
+    /// When the key last acquired a network, a fan-out's included: a
+    /// thief's fan-out must not make the key look settled.
+    pub fn last_acquired(&self) -> Secs {
+        self.newest_first_seen.max(self.last_burst)
+    }
+
     /// The sampled networks as people read them (`203.0.113.0/24`).
     pub fn sample_display(&self) -> Vec<String> {
         self.sample.iter().map(|id| id.network_display()).collect()
