@@ -14,6 +14,13 @@ principal are covered; the rest are exposed, by kind. Run it beside
 `score.py` when a setting trades false positives for silence: a setting
 that cuts false positives by silencing keys shows here.
 
+`--probe actions` asks the door the holds of `new_action` leave instead:
+the same key, a minute after its last call, from its own address and with
+its own client, calls actions it never called: one (`--calls 1`), or a
+session of several within two minutes (`--calls 5`; recon lists, none of
+them sensitive). Covered when `new_action` is raised on the key or its
+principal.
+
 Fleets come from score.py's cache (generated there first). Pure Python 3.11,
 standard library only.
 """
@@ -37,8 +44,19 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def probes(events: Path, truth: dict) -> tuple[list[dict], dict[str, str]]:
-    """One probe per key: the key's last event, a minute later, from a new network."""
+# Reads a thief lists to see what a key can do; none is sensitive
+# (core/src/engine/detect/sensitive.rs).
+RECON = [
+    "iam:ListRoles", "s3:ListBuckets", "ec2:DescribeInstances", "lambda:ListFunctions",
+    "dynamodb:ListTables", "rds:DescribeDBInstances", "sns:ListTopics", "sqs:ListQueues",
+    "ecr:DescribeRepositories", "eks:ListClusters", "kms:ListKeys", "logs:DescribeLogGroups",
+    "cloudformation:ListStacks", "ec2:DescribeVpcs", "iam:ListGroups", "glue:GetDatabases",
+]
+
+
+def probes(events: Path, truth: dict, probe: str = "network", calls: int = 1) -> tuple[list[dict], dict[str, str]]:
+    """One probe per key: the key's last event, a minute later, from a new
+    network; or (`actions`) from its own, calling `calls` actions it never called."""
     attacked = {a["key_id"] for a in truth["attacks"]}
     # Role sessions are hourly keys of a role: the role's baseline judges
     # them, and probing each of thousands says nothing more. Planted attack
@@ -50,24 +68,33 @@ def probes(events: Path, truth: dict) -> tuple[list[dict], dict[str, str]]:
     # first probe unsettle the principal for the others.
     unit = {k["key_id"]: k.get("unit") or k["key_id"] for k in truth["keys"]}
     last: dict[str, dict] = {}
+    used: dict[str, set] = defaultdict(set)
     with events.open() as f:
         for line in f:
             ev = json.loads(line)
             if ev["key_id"] in kind and ev["key_id"] not in attacked:
                 last[unit[ev["key_id"]]] = ev
+                used[unit[ev["key_id"]]].add(ev.get("action"))
     last = {ev["key_id"]: ev for ev in last.values()}
     out, kinds = [], {}
     # 5.0.0.0/8 onwards: first octets no fleet key uses (fleet.py keeps
     # attackers on octets disjoint from benign traffic; these are past both).
     for i, (key, ev) in enumerate(sorted(last.items())):
         t = score.ms(ev["time"]) + 60_000
-        probe = dict(ev)
-        probe["time"] = iso(t)
-        probe["source"] = f"{5 + i // 65_000}.{(i // 250) % 256}.{i % 250}.{7}"
-        probe["outcome"] = "success"
-        probe.pop("error_code", None)
-        out.append(probe)
         kinds[key] = kind[key]
+        if probe == "actions":
+            fresh = [a for a in RECON if a not in used[unit[key]]][:calls]
+            for j, action in enumerate(fresh):
+                call = dict(ev, time=iso(t + j * 120_000 // max(1, calls)), action=action, outcome="success")
+                call.pop("error_code", None)
+                out.append(call)
+            continue
+        call = dict(ev)
+        call["time"] = iso(t)
+        call["source"] = f"{5 + i // 65_000}.{(i // 250) % 256}.{i % 250}.{7}"
+        call["outcome"] = "success"
+        call.pop("error_code", None)
+        out.append(call)
     return out, kinds
 
 
@@ -94,6 +121,8 @@ def main() -> None:
     ap.add_argument("--config", action="append", default=[None],
                     help="a configuration to compare (repeatable; the defaults always run)")
     ap.add_argument("--workdir", default="/tmp/keywatch-fleets")
+    ap.add_argument("--probe", choices=["network", "actions"], default="network")
+    ap.add_argument("--calls", type=int, default=1, help="actions per probe (--probe actions)")
     a = ap.parse_args()
     a.kinds = a.families = None
     configs = list(dict.fromkeys(a.config))
@@ -104,15 +133,18 @@ def main() -> None:
     for seed in score.parse_seeds(a.seeds):
         d, _ = score.ensure_fleet(a, seed)
         truth = json.loads((d / "truth.json").read_text())
-        extra, kinds = probes(d / "events.jsonl", truth)
+        extra, kinds = probes(d / "events.jsonl", truth, a.probe, a.calls)
+        detectors = ("new_action",) if a.probe == "actions" else ("new_source", "source_fanout")
         kind_of.update(kinds)
         for key, k in kinds.items():
             totals[k] += 1
-        probe_at = {p["key_id"]: score.ms(p["time"]) for p in extra}
+        probe_at: dict[str, int] = {}
+        for p in extra:
+            probe_at.setdefault(p["key_id"], score.ms(p["time"]))
         for cfg in configs:
             for f in run(a.keywatch, cfg, d / "events.jsonl", extra):
                 key = f.get("key_id")
-                if key in probe_at and f["detector"] in ("new_source", "source_fanout") \
+                if key in probe_at and f["detector"] in detectors \
                         and score.ms(f["observed_at"]) >= probe_at[key]:
                     if f.get("folded"):
                         folded_only[cfg][key] = 1
@@ -130,7 +162,8 @@ def main() -> None:
     names = [Path(c).name if c else "defaults" for c in configs]
     width = max(12, *(len(n) for n in names))
     print(f"{'kind':15s} {'keys':>5s}  " + "  ".join(f"{n:>{width + 5}s}" for n in names))
-    print("exposed keys: the careful thief's call raised no new_source alert (share of the kind's"
+    what = "new_action" if a.probe == "actions" else "new_source"
+    print(f"exposed keys: the careful thief's call raised no {what} alert (share of the kind's"
           " keys); +N: of them, folded into an open run's record (seen in the console, no alert)")
     for k in sorted(totals):
         cells = []

@@ -10,7 +10,7 @@ use super::detect::{human_secs, new_source, source_fanout, DAY};
 use super::finding::Detector;
 use super::settings::Settings;
 use super::source::SourceId;
-use super::state::{KeyState, NetworkSummary, Novel, Secs, ValueKind};
+use super::state::{HeldOn, KeyState, NetworkSummary, Novel, Secs, ValueKind};
 use crate::decode::time::format_rfc3339;
 
 /// Which line a rate model draws now, in words.
@@ -150,7 +150,7 @@ pub fn explain(s: &Settings, key: &str, state: &KeyState, now: Secs) -> Value {
             "failure_threshold": error_threshold,
         },
         "open_runs": open_runs(s, state, now),
-        "held_networks": held_networks(state, now),
+        "held": held(state, now),
         "detectors": {
             "new_source": new_source,
             "rate_spike": rate,
@@ -288,9 +288,10 @@ fn open_runs(s: &Settings, state: &KeyState, now: Secs) -> Vec<Value> {
         .collect()
 }
 
-/// New networks whose `new_source` finding waits for corroboration: the
-/// network, when it was first used and when the hold ends.
-fn held_networks(state: &KeyState, now: Secs) -> Vec<Value> {
+/// Firsts whose finding waits for corroboration: the detector, what is
+/// held (a network, a client, the actions gathered), when it was first
+/// used, when the hold ends and the severity it would be raised at.
+fn held(state: &KeyState, now: Secs) -> Vec<Value> {
     let Some(rare) = state.rare.as_ref() else {
         return Vec::new();
     };
@@ -298,12 +299,27 @@ fn held_networks(state: &KeyState, now: Secs) -> Vec<Value> {
         .iter()
         .filter(|h| h.until > now)
         .map(|h| {
-            json!({
-                "network": h.id.network_display(),
+            let mut v = json!({
                 "since": at(h.since),
                 "until": at(h.until),
                 "severity": h.report.severity.as_str(),
-            })
+            });
+            match h.on {
+                HeldOn::Network(id) => {
+                    v["detector"] = json!("new_source");
+                    v["network"] = json!(id.network_display());
+                }
+                HeldOn::Client(_) => {
+                    v["detector"] = json!("new_user_agent");
+                    v["client"] = h.report.observed["family"].clone();
+                }
+                HeldOn::Actions { gathered, .. } => {
+                    v["detector"] = json!("new_action");
+                    v["action"] = h.report.observed["action"].clone();
+                    v["new_actions"] = json!(gathered);
+                }
+            }
+            v
         })
         .collect()
 }

@@ -239,6 +239,7 @@ impl Engine {
                 // The principal says only what its key did not (see `Ctx::quiet`).
                 key_found: event_start..key_end,
                 key_folded,
+                firsts: Default::default(),
             };
             if let Some(mut state) = tracked.keys.get_mut(subject) {
                 if self.already_applied(tracked.entity, subject, &state, at) {

@@ -373,7 +373,7 @@ fn a_thief_right_after_the_owners_move_is_still_found_with_the_usual_client() {
     // The key's page says what waits, and until when.
     let explained = engine.explain(Entity::KeyId, "AKIAMOVED").unwrap();
     assert_eq!(
-        explained["held_networks"][0]["network"], "185.220.101.0/24",
+        explained["held"][0]["network"], "185.220.101.0/24",
         "{explained}"
     );
     assert!(explained["detectors"]["new_source"]

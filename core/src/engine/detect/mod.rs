@@ -8,6 +8,7 @@ pub mod cloud_credential_outside_cloud;
 pub mod config;
 pub mod dormant_revival;
 pub mod error_spike;
+pub mod hold;
 pub mod impossible_travel;
 pub mod list;
 pub mod listed_source;
@@ -97,6 +98,22 @@ pub struct Ctx<'a, 'e> {
     /// into an open run: its principal's would be the same incident, and
     /// folds too. Set while the key is observed, read by its principal.
     pub key_folded: u32,
+    /// Firsts of this event that detectors learned before others read them
+    /// (for [`hold`]).
+    pub firsts: Firsts,
+}
+
+/// Firsts of the event for its identity, set as they are learned: a later
+/// detector can no longer read them off the identity's tables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Firsts {
+    /// The event's network is one the identity has not used, and new
+    /// networks are not a habit of its days
+    /// ([`share::habitual`]).
+    pub network: bool,
+    /// The event's client family is one the identity has not used (and it
+    /// knows others), and new clients are not a habit of its days.
+    pub client: bool,
 }
 
 /// What is known beyond the identity's own state: whether it is new to the
@@ -397,6 +414,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         _ => None,
     };
     let mut network_new = false;
+    let mut known_network = None;
     if let Some(source) = &ctx.ev.source {
         if !s.ignores(source) {
             let id = SourceId::of(source);
@@ -404,12 +422,20 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             let window_start = now - now % s.fanout_window_s;
             let facts = state.sources.facts(id, now, s.forget_s, window_start);
             network_new = !facts.network_known;
+            // A first network corroborates only on a key for which new
+            // networks are news (not a mobile carrier's, a VPN pool's).
+            ctx.firsts.network = network_new
+                && state.events > 0
+                && !share::habitual(
+                    state.novelty.rate(Novel::Network),
+                    s.detectors.new_source.expected_novelty,
+                );
             // A network the key forgot for lack of room, used again.
             let returned = network_new && state.came_back(id.network(), now);
             if network_new {
                 new_source::check(state, ctx, id, &facts, returned, located.as_ref());
             } else {
-                new_source::corroborate(state, ctx, id);
+                known_network = Some(id);
             }
             // The key's first day shows where it is used, not how often
             // that changes.
@@ -442,6 +468,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             memory.learn(tables, info, *ip, now, ctx.ev.count, network_new);
         }
     }
+    hold::settle(state, ctx, known_network);
     new_user_agent::check(state, ctx);
     new_identity::check(state, ctx);
     new_action::check(state, ctx);

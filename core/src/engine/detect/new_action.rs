@@ -27,9 +27,9 @@ use serde_json::json;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::share::{habitual, round3, share_text};
-use super::{a_month_apart, sensitive, Ctx, Report};
+use super::{a_month_apart, hold, sensitive, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{value_hash, Found, KeyState, Novel, ValueKind};
+use crate::engine::state::{value_hash, Found, HeldOn, KeyState, Novel, ValueKind};
 use crate::types::ConfigError;
 
 /// `[detectors.new_action]`.
@@ -125,6 +125,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             // filling in its long tail.
             let well_sampled = state.events as u64 >= WELL_SAMPLED_PER_ACTION * known as u64;
             if sensitive.is_none() && !new_service && !well_sampled {
+                // Not news alone, but one more first in a session of them.
+                let shown = ctx.ev.action_display().unwrap_or_default();
+                hold::gather_action(state, ctx, &shown);
                 return record(state, ctx, found, action_hash);
             }
             if ctx.quiet(state, Detector::NewAction, action_hash as u64) {
@@ -149,7 +152,8 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 if known == 1 { "" } else { "s" },
                 share_text(rate, state.novelty.days()),
             );
-            let report = Report {
+            let alone_below = s.detectors.new_source.alone_below;
+            let mut report = Report {
                 severity,
                 summary,
                 observed: json!({
@@ -168,9 +172,32 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                     "broad_after": cfg.broad_after,
                     "narrow_repertoire": NARROW_REPERTOIRE,
                     "expected_novelty": s.detectors.new_source.expected_novelty,
+                    "alone_below": alone_below,
+                    "enumeration": hold::ENUMERATION,
                 }),
             };
-            ctx.emit(state, Detector::NewAction, action_hash as u64, report);
+            // A new action alone is a finding on a key whose days have not
+            // shown new actions (a service, a job) and for a sensitive call;
+            // on a key whose days bring them now and then (a person, a
+            // sparse key) it waits for the key to do something else it does
+            // not, or for a session of them.
+            let alone = sensitive.is_some() || f64::from(rate) < alone_below;
+            let corroboration = match sensitive {
+                Some(_) => None,
+                None => hold::corroboration(state, ctx, hold::ACTIONS),
+            };
+            if let Some(c) = corroboration {
+                hold::corroborated(&mut report, &c, 0, "With it");
+                ctx.emit(state, Detector::NewAction, action_hash as u64, report);
+            } else if alone {
+                ctx.emit(state, Detector::NewAction, action_hash as u64, report);
+            } else if !hold::gather_action(state, ctx, &shown) {
+                let on = HeldOn::Actions {
+                    first: action_hash,
+                    gathered: 1,
+                };
+                hold::hold(state, ctx, on, report);
+            }
         }
     }
     if new && state.active_days > 0 {

@@ -22,7 +22,7 @@
 //! `alone_after`). On any other key (a person, a young key, a key that met
 //! a new network this month) the finding is written and **held** for
 //! `corroborate_within`: the first call from that network that the key
-//! does not make ([`corroboration`]: an action it has not called, a client
+//! does not make ([`hold::corroboration`]: an action it has not called, a client
 //! family it has not used, a sensitive call) raises it, naming the call;
 //! without one it is dropped and counted (`uncorroborated`). A place
 //! netintel says the key never used, or leaving its cloud ranges, is
@@ -68,13 +68,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use std::sync::atomic::Ordering;
-
 use super::share::{habitual, round3, share_text};
-use super::{human_secs, new_action, sensitive, Ctx, Report};
+use super::{hold, human_secs, Ctx, Report};
 use crate::engine::finding::{Detector, Severity};
 use crate::engine::source::SourceId;
-use crate::engine::state::{Held, KeyState, Novel, SourceFacts, ValueKind, HELD};
+use crate::engine::state::{HeldOn, KeyState, Novel, SourceFacts};
 use crate::netintel::{NetInfo, OwnerClass, Tables};
 use crate::types::{invalid, ConfigError, HumanDuration};
 
@@ -467,13 +465,13 @@ pub fn check(
     report.baseline["new_network_days_share_upper"] = json!(round3(upper));
     report.threshold["alone_below"] = json!(cfg.alone_below);
     report.threshold["alone_after_s"] = json!(cfg.alone_after.as_secs_u32());
-    match corroboration(state, ctx) {
+    match hold::corroboration(state, ctx, hold::NETWORK) {
         Some(c) => {
-            corroborated(&mut report, &c, 0);
+            hold::corroborated(&mut report, &c, 0, "From it");
             ctx.emit(state, Detector::NewSource, 0, report);
         }
         None if alone || placed => ctx.emit(state, Detector::NewSource, 0, report),
-        None => hold(state, ctx, id, report),
+        None => hold::hold(state, ctx, HeldOn::Network(id), report),
     }
 }
 
@@ -495,123 +493,3 @@ const PLACED: [&str; 4] = [
     "outside_cloud",
     "new_cloud_region",
 ];
-
-/// What an event from a new network does that the key does not: the first
-/// of a sensitive call, an action it has not called within `forget_after`,
-/// a client family it has not used.
-pub struct Corroboration {
-    /// `sensitive_action`, `new_action` or `new_user_agent`.
-    pub rule: &'static str,
-    /// The action or client, as shown.
-    pub value: String,
-    /// What it did, for the summary: "called iam:ListUsers, an action it
-    /// has not called before".
-    pub text: String,
-}
-
-/// Whether the event does something its key does not (see [`Corroboration`]).
-/// Read before `new_action` and `new_user_agent` learn the event.
-pub fn corroboration(state: &KeyState, ctx: &Ctx<'_, '_>) -> Option<Corroboration> {
-    let (now, forget) = (ctx.now, ctx.settings.forget_s);
-    if let Some((ns, action)) = ctx.ev.action_parts() {
-        let shown = ctx.ev.action_display().unwrap_or_default();
-        if let Some(c) = sensitive::category(ns, action) {
-            return Some(Corroboration {
-                text: format!("made a sensitive call, {shown} ({})", c.text()),
-                rule: "sensitive_action",
-                value: shown,
-            });
-        }
-        let hash = new_action::hash(ns, action);
-        let knows_actions = state.values.fresh_len(ValueKind::Action, now, forget) > 0;
-        if knows_actions && new_action::is_new(state.values.find(hash), now, forget) {
-            return Some(Corroboration {
-                text: format!("called {shown}, an action it has not called before"),
-                rule: "new_action",
-                value: shown,
-            });
-        }
-    }
-    let (family, hash) = ctx.user_agent?;
-    let knows_clients = state.values.fresh_len(ValueKind::UserAgent, now, forget) > 0;
-    (knows_clients && !state.values.knows(hash, now, forget)).then(|| Corroboration {
-        text: format!("used the client \"{family}\", which it has not used before"),
-        rule: "new_user_agent",
-        value: family.to_owned(),
-    })
-}
-
-/// Writes the corroboration into a held (or immediate) finding.
-fn corroborated(report: &mut Report, c: &Corroboration, after_s: u32) {
-    let when = if after_s >= 60 {
-        format!(" {} later", human_secs(u64::from(after_s)))
-    } else {
-        String::new()
-    };
-    report.summary = format!("{} From it{when}, it {}.", report.summary, c.text);
-    if let Some(rules) = report.observed["rules"].as_array_mut() {
-        rules.push(json!("corroborated"));
-    }
-    report.observed["corroboration"] = json!({
-        "rule": c.rule,
-        "value": c.value,
-        "after_s": after_s,
-    });
-}
-
-/// Holds a new network's finding until the network does something the key
-/// does not, or `corroborate_within` passes.
-fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, id: SourceId, report: Report) {
-    let cfg = &ctx.settings.detectors.new_source;
-    let now = ctx.now;
-    let held = &mut state.rare.get_or_insert_with(Default::default).held;
-    drop_expired(held, ctx);
-    if held.len() >= HELD {
-        held.remove(0);
-        ctx.stats.uncorroborated.fetch_add(1, Ordering::Relaxed);
-    }
-    held.push(Held {
-        id,
-        since: now,
-        until: now.saturating_add(cfg.corroborate_within.as_secs_u32()),
-        report: Box::new(report),
-    });
-}
-
-/// Drops the holds whose time is over, counting them as uncorroborated.
-fn drop_expired(held: &mut Vec<Held>, ctx: &Ctx<'_, '_>) {
-    let before = held.len();
-    held.retain(|h| h.until > ctx.now);
-    let expired = before - held.len();
-    if expired > 0 {
-        ctx.stats
-            .uncorroborated
-            .fetch_add(expired as u64, Ordering::Relaxed);
-    }
-}
-
-/// An event from a network the key knows: if it is a held new network's
-/// and does something the key does not, the held finding is raised now.
-/// Holds past their time are dropped (and counted).
-pub fn corroborate(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, id: SourceId) {
-    let Some(rare) = state.rare.as_deref_mut().filter(|r| !r.held.is_empty()) else {
-        return;
-    };
-    let (now, network) = (ctx.now, id.network());
-    drop_expired(&mut rare.held, ctx);
-    let Some(i) = rare.held.iter().position(|h| h.id.network() == network) else {
-        return;
-    };
-    let Some(c) = corroboration(state, ctx) else {
-        return;
-    };
-    let Some(held) = state.rare.as_deref_mut().map(|r| r.held.swap_remove(i)) else {
-        return;
-    };
-    if ctx.quiet(state, Detector::NewSource, 0) {
-        return;
-    }
-    let mut report = *held.report;
-    corroborated(&mut report, &c, now.saturating_sub(held.since));
-    ctx.emit(state, Detector::NewSource, 0, report);
-}

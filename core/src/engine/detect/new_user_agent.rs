@@ -9,10 +9,10 @@ use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::share::{habitual, round3, share_text};
-use super::{Ctx, Report};
+use super::{hold, Ctx, Report};
 use crate::decode::AuditEvent;
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{value_hash, KeyState, Novel, ValueKind};
+use crate::engine::state::{value_hash, HeldOn, KeyState, Novel, ValueKind};
 use crate::types::ConfigError;
 
 /// `[detectors.new_user_agent]`.
@@ -180,33 +180,63 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let cfg = &s.detectors.new_user_agent;
     let found = state.values.find(hash);
     let new = !found.fresh(ctx.now, s.forget_s);
-    if cfg.enabled && ctx.eligible && new {
-        // A key whose days bring new clients as often as new networks would
-        // be expected (browsers updating, a shared key) says nothing by
-        // another.
-        let rate = state.novelty.rate(Novel::UserAgent);
-        let known = state
+    let known = if new {
+        state
             .values
-            .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s);
-        if known > 0
-            && known < cfg.broad_after as usize
-            && !habitual(rate, s.detectors.new_source.expected_novelty)
-            && !ctx.quiet(state, Detector::NewUserAgent, hash as u64)
-        {
-            let share = share_text(rate, state.novelty.days());
-            let summary = format!(
-                "{} was used with user agent {fam:?}, a client it has not used before ({known} known famil{}; it met a new one {share}).",
-                ctx.who(),
-                if known == 1 { "y" } else { "ies" },
-            );
-            let report = Report {
-                severity: Severity::Low,
-                summary,
-                observed: json!({ "family": fam, "user_agent": crate::decode::event::EventSample::from(ctx.ev).user_agent }),
-                baseline: json!({ "known_families": known, "new_family_days_share": round3(rate) }),
-                threshold: json!({ "broad_after": cfg.broad_after, "expected_novelty": s.detectors.new_source.expected_novelty }),
-            };
-            ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
+            .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s)
+    } else {
+        0
+    };
+    // A key whose days bring new clients as often as new networks would
+    // be expected (browsers updating, a shared key) says nothing by
+    // another.
+    let rate = state.novelty.rate(Novel::UserAgent);
+    let expected = new && habitual(rate, s.detectors.new_source.expected_novelty);
+    // Read by the actions' holds after this learns the client.
+    ctx.firsts.client = known > 0 && !expected;
+    if cfg.enabled
+        && ctx.eligible
+        && new
+        && known > 0
+        && known < cfg.broad_after as usize
+        && !expected
+        && !ctx.quiet(state, Detector::NewUserAgent, hash as u64)
+    {
+        let share = share_text(rate, state.novelty.days());
+        let summary = format!(
+            "{} was used with user agent {fam:?}, a client it has not used before ({known} known famil{}; it met a new one {share}).",
+            ctx.who(),
+            if known == 1 { "y" } else { "ies" },
+        );
+        // A new client alone is a finding only on a key that has shown
+        // new clients are rare for it; on any other it waits for the
+        // client to do something the key does not.
+        let upper = state.novelty.upper(Novel::UserAgent);
+        let alone_below = s.detectors.new_source.alone_below;
+        let mut report = Report {
+            severity: Severity::Low,
+            summary,
+            observed: json!({ "family": fam, "user_agent": crate::decode::event::EventSample::from(ctx.ev).user_agent }),
+            baseline: json!({
+                "known_families": known,
+                "new_family_days_share": round3(rate),
+                "new_family_days_share_upper": round3(upper),
+            }),
+            threshold: json!({
+                "broad_after": cfg.broad_after,
+                "expected_novelty": s.detectors.new_source.expected_novelty,
+                "alone_below": alone_below,
+            }),
+        };
+        match hold::corroboration(state, ctx, hold::CLIENT) {
+            Some(c) => {
+                hold::corroborated(&mut report, &c, 0, "With it");
+                ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
+            }
+            None if f64::from(upper) < alone_below => {
+                ctx.emit(state, Detector::NewUserAgent, hash as u64, report)
+            }
+            None => hold::hold(state, ctx, HeldOn::Client(hash), report),
         }
     }
     if new && state.active_days > 0 {

@@ -34,29 +34,43 @@ pub struct Rare {
     /// as the numbers of partitions are this process's own.
     #[serde(skip)]
     pub elsewhere: Vec<(u64, u16)>,
-    /// New networks whose `new_source` finding waits for the network to do
-    /// something the key does not (see [`Held`]). Not part of the state's
-    /// encoding: a hold lasts an hour at most, and one open at a restart is
-    /// dropped (its network's later calls are still `new_action`'s and
-    /// `new_user_agent`'s).
+    /// Firsts (networks, clients, actions) whose finding waits for the key
+    /// to do something else it does not (see [`Held`]). Not part of the
+    /// state's encoding: a hold lasts an hour at most, and one open at a
+    /// restart is dropped.
     #[serde(skip)]
     pub held: Vec<Held>,
 }
 
-/// New networks a key holds at most, waiting for corroboration: a person
-/// between a few new networks in an hour, not a fan-out (that is
-/// `source_fanout`'s).
+/// Firsts a key holds at most, waiting for corroboration: a person between
+/// a few new networks in an hour, not a fan-out (that is `source_fanout`'s).
 pub const HELD: usize = 4;
 
-/// A new network on a key that meets new networks now and then, whose
-/// `new_source` finding is written but not raised: it is raised at the
-/// first call from that network that the key does not make (an action it
-/// has not called, a client it has not used, a sensitive call) before
+/// What a held finding is about (see [`crate::engine::detect::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldOn {
+    /// A new network (`new_source`): the source first seen from it.
+    Network(crate::engine::source::SourceId),
+    /// A new client family (`new_user_agent`), by its value hash.
+    Client(u32),
+    /// New actions (`new_action`): the first's value hash, and how many the
+    /// hold has gathered.
+    Actions {
+        /// The first action's value hash (the finding's cooldown dimension).
+        first: u32,
+        /// New actions called since the hold began, the first included.
+        gathered: u16,
+    },
+}
+
+/// A first on a key that has not shown such firsts are rare for it (a new
+/// network, client or action), whose finding is written but not raised: it
+/// is raised when the key does something else it does not do before
 /// `until`, and dropped after.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
-    /// The source first seen from the network.
-    pub id: crate::engine::source::SourceId,
+    /// What is held.
+    pub on: HeldOn,
     /// When it was first used.
     pub since: Secs,
     /// The hold ends.
