@@ -943,3 +943,191 @@ fn after_a_fanout_a_blending_thief_is_held_the_fanout_was_the_finding() {
         "{findings:#?}"
     );
 }
+
+/// A person's key: [`steady`] from `sources(day)` with the CLI, whose days
+/// bring a call it never made before on every sixth day (`Explore3`,
+/// `Explore9`, ...): new actions on about one day in seven, as a person
+/// taking up a service now and then.
+fn explorer(
+    key: &'static str,
+    days: i64,
+    sources: impl Fn(i64) -> String,
+    rng: &mut Rng,
+) -> Vec<Ev> {
+    let mut out = Vec::new();
+    for d in 0..days {
+        let src = sources(d);
+        out.extend(steady(key, d, 1, &[src.as_str()], rng));
+        if d % 6 == 3 {
+            out.push(
+                ev(T0 + d * DAY + 11 * HOUR, key, src.as_str()).calling(&format!("Explore{d}")),
+            );
+        }
+    }
+    out
+}
+
+/// The findings of `d` on `key` from `t` on.
+fn after<'f>(findings: &'f [Finding], d: Detector, key: &str, t: i64) -> Vec<&'f Finding> {
+    let from = crate::decode::time::format_rfc3339(t * 1000);
+    of(findings, d)
+        .into_iter()
+        .filter(|f| f.key_id == key && f.observed_at >= from)
+        .collect()
+}
+
+#[test]
+fn a_persons_new_action_waits_and_a_session_of_them_is_raised() {
+    let mut rng = Rng(90);
+    let home = |_| "203.0.113.10".to_owned();
+    let mut events = explorer("AKIAEXPLORE", 30, home, &mut rng);
+    let t = T0 + 30 * DAY + 10 * HOUR;
+    let first = ev(t, "AKIAEXPLORE", "203.0.113.10").calling("ListQueues");
+    events.push(first.clone());
+    // One new call on a key whose days bring them now and then: held, and
+    // the key's page says so.
+    let (engine, findings) = engine_run(events.clone());
+    assert!(
+        after(&findings, Detector::NewAction, "AKIAEXPLORE", t).is_empty(),
+        "{findings:#?}"
+    );
+    let explained = engine.explain(Entity::KeyId, "AKIAEXPLORE").unwrap();
+    let held = &explained["held"][0];
+    assert_eq!(held["detector"], "new_action", "{explained}");
+    assert_eq!(held["action"], "s3:ListQueues", "{explained}");
+    // Alone, it is dropped once the hour is over, and counted.
+    let mut alone = events.clone();
+    alone.push(ev(t + 2 * HOUR, "AKIAEXPLORE", "203.0.113.10"));
+    let dropped = |engine: &Engine| engine.stats().uncorroborated.load(Ordering::Relaxed);
+    let before = dropped(&engine);
+    let (engine, findings) = engine_run(alone);
+    assert!(after(&findings, Detector::NewAction, "AKIAEXPLORE", t).is_empty());
+    assert_eq!(dropped(&engine), before + 1);
+    // Four more calls the key never made within minutes: a session that
+    // explores what the key can do is one finding, naming the session.
+    for (i, action) in ["ListTopics", "ListRoles", "ListKeys", "ListStacks"]
+        .iter()
+        .enumerate()
+    {
+        events.push(Ev {
+            t: t + 30 * (i as i64 + 1),
+            ..first.clone().calling(action)
+        });
+    }
+    let findings = run(events);
+    let raised = after(&findings, Detector::NewAction, "AKIAEXPLORE", t);
+    assert_eq!(raised.len(), 1, "{findings:#?}");
+    assert_eq!(raised[0].evidence.observed["action"], "s3:ListQueues");
+    assert_eq!(
+        raised[0].evidence.observed["corroboration"],
+        serde_json::json!({"rule": "enumeration", "value": "s3:ListStacks", "after_s": 120})
+    );
+    assert!(
+        raised[0].summary.ends_with(
+            "Then 2m later, it had called 5 actions it had not called before, the latest s3:ListStacks."
+        ),
+        "{}",
+        raised[0].summary
+    );
+}
+
+#[test]
+fn a_held_action_is_raised_by_a_tool_or_a_network_the_key_never_used() {
+    let mut rng = Rng(91);
+    let home = |_| "203.0.113.10".to_owned();
+    let mut events = explorer("AKIAEXPLORE", 30, home, &mut rng);
+    let t = T0 + 30 * DAY + 10 * HOUR;
+    let first = ev(t, "AKIAEXPLORE", "203.0.113.10").calling("ListQueues");
+    events.push(first.clone());
+    // Three minutes later, from the same network, a tool the key never
+    // used, making the key's own call.
+    let mut tool = events.clone();
+    tool.push(Ev {
+        t: t + 180,
+        ..first
+            .clone()
+            .calling("GetObject")
+            .ua("python-requests/2.31.0")
+    });
+    let findings = run(tool);
+    let raised = after(&findings, Detector::NewAction, "AKIAEXPLORE", t);
+    assert_eq!(raised.len(), 1, "{findings:#?}");
+    assert_eq!(
+        raised[0].evidence.observed["corroboration"]["rule"],
+        "new_user_agent"
+    );
+    assert!(
+        raised[0].summary.ends_with(
+            "Then 3m later, it used the client \"python-requests\", which it has not used before."
+        ),
+        "{}",
+        raised[0].summary
+    );
+    // Or from a network the key never used (a thief's second call).
+    events.push(ev(t + 600, "AKIAEXPLORE", "185.220.101.7"));
+    let findings = run(events);
+    let raised = after(&findings, Detector::NewAction, "AKIAEXPLORE", t);
+    assert_eq!(raised.len(), 1, "{findings:#?}");
+    assert_eq!(
+        raised[0].evidence.observed["corroboration"]["rule"],
+        "new_source"
+    );
+}
+
+#[test]
+fn a_new_network_does_not_corroborate_on_a_key_that_meets_one_every_day() {
+    // A person on a mobile carrier: a new /24 every day, so a new network
+    // is no news on this key and cannot make its held new action news.
+    let mut rng = Rng(92);
+    let carrier = |d: i64| format!("100.64.{}.10", d % 250);
+    let mut events = explorer("AKIAMOBILE", 30, carrier, &mut rng);
+    let t = T0 + 30 * DAY + 10 * HOUR;
+    events.push(ev(t - 600, "AKIAMOBILE", "100.64.30.10"));
+    events.push(ev(t, "AKIAMOBILE", "100.64.30.10").calling("ListQueues"));
+    events.push(ev(t + 600, "AKIAMOBILE", "100.64.31.10"));
+    let findings = run(events);
+    assert!(
+        after(&findings, Detector::NewAction, "AKIAMOBILE", t).is_empty(),
+        "{findings:#?}"
+    );
+    assert!(
+        after(&findings, Detector::NewSource, "AKIAMOBILE", t).is_empty(),
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn a_young_keys_new_client_waits_for_it_to_do_something_new() {
+    // Ten days of one client: not yet shown that a new one is news.
+    let mut rng = Rng(93);
+    let mut events = steady("AKIAYOUNG", 0, 10, &["203.0.113.10"], &mut rng);
+    let t = T0 + 10 * DAY + 10 * HOUR;
+    let boto = ev(t, "AKIAYOUNG", "203.0.113.10").ua(BOTO);
+    events.push(boto.clone());
+    let mut quiet = events.clone();
+    quiet.push(Ev {
+        t: t + 60,
+        ..boto.clone()
+    });
+    let findings = run(quiet);
+    assert!(
+        after(&findings, Detector::NewUserAgent, "AKIAYOUNG", t).is_empty(),
+        "{findings:#?}"
+    );
+    // With it five minutes later, a call the key never made: raised.
+    events.push(Ev {
+        t: t + 300,
+        ..boto.calling("DeleteBucket")
+    });
+    let findings = run(events);
+    let raised = after(&findings, Detector::NewUserAgent, "AKIAYOUNG", t);
+    assert_eq!(raised.len(), 1, "{findings:#?}");
+    assert_eq!(raised[0].evidence.observed["family"], "Boto3");
+    assert!(
+        raised[0].summary.ends_with(
+            "With it 5m later, it called s3:DeleteBucket, an action it has not called before."
+        ),
+        "{}",
+        raised[0].summary
+    );
+}
