@@ -95,11 +95,15 @@ pub struct NewSourceConfig {
     /// networks are rarer than this for it ([`Novelty::upper`]: its share
     /// of days with a new network, counting one more). On any other key it
     /// is held until the network does something the key does not: 0 holds
-    /// every new network, 1 none.
+    /// every new network, 1 none. The same share holds a new client
+    /// (`new_user_agent`) and, on keys whose days have brought new actions
+    /// this often, a new action (`new_action`): see
+    /// [`hold`](super::hold).
     ///
     /// [`Novelty::upper`]: crate::engine::state::Novelty::upper
     pub alone_below: f64,
-    /// How long a held new network waits for corroboration.
+    /// How long a held first (a network, a client, actions) waits for
+    /// corroboration.
     pub corroborate_within: HumanDuration,
     /// A key that has not acquired a network for this long is judged on a
     /// new network alone, however few its active days (a weekly job on its
