@@ -14,6 +14,11 @@ principal are covered; the rest are exposed, by kind. Run it beside
 `score.py` when a setting trades false positives for silence: a setting
 that cuts false positives by silencing keys shows here.
 
+`--probe recon --calls N` is the thief who explores from his own network:
+N calls of actions the key never made (recon lists, none sensitive) from a
+new network, with the key's own client, within two minutes; covered when
+`new_source`, `source_fanout` or `new_action` is raised.
+
 `--probe actions` asks the door the holds of `new_action` leave instead:
 the same key, a minute after its last call, from its own address and with
 its own client, calls actions it never called: one (`--calls 1`), or a
@@ -82,10 +87,12 @@ def probes(events: Path, truth: dict, probe: str = "network", calls: int = 1) ->
     for i, (key, ev) in enumerate(sorted(last.items())):
         t = score.ms(ev["time"]) + 60_000
         kinds[key] = kind[key]
-        if probe == "actions":
+        if probe in ("actions", "recon"):
             fresh = [a for a in RECON if a not in used[unit[key]]][:calls]
             for j, action in enumerate(fresh):
                 call = dict(ev, time=iso(t + j * 120_000 // max(1, calls)), action=action, outcome="success")
+                if probe == "recon":
+                    call["source"] = f"{5 + i // 65_000}.{(i // 250) % 256}.{i % 250}.{7}"
                 call.pop("error_code", None)
                 out.append(call)
             continue
@@ -121,7 +128,7 @@ def main() -> None:
     ap.add_argument("--config", action="append", default=[None],
                     help="a configuration to compare (repeatable; the defaults always run)")
     ap.add_argument("--workdir", default="/tmp/keywatch-fleets")
-    ap.add_argument("--probe", choices=["network", "actions"], default="network")
+    ap.add_argument("--probe", choices=["network", "recon", "actions"], default="network")
     ap.add_argument("--calls", type=int, default=1, help="actions per probe (--probe actions)")
     a = ap.parse_args()
     a.kinds = a.families = None
@@ -134,7 +141,8 @@ def main() -> None:
         d, _ = score.ensure_fleet(a, seed)
         truth = json.loads((d / "truth.json").read_text())
         extra, kinds = probes(d / "events.jsonl", truth, a.probe, a.calls)
-        detectors = ("new_action",) if a.probe == "actions" else ("new_source", "source_fanout")
+        detectors = {"actions": ("new_action",), "network": ("new_source", "source_fanout"),
+                     "recon": ("new_source", "source_fanout", "new_action")}[a.probe]
         kind_of.update(kinds)
         for key, k in kinds.items():
             totals[k] += 1
@@ -162,7 +170,8 @@ def main() -> None:
     names = [Path(c).name if c else "defaults" for c in configs]
     width = max(12, *(len(n) for n in names))
     print(f"{'kind':15s} {'keys':>5s}  " + "  ".join(f"{n:>{width + 5}s}" for n in names))
-    what = "new_action" if a.probe == "actions" else "new_source"
+    what = {"actions": "new_action", "network": "new_source",
+            "recon": "new_source or new_action"}[a.probe]
     print(f"exposed keys: the careful thief's call raised no {what} alert (share of the kind's"
           " keys); +N: of them, folded into an open run's record (seen in the console, no alert)")
     for k in sorted(totals):

@@ -303,6 +303,7 @@ fn held(state: &KeyState, now: Secs) -> Vec<Value> {
                 "since": at(h.since),
                 "until": at(h.until),
                 "severity": h.report.severity.as_str(),
+                "new_actions": h.gathered,
             });
             match h.on {
                 HeldOn::Network(id) => {
@@ -313,10 +314,9 @@ fn held(state: &KeyState, now: Secs) -> Vec<Value> {
                     v["detector"] = json!("new_user_agent");
                     v["client"] = h.report.observed["family"].clone();
                 }
-                HeldOn::Actions { gathered, .. } => {
+                HeldOn::Actions(_) => {
                     v["detector"] = json!("new_action");
                     v["action"] = h.report.observed["action"].clone();
-                    v["new_actions"] = json!(gathered);
                 }
             }
             v

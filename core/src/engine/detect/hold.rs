@@ -13,10 +13,15 @@
 //!   sensitive call, an action the key has not called, or from a network
 //!   the key has not used;
 //! - **actions** (`new_action`): any call of the key that is a sensitive
-//!   call, with a client it has not used or from a network it has not used;
-//!   or [`ENUMERATION`] actions it has not called within the hold (a
-//!   session that explores what the key can do, not a task that needs one
-//!   more call).
+//!   call, with a client it has not used or from a network it has not used.
+//!
+//! Two firsts of different kinds together are what a person seldom does
+//! and a thief almost always does; but a first the key meets as a habit
+//! (`expected_novelty`: a mobile key's new /24, a browser updating)
+//! corroborates nothing. Held actions also *gather* the key's further new
+//! actions: the hold is raised once [`ENUMERATION`] were called within it
+//! (a session that explores what the key can do, not a task that needs
+//! one more call).
 //!
 //! The doors are the same for all three: a thief who, for as long as it
 //! takes, makes only the key's own calls (or a few new ones) with its own
@@ -146,6 +151,21 @@ pub fn corroboration(state: &KeyState, ctx: &Ctx<'_, '_>, counts: Counts) -> Opt
     None
 }
 
+/// The event's action, as shown, when it is one the key has not called
+/// (and it knows others) and not a sensitive call: what holds gather.
+/// Read before `new_action` learns the event.
+pub fn new_action_called(state: &KeyState, ctx: &Ctx<'_, '_>) -> Option<String> {
+    let (now, forget) = (ctx.now, ctx.settings.forget_s);
+    let (ns, action) = ctx.ev.action_parts()?;
+    if sensitive::category(ns, action).is_some() {
+        return None;
+    }
+    let hash = new_action::hash(ns, action);
+    (state.values.fresh_len(ValueKind::Action, now, forget) > 0
+        && new_action::is_new(state.values.find(hash), now, forget))
+    .then(|| ctx.ev.action_display().unwrap_or_default())
+}
+
 /// Writes the corroboration into a held (or immediate) finding: "From it
 /// 2m later, it called iam:ListUsers, ..." (`lead`: "From it", "With it",
 /// "Then").
@@ -169,7 +189,8 @@ pub fn corroborated(report: &mut Report, c: &Corroboration, after_s: u32, lead: 
 
 /// Holds a finding until the key corroborates it, or `corroborate_within`
 /// passes.
-pub fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, on: HeldOn, report: Report) {
+/// `gathered`: new actions the first call already made (0 or 1).
+pub fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, on: HeldOn, gathered: u16, report: Report) {
     let within = ctx.settings.detectors.new_source.corroborate_within;
     let now = ctx.now;
     let held = &mut state.rare.get_or_insert_with(Default::default).held;
@@ -182,6 +203,7 @@ pub fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, on: HeldOn, report: Report)
         on,
         since: now,
         until: now.saturating_add(within.as_secs_u32()),
+        gathered,
         report: Box::new(report),
     });
 }
@@ -203,7 +225,7 @@ fn detector_of(on: HeldOn) -> (Detector, u64) {
     match on {
         HeldOn::Network(_) => (Detector::NewSource, 0),
         HeldOn::Client(hash) => (Detector::NewUserAgent, u64::from(hash)),
-        HeldOn::Actions { first, .. } => (Detector::NewAction, u64::from(first)),
+        HeldOn::Actions(first) => (Detector::NewAction, u64::from(first)),
     }
 }
 
@@ -220,7 +242,8 @@ fn raise(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, i: usize, c: &Corroboratio
 
 /// Every event of a key with holds open, before `new_user_agent` and
 /// `new_action` learn it (and after `new_source` judged its network): the
-/// holds it corroborates are raised, the ones past their time dropped.
+/// holds it corroborates are raised, the new action it calls is gathered
+/// by the holds it matches, and the holds past their time are dropped.
 /// `network`: the event's network, when the key knows it (a new network's
 /// own first event is `new_source::check`'s).
 pub fn settle(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, network: Option<SourceId>) {
@@ -228,7 +251,11 @@ pub fn settle(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, network: Option<Sourc
         return;
     };
     drop_expired(&mut rare.held, ctx);
+    if rare.held.is_empty() {
+        return;
+    }
     let client = ctx.user_agent.map(|(_, hash)| hash);
+    let called = new_action_called(state, ctx);
     let mut i = 0;
     while let Some(h) = state.rare.as_deref().and_then(|r| r.held.get(i)) {
         let (counts, lead) = match h.on {
@@ -236,48 +263,38 @@ pub fn settle(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, network: Option<Sourc
                 (NETWORK, "From it")
             }
             HeldOn::Client(hash) if client == Some(hash) => (CLIENT, "With it"),
-            HeldOn::Actions { .. } => (ACTIONS, "Then"),
+            HeldOn::Actions(_) => (ACTIONS, "Then"),
             _ => {
                 i += 1;
                 continue;
             }
         };
-        match corroboration(state, ctx, counts) {
+        if let Some(c) = corroboration(state, ctx, counts) {
             // The hold leaves the list: the one at `i` is now another.
-            Some(c) => raise(state, ctx, i, &c, lead),
-            None => i += 1,
+            raise(state, ctx, i, &c, lead);
+            continue;
         }
-    }
-}
-
-/// A new action on a key with an open hold of actions: counted, and once
-/// the hold has gathered [`ENUMERATION`], raised. Whether one was open.
-pub fn gather_action(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, shown: &str) -> bool {
-    let Some(rare) = state.rare.as_deref_mut() else {
-        return false;
-    };
-    drop_expired(&mut rare.held, ctx);
-    let Some(i) = rare
-        .held
-        .iter()
-        .position(|h| matches!(h.on, HeldOn::Actions { .. }))
-    else {
-        return false;
-    };
-    let HeldOn::Actions { gathered, .. } = &mut rare.held[i].on else {
-        return false;
-    };
-    *gathered = gathered.saturating_add(1);
-    if *gathered >= ENUMERATION {
+        let Some(shown) = called.as_deref() else {
+            i += 1;
+            continue;
+        };
+        ctx.firsts.gathered = true;
+        let Some(h) = state.rare.as_deref_mut().and_then(|r| r.held.get_mut(i)) else {
+            break;
+        };
+        h.gathered = h.gathered.saturating_add(1);
+        if h.gathered < ENUMERATION {
+            i += 1;
+            continue;
+        }
         let c = Corroboration {
             text: format!(
                 "had called {} actions it had not called before, the latest {shown}",
-                *gathered
+                h.gathered
             ),
             rule: "enumeration",
             value: shown.to_owned(),
         };
-        raise(state, ctx, i, &c, "Then");
+        raise(state, ctx, i, &c, lead);
     }
-    true
 }

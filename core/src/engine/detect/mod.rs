@@ -108,12 +108,14 @@ pub struct Ctx<'a, 'e> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Firsts {
     /// The event's network is one the identity has not used, and new
-    /// networks are not a habit of its days
-    /// ([`share::habitual`]).
+    /// networks are not a habit of its days ([`share::habitual`]).
     pub network: bool,
     /// The event's client family is one the identity has not used (and it
     /// knows others), and new clients are not a habit of its days.
     pub client: bool,
+    /// The event's new action was gathered by an open hold
+    /// ([`hold::settle`]): it does not start a hold of its own.
+    pub gathered: bool,
 }
 
 /// What is known beyond the identity's own state: whether it is new to the
@@ -423,7 +425,7 @@ pub fn observe(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             let facts = state.sources.facts(id, now, s.forget_s, window_start);
             network_new = !facts.network_known;
             // A first network corroborates only on a key for which new
-            // networks are news (not a mobile carrier's, a VPN pool's).
+            // networks are not a habit (a mobile carrier's, a VPN pool's).
             ctx.firsts.network = network_new
                 && state.events > 0
                 && !share::habitual(

@@ -125,9 +125,6 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             // filling in its long tail.
             let well_sampled = state.events as u64 >= WELL_SAMPLED_PER_ACTION * known as u64;
             if sensitive.is_none() && !new_service && !well_sampled {
-                // Not news alone, but one more first in a session of them.
-                let shown = ctx.ev.action_display().unwrap_or_default();
-                hold::gather_action(state, ctx, &shown);
                 return record(state, ctx, found, action_hash);
             }
             if ctx.quiet(state, Detector::NewAction, action_hash as u64) {
@@ -191,12 +188,9 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 ctx.emit(state, Detector::NewAction, action_hash as u64, report);
             } else if alone {
                 ctx.emit(state, Detector::NewAction, action_hash as u64, report);
-            } else if !hold::gather_action(state, ctx, &shown) {
-                let on = HeldOn::Actions {
-                    first: action_hash,
-                    gathered: 1,
-                };
-                hold::hold(state, ctx, on, report);
+            } else if !ctx.firsts.gathered {
+                // (An open hold gathered it already: one session, one hold.)
+                hold::hold(state, ctx, HeldOn::Actions(action_hash), 1, report);
             }
         }
     }

@@ -475,7 +475,10 @@ pub fn check(
             ctx.emit(state, Detector::NewSource, 0, report);
         }
         None if alone || placed => ctx.emit(state, Detector::NewSource, 0, report),
-        None => hold::hold(state, ctx, HeldOn::Network(id), report),
+        None => {
+            let gathered = u16::from(hold::new_action_called(state, ctx).is_some());
+            hold::hold(state, ctx, HeldOn::Network(id), gathered, report)
+        }
     }
 }
 

@@ -194,6 +194,12 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
     let expected = new && habitual(rate, s.detectors.new_source.expected_novelty);
     // Read by the actions' holds after this learns the client.
     ctx.firsts.client = known > 0 && !expected;
+    // A new client alone is a finding only on a key that has shown new
+    // clients are rare for it; on any other it waits for the client to do
+    // something the key does not.
+    let upper = state.novelty.upper(Novel::UserAgent);
+    let alone_below = s.detectors.new_source.alone_below;
+    let alone = f64::from(upper) < alone_below;
     if cfg.enabled
         && ctx.eligible
         && new
@@ -208,11 +214,6 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             ctx.who(),
             if known == 1 { "y" } else { "ies" },
         );
-        // A new client alone is a finding only on a key that has shown
-        // new clients are rare for it; on any other it waits for the
-        // client to do something the key does not.
-        let upper = state.novelty.upper(Novel::UserAgent);
-        let alone_below = s.detectors.new_source.alone_below;
         let mut report = Report {
             severity: Severity::Low,
             summary,
@@ -233,10 +234,11 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 hold::corroborated(&mut report, &c, 0, "With it");
                 ctx.emit(state, Detector::NewUserAgent, hash as u64, report);
             }
-            None if f64::from(upper) < alone_below => {
-                ctx.emit(state, Detector::NewUserAgent, hash as u64, report)
+            None if alone => ctx.emit(state, Detector::NewUserAgent, hash as u64, report),
+            None => {
+                let gathered = u16::from(hold::new_action_called(state, ctx).is_some());
+                hold::hold(state, ctx, HeldOn::Client(hash), gathered, report)
             }
-            None => hold::hold(state, ctx, HeldOn::Client(hash), report),
         }
     }
     if new && state.active_days > 0 {

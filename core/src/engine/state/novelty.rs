@@ -53,14 +53,9 @@ pub enum HeldOn {
     Network(crate::engine::source::SourceId),
     /// A new client family (`new_user_agent`), by its value hash.
     Client(u32),
-    /// New actions (`new_action`): the first's value hash, and how many the
-    /// hold has gathered.
-    Actions {
-        /// The first action's value hash (the finding's cooldown dimension).
-        first: u32,
-        /// New actions called since the hold began, the first included.
-        gathered: u16,
-    },
+    /// New actions (`new_action`), by the first's value hash (the
+    /// finding's cooldown dimension).
+    Actions(u32),
 }
 
 /// A first on a key that has not shown such firsts are rare for it (a new
@@ -75,6 +70,10 @@ pub struct Held {
     pub since: Secs,
     /// The hold ends.
     pub until: Secs,
+    /// Calls of actions the key had not called that the hold matched (from
+    /// the held network, with the held client, or any for held actions),
+    /// the first use's included.
+    pub gathered: u16,
     /// The finding as it would have been raised at the first use.
     pub report: Box<crate::engine::detect::Report>,
 }
