@@ -177,37 +177,51 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         return;
     };
     let s = ctx.settings;
-    let cfg = &s.detectors.new_user_agent;
     let found = state.values.find(hash);
-    let new = !found.fresh(ctx.now, s.forget_s);
-    let known = if new {
-        state
-            .values
-            .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s)
-    } else {
-        0
-    };
+    if !found.fresh(ctx.now, s.forget_s) {
+        judge(state, ctx, fam, hash);
+        if state.active_days > 0 {
+            state.novelty.saw(Novel::UserAgent);
+        }
+    }
+    if state
+        .values
+        .record_found(found, hash, ctx.now, s.max_user_agents)
+    {
+        ctx.stats
+            .user_agents_evicted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A client family the key has not used: raised, held, or (on a key that
+/// meets new clients as a habit, or knows none or many) nothing.
+fn judge(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, fam: &str, hash: u32) {
+    let s = ctx.settings;
+    let cfg = &s.detectors.new_user_agent;
+    let known = state
+        .values
+        .fresh_len(ValueKind::UserAgent, ctx.now, s.forget_s);
     // A key whose days bring new clients as often as new networks would
     // be expected (browsers updating, a shared key) says nothing by
     // another.
     let rate = state.novelty.rate(Novel::UserAgent);
-    let expected = new && habitual(rate, s.detectors.new_source.expected_novelty);
+    let expected = habitual(rate, s.detectors.new_source.expected_novelty);
     // Read by the actions' holds after this learns the client.
     ctx.firsts.client = known > 0 && !expected;
-    // A new client alone is a finding only on a key that has shown new
-    // clients are rare for it; on any other it waits for the client to do
-    // something the key does not.
-    let upper = state.novelty.upper(Novel::UserAgent);
-    let alone_below = s.detectors.new_source.alone_below;
-    let alone = f64::from(upper) < alone_below;
     if cfg.enabled
         && ctx.eligible
-        && new
         && known > 0
         && known < cfg.broad_after as usize
         && !expected
         && !ctx.quiet(state, Detector::NewUserAgent, hash as u64)
     {
+        // A new client alone is a finding only on a key that has shown new
+        // clients are rare for it; on any other it waits for the client to
+        // do something the key does not.
+        let upper = state.novelty.upper(Novel::UserAgent);
+        let alone_below = s.detectors.new_source.alone_below;
+        let alone = f64::from(upper) < alone_below;
         let share = share_text(rate, state.novelty.days());
         let summary = format!(
             "{} was used with user agent {fam:?}, a client it has not used before ({known} known famil{}; it met a new one {share}).",
@@ -240,17 +254,6 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
                 hold::hold(state, ctx, HeldOn::Client(hash), gathered, report)
             }
         }
-    }
-    if new && state.active_days > 0 {
-        state.novelty.saw(Novel::UserAgent);
-    }
-    if state
-        .values
-        .record_found(found, hash, ctx.now, s.max_user_agents)
-    {
-        ctx.stats
-            .user_agents_evicted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
