@@ -318,6 +318,10 @@ fn held(state: &KeyState, now: Secs) -> Vec<Value> {
                     v["detector"] = json!("new_action");
                     v["action"] = h.report.observed["action"].clone();
                 }
+                HeldOn::Run(needed) => {
+                    v["detector"] = json!("rate_spike");
+                    v["usual_run_requests"] = json!(needed);
+                }
             }
             v
         })

@@ -388,6 +388,24 @@ impl RateModel {
         self.level.get()
     }
 
+    /// The hour after `hour` (since the epoch), when it is a job's hour
+    /// after a quiet one: a warm model expects at least `min_count` calls in
+    /// it and fewer in `hour` (which by itself could never alert; a key
+    /// busy at every hour has no such pair). The calls that show the job
+    /// ran ([`MISSED_SHARE`] of its usual ones) and its usual largest
+    /// bucket. A job an hour early
+    /// (its time zone's clocks went forward) crosses the line in the hour
+    /// before its own.
+    pub fn job_after(&self, hour: u32, p: &RateParams) -> Option<(f32, f32)> {
+        let s = self.seasonal.as_deref().filter(|s| s.warm())?;
+        let next = hour + 1;
+        let per_hour = (3600 / p.bucket_s) as f32;
+        let usual = s.slots[(next % 24) as usize].mean * per_hour;
+        let before = s.slots[(hour % 24) as usize].mean * per_hour;
+        (usual >= p.min_count as f32 && before < p.min_count as f32)
+            .then(|| (usual * MISSED_SHARE, s.usual_top(next)))
+    }
+
     /// The seasonal model, once the key has the volume.
     pub fn seasonal(&self) -> Option<&Seasonal> {
         self.seasonal.as_deref()

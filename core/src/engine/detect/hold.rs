@@ -36,7 +36,7 @@ use serde_json::json;
 use super::{human_secs, new_action, sensitive, share, Ctx, Report};
 use crate::engine::finding::Detector;
 use crate::engine::source::SourceId;
-use crate::engine::state::{Held, HeldOn, KeyState, Novel, ValueKind, HELD};
+use crate::engine::state::{Held, HeldOn, KeyState, Novel, Secs, ValueKind, HELD};
 
 /// New actions within one hold that make a session one that explores what
 /// the key can do: a person taking up a service makes two or three calls
@@ -208,6 +208,20 @@ pub fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, on: HeldOn, gathered: u16, 
     });
 }
 
+/// [`hold`] until `until` rather than for `corroborate_within`.
+pub fn hold_until(
+    state: &mut KeyState,
+    ctx: &Ctx<'_, '_>,
+    on: HeldOn,
+    until: Secs,
+    report: Report,
+) {
+    hold(state, ctx, on, 0, report);
+    if let Some(h) = state.rare.as_deref_mut().and_then(|r| r.held.last_mut()) {
+        h.until = until;
+    }
+}
+
 /// Drops the holds whose time is over, counting them as uncorroborated.
 fn drop_expired(held: &mut Vec<Held>, ctx: &Ctx<'_, '_>) {
     let before = held.len();
@@ -226,6 +240,7 @@ fn detector_of(on: HeldOn) -> (Detector, u64) {
         HeldOn::Network(_) => (Detector::NewSource, 0),
         HeldOn::Client(hash) => (Detector::NewUserAgent, u64::from(hash)),
         HeldOn::Actions(first) => (Detector::NewAction, u64::from(first)),
+        HeldOn::Run(_) => (Detector::RateSpike, 0),
     }
 }
 
@@ -258,6 +273,35 @@ pub fn settle(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, network: Option<Sourc
     let called = new_action_called(state, ctx);
     let mut i = 0;
     while let Some(h) = state.rare.as_deref().and_then(|r| r.held.get(i)) {
+        if let HeldOn::Run(needed) = h.on {
+            // The job's own hour is the hold's last: its requests count.
+            let start = h.until.saturating_sub(3600);
+            if ctx.now < start || ctx.ev.outcome.unserved() {
+                i += 1;
+                continue;
+            }
+            let Some(h) = state.rare.as_deref_mut().and_then(|r| r.held.get_mut(i)) else {
+                break;
+            };
+            h.gathered = h
+                .gathered
+                .saturating_add(ctx.ev.count.min(u16::MAX as u32) as u16);
+            if h.gathered < needed {
+                i += 1;
+                continue;
+            }
+            let c = Corroboration {
+                text: format!(
+                    "ran in its usual hour too ({} requests since {})",
+                    h.gathered,
+                    crate::decode::time::format_rfc3339(i64::from(start) * 1000)
+                ),
+                rule: "usual_run",
+                value: format!("{}", h.gathered),
+            };
+            raise(state, ctx, i, &c, "Then");
+            continue;
+        }
         let (counts, lead) = match h.on {
             HeldOn::Network(id) if network.is_some_and(|n| n.network() == id.network()) => {
                 (NETWORK, "From it")

@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::share::{round3, share_text};
-use super::{human_secs, Ctx, Report};
+use super::{hold, human_secs, Ctx, Report};
 use crate::engine::baseline::{Crossing, Test, WARMUP_RATIO, WARM_DAYS};
 use crate::engine::finding::{Detector, Severity};
-use crate::engine::state::{KeyState, Novel};
+use crate::engine::state::{HeldOn, KeyState, Novel};
 use crate::types::{invalid, ConfigError, HumanDuration};
 
 /// `[detectors.rate_spike]`.
@@ -247,6 +247,29 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
         baseline,
         threshold: json!(c.threshold),
     };
+    // A burst in the hour before a job's own, no bigger than the job's
+    // usual largest bucket, may be the job run an hour early (its time
+    // zone's clocks went forward): held until the job's hour shows whether
+    // it ran there too. One such hold stands for the early run.
+    let hour = c.bucket_start / 3600;
+    let early = matches!(c.test, Test::Bucket | Test::Sustained)
+        .then(|| state.rate.job_after(hour, &s.rate))
+        .flatten()
+        .filter(|&(_, top)| c.count as f32 <= top);
+    if let Some((needed, _)) = early {
+        let open = state.rare.as_deref().is_some_and(|r| {
+            r.held
+                .iter()
+                .any(|h| matches!(h.on, HeldOn::Run(_)) && h.until > ctx.now)
+        });
+        if !open {
+            let needed = needed.ceil().clamp(1.0, f32::from(u16::MAX)) as u16;
+            let mut report = report;
+            report.observed["held_for_usual_run"] = json!(needed);
+            hold::hold_until(state, ctx, HeldOn::Run(needed), (hour + 2) * 3600, report);
+        }
+        return;
+    }
     let folded = state.folded_in_run(Detector::RateSpike as u8);
     ctx.emit_sized(state, Detector::RateSpike, 0, report, c.count);
     // A burst that folded into an open run (two raised already, no verdict

@@ -916,6 +916,68 @@ fn a_nightly_job_an_hour_later_after_the_clocks_go_back_is_not_a_spike() {
 }
 
 #[test]
+fn a_nightly_job_an_hour_early_after_the_clocks_go_forward_is_not_a_spike() {
+    let nightly = |f: &mut Feed, day: u32, hour: u32, n: u32| {
+        let start = T0 + day * DAY + hour * HOUR;
+        for b in 0..5 {
+            f.bucket(start + b * B, n, false);
+        }
+        for h in [7, 13, 19] {
+            f.bucket(T0 + day * DAY + h * HOUR, 1, false);
+        }
+    };
+    let mut f = Feed::new(&Config::default(), "AKIANIGHTLY");
+    for day in 0..30 {
+        nightly(&mut f, day, 3, 40);
+    }
+    assert!(f.spikes().is_empty(), "{:#?}", f.spikes());
+    // Clocks go forward: 03:00 local is 02:00 UTC from now on. The run
+    // crosses 02:00's line, is held, and its own hour then stays quiet.
+    for day in 30..36 {
+        nightly(&mut f, day, 2, 40);
+    }
+    assert!(f.spikes().is_empty(), "the moved job: {:#?}", f.spikes());
+    let held = f
+        .engine
+        .explain(crate::types::Entity::KeyId, "AKIANIGHTLY")
+        .unwrap();
+    assert!(held["held"].as_array().unwrap().is_empty(), "{held}");
+
+    // The door is narrow: a burst of the job's size in the hour before the
+    // job, which then runs at its hour as usual, is raised, with the job's
+    // run named.
+    let mut f = Feed::new(&Config::default(), "AKIANIGHTLY2");
+    for day in 0..30 {
+        nightly(&mut f, day, 3, 40);
+    }
+    f.bucket(T0 + 30 * DAY + 2 * HOUR + 30 * 60, 40, false);
+    assert!(
+        f.spikes().is_empty(),
+        "held until 03:00 shows: {:#?}",
+        f.spikes()
+    );
+    nightly(&mut f, 30, 3, 40);
+    let spikes = f.spikes();
+    assert_eq!(spikes.len(), 1, "{:#?}", spikes);
+    assert_eq!(
+        spikes[0].evidence.observed["corroboration"]["rule"],
+        "usual_run"
+    );
+    assert!(
+        spikes[0].summary.contains("ran in its usual hour too"),
+        "{}",
+        spikes[0].summary
+    );
+    // A burst bigger than the job ever ran is not held.
+    let mut f = Feed::new(&Config::default(), "AKIANIGHTLY3");
+    for day in 0..30 {
+        nightly(&mut f, day, 3, 40);
+    }
+    f.bucket(T0 + 30 * DAY + 2 * HOUR + 30 * 60, 400, false);
+    assert_eq!(f.spikes().len(), 1, "{:#?}", f.spikes());
+}
+
+#[test]
 fn a_first_month_end_is_not_news_and_the_next_is_usual() {
     // A billing key at 4 calls per bucket, eight times that on a month's
     // last day (UTC) and five times on the day before. January's end (days

@@ -56,6 +56,10 @@ pub enum HeldOn {
     /// New actions (`new_action`), by the first's value hash (the
     /// finding's cooldown dimension).
     Actions(u32),
+    /// A burst in the hour before a job's hour, within the job's usual size
+    /// (`rate_spike`): a job run an hour early, when its own hour then goes
+    /// missing. Raised once the job's hour brings this many requests.
+    Run(u16),
 }
 
 /// A first on a key that has not shown such firsts are rare for it (a new
