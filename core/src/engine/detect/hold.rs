@@ -13,7 +13,11 @@
 //!   sensitive call, an action the key has not called, or from a network
 //!   the key has not used;
 //! - **actions** (`new_action`): any call of the key that is a sensitive
-//!   call, with a client it has not used or from a network it has not used.
+//!   call, with a client it has not used or from a network it has not used;
+//! - a **run** (`rate_spike`): a burst in a quiet hour before a job's hour,
+//!   within the job's size, is raised once the job's own hour brings a
+//!   quarter of its usual calls too (else the job ran an hour early: its
+//!   time zone's clocks went forward).
 //!
 //! Two firsts of different kinds together are what a person seldom does
 //! and a thief almost always does; but a first the key meets as a habit
@@ -23,11 +27,12 @@
 //! (a session that explores what the key can do, not a task that needs
 //! one more call).
 //!
-//! The doors are the same for all three: a thief who, for as long as it
-//! takes, makes only the key's own calls (or a few new ones) with its own
-//! client from its own networks, on a key whose days bring firsts of that
-//! kind as a matter of course. The holds are not written into checkpoints:
-//! one open at a restart is dropped.
+//! The doors are the same for the three firsts: a thief who, for as long
+//! as it takes, makes only the key's own calls (or a few new ones) with its
+//! own client from its own networks, on a key whose days bring firsts of
+//! that kind as a matter of course. The run's: a thief within a job's size
+//! in the hour before it, on a night the job does not run. The holds are
+//! not written into checkpoints: one open at a restart is dropped.
 
 use std::sync::atomic::Ordering;
 
