@@ -249,6 +249,13 @@ fn detector_of(on: HeldOn) -> (Detector, u64) {
     }
 }
 
+/// Adds `n` to what the hold at `i` gathered; the new total.
+fn gather(state: &mut KeyState, i: usize, n: u16) -> Option<u16> {
+    let h = state.rare.as_deref_mut()?.held.get_mut(i)?;
+    h.gathered = h.gathered.saturating_add(n);
+    Some(h.gathered)
+}
+
 /// Raises the hold at `i` with its corroboration.
 fn raise(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, i: usize, c: &Corroboration, lead: &str) {
     let Some(held) = state.rare.as_deref_mut().map(|r| r.held.swap_remove(i)) else {
@@ -285,24 +292,21 @@ pub fn settle(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, network: Option<Sourc
                 i += 1;
                 continue;
             }
-            let Some(h) = state.rare.as_deref_mut().and_then(|r| r.held.get_mut(i)) else {
+            let requests = ctx.ev.count.min(u32::from(u16::MAX)) as u16;
+            let Some(seen) = gather(state, i, requests) else {
                 break;
             };
-            h.gathered = h
-                .gathered
-                .saturating_add(ctx.ev.count.min(u16::MAX as u32) as u16);
-            if h.gathered < needed {
+            if seen < needed {
                 i += 1;
                 continue;
             }
             let c = Corroboration {
                 text: format!(
-                    "ran in its usual hour too ({} requests since {})",
-                    h.gathered,
+                    "ran in its usual hour too ({seen} requests since {})",
                     crate::decode::time::format_rfc3339(i64::from(start) * 1000)
                 ),
                 rule: "usual_run",
-                value: format!("{}", h.gathered),
+                value: seen.to_string(),
             };
             raise(state, ctx, i, &c, "Then");
             continue;
@@ -328,19 +332,15 @@ pub fn settle(state: &mut KeyState, ctx: &mut Ctx<'_, '_>, network: Option<Sourc
             continue;
         };
         ctx.firsts.gathered = true;
-        let Some(h) = state.rare.as_deref_mut().and_then(|r| r.held.get_mut(i)) else {
+        let Some(seen) = gather(state, i, 1) else {
             break;
         };
-        h.gathered = h.gathered.saturating_add(1);
-        if h.gathered < ENUMERATION {
+        if seen < ENUMERATION {
             i += 1;
             continue;
         }
         let c = Corroboration {
-            text: format!(
-                "had called {} actions it had not called before, the latest {shown}",
-                h.gathered
-            ),
+            text: format!("had called {seen} actions it had not called before, the latest {shown}"),
             rule: "enumeration",
             value: shown.to_owned(),
         };

@@ -875,18 +875,20 @@ fn a_monthly_or_weekly_job_is_judged_by_its_first_run_not_by_a_level_of_one() {
     }
 }
 
+/// A nightly job's day: `n` calls in each of the first five buckets of
+/// `hour` (UTC), and a call now and then through the rest of the day.
+fn nightly(f: &mut Feed, day: u32, hour: u32, n: u32) {
+    let start = T0 + day * DAY + hour * HOUR;
+    for b in 0..5 {
+        f.bucket(start + b * B, n, false);
+    }
+    for h in [7, 13, 19] {
+        f.bucket(T0 + day * DAY + h * HOUR, 1, false);
+    }
+}
+
 #[test]
 fn a_nightly_job_an_hour_later_after_the_clocks_go_back_is_not_a_spike() {
-    let nightly = |f: &mut Feed, day: u32, hour: u32, n: u32| {
-        let start = T0 + day * DAY + hour * HOUR;
-        for b in 0..5 {
-            f.bucket(start + b * B, n, false);
-        }
-        // A call now and then through the rest of the day.
-        for h in [7, 13, 19] {
-            f.bucket(T0 + day * DAY + h * HOUR, 1, false);
-        }
-    };
     let mut f = Feed::new(&Config::default(), "AKIANIGHTLY");
     for day in 0..30 {
         nightly(&mut f, day, 2, 40);
@@ -917,15 +919,6 @@ fn a_nightly_job_an_hour_later_after_the_clocks_go_back_is_not_a_spike() {
 
 #[test]
 fn a_nightly_job_an_hour_early_after_the_clocks_go_forward_is_not_a_spike() {
-    let nightly = |f: &mut Feed, day: u32, hour: u32, n: u32| {
-        let start = T0 + day * DAY + hour * HOUR;
-        for b in 0..5 {
-            f.bucket(start + b * B, n, false);
-        }
-        for h in [7, 13, 19] {
-            f.bucket(T0 + day * DAY + h * HOUR, 1, false);
-        }
-    };
     let mut f = Feed::new(&Config::default(), "AKIANIGHTLY");
     for day in 0..30 {
         nightly(&mut f, day, 3, 40);
