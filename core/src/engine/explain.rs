@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::baseline::{RateModel, WARMUP_RATIO, WARM_DAYS};
 use super::detect::share::{round3, share_text};
-use super::detect::{human_secs, new_source, source_fanout, DAY};
+use super::detect::{hold, human_secs, new_source, source_fanout, DAY};
 use super::finding::Detector;
 use super::settings::Settings;
 use super::source::SourceId;
@@ -300,29 +300,25 @@ fn held(state: &KeyState, now: Secs) -> Vec<Value> {
         .filter(|h| h.until > now)
         .map(|h| {
             let mut v = json!({
+                "detector": hold::detector_of(h.on).0.as_str(),
                 "since": at(h.since),
                 "until": at(h.until),
                 "severity": h.report.severity.as_str(),
-                "new_actions": h.gathered,
             });
-            match h.on {
-                HeldOn::Network(id) => {
-                    v["detector"] = json!("new_source");
-                    v["network"] = json!(id.network_display());
-                }
-                HeldOn::Client(_) => {
-                    v["detector"] = json!("new_user_agent");
-                    v["client"] = h.report.observed["family"].clone();
-                }
-                HeldOn::Actions(_) => {
-                    v["detector"] = json!("new_action");
-                    v["action"] = h.report.observed["action"].clone();
-                }
-                HeldOn::Run(needed) => {
-                    v["detector"] = json!("rate_spike");
-                    v["usual_run_requests"] = json!(needed);
-                }
-            }
+            let (what, value) = match h.on {
+                HeldOn::Network(id) => ("network", json!(id.network_display())),
+                HeldOn::Client(_) => ("client", h.report.observed["family"].clone()),
+                HeldOn::Actions(_) => ("action", h.report.observed["action"].clone()),
+                HeldOn::Run(needed) => ("usual_run_requests", json!(needed)),
+            };
+            v[what] = value;
+            // What a hold gathers: new actions, or for a run the requests
+            // its job's hour brought so far.
+            let gathered = match h.on {
+                HeldOn::Run(_) => "requests_in_usual_hour",
+                _ => "new_actions",
+            };
+            v[gathered] = json!(h.gathered);
             v
         })
         .collect()

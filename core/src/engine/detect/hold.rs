@@ -193,11 +193,22 @@ pub fn corroborated(report: &mut Report, c: &Corroboration, after_s: u32, lead: 
 }
 
 /// Holds a finding until the key corroborates it, or `corroborate_within`
-/// passes.
-/// `gathered`: new actions the first call already made (0 or 1).
+/// passes. `gathered`: new actions the first call already made (0 or 1).
 pub fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, on: HeldOn, gathered: u16, report: Report) {
     let within = ctx.settings.detectors.new_source.corroborate_within;
-    let now = ctx.now;
+    let until = ctx.now.saturating_add(within.as_secs_u32());
+    hold_until(state, ctx, on, gathered, until, report);
+}
+
+/// Holds a finding until `until` (a held run: the end of the job's hour).
+pub fn hold_until(
+    state: &mut KeyState,
+    ctx: &Ctx<'_, '_>,
+    on: HeldOn,
+    gathered: u16,
+    until: Secs,
+    report: Report,
+) {
     let held = &mut state.rare.get_or_insert_with(Default::default).held;
     drop_expired(held, ctx);
     if held.len() >= HELD {
@@ -206,25 +217,11 @@ pub fn hold(state: &mut KeyState, ctx: &Ctx<'_, '_>, on: HeldOn, gathered: u16, 
     }
     held.push(Held {
         on,
-        since: now,
-        until: now.saturating_add(within.as_secs_u32()),
+        since: ctx.now,
+        until,
         gathered,
         report: Box::new(report),
     });
-}
-
-/// [`hold`] until `until` rather than for `corroborate_within`.
-pub fn hold_until(
-    state: &mut KeyState,
-    ctx: &Ctx<'_, '_>,
-    on: HeldOn,
-    until: Secs,
-    report: Report,
-) {
-    hold(state, ctx, on, 0, report);
-    if let Some(h) = state.rare.as_deref_mut().and_then(|r| r.held.last_mut()) {
-        h.until = until;
-    }
 }
 
 /// Drops the holds whose time is over, counting them as uncorroborated.
@@ -240,7 +237,7 @@ fn drop_expired(held: &mut Vec<Held>, ctx: &Ctx<'_, '_>) {
 }
 
 /// The detector a hold's finding is raised under, and its cooldown dimension.
-fn detector_of(on: HeldOn) -> (Detector, u64) {
+pub fn detector_of(on: HeldOn) -> (Detector, u64) {
     match on {
         HeldOn::Network(_) => (Detector::NewSource, 0),
         HeldOn::Client(hash) => (Detector::NewUserAgent, u64::from(hash)),

@@ -266,7 +266,8 @@ pub fn check(state: &mut KeyState, ctx: &mut Ctx<'_, '_>) {
             let needed = needed.ceil().clamp(1.0, f32::from(u16::MAX)) as u16;
             let mut report = report;
             report.observed["held_for_usual_run"] = json!(needed);
-            hold::hold_until(state, ctx, HeldOn::Run(needed), (hour + 2) * 3600, report);
+            let until = (hour + 2) * 3600;
+            hold::hold_until(state, ctx, HeldOn::Run(needed), 0, until, report);
         }
         return;
     }

@@ -949,6 +949,12 @@ fn a_nightly_job_an_hour_early_after_the_clocks_go_forward_is_not_a_spike() {
         "held until 03:00 shows: {:#?}",
         f.spikes()
     );
+    let page = f
+        .engine
+        .explain(crate::types::Entity::KeyId, "AKIANIGHTLY2")
+        .unwrap();
+    assert_eq!(page["held"][0]["detector"], "rate_spike", "{page}");
+    assert_eq!(page["held"][0]["requests_in_usual_hour"], 0, "{page}");
     nightly(&mut f, 30, 3, 40);
     let spikes = f.spikes();
     assert_eq!(spikes.len(), 1, "{:#?}", spikes);
